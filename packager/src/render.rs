@@ -1,0 +1,292 @@
+//! The playlist renderer: pure functions from a [`StreamSnapshot`] to playlist text.
+//!
+//! Tag order follows LLHLS-RULES §1 and hls.js: header tags, then MEDIA-SEQUENCE and
+//! DISCONTINUITY-SEQUENCE *before* EXT-X-SKIP (rule 24), segments with their parts before each
+//! EXTINF, the open parent's parts, the preload hint, then rendition reports.
+
+use std::fmt::Write;
+
+use crate::playlist::{RenditionKind, RenditionSnapshot, StreamSnapshot};
+
+/// Which view of a media playlist to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipMode {
+    /// The full playlist.
+    Full,
+    /// `_HLS_skip=YES`: delta update skipping old segments.
+    Yes,
+    /// `_HLS_skip=v2`: delta update that may also skip date ranges.
+    V2,
+}
+
+/// Decimal places of EXTINF, DURATION and PART-TARGET.
+const PRECISION: i32 = 5;
+
+fn fmt_secs(s: f64) -> String {
+    format!("{:.*}", PRECISION as usize, s)
+}
+
+/// Rounds `s` up at the DURATION precision (rule 3 REC), so no DURATION printed from a value
+/// `<= s` can exceed it.
+pub fn round_up_precision(s: f64) -> f64 {
+    let scale = 10f64.powi(PRECISION);
+    (s * scale - 1e-6).ceil() / scale
+}
+
+fn trim_secs(s: f64) -> String {
+    let mut t = format!("{s:.5}");
+    while t.ends_with('0') {
+        t.pop();
+    }
+    if t.ends_with('.') {
+        t.push('0');
+    }
+    t
+}
+
+/// Renders the multivariant playlist.
+pub fn render_multivariant(snap: &StreamSnapshot) -> String {
+    let mut out = String::with_capacity(512);
+    out.push_str("#EXTM3U\n");
+    if snap.independent_segments {
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    }
+    let audio = snap
+        .renditions
+        .iter()
+        .find(|r| r.kind == RenditionKind::Audio);
+    let main = snap
+        .renditions
+        .iter()
+        .find(|r| r.kind != RenditionKind::Audio);
+    let audio_bw = audio.map(bandwidth).unwrap_or((0, 0));
+    if let (Some(a), Some(_)) = (audio, main) {
+        let _ = write!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",LANGUAGE=\"und\",DEFAULT=YES,AUTOSELECT=YES"
+        );
+        if let Some(ch) = a.channels {
+            let _ = write!(out, ",CHANNELS=\"{ch}\"");
+        }
+        let _ = writeln!(out, ",URI=\"{}.m3u8\"", a.name);
+    }
+    let variant = main.or(audio);
+    if let Some(v) = variant {
+        let (peak, avg) = bandwidth(v);
+        let (peak, avg) = if main.is_some() {
+            (peak + audio_bw.0, avg + audio_bw.1)
+        } else {
+            (peak, avg)
+        };
+        let mut codecs = v.codecs.clone();
+        if main.is_some() {
+            if let Some(a) = audio {
+                codecs.extend(a.codecs.iter().cloned());
+            }
+        }
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"",
+            peak.max(1),
+            avg.max(1),
+            codecs.join(",")
+        );
+        if let Some((w, h)) = v.resolution.filter(|r| r.0 > 0) {
+            let _ = write!(out, ",RESOLUTION={w}x{h}");
+        }
+        if let Some(f) = v.frame_rate {
+            let _ = write!(out, ",FRAME-RATE={f:.3}");
+        }
+        if main.is_some() && audio.is_some() {
+            out.push_str(",AUDIO=\"audio\"");
+        }
+        let _ = writeln!(out, "\n{}.m3u8", v.name);
+    }
+    out
+}
+
+/// (peak, average) bits per second over the complete segments in the window.
+fn bandwidth(r: &RenditionSnapshot) -> (u64, u64) {
+    let mut peak = 0f64;
+    let (mut bytes, mut secs) = (0u64, 0f64);
+    for s in r.segments.iter().filter(|s| !s.gap && s.duration > 0.0) {
+        peak = peak.max(s.bytes as f64 * 8.0 / s.duration);
+        bytes += s.bytes;
+        secs += s.duration;
+    }
+    let avg = if secs > 0.0 {
+        bytes as f64 * 8.0 / secs
+    } else {
+        0.0
+    };
+    (peak.ceil() as u64, avg.ceil() as u64)
+}
+
+/// Renders one media playlist view. `skip` is ignored (full playlist) when the stream has
+/// ended or delta updates are off (rules 44-45).
+pub fn render_media(
+    snap: &StreamSnapshot,
+    rendition: &RenditionSnapshot,
+    skip: SkipMode,
+) -> String {
+    let t = &snap.timing;
+    let skip = if snap.ended || t.can_skip_until.is_none() {
+        SkipMode::Full
+    } else {
+        skip
+    };
+    let mut out = String::with_capacity(4096);
+    let version = match skip {
+        SkipMode::Full => 6,
+        SkipMode::Yes => 9,
+        SkipMode::V2 => 10,
+    };
+    let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{version}");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", t.target_duration);
+    let has_parts = rendition.part_target > 0.0;
+    if has_parts {
+        let _ = writeln!(
+            out,
+            "#EXT-X-PART-INF:PART-TARGET={}",
+            fmt_secs(rendition.part_target)
+        );
+    }
+    {
+        // Kept after ENDLIST too: SERVER-CONTROL values never change mid-stream (rule 13).
+        out.push_str("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES");
+        if let Some(until) = t.can_skip_until {
+            let _ = write!(out, ",CAN-SKIP-UNTIL={}", trim_secs(until));
+        }
+        let _ = write!(out, ",HOLD-BACK={}", trim_secs(t.hold_back));
+        if has_parts {
+            let _ = write!(out, ",PART-HOLD-BACK={}", trim_secs(t.part_hold_back));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", rendition.media_sequence);
+    let _ = writeln!(
+        out,
+        "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+        rendition.discontinuity_sequence
+    );
+
+    // Rule 21: skip only segments whose end is at least CAN-SKIP-UNTIL before the end of the
+    // last complete segment.
+    let mut skipped = 0usize;
+    if skip != SkipMode::Full {
+        let until = t.can_skip_until.unwrap_or(f64::INFINITY);
+        let total = rendition.window_duration();
+        let mut end = 0.0;
+        for s in &rendition.segments {
+            end += s.duration;
+            if end <= total - until + 1e-9 {
+                skipped += 1;
+            } else {
+                break;
+            }
+        }
+        let _ = write!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+        if skip == SkipMode::V2 {
+            // No EXT-X-DATERANGE is ever emitted, so none was removed.
+            out.push_str(",RECENTLY-REMOVED-DATERANGES=\"\"");
+        }
+        out.push('\n');
+    }
+
+    let mut map: Option<&str> = None;
+    for s in rendition.segments.iter().skip(skipped) {
+        if s.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if map != Some(s.map_uri.as_str()) {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", s.map_uri);
+            map = Some(&s.map_uri);
+        }
+        let _ = writeln!(
+            out,
+            "#EXT-X-PROGRAM-DATE-TIME:{}",
+            s.program_date_time.to_rfc3339()
+        );
+        if s.parts_listed {
+            for p in &s.parts {
+                write_part(&mut out, p);
+            }
+        }
+        if s.gap {
+            out.push_str("#EXT-X-GAP\n");
+        }
+        let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_secs(s.duration), s.uri);
+    }
+    if let Some(open) = &rendition.open {
+        if !open.parts.is_empty() {
+            if open.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if map != Some(open.map_uri.as_str()) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", open.map_uri);
+            }
+            let _ = writeln!(
+                out,
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                open.program_date_time.to_rfc3339()
+            );
+            for p in &open.parts {
+                write_part(&mut out, p);
+            }
+        }
+    }
+    if !snap.ended {
+        if let Some(h) = &rendition.preload_hint {
+            let _ = write!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", h.uri);
+            if let Some(start) = h.byterange_start {
+                let _ = write!(out, ",BYTERANGE-START={start}");
+            }
+            out.push('\n');
+        }
+        for other in snap.renditions.iter().filter(|o| o.name != rendition.name) {
+            let _ = write!(out, "#EXT-X-RENDITION-REPORT:URI=\"{}.m3u8\"", other.name);
+            if let Some((msn, part)) = other.last_part() {
+                let _ = write!(out, ",LAST-MSN={msn},LAST-PART={part}");
+            } else if let Some(msn) = other.last_msn() {
+                let _ = write!(out, ",LAST-MSN={msn}");
+            }
+            out.push('\n');
+        }
+    } else {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+fn write_part(out: &mut String, p: &crate::playlist::PartEntry) {
+    let _ = write!(
+        out,
+        "#EXT-X-PART:DURATION={},URI=\"{}\"",
+        fmt_secs(p.duration),
+        p.uri
+    );
+    if p.independent {
+        out.push_str(",INDEPENDENT=YES");
+    }
+    if let Some((len, off)) = p.byterange {
+        let _ = write!(out, ",BYTERANGE=\"{len}@{off}\"");
+    }
+    if p.gap {
+        out.push_str(",GAP=YES");
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_up_keeps_exact_values() {
+        assert_eq!(round_up_precision(0.2), 0.2);
+        assert_eq!(round_up_precision(0.333333), 0.33334);
+        assert_eq!(fmt_secs(round_up_precision(0.2083333)), "0.20834");
+        assert_eq!(trim_secs(0.6), "0.6");
+        assert_eq!(trim_secs(12.0), "12.0");
+    }
+}

@@ -1,0 +1,385 @@
+//! Scenario tests named by behaviour, on a synthetic clock.
+
+mod common;
+
+use common::*;
+use llhls_packager::playlist::RenditionKind;
+use llhls_packager::{
+    render_media, render_multivariant, Addressing, Layout, PackagerConfig, SkipMode,
+};
+
+fn cfg() -> PackagerConfig {
+    PackagerConfig {
+        first_msn: 1000,
+        ..PackagerConfig::default()
+    }
+}
+
+#[test]
+fn muxed_30fps_one_second_gop_publishes_two_second_segments() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 77 * 30);
+    let snap = h.last();
+    assert_eq!(snap.timing.target_duration, 2);
+    let r = &snap.renditions[0];
+    assert_eq!(r.kind, RenditionKind::Muxed);
+    assert_eq!(
+        r.part_target, 0.20202,
+        "6 frames of 30 fps + 2 ms jitter allowance, rounded up"
+    );
+    assert_eq!(r.segments[0].msn, 1000.max(r.media_sequence));
+    for s in &r.segments {
+        assert!(
+            (s.duration - 2.0).abs() < 0.004,
+            "segment {} lasts {}",
+            s.msn,
+            s.duration
+        );
+        assert!(s.parts[0].independent);
+        assert_eq!(s.parts.len(), 10);
+    }
+    assert_eq!(r.segments.len(), 12, "window of 12 segments");
+    assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+    let text = render_media(snap, r, SkipMode::Full);
+    assert!(text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"media/"));
+    let mv = render_multivariant(snap);
+    assert!(mv.contains("CODECS=\"avc1.64001f,mp4a.40.2\""), "{mv}");
+    assert!(mv.contains("RESOLUTION=1280x720"));
+}
+
+#[test]
+fn first_playlist_waits_for_a_complete_segment() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 50);
+    assert!(
+        h.snapshots.is_empty(),
+        "no playlist before the first segment closes (hls.js #6809)"
+    );
+    h.feed(&mut pub_, 200);
+    assert!(!h.snapshots.is_empty());
+    assert!(h.p.is_live());
+}
+
+#[test]
+fn b_frames_get_signed_composition_offsets() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    pub_.bframes = true;
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 30 * 10 * 2);
+    let r = &h.last().renditions[0];
+    assert!(r.segments.len() >= 3);
+}
+
+#[test]
+fn twenty_four_fps_rounds_part_target_to_whole_frames() {
+    let mut pub_ = Publisher::new(24.0, 48);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 24 * 10 * 2);
+    let r = &h.last().renditions[0];
+    // 5 frames of 41.667 ms = 208.3 ms, plus the jitter allowance.
+    assert!(
+        r.part_target > 0.208 && r.part_target < 0.212,
+        "{}",
+        r.part_target
+    );
+}
+
+#[test]
+fn long_keyframe_interval_fixes_target_duration_and_warns() {
+    let mut pub_ = Publisher::new(30.0, 150); // 5 s GOP, OBS "auto"-like
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 30 * 40 * 2);
+    let snap = h.last();
+    assert_eq!(snap.timing.target_duration, 5);
+    assert!(
+        h.warnings.iter().any(|w| w.contains("keyframe interval")),
+        "{:?}",
+        h.warnings
+    );
+    assert!(snap.renditions[0]
+        .segments
+        .iter()
+        .all(|s| s.parts[0].independent));
+}
+
+#[test]
+fn keyframe_interval_growing_mid_stream_forces_cuts_without_changing_td() {
+    let mut pub_ = Publisher::new(30.0, 60);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 30 * 10 * 2);
+    pub_.gop = 300; // 10 s: longer than TD + 0.5
+                    // Keep frame numbering aligned to a new keyframe.
+    pub_.frame_no = pub_.frame_no.div_ceil(300) * 300;
+    pub_.audio_no = (pub_.video_ms_public(pub_.frame_no) as f64 * 48.0 / 1024.0).ceil() as u64;
+    h.feed(&mut pub_, 30 * 30 * 2);
+    let snap = h.last();
+    assert_eq!(snap.timing.target_duration, 2);
+    assert!(
+        h.warnings
+            .iter()
+            .any(|w| w.contains("cut between keyframes")),
+        "{:?}",
+        h.warnings
+    );
+    assert!(!snap.independent_segments);
+}
+
+#[test]
+fn separate_audio_rendition_shares_the_grid() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        layout: Layout::Separate,
+        ..cfg()
+    };
+    let mut h = Harness::new(config, pub_.tracks());
+    h.feed(&mut pub_, 30 * 20 * 2);
+    let snap = h.last();
+    assert_eq!(snap.renditions.len(), 2);
+    let (v, a) = (&snap.renditions[0], &snap.renditions[1]);
+    assert_eq!(a.kind, RenditionKind::Audio);
+    assert_eq!(
+        v.segments.last().unwrap().msn,
+        a.segments.last().unwrap().msn
+    );
+    assert!(a
+        .segments
+        .iter()
+        .flat_map(|s| &s.parts)
+        .all(|p| p.independent || p.gap));
+    let text = render_media(snap, v, SkipMode::Full);
+    assert!(
+        text.contains("#EXT-X-RENDITION-REPORT:URI=\"audio.m3u8\""),
+        "{text}"
+    );
+    let mv = render_multivariant(snap);
+    assert!(mv.contains("#EXT-X-MEDIA:TYPE=AUDIO"), "{mv}");
+    assert!(mv.contains("AUDIO=\"audio\""));
+}
+
+#[test]
+fn audio_only_stream_publishes_parts() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    pub_.video = false;
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 47 * 20);
+    let r = &h.last().renditions[0];
+    assert_eq!(r.kind, RenditionKind::Audio);
+    assert!(
+        r.part_target > 0.18 && r.part_target < 0.22,
+        "{}",
+        r.part_target
+    );
+    assert!(r
+        .segments
+        .iter()
+        .flat_map(|s| &s.parts)
+        .all(|p| p.independent));
+}
+
+#[test]
+fn video_only_stream() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    pub_.audio = false;
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 30 * 10);
+    assert_eq!(h.last().renditions[0].kind, RenditionKind::Video);
+}
+
+#[test]
+fn byterange_addressing_grows_the_segment() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        addressing: Addressing::ByteRange,
+        ..cfg()
+    };
+    let mut h = Harness::new(config, pub_.tracks());
+    h.feed(&mut pub_, 30 * 8 * 2);
+    let snap = h.last();
+    let r = &snap.renditions[0];
+    for s in &r.segments {
+        let seg = &h.objects[&s.uri];
+        let mut off = 0;
+        for p in &s.parts {
+            let (len, o) = p.byterange.expect("byte range");
+            assert_eq!(o, off);
+            assert_eq!(p.uri, s.uri);
+            off += len;
+        }
+        assert_eq!(off as usize, seg.len());
+    }
+    let text = render_media(snap, r, SkipMode::Full);
+    assert!(text.contains(",BYTERANGE-START="), "{text}");
+}
+
+#[test]
+fn segment_is_the_concatenation_of_its_parts() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 30 * 8 * 2);
+    let r = &h.last().renditions[0];
+    for s in &r.segments {
+        let cat: Vec<u8> = s
+            .parts
+            .iter()
+            .flat_map(|p| h.objects[&p.uri].iter().copied())
+            .collect();
+        assert_eq!(&cat[..], &h.objects[&s.uri][..]);
+    }
+}
+
+#[test]
+fn reconnect_continues_msn_with_a_discontinuity() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 30 * 6 * 2);
+    let last_msn = h.last().renditions[0].open.as_ref().unwrap().msn;
+    let w = llhls_packager::WallClock(pub_.wall0 + 20_000);
+    h.p.handle_discontinuity(Some(pub_.tracks()), w).unwrap();
+    h.drain();
+    // The publisher restarts its timestamps at zero.
+    let mut again = Publisher::new(30.0, 30);
+    again.wall0 = pub_.wall0 + 25_000;
+    h.feed(&mut again, 30 * 6 * 2);
+    let r = &h.last().renditions[0];
+    let disc: Vec<_> = r.segments.iter().filter(|s| s.discontinuity).collect();
+    assert_eq!(disc.len(), 1);
+    assert_eq!(disc[0].msn, last_msn + 1, "MSN continues");
+    let text = render_media(h.last(), r, SkipMode::Full);
+    assert!(text.contains("#EXT-X-DISCONTINUITY\n"));
+}
+
+#[test]
+fn timestamp_reset_is_read_as_a_discontinuity() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 77 * 8);
+    let mut again = Publisher::new(30.0, 30);
+    again.base_ms = 0;
+    again.wall0 = pub_.wall0 + 13_000;
+    pub_ = again;
+    h.feed(&mut pub_, 30 * 6 * 2);
+    assert!(h.last().renditions[0]
+        .segments
+        .iter()
+        .any(|s| s.discontinuity));
+}
+
+#[test]
+fn dts_going_backwards_a_little_is_an_error_and_changes_nothing() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 400);
+    let before = h.p.snapshot();
+    let (mut f, w) = pub_.next();
+    f.dts.ticks -= 500;
+    f.pts = f.dts;
+    let err = h.p.handle_frame(f, w).unwrap_err();
+    assert!(err.to_string().contains("does not increase"), "{err}");
+    assert_eq!(h.p.snapshot(), before);
+    h.feed(&mut pub_, 100);
+}
+
+#[test]
+fn bad_frames_are_typed_errors() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 10);
+    let (mut f, w) = pub_.next();
+    f.data = bytes::Bytes::new();
+    assert!(matches!(
+        h.p.handle_frame(f, w),
+        Err(llhls_packager::PackagerError::EmptyFrame { .. })
+    ));
+    let (mut f, w) = pub_.next();
+    f.pts.ticks = f.dts.ticks - 10;
+    assert!(matches!(
+        h.p.handle_frame(f, w),
+        Err(llhls_packager::PackagerError::PtsBeforeDts { .. })
+    ));
+    let (mut f, w) = pub_.next();
+    f.track = llhls_packager::TrackId(9);
+    assert!(matches!(
+        h.p.handle_frame(f, w),
+        Err(llhls_packager::PackagerError::UnknownTrack(_))
+    ));
+}
+
+#[test]
+fn missing_keyframe_at_start_drops_until_one_arrives() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    pub_.frame_no = 10; // start mid-GOP
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 30 * 6 * 2);
+    assert!(h.last().renditions[0].segments[0].parts[0].independent);
+    assert!(h
+        .warnings
+        .iter()
+        .any(|w| w.contains("before the first keyframe")));
+}
+
+#[test]
+fn stall_becomes_gap_parts() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 30 * 6 * 2);
+    // 3 s without frames, resuming on a keyframe.
+    let skip_frames = 90;
+    pub_.frame_no = (pub_.frame_no + skip_frames).div_ceil(30) * 30;
+    pub_.audio_no = (pub_.video_ms_public(pub_.frame_no) as f64 * 48.0 / 1024.0).ceil() as u64;
+    h.feed(&mut pub_, 30 * 6 * 2);
+    let r = &h.last().renditions[0];
+    assert!(
+        r.segments.iter().any(|s| s.gap),
+        "a GAP segment covers the stall"
+    );
+    let text = render_media(h.last(), r, SkipMode::Full);
+    assert!(
+        text.contains("#EXT-X-GAP\n") && text.contains("GAP=YES"),
+        "{text}"
+    );
+}
+
+#[test]
+fn end_of_stream_publishes_endlist_without_hint() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 30 * 6 * 2);
+    h.p.handle_end_of_stream(llhls_packager::WallClock(pub_.wall0 + 20_000));
+    h.drain();
+    let snap = h.last();
+    assert!(snap.ended);
+    let text = render_media(snap, &snap.renditions[0], SkipMode::Yes);
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+    assert!(!text.contains("PRELOAD-HINT"));
+    assert!(
+        !text.contains("EXT-X-SKIP"),
+        "skip ignored after ENDLIST (rule 44)"
+    );
+    assert!(h
+        .p
+        .handle_frame(pub_.next().0, llhls_packager::WallClock(0))
+        .is_err());
+}
+
+#[test]
+fn parts_are_dropped_a_whole_segment_at_a_time_and_expire_later() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 77 * 60);
+    let r = &h.last().renditions[0];
+    let listed: Vec<bool> = r.segments.iter().map(|s| s.parts_listed).collect();
+    let first_listed = listed.iter().position(|&l| l).unwrap();
+    assert!(listed[first_listed..].iter().all(|&l| l), "{listed:?}");
+    let listed_secs: f64 = r.segments[first_listed..].iter().map(|s| s.duration).sum();
+    assert!(
+        (6.0..=10.0).contains(&listed_secs),
+        "parts listed for {listed_secs} s"
+    );
+    assert!(!h.expired.is_empty());
+    // Nothing expired is still in the playlist.
+    for s in &r.segments {
+        assert!(!h.expired.contains(&s.uri));
+    }
+}
