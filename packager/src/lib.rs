@@ -72,6 +72,7 @@ pub mod media;
 mod packager;
 pub mod playlist;
 pub mod render;
+pub mod synth;
 
 pub use directives::{classify, Decision, DirectiveError, Directives};
 pub use media::{Frame, MediaTime, Timescale, TrackConfig, TrackId, TrackKind, WallClock};

@@ -272,7 +272,7 @@ fn dts_going_backwards_a_little_is_an_error_and_changes_nothing() {
     let mut h = Harness::new(cfg(), pub_.tracks());
     h.feed(&mut pub_, 400);
     let before = h.p.snapshot();
-    let (mut f, w) = pub_.next();
+    let (mut f, w) = pub_.next_frame();
     f.dts.ticks -= 500;
     f.pts = f.dts;
     let err = h.p.handle_frame(f, w).unwrap_err();
@@ -286,19 +286,19 @@ fn bad_frames_are_typed_errors() {
     let mut pub_ = Publisher::new(30.0, 30);
     let mut h = Harness::new(cfg(), pub_.tracks());
     h.feed(&mut pub_, 10);
-    let (mut f, w) = pub_.next();
+    let (mut f, w) = pub_.next_frame();
     f.data = bytes::Bytes::new();
     assert!(matches!(
         h.p.handle_frame(f, w),
         Err(llhls_packager::PackagerError::EmptyFrame { .. })
     ));
-    let (mut f, w) = pub_.next();
+    let (mut f, w) = pub_.next_frame();
     f.pts.ticks = f.dts.ticks - 10;
     assert!(matches!(
         h.p.handle_frame(f, w),
         Err(llhls_packager::PackagerError::PtsBeforeDts { .. })
     ));
-    let (mut f, w) = pub_.next();
+    let (mut f, w) = pub_.next_frame();
     f.track = llhls_packager::TrackId(9);
     assert!(matches!(
         h.p.handle_frame(f, w),
@@ -359,7 +359,7 @@ fn end_of_stream_publishes_endlist_without_hint() {
     );
     assert!(h
         .p
-        .handle_frame(pub_.next().0, llhls_packager::WallClock(0))
+        .handle_frame(pub_.next_frame().0, llhls_packager::WallClock(0))
         .is_err());
 }
 

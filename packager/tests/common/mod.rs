@@ -5,154 +5,9 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use llhls_packager::codec::{AacConfig, AvcConfig, CodecConfig};
 use llhls_packager::playlist::StreamSnapshot;
-use llhls_packager::{
-    Frame, MediaTime, Output, Packager, PackagerConfig, Timescale, TrackConfig, TrackId, WallClock,
-};
-
-pub const SPS_720P: [u8; 26] = [
-    0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
-    0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60,
-];
-pub const PPS: [u8; 4] = [0x68, 0xef, 0x8f, 0xcb];
-pub const VIDEO: TrackId = TrackId(1);
-pub const AUDIO: TrackId = TrackId(2);
-
-pub fn video_track() -> TrackConfig {
-    TrackConfig {
-        id: VIDEO,
-        codec: CodecConfig::H264(
-            AvcConfig::from_parameter_sets(vec![SPS_720P.to_vec()], vec![PPS.to_vec()]).unwrap(),
-        ),
-    }
-}
-
-pub fn audio_track() -> TrackConfig {
-    TrackConfig {
-        id: AUDIO,
-        codec: CodecConfig::Aac(AacConfig::lc(48_000, 2).unwrap()),
-    }
-}
-
-/// A synthetic publisher: video at `fps` with a keyframe every `gop` frames (optionally with
-/// B-frames: decode order I P B B P B B ...), AAC at 48 kHz, timestamps in milliseconds as RTMP
-/// delivers them, interleaved by DTS.
-pub struct Publisher {
-    pub fps: f64,
-    pub gop: u32,
-    pub bframes: bool,
-    pub audio: bool,
-    pub video: bool,
-    pub frame_no: u64,
-    pub audio_no: u64,
-    pub base_ms: i64,
-    pub wall0: i64,
-    pub audio_jitter_ms: Vec<i64>,
-}
-
-impl Publisher {
-    pub fn new(fps: f64, gop: u32) -> Self {
-        Publisher {
-            fps,
-            gop,
-            bframes: false,
-            audio: true,
-            video: true,
-            frame_no: 0,
-            audio_no: 0,
-            base_ms: 0,
-            wall0: 1_795_000_000_000,
-            audio_jitter_ms: vec![0],
-        }
-    }
-
-    pub fn video_ms_public(&self, n: u64) -> i64 {
-        self.video_ms(n)
-    }
-
-    fn video_ms(&self, n: u64) -> i64 {
-        self.base_ms + (n as f64 * 1000.0 / self.fps).round() as i64
-    }
-
-    fn audio_ms(&self, n: u64) -> i64 {
-        let j = self.audio_jitter_ms[(n as usize) % self.audio_jitter_ms.len()];
-        self.base_ms + (n as f64 * 1024.0 * 1000.0 / 48_000.0).round() as i64 + j
-    }
-
-    /// The next frame in DTS order, with the wall clock it "arrives" at.
-    pub fn next(&mut self) -> (Frame, WallClock) {
-        let vt = if self.video {
-            self.video_ms(self.frame_no)
-        } else {
-            i64::MAX
-        };
-        let at = if self.audio {
-            self.audio_ms(self.audio_no)
-        } else {
-            i64::MAX
-        };
-        if vt <= at {
-            let n = self.frame_no;
-            self.frame_no += 1;
-            let in_gop = n % u64::from(self.gop);
-            let key = in_gop == 0;
-            let pts_frame = if self.bframes && !key {
-                // decode order: I P B B P B B; the P is shown 2 frames later, Bs one earlier.
-                match in_gop % 3 {
-                    1 => n + 2,
-                    _ => n - 1,
-                }
-            } else {
-                n
-            };
-            // shift by 2 frames so pts >= dts always
-            let delay = if self.bframes { 2 } else { 0 };
-            let dts = vt;
-            let pts = self.video_ms(pts_frame + delay);
-            let nal_type = if key { 0x65u8 } else { 0x41 };
-            let len = if key { 3000 } else { 600 };
-            let mut data = vec![0u8; 4 + len];
-            data[..4].copy_from_slice(&(len as u32).to_be_bytes());
-            data[4] = nal_type;
-            data[5] = (n % 251) as u8;
-            (
-                Frame {
-                    track: VIDEO,
-                    dts: MediaTime::from_millis(dts),
-                    pts: MediaTime::from_millis(pts),
-                    keyframe: key,
-                    data: Bytes::from(data),
-                },
-                WallClock(self.wall0 + vt - self.base_ms + 5),
-            )
-        } else {
-            let n = self.audio_no;
-            self.audio_no += 1;
-            (
-                Frame {
-                    track: AUDIO,
-                    dts: MediaTime::from_millis(at),
-                    pts: MediaTime::from_millis(at),
-                    keyframe: true,
-                    data: Bytes::from(vec![0x21, (n % 256) as u8, 0, 0]),
-                },
-                WallClock(self.wall0 + at - self.base_ms + 5),
-            )
-        }
-    }
-
-    pub fn tracks(&self) -> Vec<TrackConfig> {
-        let mut t = Vec::new();
-        if self.video {
-            t.push(video_track());
-        }
-        if self.audio {
-            t.push(audio_track());
-        }
-        t
-    }
-}
+pub use llhls_packager::synth::*;
+use llhls_packager::{MediaTime, Output, Packager, PackagerConfig, Timescale, TrackConfig};
 
 pub fn ms(t: i64) -> MediaTime {
     MediaTime::new(t, Timescale::MILLIS)
@@ -219,7 +74,7 @@ impl Harness {
 
     pub fn feed(&mut self, pub_: &mut Publisher, frames: usize) {
         for _ in 0..frames {
-            let (f, w) = pub_.next();
+            let (f, w) = pub_.next_frame();
             self.p.handle_frame(f, w).expect("frame accepted");
             self.drain();
         }

@@ -1,0 +1,304 @@
+//! Live streams: one task per stream owns the packager, stores its objects, renders every
+//! playlist view once per change, and publishes the result through a `watch` channel.
+//!
+//! Publish order (rule 46): objects are stored, then the snapshot is swapped, then waiters
+//! wake. Anything a published playlist lists can be fetched at that instant.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use llhls_packager::{
+    render_media, render_multivariant, Output, Packager, SkipMode, StreamSnapshot, TrackConfig,
+    WallClock,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Metrics;
+
+/// A playlist rendered once, plain and gzip'd.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Identity encoding.
+    pub plain: Bytes,
+    /// gzip encoding.
+    pub gzip: Bytes,
+}
+
+impl Rendered {
+    fn new(text: String) -> Self {
+        let mut enc = GzEncoder::new(Vec::with_capacity(text.len() / 3), Compression::fast());
+        // Writing into a Vec cannot fail.
+        let _ = enc.write_all(text.as_bytes());
+        let gzip = enc.finish().unwrap_or_default();
+        Rendered {
+            plain: Bytes::from(text),
+            gzip: Bytes::from(gzip),
+        }
+    }
+}
+
+/// One published state of a stream: the snapshot and every rendered view of it.
+#[derive(Debug)]
+pub struct Published {
+    /// The playlist state.
+    pub snapshot: StreamSnapshot,
+    /// The multivariant playlist.
+    pub multivariant: Rendered,
+    /// (rendition name, view) -> rendered media playlist.
+    pub views: HashMap<(String, SkipMode), Rendered>,
+    /// When the stream task published it (for wake-latency metrics).
+    pub at: Instant,
+}
+
+impl Published {
+    fn render(snapshot: StreamSnapshot) -> Self {
+        let multivariant = Rendered::new(render_multivariant(&snapshot));
+        let mut views = HashMap::new();
+        let skips: &[SkipMode] = if snapshot.timing.can_skip_until.is_some() && !snapshot.ended {
+            &[SkipMode::Full, SkipMode::Yes, SkipMode::V2]
+        } else {
+            &[SkipMode::Full]
+        };
+        for r in &snapshot.renditions {
+            for &skip in skips {
+                views.insert(
+                    (r.name.clone(), skip),
+                    Rendered::new(render_media(&snapshot, r, skip)),
+                );
+            }
+        }
+        Published {
+            snapshot,
+            multivariant,
+            views,
+            at: Instant::now(),
+        }
+    }
+
+    /// The rendered view, falling back to the full playlist.
+    pub fn view(&self, rendition: &str, skip: SkipMode) -> Option<&Rendered> {
+        self.views
+            .get(&(rendition.to_string(), skip))
+            .or_else(|| self.views.get(&(rendition.to_string(), SkipMode::Full)))
+    }
+}
+
+/// An object in the store.
+#[derive(Debug, Clone)]
+pub enum Object {
+    /// Complete and immutable.
+    Complete(Bytes),
+    /// A segment still growing part by part (byte-range addressing).
+    Growing(Vec<Bytes>),
+}
+
+impl Object {
+    /// Bytes available so far.
+    pub fn len(&self) -> u64 {
+        match self {
+            Object::Complete(b) => b.len() as u64,
+            Object::Growing(parts) => parts.iter().map(|p| p.len() as u64).sum(),
+        }
+    }
+
+    /// True when no byte is available.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes [start, end) of what is available, as one buffer.
+    pub fn slice(&self, start: u64, end: u64) -> Bytes {
+        match self {
+            Object::Complete(b) => b.slice(start as usize..end as usize),
+            Object::Growing(parts) => {
+                let mut out = Vec::with_capacity((end - start) as usize);
+                let mut off = 0u64;
+                for p in parts {
+                    let (ps, pe) = (off, off + p.len() as u64);
+                    let (s, e) = (start.max(ps), end.min(pe));
+                    if s < e {
+                        out.extend_from_slice(&p[(s - ps) as usize..(e - ps) as usize]);
+                    }
+                    off = pe;
+                }
+                Bytes::from(out)
+            }
+        }
+    }
+}
+
+/// What ingest sends to a stream task.
+#[derive(Debug)]
+pub enum Command {
+    /// One frame and the wall-clock time it arrived.
+    Frame(llhls_packager::Frame, WallClock),
+    /// The publisher reconnected (new codec configuration when given).
+    Discontinuity(Option<Vec<TrackConfig>>, WallClock),
+    /// End the stream now (EXT-X-ENDLIST).
+    End(WallClock),
+}
+
+/// A live stream as the origin sees it.
+#[derive(Debug)]
+pub struct Stream {
+    /// Stream name (`live/NAME` -> `NAME`).
+    pub name: String,
+    /// Object store: URI relative to the stream root -> bytes.
+    pub objects: RwLock<HashMap<String, Object>>,
+    /// The latest published state; `None` until the first segment completes.
+    pub published: watch::Receiver<Option<Arc<Published>>>,
+    /// Requests currently held on this stream.
+    pub held: AtomicUsize,
+}
+
+impl Stream {
+    /// Clones the current published state.
+    pub fn current(&self) -> Option<Arc<Published>> {
+        self.published.borrow().clone()
+    }
+
+    /// The object at `uri`, if stored.
+    pub fn object(&self, uri: &str) -> Option<Object> {
+        self.objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uri)
+            .cloned()
+    }
+}
+
+/// The ingest side's handle on a live stream. Dropping it ends the stream.
+#[derive(Debug)]
+pub struct StreamInput {
+    tx: mpsc::Sender<Command>,
+    /// The stream, for inspection.
+    pub stream: Arc<Stream>,
+}
+
+impl StreamInput {
+    /// Sends a command; waits when the stream task is behind (back-pressure on the publisher).
+    /// `Err` when the stream task has stopped.
+    pub async fn send(&self, cmd: Command) -> Result<(), Command> {
+        self.tx.send(cmd).await.map_err(|e| e.0)
+    }
+}
+
+/// Starts the task that owns `packager` for stream `name`.
+pub(crate) fn spawn_stream(
+    name: String,
+    packager: Packager,
+    metrics: Arc<Metrics>,
+    on_gone: impl FnOnce() + Send + 'static,
+    linger: Duration,
+) -> StreamInput {
+    let (tx, mut rx) = mpsc::channel::<Command>(1024);
+    let (ptx, prx) = watch::channel(None);
+    let stream = Arc::new(Stream {
+        name: name.clone(),
+        objects: RwLock::new(HashMap::new()),
+        published: prx,
+        held: AtomicUsize::new(0),
+    });
+    let task_stream = stream.clone();
+    tokio::spawn(async move {
+        let mut p = packager;
+        let stream = task_stream;
+        let span = tracing::info_span!("stream", name = %name);
+        let _ = &span;
+        metrics.live_streams.fetch_add(1, Ordering::Relaxed);
+        let mut errors = 0u64;
+        loop {
+            let cmd = rx.recv().await;
+            let result = match cmd {
+                Some(Command::Frame(f, now)) => p.handle_frame(f, now),
+                Some(Command::Discontinuity(t, now)) => p.handle_discontinuity(t, now),
+                Some(Command::End(now)) => {
+                    p.handle_end_of_stream(now);
+                    drain(&mut p, &stream, &ptx, &name);
+                    break;
+                }
+                None => {
+                    p.handle_end_of_stream(wall_now());
+                    drain(&mut p, &stream, &ptx, &name);
+                    break;
+                }
+            };
+            if let Err(e) = result {
+                errors += 1;
+                // Log the first few and then every 100th, so a broken publisher cannot flood.
+                if errors <= 5 || errors.is_multiple_of(100) {
+                    tracing::warn!(stream = %name, errors, "dropped input: {e}");
+                }
+            }
+            drain(&mut p, &stream, &ptx, &name);
+        }
+        tracing::info!(stream = %name, "stream ended; keeping the final playlist for {linger:?}");
+        metrics.live_streams.fetch_sub(1, Ordering::Relaxed);
+        tokio::time::sleep(linger).await;
+        on_gone();
+    });
+    StreamInput { tx, stream }
+}
+
+fn drain(
+    p: &mut Packager,
+    stream: &Stream,
+    ptx: &watch::Sender<Option<Arc<Published>>>,
+    name: &str,
+) {
+    while let Some(out) = p.poll_output() {
+        match out {
+            Output::Object { uri, bytes } => {
+                let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
+                objects.insert(uri, Object::Complete(bytes));
+            }
+            Output::Append { uri, bytes, .. } => {
+                let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
+                match objects
+                    .entry(uri)
+                    .or_insert_with(|| Object::Growing(Vec::new()))
+                {
+                    Object::Growing(parts) => parts.push(bytes),
+                    Object::Complete(_) => {}
+                }
+            }
+            Output::Expired(uris) => {
+                let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
+                for u in uris {
+                    objects.remove(&u);
+                }
+            }
+            Output::Warning(w) => tracing::warn!(stream = %name, "{}", w.message),
+            Output::PlaylistChanged => {
+                if let Some(snap) = p.snapshot() {
+                    let first = ptx.borrow().is_none();
+                    let published = Arc::new(Published::render(snap));
+                    if first {
+                        let s = &published.snapshot;
+                        tracing::info!(
+                            stream = %name,
+                            target_duration = s.timing.target_duration,
+                            part_target = s.renditions[0].part_target,
+                            "first playlist published"
+                        );
+                    }
+                    ptx.send_replace(Some(published));
+                }
+            }
+        }
+    }
+}
+
+/// The system wall clock (the origin is the IO shell; the packager never reads clocks).
+pub fn wall_now() -> WallClock {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    WallClock(d.as_millis() as i64)
+}

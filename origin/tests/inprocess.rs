@@ -1,0 +1,475 @@
+//! The origin in-process on tokio's paused clock: every delivery-directive rule, hinted parts,
+//! byte ranges and the header policy, without sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use llhls_origin::{Body, Command, Origin, OriginConfig, StreamInput};
+use llhls_packager::synth::Publisher;
+use llhls_packager::{Addressing, Packager, PackagerConfig};
+
+struct Live {
+    origin: Arc<Origin>,
+    input: StreamInput,
+    publisher: Publisher,
+}
+
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+impl Live {
+    async fn new(addressing: Addressing) -> Live {
+        let origin = Origin::new(OriginConfig::default());
+        let publisher = Publisher::new(30.0, 30);
+        let config = PackagerConfig {
+            addressing,
+            first_msn: 500,
+            ..PackagerConfig::default()
+        };
+        let p = Packager::new(config, publisher.tracks()).unwrap();
+        let input = origin.create_stream("test", p).unwrap();
+        let mut live = Live {
+            origin,
+            input,
+            publisher,
+        };
+        // Two seconds of media: the first segment closes and the playlist is published.
+        live.feed_secs(2.2).await;
+        live
+    }
+
+    async fn feed_frames(&mut self, n: usize) {
+        for _ in 0..n {
+            let (f, w) = self.publisher.next_frame();
+            self.input.send(Command::Frame(f, w)).await.unwrap();
+        }
+        settle().await;
+    }
+
+    async fn feed_secs(&mut self, secs: f64) {
+        self.feed_frames((secs * 77.0) as usize).await;
+    }
+
+    /// Feeds frames until one more part is published.
+    async fn feed_part(&mut self) {
+        let before = self.last_part();
+        for _ in 0..200 {
+            self.feed_frames(1).await;
+            if self.last_part() != before {
+                return;
+            }
+        }
+        panic!("no new part");
+    }
+
+    fn last_part(&self) -> (u64, u32) {
+        let p = self.input.stream.current().expect("published");
+        p.snapshot.renditions[0].last_part().expect("parts")
+    }
+
+    async fn get(&self, uri: &str) -> Response<Body> {
+        self.get_with(uri, &[]).await
+    }
+
+    async fn get_with(&self, uri: &str, headers: &[(&str, &str)]) -> Response<Body> {
+        let mut b = Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.origin.clone().handle(b.body(()).unwrap()).await
+    }
+
+    fn spawn_get(&self, uri: &str) -> tokio::task::JoinHandle<Response<Body>> {
+        let origin = self.origin.clone();
+        let req = Request::builder().uri(uri).body(()).unwrap();
+        tokio::spawn(async move { origin.handle(req).await })
+    }
+}
+
+async fn body(resp: Response<Body>) -> Bytes {
+    match resp.into_body() {
+        Body::Full(b) => b.unwrap_or_default(),
+        Body::Stream(mut rx) => {
+            let mut out = Vec::new();
+            while let Some(c) = rx.recv().await {
+                out.extend_from_slice(&c);
+            }
+            Bytes::from(out)
+        }
+    }
+}
+
+async fn text(resp: Response<Body>) -> String {
+    String::from_utf8(body(resp).await.to_vec()).unwrap()
+}
+
+fn header<'a>(r: &'a Response<Body>, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or("")
+}
+
+const MEDIA: &str = "/live/test/media.m3u8";
+
+#[tokio::test(start_paused = true)]
+async fn plain_playlist_answers_at_once_with_short_cache() {
+    let live = Live::new(Addressing::Files).await;
+    let r = live.get(MEDIA).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "content-type"), "application/vnd.apple.mpegurl");
+    assert_eq!(header(&r, "cache-control"), "public, max-age=1");
+    assert_eq!(header(&r, "access-control-allow-origin"), "*");
+    assert_eq!(header(&r, "vary"), "Accept-Encoding");
+    assert!(r.headers().get("age").is_none());
+    let t = text(r).await;
+    assert!(t.starts_with("#EXTM3U\n#EXT-X-VERSION:6\n"), "{t}");
+    let mv = live.get("/live/test/index.m3u8").await;
+    assert_eq!(mv.status(), StatusCode::OK);
+    assert!(text(mv).await.contains("media.m3u8"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_request_is_released_by_the_next_part() {
+    let mut live = Live::new(Addressing::Files).await;
+    let (msn, part) = live.last_part();
+    let pending = live.spawn_get(&format!("{MEDIA}?_HLS_msn={msn}&_HLS_part={}", part + 1));
+    settle().await;
+    assert!(!pending.is_finished(), "must block until the part exists");
+    live.feed_part().await;
+    let r = pending.await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header(&r, "cache-control"),
+        "public, max-age=12",
+        "6 x TD (rule 53)"
+    );
+    let (m2, p2) = live.last_part();
+    let t = text(r).await;
+    let uri = if m2 == msn {
+        format!("{msn}.{}.m4s", part + 1)
+    } else {
+        format!("{m2}.{p2}.m4s")
+    };
+    assert!(t.contains(&uri), "released playlist lacks {uri}:\n{t}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn old_or_present_requests_answer_at_once() {
+    let live = Live::new(Addressing::Files).await;
+    let (msn, part) = live.last_part();
+    for q in [
+        format!("_HLS_msn={msn}&_HLS_part={part}"),
+        "_HLS_msn=1&_HLS_part=0".to_string(),
+        "_HLS_msn=1".to_string(),
+    ] {
+        let r = live.get(&format!("{MEDIA}?{q}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{q}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn part_index_beyond_a_complete_parent_rolls_over() {
+    let mut live = Live::new(Addressing::Files).await;
+    // Feed until a new segment has just begun, then ask for a part past the end of the
+    // previous (complete) one: rule 39 makes it (M+1, 0), already present.
+    live.feed_secs(1.0).await;
+    let p = live.input.stream.current().unwrap();
+    let last_complete = p.snapshot.renditions[0].last_msn().unwrap();
+    let r = live
+        .get(&format!("{MEDIA}?_HLS_msn={last_complete}&_HLS_part=12"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // While the parent is open, a part index past its end waits for (M+1, 0).
+    let (open, _) = live.last_part();
+    let pending = live.spawn_get(&format!("{MEDIA}?_HLS_msn={open}&_HLS_part=12"));
+    settle().await;
+    assert!(!pending.is_finished());
+    live.feed_secs(2.5).await;
+    let r = pending.await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(text(r).await.contains(&format!("{}.0.m4s", open + 1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn msn_only_request_blocks_until_part_zero() {
+    let mut live = Live::new(Addressing::Files).await;
+    let (open, _) = live.last_part();
+    let pending = live.spawn_get(&format!("{MEDIA}?_HLS_msn={}", open + 1));
+    settle().await;
+    assert!(
+        !pending.is_finished(),
+        "Safari's msn-only request must block, not spin"
+    );
+    live.feed_secs(2.5).await;
+    assert_eq!(pending.await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_directives_are_400_no_store() {
+    let live = Live::new(Addressing::Files).await;
+    let (msn, part) = live.last_part();
+    for q in [
+        format!("_HLS_msn={}", msn + 3),
+        format!("_HLS_msn={msn}&_HLS_part={}", part + 40),
+        "_HLS_part=1".to_string(),
+        "_HLS_msn=abc".to_string(),
+        "_HLS_msn=-1".to_string(),
+        "_HLS_msn=123456789012345678901234567890".to_string(),
+        "_HLS_msn=1&_HLS_msn=2".to_string(),
+    ] {
+        let r = live.get(&format!("{MEDIA}?{q}")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(header(&r, "cache-control"), "no-store");
+        assert_eq!(header(&r, "access-control-allow-origin"), "*");
+    }
+    // Unknown _HLS_ params and foreign params are ignored.
+    let r = live.get(&format!("{MEDIA}?token=x&_HLS_foo=1")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_request_gets_503_after_three_target_durations() {
+    let live = Live::new(Addressing::Files).await;
+    let (msn, _) = live.last_part();
+    let start = tokio::time::Instant::now();
+    let r = live
+        .get(&format!("{MEDIA}?_HLS_msn={}&_HLS_part=0", msn + 1))
+        .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(start.elapsed(), Duration::from_secs(6), "3 x TD");
+}
+
+#[tokio::test(start_paused = true)]
+async fn end_of_stream_releases_held_requests_and_ignores_directives() {
+    let live = Live::new(Addressing::Files).await;
+    let (msn, part) = live.last_part();
+    let pending = live.spawn_get(&format!("{MEDIA}?_HLS_msn={msn}&_HLS_part={}", part + 1));
+    let hint = live.input.stream.current().unwrap().snapshot.renditions[0]
+        .preload_hint
+        .clone()
+        .unwrap();
+    settle().await;
+    live.input
+        .send(Command::End(llhls_origin::wall_now()))
+        .await
+        .unwrap();
+    settle().await;
+    let r = pending.await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let t = text(r).await;
+    assert!(t.ends_with("#EXT-X-ENDLIST\n"), "{t}");
+    let r = live
+        .get(&format!(
+            "{MEDIA}?_HLS_msn={}&_HLS_part=0&_HLS_skip=YES",
+            msn + 100
+        ))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "directives ignored after ENDLIST (rule 44)"
+    );
+    assert!(!text(r).await.contains("EXT-X-SKIP"));
+    let r = live.get(&format!("/live/test/{}", hint.uri)).await;
+    // The hinted part was either produced by the final flush or will never exist.
+    assert!(r.status() == StatusCode::OK || r.status() == StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(start_paused = true)]
+async fn delta_updates_skip_old_segments() {
+    let mut live = Live::new(Addressing::Files).await;
+    live.feed_secs(26.0).await;
+    let r = live.get(&format!("{MEDIA}?_HLS_skip=YES")).await;
+    let t = text(r).await;
+    assert!(t.contains("#EXT-X-VERSION:9\n"), "{t}");
+    let skip_at = t.find("#EXT-X-SKIP:SKIPPED-SEGMENTS=").expect("skip tag");
+    assert!(
+        t.find("#EXT-X-MEDIA-SEQUENCE").unwrap() < skip_at,
+        "rule 24 order"
+    );
+    assert!(t.find("#EXT-X-DISCONTINUITY-SEQUENCE").unwrap() < skip_at);
+    let n: usize = t[skip_at + 29..]
+        .split('\n')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n >= 1, "{t}");
+    let v2 = text(live.get(&format!("{MEDIA}?_HLS_skip=v2")).await).await;
+    assert!(v2.contains("#EXT-X-VERSION:10\n") && v2.contains("RECENTLY-REMOVED-DATERANGES=\"\""));
+    let full = text(live.get(MEDIA).await).await;
+    assert!(
+        full.lines().filter(|l| l.starts_with("#EXTINF")).count()
+            > t.lines().filter(|l| l.starts_with("#EXTINF")).count()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hinted_part_is_held_then_served_complete() {
+    let mut live = Live::new(Addressing::Files).await;
+    let hint = live.input.stream.current().unwrap().snapshot.renditions[0]
+        .preload_hint
+        .clone()
+        .unwrap();
+    let pending = live.spawn_get(&format!("/live/test/{}", hint.uri));
+    settle().await;
+    assert!(!pending.is_finished(), "no byte before the part exists");
+    live.feed_part().await;
+    let r = pending.await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header(&r, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(header(&r, "content-type"), "video/mp4");
+    let b = body(r).await;
+    assert_eq!(&b[4..8], b"moof");
+    // A part far in the future is not held: 404 at once.
+    let (msn, _) = live.last_part();
+    let r = live
+        .get(&format!("/live/test/media/{}.0.m4s", msn + 5))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(start_paused = true)]
+async fn closed_ranges_on_parts_are_exact() {
+    let live = Live::new(Addressing::Files).await;
+    let (msn, part) = live.last_part();
+    let uri = format!("/live/test/media/{msn}.{part}.m4s");
+    let whole = body(live.get(&uri).await).await;
+    let r = live.get_with(&uri, &[("range", "bytes=8-15")]).await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        header(&r, "content-range"),
+        format!("bytes 8-15/{}", whole.len())
+    );
+    assert_eq!(body(r).await, whole.slice(8..16));
+    let r = live
+        .get_with(&uri, &[("range", &format!("bytes={}-", whole.len() + 10))])
+        .await;
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let r = live.get_with(&uri, &[("range", "bytes=junk")]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(start_paused = true)]
+async fn byterange_hint_streams_parts_as_they_complete() {
+    let mut live = Live::new(Addressing::ByteRange).await;
+    let hint = live.input.stream.current().unwrap().snapshot.renditions[0]
+        .preload_hint
+        .clone()
+        .unwrap();
+    let start = hint.byterange_start.unwrap();
+    let origin = live.origin.clone();
+    let req = Request::builder()
+        .uri(format!("/live/test/{}", hint.uri))
+        .header("range", format!("bytes={start}-9007199254740991"))
+        .body(())
+        .unwrap();
+    let pending = tokio::spawn(async move { origin.handle(req).await });
+    settle().await;
+    live.feed_secs(2.5).await;
+    let r = pending.await.unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        header(&r, "content-range"),
+        format!("bytes {start}-9007199254740991/*")
+    );
+    let got = body(r).await;
+    let seg = match live.input.stream.object(&hint.uri).unwrap() {
+        llhls_origin::live::Object::Complete(b) => b,
+        _ => panic!("segment complete"),
+    };
+    assert_eq!(
+        got,
+        seg.slice(start as usize..),
+        "rest of the segment, every part"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn gzip_when_accepted() {
+    let live = Live::new(Addressing::Files).await;
+    let r = live.get_with(MEDIA, &[("accept-encoding", "gzip")]).await;
+    assert_eq!(header(&r, "content-encoding"), "gzip");
+    let gz = body(r).await;
+    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_paths_are_cheap_404s_with_cors() {
+    let live = Live::new(Addressing::Files).await;
+    for p in [
+        "/live/nope/index.m3u8",
+        "/live/test/nope.m3u8",
+        "/live/../../etc/passwd",
+        "/x",
+        "/live/test/media/abc.m4s",
+    ] {
+        let r = live.get(p).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{p}");
+        assert_eq!(header(&r, "cache-control"), "no-store");
+        assert_eq!(header(&r, "access-control-allow-origin"), "*");
+    }
+    let r = live
+        .origin
+        .clone()
+        .handle(
+            Request::builder()
+                .method("OPTIONS")
+                .uri(MEDIA)
+                .body(())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "access-control-allow-headers"), "Range");
+    assert!(header(&r, "access-control-expose-headers").contains("Age"));
+    let r = live
+        .origin
+        .clone()
+        .handle(
+            Request::builder()
+                .method("POST")
+                .uri(MEDIA)
+                .body(())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_held_requests_wake_on_one_publish() {
+    let mut live = Live::new(Addressing::Files).await;
+    let (msn, part) = live.last_part();
+    let uri = format!("{MEDIA}?_HLS_msn={msn}&_HLS_part={}", part + 1);
+    let handles: Vec<_> = (0..1000).map(|_| live.spawn_get(&uri)).collect();
+    settle().await;
+    assert_eq!(
+        live.input
+            .stream
+            .held
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1000
+    );
+    live.feed_part().await;
+    for h in handles {
+        assert_eq!(h.await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        live.input
+            .stream
+            .held
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
