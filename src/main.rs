@@ -1,1 +1,202 @@
-fn main() {}
+//! `llhls`: a Low-Latency HLS packager and origin server.
+//!
+//! `llhls serve` wires RTMP ingest (and the demo source) through the sans-IO packager into the
+//! HTTP origin; `llhls package` packages a media file to disk. See the README for use.
+
+mod config;
+mod demo;
+mod flv;
+mod package;
+mod rtmp;
+mod source;
+mod streams;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use llhls_origin::server::{self, ServerConfig};
+use llhls_origin::{Origin, OriginConfig};
+use llhls_packager::{Addressing, Layout, PackagerConfig};
+
+use crate::config::{Config, ServeArgs};
+use crate::streams::Streams;
+
+/// Low-Latency HLS packager and origin server.
+#[derive(Debug, Parser)]
+#[command(name = "llhls", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the origin: RTMP publishers in, LL-HLS out over HTTP (and a demo stream).
+    Serve(Box<ServeArgs>),
+    /// Package a media file into the same CMAF LL-HLS layout on disk (ends with ENDLIST).
+    Package {
+        /// Input media file (any container FFmpeg can demux).
+        input: PathBuf,
+        /// Output directory (index.m3u8 and the media playlists go at its root).
+        outdir: PathBuf,
+        /// Part target in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        part_target_ms: u64,
+        /// Segment target in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        segment_target_ms: u64,
+        /// `muxed` or `separate`.
+        #[arg(long, default_value = "muxed")]
+        layout: String,
+        /// `files` or `byterange`.
+        #[arg(long, default_value = "files")]
+        addressing: String,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config::load(&args)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(serve(config))
+        }
+        Command::Package {
+            input,
+            outdir,
+            part_target_ms,
+            segment_target_ms,
+            layout,
+            addressing,
+            quiet,
+        } => {
+            source::init()?;
+            let config = PackagerConfig {
+                part_target: std::time::Duration::from_millis(part_target_ms),
+                segment_target: std::time::Duration::from_millis(segment_target_ms),
+                layout: match layout.as_str() {
+                    "separate" => Layout::Separate,
+                    "muxed" => Layout::Muxed,
+                    other => anyhow::bail!("--layout must be muxed or separate, not {other}"),
+                },
+                addressing: match addressing.as_str() {
+                    "byterange" => Addressing::ByteRange,
+                    "files" => Addressing::Files,
+                    other => anyhow::bail!("--addressing must be files or byterange, not {other}"),
+                },
+                delta_updates: false,
+                ..PackagerConfig::default()
+            };
+            let started = std::time::Instant::now();
+            let s = package::run(&input, &outdir, config, quiet)?;
+            tracing::info!(
+                frames = s.frames,
+                segments = s.segments,
+                bytes = s.bytes,
+                secs = started.elapsed().as_secs_f64(),
+                "packaged {} into {}",
+                input.display(),
+                outdir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let origin = Origin::new(OriginConfig {
+        max_held_per_stream: config.max_held_per_stream,
+        codecs_override: config
+            .break_codecs
+            .then(|| "avc1.ffffff,mp4a.40.99".to_string()),
+        ..OriginConfig::default()
+    });
+    let html = Bytes::from_static(include_bytes!("player/index.html"));
+    origin.add_page("/", "text/html; charset=utf-8", html.clone());
+    origin.add_page("/index.html", "text/html; charset=utf-8", html);
+    origin.add_page(
+        "/hls.min.js",
+        "application/javascript",
+        Bytes::from_static(include_bytes!("player/hls.min.js")),
+    );
+    if config.publish_keys.is_empty() {
+        tracing::warn!("no publish keys configured: anyone who can reach the RTMP port can publish (set LLHLS_PUBLISH_KEYS or publish_keys)");
+    }
+    let streams = Streams::new(
+        origin.clone(),
+        config.packager.clone(),
+        config.publish_keys.clone(),
+        config.reconnect_grace,
+    );
+    let http = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("binding HTTP {}", config.http))?;
+    let rtmp_listener = tokio::net::TcpListener::bind(config.rtmp)
+        .await
+        .with_context(|| format!("binding RTMP {}", config.rtmp))?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(
+        http = %http.local_addr()?,
+        rtmp = %rtmp_listener.local_addr()?,
+        "llhls {} serving: player at {scheme}://{}/ ; publish to rtmp://{}/live/NAME",
+        env!("CARGO_PKG_VERSION"),
+        http.local_addr()?,
+        rtmp_listener.local_addr()?
+    );
+    tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
+    if config.demo {
+        source::init()?;
+        tokio::spawn(demo::run(streams.clone(), config.demo_file.clone()));
+    }
+    let server_config = ServerConfig {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_timeout,
+        max_header_bytes: config.max_header_bytes,
+        tls: config.tls.clone(),
+        ..ServerConfig::default()
+    };
+    server::serve(origin, http, server_config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("signal received");
+}

@@ -12,6 +12,7 @@
 //!   limits, graceful shutdown.
 //! - [`metrics`]: Prometheus counters.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod body;
 pub mod live;

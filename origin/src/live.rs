@@ -57,8 +57,16 @@ pub struct Published {
 }
 
 impl Published {
-    fn render(snapshot: StreamSnapshot) -> Self {
-        let multivariant = Rendered::new(render_multivariant(&snapshot));
+    fn render(snapshot: StreamSnapshot, codecs_override: Option<&str>) -> Self {
+        let mut mv = render_multivariant(&snapshot);
+        if let Some(codecs) = codecs_override {
+            if let Some(start) = mv.find("CODECS=\"") {
+                if let Some(len) = mv[start + 8..].find('"') {
+                    mv.replace_range(start + 8..start + 8 + len, codecs);
+                }
+            }
+        }
+        let multivariant = Rendered::new(mv);
         let mut views = HashMap::new();
         let skips: &[SkipMode] = if snapshot.timing.can_skip_until.is_some() && !snapshot.ended {
             &[SkipMode::Full, SkipMode::Yes, SkipMode::V2]
@@ -155,6 +163,8 @@ pub struct Stream {
     pub published: watch::Receiver<Option<Arc<Published>>>,
     /// Requests currently held on this stream.
     pub held: AtomicUsize,
+    /// The stream task has finished (ENDLIST published, or never went live).
+    pub ended: std::sync::atomic::AtomicBool,
 }
 
 impl Stream {
@@ -194,8 +204,9 @@ pub(crate) fn spawn_stream(
     name: String,
     packager: Packager,
     metrics: Arc<Metrics>,
-    on_gone: impl FnOnce() + Send + 'static,
+    on_gone: impl FnOnce(&Arc<Stream>) + Send + 'static,
     linger: Duration,
+    codecs_override: Option<String>,
 ) -> StreamInput {
     let (tx, mut rx) = mpsc::channel::<Command>(1024);
     let (ptx, prx) = watch::channel(None);
@@ -204,6 +215,7 @@ pub(crate) fn spawn_stream(
         objects: RwLock::new(HashMap::new()),
         published: prx,
         held: AtomicUsize::new(0),
+        ended: std::sync::atomic::AtomicBool::new(false),
     });
     let task_stream = stream.clone();
     tokio::spawn(async move {
@@ -220,12 +232,12 @@ pub(crate) fn spawn_stream(
                 Some(Command::Discontinuity(t, now)) => p.handle_discontinuity(t, now),
                 Some(Command::End(now)) => {
                     p.handle_end_of_stream(now);
-                    drain(&mut p, &stream, &ptx, &name);
+                    drain(&mut p, &stream, &ptx, &name, codecs_override.as_deref());
                     break;
                 }
                 None => {
                     p.handle_end_of_stream(wall_now());
-                    drain(&mut p, &stream, &ptx, &name);
+                    drain(&mut p, &stream, &ptx, &name, codecs_override.as_deref());
                     break;
                 }
             };
@@ -236,12 +248,13 @@ pub(crate) fn spawn_stream(
                     tracing::warn!(stream = %name, errors, "dropped input: {e}");
                 }
             }
-            drain(&mut p, &stream, &ptx, &name);
+            drain(&mut p, &stream, &ptx, &name, codecs_override.as_deref());
         }
+        stream.ended.store(true, Ordering::Relaxed);
         tracing::info!(stream = %name, "stream ended; keeping the final playlist for {linger:?}");
         metrics.live_streams.fetch_sub(1, Ordering::Relaxed);
         tokio::time::sleep(linger).await;
-        on_gone();
+        on_gone(&stream);
     });
     StreamInput { tx, stream }
 }
@@ -251,6 +264,7 @@ fn drain(
     stream: &Stream,
     ptx: &watch::Sender<Option<Arc<Published>>>,
     name: &str,
+    codecs_override: Option<&str>,
 ) {
     while let Some(out) = p.poll_output() {
         match out {
@@ -278,7 +292,7 @@ fn drain(
             Output::PlaylistChanged => {
                 if let Some(snap) = p.snapshot() {
                     let first = ptx.borrow().is_none();
-                    let published = Arc::new(Published::render(snap));
+                    let published = Arc::new(Published::render(snap, codecs_override));
                     if first {
                         let s = &published.snapshot;
                         tracing::info!(

@@ -34,6 +34,9 @@ pub struct OriginConfig {
     pub max_held_per_stream: usize,
     /// How long an ended stream keeps serving its final playlist.
     pub ended_linger: Duration,
+    /// Test only: advertise this CODECS string in multivariant playlists instead of the real
+    /// one, so player tests can show that they catch a broken stream.
+    pub codecs_override: Option<String>,
 }
 
 impl Default for OriginConfig {
@@ -41,6 +44,7 @@ impl Default for OriginConfig {
         OriginConfig {
             max_held_per_stream: 50_000,
             ended_linger: Duration::from_secs(60),
+            codecs_override: None,
         }
     }
 }
@@ -87,6 +91,7 @@ enum Route<'a> {
     },
     Healthz,
     Metrics,
+    StreamList,
     Other,
 }
 
@@ -102,6 +107,7 @@ fn route(path: &str) -> Route<'_> {
     match path {
         "/healthz" => return Route::Healthz,
         "/metrics" => return Route::Metrics,
+        "/streams.json" => return Route::StreamList,
         _ => {}
     }
     let Some(rest) = path.strip_prefix("/live/") else {
@@ -199,15 +205,18 @@ impl Origin {
     }
 
     /// Starts a live stream `name` packaged by `packager`. Refused while a stream of that name
-    /// is live (or lingering after its end).
+    /// is live; one that has ended and only lingers is replaced.
     pub fn create_stream(
         self: &Arc<Self>,
         name: &str,
         packager: Packager,
     ) -> Result<StreamInput, AlreadyLive> {
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
-        if streams.contains_key(name) {
-            return Err(AlreadyLive(name.to_string()));
+        if let Some(old) = streams.get(name) {
+            // A new publish replaces a stream that has ended (and is only lingering).
+            if !old.ended.load(Ordering::Relaxed) {
+                return Err(AlreadyLive(name.to_string()));
+            }
         }
         let weak = Arc::downgrade(self);
         let key = name.to_string();
@@ -215,15 +224,17 @@ impl Origin {
             name.to_string(),
             packager,
             self.metrics.clone(),
-            move || {
+            move |gone| {
                 if let Some(o) = weak.upgrade() {
-                    o.streams
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&key);
+                    let mut streams = o.streams.write().unwrap_or_else(|e| e.into_inner());
+                    // Only if it was not replaced by a newer publish meanwhile.
+                    if streams.get(&key).is_some_and(|s| Arc::ptr_eq(s, gone)) {
+                        streams.remove(&key);
+                    }
                 }
             },
             self.config.ended_linger,
+            self.config.codecs_override.clone(),
         );
         streams.insert(name.to_string(), input.stream.clone());
         Ok(input)
@@ -319,6 +330,19 @@ impl Origin {
                         Bytes::from(self.metrics.render()),
                         "no-store",
                     ),
+                    Route::StreamList => {
+                        let names: Vec<String> = self
+                            .stream_names()
+                            .iter()
+                            .map(|n| format!("\"{n}\""))
+                            .collect();
+                        text_reply(
+                            Class::Other,
+                            "application/json",
+                            Bytes::from(format!("[{}]", names.join(","))),
+                            "no-store",
+                        )
+                    }
                     Route::Multivariant { stream } => self.multivariant(stream, &req),
                     Route::Media { stream, rendition } => {
                         let query = req.uri().query().unwrap_or("").to_string();

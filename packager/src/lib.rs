@@ -64,6 +64,7 @@
 //! - [`playlist`]: immutable snapshots; [`render`]: the pure renderer; [`directives`]: the
 //!   `_HLS_*` parser and classifier.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod cmaf;
 pub mod codec;
@@ -74,6 +75,7 @@ pub mod playlist;
 pub mod render;
 pub mod synth;
 
+pub use codec::CodecConfig;
 pub use directives::{classify, Decision, DirectiveError, Directives};
 pub use media::{Frame, MediaTime, Timescale, TrackConfig, TrackId, TrackKind, WallClock};
 pub use packager::{Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning};

@@ -643,21 +643,23 @@ impl Packager {
                 buf[first_key].0.dts.scale.hz(),
                 NS,
             );
-            let before = buf.len();
             let mut idx = 0;
+            let mut dropped_lead = 0;
             buf.retain(|(f, _)| {
                 idx += 1;
                 let f_ns = rescale(f.dts.ticks, f.dts.scale.hz(), NS);
-                idx > first_key || (f.track != lead_id && f_ns >= key_ns)
+                let keep = idx > first_key || (f.track != lead_id && f_ns >= key_ns);
+                if !keep && f.track == lead_id {
+                    dropped_lead += 1;
+                }
+                keep
             });
-            let dropped = before - buf.len();
-            if dropped > 0 {
-                self.dropped_before_keyframe += dropped as u64;
-            }
+            // Only lead frames count: audio slightly ahead of the first keyframe is normal.
+            self.dropped_before_keyframe += dropped_lead;
         } else {
-            let before = buf.len();
+            let lead_frames = buf.iter().filter(|(f, _)| f.track == lead_id).count();
             buf.clear();
-            self.dropped_before_keyframe += before as u64;
+            self.dropped_before_keyframe += lead_frames as u64;
             return None;
         }
         let lead: Vec<(i64, bool)> = buf

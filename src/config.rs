@@ -1,0 +1,250 @@
+//! Configuration: a TOML file, overridden by environment variables, overridden by flags, and
+//! validated once into [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use llhls_packager::{Addressing, Layout, PackagerConfig};
+use serde::Deserialize;
+
+/// `llhls serve` options. Every flag also reads an `LLHLS_*` environment variable, and every
+/// value can come from the `--config` TOML file (same names, snake_case).
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (see README "Configuration").
+    #[arg(long, env = "LLHLS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address for players and CDN edges [default: 0.0.0.0:8080].
+    #[arg(long, env = "LLHLS_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// RTMP listen address for publishers [default: 0.0.0.0:1935].
+    #[arg(long, env = "LLHLS_RTMP")]
+    pub rtmp: Option<SocketAddr>,
+    /// Serve the demo stream live/demo when nobody publishes it [default: true].
+    #[arg(long, env = "LLHLS_DEMO")]
+    pub demo: Option<bool>,
+    /// Media file the demo stream loops [default: samples/media/demo.mp4].
+    #[arg(long, env = "LLHLS_DEMO_FILE")]
+    pub demo_file: Option<PathBuf>,
+    /// Part target in milliseconds, rounded to whole frames [default: 200].
+    #[arg(long, env = "LLHLS_PART_TARGET_MS")]
+    pub part_target_ms: Option<u64>,
+    /// Segment target in milliseconds; segments close on the first keyframe after 3/4 of it
+    /// [default: 2000].
+    #[arg(long, env = "LLHLS_SEGMENT_TARGET_MS")]
+    pub segment_target_ms: Option<u64>,
+    /// Complete segments kept in each playlist, at least 6 [default: 12].
+    #[arg(long, env = "LLHLS_WINDOW_SEGMENTS")]
+    pub window_segments: Option<usize>,
+    /// `muxed` (audio and video in one playlist) or `separate` (audio rendition) [default: muxed].
+    #[arg(long, env = "LLHLS_LAYOUT")]
+    pub layout: Option<String>,
+    /// `files` (one URI per part) or `byterange` (parts as ranges of the segment) [default: files].
+    #[arg(long, env = "LLHLS_ADDRESSING")]
+    pub addressing: Option<String>,
+    /// Offer delta playlist updates (_HLS_skip) [default: true].
+    #[arg(long, env = "LLHLS_DELTA_UPDATES")]
+    pub delta_updates: Option<bool>,
+    /// Publish keys, comma-separated. Publishers append `?key=KEY` to the stream name. Empty:
+    /// anyone can publish.
+    #[arg(long, env = "LLHLS_PUBLISH_KEYS", value_delimiter = ',')]
+    pub publish_keys: Option<Vec<String>>,
+    /// Seconds a stream waits for its publisher to reconnect before it ends [default: 10].
+    #[arg(long, env = "LLHLS_RECONNECT_GRACE_SECS")]
+    pub reconnect_grace_secs: Option<u64>,
+    /// Maximum open HTTP connections [default: 25000].
+    #[arg(long, env = "LLHLS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Maximum held requests (blocking playlists, hinted parts) per stream [default: 50000].
+    #[arg(long, env = "LLHLS_MAX_HELD_PER_STREAM")]
+    pub max_held_per_stream: Option<usize>,
+    /// Seconds a client may take to send request headers / stay idle [default: 30].
+    #[arg(long, env = "LLHLS_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Largest request header block in bytes [default: 16384].
+    #[arg(long, env = "LLHLS_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// PEM certificate chain: serve HTTPS with HTTP/2 (ALPN) instead of plain HTTP.
+    #[arg(long, env = "LLHLS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "LLHLS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
+    /// broken stream.
+    #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
+    pub break_codecs: bool,
+}
+
+/// The same settings as read from the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    http: Option<SocketAddr>,
+    rtmp: Option<SocketAddr>,
+    demo: Option<bool>,
+    demo_file: Option<PathBuf>,
+    part_target_ms: Option<u64>,
+    segment_target_ms: Option<u64>,
+    window_segments: Option<usize>,
+    layout: Option<String>,
+    addressing: Option<String>,
+    delta_updates: Option<bool>,
+    publish_keys: Option<Vec<String>>,
+    reconnect_grace_secs: Option<u64>,
+    max_connections: Option<usize>,
+    max_held_per_stream: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub demo: bool,
+    pub demo_file: PathBuf,
+    pub packager: PackagerConfig,
+    pub publish_keys: Vec<String>,
+    pub reconnect_grace: Duration,
+    pub max_connections: usize,
+    pub max_held_per_stream: usize,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub break_codecs: bool,
+}
+
+impl Config {
+    /// Merges flags/env over the file over defaults, then validates.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+        let file: FileConfig = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        macro_rules! pick {
+            ($f:ident, $d:expr) => {
+                args.$f.clone().or(file.$f.clone()).unwrap_or($d)
+            };
+        }
+        let layout = match pick!(layout, "muxed".into()).as_str() {
+            "muxed" => Layout::Muxed,
+            "separate" => Layout::Separate,
+            other => bail!("layout must be `muxed` or `separate`, not `{other}`"),
+        };
+        let addressing = match pick!(addressing, "files".into()).as_str() {
+            "files" => Addressing::Files,
+            "byterange" => Addressing::ByteRange,
+            other => bail!("addressing must be `files` or `byterange`, not `{other}`"),
+        };
+        let part_ms = pick!(part_target_ms, 200);
+        let seg_ms = pick!(segment_target_ms, 2000);
+        if !(50..=2000).contains(&part_ms) {
+            bail!("part_target_ms must be between 50 and 2000, not {part_ms}");
+        }
+        if seg_ms < 2 * part_ms || seg_ms > 10_000 {
+            bail!("segment_target_ms must be at least two parts and at most 10000, not {seg_ms}");
+        }
+        let window = pick!(window_segments, 12);
+        if window < 6 {
+            bail!("window_segments must be at least 6 (Apple requires six segments in a live playlist), not {window}");
+        }
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!("tls_cert and tls_key must be given together"),
+        };
+        let keys: Vec<String> = pick!(publish_keys, Vec::new())
+            .into_iter()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect();
+        Ok(Config {
+            http: pick!(http, "0.0.0.0:8080".parse().expect("valid literal")),
+            rtmp: pick!(rtmp, "0.0.0.0:1935".parse().expect("valid literal")),
+            demo: pick!(demo, true),
+            demo_file: pick!(demo_file, PathBuf::from("samples/media/demo.mp4")),
+            packager: PackagerConfig {
+                part_target: Duration::from_millis(part_ms),
+                segment_target: Duration::from_millis(seg_ms),
+                max_target_duration: 10,
+                window_segments: window,
+                layout,
+                addressing,
+                first_msn: 1,
+                delta_updates: pick!(delta_updates, true),
+            },
+            publish_keys: keys,
+            reconnect_grace: Duration::from_secs(pick!(reconnect_grace_secs, 10)),
+            max_connections: pick!(max_connections, 25_000),
+            max_held_per_stream: pick!(max_held_per_stream, 50_000),
+            header_timeout: Duration::from_secs(pick!(header_timeout_secs, 30).max(1)),
+            max_header_bytes: pick!(max_header_bytes, 16 * 1024).max(1024),
+            tls,
+            break_codecs: args.break_codecs,
+        })
+    }
+}
+
+fn read_file(p: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(&ServeArgs::default()).unwrap();
+        assert_eq!(c.http.port(), 8080);
+        assert_eq!(c.rtmp.port(), 1935);
+        assert_eq!(c.packager.part_target, Duration::from_millis(200));
+        assert!(c.publish_keys.is_empty());
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("llhls-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "part_target_ms = 300\nlayout = \"separate\"\npublish_keys = [\"a\"]\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(f.clone()),
+            part_target_ms: Some(250),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.packager.part_target, Duration::from_millis(250));
+        assert_eq!(c.packager.layout, Layout::Separate);
+        assert_eq!(c.publish_keys, vec!["a".to_string()]);
+        std::fs::write(&f, "nonsense = 1\n").unwrap();
+        assert!(Config::load(&ServeArgs {
+            config: Some(f),
+            ..Default::default()
+        })
+        .is_err());
+        let bad = ServeArgs {
+            window_segments: Some(3),
+            ..Default::default()
+        };
+        assert!(Config::load(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 6"));
+    }
+}

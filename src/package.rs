@@ -1,0 +1,100 @@
+//! `llhls package INPUT OUTDIR`: a media file into the CMAF LL-HLS layout on disk, ending with
+//! EXT-X-ENDLIST. The packager's end-to-end test and its benchmark against ffmpeg's HLS muxer.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use llhls_packager::{
+    render_media, render_multivariant, Output, Packager, PackagerConfig, SkipMode, WallClock,
+};
+
+use crate::source::FileSource;
+
+/// What was written.
+pub struct Summary {
+    pub frames: u64,
+    pub segments: usize,
+    pub bytes: u64,
+}
+
+/// Packages `input` into `outdir` with the given packager settings (the window is unlimited).
+pub fn run(
+    input: &Path,
+    outdir: &Path,
+    mut config: PackagerConfig,
+    quiet: bool,
+) -> anyhow::Result<Summary> {
+    let mut src = FileSource::open(input)?;
+    config.window_segments = usize::MAX;
+    config.first_msn = 1;
+    let mut p = Packager::new(config, src.tracks.clone())?;
+    std::fs::create_dir_all(outdir).with_context(|| format!("creating {}", outdir.display()))?;
+    let tty = !quiet && std::io::stderr().is_terminal();
+    let duration = src.duration_secs;
+    let wall0 = llhls_origin::wall_now();
+    let mut frames = 0u64;
+    let mut bytes = 0u64;
+    let mut warned = 0;
+    let mut last_pct = -1i64;
+    let mut write = |p: &mut Packager, bytes: &mut u64| -> anyhow::Result<()> {
+        while let Some(o) = p.poll_output() {
+            match o {
+                Output::Object { uri, bytes: b } => {
+                    let path = outdir.join(&uri);
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    std::fs::write(&path, &b)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    *bytes += b.len() as u64;
+                }
+                Output::Append { .. } | Output::PlaylistChanged | Output::Expired(_) => {}
+                Output::Warning(w) => {
+                    if warned < 10 {
+                        tracing::warn!("{}", w.message);
+                        warned += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    };
+    while let Some(f) = src.next_frame()? {
+        frames += 1;
+        let secs = f.dts.as_secs_f64();
+        let wall = WallClock(wall0.millis() + (secs * 1000.0) as i64);
+        if let Err(e) = p.handle_frame(f, wall) {
+            tracing::warn!("frame {frames}: {e}");
+        }
+        write(&mut p, &mut bytes)?;
+        if tty && duration > 0.0 {
+            let pct = ((secs / duration) * 100.0).clamp(0.0, 100.0) as i64;
+            if pct != last_pct {
+                last_pct = pct;
+                eprint!("\rpackaging {}: {pct:3}%", input.display());
+                let _ = std::io::stderr().flush();
+            }
+        }
+    }
+    p.handle_end_of_stream(WallClock(wall0.millis() + (duration * 1000.0) as i64));
+    write(&mut p, &mut bytes)?;
+    if tty {
+        eprintln!("\rpackaging {}: 100%", input.display());
+    }
+    let snap = p
+        .snapshot()
+        .context("the input was too short to produce one segment")?;
+    std::fs::write(outdir.join("index.m3u8"), render_multivariant(&snap))?;
+    for r in &snap.renditions {
+        std::fs::write(
+            outdir.join(format!("{}.m3u8", r.name)),
+            render_media(&snap, r, SkipMode::Full),
+        )?;
+    }
+    Ok(Summary {
+        frames,
+        segments: snap.renditions[0].segments.len(),
+        bytes,
+    })
+}

@@ -1,0 +1,262 @@
+//! Publishing sessions: which stream names are live, who publishes them, and the reconnect grace
+//! period. Ingest adapters (RTMP, the demo source) claim a name, get a [`Publication`], and
+//! feed it frames; when they drop it the stream waits `grace` for the same name to come back
+//! (continuing with EXT-X-DISCONTINUITY), then ends with EXT-X-ENDLIST.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use llhls_origin::{wall_now, Command, Origin, StreamInput};
+use llhls_packager::{Frame, Packager, PackagerConfig, TrackConfig};
+
+enum Slot {
+    /// A publisher holds it.
+    Publishing,
+    /// The publisher left; the stream waits for it until the generation changes.
+    Grace { input: StreamInput, generation: u64 },
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Someone is already publishing this name.
+    #[error("stream {0} already has a publisher")]
+    Duplicate(String),
+    /// Invalid stream name.
+    #[error("invalid stream name {0:?}: use 1-64 letters, digits, '-' or '_'")]
+    BadName(String),
+    /// Missing or wrong key.
+    #[error("publish key missing or wrong for stream {0}")]
+    Unauthorized(String),
+}
+
+/// The registry of publishing sessions.
+pub struct Streams {
+    origin: Arc<Origin>,
+    packager: PackagerConfig,
+    keys: Vec<String>,
+    grace: Duration,
+    slots: Mutex<HashMap<String, Slot>>,
+    generation: Mutex<u64>,
+}
+
+/// A claimed stream name. Start it with the track set, then send frames.
+pub struct Publication {
+    streams: Arc<Streams>,
+    name: String,
+    input: Option<StreamInput>,
+    resumed: Option<StreamInput>,
+}
+
+/// Compares in time that depends only on the lengths, not on where the bytes differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// Valid stream names: 1-64 of `[A-Za-z0-9_-]`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Streams {
+    /// A registry over `origin`.
+    pub fn new(
+        origin: Arc<Origin>,
+        packager: PackagerConfig,
+        keys: Vec<String>,
+        grace: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Streams {
+            origin,
+            packager,
+            keys,
+            grace,
+            slots: Mutex::new(HashMap::new()),
+            generation: Mutex::new(0),
+        })
+    }
+
+    /// Claims `name` for a publisher presenting `key`.
+    pub fn claim(
+        self: &Arc<Self>,
+        name: &str,
+        key: Option<&str>,
+    ) -> Result<Publication, PublishError> {
+        self.claim_inner(name, key, false)
+    }
+
+    /// Claims `name` for a source inside this process (the demo): no key needed.
+    pub fn claim_trusted(self: &Arc<Self>, name: &str) -> Result<Publication, PublishError> {
+        self.claim_inner(name, None, true)
+    }
+
+    fn claim_inner(
+        self: &Arc<Self>,
+        name: &str,
+        key: Option<&str>,
+        trusted: bool,
+    ) -> Result<Publication, PublishError> {
+        if !valid_name(name) {
+            return Err(PublishError::BadName(name.to_string()));
+        }
+        if !self.keys.is_empty() && !trusted {
+            let key = key.unwrap_or("");
+            let ok = self.keys.iter().fold(false, |acc, k| {
+                acc | constant_time_eq(k.as_bytes(), key.as_bytes())
+            });
+            if !ok {
+                return Err(PublishError::Unauthorized(name.to_string()));
+            }
+        }
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let resumed = match slots.remove(name) {
+            Some(Slot::Publishing) => {
+                slots.insert(name.to_string(), Slot::Publishing);
+                return Err(PublishError::Duplicate(name.to_string()));
+            }
+            Some(Slot::Grace { input, .. }) => Some(input),
+            None => None,
+        };
+        slots.insert(name.to_string(), Slot::Publishing);
+        Ok(Publication {
+            streams: self.clone(),
+            name: name.to_string(),
+            input: None,
+            resumed,
+        })
+    }
+}
+
+impl Publication {
+    /// The stream name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts (or resumes, within the grace period) the stream with these tracks.
+    pub async fn start(&mut self, tracks: Vec<TrackConfig>) -> anyhow::Result<bool> {
+        if self.input.is_some() {
+            return Ok(false);
+        }
+        if let Some(input) = self.resumed.take() {
+            if input
+                .send(Command::Discontinuity(Some(tracks.clone()), wall_now()))
+                .await
+                .is_ok()
+            {
+                self.input = Some(input);
+                return Ok(true);
+            }
+        }
+        let config = PackagerConfig {
+            first_msn: first_msn(),
+            ..self.streams.packager.clone()
+        };
+        let packager = Packager::new(config, tracks).context("starting the packager")?;
+        let input = self
+            .streams
+            .origin
+            .create_stream(&self.name, packager)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.input = Some(input);
+        Ok(false)
+    }
+
+    /// Has [`Publication::start`] run?
+    pub fn started(&self) -> bool {
+        self.input.is_some()
+    }
+
+    /// Feeds one frame; waits when the packager is behind.
+    pub async fn frame(&self, f: Frame) -> anyhow::Result<()> {
+        let input = self.input.as_ref().context("stream not started")?;
+        input
+            .send(Command::Frame(f, wall_now()))
+            .await
+            .map_err(|_| anyhow::anyhow!("stream task stopped"))
+    }
+
+    /// A codec change mid-stream: a discontinuity carrying the new configuration.
+    pub async fn discontinuity(&self, tracks: Vec<TrackConfig>) -> anyhow::Result<()> {
+        let input = self.input.as_ref().context("stream not started")?;
+        input
+            .send(Command::Discontinuity(Some(tracks), wall_now()))
+            .await
+            .map_err(|_| anyhow::anyhow!("stream task stopped"))
+    }
+}
+
+impl Drop for Publication {
+    fn drop(&mut self) {
+        let streams = self.streams.clone();
+        let name = self.name.clone();
+        let input = self.input.take().or_else(|| self.resumed.take());
+        let mut slots = streams.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match input {
+            None => {
+                slots.remove(&name);
+            }
+            Some(input) => {
+                let generation = {
+                    let mut g = streams.generation.lock().unwrap_or_else(|e| e.into_inner());
+                    *g += 1;
+                    *g
+                };
+                tracing::info!(stream = %name, grace_secs = streams.grace.as_secs(), "publisher gone; waiting for a reconnect");
+                slots.insert(name.clone(), Slot::Grace { input, generation });
+                let grace = streams.grace;
+                let s2 = streams.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        let mut slots = s2.slots.lock().unwrap_or_else(|e| e.into_inner());
+                        if matches!(slots.get(&name), Some(Slot::Grace { generation: g, .. }) if *g == generation) {
+                            slots.remove(&name);
+                            tracing::info!(stream = %name, "no reconnect within the grace period: stream ended");
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// First MSN from the wall clock (Unix seconds): a restarted stream never reuses a URI a CDN
+/// may still cache, since MSNs advance by less than one per second.
+fn first_msn() -> u64 {
+    (wall_now().millis() / 1000).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("demo"));
+        assert!(valid_name("a-b_C9"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("../x"));
+        assert!(!valid_name(&"a".repeat(65)));
+    }
+}
