@@ -106,12 +106,13 @@ fn coded_nals(keyframe: bool, cts_ms: i32, body: Bytes) -> Result<FlvEvent, FlvE
     if body.is_empty() {
         return Ok(FlvEvent::Ignore);
     }
-    let data = if is_annex_b(&body) {
-        Bytes::from(annex_b_to_length_prefixed(&body))
-    } else {
-        llhls_packager::codec::length_prefixed_nals(&body)
-            .map_err(|e| codec_err("NAL units", e))?;
-        body
+    // FLV carries 4-byte length-prefixed NAL units. A few encoders send Annex-B instead;
+    // accept that only when the data does not parse as length-prefixed (a 256-511 byte NAL
+    // unit's length prefix also starts 00 00 01).
+    let data = match llhls_packager::codec::length_prefixed_nals(&body) {
+        Ok(_) => body,
+        Err(_) if is_annex_b(&body) => Bytes::from(annex_b_to_length_prefixed(&body)),
+        Err(e) => return Err(codec_err("NAL units", e)),
     };
     Ok(FlvEvent::Video {
         keyframe,
@@ -309,6 +310,21 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_256_byte_nal_is_not_mistaken_for_annex_b() {
+        let mut v = vec![0x27, 1, 0, 0, 0, 0, 0, 1, 0];
+        v.extend(std::iter::repeat_n(0x41u8, 256));
+        let ev = parse_video(&Bytes::from(v.clone())).unwrap();
+        assert_eq!(
+            ev,
+            FlvEvent::Video {
+                keyframe: false,
+                cts_ms: 0,
+                data: Bytes::from(v[5..].to_vec())
+            }
+        );
     }
 
     #[test]

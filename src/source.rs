@@ -138,7 +138,12 @@ impl FileSource {
                             track,
                             num: i64::from(tb.numerator()),
                             scale,
-                            annex_b: is_annex_b(&extra),
+                            // avcC/hvcC extradata (first byte 1) means length-prefixed
+                            // samples; Annex-B or none (MPEG-TS) means start codes.
+                            annex_b: matches!(
+                                id,
+                                ffmpeg::codec::Id::H264 | ffmpeg::codec::Id::HEVC
+                            ) && extra.first() != Some(&1),
                         });
                         tracks.push(TrackConfig { id: track, codec });
                     }
@@ -191,7 +196,7 @@ impl FileSource {
                 continue;
             };
             let pts = packet.pts().unwrap_or(dts);
-            let payload = if m.track == TrackId(1) && (m.annex_b || is_annex_b(data)) {
+            let payload = if m.track == TrackId(1) && m.annex_b {
                 Bytes::from(annex_b_to_length_prefixed(data))
             } else {
                 Bytes::copy_from_slice(data)
