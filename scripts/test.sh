@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: formatting, clippy, unit/scenario/in-process/loopback tests,
+# and the short player runs (hls.js in Chromium, direct and through an nginx edge).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --bins
+cargo test --workspace
+
+# Short player runs (about 20 s each): one viewer direct, one through the nginx edge, and
+# the negative control: a deliberately broken stream must fail the harness.
+node player-test/run.mjs --duration 20
+node player-test/run.mjs --duration 20 --edge
+if node player-test/run.mjs --duration 10 --break-codecs --name negative-broken-codecs; then
+  echo "test.sh: the player harness passed a stream with wrong CODECS: the check cannot fail" >&2
+  exit 1
+fi
+echo "test.sh: all tests passed"
