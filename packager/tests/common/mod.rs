@@ -16,6 +16,8 @@ pub fn ms(t: i64) -> MediaTime {
 /// Drives a packager, keeps every object, checks invariants on each change.
 pub struct Harness {
     pub p: Packager,
+    /// (rendition, track id) -> expected next tfdt.
+    pub next_tfdt: HashMap<(String, u32), u64>,
     pub objects: HashMap<String, Bytes>,
     pub growing: HashMap<String, Vec<u8>>,
     pub snapshots: Vec<StreamSnapshot>,
@@ -30,6 +32,7 @@ impl Harness {
         let p = Packager::new(config, tracks).expect("valid config");
         let mut h = Harness {
             p,
+            next_tfdt: HashMap::new(),
             objects: HashMap::new(),
             growing: HashMap::new(),
             snapshots: Vec::new(),
@@ -46,6 +49,9 @@ impl Harness {
             match o {
                 Output::Object { uri, bytes } => {
                     self.growing.remove(&uri);
+                    if uri.matches('.').count() == 2 {
+                        self.check_fragment(&uri, &bytes);
+                    }
                     assert!(
                         !self.objects.contains_key(&uri) || self.objects[&uri] == bytes,
                         "object {uri} rewritten with different bytes"
@@ -82,6 +88,81 @@ impl Harness {
 
     pub fn last(&self) -> &StreamSnapshot {
         self.snapshots.last().expect("at least one playlist")
+    }
+
+    /// Parses a part with mp4-atom (an independent parser): one moof + one mdat whose size
+    /// matches the trun sample sizes, and every traf's tfdt continuing the previous part's
+    /// (rule 68; gaps may only move it forward).
+    pub fn check_fragment(&mut self, uri: &str, bytes: &[u8]) {
+        use mp4_atom::{Any, DecodeMaybe};
+        let rendition = uri.split('/').next().unwrap().to_string();
+        let mut buf = bytes;
+        let moof = match Any::decode_maybe(&mut buf)
+            .expect("part parses")
+            .expect("moof")
+        {
+            Any::Moof(m) => m,
+            other => panic!("{uri}: expected moof, got {other:?}"),
+        };
+        let mdat = match Any::decode_maybe(&mut buf)
+            .expect("mdat parses")
+            .expect("mdat")
+        {
+            Any::Mdat(m) => m,
+            other => panic!("{uri}: expected mdat, got {other:?}"),
+        };
+        assert!(buf.is_empty(), "{uri}: trailing bytes after mdat");
+        let mut data = 0u64;
+        for traf in &moof.traf {
+            let tfdt = traf
+                .tfdt
+                .as_ref()
+                .expect("tfdt present (rule 66)")
+                .base_media_decode_time;
+            let trun = &traf.trun[0];
+            let mut dur = 0u64;
+            for i in 0..trun.samples.len() {
+                let e = trun.samples.get(i).unwrap();
+                dur += u64::from(e.duration.expect("per-sample duration"));
+                data += u64::from(e.size.expect("per-sample size"));
+            }
+            let key = (rendition.clone(), traf.tfhd.track_id);
+            if let Some(&expected) = self.next_tfdt.get(&key) {
+                assert!(
+                    tfdt >= expected,
+                    "{uri}: track {} tfdt {tfdt} overlaps the previous part (expected {expected})",
+                    traf.tfhd.track_id
+                );
+            }
+            self.next_tfdt.insert(key, tfdt + dur);
+        }
+        assert_eq!(
+            mdat.data.len() as u64,
+            data,
+            "{uri}: mdat size != sum of sample sizes"
+        );
+    }
+
+    /// Writes every view of the latest snapshot to `dir` (for the independent parser).
+    pub fn dump_views(&self, dir: &std::path::Path, tag: &str) -> Vec<std::path::PathBuf> {
+        use llhls_packager::{render_media, render_multivariant, SkipMode};
+        let snap = self.last();
+        let mut out = Vec::new();
+        let mv = dir.join(format!("{tag}-index.m3u8"));
+        std::fs::write(&mv, render_multivariant(snap)).unwrap();
+        out.push(mv);
+        for r in &snap.renditions {
+            for (name, skip) in [
+                ("full", SkipMode::Full),
+                ("yes", SkipMode::Yes),
+                ("v2", SkipMode::V2),
+            ] {
+                let f = dir.join(format!("{tag}-{}-{name}.m3u8", r.name));
+                std::fs::write(&f, render_media(snap, r, skip)).unwrap();
+                out.push(f);
+            }
+        }
+        out
     }
 
     /// Every invariant of LLHLS-RULES §1 we can check on a snapshot.

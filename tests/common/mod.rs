@@ -1,0 +1,318 @@
+//! Loopback test support: the real `llhls` binary on free ports, a real ffmpeg publisher, and
+//! a tiny HTTP/1.1 client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Server {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::env::temp_dir().join(format!(
+            "llhls-test-{}-{}.log",
+            std::process::id(),
+            http.port()
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_llhls"))
+            .args([
+                "serve",
+                "--http",
+                &http.to_string(),
+                "--rtmp",
+                &rtmp.to_string(),
+                "--demo",
+                "false",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("llhls binary starts");
+        let s = Server {
+            child,
+            http,
+            rtmp,
+            log,
+        };
+        s.wait_for("/healthz", Duration::from_secs(20));
+        s
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        http_get(self.http, path, &[])
+    }
+
+    /// Polls until `path` answers 200; returns how long it took.
+    pub fn wait_for(&self, path: &str, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(r) = try_http_get(self.http, path, &[]) {
+                if r.status == 200 {
+                    return start.elapsed();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{path} not available after {timeout:?}; server log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn rtmp_url(&self, name: &str) -> String {
+        format!("rtmp://{}/live/{name}", self.rtmp)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    try_http_get(addr, path, headers).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+pub fn try_http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| std::io::Error::other("malformed response"))
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n")?;
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&rest[..nl]).ok()?.trim(), 16).ok()?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = out;
+    }
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A real-time ffmpeg publisher (test pattern + tone, keyframe every second).
+pub fn publish(url: &str, secs: u32, bframes: bool) -> Child {
+    let mut args: Vec<String> = [
+        "-hide_banner",
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(secs.to_string());
+    args.extend(
+        [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ]
+        .map(String::from),
+    );
+    if bframes {
+        args.extend(["-bf", "2"].map(String::from));
+    } else {
+        args.extend(["-tune", "zerolatency"].map(String::from));
+    }
+    args.extend(["-c:a", "aac", "-f", "flv"].map(String::from));
+    args.push(url.to_string());
+    Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg runs")
+}
+
+/// Runs the independent playlist parser (Python `m3u8`) over `texts`.
+pub fn validate_playlists(texts: &[(&str, String)]) {
+    let dir =
+        std::env::temp_dir().join(format!("llhls-pl-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for (name, text) in texts {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        files.push(p);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/validate_playlists.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(&files)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "independent parser: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Decodes `bytes` (init + media) with ffmpeg; returns its error output (empty when clean)
+/// and the number of decoded video frames.
+pub fn ffmpeg_decode(bytes: &[u8]) -> (String, u64) {
+    let p = std::env::temp_dir().join(format!(
+        "llhls-dec-{}-{}.mp4",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::write(&p, bytes).unwrap();
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&p)
+        .output()
+        .expect("ffprobe runs");
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&p)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let _ = std::fs::remove_file(&p);
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (
+        String::from_utf8_lossy(&dec.stderr).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        frames,
+    )
+}
+
+/// URIs in a playlist (lines not starting with '#', and URI="..." attributes), each once, in
+/// order of first appearance (byte-range parts share their segment's URI).
+pub fn uris(playlist: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for l in playlist.lines() {
+        if !l.starts_with('#') && !l.is_empty() {
+            v.push(l.to_string());
+        } else if let Some(i) = l.find("URI=\"") {
+            let rest = &l[i + 5..];
+            if let Some(j) = rest.find('"') {
+                v.push(rest[..j].to_string());
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|u| seen.insert(u.clone()));
+    v
+}

@@ -1,0 +1,194 @@
+//! The real binary on loopback with a real ffmpeg publishing over RTMP.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+fn media_name(s: &Server, stream: &str) -> String {
+    let mv = s.get(&format!("/live/{stream}/index.m3u8")).text();
+    mv.lines()
+        .find(|l| l.ends_with(".m3u8"))
+        .expect("a variant")
+        .to_string()
+}
+
+/// Playlists pass the independent parser and init + segments decode with ffmpeg.
+fn check_stream(s: &Server, stream: &str) {
+    let mv = s.get(&format!("/live/{stream}/index.m3u8"));
+    assert_eq!(mv.status, 200);
+    let media_pl = media_name(s, stream);
+    let media = s.get(&format!("/live/{stream}/{media_pl}"));
+    assert_eq!(media.status, 200);
+    let text = media.text();
+    let delta = s
+        .get(&format!("/live/{stream}/{media_pl}?_HLS_skip=YES"))
+        .text();
+    validate_playlists(&[
+        ("index.m3u8", mv.text()),
+        ("media.m3u8", text.clone()),
+        ("delta.m3u8", delta),
+    ]);
+    let all = uris(&text);
+    let init = all.iter().find(|u| u.contains("init-")).expect("EXT-X-MAP");
+    let mut bytes = s.get(&format!("/live/{stream}/{init}")).body;
+    let segments: Vec<&String> = all
+        .iter()
+        .filter(|u| u.ends_with(".m4s") && u.matches('.').count() == 1)
+        .collect();
+    assert!(!segments.is_empty(), "{text}");
+    for seg in &segments {
+        let r = s.get(&format!("/live/{stream}/{seg}"));
+        assert_eq!(r.status, 200, "{seg}");
+        bytes.extend_from_slice(&r.body);
+    }
+    let (errors, frames) = ffmpeg_decode(&bytes);
+    assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
+    assert!(
+        frames >= 30 * segments.len() as u64,
+        "decoded {frames} frames from {} segments",
+        segments.len()
+    );
+    // Parts decode too: init + the parts of the last listed parent.
+    let parts: Vec<&String> = all.iter().filter(|u| u.matches('.').count() == 2).collect();
+    assert!(!parts.is_empty());
+}
+
+#[test]
+fn ffmpeg_publish_without_b_frames_appears_and_decodes() {
+    let s = Server::start(&[]);
+    let mut ff = publish(&s.rtmp_url("cam"), 8, false);
+    let t = s.wait_for("/live/cam/index.m3u8", Duration::from_secs(15));
+    eprintln!("first playlist {t:?} after the publisher started");
+    std::thread::sleep(Duration::from_secs(3));
+    check_stream(&s, "cam");
+    let log = s.log_text();
+    assert!(
+        log.contains("publishing") && log.contains("avc1.") && log.contains("mp4a.40.2"),
+        "{log}"
+    );
+    let _ = ff.wait();
+}
+
+#[test]
+fn ffmpeg_publish_with_b_frames_appears_and_decodes() {
+    let s = Server::start(&[]);
+    let mut ff = publish(&s.rtmp_url("bf"), 8, true);
+    s.wait_for("/live/bf/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    check_stream(&s, "bf");
+    let _ = ff.wait();
+}
+
+#[test]
+fn wrong_key_is_refused_and_right_key_publishes() {
+    let s = Server::start(&["--publish-keys", "s3cret,other"]);
+    let mut bad = publish(&s.rtmp_url("locked?key=nope"), 4, false);
+    let status = bad.wait().unwrap();
+    assert!(!status.success(), "ffmpeg should fail on a refused publish");
+    assert_eq!(s.get("/live/locked/index.m3u8").status, 404);
+    assert!(s.log_text().contains("publish refused"), "{}", s.log_text());
+    let mut good = publish(&s.rtmp_url("locked?key=s3cret"), 6, false);
+    s.wait_for("/live/locked/index.m3u8", Duration::from_secs(15));
+    let _ = good.wait();
+}
+
+#[test]
+fn duplicate_publisher_is_refused() {
+    let s = Server::start(&[]);
+    let mut first = publish(&s.rtmp_url("dup"), 10, false);
+    s.wait_for("/live/dup/index.m3u8", Duration::from_secs(15));
+    let mut second = publish(&s.rtmp_url("dup"), 4, false);
+    assert!(
+        !second.wait().unwrap().success(),
+        "second publisher must be refused"
+    );
+    assert!(s.log_text().contains("already has a publisher"));
+    // The first one is unaffected.
+    let a = s.get("/live/dup/media.m3u8").text();
+    std::thread::sleep(Duration::from_secs(1));
+    let b = s.get("/live/dup/media.m3u8").text();
+    assert_ne!(a, b, "the live stream keeps advancing");
+    let _ = first.kill();
+    let _ = first.wait();
+}
+
+#[test]
+fn garbage_and_half_handshakes_do_not_affect_publishers() {
+    let s = Server::start(&[]);
+    // Half a handshake, left open.
+    let mut half = TcpStream::connect(s.rtmp).unwrap();
+    half.write_all(&[3, 0, 0]).unwrap();
+    // Garbage.
+    let mut junk = TcpStream::connect(s.rtmp).unwrap();
+    let bytes: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let _ = junk.write_all(&bytes);
+    let mut buf = [0u8; 64];
+    junk.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = junk.read(&mut buf);
+    // HTTP garbage on the HTTP port.
+    let mut h = TcpStream::connect(s.http).unwrap();
+    h.write_all(b"\x16\x03\x01garbage\r\n\r\n").unwrap();
+    let _ = h.read(&mut buf);
+    // A real publisher still works.
+    let mut ff = publish(&s.rtmp_url("ok"), 6, false);
+    s.wait_for("/live/ok/index.m3u8", Duration::from_secs(15));
+    assert_eq!(s.get("/healthz").status, 200);
+    let _ = ff.wait();
+    drop(half);
+}
+
+#[test]
+fn two_simultaneous_publishers() {
+    let s = Server::start(&[]);
+    let mut a = publish(&s.rtmp_url("one"), 7, false);
+    let mut b = publish(&s.rtmp_url("two"), 7, true);
+    s.wait_for("/live/one/index.m3u8", Duration::from_secs(15));
+    s.wait_for("/live/two/index.m3u8", Duration::from_secs(15));
+    let list = s.get("/streams.json").text();
+    assert!(
+        list.contains("\"one\"") && list.contains("\"two\""),
+        "{list}"
+    );
+    let _ = a.wait();
+    let _ = b.wait();
+}
+
+#[test]
+fn reconnect_within_grace_continues_with_a_discontinuity() {
+    let s = Server::start(&["--reconnect-grace-secs", "8"]);
+    let mut ff = publish(&s.rtmp_url("re"), 5, false);
+    s.wait_for("/live/re/index.m3u8", Duration::from_secs(15));
+    let _ = ff.wait();
+    let before = s.get("/live/re/media.m3u8").text();
+    let first_msn: u64 = before
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut again = publish(&s.rtmp_url("re"), 6, false);
+    let _ = again.wait();
+    let after = s.get("/live/re/media.m3u8").text();
+    assert!(after.contains("#EXT-X-DISCONTINUITY\n"), "{after}");
+    let msn: u64 = after
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        msn, first_msn,
+        "same playlist continues (window not yet full)"
+    );
+    assert!(!after.contains("#EXT-X-ENDLIST"));
+    // After the grace period the playlist ends.
+    std::thread::sleep(Duration::from_secs(10));
+    let ended = s.get("/live/re/media.m3u8").text();
+    assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
+}
