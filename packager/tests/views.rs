@@ -44,7 +44,8 @@ fn tmp(tag: &str) -> PathBuf {
 fn independent_parser_accepts_every_view_of_every_scenario() {
     let dir = tmp("all");
     let mut files = Vec::new();
-    let scenarios: Vec<(&str, PackagerConfig, Box<dyn Fn(&mut Publisher)>)> = vec![
+    type Tweak = Box<dyn Fn(&mut Publisher)>;
+    let scenarios: Vec<(&str, PackagerConfig, Tweak)> = vec![
         ("muxed", cfg(), Box::new(|_| {})),
         (
             "separate",
