@@ -811,8 +811,8 @@ impl Packager {
             let end_ns = rescale(self.timeline_end, self.lead_scale as u32, NS);
             self.shift_ns = Some(end_ns - dts_ns);
             for t in &mut self.tracks {
+                // next_dts survives: audio of the new timeline must not overlap the old.
                 t.cts_shift_ns = None;
-                t.next_dts = None;
                 t.pending.clear();
             }
             self.pdt_anchor = None;
@@ -841,9 +841,15 @@ impl Packager {
         };
         if let (Some(dur), Some(expected)) = (audio_dur, self.tracks[ti].next_dts) {
             let d = i64::from(dur);
-            if (dts - expected).abs() <= d / 2 || dts < expected {
+            let diff = dts - expected;
+            if diff.abs() <= d / 2 {
                 dts = expected;
+            } else if diff < 0 {
+                // Would overlap audio already packaged (after a reconnect, or a publisher
+                // whose audio clock runs fast): drop it so tfdt never goes backwards.
+                return;
             }
+            // diff > d/2: a real gap in the audio; keep the timestamp.
         }
         if !is_lead {
             // Non-lead samples before the lead's first sample of this timeline are dropped.
