@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use http::HeaderValue;
 use llhls_packager::{
     render_media, render_multivariant, Output, Packager, SkipMode, StreamSnapshot, TrackConfig,
     WallClock,
@@ -54,6 +55,13 @@ pub struct Published {
     pub views: HashMap<(String, SkipMode), Rendered>,
     /// When the stream task published it (for wake-latency metrics).
     pub at: Instant,
+    /// The same instant as Unix microseconds, sent as `llhls-published-us` on playlist
+    /// responses so load generators and operators can measure wake latency end to end.
+    pub published_us: HeaderValue,
+    /// Cache-Control for blocking playlist responses: 6 x TD (rule 53).
+    pub blocking_cache: HeaderValue,
+    /// Cache-Control for plain playlist reloads: TD/2, at least 1 s.
+    pub plain_cache: HeaderValue,
 }
 
 impl Published {
@@ -81,11 +89,24 @@ impl Published {
                 );
             }
         }
+        let td = u64::from(snapshot.timing.target_duration);
+        let cache = |secs: u64| {
+            HeaderValue::from_str(&format!("public, max-age={secs}"))
+                .unwrap_or(HeaderValue::from_static("no-cache"))
+        };
         Published {
+            blocking_cache: cache(6 * td),
+            plain_cache: cache((td / 2).max(1)),
             snapshot,
             multivariant,
             views,
             at: Instant::now(),
+            published_us: HeaderValue::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_micros() as u64,
+            ),
         }
     }
 

@@ -169,11 +169,6 @@ impl Reply {
     }
 }
 
-fn cache(max_age: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("public, max-age={max_age}"))
-        .unwrap_or(HeaderValue::from_static("no-cache"))
-}
-
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// RFC 8673: the last byte position a client can name, 2^53 - 1.
 const RANGE_MAX: u64 = 9_007_199_254_740_991;
@@ -432,12 +427,12 @@ impl Origin {
                 return e;
             }
         };
-        let max_age = u64::from(p.snapshot.timing.target_duration / 2).max(1);
         playlist_reply(
             Class::Multivariant,
+            &p,
             &p.multivariant,
             accepts_gzip(req),
-            cache(max_age),
+            p.plain_cache.clone(),
         )
     }
 
@@ -483,8 +478,8 @@ impl Origin {
                 return Reply::error(StatusCode::BAD_REQUEST, class, &e.to_string());
             }
         };
-        let blocking_cache = cache(6 * td);
-        let plain_cache = cache((td / 2).max(1));
+        let blocking_cache = p.blocking_cache.clone();
+        let plain_cache = p.plain_cache.clone();
         match decision {
             Decision::Now(skip) => {
                 let cc = if directives.is_blocking() && !p.snapshot.ended {
@@ -493,7 +488,7 @@ impl Origin {
                     plain_cache
                 };
                 match p.view(rendition, skip) {
-                    Some(v) => playlist_reply(class, v, gzip, cc),
+                    Some(v) => playlist_reply(class, &p, v, gzip, cc),
                     None => Reply::error(StatusCode::NOT_FOUND, class, "no such rendition"),
                 }
             }
@@ -535,7 +530,7 @@ impl Origin {
                             blocking_cache
                         };
                         match p.view(rendition, skip) {
-                            Some(v) => playlist_reply(class, v, gzip, cc),
+                            Some(v) => playlist_reply(class, &p, v, gzip, cc),
                             None => Reply::error(StatusCode::NOT_FOUND, class, "no such rendition"),
                         }
                     }
@@ -887,8 +882,18 @@ fn accepts_gzip<B>(req: &Request<B>) -> bool {
         })
 }
 
-fn playlist_reply(class: Class, v: &crate::live::Rendered, gzip: bool, cc: HeaderValue) -> Reply {
+fn playlist_reply(
+    class: Class,
+    p: &Published,
+    v: &crate::live::Rendered,
+    gzip: bool,
+    cc: HeaderValue,
+) -> Reply {
     let mut headers = vec![
+        (
+            header::HeaderName::from_static("llhls-published-us"),
+            p.published_us.clone(),
+        ),
         (
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/vnd.apple.mpegurl"),

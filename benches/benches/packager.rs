@@ -1,0 +1,127 @@
+//! Criterion micro-benches: packaging cost per frame, playlist render per view, directive
+//! parsing, box writing.
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use llhls_packager::cmaf::{fragment, Sample, TrackRun};
+use llhls_packager::synth::Publisher;
+use llhls_packager::{
+    render_media, render_multivariant, Directives, Output, Packager, PackagerConfig, SkipMode,
+};
+
+fn frames(
+    n: usize,
+) -> (
+    Vec<(llhls_packager::Frame, llhls_packager::WallClock)>,
+    Publisher,
+) {
+    let mut p = Publisher::new(30.0, 60);
+    let v = (0..n).map(|_| p.next_frame()).collect();
+    (v, p)
+}
+
+fn packaging(c: &mut Criterion) {
+    let (input, publisher) = frames(77 * 60);
+    let mut g = c.benchmark_group("packager");
+    g.throughput(Throughput::Elements(input.len() as u64));
+    g.bench_function("handle_frame+drain, 60 s of 30 fps video + AAC", |b| {
+        b.iter(|| {
+            let mut p = Packager::new(PackagerConfig::default(), publisher.tracks()).unwrap();
+            let mut n = 0usize;
+            for (f, w) in input.iter().cloned() {
+                p.handle_frame(f, w).unwrap();
+                while let Some(o) = p.poll_output() {
+                    if let Output::PlaylistChanged = o {
+                        n += usize::from(p.snapshot().is_some());
+                    }
+                }
+            }
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+fn rendering(c: &mut Criterion) {
+    let (input, publisher) = frames(77 * 40);
+    let mut p = Packager::new(PackagerConfig::default(), publisher.tracks()).unwrap();
+    for (f, w) in input {
+        p.handle_frame(f, w).unwrap();
+        while p.poll_output().is_some() {}
+    }
+    let snap = p.snapshot().unwrap();
+    let r = &snap.renditions[0];
+    let mut g = c.benchmark_group("render");
+    g.bench_function("media full (12 segments)", |b| {
+        b.iter(|| black_box(render_media(&snap, r, SkipMode::Full)))
+    });
+    g.bench_function("media delta YES", |b| {
+        b.iter(|| black_box(render_media(&snap, r, SkipMode::Yes)))
+    });
+    g.bench_function("media delta v2", |b| {
+        b.iter(|| black_box(render_media(&snap, r, SkipMode::V2)))
+    });
+    g.bench_function("multivariant", |b| {
+        b.iter(|| black_box(render_multivariant(&snap)))
+    });
+    g.bench_function("snapshot", |b| b.iter(|| black_box(p.snapshot())));
+    g.finish();
+}
+
+fn directives(c: &mut Criterion) {
+    c.bench_function("directives/parse hls.js query", |b| {
+        b.iter(|| {
+            black_box(Directives::parse(black_box(
+                "token=abc&_HLS_msn=1795623678&_HLS_part=7&_HLS_skip=YES",
+            )))
+        })
+    });
+}
+
+fn boxes(c: &mut Criterion) {
+    let video: Vec<Sample> = (0..6)
+        .map(|i| Sample {
+            duration: 3000,
+            cts_offset: 0,
+            sync: i == 0,
+            data: Bytes::from(vec![0u8; 4000]),
+        })
+        .collect();
+    let audio: Vec<Sample> = (0..10)
+        .map(|_| Sample {
+            duration: 1024,
+            cts_offset: 0,
+            sync: true,
+            data: Bytes::from(vec![0u8; 300]),
+        })
+        .collect();
+    let mut g = c.benchmark_group("cmaf");
+    g.throughput(Throughput::Bytes(6 * 4000 + 10 * 300));
+    g.bench_function("fragment: 6 video + 10 audio samples", |b| {
+        b.iter(|| {
+            black_box(fragment(
+                7,
+                &[
+                    TrackRun {
+                        track_id: 1,
+                        base_dts: 1 << 33,
+                        video: true,
+                        samples: &video,
+                    },
+                    TrackRun {
+                        track_id: 2,
+                        base_dts: 1 << 30,
+                        video: false,
+                        samples: &audio,
+                    },
+                ],
+            ))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, packaging, rendering, directives, boxes);
+criterion_main!(benches);

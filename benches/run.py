@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""The benchmark suite: every performance claim of llhls, measured beside a reference in the
+same run on the same machine. Prints a markdown table (paste into benches/README.md) and
+writes benches/results/<commit>.jsonl.
+
+    python3 benches/run.py            # the whole suite (about 15 minutes)
+    python3 benches/run.py --quick    # a quick variant (under 5 minutes)
+    python3 benches/run.py --only fanout,objects,package,latency,micro
+
+Benchmarks, not tests: nothing here asserts a time, but a run whose requests fail exits
+non-zero."""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+ROWS = []
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, text=True, capture_output=True, **kw).stdout
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_http(url, timeout=30):
+    import urllib.request
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {url}")
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    commit = sh("git -C %s rev-parse --short HEAD" % ROOT).strip()
+    dirty = sh("git -C %s status --porcelain --untracked-files=no" % ROOT).strip()
+    return f"{os.cpu_count()} cores, {cpu}", commit + ("+dirty" if dirty else "")
+
+
+def row(bench, case, command, ref_name, ref, ours, unit, higher_is_better, goal):
+    ratio = None
+    if ref and ours:
+        ratio = (ours / ref) if higher_is_better else (ref / ours)
+    r = dict(bench=bench, case=case, command=command, reference=ref_name, ref=ref, ours=ours, unit=unit,
+             ratio=ratio, goal=goal)
+    ROWS.append(r)
+    print(f"  {bench} | {case}: ours {fmt(ours)} {unit}, {ref_name} {fmt(ref)} {unit}, ratio {fmt(ratio)}", flush=True)
+
+
+def fmt(x):
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+    return str(x)
+
+
+class Proc:
+    def __init__(self, argv, log, env=None):
+        self.log = open(log, "w")
+        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                  cwd=ROOT)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+        self.log.close()
+
+
+def llhls_serve(tmp, extra=()):
+    http, rtmp = free_port(), free_port()
+    p = Proc([os.path.join(REL, "llhls"), "serve", "--http", f"127.0.0.1:{http}", "--rtmp", f"127.0.0.1:{rtmp}",
+              "--max-connections", "60000", *extra], os.path.join(tmp, f"llhls-{http}.log"), {"RUST_LOG": "warn"})
+    wait_http(f"http://127.0.0.1:{http}/healthz")
+    return p, http, rtmp
+
+
+def fanout(args, quick, tmp):
+    cases = [(1000, None), (10000, None), (1000, 100), (10000, 250), (20000, 500)]
+    if quick:
+        cases = [(1000, None), (10000, 250)]
+    secs = 8 if quick else 15
+    for n, h2 in cases:
+        results = {}
+        for who in ("reference", "llhls"):
+            if who == "llhls":
+                p, port, _ = llhls_serve(tmp)
+                wait_http(f"http://127.0.0.1:{port}/live/demo/media.m3u8")
+                url = f"http://127.0.0.1:{port}/live/demo/media.m3u8"
+            else:
+                port = free_port()
+                p = Proc([os.path.join(REL, "refserver"), "--listen", f"127.0.0.1:{port}"], os.path.join(tmp, "ref.log"))
+                wait_http(f"http://127.0.0.1:{port}/x.m3u8")
+                url = f"http://127.0.0.1:{port}/live/demo/media.m3u8"
+            time.sleep(2)
+            cmd = [os.path.join(REL, "fanout"), "--url", url, "--viewers", str(n), "--secs", str(secs),
+                   "--server-pid", str(p.p.pid), "--label", who]
+            if h2:
+                cmd += ["--h2", str(h2)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            p.stop()
+            line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
+            if not line:
+                print(out.stdout, out.stderr, file=sys.stderr)
+                raise SystemExit(f"fanout {who} {n} failed")
+            results[who] = json.loads(line)
+            if out.returncode != 0:
+                print(f"  warning: {who} at {n}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ''}", flush=True)
+                results[who]["failed"] = True
+        transport = f"h2 ({h2} streams/conn)" if h2 else "HTTP/1.1"
+        case = f"{n} viewers, {transport}"
+        command = f"python3 benches/run.py --only fanout  (fanout --viewers {n}{' --h2 %d' % h2 if h2 else ''} --secs {secs})"
+        r, o = results["reference"], results["llhls"]
+        row("fan-out", case + ": responses/s", command, "bare hyper+watch", r["responses_per_s"], o["responses_per_s"], "resp/s", True, ">= 0.9x ref")
+        row("fan-out", case + ": wake p50", command, "bare hyper+watch", r["wake_p50_ms"], o["wake_p50_ms"], "ms", False, "")
+        row("fan-out", case + ": wake p99", command, "bare hyper+watch", r["wake_p99_ms"], o["wake_p99_ms"], "ms", False,
+            "<= 50 ms at 1k; within 10% of ref")
+        row("fan-out", case + ": wake max", command, "bare hyper+watch", r["wake_max_ms"], o["wake_max_ms"], "ms", False, "")
+        row("fan-out", case + ": server RSS", command, "bare hyper+watch", r["server_rss_mib"], o["server_rss_mib"], "MiB", False, "")
+        row("fan-out", case + ": memory per held viewer", command, "bare hyper+watch", r["kb_per_viewer"], o["kb_per_viewer"], "KB", False, "<= 20 KB")
+        row("fan-out", case + ": server CPU", command, "bare hyper+watch", r["server_cpu_s"], o["server_cpu_s"], "s", False, "")
+        if o.get("failed") or o["errors"]:
+            ROWS[-1]["note"] = f"llhls: {o['errors']} errors, {o['woken']} of {n} woke"
+
+
+def objects(args, quick, tmp):
+    """wrk against a cached 25 KB part and a 2 KB playlist, llhls vs nginx serving the same
+    bytes, alternating A/B three times."""
+    if not shutil.which("wrk") or not shutil.which("nginx"):
+        print("  objects: wrk or nginx missing (apt-get install wrk nginx)")
+        return
+    p, port, _ = llhls_serve(tmp)
+    base = f"http://127.0.0.1:{port}/live/demo"
+    wait_http(f"{base}/media.m3u8")
+    import urllib.request
+    pl = urllib.request.urlopen(f"{base}/media.m3u8").read().decode()
+    part = [l for l in re.findall(r'URI="([^"]+\.\d+\.m4s)"', pl)][-1]
+    www = os.path.join(tmp, "www")
+    os.makedirs(os.path.join(www, "media"), exist_ok=True)
+    body = urllib.request.urlopen(f"{base}/{part}").read()
+    with open(os.path.join(www, part), "wb") as f:
+        f.write(body)
+    # A 2 KB playlist: the multivariant is too small, so use the media playlist as served.
+    with open(os.path.join(www, "media.m3u8"), "w") as f:
+        f.write(pl)
+    nport = free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    user = "user root;\n" if os.getuid() == 0 else ""
+    with open(conf, "w") as f:
+        f.write(f"""{user}worker_processes 2; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err warn;
+events {{ worker_connections 4096; }}
+http {{ access_log off; sendfile on; tcp_nopush on; open_file_cache max=100; gzip on; gzip_types application/vnd.apple.mpegurl;
+gzip_min_length 0; types {{ video/mp4 m4s; application/vnd.apple.mpegurl m3u8; }}
+server {{ listen 127.0.0.1:{nport}; root {www}; keepalive_requests 1000000; }} }}""")
+    ng = Proc(["nginx", "-c", conf, "-p", tmp], os.path.join(tmp, "nginx.log"))
+    wait_http(f"http://127.0.0.1:{nport}/media.m3u8")
+    dur = "5s" if quick else "10s"
+    rounds = 2 if quick else 3
+
+    def wrk(url, gzip):
+        hdr = ["-H", "Accept-Encoding: gzip"] if gzip else []
+        out = sh(["wrk", "-t", "1", "-c", "64", "-d", dur, "--latency", *hdr, url])
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+        p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+        if re.search(r"Non-2xx or 3xx responses", out):
+            raise SystemExit(f"wrk saw errors on {url}")
+        return rps, p99
+
+    cases = [(f"cached part ({len(body) // 1024} KB)", f"{base}/{part}", f"http://127.0.0.1:{nport}/{part}", False),
+             (f"playlist ({len(pl.encode()) // 1024} KB, identity)", f"{base}/media.m3u8", f"http://127.0.0.1:{nport}/media.m3u8", False),
+             ("playlist (gzip)", f"{base}/media.m3u8", f"http://127.0.0.1:{nport}/media.m3u8", True)]
+    for name, ours_url, ng_url, gz in cases:
+        o, r = [], []
+        for _ in range(rounds):
+            r.append(wrk(ng_url, gz))
+            o.append(wrk(ours_url, gz))
+        med = lambda xs, i: sorted(x[i] for x in xs)[len(xs) // 2]
+        cmd = f"python3 benches/run.py --only objects  (wrk -t1 -c64 -d{dur}, A/B x{rounds})"
+        row("objects", name + ": requests/s", cmd, "nginx 1.22", med(r, 0), med(o, 0), "req/s", True, ">= 1.0x nginx")
+        row("objects", name + ": p99", cmd, "nginx 1.22", med(r, 1), med(o, 1), "ms", False, "")
+    ng.stop()
+    p.stop()
+
+
+def package(args, quick, tmp):
+    """llhls package vs ffmpeg's fMP4 HLS muxer, same input, same run."""
+    src = os.path.join(ROOT, "samples/media/long.mp4")
+    if not os.path.exists(src):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "29", "-i", os.path.join(ROOT, "samples/media/demo.mp4"),
+                        "-c", "copy", src], check=True)
+    runs = 3 if quick else 5
+
+    def best(cmd):
+        ts = []
+        for _ in range(runs):
+            out = os.path.join(tmp, "pkg")
+            shutil.rmtree(out, ignore_errors=True)
+            os.makedirs(out)
+            t = time.perf_counter()
+            subprocess.run(cmd(out), check=True, capture_output=True)
+            ts.append(time.perf_counter() - t)
+        return min(ts)
+
+    ff = best(lambda out: ["ffmpeg", "-v", "error", "-y", "-i", src, "-c", "copy", "-f", "hls", "-hls_segment_type", "fmp4",
+                           "-hls_time", "2", "-hls_playlist_type", "vod", os.path.join(out, "index.m3u8")])
+    ours = best(lambda out: [os.path.join(REL, "llhls"), "package", "-q", src, out])
+    row("package", "300 s 720p30 H.264+AAC, best of %d" % runs,
+        "python3 benches/run.py --only package  (llhls package vs ffmpeg -c copy -f hls -hls_segment_type fmp4)",
+        "ffmpeg 5.1 hls muxer", ff, ours, "s", False, "faster than ffmpeg")
+
+
+def latency(args, quick, tmp):
+    """Player-test latency at several part targets (hls.js in Chromium, one viewer)."""
+    dur = "20" if quick else "60"
+    targets = ["200"] if quick else ["100", "200", "333", "500"]
+    for pt in targets:
+        out = subprocess.run(["node", os.path.join(ROOT, "player-test/run.mjs"), "--duration", dur, "--part-target-ms", pt,
+                              "--llhls", os.path.join(REL, "llhls"), "--name", f"bench-{pt}ms"], capture_output=True, text=True)
+        print("  " + out.stdout.strip().splitlines()[0] if out.stdout.strip() else out.stderr[-500:], flush=True)
+        rep = os.path.join(ROOT, "player-test/out", f"bench-{pt}ms", "report.json")
+        if os.path.exists(rep):
+            s = json.load(open(rep))["summary"]
+            cmd = f"node player-test/run.mjs --duration {dur} --part-target-ms {pt}"
+            row("latency", f"part target {pt} ms: wall-clock p50", cmd, "-", None, s["wallLatencyP50"], "s", False, "<= 1.0 s at default")
+            row("latency", f"part target {pt} ms: wall-clock p95", cmd, "-", None, s["wallLatencyP95"], "s", False, "")
+            row("latency", f"part target {pt} ms: stalls", cmd, "-", None, s["stalls"], "count", False, "0")
+
+
+def micro(args, quick, tmp):
+    t = "1" if quick else "3"
+    out = sh(["cargo", "bench", "-p", "llhls-benches", "--bench", "packager", "--", "--warm-up-time", "1",
+              "--measurement-time", t], cwd=ROOT)
+    name = None
+    for line in out.splitlines():
+        if line and not line.startswith(" ") and "time:" not in line and not line.startswith(("Benchmarking", "Found", "Gnuplot", "Warning")):
+            name = line.strip()
+        m = re.search(r"time:\s+\[\S+ \S+ ([\d.]+) (ns|µs|ms)", line)
+        if m:
+            if not name:
+                name = line.split("time:")[0].strip()
+            v = float(m.group(1)) * {"ns": 0.001, "µs": 1, "ms": 1000}[m.group(2)]
+            row("micro", name, "cargo bench -p llhls-benches", "-", None, v, "µs", False, "")
+            name = None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="micro,package,objects,fanout,latency")
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--bins", "--workspace"], cwd=ROOT, check=True)
+    mach, commit = machine()
+    print(f"machine: {mach}; commit {commit}", flush=True)
+    tmp = tempfile.mkdtemp(prefix="llhls-bench-")
+    benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency}
+    for name in a.only.split(","):
+        print(f"== {name}", flush=True)
+        benches[name](a, a.quick, tmp)
+    os.makedirs(os.path.join(ROOT, "benches/results"), exist_ok=True)
+    with open(os.path.join(ROOT, "benches/results", f"{commit}.jsonl"), "a") as f:
+        for r in ROWS:
+            f.write(json.dumps({**r, "machine": mach, "commit": commit, "date": time.strftime("%Y-%m-%d")}) + "\n")
+    print(f"\nMachine: {mach}. Commit: {commit}. Date: {time.strftime('%Y-%m-%d')}.\n")
+    print("| bench | case | reference | ref | ours | ratio (>1 = ours better) | goal | command |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in ROWS:
+        print(f"| {r['bench']} | {r['case']} | {r['reference']} | {fmt(r['ref'])} | {fmt(r['ours'])} {r['unit']} | {fmt(r['ratio'])} | {r['goal']}{' ' + r['note'] if r.get('note') else ''} | `{r['command']}` |")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
