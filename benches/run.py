@@ -159,12 +159,22 @@ def objects(args, quick, tmp):
     if not shutil.which("wrk") or not shutil.which("nginx"):
         print("  objects: wrk or nginx missing (apt-get install wrk nginx)")
         return
-    p, port, _ = llhls_serve(tmp)
+    # A 1 Mbit/s demo makes ~25 KB parts; wait for a full playlist window so its size is stable.
+    src = os.path.join(ROOT, "samples/media/bench-1mbps.mp4")
+    if not os.path.exists(src):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=960x540:rate=30", "-f", "lavfi",
+                        "-i", "sine=frequency=440:sample_rate=48000", "-t", "10", "-c:v", "libx264", "-preset", "veryfast",
+                        "-tune", "zerolatency", "-g", "30", "-b:v", "1000k", "-maxrate", "1000k", "-bufsize", "500k",
+                        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", src], check=True)
+    p, port, _ = llhls_serve(tmp, ["--demo-file", src])
     base = f"http://127.0.0.1:{port}/live/demo"
     wait_http(f"{base}/media.m3u8")
+    time.sleep(27)
     import urllib.request
     pl = urllib.request.urlopen(f"{base}/media.m3u8").read().decode()
-    part = [l for l in re.findall(r'URI="([^"]+\.\d+\.m4s)"', pl)][-1]
+    parts = re.findall(r'URI="([^"]+\.\d+\.m4s)"', pl)
+    sizes = {u: len(urllib.request.urlopen(f"{base}/{u}").read()) for u in parts}
+    part = min(sizes, key=lambda u: abs(sizes[u] - 25_000))
     www = os.path.join(tmp, "www")
     os.makedirs(os.path.join(www, "media"), exist_ok=True)
     body = urllib.request.urlopen(f"{base}/{part}").read()

@@ -55,8 +55,9 @@ enum Command {
         /// `muxed` or `separate`.
         #[arg(long, default_value = "muxed")]
         layout: String,
-        /// `files` or `byterange`.
-        #[arg(long, default_value = "files")]
+        /// `byterange` (parts are ranges of the segment files: no byte written twice) or
+        /// `files` (one file per part as well, the live layout).
+        #[arg(long, default_value = "byterange")]
         addressing: String,
         /// No progress output.
         #[arg(long, short)]

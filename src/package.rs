@@ -37,17 +37,27 @@ pub fn run(
     let mut bytes = 0u64;
     let mut warned = 0;
     let mut last_pct = -1i64;
+    // Files are written by a second thread, so demuxing and packaging overlap the writes.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(std::path::PathBuf, bytes::Bytes)>(256);
+    let writer = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut dirs = std::collections::HashSet::new();
+        for (path, b) in rx {
+            if let Some(dir) = path.parent() {
+                if dirs.insert(dir.to_path_buf()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+            }
+            std::fs::write(&path, &b).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    });
     let mut write = |p: &mut Packager, bytes: &mut u64| -> anyhow::Result<()> {
         while let Some(o) = p.poll_output() {
             match o {
                 Output::Object { uri, bytes: b } => {
-                    let path = outdir.join(&uri);
-                    if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir)?;
-                    }
-                    std::fs::write(&path, &b)
-                        .with_context(|| format!("writing {}", path.display()))?;
                     *bytes += b.len() as u64;
+                    tx.send((outdir.join(&uri), b))
+                        .map_err(|_| anyhow::anyhow!("the file writer stopped"))?;
                 }
                 Output::Append { .. } | Output::PlaylistChanged | Output::Expired(_) => {}
                 Output::Warning(w) => {
@@ -79,6 +89,11 @@ pub fn run(
     }
     p.handle_end_of_stream(WallClock(wall0.millis() + (duration * 1000.0) as i64));
     write(&mut p, &mut bytes)?;
+    drop(write);
+    drop(tx);
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the file writer panicked"))??;
     if tty {
         eprintln!("\rpackaging {}: 100%", input.display());
     }

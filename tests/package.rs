@@ -102,7 +102,7 @@ fn synthetic_clip_with_b_frames() {
 }
 
 #[test]
-fn separate_audio_and_byterange_layouts() {
+fn separate_audio_and_part_file_layouts() {
     check("demo.mp4", &["--layout", "separate"]);
-    check("demo.mp4", &["--addressing", "byterange"]);
+    check("demo.mp4", &["--addressing", "files"]);
 }
