@@ -5,7 +5,7 @@ writes benches/results/<commit>.jsonl.
 
     python3 benches/run.py            # the whole suite (about 15 minutes)
     python3 benches/run.py --quick    # a quick variant (under 5 minutes)
-    python3 benches/run.py --only fanout,objects,package,latency,micro
+    python3 benches/run.py --only fanout,objects,package,ingest,latency,micro
 
 Benchmarks, not tests: nothing here asserts a time, but a run whose requests fail exits
 non-zero."""
@@ -171,18 +171,27 @@ def objects(args, quick, tmp):
     wait_http(f"{base}/media.m3u8")
     time.sleep(27)
     import urllib.request
-    pl = urllib.request.urlopen(f"{base}/media.m3u8").read().decode()
-    parts = re.findall(r'URI="([^"]+\.\d+\.m4s)"', pl)
-    sizes = {u: len(urllib.request.urlopen(f"{base}/{u}").read()) for u in parts}
-    part = min(sizes, key=lambda u: abs(sizes[u] - 25_000))
     www = os.path.join(tmp, "www")
     os.makedirs(os.path.join(www, "media"), exist_ok=True)
-    body = urllib.request.urlopen(f"{base}/{part}").read()
-    with open(os.path.join(www, part), "wb") as f:
-        f.write(body)
-    # A 2 KB playlist: the multivariant is too small, so use the media playlist as served.
+
+    def fresh_part():
+        """A ~25 KB part of the newest complete segment (parts expire after ~30 s, so each
+        round picks a fresh one and gives nginx the same bytes)."""
+        pl = urllib.request.urlopen(f"{base}/media.m3u8").read().decode()
+        segs = re.findall(r'^[^#].*\.m4s$', pl, re.M)
+        newest = segs[-1].rsplit("/", 1)[1].split(".")[0]
+        parts = [u for u in re.findall(r'URI="([^"]+\.\d+\.m4s)"', pl) if f"/{newest}." in u]
+        bodies = {u: urllib.request.urlopen(f"{base}/{u}").read() for u in parts}
+        u = min(bodies, key=lambda k: abs(len(bodies[k]) - 25_000))
+        with open(os.path.join(www, u), "wb") as f:
+            f.write(bodies[u])
+        return u, len(bodies[u])
+
+    pl = urllib.request.urlopen(f"{base}/media.m3u8").read().decode()
     with open(os.path.join(www, "media.m3u8"), "w") as f:
         f.write(pl)
+    part, part_len = fresh_part()
+    body = b"x" * part_len
     nport = free_port()
     conf = os.path.join(tmp, "nginx.conf")
     user = "user root;\n" if os.getuid() == 0 else ""
@@ -213,6 +222,9 @@ server {{ listen 127.0.0.1:{nport}; root {www}; keepalive_requests 1000000; }} }
     for name, ours_url, ng_url, gz in cases:
         o, r = [], []
         for _ in range(rounds):
+            if ours_url.endswith(".m4s"):
+                part, _ = fresh_part()
+                ours_url, ng_url = f"{base}/{part}", f"http://127.0.0.1:{nport}/{part}"
             r.append(wrk(ng_url, gz))
             o.append(wrk(ours_url, gz))
         med = lambda xs, i: sorted(x[i] for x in xs)[len(xs) // 2]
@@ -267,6 +279,49 @@ def latency(args, quick, tmp):
             row("latency", f"part target {pt} ms: stalls", cmd, "-", None, s["stalls"], "count", False, "0")
 
 
+def ingest(args, quick, tmp):
+    """CPU per live RTMP stream: M publishers replay a pre-encoded 1080p30 ~6 Mbit/s H.264 +
+    AAC FLV in real time with `ffmpeg -re -c copy` (no encoding, so the publishers cost little);
+    the server's CPU time over the window, divided by M, is the cost of ingest -> packager ->
+    published parts. Reference in the same run: nginx-rtmp receiving the same M streams (RTMP
+    ingest without packaging), when libnginx-mod-rtmp is installed."""
+    flv = os.path.join(ROOT, "samples/media/bench-1080p.flv")
+    if not os.path.exists(flv):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi",
+                        "-i", "sine=frequency=440:sample_rate=48000", "-t", "20", "-c:v", "libx264", "-preset", "ultrafast",
+                        "-g", "60", "-b:v", "6000k", "-maxrate", "6000k", "-bufsize", "3000k", "-pix_fmt", "yuv420p",
+                        "-c:a", "aac", "-b:a", "128k", "-f", "flv", flv], check=True)
+    m = 4 if quick else 10
+    window = 15 if quick else 30
+    p, http, rtmp = llhls_serve(tmp, ["--demo", "false"])
+    pubs = []
+    for i in range(m):
+        pubs.append(subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", flv, "-c", "copy", "-f", "flv",
+                                      f"rtmp://127.0.0.1:{rtmp}/live/s{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for i in range(m):
+        wait_http(f"http://127.0.0.1:{http}/live/s{i}/index.m3u8", 30)
+    time.sleep(3)
+
+    def cpu(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    c0, t0 = cpu(p.p.pid), time.time()
+    pub0 = sum(cpu(x.pid) for x in pubs)
+    time.sleep(window)
+    c1, t1 = cpu(p.p.pid), time.time()
+    pub1 = sum(cpu(x.pid) for x in pubs)
+    for x in pubs:
+        x.kill()
+    p.stop()
+    per_stream = (c1 - c0) / (t1 - t0) / m * 100
+    publisher = (pub1 - pub0) / (t1 - t0) / m * 100
+    row("ingest", f"{m} RTMP streams 1080p30 6 Mbit/s H.264+AAC: CPU per stream",
+        "python3 benches/run.py --only ingest  (ffmpeg -re -c copy publishers)", "ffmpeg -c copy publisher (same stream)",
+        publisher, per_stream, "% of a core", False, "<= 1% of a core")
+
+
 def micro(args, quick, tmp):
     t = "1" if quick else "3"
     out = sh(["cargo", "bench", "-p", "llhls-benches", "--bench", "packager", "--", "--warm-up-time", "1",
@@ -287,13 +342,14 @@ def micro(args, quick, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="micro,package,objects,fanout,latency")
+    ap.add_argument("--only", default="micro,package,objects,ingest,fanout,latency")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--bins", "--workspace"], cwd=ROOT, check=True)
     mach, commit = machine()
     print(f"machine: {mach}; commit {commit}", flush=True)
     tmp = tempfile.mkdtemp(prefix="llhls-bench-")
-    benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency}
+    benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency,
+               "ingest": ingest}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
         benches[name](a, a.quick, tmp)

@@ -126,8 +126,15 @@ const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
 const consoleErrors = [];
 page.on('pageerror', e => consoleErrors.push(String(e)));
 const src = `${playBase}/live/test/index.m3u8`;
+const metricValue = async (name) => {
+  const text = await (await fetch(`${origin}/metrics`)).text();
+  const m = text.match(new RegExp(`^${name} (\\d+)`, 'm'));
+  return m ? Number(m[1]) : 0;
+};
+const partsBefore = await metricValue('llhls_parts_published_total');
 await page.goto(`http://127.0.0.1:${pagePort}/?n=${nPlayers}&src=${encodeURIComponent(src)}`);
 await sleep(duration * 1000);
+const partsDuringRun = (await metricValue('llhls_parts_published_total')) - partsBefore;
 const stats = await page.evaluate(() => window.__stats());
 await page.screenshot({ path: join(outDir, 'screenshot.png') });
 await browser.close();
@@ -140,12 +147,6 @@ const originRequests = {
   blocking_playlist: counter('blocking_playlist'), playlist: counter('playlist'),
   part: counter('part'), segment: counter('segment'), init: counter('init'),
 };
-const media = await (await fetch(`${origin}/live/test/${layout === 'separate' ? 'video' : 'media'}.m3u8`)).text();
-const partsPublished = (() => {
-  const m = media.match(/#EXT-X-MEDIA-SEQUENCE:(\d+)/);
-  const last = [...media.matchAll(/\/(\d+)\.(\d+)\.m4s/g)].pop();
-  return m && last ? { firstMsn: Number(m[1]), lastMsn: Number(last[1]), lastPart: Number(last[2]) } : null;
-})();
 
 publisher.kill('SIGINT');
 if (nginx) nginx.kill('SIGQUIT');
@@ -170,10 +171,13 @@ const summary = {
   fatal: stats.map(s => s.fatal).filter(Boolean),
   originRequests,
 };
-// Origin requests per part: how well the edge collapses viewers' requests.
-if (partsPublished) {
-  summary.partsPublishedDuringRun = null;
-}
+// Origin requests per published part: how well the edge collapses viewers' requests. A
+// direct viewer makes about two (the blocking playlist and the part itself).
+summary.partsPublishedDuringRun = partsDuringRun;
+summary.originRequestsPerPart = partsDuringRun > 0
+  ? Number(((originRequests.blocking_playlist + originRequests.part) / partsDuringRun).toFixed(2)) : null;
+summary.originRequestsPerPartPerPlayer = summary.originRequestsPerPart !== null
+  ? Number((summary.originRequestsPerPart / nPlayers).toFixed(3)) : null;
 const failures = [];
 for (const [i, s] of stats.entries()) {
   if (s.fatal) failures.push(`player ${i}: fatal hls.js error ${s.fatal}`);
@@ -186,6 +190,6 @@ if (consoleErrors.length) failures.push(`page errors: ${consoleErrors.join('; ')
 summary.failures = failures;
 writeFileSync(join(outDir, 'report.json'), JSON.stringify({ summary, players: stats }, null, 2));
 const f = (x) => x === null || x === undefined ? 'n/a' : Number(x).toFixed(2);
-console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name}: wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, hls.js latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${f(summary.timeToFirstFrameMs / 1000)} s, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests ${JSON.stringify(originRequests)} -> ${join(outDir, 'report.json')}`);
+console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name}: wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, hls.js latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${f(summary.timeToFirstFrameMs / 1000)} s, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players) -> ${join(outDir, 'report.json')}`);
 for (const x of failures) console.log('  ' + x);
 process.exit(failures.length ? 1 : 0);

@@ -11,6 +11,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bins
 cargo test --workspace
 
+# llhls package output plays to the end in hls.js: real footage with irregular keyframes,
+# and a clip with B-frames (their decode is checked frame by frame in tests/package.rs).
+vod=$(mktemp -d)
+for clip in bikes bframes; do
+  target/debug/llhls package -q "samples/media/$clip.mp4" "$vod/$clip"
+  node player-test/play-vod.mjs "$vod/$clip"
+done
+rm -rf "$vod"
+
 # Short player runs (about 20 s each): one viewer direct, one through the nginx edge, and
 # the negative control: a deliberately broken stream must fail the harness.
 node player-test/run.mjs --duration 20

@@ -89,7 +89,6 @@ pub fn run(
     }
     p.handle_end_of_stream(WallClock(wall0.millis() + (duration * 1000.0) as i64));
     write(&mut p, &mut bytes)?;
-    drop(write);
     drop(tx);
     writer
         .join()

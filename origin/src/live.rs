@@ -253,12 +253,26 @@ pub(crate) fn spawn_stream(
                 Some(Command::Discontinuity(t, now)) => p.handle_discontinuity(t, now),
                 Some(Command::End(now)) => {
                     p.handle_end_of_stream(now);
-                    drain(&mut p, &stream, &ptx, &name, codecs_override.as_deref());
+                    drain(
+                        &mut p,
+                        &stream,
+                        &ptx,
+                        &name,
+                        codecs_override.as_deref(),
+                        &metrics,
+                    );
                     break;
                 }
                 None => {
                     p.handle_end_of_stream(wall_now());
-                    drain(&mut p, &stream, &ptx, &name, codecs_override.as_deref());
+                    drain(
+                        &mut p,
+                        &stream,
+                        &ptx,
+                        &name,
+                        codecs_override.as_deref(),
+                        &metrics,
+                    );
                     break;
                 }
             };
@@ -269,7 +283,14 @@ pub(crate) fn spawn_stream(
                     tracing::warn!(stream = %name, errors, "dropped input: {e}");
                 }
             }
-            drain(&mut p, &stream, &ptx, &name, codecs_override.as_deref());
+            drain(
+                &mut p,
+                &stream,
+                &ptx,
+                &name,
+                codecs_override.as_deref(),
+                &metrics,
+            );
         }
         stream.ended.store(true, Ordering::Relaxed);
         tracing::info!(stream = %name, "stream ended; keeping the final playlist for {linger:?}");
@@ -286,14 +307,19 @@ fn drain(
     ptx: &watch::Sender<Option<Arc<Published>>>,
     name: &str,
     codecs_override: Option<&str>,
+    metrics: &Metrics,
 ) {
     while let Some(out) = p.poll_output() {
         match out {
             Output::Object { uri, bytes } => {
+                if uri.bytes().filter(|&b| b == b'.').count() == 2 {
+                    metrics.parts_published.fetch_add(1, Ordering::Relaxed);
+                }
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
                 objects.insert(uri, Object::Complete(bytes));
             }
             Output::Append { uri, bytes, .. } => {
+                metrics.parts_published.fetch_add(1, Ordering::Relaxed);
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
                 match objects
                     .entry(uri)

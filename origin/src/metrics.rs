@@ -50,6 +50,8 @@ pub struct Metrics {
     pub connections: AtomicUsize,
     /// Connections refused at the limit.
     pub connections_refused: AtomicU64,
+    /// Parts published, over all streams and renditions.
+    pub parts_published: AtomicU64,
     wake_buckets: [AtomicU64; 11],
     wake_count: AtomicU64,
     wake_sum_us: AtomicU64,

@@ -263,8 +263,19 @@ impl Origin {
         self.shutdown.send_replace(true);
     }
 
-    /// Handles one request. Never panics on any input.
+    /// Handles one request, in a `request` tracing span naming the method and path (the
+    /// stream and object). Never panics on any input.
     pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: Send + 'static,
+        Request<B>: IntoIncoming,
+    {
+        use tracing::Instrument;
+        let span = tracing::debug_span!("request", method = %req.method(), path = %req.uri().path());
+        self.handle_inner(req).instrument(span).await
+    }
+
+    async fn handle_inner<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
     where
         B: Send + 'static,
         Request<B>: IntoIncoming,
