@@ -6,7 +6,9 @@
 //   node player-test/run.mjs [--duration 20] [--players 1] [--edge] [--layout muxed|separate]
 //        [--part-target-ms 200] [--size 640x360] [--bframes] [--break-codecs]
 //        [--llhls target/debug/llhls] [--out player-test/out/NAME] [--name NAME]
-import { spawn } from 'node:child_process';
+//        [--netem-delay-ms 25]   (root: adds that delay each way on loopback with tc netem for
+//                                 the run, so 25 = 50 ms RTT; it affects all loopback traffic)
+import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +33,10 @@ const outDir = resolve(opt('out', join(here, 'out', name)));
 const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
 mkdirSync(outDir, { recursive: true });
 
+const netem = Number(opt('netem-delay-ms', '0'));
 const children = [];
+const clearNetem = () => { if (netem) { try { execFileSync('tc', ['qdisc', 'del', 'dev', 'lo', 'root']); } catch {} } };
+process.on('exit', clearNetem);
 const cleanup = () => {
   for (const c of children) {
     try { writeFileSync(join(outDir, c.logName), c.logText()); } catch {}
@@ -106,6 +111,11 @@ if (useEdge) {
   await waitFor(`${playBase}/live/test/index.m3u8`, 'the nginx edge');
 }
 
+if (netem) {
+  clearNetem();
+  execFileSync('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${netem}ms`]);
+}
+
 // The page comes from another origin (another port), so CORS is exercised.
 const hlsJs = readFileSync(join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js'));
 const pageHtml = readFileSync(join(here, 'page.html'));
@@ -158,7 +168,7 @@ const pct = (xs, p) => { if (!xs.length) return null; const s = [...xs].sort((a,
 const all = (k) => stats.flatMap(s => s[k]);
 const wall = all('wallLatency'), hl = all('latency');
 const summary = {
-  name, players: nPlayers, edge: useEdge, layout, partTargetMs: Number(partMs), durationSecs: duration,
+  name, players: nPlayers, edge: useEdge, netemDelayMsEachWay: netem, layout, partTargetMs: Number(partMs), durationSecs: duration,
   firstPlaylistMsAfterPublish: firstPlaylistMs,
   timeToFirstFrameMs: pct(stats.map(s => s.firstFrameMs).filter(x => x !== null), 50),
   wallLatencyP50: pct(wall, 50), wallLatencyP95: pct(wall, 95),

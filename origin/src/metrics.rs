@@ -136,6 +136,13 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "llhls_parts_published_total",
+            "Parts published, over all streams and renditions.",
+            self.parts_published.load(Ordering::Relaxed),
+            "counter",
+        );
+        gauge(
+            &mut out,
             "llhls_connections_refused_total",
             "Connections refused at the connection limit.",
             self.connections_refused.load(Ordering::Relaxed),

@@ -396,6 +396,23 @@ async fn byterange_hint_streams_parts_as_they_complete() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn metrics_count_parts_and_requests() {
+    let mut live = Live::new(Addressing::Files).await;
+    live.feed_part().await;
+    let _ = live.get(MEDIA).await;
+    let m = text(live.get("/metrics").await).await;
+    let parts: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("llhls_parts_published_total "))
+        .expect("parts counter exposed")
+        .parse()
+        .unwrap();
+    assert!(parts >= 11, "{m}");
+    assert!(m.contains("llhls_requests_total{class=\"playlist\",status=\"200\"} 1"), "{m}");
+    assert!(m.contains("llhls_live_streams 1"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn gzip_when_accepted() {
     let live = Live::new(Addressing::Files).await;
     let r = live.get_with(MEDIA, &[("accept-encoding", "gzip")]).await;
