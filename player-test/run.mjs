@@ -132,20 +132,40 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
 });
-const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+// One browser context per viewer: separate HTTP caches and connection pools, like separate
+// people (in one page, Chromium would collapse identical requests and share 6 connections).
 const consoleErrors = [];
-page.on('pageerror', e => consoleErrors.push(String(e)));
 const src = `${playBase}/live/test/index.m3u8`;
+const pages = [];
+for (let i = 0; i < nPlayers; i++) {
+  const ctx = await browser.newContext({ viewport: i === 0 ? { width: 1280, height: 720 } : { width: 400, height: 240 } });
+  const p = await ctx.newPage();
+  p.on('pageerror', e => consoleErrors.push(String(e)));
+  pages.push(p);
+}
+const page = pages[0];
 const metricValue = async (name) => {
   const text = await (await fetch(`${origin}/metrics`)).text();
   const m = text.match(new RegExp(`^${name} (\\d+)`, 'm'));
   return m ? Number(m[1]) : 0;
 };
+const procCpu = (pid) => {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch { return 0; }
+};
+const idleCpu = () => { const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1).map(Number);
+  return { idle: f[3] + f[4], total: f.reduce((a, b) => a + b, 0) }; };
 const partsBefore = await metricValue('llhls_parts_published_total');
-await page.goto(`http://127.0.0.1:${pagePort}/?n=${nPlayers}&src=${encodeURIComponent(src)}`);
+const cpu0 = procCpu(server.pid), sys0 = idleCpu(), t0 = Date.now();
+await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1&src=${encodeURIComponent(src)}`)));
 await sleep(duration * 1000);
 const partsDuringRun = (await metricValue('llhls_parts_published_total')) - partsBefore;
-const stats = await page.evaluate(() => window.__stats());
+const serverCpuPercent = Number(((procCpu(server.pid) - cpu0) / ((Date.now() - t0) / 1000) * 100).toFixed(1));
+const sys1 = idleCpu();
+const machineBusyPercent = Number((100 * (1 - (sys1.idle - sys0.idle) / (sys1.total - sys0.total))).toFixed(1));
+const stats = (await Promise.all(pages.map(p => p.evaluate(() => window.__stats())))).flat();
 await page.screenshot({ path: join(outDir, 'screenshot.png') });
 await browser.close();
 pageServer.close();
@@ -180,6 +200,8 @@ const summary = {
   errors: stats.reduce((a, s) => a + s.errors.length, 0),
   fatal: stats.map(s => s.fatal).filter(Boolean),
   originRequests,
+  serverCpuPercentOfOneCore: serverCpuPercent,
+  machineBusyPercent,
 };
 // Origin requests per published part: how well the edge collapses viewers' requests. A
 // direct viewer makes about two (the blocking playlist and the part itself).
@@ -200,6 +222,6 @@ if (consoleErrors.length) failures.push(`page errors: ${consoleErrors.join('; ')
 summary.failures = failures;
 writeFileSync(join(outDir, 'report.json'), JSON.stringify({ summary, players: stats }, null, 2));
 const f = (x) => x === null || x === undefined ? 'n/a' : Number(x).toFixed(2);
-console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name}: wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, hls.js latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${f(summary.timeToFirstFrameMs / 1000)} s, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players) -> ${join(outDir, 'report.json')}`);
+console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name}: wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, hls.js latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${f(summary.timeToFirstFrameMs / 1000)} s, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players), server CPU ${serverCpuPercent}% of a core, machine ${machineBusyPercent}% busy -> ${join(outDir, 'report.json')}`);
 for (const x of failures) console.log('  ' + x);
 process.exit(failures.length ? 1 : 0);
