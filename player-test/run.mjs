@@ -6,9 +6,9 @@
 //   node player-test/run.mjs [--duration 20] [--players 1] [--edge] [--layout muxed|separate]
 //        [--part-target-ms 200] [--size 640x360] [--bframes] [--break-codecs]
 //        [--llhls target/debug/llhls] [--out player-test/out/NAME] [--name NAME]
-//        [--netem-delay-ms 25]   (root: adds that delay each way on loopback with tc netem for
-//                                 the run, so 25 = 50 ms RTT; it affects all loopback traffic)
-import { spawn, execFileSync } from 'node:child_process';
+//        [--delay-ms 25]   (a delaying TCP proxy between the players and the server: 25 ms
+//                           each way = 50 ms RTT; tc netem is not available on these VMs)
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,10 +33,8 @@ const outDir = resolve(opt('out', join(here, 'out', name)));
 const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
 mkdirSync(outDir, { recursive: true });
 
-const netem = Number(opt('netem-delay-ms', '0'));
+const delayMs = Number(opt('delay-ms', '0'));
 const children = [];
-const clearNetem = () => { if (netem) { try { execFileSync('tc', ['qdisc', 'del', 'dev', 'lo', 'root']); } catch {} } };
-process.on('exit', clearNetem);
 const cleanup = () => {
   for (const c of children) {
     try { writeFileSync(join(outDir, c.logName), c.logText()); } catch {}
@@ -111,9 +109,23 @@ if (useEdge) {
   await waitFor(`${playBase}/live/test/index.m3u8`, 'the nginx edge');
 }
 
-if (netem) {
-  clearNetem();
-  execFileSync('tc', ['qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${netem}ms`]);
+// Optional link delay: every chunk is held delayMs in each direction (order preserved).
+if (delayMs > 0) {
+  const target = new URL(playBase);
+  const proxy = net.createServer(client => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    // Timers of equal delay fire in creation order, so the byte order is kept.
+    const pipe = (from, to) => {
+      from.on('data', d => setTimeout(() => { if (!to.destroyed) to.write(d); }, delayMs));
+      from.on('close', () => setTimeout(() => to.destroy(), delayMs));
+      from.on('error', () => {});
+    };
+    pipe(client, upstream);
+    pipe(upstream, client);
+  });
+  const proxyPort = await freePort();
+  await new Promise(r => proxy.listen(proxyPort, '127.0.0.1', r));
+  playBase = `http://127.0.0.1:${proxyPort}`;
 }
 
 // The page comes from another origin (another port), so CORS is exercised.
@@ -188,7 +200,7 @@ const pct = (xs, p) => { if (!xs.length) return null; const s = [...xs].sort((a,
 const all = (k) => stats.flatMap(s => s[k]);
 const wall = all('wallLatency'), hl = all('latency');
 const summary = {
-  name, players: nPlayers, edge: useEdge, netemDelayMsEachWay: netem, layout, partTargetMs: Number(partMs), durationSecs: duration,
+  name, players: nPlayers, edge: useEdge, linkDelayMsEachWay: delayMs, layout, partTargetMs: Number(partMs), durationSecs: duration,
   firstPlaylistMsAfterPublish: firstPlaylistMs,
   timeToFirstFrameMs: pct(stats.map(s => s.firstFrameMs).filter(x => x !== null), 50),
   wallLatencyP50: pct(wall, 50), wallLatencyP95: pct(wall, 95),
