@@ -271,7 +271,8 @@ impl Origin {
         Request<B>: IntoIncoming,
     {
         use tracing::Instrument;
-        let span = tracing::debug_span!("request", method = %req.method(), path = %req.uri().path());
+        let span =
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path());
         self.handle_inner(req).instrument(span).await
     }
 

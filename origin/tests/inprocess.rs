@@ -408,7 +408,10 @@ async fn metrics_count_parts_and_requests() {
         .parse()
         .unwrap();
     assert!(parts >= 11, "{m}");
-    assert!(m.contains("llhls_requests_total{class=\"playlist\",status=\"200\"} 1"), "{m}");
+    assert!(
+        m.contains("llhls_requests_total{class=\"playlist\",status=\"200\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("llhls_live_streams 1"));
 }
 

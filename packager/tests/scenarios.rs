@@ -391,16 +391,29 @@ fn audio_config_change_mid_stream_starts_a_new_init_section() {
     h.feed(&mut pub_, 77 * 6);
     let old_map = h.last().renditions[0].segments[0].map_uri.clone();
     let mut tracks = pub_.tracks();
-    tracks[1].codec = llhls_packager::CodecConfig::Aac(llhls_packager::codec::AacConfig::lc(44_100, 1).unwrap());
-    h.p.handle_discontinuity(Some(tracks), WallClock(pub_.wall0 + 7_000)).unwrap();
+    tracks[1].codec =
+        llhls_packager::CodecConfig::Aac(llhls_packager::codec::AacConfig::lc(44_100, 1).unwrap());
+    h.p.handle_discontinuity(Some(tracks), WallClock(pub_.wall0 + 7_000))
+        .unwrap();
     h.drain();
     h.feed(&mut pub_, 77 * 6);
     let r = &h.last().renditions[0];
-    let new_maps: Vec<_> = r.segments.iter().map(|s| s.map_uri.clone()).filter(|m| *m != old_map).collect();
+    let new_maps: Vec<_> = r
+        .segments
+        .iter()
+        .map(|s| s.map_uri.clone())
+        .filter(|m| *m != old_map)
+        .collect();
     assert!(!new_maps.is_empty(), "a new EXT-X-MAP after the change");
-    assert!(h.objects.contains_key(&new_maps[0]), "the new init segment is stored");
+    assert!(
+        h.objects.contains_key(&new_maps[0]),
+        "the new init segment is stored"
+    );
     let first_new = r.segments.iter().find(|s| s.map_uri != old_map).unwrap();
-    assert!(first_new.discontinuity, "EXT-X-DISCONTINUITY before the new init section");
+    assert!(
+        first_new.discontinuity,
+        "EXT-X-DISCONTINUITY before the new init section"
+    );
     let text = render_media(h.last(), r, SkipMode::Full);
     assert!(text.contains(&format!("#EXT-X-MAP:URI=\"{}\"", new_maps[0])));
 }
@@ -410,6 +423,11 @@ fn track_set_change_is_a_typed_error() {
     let mut pub_ = Publisher::new(30.0, 30);
     let mut h = Harness::new(cfg(), pub_.tracks());
     h.feed(&mut pub_, 77 * 3);
-    let err = h.p.handle_discontinuity(Some(vec![video_track()]), WallClock(0)).unwrap_err();
-    assert!(matches!(err, llhls_packager::PackagerError::TrackSetChanged(_)), "{err}");
+    let err =
+        h.p.handle_discontinuity(Some(vec![video_track()]), WallClock(0))
+            .unwrap_err();
+    assert!(
+        matches!(err, llhls_packager::PackagerError::TrackSetChanged(_)),
+        "{err}"
+    );
 }
