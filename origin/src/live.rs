@@ -247,32 +247,18 @@ pub(crate) fn spawn_stream(
         metrics.live_streams.fetch_add(1, Ordering::Relaxed);
         let mut errors = 0u64;
         loop {
-            let cmd = rx.recv().await;
-            let result = match cmd {
+            let result = match rx.recv().await {
                 Some(Command::Frame(f, now)) => p.handle_frame(f, now),
                 Some(Command::Discontinuity(t, now)) => p.handle_discontinuity(t, now),
-                Some(Command::End(now)) => {
+                // An explicit end, or the ingest side dropped its handle.
+                end => {
+                    let now = match end {
+                        Some(Command::End(now)) => now,
+                        _ => wall_now(),
+                    };
                     p.handle_end_of_stream(now);
-                    drain(
-                        &mut p,
-                        &stream,
-                        &ptx,
-                        &name,
-                        codecs_override.as_deref(),
-                        &metrics,
-                    );
-                    break;
-                }
-                None => {
-                    p.handle_end_of_stream(wall_now());
-                    drain(
-                        &mut p,
-                        &stream,
-                        &ptx,
-                        &name,
-                        codecs_override.as_deref(),
-                        &metrics,
-                    );
+                    let over = codecs_override.as_deref();
+                    drain(&mut p, &stream, &ptx, &name, over, &metrics);
                     break;
                 }
             };
