@@ -192,3 +192,61 @@ fn reconnect_within_grace_continues_with_a_discontinuity() {
     let ended = s.get("/live/re/media.m3u8").text();
     assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
 }
+
+/// Completes an RTMP handshake as a client and returns the socket.
+fn rtmp_client(s: &Server) -> TcpStream {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    let mut sock = TcpStream::connect(s.rtmp).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut hs = Handshake::new(PeerType::Client);
+    sock.write_all(&hs.generate_outbound_p0_and_p1().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed during the handshake");
+        match hs.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                sock.write_all(&response_bytes).unwrap()
+            }
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                sock.write_all(&response_bytes).unwrap();
+                return sock;
+            }
+        }
+    }
+}
+
+/// A type-0 chunk on chunk stream 2 carrying one protocol control message.
+fn control_message(type_id: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x02, 0, 0, 0];
+    v.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    v.push(type_id);
+    v.extend_from_slice(&[0, 0, 0, 0]);
+    v.extend_from_slice(payload);
+    v
+}
+
+#[test]
+fn hostile_chunk_sizes_and_amf_only_close_that_connection() {
+    let s = Server::start(&[]);
+    for size in [0u32, 0x8000_0000, 0x7fff_ffff] {
+        let mut c = rtmp_client(&s);
+        c.write_all(&control_message(1, &size.to_be_bytes()))
+            .unwrap();
+        // Then some chunks that would need the new size, and AMF0 garbage in a command.
+        let _ = c.write_all(&control_message(20, &[0x02, 0xff, 0xff, 0x41, 0x05, 0x11]));
+        let _ = c.write_all(&[0x43; 3000]);
+    }
+    let mut amf = rtmp_client(&s);
+    let _ = amf.write_all(&control_message(
+        20,
+        &[0x02, 0x00, 0x07, b'c', b'o', b'n', 0x99, 0x12],
+    ));
+    // Everything else keeps working: a real publisher, the HTTP side.
+    let mut ff = publish(&s.rtmp_url("after"), 6, false);
+    s.wait_for("/live/after/index.m3u8", Duration::from_secs(20));
+    assert_eq!(s.get("/healthz").status, 200);
+    let _ = ff.wait();
+    assert!(!s.log_text().contains("panicked"), "{}", s.log_text());
+}
