@@ -221,3 +221,46 @@ async fn oversized_headers_and_garbage_get_errors_not_hangs() {
     );
     let _ = r.stop.send(());
 }
+
+#[tokio::test]
+async fn shutdown_answers_held_requests_and_drains() {
+    let r = start(ServerConfig::default()).await;
+    let (msn, part) = r.last_part();
+    let io = TokioIo::new(TcpStream::connect(r.addr).await.unwrap());
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let held = tokio::spawn(async move {
+        send.send_request(get(&format!(
+            "/live/lb/media.m3u8?_HLS_msn={msn}&_HLS_part={}",
+            part + 1
+        )))
+        .await
+        .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while r
+        .input
+        .stream
+        .held
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let _ = r.stop.send(());
+    let resp = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("answered at shutdown")
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    // The connection is closed by the graceful drain.
+    tokio::time::timeout(Duration::from_secs(6), conn)
+        .await
+        .expect("connection drained")
+        .unwrap()
+        .ok();
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
