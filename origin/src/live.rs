@@ -247,7 +247,17 @@ pub(crate) fn spawn_stream(
         metrics.live_streams.fetch_add(1, Ordering::Relaxed);
         let mut errors = 0u64;
         loop {
-            let result = match rx.recv().await {
+            // No input for 100 ms: let the packager see the time pass (GAP parts on stalls).
+            let cmd = match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+                Ok(cmd) => cmd,
+                Err(_) => {
+                    p.handle_timeout(wall_now());
+                    let over = codecs_override.as_deref();
+                    drain(&mut p, &stream, &ptx, &name, over, &metrics);
+                    continue;
+                }
+            };
+            let result = match cmd {
                 Some(Command::Frame(f, now)) => p.handle_frame(f, now),
                 Some(Command::Discontinuity(t, now)) => p.handle_discontinuity(t, now),
                 // An explicit end, or the ingest side dropped its handle.

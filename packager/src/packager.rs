@@ -252,6 +252,10 @@ pub struct Packager {
     independent_segments: bool,
     last_wall: WallClock,
     dirty: bool,
+    /// While the input is stalled: the end (lead ticks) of the GAP parts published so far.
+    gap_end: Option<i64>,
+    /// The PDT anchor before a stall, so GAP parts keep following the wall clock.
+    last_anchor: Option<(i64, WallClock)>,
 }
 
 const NS: u32 = 1_000_000_000;
@@ -368,6 +372,8 @@ impl Packager {
             independent_segments: true,
             last_wall: WallClock(0),
             dirty: false,
+            gap_end: None,
+            last_anchor: None,
         };
         p.emit_init();
         Ok(p)
@@ -513,6 +519,106 @@ impl Packager {
         self.ended = true;
         self.changed();
         self.publish();
+    }
+
+    /// Time passes without input: call this about once per part target (the packager never
+    /// reads a clock). When no frame has come for more than two part targets of wall-clock
+    /// time, the segment in progress is closed and GAP parts (in GAP segments) keep the
+    /// playlist moving, one per part target (rules 6 and 34), until frames resume; the next
+    /// keyframe then continues right after the gap.
+    pub fn handle_timeout(&mut self, now: WallClock) {
+        let Some(locked) = self.locked() else { return };
+        if self.ended || !self.is_live() {
+            return;
+        }
+        let Some((t0, w0)) = self.pdt_anchor.or(self.last_anchor) else {
+            return;
+        };
+        let l = self.lead_scale;
+        let t_now = t0 + (now.0 - w0.0) * l / 1000;
+        let end = match (self.gap_end, &self.lead_pending) {
+            (Some(g), _) => g,
+            (None, Some(p)) => {
+                p.dts + i64::from(p.dur.unwrap_or(self.tracks[self.lead].last_dur.max(1)))
+            }
+            (None, None) => return,
+        };
+        let pt = locked.pt_ticks;
+        if t_now - end <= 2 * pt {
+            return;
+        }
+        let seg_len = i64::from(locked.td) * l;
+        if self.gap_end.is_none() && t_now - end > 10 * seg_len {
+            // `now` and the frames' arrival clock disagree by more than a plausible stall
+            // (a stepped clock, or frames stamped with another clock): do not invent media.
+            return;
+        }
+        if self.gap_end.is_none() {
+            self.flush_timeline(now);
+            self.waiting_for_keyframe = true;
+            self.last_anchor = self.pdt_anchor;
+            self.warn(format!(
+                "no input for {:.1} s: publishing GAP parts until the publisher resumes",
+                (t_now - end) as f64 / l as f64
+            ));
+        }
+        let mut g = self.gap_end.unwrap_or(self.timeline_end);
+        // Keep one part of slack behind the wall clock, and bound the work of one call.
+        let mut budget = 4 * seg_len / pt + 1;
+        while g + pt <= t_now - pt && budget > 0 {
+            budget -= 1;
+            if self.renditions[0].open.is_none() {
+                self.open_segments(g, false);
+            }
+            let seg_start = self.renditions[0]
+                .open
+                .as_ref()
+                .map(|o| o.start)
+                .unwrap_or(g);
+            for r in &mut self.renditions {
+                if let Some(open) = r.open.as_mut() {
+                    let index = open.parts.len() as u32;
+                    open.parts.push(PartEntry {
+                        duration: pt as f64 / l as f64,
+                        uri: part_uri(&r.name, open.msn, index),
+                        independent: false,
+                        gap: true,
+                        byterange: None,
+                    });
+                }
+            }
+            g += pt;
+            self.timeline_end = g;
+            self.changed();
+            if g - seg_start + pt > seg_len {
+                self.close_segments(g, now);
+            }
+        }
+        self.gap_end = Some(g);
+        self.publish();
+    }
+
+    /// Closes a GAP segment left open by [`Packager::handle_timeout`].
+    fn close_gap(&mut self, now: WallClock) {
+        if let Some(g) = self.gap_end.take() {
+            if self.renditions[0]
+                .open
+                .as_ref()
+                .is_some_and(|o| !o.parts.is_empty())
+            {
+                self.close_segments(g, now);
+            } else {
+                for r in &mut self.renditions {
+                    r.open = None;
+                }
+                self.next_msn = self.renditions[0]
+                    .segments
+                    .back()
+                    .map(|s| s.msn + 1)
+                    .unwrap_or(self.next_msn);
+            }
+            self.timeline_end = self.timeline_end.max(g);
+        }
     }
 
     /// The current playlist state (cheap enough to call once per change).
@@ -805,6 +911,7 @@ impl Packager {
                 return;
             }
             self.waiting_for_keyframe = false;
+            self.close_gap(now);
             let dts_ns = rescale(frame.dts.ticks, frame.dts.scale.hz(), NS);
             // Map the first keyframe to the end of the timeline so far: tfdt stays continuous
             // across reconnects.
@@ -1251,6 +1358,7 @@ impl Packager {
             }
             return;
         };
+        self.close_gap(now);
         if let Some(mut prev) = self.lead_pending.take() {
             let d = prev
                 .dur

@@ -108,6 +108,13 @@ fn run(plan: &Plan) {
             pub_ = again;
         }
         if phase == plan.stall_at {
+            // The wall clock runs on without frames (the origin ticks every 100 ms)...
+            let last_wall = pub_.wall0 + pub_.video_ms_public(pub_.frame_no) - pub_.base_ms;
+            for i in 1..=(plan.stall_secs * 10) {
+                h.p.handle_timeout(WallClock(last_wall + i64::from(i) * 100));
+                h.drain();
+            }
+            // ...and the publisher resumes with timestamps that jumped by the stall.
             let skip = (f64::from(plan.stall_secs) * plan.fps) as u64;
             pub_.frame_no =
                 (pub_.frame_no + skip).div_ceil(u64::from(pub_.gop)) * u64::from(pub_.gop);

@@ -431,3 +431,61 @@ fn track_set_change_is_a_typed_error() {
         "{err}"
     );
 }
+
+#[test]
+fn stalled_input_keeps_the_playlist_moving_with_gap_parts() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 77 * 6);
+    let before = h.last().renditions[0].last_part().unwrap();
+    let (last_frame, wall) = pub_.next_frame();
+    h.p.handle_frame(last_frame, wall).unwrap();
+    h.drain();
+    // Three seconds of wall-clock time without a frame, ticked every 100 ms.
+    let mut published_at = Vec::new();
+    for i in 1..=30 {
+        let now = WallClock(wall.0 + i * 100);
+        let n = h.snapshots.len();
+        h.p.handle_timeout(now);
+        h.drain();
+        if h.snapshots.len() > n {
+            published_at.push(i * 100);
+        }
+    }
+    let r = &h.last().renditions[0];
+    let (msn, part) = r.last_part().unwrap();
+    assert!(
+        (msn, part) > before,
+        "the playlist advanced during the stall"
+    );
+    let gap_parts = r
+        .segments
+        .iter()
+        .flat_map(|s| &s.parts)
+        .chain(r.open.iter().flat_map(|o| &o.parts))
+        .filter(|p| p.gap)
+        .count();
+    assert!(gap_parts >= 10, "GAP parts cover the stall ({gap_parts})");
+    // A new part at least every part target after the first 2 part targets (rule 6).
+    for w in published_at.windows(2) {
+        assert!(w[1] - w[0] <= 300, "publishes at {published_at:?}");
+    }
+    assert!(
+        h.warnings.iter().any(|w| w.contains("no input")),
+        "{:?}",
+        h.warnings
+    );
+    let text = render_media(h.last(), r, SkipMode::Full);
+    assert!(text.contains("GAP=YES"), "{text}");
+    // The publisher resumes with timestamps that continue from before the stall (a buffering
+    // encoder): output stays continuous and the invariants hold.
+    pub_.wall0 += 3_000;
+    h.feed(&mut pub_, 77 * 6);
+    let r = &h.last().renditions[0];
+    assert!(
+        !r.open.as_ref().unwrap().parts.iter().all(|p| p.gap),
+        "real media after the gap"
+    );
+    h.p.handle_end_of_stream(WallClock(wall.0 + 20_000));
+    h.drain();
+}
