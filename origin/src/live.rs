@@ -51,8 +51,9 @@ pub struct Published {
     pub snapshot: StreamSnapshot,
     /// The multivariant playlist.
     pub multivariant: Rendered,
-    /// (rendition name, view) -> rendered media playlist.
-    pub views: HashMap<(String, SkipMode), Rendered>,
+    /// Per rendition (in snapshot order): its name and its full, `_HLS_skip=YES` and `v2`
+    /// views (the delta views only while delta updates apply).
+    pub views: Vec<(String, [Option<Rendered>; 3])>,
     /// When the stream task published it (for wake-latency metrics).
     pub at: Instant,
     /// The same instant as Unix microseconds, sent as `llhls-published-us` on playlist
@@ -75,20 +76,20 @@ impl Published {
             }
         }
         let multivariant = Rendered::new(mv);
-        let mut views = HashMap::new();
-        let skips: &[SkipMode] = if snapshot.timing.can_skip_until.is_some() && !snapshot.ended {
-            &[SkipMode::Full, SkipMode::Yes, SkipMode::V2]
-        } else {
-            &[SkipMode::Full]
-        };
-        for r in &snapshot.renditions {
-            for &skip in skips {
-                views.insert(
-                    (r.name.clone(), skip),
-                    Rendered::new(render_media(&snapshot, r, skip)),
-                );
-            }
-        }
+        let deltas = snapshot.timing.can_skip_until.is_some() && !snapshot.ended;
+        let views = snapshot
+            .renditions
+            .iter()
+            .map(|r| {
+                let view = |skip| Some(Rendered::new(render_media(&snapshot, r, skip)));
+                let (yes, v2) = if deltas {
+                    (view(SkipMode::Yes), view(SkipMode::V2))
+                } else {
+                    (None, None)
+                };
+                (r.name.clone(), [view(SkipMode::Full), yes, v2])
+            })
+            .collect();
         let td = u64::from(snapshot.timing.target_duration);
         let cache = |secs: u64| {
             HeaderValue::from_str(&format!("public, max-age={secs}"))
@@ -112,9 +113,13 @@ impl Published {
 
     /// The rendered view, falling back to the full playlist.
     pub fn view(&self, rendition: &str, skip: SkipMode) -> Option<&Rendered> {
-        self.views
-            .get(&(rendition.to_string(), skip))
-            .or_else(|| self.views.get(&(rendition.to_string(), SkipMode::Full)))
+        let (_, views) = self.views.iter().find(|(name, _)| name == rendition)?;
+        let i = match skip {
+            SkipMode::Full => 0,
+            SkipMode::Yes => 1,
+            SkipMode::V2 => 2,
+        };
+        views[i].as_ref().or(views[0].as_ref())
     }
 }
 

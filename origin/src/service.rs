@@ -514,12 +514,11 @@ impl Origin {
                 };
                 let mut rx = s.published.clone();
                 let mut shutdown = self.shutdown.subscribe();
-                let rendition_owned = rendition.to_string();
                 let wait = rx.wait_for(|p| {
                     p.as_ref().is_some_and(|p| {
                         p.snapshot.ended
                             || p.snapshot
-                                .rendition(&rendition_owned)
+                                .rendition(rendition)
                                 .is_some_and(|r| r.satisfies(msn, part))
                     })
                 });
