@@ -283,8 +283,8 @@ def ingest(args, quick, tmp):
     """CPU per live RTMP stream: M publishers replay a pre-encoded 1080p30 ~6 Mbit/s H.264 +
     AAC FLV in real time with `ffmpeg -re -c copy` (no encoding, so the publishers cost little);
     the server's CPU time over the window, divided by M, is the cost of ingest -> packager ->
-    published parts. Reference in the same run: nginx-rtmp receiving the same M streams (RTMP
-    ingest without packaging), when libnginx-mod-rtmp is installed."""
+    published parts. Reference in the same run: the CPU of each `ffmpeg -c copy` publisher,
+    which demuxes and remuxes the same stream into RTMP (no packaging)."""
     flv = os.path.join(ROOT, "samples/media/bench-1080p.flv")
     if not os.path.exists(flv):
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi",

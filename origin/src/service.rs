@@ -499,10 +499,7 @@ impl Origin {
                 } else {
                     plain_cache
                 };
-                match p.view(rendition, skip) {
-                    Some(v) => playlist_reply(class, &p, v, gzip, cc),
-                    None => Reply::error(StatusCode::NOT_FOUND, class, "no such rendition"),
-                }
+                view_reply(class, &p, rendition, skip, gzip, cc)
             }
             Decision::Wait { msn, part, skip } => {
                 let Some(_guard) = self.hold(&s) else {
@@ -540,10 +537,7 @@ impl Origin {
                         } else {
                             blocking_cache
                         };
-                        match p.view(rendition, skip) {
-                            Some(v) => playlist_reply(class, &p, v, gzip, cc),
-                            None => Reply::error(StatusCode::NOT_FOUND, class, "no such rendition"),
-                        }
+                        view_reply(class, &p, rendition, skip, gzip, cc)
                     }
                     None => {
                         tracing::info!(
@@ -891,6 +885,21 @@ fn accepts_gzip<B>(req: &Request<B>) -> bool {
             });
             (name.eq_ignore_ascii_case("gzip") || name == "*") && !q_zero
         })
+}
+
+/// The rendered `skip` view of `rendition` in `p`, or 404.
+fn view_reply(
+    class: Class,
+    p: &Published,
+    rendition: &str,
+    skip: SkipMode,
+    gzip: bool,
+    cc: HeaderValue,
+) -> Reply {
+    match p.view(rendition, skip) {
+        Some(v) => playlist_reply(class, p, v, gzip, cc),
+        None => Reply::error(StatusCode::NOT_FOUND, class, "no such rendition"),
+    }
 }
 
 fn playlist_reply(
