@@ -280,11 +280,11 @@ def latency(args, quick, tmp):
 
 
 def ingest(args, quick, tmp):
-    """CPU per live RTMP stream: M publishers replay a pre-encoded 1080p30 ~6 Mbit/s H.264 +
-    AAC FLV in real time with `ffmpeg -re -c copy` (no encoding, so the publishers cost little);
-    the server's CPU time over the window, divided by M, is the cost of ingest -> packager ->
-    published parts. Reference in the same run: the CPU of each `ffmpeg -c copy` publisher,
-    which demuxes and remuxes the same stream into RTMP (no packaging)."""
+    """CPU per live RTMP stream: M publishers (`flvpub`, one light Rust process replaying a
+    pre-encoded 1080p30 ~6 Mbit/s H.264 + AAC FLV in real time) into llhls, and the same M
+    streams into M ffmpeg processes that do the same job (`ffmpeg -listen 1 -i rtmp://... -c copy
+    -f hls -hls_segment_type fmp4`: RTMP ingest and fMP4 HLS packaging). Server CPU over the
+    window / M."""
     flv = os.path.join(ROOT, "samples/media/bench-1080p.flv")
     if not os.path.exists(flv):
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi",
@@ -293,33 +293,51 @@ def ingest(args, quick, tmp):
                         "-c:a", "aac", "-b:a", "128k", "-f", "flv", flv], check=True)
     m = 4 if quick else 10
     window = 15 if quick else 30
-    p, http, rtmp = llhls_serve(tmp, ["--demo", "false"])
-    pubs = []
-    for i in range(m):
-        pubs.append(subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", flv, "-c", "copy", "-f", "flv",
-                                      f"rtmp://127.0.0.1:{rtmp}/live/s{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    for i in range(m):
-        wait_http(f"http://127.0.0.1:{http}/live/s{i}/index.m3u8", 30)
-    time.sleep(3)
+    hz = os.sysconf("SC_CLK_TCK")
 
     def cpu(pid):
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / hz
 
-    c0, t0 = cpu(p.p.pid), time.time()
-    pub0 = sum(cpu(x.pid) for x in pubs)
-    time.sleep(window)
-    c1, t1 = cpu(p.p.pid), time.time()
-    pub1 = sum(cpu(x.pid) for x in pubs)
-    for x in pubs:
-        x.kill()
+    def measure(pids):
+        c0, t0 = sum(cpu(x) for x in pids), time.time()
+        time.sleep(window)
+        return (sum(cpu(x) for x in pids) - c0) / (time.time() - t0) / m * 100
+
+    secs = str(window + 20)
+    # llhls: one server, M streams.
+    p, http, rtmp = llhls_serve(tmp, ["--demo", "false"])
+    pub = subprocess.Popen([os.path.join(REL, "flvpub"), "--rtmp", f"127.0.0.1:{rtmp}", "--file", flv,
+                            "--streams", str(m), "--secs", secs], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for i in range(m):
+        wait_http(f"http://127.0.0.1:{http}/live/s{i}/index.m3u8", 30)
+    time.sleep(2)
+    ours = measure([p.p.pid])
+    pub.kill()
+    pub.wait()
     p.stop()
-    per_stream = (c1 - c0) / (t1 - t0) / m * 100
-    publisher = (pub1 - pub0) / (t1 - t0) / m * 100
+    # Reference: M ffmpeg RTMP listeners packaging to fMP4 HLS on disk.
+    refs, pubs = [], []
+    for i in range(m):
+        port = free_port()
+        out = os.path.join(tmp, f"ffhls{i}")
+        os.makedirs(out, exist_ok=True)
+        refs.append(subprocess.Popen(["ffmpeg", "-v", "error", "-listen", "1", "-i", f"rtmp://127.0.0.1:{port}/live/s{i}", "-c", "copy",
+                                      "-f", "hls", "-hls_segment_type", "fmp4", "-hls_time", "2", "-hls_flags", "delete_segments",
+                                      os.path.join(out, "index.m3u8")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.3)
+        pubs.append(subprocess.Popen([os.path.join(REL, "flvpub"), "--rtmp", f"127.0.0.1:{port}", "--file", flv,
+                                      "--streams", "1", "--prefix", f"s{i}-", "--secs", secs],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(4)
+    ref = measure([r.pid for r in refs])
+    for x in pubs + refs:
+        x.kill()
+        x.wait()
     row("ingest", f"{m} RTMP streams 1080p30 6 Mbit/s H.264+AAC: CPU per stream",
-        "python3 benches/run.py --only ingest  (ffmpeg -re -c copy publishers)", "ffmpeg -c copy publisher (same stream)",
-        publisher, per_stream, "% of a core", False, "<= 1% of a core")
+        "python3 benches/run.py --only ingest  (flvpub replaying a pre-encoded FLV)",
+        "ffmpeg -listen 1 ... -c copy -f hls fmp4, per stream", ref, ours, "% of a core", False, "<= 1% of a core")
 
 
 def micro(args, quick, tmp):
