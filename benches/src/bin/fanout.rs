@@ -138,6 +138,8 @@ async fn main() -> anyhow::Result<()> {
     let h2: Option<usize> = arg("--h2").map(|v| v.parse()).transpose()?;
     let pid: Option<u32> = arg("--server-pid").map(|v| v.parse()).transpose()?;
     let label = arg("--label").unwrap_or_else(|| "server".into());
+    // --idle: open the connections and send nothing (memory of an idle connection alone).
+    let idle_only = args.iter().any(|a| a == "--idle");
     if viewers > 50_000 || secs > 600 {
         bail!("bounded: at most 50,000 viewers and 600 s");
     }
@@ -181,6 +183,16 @@ async fn main() -> anyhow::Result<()> {
                 Sender::H2(h2_sender.clone().context("h2 connection")?)
             }
         };
+        if idle_only {
+            let t = totals.clone();
+            tasks.push(tokio::spawn(async move {
+                let _keep = sender;
+                tokio::time::sleep_until(deadline.into()).await;
+                t.woken_viewers.fetch_add(1, Ordering::Relaxed);
+                Vec::new()
+            }));
+            continue;
+        }
         tasks.push(tokio::spawn(viewer(
             sender,
             path.clone(),
