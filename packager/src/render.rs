@@ -135,6 +135,30 @@ pub fn render_media(
     } else {
         skip
     };
+    // Rule 21: skip only segments whose end is at least CAN-SKIP-UNTIL before the end of the
+    // last complete segment.
+    let skipped = if skip == SkipMode::Full {
+        0
+    } else {
+        let until = t.can_skip_until.unwrap_or(f64::INFINITY);
+        let total = rendition.window_duration();
+        let mut end = 0.0;
+        rendition
+            .segments
+            .iter()
+            .take_while(|s| {
+                end += s.duration;
+                end <= total - until + 1e-9
+            })
+            .count()
+    };
+    // Rule 26: a YES delta with nothing to skip is the full playlist (as Apple's origin does);
+    // v2 keeps its EXT-X-SKIP for RECENTLY-REMOVED-DATERANGES.
+    let skip = if skip == SkipMode::Yes && skipped == 0 {
+        SkipMode::Full
+    } else {
+        skip
+    };
     let mut out = String::with_capacity(4096);
     let version = match skip {
         SkipMode::Full => 6,
@@ -170,21 +194,7 @@ pub fn render_media(
         rendition.discontinuity_sequence
     );
 
-    // Rule 21: skip only segments whose end is at least CAN-SKIP-UNTIL before the end of the
-    // last complete segment.
-    let mut skipped = 0usize;
     if skip != SkipMode::Full {
-        let until = t.can_skip_until.unwrap_or(f64::INFINITY);
-        let total = rendition.window_duration();
-        let mut end = 0.0;
-        for s in &rendition.segments {
-            end += s.duration;
-            if end <= total - until + 1e-9 {
-                skipped += 1;
-            } else {
-                break;
-            }
-        }
         let _ = write!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
         if skip == SkipMode::V2 {
             // No EXT-X-DATERANGE is ever emitted, so none was removed.

@@ -141,3 +141,22 @@ fn golden_playlists() {
         "window long enough to skip something"
     );
 }
+
+#[test]
+fn yes_delta_with_nothing_to_skip_is_the_full_playlist() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    // Six 2 s segments = 12 s = CAN-SKIP-UNTIL: nothing may be skipped yet.
+    h.feed(&mut pub_, 77 * 13);
+    let snap = h.last();
+    let r = &snap.renditions[0];
+    assert_eq!(
+        render_media(snap, r, SkipMode::Yes),
+        render_media(snap, r, SkipMode::Full)
+    );
+    let v2 = render_media(snap, r, SkipMode::V2);
+    assert!(
+        v2.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=0,RECENTLY-REMOVED-DATERANGES=\"\""),
+        "{v2}"
+    );
+}
