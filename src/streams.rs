@@ -160,7 +160,11 @@ impl Publication {
             }
         }
         let config = PackagerConfig {
-            first_msn: first_msn(),
+            first_msn: first_msn(self.streams.origin.stream(&self.name).and_then(|s| {
+                let p = s.current()?;
+                let r = p.snapshot.renditions.first()?;
+                r.open.as_ref().map(|o| o.msn).or(r.last_msn())
+            })),
             ..self.streams.packager.clone()
         };
         let packager = Packager::new(config, tracks).context("starting the packager")?;
@@ -232,10 +236,14 @@ impl Drop for Publication {
     }
 }
 
-/// First MSN from the wall clock (Unix seconds): a restarted stream never reuses a URI a CDN
-/// may still cache, since MSNs advance by less than one per second.
-fn first_msn() -> u64 {
-    (wall_now().millis() / 1000).max(1) as u64
+/// First MSN of a new stream: the wall clock in tenths of a second, or past the last MSN of a
+/// previous stream of the same name that still lingers, whichever is later. URIs carry the
+/// MSN, so a restarted stream never reuses a URI a CDN may still cache: a real-time stream
+/// advances by at most ten MSNs a second (segments are at least 100 ms), and a publisher that
+/// ran faster than real time is caught by the lingering stream's last MSN.
+fn first_msn(previous_last: Option<u64>) -> u64 {
+    let clock = (wall_now().millis() / 100).max(1) as u64;
+    previous_last.map_or(clock, |last| clock.max(last + 1))
 }
 
 #[cfg(test)]
@@ -249,6 +257,14 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn first_msn_never_goes_back() {
+        let now = first_msn(None);
+        assert!(now > 17_000_000_000, "tenths of a second since 1970");
+        assert_eq!(first_msn(Some(now + 500)), now + 501);
+        assert!(first_msn(Some(5)) >= now);
     }
 
     #[test]

@@ -250,3 +250,54 @@ fn hostile_chunk_sizes_and_amf_only_close_that_connection() {
     let _ = ff.wait();
     assert!(!s.log_text().contains("panicked"), "{}", s.log_text());
 }
+
+#[test]
+fn a_restarted_stream_never_reuses_an_msn_even_after_a_faster_than_real_time_publisher() {
+    let s = Server::start(&["--reconnect-grace-secs", "1"]);
+    // No -re: 300 s of media arrive in a few seconds, so MSNs run far ahead of the clock and
+    // only the lingering stream's last MSN keeps the next stream from reusing them.
+    let st = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x90:rate=30",
+            "-t",
+            "300",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-f",
+            "flv",
+        ])
+        .arg(s.rtmp_url("again"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_secs(3));
+    let first = s.get("/live/again/video.m3u8").text();
+    assert!(first.ends_with("#EXT-X-ENDLIST\n"), "{first}");
+    let msns = |t: &str| -> Vec<u64> {
+        uris(t)
+            .iter()
+            .filter(|u| u.ends_with(".m4s"))
+            .filter_map(|u| u.rsplit('/').next()?.split('.').next()?.parse().ok())
+            .collect()
+    };
+    let old_max = *msns(&first).iter().max().unwrap();
+    let mut ff = publish(&s.rtmp_url("again"), 5, false);
+    std::thread::sleep(Duration::from_secs(4));
+    let second = s.get("/live/again/media.m3u8").text();
+    assert!(!second.contains("ENDLIST"), "{second}");
+    let new_min = *msns(&second).iter().min().unwrap();
+    assert!(
+        new_min > old_max,
+        "new stream starts at MSN {new_min}, the old one reached {old_max}"
+    );
+    let _ = ff.wait();
+}

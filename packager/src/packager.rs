@@ -55,8 +55,9 @@ pub struct PackagerConfig {
     pub layout: Layout,
     /// Part files or byte ranges.
     pub addressing: Addressing,
-    /// First media sequence number (>= 1). Use a value derived from the wall clock (e.g. Unix
-    /// seconds) so a restarted stream never reuses a URI a CDN may have cached.
+    /// First media sequence number (>= 1). Use a value derived from the wall clock (`llhls`
+    /// uses Unix time in tenths of a second) so a restarted stream never reuses a URI a CDN may
+    /// have cached.
     pub first_msn: u64,
     /// Offer delta updates (CAN-SKIP-UNTIL = 6 × TD).
     pub delta_updates: bool,
