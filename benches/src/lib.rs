@@ -8,6 +8,14 @@
 //!   LL-HLS work.
 #![forbid(unsafe_code)]
 
+/// The value after `--name` on the command line, if any (the bench tools' whole CLI).
+pub fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
 /// Reads (utime + stime) in seconds and VmRSS in KiB of a process from /proc.
 pub fn proc_usage(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

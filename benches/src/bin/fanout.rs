@@ -126,12 +126,7 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |n: &str| {
-        args.iter()
-            .position(|a| a == n)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let arg = |n: &str| llhls_benches::arg(&args, n);
     let url = arg("--url").context("--url required")?;
     let viewers: usize = arg("--viewers").unwrap_or("1000".into()).parse()?;
     let secs: u64 = arg("--secs").unwrap_or("20".into()).parse()?;

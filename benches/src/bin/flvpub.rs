@@ -177,12 +177,7 @@ async fn publish(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |n: &str| {
-        args.iter()
-            .position(|a| a == n)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let arg = |n: &str| llhls_benches::arg(&args, n);
     let rtmp = arg("--rtmp").context("--rtmp HOST:PORT")?;
     let file = arg("--file").context("--file F.flv")?;
     let streams: usize = arg("--streams").unwrap_or("1".into()).parse()?;

@@ -118,13 +118,7 @@ async fn handle(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |n: &str, d: &str| {
-        args.iter()
-            .position(|a| a == n)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or(d.to_string())
-    };
+    let arg = |n: &str, d: &str| llhls_benches::arg(&args, n).unwrap_or(d.to_string());
     let listen = arg("--listen", "127.0.0.1:9090");
     let part_ms: u64 = arg("--part-ms", "200").parse()?;
     let (tx, rx) = watch::channel(State {
