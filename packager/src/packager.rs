@@ -431,7 +431,7 @@ impl Packager {
             if dts_ns <= last_ns {
                 if last_ns - dts_ns > RESET_NS {
                     // Timestamps reset (encoder restart): a discontinuity, not an error.
-                    self.discontinuity_internal(now);
+                    self.discontinuity_internal();
                 } else {
                     return Err(PackagerError::DtsNotIncreasing {
                         track: frame.track,
@@ -440,7 +440,7 @@ impl Packager {
                     });
                 }
             } else if dts_ns - last_ns > RESET_NS {
-                self.discontinuity_internal(now);
+                self.discontinuity_internal();
             }
         }
         self.tracks[ti].last_in = Some((frame.dts.ticks, frame.dts.scale.hz()));
@@ -477,6 +477,7 @@ impl Packager {
         if self.ended {
             return Err(PackagerError::Ended);
         }
+        self.last_wall = self.last_wall.max(now);
         if let Some(new) = tracks {
             let same_kinds = new.len() == self.tracks.len()
                 && self.tracks.iter().all(|t| {
@@ -490,7 +491,7 @@ impl Packager {
                     describe_tracks(new.iter())
                 )));
             }
-            self.discontinuity_internal(now);
+            self.discontinuity_internal();
             let mut changed = false;
             for n in new {
                 if let Some(t) = self.tracks.iter_mut().find(|t| t.cfg.id == n.id) {
@@ -505,7 +506,7 @@ impl Packager {
                 self.emit_init();
             }
         } else {
-            self.discontinuity_internal(now);
+            self.discontinuity_internal();
         }
         self.publish();
         Ok(())
@@ -516,7 +517,8 @@ impl Packager {
         if self.ended {
             return;
         }
-        self.flush_timeline(now);
+        self.last_wall = self.last_wall.max(now);
+        self.flush_timeline();
         self.ended = true;
         self.changed();
         self.publish();
@@ -555,7 +557,7 @@ impl Packager {
             return;
         }
         if self.gap_end.is_none() {
-            self.flush_timeline(now);
+            self.flush_timeline();
             self.waiting_for_keyframe = true;
             self.last_anchor = self.pdt_anchor;
             self.warn(format!(
@@ -576,23 +578,12 @@ impl Packager {
                 .as_ref()
                 .map(|o| o.start)
                 .unwrap_or(g);
-            for r in &mut self.renditions {
-                if let Some(open) = r.open.as_mut() {
-                    let index = open.parts.len() as u32;
-                    open.parts.push(PartEntry {
-                        duration: pt as f64 / l as f64,
-                        uri: part_uri(&r.name, open.msn, index),
-                        independent: false,
-                        gap: true,
-                        byterange: None,
-                    });
-                }
-            }
+            self.push_gap_part(pt);
             g += pt;
             self.timeline_end = g;
             self.changed();
             if g - seg_start + pt > seg_len {
-                self.close_segments(g, now);
+                self.close_segments(g);
             }
         }
         self.gap_end = Some(g);
@@ -600,14 +591,14 @@ impl Packager {
     }
 
     /// Closes a GAP segment left open by [`Packager::handle_timeout`].
-    fn close_gap(&mut self, now: WallClock) {
+    fn close_gap(&mut self) {
         if let Some(g) = self.gap_end.take() {
             if self.renditions[0]
                 .open
                 .as_ref()
                 .is_some_and(|o| !o.parts.is_empty())
             {
-                self.close_segments(g, now);
+                self.close_segments(g);
             } else {
                 for r in &mut self.renditions {
                     r.open = None;
@@ -912,7 +903,7 @@ impl Packager {
                 return;
             }
             self.waiting_for_keyframe = false;
-            self.close_gap(now);
+            self.close_gap();
             let dts_ns = rescale(frame.dts.ticks, frame.dts.scale.hz(), NS);
             // Map the first keyframe to the end of the timeline so far: tfdt stays continuous
             // across reconnects.
@@ -1014,9 +1005,9 @@ impl Packager {
                     .last()
                     .map(|p| p.dts + nominal)
                     .unwrap_or(t);
-                self.close_part(end, locked);
-                self.close_segments(end, now);
-                self.fill_gap(end, t, locked, now);
+                self.close_part(end);
+                self.close_segments(end);
+                self.fill_gap(end, t, locked);
                 self.part_start = t;
                 self.open_segments(t, sample.sync);
                 if !sample.sync {
@@ -1045,34 +1036,27 @@ impl Packager {
             let part_dur = t - self.part_start;
             let next_est = i64::from(self.tracks[self.lead].last_dur.max(1));
             if sample.sync && seg_dur >= locked.seg_close {
-                self.close_part(t, locked);
-                self.close_segments(t, now);
+                self.close_part(t);
+                self.close_segments(t);
                 self.open_segments(t, true);
             } else if part_dur > locked.pt_ticks && self.part_samples.len() > 1 {
                 // Jitter pushed the part over PART-TARGET: close it before the last sample.
                 let b = self.part_samples.last().map(|p| p.dts).unwrap_or(t);
-                self.close_part(b, locked);
+                self.close_part(b);
                 let next_sync = self.part_samples.first().is_some_and(|p| p.sync);
-                self.maybe_force_cut(b, seg_start, next_sync, locked, now);
+                self.maybe_force_cut(b, seg_start, next_sync, locked);
             } else if part_dur + next_est > locked.pt_ticks {
-                self.close_part(t, locked);
-                self.maybe_force_cut(t, seg_start, sample.sync, locked, now);
+                self.close_part(t);
+                self.maybe_force_cut(t, seg_start, sample.sync, locked);
             }
         }
         self.lead_pending = Some(sample);
     }
 
-    fn maybe_force_cut(
-        &mut self,
-        t: i64,
-        seg_start: i64,
-        next_sync: bool,
-        locked: Locked,
-        now: WallClock,
-    ) {
+    fn maybe_force_cut(&mut self, t: i64, seg_start: i64, next_sync: bool, locked: Locked) {
         if t - seg_start + locked.pt_ticks > locked.seg_limit {
             let msn = self.renditions[0].open.as_ref().map(|o| o.msn).unwrap_or(0);
-            self.close_segments(t, now);
+            self.close_segments(t);
             self.open_segments(t, next_sync);
             self.independent_segments = false;
             self.warn(format!(
@@ -1110,7 +1094,7 @@ impl Packager {
     }
 
     /// Publishes the part ending at lead time `b` in every rendition.
-    fn close_part(&mut self, b: i64, _locked: Locked) {
+    fn close_part(&mut self, b: i64) {
         let n = self.part_samples.iter().take_while(|p| p.dts < b).count();
         if n == 0 {
             return;
@@ -1233,7 +1217,7 @@ impl Packager {
     }
 
     /// Closes the open segment of every rendition at lead time `b`.
-    fn close_segments(&mut self, b: i64, _now: WallClock) {
+    fn close_segments(&mut self, b: i64) {
         let Some(locked) = self.locked() else { return };
         let l = self.lead_scale;
         let td3 = 3 * i64::from(locked.td) * l;
@@ -1311,8 +1295,25 @@ impl Packager {
         self.changed();
     }
 
+    /// Appends a GAP part of `ticks` (lead timescale) to every rendition's open segment.
+    fn push_gap_part(&mut self, ticks: i64) {
+        let duration = ticks as f64 / self.lead_scale as f64;
+        for r in &mut self.renditions {
+            if let Some(open) = r.open.as_mut() {
+                let index = open.parts.len() as u32;
+                open.parts.push(PartEntry {
+                    duration,
+                    uri: part_uri(&r.name, open.msn, index),
+                    independent: false,
+                    gap: true,
+                    byterange: None,
+                });
+            }
+        }
+    }
+
     /// GAP segments and parts covering lead time [from, to).
-    fn fill_gap(&mut self, from: i64, to: i64, locked: Locked, now: WallClock) {
+    fn fill_gap(&mut self, from: i64, to: i64, locked: Locked) {
         let seg_len = (i64::from(locked.td) * self.lead_scale).min(locked.seg_close.max(1) * 4 / 3);
         let mut s = from;
         while to - s > 0 {
@@ -1322,27 +1323,16 @@ impl Packager {
             for k in 0..parts {
                 let ps = s + len * k / parts;
                 let pe = s + len * (k + 1) / parts;
-                for r in &mut self.renditions {
-                    if let Some(open) = r.open.as_mut() {
-                        let index = open.parts.len() as u32;
-                        open.parts.push(PartEntry {
-                            duration: (pe - ps) as f64 / self.lead_scale as f64,
-                            uri: part_uri(&r.name, open.msn, index),
-                            independent: false,
-                            gap: true,
-                            byterange: None,
-                        });
-                    }
-                }
+                self.push_gap_part(pe - ps);
             }
             s += len;
-            self.close_segments(s, now);
+            self.close_segments(s);
         }
         self.timeline_end = self.timeline_end.max(to);
     }
 
-    fn discontinuity_internal(&mut self, now: WallClock) {
-        self.flush_timeline(now);
+    fn discontinuity_internal(&mut self) {
+        self.flush_timeline();
         self.pending_discontinuity = true;
         self.waiting_for_keyframe = true;
         for t in &mut self.tracks {
@@ -1351,7 +1341,7 @@ impl Packager {
     }
 
     /// Closes everything in progress at the end of the last sample.
-    fn flush_timeline(&mut self, now: WallClock) {
+    fn flush_timeline(&mut self) {
         let Some(locked) = self.locked() else {
             // Still probing: nothing was published; start over.
             if let Phase::Probing(buf) = &mut self.phase {
@@ -1359,7 +1349,7 @@ impl Packager {
             }
             return;
         };
-        self.close_gap(now);
+        self.close_gap();
         if let Some(mut prev) = self.lead_pending.take() {
             let d = prev
                 .dur
@@ -1367,13 +1357,13 @@ impl Packager {
             prev.dur = Some(d);
             let end = prev.dts + i64::from(d);
             self.part_samples.push(prev);
-            self.close_part(end, locked);
+            self.close_part(end);
             for ti in 0..self.tracks.len() {
                 if !self.tracks[ti].lead {
                     self.tracks[ti].pending.clear();
                 }
             }
-            self.close_segments(end, now);
+            self.close_segments(end);
             self.timeline_end = self.timeline_end.max(end);
         }
         self.part_samples.clear();
