@@ -735,21 +735,15 @@ impl Origin {
                         return range_not_satisfiable(class, len);
                     }
                     let last = end.min(len - 1);
-                    let mut r = media_reply(class, content_type, o.slice(start, last + 1));
-                    r.status = StatusCode::PARTIAL_CONTENT;
-                    r.headers.push((
-                        header::CONTENT_RANGE,
-                        HeaderValue::from_str(&format!(
-                            "bytes {start}-{last}/{}",
-                            if matches!(o, Object::Complete(_)) {
-                                len.to_string()
-                            } else {
-                                "*".into()
-                            }
-                        ))
-                        .unwrap_or(HeaderValue::from_static("bytes */*")),
-                    ));
-                    r
+                    let total = if matches!(o, Object::Complete(_)) {
+                        len.to_string()
+                    } else {
+                        "*".into()
+                    };
+                    partial(
+                        media_reply(class, content_type, o.slice(start, last + 1)),
+                        format!("bytes {start}-{last}/{total}"),
+                    )
                 }
                 None => Reply::error(StatusCode::NOT_FOUND, class, "range never became available"),
             };
@@ -796,22 +790,13 @@ impl Origin {
         let end_s = end
             .map(|e| e.to_string())
             .unwrap_or_else(|| RANGE_MAX.to_string());
-        Reply {
-            status: StatusCode::PARTIAL_CONTENT,
-            class,
-            headers: vec![
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
-                (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
-                (
-                    header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes {start}-{end_s}/*"))
-                        .unwrap_or(HeaderValue::from_static("bytes */*")),
-                ),
-            ],
-            body: Body::Stream(rx),
-            len: None,
-        }
+        let mut r = partial(
+            media_reply(class, content_type, Bytes::new()),
+            format!("bytes {start}-{end_s}/*"),
+        );
+        r.body = Body::Stream(rx);
+        r.len = None;
+        r
     }
 }
 
@@ -990,12 +975,18 @@ fn serve_bytes(class: Class, ct: &'static str, bytes: Bytes, range: Option<ByteR
     if start >= len || last < start {
         return range_not_satisfiable(class, len);
     }
-    let mut r = media_reply(class, ct, bytes.slice(start as usize..=last as usize));
+    partial(
+        media_reply(class, ct, bytes.slice(start as usize..=last as usize)),
+        format!("bytes {start}-{last}/{len}"),
+    )
+}
+
+/// Turns a media reply into 206 Partial Content with this Content-Range.
+fn partial(mut r: Reply, content_range: String) -> Reply {
     r.status = StatusCode::PARTIAL_CONTENT;
     r.headers.push((
         header::CONTENT_RANGE,
-        HeaderValue::from_str(&format!("bytes {start}-{last}/{len}"))
-            .unwrap_or(HeaderValue::from_static("bytes */*")),
+        HeaderValue::from_str(&content_range).unwrap_or(HeaderValue::from_static("bytes */*")),
     ));
     r
 }
