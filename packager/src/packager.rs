@@ -455,7 +455,9 @@ impl Packager {
                         unreachable!("phase was Probing")
                     };
                     self.lock_timing(locked);
+                    let offset = self.least_delay_offset(&buf);
                     for (f, w) in buf {
+                        let w = earliest_arrival(offset, &f, w);
                         self.run_frame(f, w);
                     }
                 }
@@ -981,6 +983,19 @@ impl Packager {
         self.on_lead_sample(sample, now, locked);
     }
 
+    /// Wall clock minus media time (ms) of the first segment's least-delayed lead frame.
+    /// Publishers often burst their first frames late (encoder start-up, a WebRTC ingest
+    /// waiting for sender reports); anchoring PROGRAM-DATE-TIME on the first frame's arrival
+    /// would date the whole stream that much late, so the probe's frames are dated by the
+    /// frame that arrived earliest relative to its timestamp.
+    fn least_delay_offset(&self, buf: &[(Frame, WallClock)]) -> Option<i64> {
+        let lead = self.tracks[self.lead].cfg.id;
+        buf.iter()
+            .filter(|(f, _)| f.track == lead)
+            .map(|(f, w)| w.0 - rescale(f.dts.ticks, f.dts.scale.hz(), 1000))
+            .min()
+    }
+
     fn on_lead_sample(&mut self, sample: Pending, now: WallClock, locked: Locked) {
         let t = sample.dts;
         if self.pdt_anchor.is_none() {
@@ -1378,4 +1393,16 @@ fn describe_tracks<'a>(t: impl Iterator<Item = &'a TrackConfig>) -> String {
     t.map(|c| format!("{} {}", c.id, c.codec.codec_string()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The arrival `w` of a probed frame, moved earlier to what the least-delayed frame implies
+/// (`offset` from [`Packager::least_delay_offset`]), by at most 2 s.
+fn earliest_arrival(offset: Option<i64>, f: &Frame, w: WallClock) -> WallClock {
+    match offset {
+        Some(off) => {
+            let t_ms = rescale(f.dts.ticks, f.dts.scale.hz(), 1000);
+            WallClock(w.0.min(off + t_ms).max(w.0 - 2000))
+        }
+        None => w,
+    }
 }
