@@ -8,7 +8,14 @@
 //        [--llhls target/debug/llhls] [--out player-test/out/NAME] [--name NAME]
 //        [--delay-ms 25]   (a delaying TCP proxy between the players and the server: 25 ms
 //                           each way = 50 ms RTT; tc netem is not available on these VMs)
-import { spawn } from 'node:child_process';
+//        [--publisher rtmp|whip-gst|whip-chromium|whip-canvas] [--whip-audio aac|opus]
+//
+// Publishers: `rtmp` is ffmpeg over RTMP; `whip-gst` is GStreamer's simple-whip-client (H.264 +
+// Opus); `whip-chromium` is headless Chromium's fake camera and microphone over WHIP from a
+// page on another origin; `whip-canvas` is Chromium publishing a synthetic source that carries
+// the wall clock as a barcode (glass-to-glass latency, read back in the player page) and a
+// flash with a beep every second (audio/video sync, measured on the packaged segments).
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +41,9 @@ const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
 mkdirSync(outDir, { recursive: true });
 
 const delayMs = Number(opt('delay-ms', '0'));
+const publisherKind = opt('publisher', 'rtmp');
+const whipAudio = opt('whip-audio', 'aac');
+if (!['rtmp', 'whip-gst', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
 const children = [];
 const cleanup = () => {
   for (const c of children) {
@@ -71,25 +81,74 @@ async function waitFor(url, what, timeoutMs = 30000) {
 
 const httpPort = await freePort();
 const rtmpPort = await freePort();
+const whipPort = await freePort();
 const origin = `http://127.0.0.1:${httpPort}`;
 const serverArgs = ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
+  '--whip-udp', `0.0.0.0:${whipPort}`, '--whip-audio', whipAudio,
   '--demo', 'false', '--layout', layout, '--part-target-ms', partMs];
 if (flag('break-codecs')) serverArgs.push('--break-codecs');
 const server = run(llhlsBin, serverArgs, 'llhls.log', { RUST_LOG: process.env.RUST_LOG || 'info' });
 await waitFor(`${origin}/healthz`, 'llhls serve');
 
-// Publisher: real-time ffmpeg, H.264 + AAC, keyframe every second, wall clock in the picture.
-const font = '/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf';
-const vf = `drawtext=fontfile=${font}:text='%{localtime\\:%H\\\\\\:%M\\\\\\:%S}':fontsize=48:fontcolor=white:box=1:boxcolor=black@0.6:x=20:y=20`;
-const ff = ['-hide_banner', '-v', 'error', '-re', '-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=30`,
-  '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-vf', vf,
-  '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30',
-  '-sc_threshold', '0', '-pix_fmt', 'yuv420p', '-b:v', '1500k',
-  ...(flag('bframes') ? ['-bf', '2', '-x264-params', 'bframes=2'] : []),
-  '-c:a', 'aac', '-b:a', '96k', '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/test`];
-const publisher = run('ffmpeg', ff, 'ffmpeg.log');
+// Pages come from another origin (another port), so CORS is exercised for WHIP and HLS.
+const hlsJs = readFileSync(join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js'));
+const pageHtml = readFileSync(join(here, 'page.html'));
+const publishHtml = readFileSync(join(here, 'publish.html'));
+const pageServer = createServer((req, res) => {
+  if (req.url.startsWith('/hls.js')) { res.writeHead(200, { 'content-type': 'application/javascript' }); res.end(hlsJs); }
+  else if (req.url.startsWith('/publish')) { res.writeHead(200, { 'content-type': 'text/html' }); res.end(publishHtml); }
+  else { res.writeHead(200, { 'content-type': 'text/html' }); res.end(pageHtml); }
+});
+const pagePort = await freePort();
+await new Promise(r => pageServer.listen(pagePort, '127.0.0.1', r));
+
+const { chromium } = await import('playwright-core');
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
+    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
+});
+
+let publisher = null, publisherPage = null;
 const publishStarted = Date.now();
-await waitFor(`${origin}/live/test/index.m3u8`, 'the first playlist');
+if (publisherKind === 'rtmp') {
+  // Real-time ffmpeg, H.264 + AAC, keyframe every second, wall clock in the picture.
+  const font = '/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf';
+  const vf = `drawtext=fontfile=${font}:text='%{localtime\\:%H\\\\\\:%M\\\\\\:%S}':fontsize=48:fontcolor=white:box=1:boxcolor=black@0.6:x=20:y=20`;
+  const ff = ['-hide_banner', '-v', 'error', '-re', '-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=30`,
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-vf', vf,
+    '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30',
+    '-sc_threshold', '0', '-pix_fmt', 'yuv420p', '-b:v', '1500k',
+    ...(flag('bframes') ? ['-bf', '2', '-x264-params', 'bframes=2'] : []),
+    '-c:a', 'aac', '-b:a', '96k', '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/test`];
+  publisher = run('ffmpeg', ff, 'ffmpeg.log');
+} else if (publisherKind === 'whip-gst') {
+  // Debian 12's simple-whip-client links libsoup 2 while libnice (through gupnp) links libsoup
+  // 3, and libsoup 3 aborts at load when it sees libsoup 2. The shim hides libsoup 2 from that
+  // one check (nothing here uses UPnP, the only libsoup 3 user); see whip-client-shim.c.
+  const shimDir = mkdtempSync(join(tmpdir(), 'llhls-whipshim-'));
+  const shim = join(shimDir, 'shim.so');
+  const cc = spawnSync('gcc', ['-shared', '-fPIC', '-O2', '-o', shim, join(here, 'whip-client-shim.c'), '-ldl']);
+  if (cc.status !== 0) throw new Error(`building the whip-client shim failed: ${cc.stderr}`);
+  const [w, h] = size.split('x');
+  publisher = run('whip-client', ['-u', `${origin}/whip/live/test`, '-n', '-l', '3',
+    '-V', `videotestsrc is-live=true pattern=ball ! video/x-raw,width=${w},height=${h},framerate=30/1 ! videoconvert ! queue ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=600 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=96 ssrc=2 config-interval=-1 ! queue ! application/x-rtp,media=video,encoding-name=H264,payload=96`,
+    '-A', 'audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! queue ! opusenc ! rtpopuspay pt=111 ssrc=1 ! queue ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111',
+  ], 'whip-client.log', { LD_PRELOAD: shim });
+} else {
+  const ctx = await browser.newContext();
+  publisherPage = await ctx.newPage();
+  publisherPage.on('pageerror', e => console.error('publisher page error:', String(e)));
+  const source = publisherKind === 'whip-canvas' ? 'canvas' : 'fake';
+  await publisherPage.goto(`http://127.0.0.1:${pagePort}/publish?source=${source}&endpoint=${encodeURIComponent(`${origin}/whip/live/test`)}`);
+}
+try {
+  await waitFor(`${origin}/live/test/index.m3u8`, 'the first playlist');
+} catch (e) {
+  if (publisherPage) console.error('publisher state:', JSON.stringify(await publisherPage.evaluate(() => window.__pub)));
+  throw e;
+}
 const firstPlaylistMs = Date.now() - publishStarted;
 
 // Optional nginx edge in front of the origin.
@@ -128,22 +187,6 @@ if (delayMs > 0) {
   playBase = `http://127.0.0.1:${proxyPort}`;
 }
 
-// The page comes from another origin (another port), so CORS is exercised.
-const hlsJs = readFileSync(join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js'));
-const pageHtml = readFileSync(join(here, 'page.html'));
-const pageServer = createServer((req, res) => {
-  if (req.url.startsWith('/hls.js')) { res.writeHead(200, { 'content-type': 'application/javascript' }); res.end(hlsJs); }
-  else { res.writeHead(200, { 'content-type': 'text/html' }); res.end(pageHtml); }
-});
-const pagePort = await freePort();
-await new Promise(r => pageServer.listen(pagePort, '127.0.0.1', r));
-
-const { chromium } = await import('playwright-core');
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
-});
 // One browser context per viewer: separate HTTP caches and connection pools, like separate
 // people (in one page, Chromium would collapse identical requests and share 6 connections).
 const consoleErrors = [];
@@ -161,6 +204,47 @@ const metricValue = async (name) => {
   const m = text.match(new RegExp(`^${name} (\\d+)`, 'm'));
   return m ? Number(m[1]) : 0;
 };
+// Audio/video sync of the packaged stream: fetch the init section and the complete segments
+// from the origin, decode them with ffmpeg, find each white flash (frame luma) and each beep
+// onset (10 ms RMS windows), and pair them. Positive: the beep comes after the flash.
+async function measureAvSync() {
+  const pl = await (await fetch(`${origin}/live/test/media.m3u8`)).text();
+  const map = pl.match(/#EXT-X-MAP:URI="([^"]+)"/);
+  const segs = pl.split('\n').filter(l => l && !l.startsWith('#'));
+  if (!map || segs.length < 2) return { pairs: 0, reason: 'no segments' };
+  const parts = [Buffer.from(await (await fetch(`${origin}/live/test/${map[1]}`)).arrayBuffer())];
+  for (const u of segs.slice(-6)) parts.push(Buffer.from(await (await fetch(`${origin}/live/test/${u}`)).arrayBuffer()));
+  const file = join(outDir, 'avsync.mp4');
+  writeFileSync(file, Buffer.concat(parts));
+  const ff = (filter, stream) => spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-i', file, '-map', stream,
+    ...(stream === '0:v' ? ['-vf', filter] : ['-af', filter]), '-f', 'null', '-'], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout;
+  const series = (text, key) => {
+    const out = []; let t = null;
+    for (const line of text.split('\n')) {
+      const m = line.match(/pts_time:([-\d.]+)/); if (m) t = Number(m[1]);
+      const v = line.match(new RegExp(key.replace(/\./g, '\\.') + '=([-\\w.]+)')); if (v && t !== null) out.push([t, Number(v[1])]);
+    }
+    return out;
+  };
+  const luma = series(ff('signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-', '0:v'), 'lavfi.signalstats.YAVG');
+  const rms = series(ff('asetnsamples=n=480,astats=metadata=1:reset=1,ametadata=print:key=lavfi.astats.Overall.RMS_level:file=-', '0:a'), 'lavfi.astats.Overall.RMS_level')
+    .map(([t, v]) => [t, Number.isFinite(v) ? v : -200]);
+  // Rising edges with hysteresis; a signal already high at the start is not an onset.
+  const onsets = (xs, hi, lo) => {
+    const o = []; let on = xs.length > 0 && xs[0][1] > lo;
+    for (const [t, v] of xs) { if (!on && v > hi) { o.push(t); on = true; } else if (on && v < lo) on = false; }
+    return o;
+  };
+  const flashes = onsets(luma, 150, 100);
+  const beeps = onsets(rms, -30, -45);
+  const diffs = [];
+  for (const f of flashes) {
+    const b = beeps.reduce((best, x) => Math.abs(x - f) < Math.abs(best - f) ? x : best, Infinity);
+    if (Math.abs(b - f) < 0.5) diffs.push(Math.round((b - f) * 1000));
+  }
+  diffs.sort((a, b) => a - b);
+  return { pairs: diffs.length, flashes: flashes.length, beeps: beeps.length, medianMs: diffs.length ? diffs[Math.floor(diffs.length / 2)] : null, diffsMs: diffs };
+}
 const procCpu = (pid) => {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -171,7 +255,8 @@ const idleCpu = () => { const f = readFileSync('/proc/stat', 'utf8').split('\n')
   return { idle: f[3] + f[4], total: f.reduce((a, b) => a + b, 0) }; };
 const partsBefore = await metricValue('llhls_parts_published_total');
 const cpu0 = procCpu(server.pid), sys0 = idleCpu(), t0 = Date.now();
-await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1&src=${encodeURIComponent(src)}`)));
+const barcode = publisherKind === 'whip-canvas' ? '&barcode=1' : '';
+await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&src=${encodeURIComponent(src)}`)));
 await sleep(duration * 1000);
 const partsDuringRun = (await metricValue('llhls_parts_published_total')) - partsBefore;
 const serverCpuPercent = Number(((procCpu(server.pid) - cpu0) / ((Date.now() - t0) / 1000) * 100).toFixed(1));
@@ -179,6 +264,11 @@ const sys1 = idleCpu();
 const machineBusyPercent = Number((100 * (1 - (sys1.idle - sys0.idle) / (sys1.total - sys0.total))).toFixed(1));
 const stats = (await Promise.all(pages.map(p => p.evaluate(() => window.__stats())))).flat();
 await page.screenshot({ path: join(outDir, 'screenshot.png') });
+const avSync = publisherKind === 'whip-canvas' ? await measureAvSync() : null;
+if (publisherPage) {
+  // End the WHIP session the way a publisher does: DELETE on its resource.
+  await publisherPage.evaluate(() => window.__stop());
+}
 await browser.close();
 pageServer.close();
 
@@ -190,7 +280,7 @@ const originRequests = {
   part: counter('part'), segment: counter('segment'), init: counter('init'),
 };
 
-publisher.kill('SIGINT');
+publisher?.kill('SIGINT');
 if (nginx) nginx.kill('SIGQUIT');
 server.kill('SIGTERM');
 await sleep(500);
@@ -211,6 +301,11 @@ const summary = {
   totalFrames: stats.reduce((a, s) => a + s.totalFrames, 0),
   errors: stats.reduce((a, s) => a + s.errors.length, 0),
   fatal: stats.map(s => s.fatal).filter(Boolean),
+  publisher: publisherKind,
+  audioDecodedBytes: stats.reduce((a, s) => a + (s.audioBytes || 0), 0),
+  videoDecodedBytes: stats.reduce((a, s) => a + (s.videoBytes || 0), 0),
+  glassToGlassP50: pct(all('g2g'), 50), glassToGlassP95: pct(all('g2g'), 95), glassToGlassSamples: all('g2g').length,
+  avSync,
   originRequests,
   serverCpuPercentOfOneCore: serverCpuPercent,
   machineBusyPercent,
@@ -231,9 +326,22 @@ for (const [i, s] of stats.entries()) {
   if (s.stalls > 0) failures.push(`player ${i}: ${s.stalls} stall(s) after start (${Math.round(s.stallMs)} ms)`);
 }
 if (consoleErrors.length) failures.push(`page errors: ${consoleErrors.join('; ')}`);
+for (const [i, s] of stats.entries()) {
+  // Chromium counts decoded bytes per track: a stream that lost its audio plays silently.
+  if (!s.audioBytes) failures.push(`player ${i}: no audio was decoded`);
+  if (!s.videoBytes) failures.push(`player ${i}: no video was decoded`);
+}
+if (publisherKind === 'whip-canvas') {
+  if (!summary.glassToGlassSamples) failures.push('no barcode was read back from the played video');
+  // Lip sync: ITU-R BT.1359 puts detectability at 45 ms audio-early and 125 ms audio-late.
+  if (!avSync || avSync.pairs < 3) failures.push(`audio/video sync: too few flash/beep pairs (${JSON.stringify(avSync)})`);
+  else if (avSync.medianMs < -45 || avSync.medianMs > 125) failures.push(`audio/video out of sync: beep - flash median ${avSync.medianMs} ms`);
+}
 summary.failures = failures;
 writeFileSync(join(outDir, 'report.json'), JSON.stringify({ summary, players: stats }, null, 2));
 const f = (x) => x === null || x === undefined ? 'n/a' : Number(x).toFixed(2);
-console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name}: wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, hls.js latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${f(summary.timeToFirstFrameMs / 1000)} s, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players), server CPU ${serverCpuPercent}% of a core, machine ${machineBusyPercent}% busy -> ${join(outDir, 'report.json')}`);
+const g2g = summary.glassToGlassSamples ? `, glass-to-glass p50 ${f(summary.glassToGlassP50)} s p95 ${f(summary.glassToGlassP95)} s` : '';
+const sync = avSync ? `, A/V sync (beep - flash) median ${avSync.medianMs} ms over ${avSync.pairs}` : '';
+console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name} [${publisherKind}]: wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, hls.js latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${f(summary.timeToFirstFrameMs / 1000)} s, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players), server CPU ${serverCpuPercent}% of a core, machine ${machineBusyPercent}% busy${g2g}${sync} -> ${join(outDir, 'report.json')}`);
 for (const x of failures) console.log('  ' + x);
 process.exit(failures.length ? 1 : 0);

@@ -73,6 +73,21 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "LLHLS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// WHIP (WebRTC) UDP address every session shares; `off` disables WHIP
+    /// [default: 0.0.0.0:8189].
+    #[arg(long, env = "LLHLS_WHIP_UDP")]
+    pub whip_udp: Option<String>,
+    /// The IP publishers reach the WHIP UDP port at, when it is not this host's own address
+    /// (behind 1:1 NAT, in a container) [default: the bound IP, else the host's outbound IP].
+    #[arg(long, env = "LLHLS_WHIP_PUBLIC_IP")]
+    pub whip_public_ip: Option<std::net::IpAddr>,
+    /// WHIP audio: `aac` (Opus transcoded to AAC-LC; plays everywhere) or `opus` (passed
+    /// through) [default: aac].
+    #[arg(long, env = "LLHLS_WHIP_AUDIO")]
+    pub whip_audio: Option<String>,
+    /// Most simultaneous WHIP sessions [default: 100].
+    #[arg(long, env = "LLHLS_WHIP_MAX_SESSIONS")]
+    pub whip_max_sessions: Option<usize>,
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
@@ -101,6 +116,10 @@ struct FileConfig {
     max_header_bytes: Option<usize>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    whip_udp: Option<String>,
+    whip_public_ip: Option<std::net::IpAddr>,
+    whip_audio: Option<String>,
+    whip_max_sessions: Option<usize>,
 }
 
 /// Validated configuration.
@@ -119,6 +138,11 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub break_codecs: bool,
+    /// WHIP UDP socket (None: WHIP off).
+    pub whip_udp: Option<SocketAddr>,
+    pub whip_public_ip: Option<std::net::IpAddr>,
+    pub whip_opus_passthrough: bool,
+    pub whip_max_sessions: usize,
 }
 
 impl Config {
@@ -168,6 +192,18 @@ impl Config {
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty())
             .collect();
+        let whip_udp = match pick!(whip_udp, "0.0.0.0:8189".into()).as_str() {
+            "off" | "" => None,
+            a => Some(
+                a.parse::<SocketAddr>()
+                    .with_context(|| format!("whip_udp must be IP:PORT or `off`, not `{a}`"))?,
+            ),
+        };
+        let whip_opus_passthrough = match pick!(whip_audio, "aac".into()).as_str() {
+            "aac" => false,
+            "opus" => true,
+            other => bail!("whip_audio must be `aac` or `opus`, not `{other}`"),
+        };
         Ok(Config {
             http: pick!(http, "0.0.0.0:8080".parse().expect("valid literal")),
             rtmp: pick!(rtmp, "0.0.0.0:1935".parse().expect("valid literal")),
@@ -191,6 +227,10 @@ impl Config {
             max_header_bytes: pick!(max_header_bytes, 16 * 1024).max(1024),
             tls,
             break_codecs: args.break_codecs,
+            whip_udp,
+            whip_public_ip: args.whip_public_ip.or(file.whip_public_ip),
+            whip_opus_passthrough,
+            whip_max_sessions: pick!(whip_max_sessions, 100).max(1),
         })
     }
 }

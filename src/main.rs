@@ -10,8 +10,10 @@ mod package;
 mod rtmp;
 mod source;
 mod streams;
+mod whip;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -172,6 +174,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         rtmp_listener.local_addr()?
     );
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
+    if let Some(udp) = config.whip_udp {
+        source::init()?;
+        let candidate = whip::candidate_address(udp, config.whip_public_ip);
+        let w = whip::Whip::start(
+            whip::WhipConfig {
+                udp,
+                candidate,
+                audio: if config.whip_opus_passthrough {
+                    whip::session::AudioMode::Opus
+                } else {
+                    whip::session::AudioMode::Aac
+                },
+                aac_bitrate: 128_000,
+                max_sessions: config.whip_max_sessions,
+                segment_target: config.packager.segment_target,
+            },
+            streams.clone(),
+        )
+        .await?;
+        tracing::info!(udp = %w.local_addr()?, %candidate, "WHIP: POST offers to {scheme}://{}/whip/live/NAME (ICE candidate {candidate})", http.local_addr()?);
+        origin.set_fallback(Arc::new(whip::WhipHttp(w)));
+    }
     if config.demo {
         source::init()?;
         tokio::spawn(demo::run(streams.clone(), config.demo_file.clone()));

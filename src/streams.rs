@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use llhls_origin::{wall_now, Command, Origin, StreamInput};
-use llhls_packager::{Frame, Packager, PackagerConfig, TrackConfig};
+use llhls_packager::{Frame, Packager, PackagerConfig, TrackConfig, WallClock};
 
 enum Slot {
     /// A publisher holds it.
@@ -184,9 +184,15 @@ impl Publication {
 
     /// Feeds one frame; waits when the packager is behind.
     pub async fn frame(&self, f: Frame) -> anyhow::Result<()> {
+        self.frame_at(f, wall_now()).await
+    }
+
+    /// Feeds one frame that arrived at `arrived` (an ingest that buffers frames passes their
+    /// arrival, so PROGRAM-DATE-TIME does not include its buffering).
+    pub async fn frame_at(&self, f: Frame, arrived: WallClock) -> anyhow::Result<()> {
         let input = self.input.as_ref().context("stream not started")?;
         input
-            .send(Command::Frame(f, wall_now()))
+            .send(Command::Frame(f, arrived))
             .await
             .map_err(|_| anyhow::anyhow!("stream task stopped"))
     }

@@ -1034,10 +1034,11 @@ pub(crate) fn add_cors(h: &mut http::HeaderMap) {
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Age, Content-Range, Content-Length, Date"),
-    );
+    // A fallback (WHIP) may expose its own headers (Location, ETag): keep them.
+    h.entry(header::ACCESS_CONTROL_EXPOSE_HEADERS)
+        .or_insert(HeaderValue::from_static(
+            "Age, Content-Range, Content-Length, Date",
+        ));
 }
 
 #[cfg(test)]

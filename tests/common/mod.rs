@@ -16,10 +16,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub struct Server {
     pub child: Child,
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// The WHIP UDP port (bound on every interface, so WebRTC peers see a real address).
+    pub whip_port: u16,
     pub log: PathBuf,
 }
 
@@ -27,6 +37,7 @@ impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let whip_port = free_udp_port();
         let log = std::env::temp_dir().join(format!(
             "llhls-test-{}-{}.log",
             std::process::id(),
@@ -41,6 +52,8 @@ impl Server {
                 &rtmp.to_string(),
                 "--demo",
                 "false",
+                "--whip-udp",
+                &format!("0.0.0.0:{whip_port}"),
             ])
             .args(extra)
             .env("RUST_LOG", "info")
@@ -52,6 +65,7 @@ impl Server {
             child,
             http,
             rtmp,
+            whip_port,
             log,
         };
         s.wait_for("/healthz", Duration::from_secs(20));

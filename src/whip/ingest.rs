@@ -1,0 +1,719 @@
+//! From depacketized WebRTC samples to packager frames, without I/O (unit-tested on its own).
+//!
+//! str0m hands us one access unit per [`Sample`] (RTP reordered, H.264 single NAL / STAP-A /
+//! FU-A reassembled into Annex-B). This stage:
+//!
+//! - waits for what a stream needs to start: an IDR with its SPS/PPS for video, the first
+//!   audio packet, and an RTCP sender report per track (or, when a publisher sends none within
+//!   [`SR_WAIT`], falls back to arrival times);
+//! - maps each track's RTP clock onto one timeline through the sender reports, so the two
+//!   tracks (and so PROGRAM-DATE-TIME) agree: `t = ntp(SR) + (rtp - rtp(SR)) / clock`;
+//! - turns Annex-B into length-prefixed NAL units, keeps SPS/PPS out of the samples and turns a
+//!   parameter-set change into a new track configuration (a discontinuity);
+//! - asks for keyframes: at start, after loss (dropping frames until the IDR, so no decoder
+//!   sees a broken reference), and before the segment target runs out, so segments start on
+//!   time whatever keyframe interval the encoder was set to;
+//! - drops samples whose timestamps go backwards and re-anchors a track whose timestamps jump.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use llhls_packager::codec::{split_annex_b, AvcConfig, CodecConfig};
+use llhls_packager::{Frame, MediaTime, Timescale, TrackConfig, TrackId};
+
+/// Video track id in the packager.
+pub const VIDEO: TrackId = TrackId(1);
+/// Audio track id in the packager.
+pub const AUDIO: TrackId = TrackId(2);
+/// How long to wait for sender reports before aligning tracks by arrival time.
+pub const SR_WAIT: Duration = Duration::from_secs(3);
+/// Samples held while the stream cannot start yet (about 10 s of 30 fps video plus audio).
+const MAX_BUFFERED: usize = 1000;
+/// A forward timestamp jump larger than this re-anchors the track.
+const MAX_JUMP_SECS: i64 = 5;
+/// Ask for a keyframe this long before the segment target runs out (request, encode, send).
+const KEYFRAME_LEAD: Duration = Duration::from_millis(300);
+/// Repeat an unanswered keyframe request after this long.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+
+/// Video or audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Video,
+    Audio,
+}
+
+/// One depacketized access unit.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub kind: Kind,
+    /// RTP timestamp extended to 64 bits, in `clock` ticks.
+    pub rtp_time: i64,
+    /// RTP clock rate (90 kHz video, 48 kHz Opus).
+    pub clock: u32,
+    /// When its first packet arrived.
+    pub arrival: Instant,
+    /// Annex-B H.264, or one Opus packet.
+    pub data: Bytes,
+    /// False when packets were lost just before it.
+    pub contiguous: bool,
+    /// The latest RTCP sender report of its stream: (NTP wall clock, RTP time in `clock` ticks).
+    pub sender_report: Option<(SystemTime, i64)>,
+}
+
+/// What the session should do.
+#[derive(Debug)]
+pub enum Step {
+    /// Every expected track is known: start the stream with these tracks.
+    Start(Vec<TrackConfig>),
+    /// A frame for the packager, and when its first packet arrived. Audio frames carry the
+    /// Opus packet as received.
+    Frame(Frame, Instant),
+    /// The video parameter sets changed at this keyframe: new configuration (discontinuity).
+    Reconfigure(Vec<TrackConfig>),
+    /// Send a keyframe request (PLI) to the publisher; the reason is for the log.
+    RequestKeyframe(&'static str),
+    /// Something the operator should know about this session.
+    Warn(String),
+}
+
+#[derive(Default)]
+struct Track {
+    expected: bool,
+    /// (NTP ns since 1970, RTP ticks) of the latest sender report.
+    sr: Option<(i128, i64)>,
+    /// Ticks added to the RTP time to get the output time.
+    offset: Option<i64>,
+    last: Option<i64>,
+    clock: u32,
+}
+
+/// The per-session ingest state machine.
+pub struct Assembler {
+    video: Track,
+    audio: Track,
+    audio_config: Option<CodecConfig>,
+    video_config: Option<AvcConfig>,
+    sps: Vec<Vec<u8>>,
+    pps: Vec<Vec<u8>>,
+    segment_target: Duration,
+    started: bool,
+    pending: VecDeque<Sample>,
+    first_sample: Option<Instant>,
+    steps: VecDeque<Step>,
+    /// Dropping video until the next IDR (after loss, or before the first).
+    need_idr: bool,
+    last_idr_time: Option<i64>,
+    last_request: Option<Instant>,
+    /// Reference pair to turn `Instant`s into wall-clock nanoseconds.
+    epoch: (Instant, i128),
+    pub backwards: u64,
+    pub jumps: u64,
+    pub lost: u64,
+}
+
+fn ns_since_1970(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
+fn ticks_to_ns(ticks: i64, clock: u32) -> i128 {
+    i128::from(ticks) * 1_000_000_000 / i128::from(clock.max(1))
+}
+
+fn ns_to_ticks(ns: i128, clock: u32) -> i64 {
+    (ns * i128::from(clock) / 1_000_000_000) as i64
+}
+
+impl Assembler {
+    /// `audio_config`: what the audio track will be in the output (AAC when transcoding, Opus
+    /// when passing through); `None` when the offer has no audio.
+    pub fn new(
+        expect_video: bool,
+        audio_config: Option<CodecConfig>,
+        segment_target: Duration,
+        now: Instant,
+    ) -> Self {
+        Assembler {
+            video: Track {
+                expected: expect_video,
+                clock: 90_000,
+                ..Track::default()
+            },
+            audio: Track {
+                expected: audio_config.is_some(),
+                clock: 48_000,
+                ..Track::default()
+            },
+            audio_config,
+            video_config: None,
+            sps: Vec::new(),
+            pps: Vec::new(),
+            segment_target,
+            started: false,
+            pending: VecDeque::new(),
+            first_sample: None,
+            steps: VecDeque::new(),
+            need_idr: true,
+            last_idr_time: None,
+            last_request: None,
+            epoch: (now, ns_since_1970(SystemTime::now())),
+            backwards: 0,
+            jumps: 0,
+            lost: 0,
+        }
+    }
+
+    /// Has the stream started?
+    #[cfg(test)]
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll(&mut self) -> Option<Step> {
+        self.steps.pop_front()
+    }
+
+    fn track(&mut self, kind: Kind) -> &mut Track {
+        match kind {
+            Kind::Video => &mut self.video,
+            Kind::Audio => &mut self.audio,
+        }
+    }
+
+    fn instant_ns(&self, t: Instant) -> i128 {
+        let (i0, n0) = self.epoch;
+        if t >= i0 {
+            n0 + (t - i0).as_nanos() as i128
+        } else {
+            n0 - (i0 - t).as_nanos() as i128
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, why: &'static str) {
+        if self
+            .last_request
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_RETRY)
+        {
+            return;
+        }
+        self.last_request = Some(now);
+        self.steps.push_back(Step::RequestKeyframe(why));
+    }
+
+    /// Time passes without samples: repeat keyframe requests while waiting for one.
+    pub fn tick(&mut self, now: Instant) {
+        if self.video.expected && self.need_idr && self.first_sample.is_some() {
+            self.request_keyframe(now, "waiting for a keyframe");
+        }
+        if !self.started {
+            self.try_start(now);
+        }
+    }
+
+    /// Takes one sample.
+    pub fn push(&mut self, s: Sample, now: Instant) {
+        self.first_sample.get_or_insert(now);
+        if let Some((ntp, rtp)) = s.sender_report {
+            let kind = s.kind;
+            let t = self.track(kind);
+            t.sr = Some((ns_since_1970(ntp), rtp));
+        }
+        if s.kind == Kind::Video && !self.video.expected {
+            return;
+        }
+        if s.kind == Kind::Audio && !self.audio.expected {
+            return;
+        }
+        if !self.started {
+            if s.kind == Kind::Video && !s.contiguous {
+                self.lost += 1;
+            }
+            self.pending.push_back(s);
+            while self.pending.len() > MAX_BUFFERED {
+                self.pending.pop_front();
+            }
+            self.try_start(now);
+        } else {
+            self.process(s, now);
+        }
+    }
+
+    /// Parameter sets and IDR-ness of an Annex-B access unit; the sample data without SPS,
+    /// PPS and access unit delimiters, length-prefixed.
+    fn parse_video(&mut self, data: &[u8]) -> (bool, bool, Bytes) {
+        let mut idr = false;
+        let mut new_sps = Vec::new();
+        let mut new_pps = Vec::new();
+        let mut out = Vec::with_capacity(data.len() + 16);
+        for nal in split_annex_b(data) {
+            let Some(&h) = nal.first() else { continue };
+            match h & 0x1f {
+                7 => new_sps.push(nal.to_vec()),
+                8 => new_pps.push(nal.to_vec()),
+                9 => {}
+                t => {
+                    if t == 5 {
+                        idr = true;
+                    }
+                    out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                    out.extend_from_slice(nal);
+                }
+            }
+        }
+        let mut changed = false;
+        if !new_sps.is_empty() && new_sps != self.sps {
+            self.sps = new_sps;
+            changed = true;
+        }
+        if !new_pps.is_empty() && new_pps != self.pps {
+            self.pps = new_pps;
+            changed = true;
+        }
+        (idr, changed, Bytes::from(out))
+    }
+
+    fn tracks(&self) -> Vec<TrackConfig> {
+        let mut t = Vec::new();
+        if let Some(v) = &self.video_config {
+            t.push(TrackConfig {
+                id: VIDEO,
+                codec: CodecConfig::H264(v.clone()),
+            });
+        }
+        if let Some(a) = &self.audio_config {
+            t.push(TrackConfig {
+                id: AUDIO,
+                codec: a.clone(),
+            });
+        }
+        t
+    }
+
+    fn try_start(&mut self, now: Instant) {
+        if self.started {
+            return;
+        }
+        // Video: drop everything before the first IDR that comes with parameter sets.
+        if self.video.expected && self.video_config.is_none() {
+            while let Some(i) = self.pending.iter().position(|s| s.kind == Kind::Video) {
+                let s = self.pending[i].clone();
+                let (idr, _, _) = self.parse_video(&s.data);
+                if idr && !self.sps.is_empty() && !self.pps.is_empty() {
+                    match AvcConfig::from_parameter_sets(self.sps.clone(), self.pps.clone()) {
+                        Ok(c) => {
+                            self.video_config = Some(c);
+                            // Keep audio from shortly before the keyframe; drop older video.
+                            self.pending
+                                .retain(|p| p.kind == Kind::Audio || p.rtp_time >= s.rtp_time);
+                            break;
+                        }
+                        Err(e) => {
+                            self.steps
+                                .push_back(Step::Warn(format!("unusable H.264 SPS: {e}")));
+                            self.sps.clear();
+                        }
+                    }
+                }
+                self.pending.remove(i);
+            }
+            if self.video_config.is_none() {
+                if self.first_sample.is_some() {
+                    self.request_keyframe(now, "the stream starts at a keyframe");
+                }
+                return;
+            }
+        }
+        let has = |k: Kind| self.pending.iter().any(|s| s.kind == k);
+        if self.audio.expected && !has(Kind::Audio) {
+            return;
+        }
+        let waited = self
+            .first_sample
+            .is_some_and(|t| now.saturating_duration_since(t) >= SR_WAIT);
+        let all_sr = (!self.video.expected || self.video.sr.is_some())
+            && (!self.audio.expected || self.audio.sr.is_some());
+        if !all_sr && !waited {
+            return;
+        }
+        // Anchor every track: the sender report when every track has one, else arrival.
+        let mut anchors: Vec<(Kind, i128, i64)> = Vec::new();
+        for kind in [Kind::Video, Kind::Audio] {
+            let t = match kind {
+                Kind::Video => &self.video,
+                Kind::Audio => &self.audio,
+            };
+            if !t.expected {
+                continue;
+            }
+            let first = self
+                .pending
+                .iter()
+                .find(|s| s.kind == kind)
+                .expect("checked above");
+            let (ns, rtp) = if all_sr {
+                t.sr.expect("checked above")
+            } else {
+                (self.instant_ns(first.arrival), first.rtp_time)
+            };
+            anchors.push((kind, ns, rtp));
+        }
+        if !all_sr {
+            self.steps.push_back(Step::Warn(format!(
+                "no RTCP sender reports after {} s: audio and video aligned by arrival time",
+                SR_WAIT.as_secs()
+            )));
+        }
+        // The timeline starts at the first video keyframe (or first audio packet).
+        let lead_kind = if self.video.expected {
+            Kind::Video
+        } else {
+            Kind::Audio
+        };
+        let (_, lead_ns, lead_rtp) = *anchors
+            .iter()
+            .find(|a| a.0 == lead_kind)
+            .expect("lead track anchored");
+        let lead_first = self
+            .pending
+            .iter()
+            .find(|s| s.kind == lead_kind)
+            .expect("checked above");
+        let base_ns = lead_ns + ticks_to_ns(lead_first.rtp_time - lead_rtp, lead_first.clock);
+        for (kind, ns, rtp) in anchors {
+            let t = self.track(kind);
+            t.offset = Some(ns_to_ticks(ns - base_ns, t.clock) - rtp);
+        }
+        self.started = true;
+        self.need_idr = self.video.expected;
+        self.steps.push_back(Step::Start(self.tracks()));
+        let pending = std::mem::take(&mut self.pending);
+        for s in pending {
+            self.process(s, now);
+        }
+    }
+
+    fn process(&mut self, s: Sample, now: Instant) {
+        let kind = s.kind;
+        let Some(offset) = self.track(kind).offset else {
+            return;
+        };
+        let mut dts = s.rtp_time + offset;
+        if dts < 0 {
+            // Before the first keyframe: not part of the stream.
+            return;
+        }
+        if let Some(last) = self.track(kind).last {
+            if dts <= last {
+                self.backwards += 1;
+                if self.backwards <= 5 || self.backwards.is_multiple_of(100) {
+                    self.steps.push_back(Step::Warn(format!(
+                        "{kind:?} timestamp did not advance ({} <= {}): sample dropped ({} so far)",
+                        dts, last, self.backwards
+                    )));
+                }
+                return;
+            }
+            let clock = self.track(kind).clock;
+            if dts - last > MAX_JUMP_SECS * i64::from(clock) {
+                // Re-anchor: continue one frame after the last sample.
+                let step = i64::from(clock) / if kind == Kind::Video { 30 } else { 50 };
+                let t = self.track(kind);
+                t.offset = Some(offset - (dts - last) + step);
+                dts = last + step;
+                self.jumps += 1;
+                self.steps.push_back(Step::Warn(format!(
+                    "{kind:?} timestamp jumped forward by more than {MAX_JUMP_SECS} s: re-anchored"
+                )));
+            }
+        }
+        match kind {
+            Kind::Audio => {
+                self.audio.last = Some(dts);
+                let t = MediaTime::new(dts, Timescale::new(48_000).expect("nonzero"));
+                self.steps.push_back(Step::Frame(
+                    Frame {
+                        track: AUDIO,
+                        dts: t,
+                        pts: t,
+                        keyframe: true,
+                        data: s.data,
+                    },
+                    s.arrival,
+                ));
+            }
+            Kind::Video => {
+                if !s.contiguous {
+                    self.lost += 1;
+                    if !self.need_idr {
+                        self.need_idr = true;
+                    }
+                }
+                let (idr, changed, data) = self.parse_video(&s.data);
+                if self.need_idr && !idr {
+                    self.request_keyframe(now, "packet loss: waiting for a keyframe");
+                    return;
+                }
+                if data.is_empty() {
+                    return;
+                }
+                if changed && idr {
+                    match AvcConfig::from_parameter_sets(self.sps.clone(), self.pps.clone()) {
+                        Ok(c) => {
+                            if self.video_config.as_ref() != Some(&c) {
+                                self.video_config = Some(c);
+                                self.steps.push_back(Step::Reconfigure(self.tracks()));
+                            }
+                        }
+                        Err(e) => {
+                            self.steps
+                                .push_back(Step::Warn(format!("unusable H.264 SPS: {e}")));
+                            return;
+                        }
+                    }
+                }
+                if idr {
+                    self.need_idr = false;
+                    self.last_idr_time = Some(dts);
+                    self.last_request = None;
+                } else if let Some(k) = self.last_idr_time {
+                    let since = Duration::from_micros(((dts - k).max(0) as u64) * 1000 / 90);
+                    if since + KEYFRAME_LEAD >= self.segment_target {
+                        self.request_keyframe(now, "segment target reached");
+                    }
+                }
+                self.video.last = Some(dts);
+                let t = MediaTime::new(dts, Timescale::MPEG);
+                self.steps.push_back(Step::Frame(
+                    Frame {
+                        track: VIDEO,
+                        dts: t,
+                        pts: t,
+                        keyframe: idr,
+                        data,
+                    },
+                    s.arrival,
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llhls_packager::codec::AacConfig;
+
+    // A real 320x240 Constrained Baseline SPS and PPS (x264).
+    const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+        0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0xa4, 0x80,
+    ];
+    const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
+
+    fn annexb(nals: &[&[u8]]) -> Bytes {
+        let mut v = Vec::new();
+        for n in nals {
+            v.extend_from_slice(&[0, 0, 0, 1]);
+            v.extend_from_slice(n);
+        }
+        Bytes::from(v)
+    }
+
+    struct Pub {
+        t0: Instant,
+        ntp0: SystemTime,
+        video_rtp0: i64,
+        audio_rtp0: i64,
+    }
+
+    impl Pub {
+        fn video(&self, ms: i64, idr: bool, sr: bool) -> Sample {
+            let data = if idr {
+                annexb(&[SPS, PPS, &[0x65, 0x88, 0x84]])
+            } else {
+                annexb(&[&[0x41, 0x9a, 0x02]])
+            };
+            Sample {
+                kind: Kind::Video,
+                rtp_time: self.video_rtp0 + ms * 90,
+                clock: 90_000,
+                arrival: self.t0 + Duration::from_millis(ms as u64 + 40),
+                data,
+                contiguous: true,
+                sender_report: sr.then_some((self.ntp0, self.video_rtp0)),
+            }
+        }
+        fn audio(&self, ms: i64, sr: bool) -> Sample {
+            Sample {
+                kind: Kind::Audio,
+                rtp_time: self.audio_rtp0 + ms * 48,
+                clock: 48_000,
+                arrival: self.t0 + Duration::from_millis(ms as u64 + 5),
+                data: Bytes::from_static(&[0xfc, 1, 2]),
+                contiguous: true,
+                sender_report: sr.then_some((self.ntp0, self.audio_rtp0)),
+            }
+        }
+    }
+
+    fn drain(a: &mut Assembler) -> Vec<Step> {
+        std::iter::from_fn(|| a.poll()).collect()
+    }
+
+    fn frames(steps: &[Step], track: TrackId) -> Vec<(i64, bool)> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Frame(f, _) if f.track == track => Some((f.dts.ticks, f.keyframe)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn aac() -> Option<CodecConfig> {
+        Some(CodecConfig::Aac(AacConfig::lc(48_000, 2).unwrap()))
+    }
+
+    #[test]
+    fn sender_reports_align_the_tracks() {
+        let t0 = Instant::now();
+        // Random, unrelated RTP starting points, as real publishers use.
+        let p = Pub {
+            t0,
+            ntp0: SystemTime::now(),
+            video_rtp0: 3_000_000_000,
+            audio_rtp0: 17_000,
+        };
+        let mut a = Assembler::new(true, aac(), Duration::from_secs(2), t0);
+        // Audio from 0 ms, video starts at 100 ms with a non-IDR, IDR at 200 ms.
+        for i in 0..10 {
+            a.push(p.audio(i * 20, true), t0);
+        }
+        a.push(p.video(100, false, true), t0);
+        let s = drain(&mut a);
+        assert!(s.iter().any(|s| matches!(s, Step::RequestKeyframe(_))));
+        a.push(p.video(200, true, true), t0);
+        for i in 10..20 {
+            a.push(p.audio(i * 20, true), t0);
+        }
+        a.push(p.video(233, false, true), t0);
+        let s = drain(&mut a);
+        assert!(matches!(s[0], Step::Start(ref t) if t.len() == 2), "{s:?}");
+        let v = frames(&s, VIDEO);
+        assert_eq!(v, vec![(0, true), (33 * 90, false)]);
+        // Audio at 200 ms media time is at 0 on the output timeline, like the keyframe.
+        let au = frames(&s, AUDIO);
+        assert_eq!(au.first(), Some(&(0, true)));
+        assert_eq!(au.len(), 10);
+    }
+
+    #[test]
+    fn without_sender_reports_arrival_aligns_after_the_wait() {
+        let t0 = Instant::now();
+        let p = Pub {
+            t0,
+            ntp0: SystemTime::now(),
+            video_rtp0: 5,
+            audio_rtp0: 9,
+        };
+        let mut a = Assembler::new(true, aac(), Duration::from_secs(2), t0);
+        a.push(p.video(0, true, false), t0);
+        a.push(p.audio(0, false), t0);
+        assert!(!a.started());
+        a.tick(t0 + SR_WAIT);
+        assert!(a.started());
+        let s = drain(&mut a);
+        assert!(s
+            .iter()
+            .any(|s| matches!(s, Step::Warn(w) if w.contains("arrival"))));
+        // Video arrived 40 ms after capture, audio 5 ms: audio maps 35 ms before the keyframe.
+        assert!(frames(&s, AUDIO).is_empty());
+    }
+
+    #[test]
+    fn loss_waits_for_idr_and_backwards_time_is_dropped() {
+        let t0 = Instant::now();
+        let p = Pub {
+            t0,
+            ntp0: SystemTime::now(),
+            video_rtp0: 0,
+            audio_rtp0: 0,
+        };
+        let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
+        a.push(p.video(0, true, true), t0);
+        a.push(p.video(33, false, true), t0);
+        let mut lossy = p.video(100, false, true);
+        lossy.contiguous = false;
+        a.push(lossy, t0);
+        a.push(p.video(133, false, true), t0);
+        a.push(p.video(166, true, true), t0);
+        a.push(p.video(150, false, true), t0); // backwards
+        let s = drain(&mut a);
+        assert_eq!(
+            frames(&s, VIDEO),
+            vec![(0, true), (33 * 90, false), (166 * 90, true)]
+        );
+        assert!(s.iter().any(|s| matches!(s, Step::RequestKeyframe(_))));
+        assert_eq!(a.backwards, 1);
+        assert_eq!(a.lost, 1);
+    }
+
+    #[test]
+    fn keyframes_are_requested_before_the_segment_target() {
+        let t0 = Instant::now();
+        let p = Pub {
+            t0,
+            ntp0: SystemTime::now(),
+            video_rtp0: 0,
+            audio_rtp0: 0,
+        };
+        let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
+        a.push(p.video(0, true, true), t0);
+        let mut asked_at = None;
+        for i in 1..60 {
+            a.push(
+                p.video(i * 33, false, true),
+                t0 + Duration::from_millis(i as u64 * 33),
+            );
+            if drain(&mut a)
+                .iter()
+                .any(|s| matches!(s, Step::RequestKeyframe(_)))
+            {
+                asked_at = Some(i * 33);
+                break;
+            }
+        }
+        let at = asked_at.expect("a keyframe request");
+        assert!((1650..=1750).contains(&at), "asked at {at} ms");
+    }
+
+    #[test]
+    fn jumps_are_reanchored_and_sps_changes_reconfigure() {
+        let t0 = Instant::now();
+        let p = Pub {
+            t0,
+            ntp0: SystemTime::now(),
+            video_rtp0: 0,
+            audio_rtp0: 0,
+        };
+        let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
+        a.push(p.video(0, true, true), t0);
+        a.push(p.video(60_000, false, true), t0);
+        let mut other = p.video(60_033, true, true);
+        let mut sps2 = SPS.to_vec();
+        sps2[3] = 0x1e; // level 3.0
+        other.data = annexb(&[&sps2, PPS, &[0x65, 0x88, 0x84]]);
+        a.push(other, t0);
+        let s = drain(&mut a);
+        let v = frames(&s, VIDEO);
+        assert_eq!(v[1].0, 3000, "one frame after the last");
+        assert_eq!(v[2].0, 3000 + 33 * 90);
+        assert!(s.iter().any(|s| matches!(s, Step::Reconfigure(_))));
+        assert_eq!(a.jumps, 1);
+    }
+}

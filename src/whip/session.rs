@@ -1,0 +1,371 @@
+//! One WHIP session: a task that owns its `str0m::Rtc`, receives its datagrams from the UDP
+//! dispatcher, drives ICE-lite, DTLS-SRTP and RTCP, and feeds the stream's packager through
+//! [`crate::whip::ingest::Assembler`]. A session that fails is logged and ends alone; nothing
+//! it does can block the socket or other sessions (the dispatcher drops its datagrams when its
+//! queue is full).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use llhls_packager::codec::{CodecConfig, OpusConfig};
+use llhls_packager::WallClock;
+use str0m::format::Codec;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::audio::{self, OpusToAac};
+use super::ingest::{Assembler, Kind, Sample, Step, AUDIO};
+use super::sdp::Plan;
+use crate::streams::Publication;
+
+/// A datagram for a session.
+pub struct Datagram {
+    pub source: SocketAddr,
+    pub data: Bytes,
+    pub at: Instant,
+}
+
+/// How the audio track is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioMode {
+    /// Opus transcoded to AAC-LC (plays everywhere, AVPlayer included).
+    Aac,
+    /// Opus passed through in fMP4 (no transcode; not every HLS player decodes it).
+    Opus,
+}
+
+/// Everything a session task needs.
+pub struct SessionParams {
+    pub id: String,
+    pub rtc: Rtc,
+    pub publication: Publication,
+    pub plan: Plan,
+    pub rx: mpsc::Receiver<Datagram>,
+    pub stop: oneshot::Receiver<()>,
+    pub socket: Arc<UdpSocket>,
+    /// Our candidate address (the destination str0m expects on every datagram).
+    pub local: SocketAddr,
+    pub audio: AudioMode,
+    pub aac_bitrate: usize,
+    pub segment_target: Duration,
+    pub peer: String,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum Ended {
+    Deleted,
+    ConsentExpired,
+    NeverConnected,
+    Failed(String),
+    StreamStopped,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Deleted => write!(f, "the publisher sent DELETE"),
+            Ended::ConsentExpired => write!(
+                f,
+                "consent expired: nothing from the publisher (no connectivity checks, no media) for {} s",
+                CONSENT_TIMEOUT.as_secs()
+            ),
+            Ended::NeverConnected => write!(
+                f,
+                "ICE/DTLS did not complete within 15 s (is the UDP port reachable? see whip_public_ip)"
+            ),
+            Ended::Failed(e) => write!(f, "WebRTC failure: {e}"),
+            Ended::StreamStopped => write!(f, "the stream's packager stopped"),
+        }
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// An ICE-lite server sends no checks of its own, and not every publisher sends consent
+/// checks (RFC 7675) often enough for str0m's 15 s window (libnice does not by default), so
+/// consent is any authenticated datagram: STUN, SRTP or SRTCP. A publisher sends tens of
+/// packets a second; a muted one still sends RTCP and DTX frames.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct State {
+    p: SessionParams,
+    assembler: Assembler,
+    transcoder: Option<OpusToAac>,
+    video_mid: Option<Mid>,
+    connected: bool,
+    last_packet: Instant,
+    send_errors: u64,
+    input_errors: u64,
+}
+
+/// Runs the session until it ends; returns why.
+pub async fn run(p: SessionParams) -> Ended {
+    let now = Instant::now();
+    let audio_config = p.plan.audio.map(|_| match p.audio {
+        AudioMode::Aac => audio::aac_config(),
+        AudioMode::Opus => CodecConfig::Opus(OpusConfig::simple(2)),
+    });
+    let transcoder = match (p.plan.audio.is_some(), p.audio) {
+        (true, AudioMode::Aac) => match OpusToAac::new(AUDIO, p.aac_bitrate) {
+            Ok(t) => Some(t),
+            Err(e) => return Ended::Failed(format!("audio transcoder: {e:#}")),
+        },
+        _ => None,
+    };
+    let assembler = Assembler::new(p.plan.video.is_some(), audio_config, p.segment_target, now);
+    let mut s = State {
+        p,
+        assembler,
+        transcoder,
+        video_mid: None,
+        connected: false,
+        last_packet: now,
+        send_errors: 0,
+        input_errors: 0,
+    };
+    let started = now;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let timeout = match s.drain().await {
+            Ok(t) => t,
+            Err(e) => return e,
+        };
+        let wait = timeout.saturating_duration_since(Instant::now());
+        let input_now;
+        tokio::select! {
+            d = s.p.rx.recv() => {
+                let Some(d) = d else { return Ended::Failed("dispatcher gone".into()) };
+                s.last_packet = d.at;
+                input_now = d.at.max(Instant::now());
+                let contents = match d.data.as_ref().try_into() {
+                    Ok(c) => c,
+                    Err(_) => {
+                        s.input_errors += 1;
+                        continue;
+                    }
+                };
+                let r = s.p.rtc.handle_input(Input::Receive(input_now, Receive {
+                    proto: Protocol::Udp,
+                    source: d.source,
+                    destination: s.p.local,
+                    contents,
+                }));
+                if let Err(e) = r {
+                    s.input_errors += 1;
+                    if s.input_errors <= 5 || s.input_errors.is_multiple_of(1000) {
+                        tracing::warn!(session = %s.p.id, stream = %s.p.publication.name(), errors = s.input_errors, "bad datagram: {e}");
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                input_now = Instant::now();
+                if let Err(e) = s.p.rtc.handle_input(Input::Timeout(input_now)) {
+                    return Ended::Failed(e.to_string());
+                }
+            }
+            _ = tick.tick() => {
+                input_now = Instant::now();
+                if !s.connected && input_now.duration_since(started) > CONNECT_TIMEOUT {
+                    return Ended::NeverConnected;
+                }
+                if input_now.duration_since(s.last_packet) > CONSENT_TIMEOUT {
+                    return Ended::ConsentExpired;
+                }
+                if !s.p.rtc.is_alive() {
+                    return Ended::Failed("the WebRTC session closed".into());
+                }
+                s.assembler.tick(input_now);
+                if let Err(e) = s.steps().await {
+                    return e;
+                }
+                continue;
+            }
+            _ = &mut s.p.stop => {
+                s.p.rtc.disconnect();
+                return Ended::Deleted;
+            }
+        }
+    }
+}
+
+impl State {
+    /// Drains str0m's output until its next timeout.
+    async fn drain(&mut self) -> Result<Instant, Ended> {
+        loop {
+            let out = match self.p.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => return Err(Ended::Failed(e.to_string())),
+            };
+            match out {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    // Non-blocking: a full socket buffer drops this datagram (RTCP/DTLS retry).
+                    if self
+                        .p
+                        .socket
+                        .try_send_to(&t.contents, t.destination)
+                        .is_err()
+                    {
+                        self.send_errors += 1;
+                    }
+                }
+                Output::Event(e) => self.event(e).await?,
+            }
+        }
+    }
+
+    async fn event(&mut self, e: Event) -> Result<(), Ended> {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                tracing::info!(session = %self.p.id, stream = %self.p.publication.name(), peer = %self.p.peer, "WHIP publisher connected (ICE + DTLS-SRTP up)");
+                self.assembler.tick(Instant::now());
+                self.steps().await?;
+            }
+            Event::IceConnectionStateChange(state) => {
+                // Disconnected means no binding request for 15 s; media may still flow (see
+                // CONSENT_TIMEOUT), so the session does not end on it.
+                tracing::debug!(session = %self.p.id, ?state, "ICE state");
+            }
+            Event::MediaAdded(m) if m.kind == MediaKind::Video && self.video_mid.is_none() => {
+                self.video_mid = Some(m.mid);
+            }
+            Event::MediaData(d) => {
+                let spec = d.params.spec();
+                let kind = match spec.codec {
+                    Codec::H264 => Kind::Video,
+                    Codec::Opus => Kind::Audio,
+                    other => {
+                        self.input_errors += 1;
+                        if self.input_errors <= 5 {
+                            tracing::warn!(session = %self.p.id, "ignored media in {other:?}");
+                        }
+                        return Ok(());
+                    }
+                };
+                let clock = d.time.denom();
+                let sample = Sample {
+                    kind,
+                    rtp_time: d.time.numer() as i64,
+                    clock,
+                    arrival: d.network_time,
+                    data: Bytes::from(d.data.to_vec()),
+                    contiguous: d.contiguous,
+                    sender_report: d.last_sender_info.map(|sr| {
+                        (
+                            sr.ntp_time,
+                            // The SR's RTP time on the same extended clock as the samples.
+                            extend_like(sr.rtp_time.numer() as i64, d.time.numer() as i64),
+                        )
+                    }),
+                };
+                self.assembler.push(sample, Instant::now());
+                self.steps().await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Acts on what the assembler decided.
+    async fn steps(&mut self) -> Result<(), Ended> {
+        while let Some(step) = self.assembler.poll() {
+            match step {
+                Step::Start(tracks) => {
+                    let codecs: Vec<String> = tracks.iter().map(|t| t.codec.describe()).collect();
+                    let resumed = self
+                        .p
+                        .publication
+                        .start(tracks)
+                        .await
+                        .map_err(|e| Ended::Failed(format!("{e:#}")))?;
+                    let name = self.p.publication.name().to_string();
+                    tracing::info!(session = %self.p.id, stream = %name, codecs = %codecs.join(", "), resumed, "publishing over WHIP: http://HOST/live/{name}/index.m3u8");
+                }
+                Step::Frame(f, arrival) => {
+                    let wall = wall_at(arrival);
+                    if f.track == AUDIO {
+                        if let Some(t) = self.transcoder.as_mut() {
+                            let frames = t.push(f.dts.ticks, &f.data);
+                            for f in frames {
+                                self.send(f, wall).await?;
+                            }
+                            continue;
+                        }
+                    }
+                    self.send(f, wall).await?;
+                }
+                Step::Reconfigure(tracks) => {
+                    tracing::warn!(session = %self.p.id, stream = %self.p.publication.name(), "H.264 parameters changed (resolution?): new init section");
+                    self.p
+                        .publication
+                        .discontinuity(tracks)
+                        .await
+                        .map_err(|_| Ended::StreamStopped)?;
+                }
+                Step::RequestKeyframe(why) => {
+                    if let Some(mid) = self.video_mid {
+                        if let Some(mut w) = self.p.rtc.writer(mid) {
+                            match w.request_keyframe(None, KeyframeRequestKind::Pli) {
+                                Ok(()) => {
+                                    tracing::debug!(session = %self.p.id, "keyframe requested: {why}")
+                                }
+                                Err(e) => {
+                                    tracing::debug!(session = %self.p.id, "keyframe request not sent yet: {e}")
+                                }
+                            }
+                        }
+                    }
+                }
+                Step::Warn(w) => {
+                    tracing::warn!(session = %self.p.id, stream = %self.p.publication.name(), "{w}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, f: llhls_packager::Frame, wall: WallClock) -> Result<(), Ended> {
+        self.p
+            .publication
+            .frame_at(f, wall)
+            .await
+            .map_err(|_| Ended::StreamStopped)
+    }
+}
+
+/// The wall clock at `t` (an `Instant` in the recent past).
+fn wall_at(t: Instant) -> WallClock {
+    let now = llhls_origin::wall_now();
+    WallClock(now.0 - Instant::now().saturating_duration_since(t).as_millis() as i64)
+}
+
+/// str0m extends sample timestamps to 64 bits but reports the SR's RTP time as 32 bits: put it
+/// on the same 64-bit clock as a nearby sample.
+fn extend_like(rtp32: i64, near: i64) -> i64 {
+    let base = near & !0xffff_ffff;
+    let candidates = [base - (1 << 32), base, base + (1 << 32)].map(|b| b + (rtp32 & 0xffff_ffff));
+    *candidates
+        .iter()
+        .min_by_key(|c| (*c - near).abs())
+        .expect("three candidates")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_report_time_extends_near_the_sample() {
+        let near = (3i64 << 32) + 100;
+        assert_eq!(extend_like(50, near), (3 << 32) + 50);
+        assert_eq!(extend_like(0xffff_fff0, near), (2 << 32) + 0xffff_fff0);
+        assert_eq!(extend_like(10, (3 << 32) + 0xffff_fff0), (4 << 32) + 10);
+    }
+}
