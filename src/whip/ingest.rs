@@ -36,6 +36,12 @@ const MAX_JUMP_SECS: i64 = 5;
 const KEYFRAME_LEAD: Duration = Duration::from_millis(300);
 /// Repeat an unanswered keyframe request after this long.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+/// After loss, drop frames at most this long (media time) waiting for the keyframe asked
+/// for (a publisher on a short path answers within it: no artifacts); then pass them, with
+/// possible artifacts until the next keyframe. Longer would leave a hole in the video that
+/// the packager (rightly) publishes as a gap: it treats a lead-track gap longer than a part
+/// target as missing media.
+const MAX_FREEZE_TICKS: i64 = 90_000 / 10;
 
 /// Video or audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +110,8 @@ pub struct Assembler {
     steps: VecDeque<Step>,
     /// Dropping video until the next IDR (after loss, or before the first).
     need_idr: bool,
+    /// Media time of the first frame dropped while waiting for an IDR after loss.
+    freeze_from: Option<i64>,
     last_idr_time: Option<i64>,
     last_request: Option<Instant>,
     /// Reference pair to turn `Instant`s into wall-clock nanoseconds.
@@ -111,6 +119,7 @@ pub struct Assembler {
     pub backwards: u64,
     pub jumps: u64,
     pub lost: u64,
+    pub late_keyframes: u64,
 }
 
 fn ns_since_1970(t: SystemTime) -> i128 {
@@ -124,8 +133,10 @@ fn ticks_to_ns(ticks: i64, clock: u32) -> i128 {
     i128::from(ticks) * 1_000_000_000 / i128::from(clock.max(1))
 }
 
+/// Nanoseconds to ticks, rounded to the nearest tick.
 fn ns_to_ticks(ns: i128, clock: u32) -> i64 {
-    (ns * i128::from(clock) / 1_000_000_000) as i64
+    (ns * i128::from(clock)).div_euclid(1_000_000_000) as i64
+        + i64::from((ns * i128::from(clock)).rem_euclid(1_000_000_000) >= 500_000_000)
 }
 
 impl Assembler {
@@ -158,12 +169,14 @@ impl Assembler {
             first_sample: None,
             steps: VecDeque::new(),
             need_idr: true,
+            freeze_from: None,
             last_idr_time: None,
             last_request: None,
             epoch: (now, ns_since_1970(SystemTime::now())),
             backwards: 0,
             jumps: 0,
             lost: 0,
+            late_keyframes: 0,
         }
     }
 
@@ -383,10 +396,16 @@ impl Assembler {
             .iter()
             .find(|s| s.kind == lead_kind)
             .expect("checked above");
-        let base_ns = lead_ns + ticks_to_ns(lead_first.rtp_time - lead_rtp, lead_first.clock);
+        let lead_first_rtp = lead_first.rtp_time;
+        let base_ns = lead_ns + ticks_to_ns(lead_first_rtp - lead_rtp, lead_first.clock);
         for (kind, ns, rtp) in anchors {
             let t = self.track(kind);
-            t.offset = Some(ns_to_ticks(ns - base_ns, t.clock) - rtp);
+            t.offset = Some(if kind == lead_kind {
+                // Exactly 0 for the first keyframe, whatever the rounding below.
+                -lead_first_rtp
+            } else {
+                ns_to_ticks(ns - base_ns, t.clock) - rtp
+            });
         }
         self.started = true;
         self.need_idr = self.video.expected;
@@ -456,7 +475,19 @@ impl Assembler {
                 let (idr, changed, data) = self.parse_video(&s.data);
                 if self.need_idr && !idr {
                     self.request_keyframe(now, "packet loss: waiting for a keyframe");
-                    return;
+                    let from = *self.freeze_from.get_or_insert(dts);
+                    if dts - from < MAX_FREEZE_TICKS {
+                        return;
+                    }
+                    // The publisher does not answer keyframe requests quickly: go on.
+                    self.need_idr = false;
+                    self.freeze_from = None;
+                    self.late_keyframes += 1;
+                    if self.late_keyframes <= 3 {
+                        self.steps.push_back(Step::Warn(
+                            "no keyframe 100 ms after a keyframe request: passing frames (possible artifacts until the next keyframe)".into(),
+                        ));
+                    }
                 }
                 if data.is_empty() {
                     return;
@@ -478,6 +509,7 @@ impl Assembler {
                 }
                 if idr {
                     self.need_idr = false;
+                    self.freeze_from = None;
                     self.last_idr_time = Some(dts);
                     self.last_request = None;
                 } else if let Some(k) = self.last_idr_time {

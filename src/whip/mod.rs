@@ -10,12 +10,14 @@
 //! - UDP: every session shares one socket. The dispatcher routes a STUN binding request by the
 //!   ICE username (our per-session ufrag) and remembers the source address; every other
 //!   datagram (DTLS, SRTP, SRTCP) goes to the session that owns its source address.
-//! - [`session`]: one task per session drives its `str0m::Rtc` (ICE-lite, DTLS-SRTP, RTCP,
-//!   reordering, depacketization) and feeds [`ingest::Assembler`] (A/V sync from sender
-//!   reports, keyframe requests) and, for AAC, [`audio::OpusToAac`].
+//! - [`session`]: one task per session drives its `str0m::Rtc` (ICE-lite, DTLS-SRTP, SRTCP,
+//!   NACK/RTX) in RTP mode; [`rtp`] reorders each stream with a time-bounded jitter buffer
+//!   and depacketizes H.264; [`ingest::Assembler`] aligns the tracks through sender reports
+//!   and asks for keyframes; [`audio::OpusToAac`] transcodes audio for AAC output.
 
 pub mod audio;
 pub mod ingest;
+pub mod rtp;
 pub mod sdp;
 pub mod session;
 
@@ -341,7 +343,9 @@ impl Whip {
             .clear_codecs()
             .enable_h264(true)
             .enable_opus(true, false)
-            .set_reordering_size_video(60)
+            // Packets, not frames: our jitter buffer waits a bounded time for a missing
+            // packet, where str0m's frame API waits for a number of packets.
+            .set_rtp_mode(true)
             .build(Instant::now());
         let candidate = match Candidate::host(self.config.candidate, "udp") {
             Ok(c) => c,

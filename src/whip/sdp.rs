@@ -18,6 +18,8 @@ pub struct Section {
     pub kind: String,
     /// Codec names from the `a=rtpmap` lines, in offer order, upper case.
     pub codecs: Vec<String>,
+    /// The same with their payload types.
+    pub pts: Vec<(u8, String)>,
     /// Does the publisher send on it (`sendonly`/`sendrecv`, or no direction: sendrecv)?
     pub sends: bool,
 }
@@ -27,6 +29,9 @@ pub struct Section {
 pub struct Plan {
     pub video: Option<Offered>,
     pub audio: Option<Offered>,
+    /// Payload types of the codecs we take: H.264 ones for video, Opus ones for audio.
+    pub video_pts: Vec<u8>,
+    pub audio_pts: Vec<u8>,
 }
 
 /// Splits an SDP offer into its media sections.
@@ -38,12 +43,19 @@ pub fn sections(sdp: &str) -> Vec<Section> {
             out.push(Section {
                 kind: m.split(' ').next().unwrap_or("").to_ascii_lowercase(),
                 codecs: Vec::new(),
+                pts: Vec::new(),
                 sends: true,
             });
         } else if let Some(cur) = out.last_mut() {
             if let Some(map) = line.strip_prefix("a=rtpmap:") {
-                if let Some(name) = map.split(' ').nth(1).and_then(|c| c.split('/').next()) {
-                    cur.codecs.push(name.to_ascii_uppercase());
+                let mut it = map.split(' ');
+                let pt = it.next().and_then(|p| p.parse::<u8>().ok());
+                if let Some(name) = it.next().and_then(|c| c.split('/').next()) {
+                    let name = name.to_ascii_uppercase();
+                    cur.codecs.push(name.clone());
+                    if let Some(pt) = pt {
+                        cur.pts.push((pt, name));
+                    }
                 }
             } else if line == "a=recvonly" || line == "a=inactive" {
                 cur.sends = false;
@@ -73,6 +85,8 @@ pub fn plan(sdp: &str, transcode_video: bool) -> Result<Plan, String> {
     let mut plan = Plan {
         video: None,
         audio: None,
+        video_pts: Vec::new(),
+        audio_pts: Vec::new(),
     };
     for s in secs.iter().filter(|s| s.sends) {
         match s.kind.as_str() {
@@ -80,6 +94,7 @@ pub fn plan(sdp: &str, transcode_video: bool) -> Result<Plan, String> {
                 let fams: Vec<Offered> = s.codecs.iter().map(|c| family(c)).collect();
                 if fams.contains(&Offered::H264) {
                     plan.video = Some(Offered::H264);
+                    plan.video_pts = pts_of(s, "H264");
                 } else if let Some(v) = fams
                     .iter()
                     .find(|f| matches!(f, Offered::Vp8 | Offered::Vp9))
@@ -103,6 +118,7 @@ pub fn plan(sdp: &str, transcode_video: bool) -> Result<Plan, String> {
             "audio" if plan.audio.is_none() => {
                 if s.codecs.iter().any(|c| c == "OPUS") {
                     plan.audio = Some(Offered::Opus);
+                    plan.audio_pts = pts_of(s, "OPUS");
                 } else {
                     return Err(format!(
                         "no usable audio codec in the offer ({}): publish Opus",
@@ -120,6 +136,14 @@ pub fn plan(sdp: &str, transcode_video: bool) -> Result<Plan, String> {
         );
     }
     Ok(plan)
+}
+
+fn pts_of(s: &Section, name: &str) -> Vec<u8> {
+    s.pts
+        .iter()
+        .filter(|(_, n)| n == name)
+        .map(|(pt, _)| *pt)
+        .collect()
 }
 
 fn list(codecs: &[String]) -> String {
@@ -154,6 +178,10 @@ m=video 9 UDP/TLS/RTP/SAVPF 96 97 102\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rt
         let p = plan(CHROME, false).unwrap();
         assert_eq!(p.video, Some(Offered::H264));
         assert_eq!(p.audio, Some(Offered::Opus));
+        assert_eq!(
+            (p.video_pts.as_slice(), p.audio_pts.as_slice()),
+            (&[102u8][..], &[111u8][..])
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use llhls_packager::codec::{CodecConfig, OpusConfig};
 use llhls_packager::WallClock;
-use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, Input, Output, Rtc};
@@ -20,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audio::{self, OpusToAac};
 use super::ingest::{Assembler, Kind, Sample, Step, AUDIO};
+use super::rtp::{AccessUnit, H264Depacketizer, JitterBuffer, Packet};
 use super::sdp::Plan;
 use crate::streams::Publication;
 
@@ -86,6 +86,9 @@ impl std::fmt::Display for Ended {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest wait for a missing RTP packet (a NACK retransmission on a normal path) before the
+/// jitter buffer skips it.
+const JITTER_WAIT: Duration = Duration::from_millis(150);
 /// An ICE-lite server sends no checks of its own, and not every publisher sends consent
 /// checks (RFC 7675) often enough for str0m's 15 s window (libnice does not by default), so
 /// consent is any authenticated datagram: STUN, SRTP or SRTCP. A publisher sends tens of
@@ -95,6 +98,9 @@ const CONSENT_TIMEOUT: Duration = Duration::from_secs(10);
 struct State {
     p: SessionParams,
     assembler: Assembler,
+    video_jb: JitterBuffer,
+    audio_jb: JitterBuffer,
+    depack: H264Depacketizer,
     transcoder: Option<OpusToAac>,
     video_mid: Option<Mid>,
     connected: bool,
@@ -121,6 +127,9 @@ pub async fn run(p: SessionParams) -> Ended {
     let mut s = State {
         p,
         assembler,
+        video_jb: JitterBuffer::new(JITTER_WAIT, 2000),
+        audio_jb: JitterBuffer::new(JITTER_WAIT, 100),
+        depack: H264Depacketizer::default(),
         transcoder,
         video_mid: None,
         connected: false,
@@ -136,6 +145,10 @@ pub async fn run(p: SessionParams) -> Ended {
             Ok(t) => t,
             Err(e) => return e,
         };
+        let timeout = [s.video_jb.deadline(), s.audio_jb.deadline()]
+            .into_iter()
+            .flatten()
+            .fold(timeout, Instant::min);
         let wait = timeout.saturating_duration_since(Instant::now());
         let input_now;
         tokio::select! {
@@ -157,6 +170,11 @@ pub async fn run(p: SessionParams) -> Ended {
                     contents,
                 }));
                 if let Err(e) = r {
+                    if matches!(e, str0m::RtcError::Dtls(_)) {
+                        // A failed handshake (wrong fingerprint, no usable certificate) or a
+                        // broken DTLS record after it: nothing more can be decrypted.
+                        return Ended::Failed(format!("DTLS: {e}"));
+                    }
                     s.input_errors += 1;
                     if s.input_errors <= 5 || s.input_errors.is_multiple_of(1000) {
                         tracing::warn!(session = %s.p.id, stream = %s.p.publication.name(), errors = s.input_errors, "bad datagram: {e}");
@@ -167,6 +185,9 @@ pub async fn run(p: SessionParams) -> Ended {
                 input_now = Instant::now();
                 if let Err(e) = s.p.rtc.handle_input(Input::Timeout(input_now)) {
                     return Ended::Failed(e.to_string());
+                }
+                if let Err(e) = s.release(input_now).await {
+                    return e;
                 }
             }
             _ = tick.tick() => {
@@ -236,41 +257,75 @@ impl State {
             Event::MediaAdded(m) if m.kind == MediaKind::Video && self.video_mid.is_none() => {
                 self.video_mid = Some(m.mid);
             }
-            Event::MediaData(d) => {
-                let spec = d.params.spec();
-                let kind = match spec.codec {
-                    Codec::H264 => Kind::Video,
-                    Codec::Opus => Kind::Audio,
-                    other => {
-                        self.input_errors += 1;
-                        if self.input_errors <= 5 {
-                            tracing::warn!(session = %self.p.id, "ignored media in {other:?}");
-                        }
-                        return Ok(());
-                    }
+            Event::RtpPacket(r) => {
+                let pt = *r.header.payload_type;
+                let kind = if self.p.plan.video_pts.contains(&pt) {
+                    Kind::Video
+                } else if self.p.plan.audio_pts.contains(&pt) {
+                    Kind::Audio
+                } else {
+                    // RTX is unwrapped by str0m; RED, FEC and anything else: not ours.
+                    return Ok(());
                 };
-                let clock = d.time.denom();
-                let sample = Sample {
-                    kind,
-                    rtp_time: d.time.numer() as i64,
-                    clock,
-                    arrival: d.network_time,
-                    data: Bytes::from(d.data.to_vec()),
-                    contiguous: d.contiguous,
-                    sender_report: d.last_sender_info.map(|sr| {
+                let p = Packet {
+                    seq: *r.seq_no,
+                    ts: r.time.numer() as i64,
+                    marker: r.header.marker,
+                    payload: Bytes::from(r.payload.to_vec()),
+                    arrival: r.timestamp,
+                    sr: r.last_sender_info.map(|sr| {
                         (
                             sr.ntp_time,
-                            // The SR's RTP time on the same extended clock as the samples.
-                            extend_like(sr.rtp_time.numer() as i64, d.time.numer() as i64),
+                            // The SR's RTP time on the same extended clock as the packets.
+                            extend_like(sr.rtp_time.numer() as i64, r.time.numer() as i64),
                         )
                     }),
                 };
-                self.assembler.push(sample, Instant::now());
-                self.steps().await?;
+                match kind {
+                    Kind::Video => self.video_jb.push(p),
+                    Kind::Audio => self.audio_jb.push(p),
+                }
+                self.release(Instant::now()).await?;
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Moves what the jitter buffers release through depacketization into the assembler.
+    async fn release(&mut self, now: Instant) -> Result<(), Ended> {
+        let mut aus: Vec<AccessUnit> = Vec::new();
+        while let Some((p, gap)) = self.video_jb.pop(now) {
+            self.depack.push(p, gap, &mut aus);
+        }
+        for au in aus {
+            let sample = Sample {
+                kind: Kind::Video,
+                rtp_time: au.ts,
+                clock: 90_000,
+                arrival: au.arrival,
+                data: au.data,
+                contiguous: au.contiguous,
+                sender_report: au.sr,
+            };
+            self.assembler.push(sample, now);
+        }
+        while let Some((p, gap)) = self.audio_jb.pop(now) {
+            if p.payload.is_empty() {
+                continue;
+            }
+            let sample = Sample {
+                kind: Kind::Audio,
+                rtp_time: p.ts,
+                clock: 48_000,
+                arrival: p.arrival,
+                data: p.payload,
+                contiguous: !gap,
+                sender_report: p.sr,
+            };
+            self.assembler.push(sample, now);
+        }
+        self.steps().await
     }
 
     /// Acts on what the assembler decided.
@@ -310,16 +365,17 @@ impl State {
                         .map_err(|_| Ended::StreamStopped)?;
                 }
                 Step::RequestKeyframe(why) => {
-                    if let Some(mid) = self.video_mid {
-                        if let Some(mut w) = self.p.rtc.writer(mid) {
-                            match w.request_keyframe(None, KeyframeRequestKind::Pli) {
-                                Ok(()) => {
-                                    tracing::debug!(session = %self.p.id, "keyframe requested: {why}")
-                                }
-                                Err(e) => {
-                                    tracing::debug!(session = %self.p.id, "keyframe request not sent yet: {e}")
-                                }
-                            }
+                    let mut api = self.p.rtc.direct_api();
+                    let rx = self
+                        .video_mid
+                        .and_then(|mid| api.stream_rx_by_mid(mid, None));
+                    match rx {
+                        Some(rx) => {
+                            rx.request_keyframe(KeyframeRequestKind::Pli);
+                            tracing::debug!(session = %self.p.id, "keyframe requested: {why}");
+                        }
+                        None => {
+                            tracing::debug!(session = %self.p.id, "keyframe request not sent yet: no video stream")
                         }
                     }
                 }

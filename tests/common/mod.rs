@@ -56,7 +56,10 @@ impl Server {
                 &format!("0.0.0.0:{whip_port}"),
             ])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("LLHLS_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -136,14 +139,30 @@ pub fn try_http_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<Response> {
+    http_request(addr, "GET", path, headers, b"")
+}
+
+/// One HTTP/1.1 request on a new connection (`Content-Length` added when `body` is not empty).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
+    // A server may answer (413) before reading a large body: ignore a reset while sending.
+    let _ = s.write_all(body);
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     parse_response(&raw).ok_or_else(|| std::io::Error::other("malformed response"))

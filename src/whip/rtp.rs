@@ -1,0 +1,360 @@
+//! RTP to access units, without I/O: a time-bounded jitter buffer per stream and the H.264
+//! depacketizer (RFC 6184 single NAL unit, STAP-A and FU-A packets).
+//!
+//! The jitter buffer releases packets in sequence order and waits for a missing one at most
+//! `max_wait` (long enough for a NACK retransmission on a normal path, short enough that the
+//! packager never sees a stall), then skips it and marks the next packet as following a
+//! gap. Sequence numbers that jump far ahead or behind start a new sequence rather than stall
+//! the stream or flood it with "late" drops.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+/// One received RTP packet (already decrypted; sequence number and timestamp extended to
+/// 64 bits by the WebRTC stack).
+#[derive(Debug, Clone)]
+pub struct Packet {
+    pub seq: u64,
+    pub ts: i64,
+    pub marker: bool,
+    pub payload: Bytes,
+    pub arrival: Instant,
+    /// Latest RTCP sender report of the stream: (NTP wall clock, RTP time).
+    pub sr: Option<(SystemTime, i64)>,
+}
+
+/// A sequence-number jump larger than this starts a new sequence.
+const RESYNC: u64 = 3000;
+
+/// Reorders one RTP stream.
+pub struct JitterBuffer {
+    buf: BTreeMap<u64, Packet>,
+    /// Released by a resync, in order, with their gap flags.
+    flushed: std::collections::VecDeque<(Packet, bool)>,
+    next: Option<u64>,
+    max_wait: Duration,
+    max_len: usize,
+    /// Packets given up on.
+    pub lost: u64,
+    /// Duplicates and packets older than what was already released.
+    pub late: u64,
+    /// New sequences started after a wild jump.
+    pub resyncs: u64,
+}
+
+impl JitterBuffer {
+    /// A buffer waiting at most `max_wait` for a missing packet, holding at most `max_len`.
+    pub fn new(max_wait: Duration, max_len: usize) -> Self {
+        JitterBuffer {
+            buf: BTreeMap::new(),
+            flushed: Default::default(),
+            next: None,
+            max_wait,
+            max_len: max_len.max(2),
+            lost: 0,
+            late: 0,
+            resyncs: 0,
+        }
+    }
+
+    /// Takes one packet.
+    pub fn push(&mut self, p: Packet) {
+        let next = *self.next.get_or_insert(p.seq);
+        if p.seq + RESYNC < next || p.seq > next + RESYNC {
+            // A publisher restart or a broken sender: whatever is buffered is released
+            // first, then the new sequence starts after a gap.
+            self.resyncs += 1;
+            let mut expect = next;
+            for (seq, q) in std::mem::take(&mut self.buf) {
+                self.flushed.push_back((q, seq != expect));
+                expect = seq + 1;
+            }
+            self.flushed.push_back((p.clone(), true));
+            self.next = Some(p.seq + 1);
+            return;
+        }
+        if p.seq < next || self.buf.contains_key(&p.seq) {
+            self.late += 1;
+            return;
+        }
+        self.buf.insert(p.seq, p);
+    }
+
+    /// The next packet in order, if it is here or waiting for a missing one has lasted long
+    /// enough; `true` when packets were skipped before it.
+    pub fn pop(&mut self, now: Instant) -> Option<(Packet, bool)> {
+        if let Some(f) = self.flushed.pop_front() {
+            return Some(f);
+        }
+        let n = self.next?;
+        if let Some(p) = self.buf.remove(&n) {
+            self.next = Some(n + 1);
+            return Some((p, false));
+        }
+        let (&first, p) = self.buf.iter().next()?;
+        if now.saturating_duration_since(p.arrival) >= self.max_wait
+            || self.buf.len() > self.max_len
+        {
+            self.lost += first - n;
+            self.next = Some(first + 1);
+            let p = self.buf.remove(&first).expect("just seen");
+            return Some((p, true));
+        }
+        None
+    }
+
+    /// When `pop` may release a packet without new input (for the session's timer).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.buf.values().next().map(|p| p.arrival + self.max_wait)
+    }
+}
+
+/// A complete access unit.
+#[derive(Debug, Clone)]
+pub struct AccessUnit {
+    pub ts: i64,
+    /// Annex-B NAL units.
+    pub data: Bytes,
+    /// False when something before it was lost (references may be missing).
+    pub contiguous: bool,
+    pub arrival: Instant,
+    pub sr: Option<(SystemTime, i64)>,
+}
+
+/// Reassembles H.264 access units from ordered packets.
+#[derive(Default)]
+pub struct H264Depacketizer {
+    au: Vec<u8>,
+    ts: Option<i64>,
+    arrival: Option<Instant>,
+    sr: Option<(SystemTime, i64)>,
+    /// FU-A in progress.
+    fu: bool,
+    /// The access unit in progress lost a packet.
+    broken: bool,
+    /// An access unit was dropped since the last one emitted.
+    dropped: bool,
+    /// Malformed payloads seen.
+    pub malformed: u64,
+}
+
+const START: [u8; 4] = [0, 0, 0, 1];
+
+impl H264Depacketizer {
+    /// Takes the next packet in sequence order (`gap`: packets were lost before it).
+    pub fn push(&mut self, p: Packet, gap: bool, out: &mut Vec<AccessUnit>) {
+        if self.ts.is_some_and(|t| t != p.ts) {
+            // The previous access unit ended without a marker (lost last packet?): it is
+            // complete only if nothing was lost.
+            if gap {
+                self.broken = true;
+            }
+            self.finish(out);
+        } else if gap {
+            self.broken = true;
+            self.fu = false;
+        }
+        if self.ts.is_none() {
+            self.ts = Some(p.ts);
+            self.arrival = Some(p.arrival);
+        }
+        self.sr = p.sr.or(self.sr);
+        self.depacketize(&p.payload);
+        if p.marker {
+            self.finish(out);
+        }
+    }
+
+    fn depacketize(&mut self, d: &[u8]) {
+        let Some(&h) = d.first() else {
+            self.malformed += 1;
+            return;
+        };
+        match h & 0x1f {
+            1..=23 => {
+                self.au.extend_from_slice(&START);
+                self.au.extend_from_slice(d);
+            }
+            24 => {
+                // STAP-A: 16-bit size, NAL unit; repeated.
+                let mut i = 1;
+                while i + 2 <= d.len() {
+                    let n = usize::from(u16::from_be_bytes([d[i], d[i + 1]]));
+                    i += 2;
+                    let Some(nal) = d.get(i..i + n) else {
+                        self.malformed += 1;
+                        self.broken = true;
+                        return;
+                    };
+                    if n > 0 {
+                        self.au.extend_from_slice(&START);
+                        self.au.extend_from_slice(nal);
+                    }
+                    i += n;
+                }
+            }
+            28 => {
+                let Some(&fh) = d.get(1) else {
+                    self.malformed += 1;
+                    self.broken = true;
+                    return;
+                };
+                let (start, end) = (fh & 0x80 != 0, fh & 0x40 != 0);
+                if start {
+                    if self.fu {
+                        // The previous fragment never ended.
+                        self.broken = true;
+                    }
+                    self.au.extend_from_slice(&START);
+                    self.au.push((h & 0xe0) | (fh & 0x1f));
+                    self.fu = true;
+                } else if !self.fu {
+                    // A middle or end fragment without its start.
+                    self.broken = true;
+                    return;
+                }
+                self.au.extend_from_slice(&d[2..]);
+                if end {
+                    self.fu = false;
+                }
+            }
+            _ => {
+                // STAP-B, MTAP, FU-B: not used by WebRTC senders (packetization-mode 1).
+                self.malformed += 1;
+                self.broken = true;
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<AccessUnit>) {
+        let (Some(ts), Some(arrival)) = (self.ts.take(), self.arrival.take()) else {
+            return;
+        };
+        let data = std::mem::take(&mut self.au);
+        if self.fu {
+            self.broken = true;
+            self.fu = false;
+        }
+        if self.broken || data.is_empty() {
+            self.broken = false;
+            self.dropped = true;
+            return;
+        }
+        out.push(AccessUnit {
+            ts,
+            data: Bytes::from(data),
+            contiguous: !std::mem::take(&mut self.dropped),
+            arrival,
+            sr: self.sr,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(seq: u64, ts: i64, marker: bool, payload: &[u8], at: Instant) -> Packet {
+        Packet {
+            seq,
+            ts,
+            marker,
+            payload: Bytes::copy_from_slice(payload),
+            arrival: at,
+            sr: None,
+        }
+    }
+
+    fn drain(j: &mut JitterBuffer, now: Instant) -> Vec<(u64, bool)> {
+        std::iter::from_fn(|| j.pop(now))
+            .map(|(p, g)| (p.seq, g))
+            .collect()
+    }
+
+    #[test]
+    fn reorders_and_waits_a_bounded_time_for_loss() {
+        let t = Instant::now();
+        let mut j = JitterBuffer::new(Duration::from_millis(100), 500);
+        j.push(pkt(10, 0, false, b"a", t));
+        j.push(pkt(12, 0, false, b"c", t));
+        j.push(pkt(11, 0, false, b"b", t));
+        assert_eq!(
+            drain(&mut j, t),
+            vec![(10, false), (11, false), (12, false)]
+        );
+        j.push(pkt(14, 0, false, b"e", t)); // 13 missing
+        assert!(drain(&mut j, t + Duration::from_millis(50)).is_empty());
+        assert_eq!(j.deadline(), Some(t + Duration::from_millis(100)));
+        j.push(pkt(11, 0, false, b"late", t));
+        assert_eq!(
+            drain(&mut j, t + Duration::from_millis(100)),
+            vec![(14, true)]
+        );
+        assert_eq!((j.lost, j.late), (1, 1));
+        j.push(pkt(13, 0, false, b"too late", t));
+        assert_eq!(j.late, 2);
+    }
+
+    #[test]
+    fn wild_sequence_jumps_start_a_new_sequence() {
+        let t = Instant::now();
+        let mut j = JitterBuffer::new(Duration::from_millis(100), 500);
+        j.push(pkt(100, 0, false, b"a", t));
+        assert_eq!(drain(&mut j, t), vec![(100, false)]);
+        j.push(pkt(102, 0, false, b"b", t)); // waiting for 101
+        j.push(pkt(40_000, 0, false, b"c", t));
+        j.push(pkt(40_001, 0, false, b"d", t));
+        assert_eq!(
+            drain(&mut j, t),
+            vec![(102, true), (40_000, true), (40_001, false)]
+        );
+        j.push(pkt(5, 0, false, b"back", t)); // far behind: another restart
+        assert_eq!(drain(&mut j, t), vec![(5, true)]);
+        assert_eq!(j.resyncs, 2);
+    }
+
+    #[test]
+    fn depacketizes_single_stap_a_and_fu_a() {
+        let t = Instant::now();
+        let mut d = H264Depacketizer::default();
+        let mut out = Vec::new();
+        // STAP-A with SPS (0x67) and PPS (0x68), then an IDR in three FU-A fragments.
+        let stap = [24u8, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce];
+        d.push(pkt(1, 900, false, &stap, t), false, &mut out);
+        d.push(pkt(2, 900, false, &[0x7c, 0x85, 1, 2], t), false, &mut out);
+        d.push(pkt(3, 900, false, &[0x7c, 0x05, 3], t), false, &mut out);
+        d.push(pkt(4, 900, true, &[0x7c, 0x45, 4], t), false, &mut out);
+        d.push(pkt(5, 3900, true, &[0x41, 9, 9], t), false, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            &out[0].data[..],
+            &[0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65, 1, 2, 3, 4]
+        );
+        assert_eq!(&out[1].data[..], &[0, 0, 0, 1, 0x41, 9, 9]);
+        assert!(out[1].contiguous);
+    }
+
+    #[test]
+    fn an_access_unit_missing_a_fragment_is_dropped_and_the_next_flagged() {
+        let t = Instant::now();
+        let mut d = H264Depacketizer::default();
+        let mut out = Vec::new();
+        d.push(pkt(1, 0, false, &[0x7c, 0x85, 1], t), false, &mut out);
+        // Fragment 2 lost.
+        d.push(pkt(3, 0, true, &[0x7c, 0x45, 3], t), true, &mut out);
+        d.push(pkt(4, 3000, true, &[0x41, 7], t), false, &mut out);
+        // A fragment without start, a truncated STAP-A, an empty payload, STAP-B.
+        d.push(pkt(5, 6000, true, &[0x7c, 0x05, 3], t), false, &mut out);
+        d.push(pkt(6, 9000, true, &[24, 0, 9, 0x67], t), false, &mut out);
+        d.push(pkt(7, 12000, true, &[], t), false, &mut out);
+        d.push(pkt(8, 15000, true, &[25, 0, 0], t), false, &mut out);
+        d.push(pkt(9, 18000, true, &[0x41, 8], t), false, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].ts, 3000);
+        assert!(!out[0].contiguous);
+        assert!(!out[1].contiguous);
+        assert!(d.malformed >= 3);
+    }
+}

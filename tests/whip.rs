@@ -1,0 +1,701 @@
+//! WHIP ingest against the real `llhls` binary: HTTP errors a publisher can cause, and hostile
+//! WebRTC publishers (bad RTP sequence numbers and timestamps, loss, reordering, a DTLS
+//! failure, a duplicate publisher) built on str0m in RTP mode, so every packet is ours to
+//! break. The real publishers (GStreamer's simple-whip-client, Chromium) play in
+//! player-test/run.mjs.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+const SDP: (&str, &str) = ("Content-Type", "application/sdp");
+
+/// The host's outbound address: what a WebRTC peer on this machine would offer.
+fn host_ip() -> std::net::IpAddr {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect("192.0.2.1:9").unwrap();
+    s.local_addr().unwrap().ip()
+}
+
+/// H.264 access units (Annex-B, with AUD) from ffmpeg: 320x240, 30 fps, keyframe each second.
+fn h264_access_units(secs: u32) -> Vec<Vec<u8>> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x240:rate=30:duration={secs}"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "30",
+            // str0m paces what it sends from its initial bandwidth estimate: stay under it.
+            "-b:v",
+            "150k",
+            "-maxrate",
+            "150k",
+            "-bufsize",
+            "150k",
+            "-x264-params",
+            "aud=1",
+            "-bsf:v",
+            "h264_mp4toannexb",
+            "-f",
+            "h264",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = out.stdout;
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 5 <= d.len() {
+        if d[i..i + 4] == [0, 0, 0, 1] && d[i + 4] & 0x1f == 9 {
+            starts.push(i);
+            i += 5;
+        } else {
+            i += 1;
+        }
+    }
+    starts.push(d.len());
+    starts.windows(2).map(|w| d[w[0]..w[1]].to_vec()).collect()
+}
+
+/// NAL units of an Annex-B access unit.
+fn nals(au: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut start = None;
+    while i + 3 <= au.len() {
+        if au[i..i + 3] == [0, 0, 1] {
+            if let Some(s) = start {
+                let mut e = i;
+                while e > s && au[e - 1] == 0 {
+                    e -= 1;
+                }
+                out.push(&au[s..e]);
+            }
+            i += 3;
+            start = Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    if let Some(s) = start {
+        out.push(&au[s..]);
+    }
+    out
+}
+
+/// RFC 6184 packetization: single NAL units, FU-A for large ones.
+fn packetize(au: &[u8]) -> Vec<Vec<u8>> {
+    const MAX: usize = 1100;
+    let mut out = Vec::new();
+    for nal in nals(au) {
+        if nal.is_empty() || nal[0] & 0x1f == 9 {
+            continue;
+        }
+        if nal.len() <= MAX {
+            out.push(nal.to_vec());
+            continue;
+        }
+        let (h, body) = (nal[0], &nal[1..]);
+        let chunks: Vec<&[u8]> = body.chunks(MAX).collect();
+        for (k, c) in chunks.iter().enumerate() {
+            let mut p = vec![(h & 0xe0) | 28, h & 0x1f];
+            if k == 0 {
+                p[1] |= 0x80;
+            }
+            if k == chunks.len() - 1 {
+                p[1] |= 0x40;
+            }
+            p.extend_from_slice(c);
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// What a hostile publisher does to its RTP.
+#[derive(Clone, Copy, Default)]
+struct Abuse {
+    /// Drop one packet in this many (0: none).
+    drop_every: u64,
+    /// Swap each packet with the next one in this many (0: none).
+    swap_every: u64,
+    /// Jump the sequence number by 20,000 at this frame.
+    seq_jump_at: Option<usize>,
+    /// Give this frame a timestamp 500 ms before the previous one.
+    ts_back_at: Option<usize>,
+    /// Jump timestamps an hour forward from this frame on.
+    ts_jump_at: Option<usize>,
+}
+
+/// A WHIP publisher built on str0m in RTP mode.
+struct Publisher {
+    rtc: Rtc,
+    sock: UdpSocket,
+    local: SocketAddr,
+    mid: Mid,
+    pending: Option<SdpPendingOffer>,
+    offer: String,
+    resource: Option<String>,
+}
+
+impl Publisher {
+    fn new() -> Publisher {
+        let sock = UdpSocket::bind((host_ip(), 0)).unwrap();
+        let local = sock.local_addr().unwrap();
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        Publisher {
+            rtc,
+            sock,
+            local,
+            mid,
+            pending: Some(pending),
+            offer: offer.to_sdp_string(),
+            resource: None,
+        }
+    }
+
+    /// POSTs the offer; on 201 applies the answer.
+    fn post(&mut self, server: &Server, name: &str, headers: &[(&str, &str)]) -> Response {
+        let mut h = vec![SDP];
+        h.extend_from_slice(headers);
+        let r = http_request(
+            server.http,
+            "POST",
+            &format!("/whip/live/{name}"),
+            &h,
+            self.offer.as_bytes(),
+        )
+        .unwrap();
+        if r.status == 201 {
+            let answer = SdpAnswer::from_sdp_string(&r.text()).unwrap();
+            self.rtc
+                .sdp_api()
+                .accept_answer(self.pending.take().unwrap(), answer)
+                .unwrap();
+            self.resource = r.header("location").map(str::to_string);
+        }
+        r
+    }
+
+    fn drain(&mut self) -> Instant {
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => return t,
+                Output::Transmit(t) => {
+                    let _ = self.sock.send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::Connected) => {}
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// Drives the connection until `deadline`, reading datagrams.
+    fn pump(&mut self, deadline: Instant) {
+        let mut buf = vec![0u8; 2000];
+        loop {
+            let t = self.drain();
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let wait = t
+                .min(deadline)
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+            self.sock.set_read_timeout(Some(wait)).unwrap();
+            let input = match self.sock.recv_from(&mut buf) {
+                Ok((n, source)) => Input::Receive(
+                    Instant::now(),
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: self.local,
+                        contents: buf[..n].try_into().unwrap(),
+                    },
+                ),
+                Err(_) => Input::Timeout(Instant::now()),
+            };
+            self.rtc.handle_input(input).unwrap();
+        }
+    }
+
+    fn connected(&mut self, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if self.rtc.is_connected() {
+                return true;
+            }
+            self.pump(Instant::now() + Duration::from_millis(50));
+        }
+        self.rtc.is_connected()
+    }
+
+    fn h264_pt(&self) -> Pt {
+        let remote = self.rtc.media(self.mid).unwrap().remote_pts().to_vec();
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == Codec::H264 && remote.contains(&p.pt()))
+            .expect("an H.264 payload type in the answer")
+            .pt()
+    }
+
+    /// Sends the access units in real time, abused as told; stops early when `stop` is set.
+    fn stream(&mut self, aus: &[Vec<u8>], abuse: Abuse, stop: &AtomicBool) {
+        let pt = self.h264_pt();
+        let start = Instant::now();
+        let mut seq: u64 = 1000;
+        let mut ts: u32 = 12345;
+        let mut n: u64 = 0;
+        let mut held: Option<RtpWrite> = None;
+        for (i, au) in aus.iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let due = start + Duration::from_millis(i as u64 * 1000 / 30);
+            self.pump(due);
+            if abuse.seq_jump_at == Some(i) {
+                seq += 20_000;
+            }
+            let frame_ts = if abuse.ts_back_at == Some(i) {
+                ts.wrapping_sub(45_000)
+            } else {
+                ts
+            };
+            if abuse.ts_jump_at == Some(i) {
+                ts = ts.wrapping_add(90_000 * 3600);
+            }
+            let packets = packetize(au);
+            let last = packets.len().saturating_sub(1);
+            for (k, p) in packets.into_iter().enumerate() {
+                n += 1;
+                let w = RtpWrite::new(pt, SeqNo::from(seq), frame_ts, Instant::now(), p)
+                    .marker(k == last);
+                seq += 1;
+                if abuse.drop_every > 0 && n.is_multiple_of(abuse.drop_every) {
+                    continue;
+                }
+                if abuse.swap_every > 0 && n.is_multiple_of(abuse.swap_every) && held.is_none() {
+                    held = Some(w);
+                    continue;
+                }
+                self.write(w);
+                if let Some(h) = held.take() {
+                    self.write(h);
+                }
+            }
+            ts = ts.wrapping_add(3000);
+        }
+        self.pump(Instant::now() + Duration::from_millis(200));
+    }
+
+    fn write(&mut self, w: RtpWrite) {
+        let mid = self.mid;
+        let mut api = self.rtc.direct_api();
+        api.stream_tx_by_mid(mid, None)
+            .expect("the publisher's send stream")
+            .write_rtp(w);
+        self.drain();
+    }
+}
+
+/// The stream's (first) media playlist, found through its multivariant playlist.
+fn media_playlist(server: &Server, name: &str) -> Option<String> {
+    let mv = try_http_get(server.http, &format!("/live/{name}/index.m3u8"), &[]).ok()?;
+    if mv.status != 200 {
+        return None;
+    }
+    let text = mv.text();
+    let uri = text
+        .lines()
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    let r = try_http_get(server.http, &format!("/live/{name}/{uri}"), &[]).ok()?;
+    (r.status == 200).then(|| r.text())
+}
+
+fn wait_playlist(server: &Server, name: &str, within: Duration) -> String {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(p) = media_playlist(server, name) {
+            if p.contains("#EXTINF") {
+                return p;
+            }
+        }
+        assert!(
+            Instant::now() < end,
+            "no playlist for {name}; server log:\n{}",
+            server.log_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The number of the last complete segment.
+fn last_msn(p: &str) -> u64 {
+    let first: u64 = p
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    first + p.lines().filter(|l| l.starts_with("#EXTINF")).count() as u64 - 1
+}
+
+/// Init section plus every complete segment of a playlist, concatenated.
+fn fetch_media(server: &Server, name: &str, playlist: &str) -> Vec<u8> {
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .map(|r| r.trim_end_matches('"').to_string())
+        .expect("EXT-X-MAP");
+    let mut out = http_get(server.http, &format!("/live/{name}/{map}"), &[]).body;
+    let mut gap = false;
+    for line in playlist.lines() {
+        if line == "#EXT-X-GAP" {
+            gap = true;
+        } else if !line.is_empty() && !line.starts_with('#') {
+            if !gap {
+                let r = http_get(server.http, &format!("/live/{name}/{line}"), &[]);
+                assert_eq!(r.status, 200, "{line}");
+                out.extend(r.body);
+            }
+            gap = false;
+        }
+    }
+    out
+}
+
+#[test]
+fn http_errors_a_publisher_can_cause() {
+    let server = Server::start(&["--publish-keys", "k1"]);
+    let post = |name: &str, headers: &[(&str, &str)], body: &[u8]| {
+        http_request(
+            server.http,
+            "POST",
+            &format!("/whip/live/{name}"),
+            headers,
+            body,
+        )
+        .unwrap()
+    };
+    let auth = ("Authorization", "Bearer k1");
+    let offer = Publisher::new().offer;
+
+    // CORS preflight from a page on another origin.
+    let r = http_request(
+        server.http,
+        "OPTIONS",
+        "/whip/live/cam",
+        &[
+            ("Origin", "http://elsewhere.example"),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            ),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(r
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+    let allowed = r
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+    assert!(r
+        .header("access-control-expose-headers")
+        .unwrap()
+        .contains("Location"));
+
+    // Not SDP, too large, malformed, no usable codec, bad name, no key, wrong key.
+    assert_eq!(
+        post(
+            "cam",
+            &[auth, ("Content-Type", "text/plain")],
+            offer.as_bytes()
+        )
+        .status,
+        415
+    );
+    let huge = "v=0\r\n".repeat(20_000);
+    assert_eq!(post("cam", &[auth, SDP], huge.as_bytes()).status, 413);
+    let r = post(
+        "cam",
+        &[auth, SDP],
+        b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\nthis is not sdp\r\n",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("SDP"), "{}", r.text());
+    let vp8 = offer
+        .lines()
+        .filter(|l| !l.contains("H264") && !l.contains("fmtp") && !l.contains("rtcp-fb"))
+        .map(|l| {
+            format!(
+                "{}\r\n",
+                l.replace(" UDP/TLS/RTP/SAVPF ", " UDP/TLS/RTP/SAVPF 96 ")
+            )
+        })
+        .collect::<String>()
+        + "a=rtpmap:96 VP8/90000\r\n";
+    let r = post("cam", &[auth, SDP], vp8.as_bytes());
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("VP8") && r.text().contains("H.264"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(post("../etc", &[auth, SDP], offer.as_bytes()).status, 404);
+    assert_eq!(post("bad.name", &[auth, SDP], offer.as_bytes()).status, 400);
+    let r = post("cam", &[SDP], offer.as_bytes());
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+    assert_eq!(
+        post(
+            "cam",
+            &[SDP, ("Authorization", "Bearer k2")],
+            offer.as_bytes()
+        )
+        .status,
+        401
+    );
+
+    // Sessions: unknown DELETE, PATCH (no trickle), GET on the endpoint.
+    let r = http_request(server.http, "DELETE", "/whip/session/00112233", &[], b"").unwrap();
+    assert_eq!(r.status, 404);
+    let r = http_request(
+        server.http,
+        "PATCH",
+        "/whip/session/00112233",
+        &[("Content-Type", "application/trickle-ice-sdpfrag")],
+        b"a=end-of-candidates\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 405);
+    assert!(r.header("allow").unwrap().contains("DELETE"));
+    assert_eq!(http_get(server.http, "/whip/live/cam", &[]).status, 405);
+
+    // The right key: 201, an SDP answer, a Location; DELETE ends it.
+    let mut p = Publisher::new();
+    let r = p.post(&server, "cam", &[auth]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/sdp"));
+    assert!(r.text().contains("a=ice-lite"), "an ICE-lite answer");
+    let loc = r.header("location").unwrap().to_string();
+    assert!(loc.starts_with("/whip/session/"));
+    assert_eq!(
+        http_request(server.http, "DELETE", &loc, &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        http_request(server.http, "DELETE", &loc, &[], b"")
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(http_get(server.http, "/healthz", &[]).status, 200);
+}
+
+#[test]
+fn hostile_rtp_is_survived_and_other_streams_do_not_notice() {
+    let server = Server::start(&[]);
+    // A good RTMP stream alongside, for the whole test.
+    let mut good = publish(&server.rtmp_url("good"), 30, false);
+    wait_playlist(&server, "good", Duration::from_secs(20));
+    let good_msn0 = last_msn(&media_playlist(&server, "good").unwrap());
+    let good_parts0 = http_get(server.http, "/metrics", &[]).text();
+
+    let aus = h264_access_units(4);
+    let mut p = Publisher::new();
+    let r = p.post(&server, "bad", &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(
+        p.connected(Duration::from_secs(10)),
+        "ICE + DTLS with llhls"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    // 12 s of 30 fps: loss, reordering, a sequence-number jump, a timestamp going back, and an
+    // hour's jump forward.
+    let frames: Vec<Vec<u8>> = aus.iter().cycle().take(360).cloned().collect();
+    p.stream(
+        &frames,
+        Abuse {
+            drop_every: 97,
+            swap_every: 13,
+            seq_jump_at: Some(100),
+            ts_back_at: Some(150),
+            ts_jump_at: Some(200),
+        },
+        &stop,
+    );
+    let playlist = wait_playlist(&server, "bad", Duration::from_secs(5));
+    let log = server.log_text();
+    assert!(
+        log.contains("timestamp did not advance"),
+        "the backwards timestamp is logged:\n{log}"
+    );
+    assert!(log.contains("jumped forward"), "the jump is logged:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+
+    // What was published decodes, and most of the video made it through.
+    let media = fetch_media(&server, "bad", &playlist);
+    let (errors, frames_out) = ffmpeg_decode(&media);
+    let segs = playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXTINF"))
+        .count();
+    assert!(segs >= 3, "{playlist}");
+    assert!(
+        frames_out as usize >= segs * 40,
+        "{frames_out} frames in {segs} segments; {errors}\n{playlist}\n{}",
+        server.log_text()
+    );
+
+    // The RTMP stream kept going the whole time.
+    let good_now = media_playlist(&server, "good").unwrap();
+    assert!(
+        !good_now.contains("GAP"),
+        "the RTMP stream never stalled:\n{good_now}"
+    );
+    let good_msn1 = last_msn(&good_now);
+    assert!(
+        good_msn1 >= good_msn0 + 5,
+        "good stream advanced {good_msn0} -> {good_msn1}"
+    );
+    assert_ne!(good_parts0, http_get(server.http, "/metrics", &[]).text());
+    let _ = good.kill();
+    let _ = good.wait();
+}
+
+#[test]
+fn duplicate_publisher_refused_then_delete_and_resume_with_a_discontinuity() {
+    let server = Server::start(&["--reconnect-grace-secs", "10"]);
+    let aus = h264_access_units(2);
+    let stop = AtomicBool::new(false);
+    let mut a = Publisher::new();
+    assert_eq!(a.post(&server, "dup", &[]).status, 201);
+    assert!(a.connected(Duration::from_secs(10)));
+    let frames: Vec<Vec<u8>> = aus.iter().cycle().take(150).cloned().collect();
+    a.stream(&frames, Abuse::default(), &stop);
+    wait_playlist(&server, "dup", Duration::from_secs(5));
+
+    let mut b = Publisher::new();
+    let r = b.post(&server, "dup", &[]);
+    assert_eq!(
+        r.status,
+        409,
+        "a second publisher on a live stream: {}",
+        r.text()
+    );
+
+    let loc = a.resource.clone().unwrap();
+    assert_eq!(
+        http_request(server.http, "DELETE", &loc, &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    thread::sleep(Duration::from_millis(300));
+    let mut c = Publisher::new();
+    assert_eq!(
+        c.post(&server, "dup", &[]).status,
+        201,
+        "the name is free after DELETE"
+    );
+    assert!(c.connected(Duration::from_secs(10)));
+    c.stream(&frames, Abuse::default(), &stop);
+    let p = media_playlist(&server, "dup").unwrap();
+    assert!(
+        p.contains("#EXT-X-DISCONTINUITY"),
+        "resumed within the grace period:\n{p}"
+    );
+    assert!(!p.contains("#EXT-X-ENDLIST"));
+}
+
+#[test]
+fn dtls_failure_ends_that_session_only_and_frees_the_name() {
+    let server = Server::start(&[]);
+    let mut p = Publisher::new();
+    // Offer a fingerprint that is not our certificate's: the DTLS handshake must fail.
+    let fp = p
+        .offer
+        .lines()
+        .find(|l| l.starts_with("a=fingerprint:"))
+        .unwrap()
+        .to_string();
+    let last = fp.chars().last().unwrap();
+    let flipped = format!(
+        "{}{}",
+        &fp[..fp.len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    p.offer = p.offer.replace(&fp, &flipped);
+    assert_eq!(p.post(&server, "cam", &[]).status, 201);
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end && !server.log_text().contains("WHIP session ended") {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.pump(Instant::now() + Duration::from_millis(100))
+        }));
+    }
+    let log = server.log_text();
+    assert!(
+        log.contains("WHIP session ended"),
+        "the failed session is logged:\n{log}"
+    );
+    assert!(
+        media_playlist(&server, "cam").is_none(),
+        "nothing was published"
+    );
+
+    let aus = h264_access_units(2);
+    let mut q = Publisher::new();
+    assert_eq!(
+        q.post(&server, "cam", &[]).status,
+        201,
+        "the name is free again"
+    );
+    assert!(q.connected(Duration::from_secs(10)));
+    let frames: Vec<Vec<u8>> = aus.iter().cycle().take(150).cloned().collect();
+    q.stream(&frames, Abuse::default(), &AtomicBool::new(false));
+    wait_playlist(&server, "cam", Duration::from_secs(5));
+}
