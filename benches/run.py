@@ -340,6 +340,98 @@ def ingest(args, quick, tmp):
         "ffmpeg -listen 1 ... -c copy -f hls fmp4, per stream", ref, ours, "% of a core", False, "<= 1% of a core")
 
 
+def whip(args, quick, tmp):
+    """WHIP: CPU per live WebRTC stream with and without the Opus -> AAC transcode, and
+    glass-to-glass latency WHIP -> hls.js.
+
+    CPU: M GStreamer `whip-client` publishers, each replaying a pre-encoded 720p30 2.5 Mbit/s
+    H.264 + 64 kbit/s Opus file in real time (no encoding in the publishers), into one llhls;
+    server CPU over the window / M, once with `--whip-audio aac`, once with `opus`. Reference:
+    M ffmpeg processes doing the same media work from the same files (`-re`, H.264 copied,
+    Opus decoded and encoded to AAC, fMP4 HLS): the transcode and packaging cost without
+    WebRTC.
+
+    Latency: player-test's Chromium canvas publisher (the wall clock drawn as a barcode, read
+    back from the played frames) -> llhls -> hls.js."""
+    video = os.path.join(ROOT, "samples/media/bench-720p.mkv")
+    audio = os.path.join(ROOT, "samples/media/bench-opus.mkv")
+    if not os.path.exists(video):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "60",
+                        "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "baseline", "-g", "60", "-b:v", "2500k",
+                        "-maxrate", "2500k", "-bufsize", "1250k", "-pix_fmt", "yuv420p", video], check=True)
+    if not os.path.exists(audio):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "60",
+                        "-ac", "2", "-c:a", "libopus", "-b:a", "64k", audio], check=True)
+    shim = os.path.join(tmp, "whip-shim.so")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", shim, os.path.join(ROOT, "player-test/whip-client-shim.c"), "-ldl"],
+                   check=True)
+    m = 2 if quick else 4
+    window = 15 if quick else 30
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def cpu(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / hz
+
+    def measure(pids):
+        c0, t0 = sum(cpu(x) for x in pids), time.time()
+        time.sleep(window)
+        return (sum(cpu(x) for x in pids) - c0) / (time.time() - t0) / m * 100
+
+    results = {}
+    for mode in ["aac", "opus"]:
+        p, http, _ = llhls_serve(tmp, ["--demo", "false", "--whip-audio", mode])
+        pubs = []
+        for i in range(m):
+            pubs.append(subprocess.Popen(
+                ["whip-client", "-u", f"http://127.0.0.1:{http}/whip/live/w{i}", "-n", "-l", "2",
+                 "-V", f"filesrc location={video} ! matroskademux ! h264parse ! identity sync=true ! rtph264pay pt=96 config-interval=-1 "
+                       "! application/x-rtp,media=video,encoding-name=H264,payload=96",
+                 "-A", f"filesrc location={audio} ! matroskademux ! opusparse ! identity sync=true ! rtpopuspay pt=111 "
+                       "! application/x-rtp,media=audio,encoding-name=OPUS,payload=111"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "LD_PRELOAD": shim}))
+        for i in range(m):
+            wait_http(f"http://127.0.0.1:{http}/live/w{i}/index.m3u8", 30)
+        time.sleep(2)
+        results[mode] = measure([p.p.pid])
+        for x in pubs:
+            x.kill()
+            x.wait()
+        p.stop()
+    refs = []
+    for i in range(m):
+        out = os.path.join(tmp, f"ffwhip{i}")
+        os.makedirs(out, exist_ok=True)
+        refs.append(subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-i", video, "-re", "-i", audio, "-map", "0:v", "-map", "1:a",
+                                      "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-f", "hls", "-hls_segment_type", "fmp4",
+                                      "-hls_time", "2", "-hls_flags", "delete_segments", os.path.join(out, "index.m3u8")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(3)
+    ref = measure([r.pid for r in refs])
+    for x in refs:
+        x.kill()
+        x.wait()
+    cmd = "python3 benches/run.py --only whip  (whip-client replaying pre-encoded H.264 + Opus)"
+    row("whip", f"{m} WHIP streams 720p30 2.5 Mbit/s H.264 + Opus, Opus -> AAC: CPU per stream", cmd,
+        "ffmpeg -re ... -c:v copy -c:a aac -f hls fmp4, per stream", ref, results["aac"], "% of a core", False, "")
+    row("whip", f"{m} WHIP streams, Opus passed through: CPU per stream", cmd,
+        "ffmpeg -re ... -c:v copy -c:a aac -f hls fmp4, per stream", ref, results["opus"], "% of a core", False, "")
+    dur = "20" if quick else "60"
+    out = subprocess.run(["node", os.path.join(ROOT, "player-test/run.mjs"), "--duration", dur, "--publisher", "whip-canvas",
+                          "--llhls", os.path.join(REL, "llhls"), "--name", "bench-whip"], capture_output=True, text=True)
+    print("  " + out.stdout.strip().splitlines()[0] if out.stdout.strip() else out.stderr[-500:], flush=True)
+    rep = os.path.join(ROOT, "player-test/out", "bench-whip", "report.json")
+    if os.path.exists(rep):
+        s = json.load(open(rep))["summary"]
+        cmd = f"node player-test/run.mjs --duration {dur} --publisher whip-canvas"
+        row("whip", "WHIP (Chromium) -> hls.js glass-to-glass p50", cmd, "-", None, s["glassToGlassP50"], "s", False, "<= 1.0 s")
+        row("whip", "WHIP (Chromium) -> hls.js glass-to-glass p95", cmd, "-", None, s["glassToGlassP95"], "s", False, "")
+        row("whip", "WHIP A/V sync, beep - flash median", cmd, "-", None, (s["avSync"] or {}).get("medianMs"), "ms", False,
+            "within -45..+125 ms")
+        row("whip", "WHIP stalls", cmd, "-", None, s["stalls"], "count", False, "0")
+
+
 def micro(args, quick, tmp):
     t = "1" if quick else "3"
     out = sh(["cargo", "bench", "-p", "llhls-benches", "--bench", "packager", "--", "--warm-up-time", "1",
@@ -360,14 +452,14 @@ def micro(args, quick, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="micro,package,objects,ingest,fanout,latency")
+    ap.add_argument("--only", default="micro,package,objects,ingest,whip,fanout,latency")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--bins", "--workspace"], cwd=ROOT, check=True)
     mach, commit = machine()
     print(f"machine: {mach}; commit {commit}", flush=True)
     tmp = tempfile.mkdtemp(prefix="llhls-bench-")
     benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency,
-               "ingest": ingest}
+               "ingest": ingest, "whip": whip}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
         benches[name](a, a.quick, tmp)

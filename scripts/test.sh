@@ -33,4 +33,11 @@ if node player-test/run.mjs --duration 10 --break-codecs --name negative-broken-
   echo "test.sh: the player harness passed a stream with wrong CODECS: the check cannot fail" >&2
   exit 1
 fi
+# The lip-sync check must catch audio published 400 ms late.
+out=$(node player-test/run.mjs --duration 15 --publisher whip-canvas --break-av-sync --name negative-av-sync || true)
+echo "$out"
+if ! grep -q 'audio/video out of sync' <<<"$out"; then
+  echo "test.sh: the player harness did not report audio 400 ms out of sync: the check cannot fail" >&2
+  exit 1
+fi
 echo "test.sh: all tests passed"

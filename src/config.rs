@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
     pub break_codecs: bool,
+    /// Test only: publish WHIP audio 400 ms late, so player tests can prove that their
+    /// lip-sync check catches it.
+    #[arg(long, hide = true, env = "LLHLS_BREAK_AV_SYNC")]
+    pub break_av_sync: bool,
 }
 
 /// The same settings as read from the TOML file.
@@ -138,6 +142,7 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub break_codecs: bool,
+    pub break_av_sync: bool,
     /// WHIP UDP socket (None: WHIP off).
     pub whip_udp: Option<SocketAddr>,
     pub whip_public_ip: Option<std::net::IpAddr>,
@@ -227,6 +232,7 @@ impl Config {
             max_header_bytes: pick!(max_header_bytes, 16 * 1024).max(1024),
             tls,
             break_codecs: args.break_codecs,
+            break_av_sync: args.break_av_sync,
             whip_udp,
             whip_public_ip: args.whip_public_ip.or(file.whip_public_ip),
             whip_opus_passthrough,

@@ -1,7 +1,10 @@
 //! `llhls`: a Low-Latency HLS packager and origin server.
 //!
-//! `llhls serve` wires RTMP ingest (and the demo source) through the sans-IO packager into the
-//! HTTP origin; `llhls package` packages a media file to disk. See the README for use.
+//! `llhls serve` wires RTMP ingest ([`rtmp`]), WHIP ingest ([`whip`]: WebRTC from OBS 30+,
+//! browsers and GStreamer) and the demo source through the sans-IO packager into the HTTP
+//! origin, which also routes `/whip/...` to the WHIP endpoint; `llhls package` packages a
+//! media file to disk. Every ingest claims a stream name through [`streams`], which owns the
+//! reconnect grace period. See the README for use.
 
 mod config;
 mod demo;
@@ -40,7 +43,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the origin: RTMP publishers in, LL-HLS out over HTTP (and a demo stream).
+    /// Run the origin: RTMP and WHIP publishers in, LL-HLS out over HTTP (and a demo stream).
     Serve(Box<ServeArgs>),
     /// Package a media file into the same CMAF LL-HLS layout on disk (ends with ENDLIST).
     Package {
@@ -189,6 +192,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 aac_bitrate: 128_000,
                 max_sessions: config.whip_max_sessions,
                 segment_target: config.packager.segment_target,
+                break_av_sync_ms: if config.break_av_sync { 400 } else { 0 },
             },
             streams.clone(),
         )

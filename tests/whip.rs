@@ -149,6 +149,9 @@ struct Abuse {
     ts_back_at: Option<usize>,
     /// Jump timestamps an hour forward from this frame on.
     ts_jump_at: Option<usize>,
+    /// Every this many frames, send garbage datagrams (RTP-, DTLS- and STUN-looking) to the
+    /// server from this session's address and from a stranger's.
+    garbage_every: usize,
 }
 
 /// A WHIP publisher built on str0m in RTP mode.
@@ -160,6 +163,7 @@ struct Publisher {
     pending: Option<SdpPendingOffer>,
     offer: String,
     resource: Option<String>,
+    server_udp: Option<SocketAddr>,
 }
 
 impl Publisher {
@@ -183,6 +187,7 @@ impl Publisher {
             pending: Some(pending),
             offer: offer.to_sdp_string(),
             resource: None,
+            server_udp: None,
         }
     }
 
@@ -205,6 +210,10 @@ impl Publisher {
                 .accept_answer(self.pending.take().unwrap(), answer)
                 .unwrap();
             self.resource = r.header("location").map(str::to_string);
+            self.server_udp = r.text().lines().find_map(|l| {
+                let f: Vec<&str> = l.strip_prefix("a=candidate:")?.split(' ').collect();
+                format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()
+            });
         }
         r
     }
@@ -298,6 +307,24 @@ impl Publisher {
             };
             if abuse.ts_jump_at == Some(i) {
                 ts = ts.wrapping_add(90_000 * 3600);
+            }
+            if abuse.garbage_every > 0 && i % abuse.garbage_every == 7 {
+                let server = self.server_udp.expect("the answer's candidate");
+                let stranger = UdpSocket::bind((host_ip(), 0)).unwrap();
+                let mut stun = vec![0u8, 1, 0, 12, 0x21, 0x12, 0xa4, 0x42];
+                stun.extend_from_slice(&[9; 12]);
+                stun.extend_from_slice(&[0, 6, 0, 8]);
+                stun.extend_from_slice(b"nobody:x");
+                for junk in [
+                    &[0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0xde, 0xad][..],
+                    &[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 1, 0, 3, 1, 2, 3][..],
+                    &stun[..],
+                    &[0xff; 1500][..],
+                    &[][..],
+                ] {
+                    let _ = self.sock.send_to(junk, server);
+                    let _ = stranger.send_to(junk, server);
+                }
             }
             let packets = packetize(au);
             let last = packets.len().saturating_sub(1);
@@ -565,6 +592,7 @@ fn hostile_rtp_is_survived_and_other_streams_do_not_notice() {
             seq_jump_at: Some(100),
             ts_back_at: Some(150),
             ts_jump_at: Some(200),
+            garbage_every: 30,
         },
         &stop,
     );
@@ -576,6 +604,14 @@ fn hostile_rtp_is_survived_and_other_streams_do_not_notice() {
     );
     assert!(log.contains("jumped forward"), "the jump is logged:\n{log}");
     assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("bad datagram"),
+        "garbage from the publisher's address is logged:\n{log}"
+    );
+    assert!(
+        log.contains("no WHIP session"),
+        "datagrams from strangers are logged:\n{log}"
+    );
 
     // What was published decodes, and most of the video made it through.
     let media = fetch_media(&server, "bad", &playlist);
@@ -698,4 +734,30 @@ fn dtls_failure_ends_that_session_only_and_frees_the_name() {
     let frames: Vec<Vec<u8>> = aus.iter().cycle().take(150).cloned().collect();
     q.stream(&frames, Abuse::default(), &AtomicBool::new(false));
     wait_playlist(&server, "cam", Duration::from_secs(5));
+}
+
+#[test]
+fn a_publisher_that_goes_silent_loses_consent_and_the_stream_ends_after_the_grace() {
+    let server = Server::start(&["--reconnect-grace-secs", "1"]);
+    let aus = h264_access_units(2);
+    let mut p = Publisher::new();
+    assert_eq!(p.post(&server, "quiet", &[]).status, 201);
+    assert!(p.connected(Duration::from_secs(10)));
+    let frames: Vec<Vec<u8>> = aus.iter().cycle().take(120).cloned().collect();
+    p.stream(&frames, Abuse::default(), &AtomicBool::new(false));
+    wait_playlist(&server, "quiet", Duration::from_secs(5));
+    // Vanish without DELETE: no media, no connectivity checks.
+    drop(p);
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut ended = false;
+    while Instant::now() < end && !ended {
+        thread::sleep(Duration::from_millis(250));
+        ended = media_playlist(&server, "quiet").is_some_and(|p| p.contains("#EXT-X-ENDLIST"));
+    }
+    let log = server.log_text();
+    assert!(log.contains("consent expired"), "{log}");
+    assert!(
+        ended,
+        "ENDLIST after consent expiry and the 1 s grace:\n{log}"
+    );
 }

@@ -34,14 +34,22 @@ const MAX_BUFFERED: usize = 1000;
 const MAX_JUMP_SECS: i64 = 5;
 /// Ask for a keyframe this long before the segment target runs out (request, encode, send).
 const KEYFRAME_LEAD: Duration = Duration::from_millis(300);
-/// Repeat an unanswered keyframe request after this long.
-const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+/// Repeat an unanswered keyframe request after this long (a request or its answer can be
+/// lost; the segment is cut without a keyframe 500 ms after the target).
+const KEYFRAME_RETRY: Duration = Duration::from_millis(200);
 /// After loss, drop frames at most this long (media time) waiting for the keyframe asked
 /// for (a publisher on a short path answers within it: no artifacts); then pass them, with
 /// possible artifacts until the next keyframe. Longer would leave a hole in the video that
 /// the packager (rightly) publishes as a gap: it treats a lead-track gap longer than a part
 /// target as missing media.
 const MAX_FREEZE_TICKS: i64 = 90_000 / 10;
+/// Frames further apart than this (WebRTC encoders drop frames after a large keyframe or
+/// when bandwidth falls) make a hole the packager publishes as a gap. The frames after it
+/// are held back until a keyframe (asked for at once, waited for at most
+/// [`MAX_HOLE_FREEZE_TICKS`]), so the stream resumes with an independent segment rather
+/// than one players cannot start decoding.
+const HOLE_TICKS: i64 = 90_000 * 15 / 100;
+const MAX_HOLE_FREEZE_TICKS: i64 = 90_000;
 
 /// Video or audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +120,13 @@ pub struct Assembler {
     need_idr: bool,
     /// Media time of the first frame dropped while waiting for an IDR after loss.
     freeze_from: Option<i64>,
-    last_idr_time: Option<i64>,
+    /// How long that wait may last.
+    freeze_limit: i64,
+    pub holes: u64,
+    /// Where the packager's segment in progress started (it closes a segment on the first
+    /// keyframe at least 3/4 of the target in, and cuts it 500 ms past the target without
+    /// one): keyframe requests aim at its end, not at the last keyframe.
+    segment_start: Option<i64>,
     last_request: Option<Instant>,
     /// Reference pair to turn `Instant`s into wall-clock nanoseconds.
     epoch: (Instant, i128),
@@ -120,6 +134,9 @@ pub struct Assembler {
     pub jumps: u64,
     pub lost: u64,
     pub late_keyframes: u64,
+    /// Test only: audio moved this many ms later than the sender reports say.
+    audio_shift_ms: i64,
+    unanswered_warned: bool,
 }
 
 fn ns_since_1970(t: SystemTime) -> i128 {
@@ -170,13 +187,17 @@ impl Assembler {
             steps: VecDeque::new(),
             need_idr: true,
             freeze_from: None,
-            last_idr_time: None,
+            freeze_limit: MAX_FREEZE_TICKS,
+            holes: 0,
+            segment_start: None,
             last_request: None,
             epoch: (now, ns_since_1970(SystemTime::now())),
             backwards: 0,
             jumps: 0,
             lost: 0,
             late_keyframes: 0,
+            audio_shift_ms: 0,
+            unanswered_warned: false,
         }
     }
 
@@ -184,6 +205,12 @@ impl Assembler {
     #[cfg(test)]
     pub fn started(&self) -> bool {
         self.started
+    }
+
+    /// Test only: publish audio `ms` later than it belongs, so the player test can show
+    /// that its lip-sync check fails on a stream that is out of sync.
+    pub fn break_sync(&mut self, ms: i64) {
+        self.audio_shift_ms = ms;
     }
 
     /// The next thing to do, if any.
@@ -220,7 +247,7 @@ impl Assembler {
 
     /// Time passes without samples: repeat keyframe requests while waiting for one.
     pub fn tick(&mut self, now: Instant) {
-        if self.video.expected && self.need_idr && self.first_sample.is_some() {
+        if self.video.expected && self.need_idr && self.started {
             self.request_keyframe(now, "waiting for a keyframe");
         }
         if !self.started {
@@ -399,12 +426,17 @@ impl Assembler {
         let lead_first_rtp = lead_first.rtp_time;
         let base_ns = lead_ns + ticks_to_ns(lead_first_rtp - lead_rtp, lead_first.clock);
         for (kind, ns, rtp) in anchors {
+            let shift = if kind == Kind::Audio {
+                i128::from(self.audio_shift_ms) * 1_000_000
+            } else {
+                0
+            };
             let t = self.track(kind);
             t.offset = Some(if kind == lead_kind {
                 // Exactly 0 for the first keyframe, whatever the rounding below.
                 -lead_first_rtp
             } else {
-                ns_to_ticks(ns - base_ns, t.clock) - rtp
+                ns_to_ticks(ns - base_ns + shift, t.clock) - rtp
             });
         }
         self.started = true;
@@ -473,10 +505,25 @@ impl Assembler {
                     }
                 }
                 let (idr, changed, data) = self.parse_video(&s.data);
+                if !idr
+                    && !self.need_idr
+                    && self.video.last.is_some_and(|last| dts - last > HOLE_TICKS)
+                {
+                    self.holes += 1;
+                    self.need_idr = true;
+                    self.freeze_limit = MAX_HOLE_FREEZE_TICKS;
+                    if self.holes <= 3 || self.holes.is_multiple_of(100) {
+                        self.steps.push_back(Step::Warn(format!(
+                            "the publisher skipped {} ms of video (its encoder dropped frames): resuming at the next keyframe ({} so far)",
+                            (dts - self.video.last.unwrap_or(dts)) / 90,
+                            self.holes
+                        )));
+                    }
+                }
                 if self.need_idr && !idr {
-                    self.request_keyframe(now, "packet loss: waiting for a keyframe");
+                    self.request_keyframe(now, "waiting for a keyframe after loss");
                     let from = *self.freeze_from.get_or_insert(dts);
-                    if dts - from < MAX_FREEZE_TICKS {
+                    if dts - from < self.freeze_limit {
                         return;
                     }
                     // The publisher does not answer keyframe requests quickly: go on.
@@ -484,10 +531,12 @@ impl Assembler {
                     self.freeze_from = None;
                     self.late_keyframes += 1;
                     if self.late_keyframes <= 3 {
-                        self.steps.push_back(Step::Warn(
-                            "no keyframe 100 ms after a keyframe request: passing frames (possible artifacts until the next keyframe)".into(),
-                        ));
+                        self.steps.push_back(Step::Warn(format!(
+                            "no keyframe {} ms after a keyframe request: passing frames (possible artifacts until the next keyframe)",
+                            self.freeze_limit / 90
+                        )));
                     }
+                    self.freeze_limit = MAX_FREEZE_TICKS;
                 }
                 if data.is_empty() {
                     return;
@@ -507,15 +556,32 @@ impl Assembler {
                         }
                     }
                 }
+                let target_ticks = self.segment_target.as_micros() as i64 * 9 / 100;
+                let seg_start = *self.segment_start.get_or_insert(dts);
                 if idr {
                     self.need_idr = false;
                     self.freeze_from = None;
-                    self.last_idr_time = Some(dts);
+                    self.freeze_limit = MAX_FREEZE_TICKS;
                     self.last_request = None;
-                } else if let Some(k) = self.last_idr_time {
-                    let since = Duration::from_micros(((dts - k).max(0) as u64) * 1000 / 90);
+                    if dts - seg_start >= target_ticks * 3 / 4 {
+                        self.segment_start = Some(dts);
+                    }
+                } else if dts - seg_start > target_ticks + 45_000 {
+                    // The packager cut the segment here without a keyframe.
+                    self.segment_start = Some(dts);
+                } else {
+                    let since =
+                        Duration::from_micros(((dts - seg_start).max(0) as u64) * 1000 / 90);
                     if since + KEYFRAME_LEAD >= self.segment_target {
                         self.request_keyframe(now, "segment target reached");
+                    }
+                    if since > self.segment_target + KEYFRAME_LEAD && !self.unanswered_warned {
+                        self.unanswered_warned = true;
+                        self.steps.push_back(Step::Warn(format!(
+                            "the publisher has not answered keyframe requests (RTCP PLI) for {} ms: segments will be cut between keyframes unless its keyframe interval is at most {:.0} s",
+                            (since + KEYFRAME_LEAD - self.segment_target).as_millis(),
+                            self.segment_target.as_secs_f64()
+                        )));
                     }
                 }
                 self.video.last = Some(dts);
@@ -712,6 +778,36 @@ mod tests {
                 p.video(i * 33, false, true),
                 t0 + Duration::from_millis(i as u64 * 33),
             );
+            if drain(&mut a)
+                .iter()
+                .any(|s| matches!(s, Step::RequestKeyframe(_)))
+            {
+                asked_at = Some(i * 33);
+                break;
+            }
+        }
+        let at = asked_at.expect("a keyframe request");
+        assert!((1650..=1750).contains(&at), "asked at {at} ms");
+    }
+
+    #[test]
+    fn an_early_keyframe_does_not_restart_the_segment_clock() {
+        let t0 = Instant::now();
+        let p = Pub {
+            t0,
+            ntp0: SystemTime::now(),
+            video_rtp0: 0,
+            audio_rtp0: 0,
+        };
+        let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
+        a.push(p.video(0, true, true), t0);
+        let mut asked_at = None;
+        for i in 1..60 {
+            // A keyframe at 500 ms (answering a loss): the packager does not start a segment
+            // there (under 3/4 of the target), so neither may the request clock.
+            let idr = i == 15;
+            let now = t0 + Duration::from_millis(i as u64 * 33);
+            a.push(p.video(i * 33, idr, true), now);
             if drain(&mut a)
                 .iter()
                 .any(|s| matches!(s, Step::RequestKeyframe(_)))

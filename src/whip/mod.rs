@@ -56,6 +56,8 @@ pub struct WhipConfig {
     pub aac_bitrate: usize,
     pub max_sessions: usize,
     pub segment_target: Duration,
+    /// Test only: publish audio this many ms late (player-test's negative control).
+    pub break_av_sync_ms: i64,
 }
 
 #[derive(Default)]
@@ -406,6 +408,7 @@ impl Whip {
             aac_bitrate: self.config.aac_bitrate,
             segment_target: self.config.segment_target,
             peer: peer.clone(),
+            break_av_sync_ms: self.config.break_av_sync_ms,
         };
         tracing::info!(session = %id, stream = %name, video = ?plan.video, audio = ?plan.audio, candidate = %self.config.candidate, "WHIP offer accepted; waiting for ICE");
         let whip = self.clone();
@@ -548,7 +551,7 @@ async fn dispatch(whip: std::sync::Weak<Whip>, socket: Arc<UdpSocket>) {
                     data: Bytes::copy_from_slice(data),
                     at: Instant::now(),
                 };
-                if tx.try_send(d).is_err() {
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(d) {
                     dropped += 1;
                     if dropped.is_power_of_two() {
                         tracing::warn!(%source, dropped, "a WHIP session is not keeping up: datagrams dropped");
@@ -558,7 +561,7 @@ async fn dispatch(whip: std::sync::Weak<Whip>, socket: Arc<UdpSocket>) {
             None => {
                 unknown += 1;
                 if unknown.is_power_of_two() {
-                    tracing::debug!(%source, unknown, "datagram for no WHIP session: ignored");
+                    tracing::warn!(%source, unknown, "datagram from an address with no WHIP session: ignored");
                 }
             }
         }

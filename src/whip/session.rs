@@ -54,6 +54,8 @@ pub struct SessionParams {
     pub aac_bitrate: usize,
     pub segment_target: Duration,
     pub peer: String,
+    /// Test only: shift audio this many ms (see `Assembler::break_sync`).
+    pub break_av_sync_ms: i64,
 }
 
 /// Why a session ended.
@@ -123,7 +125,8 @@ pub async fn run(p: SessionParams) -> Ended {
         },
         _ => None,
     };
-    let assembler = Assembler::new(p.plan.video.is_some(), audio_config, p.segment_target, now);
+    let mut assembler = Assembler::new(p.plan.video.is_some(), audio_config, p.segment_target, now);
+    assembler.break_sync(p.break_av_sync_ms);
     let mut s = State {
         p,
         assembler,
@@ -158,8 +161,11 @@ pub async fn run(p: SessionParams) -> Ended {
                 input_now = d.at.max(Instant::now());
                 let contents = match d.data.as_ref().try_into() {
                     Ok(c) => c,
-                    Err(_) => {
+                    Err(e) => {
                         s.input_errors += 1;
+                        if s.input_errors <= 5 || s.input_errors.is_multiple_of(1000) {
+                            tracing::warn!(session = %s.p.id, source = %d.source, bytes = d.data.len(), errors = s.input_errors, "bad datagram (not STUN, DTLS or RTP): {e:?}");
+                        }
                         continue;
                     }
                 };
@@ -296,6 +302,9 @@ impl State {
     async fn release(&mut self, now: Instant) -> Result<(), Ended> {
         let mut aus: Vec<AccessUnit> = Vec::new();
         while let Some((p, gap)) = self.video_jb.pop(now) {
+            if gap {
+                tracing::debug!(session = %self.p.id, seq = p.seq, lost = self.video_jb.lost, waited_ms = now.saturating_duration_since(p.arrival).as_millis() as u64, "video packets lost");
+            }
             self.depack.push(p, gap, &mut aus);
         }
         for au in aus {
