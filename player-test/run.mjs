@@ -249,7 +249,7 @@ async function measureAvSync() {
   const segs = pl.split('\n').filter(l => l && !l.startsWith('#'));
   if (!map || segs.length < 2) return { pairs: 0, reason: 'no segments' };
   const parts = [Buffer.from(await (await fetch(`${origin}/live/test/${map[1]}`)).arrayBuffer())];
-  for (const u of segs.slice(-6)) parts.push(Buffer.from(await (await fetch(`${origin}/live/test/${u}`)).arrayBuffer()));
+  for (const u of segs) parts.push(Buffer.from(await (await fetch(`${origin}/live/test/${u}`)).arrayBuffer()));
   const file = join(outDir, 'avsync.mp4');
   writeFileSync(file, Buffer.concat(parts));
   const ff = (filter, stream) => spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-i', file, '-map', stream,
@@ -300,7 +300,7 @@ const sys1 = idleCpu();
 const machineBusyPercent = Number((100 * (1 - (sys1.idle - sys0.idle) / (sys1.total - sys0.total))).toFixed(1));
 const stats = (await Promise.all(pages.map(p => p.evaluate(() => window.__stats())))).flat();
 await page.screenshot({ path: join(outDir, 'screenshot.png') });
-const avSync = publisherKind === 'whip-canvas' ? await measureAvSync() : null;
+const avSync = publisherKind.startsWith('whip') ? await measureAvSync() : null;
 if (publisherPage) {
   // End the WHIP session the way a publisher does: DELETE on its resource.
   await publisherPage.evaluate(() => window.__stop());
@@ -332,6 +332,7 @@ const summary = {
   wallLatencyP50: pct(wall, 50), wallLatencyP95: pct(wall, 95),
   hlsLatencyP50: pct(hl, 50), targetLatency: stats[0]?.targetLatency,
   stalls: stats.reduce((a, s) => a + s.stalls, 0),
+  seekWaits: stats.reduce((a, s) => a + (s.seekWaits || 0), 0),
   stallMs: Math.round(stats.reduce((a, s) => a + s.stallMs, 0)),
   droppedFrames: stats.reduce((a, s) => a + s.droppedFrames, 0),
   totalFrames: stats.reduce((a, s) => a + s.totalFrames, 0),

@@ -85,6 +85,12 @@ impl OpusToAac {
     /// Takes one Opus packet at `pts` (48 kHz ticks); returns the AAC frames now complete.
     pub fn push(&mut self, pts: i64, opus: &[u8]) -> Vec<Frame> {
         let mut out = Vec::new();
+        if self.next_in.is_none() && (1..RATE as i64).contains(&pts) {
+            // The stream's timeline starts at its first video keyframe (0); the first audio
+            // packet lands up to a frame later. Start the audio at 0 with silence so the two
+            // tracks start together (players wait at a start where one track has no data).
+            self.next_in = Some(0);
+        }
         if let Some(next) = self.next_in {
             let gap = pts - next;
             if gap < -(AAC_FRAME as i64) {
@@ -96,6 +102,7 @@ impl OpusToAac {
                 self.pad_and_flush(&mut out);
                 self.fifo_pts = None;
             } else if gap > 0 {
+                self.fifo_pts.get_or_insert(next);
                 for ch in &mut self.fifo {
                     ch.extend(std::iter::repeat_n(0.0, gap as usize));
                 }
@@ -263,7 +270,10 @@ mod tests {
         for w in frames.windows(2) {
             assert_eq!(w[1].dts.ticks - w[0].dts.ticks, 1024, "continuous");
         }
-        assert_eq!(frames[0].dts.ticks, 1_000, "starts where the input starts");
+        assert_eq!(
+            frames[0].dts.ticks, 0,
+            "starts at the stream's start, with silence"
+        );
         // A garbage packet is survived and keeps the timeline.
         let more = t.push(1_000 + packets.len() as i64 * 960, &[0xff, 0xff, 0xff]);
         assert!(more
