@@ -12,6 +12,8 @@
 //        [--impair-loss 0.02] [--impair-reorder 0.05]  (Chromium publishers: their media goes
 //                           through a UDP relay that drops and reorders RTP/RTCP packets)
 //        [--break-av-sync]  (negative control: llhls publishes WHIP audio 400 ms late)
+//        [--video-codec vp8|vp9]  (Chromium publishers offer only this codec; llhls runs with
+//                           --whip-transcode-video true)
 //
 // Publishers: `rtmp` is ffmpeg over RTMP; `whip-gst` is GStreamer's simple-whip-client (H.264 +
 // Opus); `whip-chromium` is headless Chromium's fake camera and microphone over WHIP from a
@@ -94,6 +96,8 @@ const serverArgs = ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0
   '--demo', 'false', '--layout', layout, '--part-target-ms', partMs];
 if (flag('break-codecs')) serverArgs.push('--break-codecs');
 if (flag('break-av-sync')) serverArgs.push('--break-av-sync');
+const videoCodec = opt('video-codec', '');
+if (videoCodec) serverArgs.push('--whip-transcode-video', 'true');
 const server = run(llhlsBin, serverArgs, 'llhls.log', { RUST_LOG: process.env.RUST_LOG || 'info' });
 await waitFor(`${origin}/healthz`, 'llhls serve');
 
@@ -149,7 +153,8 @@ if (publisherKind === 'rtmp') {
   publisherPage.on('pageerror', e => console.error('publisher page error:', String(e)));
   const source = publisherKind === 'whip-canvas' ? 'canvas' : 'fake';
   const relay = (lossRate > 0 || reorderRate > 0) ? `&relay=${await startRelay()}` : '';
-  await publisherPage.goto(`http://127.0.0.1:${pagePort}/publish?source=${source}${relay}&endpoint=${encodeURIComponent(`${origin}/whip/live/test`)}`);
+  const codec = videoCodec ? `&codec=${videoCodec}` : '';
+  await publisherPage.goto(`http://127.0.0.1:${pagePort}/publish?source=${source}${relay}${codec}&endpoint=${encodeURIComponent(`${origin}/whip/live/test`)}`);
 }
 try {
   await waitFor(`${origin}/live/test/index.m3u8`, 'the first playlist');
@@ -359,6 +364,10 @@ const failures = [];
 for (const [i, s] of stats.entries()) {
   if (s.fatal) failures.push(`player ${i}: fatal hls.js error ${s.fatal}`);
   if (s.firstFrameMs === null) failures.push(`player ${i}: never started playing`);
+  else {
+    const played = s.progressAt.length ? s.progressAt[s.progressAt.length - 1] - s.progressAt[0] : 0;
+    if (played < duration / 4) failures.push(`player ${i}: played only ${played.toFixed(1)} s of a ${duration} s run`);
+  }
   const prog = s.progressAt;
   if (prog.length >= 4 && prog[prog.length - 1] - prog[0] < (prog.length / 2) * 0.5) failures.push(`player ${i}: playback did not progress (${prog[0]} -> ${prog[prog.length - 1]} s)`);
   if (s.stalls > 0) failures.push(`player ${i}: ${s.stalls} stall(s) after start (${Math.round(s.stallMs)} ms)`);

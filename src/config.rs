@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// through) [default: aac].
     #[arg(long, env = "LLHLS_WHIP_AUDIO")]
     pub whip_audio: Option<String>,
+    /// Transcode VP8/VP9 WHIP video to H.264 (libx264; costs CPU) instead of refusing it
+    /// [default: false].
+    #[arg(long, env = "LLHLS_WHIP_TRANSCODE_VIDEO")]
+    pub whip_transcode_video: Option<bool>,
     /// Most simultaneous WHIP sessions [default: 100].
     #[arg(long, env = "LLHLS_WHIP_MAX_SESSIONS")]
     pub whip_max_sessions: Option<usize>,
@@ -124,6 +128,7 @@ struct FileConfig {
     whip_public_ip: Option<std::net::IpAddr>,
     whip_audio: Option<String>,
     whip_max_sessions: Option<usize>,
+    whip_transcode_video: Option<bool>,
 }
 
 /// Validated configuration.
@@ -148,6 +153,7 @@ pub struct Config {
     pub whip_public_ip: Option<std::net::IpAddr>,
     pub whip_opus_passthrough: bool,
     pub whip_max_sessions: usize,
+    pub whip_transcode_video: bool,
 }
 
 impl Config {
@@ -237,6 +243,7 @@ impl Config {
             whip_public_ip: args.whip_public_ip.or(file.whip_public_ip),
             whip_opus_passthrough,
             whip_max_sessions: pick!(whip_max_sessions, 100).max(1),
+            whip_transcode_video: pick!(whip_transcode_video, false),
         })
     }
 }

@@ -193,6 +193,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 max_sessions: config.whip_max_sessions,
                 segment_target: config.packager.segment_target,
                 break_av_sync_ms: if config.break_av_sync { 400 } else { 0 },
+                transcode_video: config.whip_transcode_video,
             },
             streams.clone(),
         )

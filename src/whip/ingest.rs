@@ -139,6 +139,12 @@ pub struct Assembler {
     unanswered_warned: bool,
 }
 
+fn is_idr(annex_b: &[u8]) -> bool {
+    split_annex_b(annex_b)
+        .iter()
+        .any(|n| n.first().is_some_and(|h| h & 0x1f == 5))
+}
+
 fn ns_since_1970(t: SystemTime) -> i128 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_nanos() as i128,
@@ -273,6 +279,15 @@ impl Assembler {
             if s.kind == Kind::Video && !s.contiguous {
                 self.lost += 1;
             }
+            if s.kind == Kind::Video && self.video_config.is_some() && is_idr(&s.data) {
+                // Still waiting to start (for sender reports): begin at the newest keyframe,
+                // so the first segment starts on time and the start-up burst stays short.
+                let (rtp, arrival) = (s.rtp_time, s.arrival);
+                self.pending.retain(|p| match p.kind {
+                    Kind::Video => p.rtp_time >= rtp,
+                    Kind::Audio => p.arrival + Duration::from_millis(100) >= arrival,
+                });
+            }
             self.pending.push_back(s);
             while self.pending.len() > MAX_BUFFERED {
                 self.pending.pop_front();
@@ -378,6 +393,17 @@ impl Assembler {
         let all_sr = (!self.video.expected || self.video.sr.is_some())
             && (!self.audio.expected || self.audio.sr.is_some());
         if !all_sr && !waited {
+            // The segment clock runs while we wait: ask for the keyframe that will start the
+            // second segment in time.
+            let mut video = self.pending.iter().filter(|p| p.kind == Kind::Video);
+            if let (Some(first), Some(last)) = (video.next(), video.last()) {
+                let span = Duration::from_micros(
+                    ((last.rtp_time - first.rtp_time).max(0) as u64) * 1000 / 90,
+                );
+                if span + KEYFRAME_LEAD >= self.segment_target {
+                    self.request_keyframe(now, "segment target reached before the stream started");
+                }
+            }
             return;
         }
         // Anchor every track: the sender report when every track has one, else arrival.

@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
+pub mod video;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -58,6 +59,8 @@ pub struct WhipConfig {
     pub segment_target: Duration,
     /// Test only: publish audio this many ms late (player-test's negative control).
     pub break_av_sync_ms: i64,
+    /// Accept VP8/VP9 and transcode it to H.264.
+    pub transcode_video: bool,
 }
 
 #[derive(Default)]
@@ -299,7 +302,7 @@ impl Whip {
         let Ok(text) = std::str::from_utf8(&body) else {
             return reply(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8 text");
         };
-        let plan = match sdp::plan(text, false) {
+        let plan = match sdp::plan(text, self.config.transcode_video) {
             Ok(p) => p,
             Err(why) => {
                 tracing::warn!(stream = %name, "WHIP offer refused: {why}");
@@ -343,7 +346,9 @@ impl Whip {
                 pass: random_hex(16),
             })
             .clear_codecs()
-            .enable_h264(true)
+            .enable_h264(plan.video == Some(sdp::Offered::H264))
+            .enable_vp8(plan.video == Some(sdp::Offered::Vp8))
+            .enable_vp9(plan.video == Some(sdp::Offered::Vp9))
             .enable_opus(true, false)
             // Packets, not frames: our jitter buffer waits a bounded time for a missing
             // packet, where str0m's frame API waits for a number of packets.

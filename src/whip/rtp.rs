@@ -252,6 +252,186 @@ impl H264Depacketizer {
     }
 }
 
+/// VP8 (RFC 7741) or VP9 (RFC 9628): which payload descriptor to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VpxKind {
+    Vp8,
+    Vp9,
+}
+
+/// A complete VP8/VP9 frame, for the transcoder.
+#[derive(Debug, Clone)]
+pub struct VpxFrame {
+    pub ts: i64,
+    pub data: Bytes,
+    pub keyframe: bool,
+    /// False when something before it was lost (the decoder needs a keyframe).
+    pub contiguous: bool,
+    pub arrival: Instant,
+    pub sr: Option<(SystemTime, i64)>,
+}
+
+/// Reassembles VP8/VP9 frames from ordered packets.
+pub struct VpxDepacketizer {
+    kind: VpxKind,
+    frame: Vec<u8>,
+    ts: Option<i64>,
+    arrival: Option<Instant>,
+    sr: Option<(SystemTime, i64)>,
+    keyframe: bool,
+    started: bool,
+    broken: bool,
+    dropped: bool,
+    pub malformed: u64,
+}
+
+impl VpxDepacketizer {
+    pub fn new(kind: VpxKind) -> Self {
+        VpxDepacketizer {
+            kind,
+            frame: Vec::new(),
+            ts: None,
+            arrival: None,
+            sr: None,
+            keyframe: false,
+            started: false,
+            broken: false,
+            dropped: false,
+            malformed: 0,
+        }
+    }
+
+    /// The payload after the descriptor, whether it starts a frame, and whether the frame is
+    /// a keyframe (known at the start of a frame).
+    fn descriptor<'a>(&self, d: &'a [u8]) -> Option<(&'a [u8], bool, bool)> {
+        let mut i = 0;
+        let b0 = *d.first()?;
+        match self.kind {
+            VpxKind::Vp8 => {
+                let (x, s, pid) = (b0 & 0x80 != 0, b0 & 0x10 != 0, b0 & 0x07);
+                i += 1;
+                if x {
+                    let b1 = *d.get(i)?;
+                    i += 1;
+                    if b1 & 0x80 != 0 {
+                        i += if *d.get(i)? & 0x80 != 0 { 2 } else { 1 };
+                    }
+                    if b1 & 0x40 != 0 {
+                        i += 1;
+                    }
+                    if b1 & 0x30 != 0 {
+                        i += 1;
+                    }
+                }
+                let payload = d.get(i..)?;
+                let start = s && pid == 0;
+                // VP8 frame tag: bit 0 of the first byte is 0 for a keyframe.
+                let key = start && payload.first().is_some_and(|b| b & 0x01 == 0);
+                Some((payload, start, key))
+            }
+            VpxKind::Vp9 => {
+                let (pic, p, l, f, b, v) = (
+                    b0 & 0x80 != 0,
+                    b0 & 0x40 != 0,
+                    b0 & 0x20 != 0,
+                    b0 & 0x10 != 0,
+                    b0 & 0x08 != 0,
+                    b0 & 0x02 != 0,
+                );
+                i += 1;
+                if pic {
+                    i += if *d.get(i)? & 0x80 != 0 { 2 } else { 1 };
+                }
+                if l {
+                    i += 1;
+                    if !f {
+                        i += 1; // TL0PICIDX
+                    }
+                }
+                if f && p {
+                    // Up to three reference indices, each with a "more follow" bit.
+                    for _ in 0..3 {
+                        let r = *d.get(i)?;
+                        i += 1;
+                        if r & 0x01 == 0 {
+                            break;
+                        }
+                    }
+                }
+                if v {
+                    let ss = *d.get(i)?;
+                    i += 1;
+                    let n_s = usize::from(ss >> 5) + 1;
+                    if ss & 0x10 != 0 {
+                        i += 4 * n_s;
+                    }
+                    if ss & 0x08 != 0 {
+                        let n_g = usize::from(*d.get(i)?);
+                        i += 1;
+                        for _ in 0..n_g {
+                            let g = *d.get(i)?;
+                            i += 1 + usize::from((g >> 2) & 0x03);
+                        }
+                    }
+                }
+                let payload = d.get(i..)?;
+                Some((payload, b, b && !p))
+            }
+        }
+    }
+
+    /// Takes the next packet in sequence order (`gap`: packets were lost before it).
+    pub fn push(&mut self, p: Packet, gap: bool, out: &mut Vec<VpxFrame>) {
+        if self.ts.is_some_and(|t| t != p.ts) {
+            if gap {
+                self.broken = true;
+            }
+            self.finish(out);
+        } else if gap {
+            self.broken = true;
+        }
+        let Some((payload, start, key)) = self.descriptor(&p.payload) else {
+            self.malformed += 1;
+            self.broken = true;
+            return;
+        };
+        if self.ts.is_none() {
+            self.ts = Some(p.ts);
+            self.arrival = Some(p.arrival);
+            self.started = start;
+            self.keyframe = key;
+            if !start {
+                self.broken = true;
+            }
+        }
+        self.sr = p.sr.or(self.sr);
+        self.frame.extend_from_slice(payload);
+        if p.marker {
+            self.finish(out);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<VpxFrame>) {
+        let (Some(ts), Some(arrival)) = (self.ts.take(), self.arrival.take()) else {
+            return;
+        };
+        let data = std::mem::take(&mut self.frame);
+        if self.broken || !self.started || data.is_empty() {
+            self.broken = false;
+            self.dropped = true;
+            return;
+        }
+        out.push(VpxFrame {
+            ts,
+            data: Bytes::from(data),
+            keyframe: self.keyframe,
+            contiguous: !std::mem::take(&mut self.dropped),
+            arrival,
+            sr: self.sr,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,5 +536,55 @@ mod tests {
         assert!(!out[0].contiguous);
         assert!(!out[1].contiguous);
         assert!(d.malformed >= 3);
+    }
+
+    #[test]
+    fn vp8_frames_and_keyframes() {
+        let t = Instant::now();
+        let mut d = VpxDepacketizer::new(VpxKind::Vp8);
+        let mut out = Vec::new();
+        // X=1, S=1, PID=0; I=1 with a 15-bit picture id; payload starts with a keyframe tag.
+        d.push(
+            pkt(1, 0, false, &[0x90, 0x80, 0x81, 0x02, 0x10, 0xaa], t),
+            false,
+            &mut out,
+        );
+        d.push(
+            pkt(2, 0, true, &[0x80, 0x80, 0x81, 0x02, 0xbb], t),
+            false,
+            &mut out,
+        );
+        // A delta frame (tag bit 0 set), no extensions.
+        d.push(pkt(3, 3000, true, &[0x10, 0x31, 0xcc], t), false, &mut out);
+        // A frame whose first packet was lost: dropped; the next is flagged.
+        d.push(pkt(5, 6000, true, &[0x00, 0xdd], t), true, &mut out);
+        d.push(pkt(6, 9000, true, &[0x10, 0x31, 0xee], t), false, &mut out);
+        assert_eq!(out.len(), 3);
+        assert!(out[0].keyframe && !out[1].keyframe);
+        assert_eq!(&out[0].data[..], &[0x10, 0xaa, 0xbb]);
+        assert!(!out[2].contiguous);
+    }
+
+    #[test]
+    fn vp9_descriptor_with_scalability_structure() {
+        let t = Instant::now();
+        let mut d = VpxDepacketizer::new(VpxKind::Vp9);
+        let mut out = Vec::new();
+        // I=1 (7-bit id), B=1, V=1: SS with one spatial layer, Y=1 (4 bytes of size), G=1
+        // with one picture group of one reference.
+        let first = [
+            0x8a, 0x05, 0x18, 0x02, 0x80, 0x01, 0x68, 0x01, 0x04, 0x01, 0x82, 0x49,
+        ];
+        d.push(pkt(1, 0, false, &first, t), false, &mut out);
+        // I=1, E=1, continuation.
+        d.push(pkt(2, 0, true, &[0x84, 0x05, 0x83], t), false, &mut out);
+        // P=1 (inter), B=E=1.
+        d.push(pkt(3, 3000, true, &[0xcc, 0x06, 0x90], t), false, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out[0].keyframe && !out[1].keyframe);
+        assert_eq!(&out[0].data[..], &[0x82, 0x49, 0x83]);
+        // Truncated descriptors are counted, not trusted.
+        d.push(pkt(4, 6000, true, &[0x80], t), false, &mut out);
+        assert_eq!(d.malformed, 1);
     }
 }

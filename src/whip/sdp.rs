@@ -103,11 +103,13 @@ pub fn plan(sdp: &str, transcode_video: bool) -> Result<Plan, String> {
                         return Err(format!(
                             "video codec {} is not supported: publish H.264 (OBS: Settings > \
                              Output > Video Encoder x264 or a hardware H.264 encoder; browsers: \
-                             offer H.264, which every current browser can send)",
+                             offer H.264, which every current browser can send), or start \
+                             llhls with whip_transcode_video = true",
                             if *v == Offered::Vp8 { "VP8" } else { "VP9" }
                         ));
                     }
                     plan.video = Some(*v);
+                    plan.video_pts = pts_of(s, if *v == Offered::Vp8 { "VP8" } else { "VP9" });
                 } else {
                     return Err(format!(
                         "no usable video codec in the offer ({}): publish H.264",

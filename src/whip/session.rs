@@ -19,8 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audio::{self, OpusToAac};
 use super::ingest::{Assembler, Kind, Sample, Step, AUDIO};
-use super::rtp::{AccessUnit, H264Depacketizer, JitterBuffer, Packet};
+use super::rtp::{AccessUnit, H264Depacketizer, JitterBuffer, Packet, VpxDepacketizer, VpxKind};
+use super::sdp::Offered;
 use super::sdp::Plan;
+use super::video::VideoTranscoder;
 use crate::streams::Publication;
 
 /// A datagram for a session.
@@ -103,6 +105,9 @@ struct State {
     video_jb: JitterBuffer,
     audio_jb: JitterBuffer,
     depack: H264Depacketizer,
+    /// VP8/VP9 publishers: their depacketizer and the transcoder to H.264.
+    vpx: Option<(VpxDepacketizer, VideoTranscoder)>,
+    last_pli: Option<Instant>,
     transcoder: Option<OpusToAac>,
     video_mid: Option<Mid>,
     connected: bool,
@@ -125,6 +130,20 @@ pub async fn run(p: SessionParams) -> Ended {
         },
         _ => None,
     };
+    let vpx = match p.plan.video {
+        Some(Offered::Vp8) | Some(Offered::Vp9) => {
+            let kind = if p.plan.video == Some(Offered::Vp8) {
+                VpxKind::Vp8
+            } else {
+                VpxKind::Vp9
+            };
+            match VideoTranscoder::new(kind) {
+                Ok(t) => Some((VpxDepacketizer::new(kind), t)),
+                Err(e) => return Ended::Failed(format!("video transcoder: {e:#}")),
+            }
+        }
+        _ => None,
+    };
     let mut assembler = Assembler::new(p.plan.video.is_some(), audio_config, p.segment_target, now);
     assembler.break_sync(p.break_av_sync_ms);
     let mut s = State {
@@ -133,6 +152,8 @@ pub async fn run(p: SessionParams) -> Ended {
         video_jb: JitterBuffer::new(JITTER_WAIT, 2000),
         audio_jb: JitterBuffer::new(JITTER_WAIT, 100),
         depack: H264Depacketizer::default(),
+        vpx,
+        last_pli: None,
         transcoder,
         video_mid: None,
         connected: false,
@@ -301,11 +322,42 @@ impl State {
     /// Moves what the jitter buffers release through depacketization into the assembler.
     async fn release(&mut self, now: Instant) -> Result<(), Ended> {
         let mut aus: Vec<AccessUnit> = Vec::new();
+        let mut vpx_frames = Vec::new();
         while let Some((p, gap)) = self.video_jb.pop(now) {
             if gap {
                 tracing::debug!(session = %self.p.id, seq = p.seq, lost = self.video_jb.lost, waited_ms = now.saturating_duration_since(p.arrival).as_millis() as u64, "video packets lost");
             }
-            self.depack.push(p, gap, &mut aus);
+            match self.vpx.as_mut() {
+                Some((d, _)) => d.push(p, gap, &mut vpx_frames),
+                None => self.depack.push(p, gap, &mut aus),
+            }
+        }
+        if !vpx_frames.is_empty() {
+            let (_, t) = self.vpx.as_mut().expect("frames come from it");
+            // libx264 takes milliseconds a frame: keep the runtime's other tasks moving.
+            let encoded = tokio::task::block_in_place(|| {
+                let mut encoded = Vec::new();
+                for f in &vpx_frames {
+                    let e = t.push(f)?;
+                    encoded.extend(e.into_iter().map(|e| (e, f.arrival, f.sr)));
+                }
+                anyhow::Ok(encoded)
+            })
+            .map_err(|e| Ended::Failed(format!("video transcoder: {e:#}")))?;
+            let wants_key = t.needs_keyframe();
+            tracing::trace!(session = %self.p.id, frames_in = vpx_frames.len(), keyframes_in = vpx_frames.iter().filter(|f| f.keyframe).count(), out = encoded.len(), wants_key, "transcoded");
+            for (e, arrival, sr) in encoded {
+                aus.push(AccessUnit {
+                    ts: e.ts,
+                    data: e.data,
+                    contiguous: true,
+                    arrival,
+                    sr,
+                });
+            }
+            if wants_key {
+                self.pli(now, "the VP8/VP9 decoder needs a keyframe after loss");
+            }
         }
         for au in aus {
             let sample = Sample {
@@ -374,6 +426,11 @@ impl State {
                         .map_err(|_| Ended::StreamStopped)?;
                 }
                 Step::RequestKeyframe(why) => {
+                    if let Some((_, t)) = self.vpx.as_mut() {
+                        // Our encoder makes the keyframes the stream needs.
+                        t.force_keyframe();
+                        continue;
+                    }
                     let mut api = self.p.rtc.direct_api();
                     let rx = self
                         .video_mid
@@ -394,6 +451,25 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Asks the publisher for a keyframe (RTCP PLI), at most every 300 ms.
+    fn pli(&mut self, now: Instant, why: &str) {
+        if self
+            .last_pli
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_millis(300))
+        {
+            return;
+        }
+        self.last_pli = Some(now);
+        let mut api = self.p.rtc.direct_api();
+        if let Some(rx) = self
+            .video_mid
+            .and_then(|mid| api.stream_rx_by_mid(mid, None))
+        {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            tracing::debug!(session = %self.p.id, "keyframe requested: {why}");
+        }
     }
 
     async fn send(&mut self, f: llhls_packager::Frame, wall: WallClock) -> Result<(), Ended> {
