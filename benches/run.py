@@ -105,6 +105,20 @@ def llhls_serve(tmp, extra=()):
     return p, http, rtmp
 
 
+def cpu_per_stream(pids, window, m):
+    """CPU (% of a core) the processes use over `window` seconds, divided by `m` streams."""
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def cpu(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / hz
+
+    c0, t0 = sum(cpu(x) for x in pids), time.time()
+    time.sleep(window)
+    return (sum(cpu(x) for x in pids) - c0) / (time.time() - t0) / m * 100
+
+
 def fanout(args, quick, tmp):
     cases = [(1000, None), (10000, None), (1000, 100), (10000, 250), (20000, 500)]
     if quick:
@@ -293,17 +307,9 @@ def ingest(args, quick, tmp):
                         "-c:a", "aac", "-b:a", "128k", "-f", "flv", flv], check=True)
     m = 4 if quick else 10
     window = 15 if quick else 30
-    hz = os.sysconf("SC_CLK_TCK")
-
-    def cpu(pid):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / hz
 
     def measure(pids):
-        c0, t0 = sum(cpu(x) for x in pids), time.time()
-        time.sleep(window)
-        return (sum(cpu(x) for x in pids) - c0) / (time.time() - t0) / m * 100
+        return cpu_per_stream(pids, window, m)
 
     secs = str(window + 20)
     # llhls: one server, M streams.
@@ -367,17 +373,9 @@ def whip(args, quick, tmp):
                    check=True)
     m = 2 if quick else 4
     window = 15 if quick else 30
-    hz = os.sysconf("SC_CLK_TCK")
-
-    def cpu(pid):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / hz
 
     def measure(pids):
-        c0, t0 = sum(cpu(x) for x in pids), time.time()
-        time.sleep(window)
-        return (sum(cpu(x) for x in pids) - c0) / (time.time() - t0) / m * 100
+        return cpu_per_stream(pids, window, m)
 
     results = {}
     for mode in ["aac", "opus"]:

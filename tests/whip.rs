@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use llhls_packager::codec::split_annex_b;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
@@ -81,37 +82,11 @@ fn h264_access_units(secs: u32) -> Vec<Vec<u8>> {
     starts.windows(2).map(|w| d[w[0]..w[1]].to_vec()).collect()
 }
 
-/// NAL units of an Annex-B access unit.
-fn nals(au: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut start = None;
-    while i + 3 <= au.len() {
-        if au[i..i + 3] == [0, 0, 1] {
-            if let Some(s) = start {
-                let mut e = i;
-                while e > s && au[e - 1] == 0 {
-                    e -= 1;
-                }
-                out.push(&au[s..e]);
-            }
-            i += 3;
-            start = Some(i);
-        } else {
-            i += 1;
-        }
-    }
-    if let Some(s) = start {
-        out.push(&au[s..]);
-    }
-    out
-}
-
 /// RFC 6184 packetization: single NAL units, FU-A for large ones.
 fn packetize(au: &[u8]) -> Vec<Vec<u8>> {
     const MAX: usize = 1100;
     let mut out = Vec::new();
-    for nal in nals(au) {
+    for nal in split_annex_b(au) {
         if nal.is_empty() || nal[0] & 0x1f == 9 {
             continue;
         }

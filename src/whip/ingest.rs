@@ -656,6 +656,16 @@ mod tests {
     }
 
     impl Pub {
+        /// A publisher whose RTP clocks both start at 0.
+        fn zero(t0: Instant) -> Pub {
+            Pub {
+                t0,
+                ntp0: SystemTime::now(),
+                video_rtp0: 0,
+                audio_rtp0: 0,
+            }
+        }
+
         fn video(&self, ms: i64, idr: bool, sr: bool) -> Sample {
             let data = if idr {
                 annexb(&[SPS, PPS, &[0x65, 0x88, 0x84]])
@@ -762,12 +772,7 @@ mod tests {
     #[test]
     fn loss_waits_for_idr_and_backwards_time_is_dropped() {
         let t0 = Instant::now();
-        let p = Pub {
-            t0,
-            ntp0: SystemTime::now(),
-            video_rtp0: 0,
-            audio_rtp0: 0,
-        };
+        let p = Pub::zero(t0);
         let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
         a.push(p.video(0, true, true), t0);
         a.push(p.video(33, false, true), t0);
@@ -787,74 +792,44 @@ mod tests {
         assert_eq!(a.lost, 1);
     }
 
-    #[test]
-    fn keyframes_are_requested_before_the_segment_target() {
+    /// Feeds 30 fps video (a keyframe at 0 and at `idr_at`) until the assembler asks for a
+    /// keyframe; returns when, in ms.
+    fn first_keyframe_request(idr_at: Option<i64>) -> i64 {
         let t0 = Instant::now();
-        let p = Pub {
-            t0,
-            ntp0: SystemTime::now(),
-            video_rtp0: 0,
-            audio_rtp0: 0,
-        };
+        let p = Pub::zero(t0);
         let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
         a.push(p.video(0, true, true), t0);
-        let mut asked_at = None;
         for i in 1..60 {
-            a.push(
-                p.video(i * 33, false, true),
-                t0 + Duration::from_millis(i as u64 * 33),
-            );
+            let now = t0 + Duration::from_millis(i as u64 * 33);
+            a.push(p.video(i * 33, idr_at == Some(i), true), now);
             if drain(&mut a)
                 .iter()
                 .any(|s| matches!(s, Step::RequestKeyframe(_)))
             {
-                asked_at = Some(i * 33);
-                break;
+                return i * 33;
             }
         }
-        let at = asked_at.expect("a keyframe request");
+        panic!("no keyframe request in 2 s");
+    }
+
+    #[test]
+    fn keyframes_are_requested_before_the_segment_target() {
+        let at = first_keyframe_request(None);
         assert!((1650..=1750).contains(&at), "asked at {at} ms");
     }
 
     #[test]
     fn an_early_keyframe_does_not_restart_the_segment_clock() {
-        let t0 = Instant::now();
-        let p = Pub {
-            t0,
-            ntp0: SystemTime::now(),
-            video_rtp0: 0,
-            audio_rtp0: 0,
-        };
-        let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
-        a.push(p.video(0, true, true), t0);
-        let mut asked_at = None;
-        for i in 1..60 {
-            // A keyframe at 500 ms (answering a loss): the packager does not start a segment
-            // there (under 3/4 of the target), so neither may the request clock.
-            let idr = i == 15;
-            let now = t0 + Duration::from_millis(i as u64 * 33);
-            a.push(p.video(i * 33, idr, true), now);
-            if drain(&mut a)
-                .iter()
-                .any(|s| matches!(s, Step::RequestKeyframe(_)))
-            {
-                asked_at = Some(i * 33);
-                break;
-            }
-        }
-        let at = asked_at.expect("a keyframe request");
+        // A keyframe at 500 ms (answering a loss): the packager does not start a segment
+        // there (under 3/4 of the target), so neither may the request clock.
+        let at = first_keyframe_request(Some(15));
         assert!((1650..=1750).contains(&at), "asked at {at} ms");
     }
 
     #[test]
     fn jumps_are_reanchored_and_sps_changes_reconfigure() {
         let t0 = Instant::now();
-        let p = Pub {
-            t0,
-            ntp0: SystemTime::now(),
-            video_rtp0: 0,
-            audio_rtp0: 0,
-        };
+        let p = Pub::zero(t0);
         let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
         a.push(p.video(0, true, true), t0);
         a.push(p.video(60_000, false, true), t0);
