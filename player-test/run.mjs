@@ -250,6 +250,7 @@ async function startRelay() {
 // onset (10 ms RMS windows), and pair them. Positive: the beep comes after the flash.
 async function measureAvSync() {
   const pl = await (await fetch(`${origin}/live/test/media.m3u8`)).text();
+  writeFileSync(join(outDir, 'media.m3u8'), pl);
   const map = pl.match(/#EXT-X-MAP:URI="([^"]+)"/);
   const segs = pl.split('\n').filter(l => l && !l.startsWith('#'));
   if (!map || segs.length < 2) return { pairs: 0, reason: 'no segments' };

@@ -149,7 +149,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Bytes::from_static(include_bytes!("player/hls.min.js")),
     );
     if config.publish_keys.is_empty() {
-        tracing::warn!("no publish keys configured: anyone who can reach the RTMP port can publish (set LLHLS_PUBLISH_KEYS or publish_keys)");
+        tracing::warn!("no publish keys configured: anyone who can reach the RTMP port or the WHIP endpoint can publish (set LLHLS_PUBLISH_KEYS or publish_keys)");
     }
     let streams = Streams::new(
         origin.clone(),
@@ -199,6 +199,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .await?;
         tracing::info!(udp = %w.local_addr()?, %candidate, "WHIP: POST offers to {scheme}://{}/whip/live/NAME (ICE candidate {candidate})", http.local_addr()?);
+        let wm = w.clone();
+        origin.add_metrics(Arc::new(move || wm.render_metrics()));
         origin.set_fallback(Arc::new(whip::WhipHttp(w)));
     }
     if config.demo {

@@ -536,6 +536,10 @@ fn http_errors_a_publisher_can_cause() {
         404
     );
     assert_eq!(http_get(server.http, "/healthz", &[]).status, 200);
+    // 415, 413, 400, 422, bad name, no key, wrong key; then the one that worked.
+    let m = http_get(server.http, "/metrics", &[]).text();
+    assert!(m.contains("llhls_whip_sessions_started_total 1\n"), "{m}");
+    assert!(m.contains("llhls_whip_sessions_refused_total 7\n"), "{m}");
 }
 
 #[test]
@@ -587,6 +591,16 @@ fn hostile_rtp_is_survived_and_other_streams_do_not_notice() {
         log.contains("no WHIP session"),
         "datagrams from strangers are logged:\n{log}"
     );
+    let m = http_get(server.http, "/metrics", &[]).text();
+    let metric = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(metric("llhls_whip_packets_lost_total") > 0, "{m}");
+    assert!(metric("llhls_whip_keyframe_requests_total") > 0, "{m}");
+    assert!(metric("llhls_whip_datagrams_unknown_total") > 0, "{m}");
 
     // What was published decodes, and most of the video made it through.
     let media = fetch_media(&server, "bad", &playlist);

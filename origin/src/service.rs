@@ -61,6 +61,7 @@ pub struct Origin {
     pub metrics: Arc<Metrics>,
     config: OriginConfig,
     pages: RwLock<HashMap<String, (&'static str, Bytes)>>,
+    extra_metrics: RwLock<Vec<Arc<dyn Fn() -> String + Send + Sync>>>,
     fallback: RwLock<Option<Arc<dyn Fallback>>>,
     shutdown: watch::Sender<bool>,
 }
@@ -181,6 +182,7 @@ impl Origin {
             metrics: Arc::new(Metrics::default()),
             config,
             pages: RwLock::new(HashMap::new()),
+            extra_metrics: RwLock::new(Vec::new()),
             fallback: RwLock::new(None),
             shutdown: watch::channel(false).0,
         })
@@ -194,7 +196,15 @@ impl Origin {
             .insert(path.to_string(), (content_type, body));
     }
 
-    /// Routes every path the origin does not own to `f`.
+    /// Adds a source of Prometheus text appended to `/metrics` (an ingest's own counters).
+    pub fn add_metrics(&self, f: Arc<dyn Fn() -> String + Send + Sync>) {
+        self.extra_metrics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(f);
+    }
+
+    /// Routes paths the origin does not own to `f`.
     pub fn set_fallback(&self, f: Arc<dyn Fallback>) {
         *self.fallback.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
@@ -331,12 +341,23 @@ impl Origin {
                         Bytes::from_static(b"ok\n"),
                         "no-store",
                     ),
-                    Route::Metrics => text_reply(
-                        Class::Other,
-                        "text/plain; version=0.0.4",
-                        Bytes::from(self.metrics.render()),
-                        "no-store",
-                    ),
+                    Route::Metrics => {
+                        let mut text = self.metrics.render();
+                        for f in self
+                            .extra_metrics
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .iter()
+                        {
+                            text.push_str(&f());
+                        }
+                        text_reply(
+                            Class::Other,
+                            "text/plain; version=0.0.4",
+                            Bytes::from(text),
+                            "no-store",
+                        )
+                    }
                     Route::StreamList => {
                         let names: Vec<String> = self
                             .stream_names()

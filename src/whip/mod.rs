@@ -75,8 +75,20 @@ struct Entry {
     stop: Option<oneshot::Sender<()>>,
 }
 
+/// Counters for `/metrics`, shared by every session.
+#[derive(Default)]
+pub struct WhipStats {
+    pub sessions_started: std::sync::atomic::AtomicU64,
+    pub sessions_refused: std::sync::atomic::AtomicU64,
+    pub packets_lost: std::sync::atomic::AtomicU64,
+    pub keyframe_requests: std::sync::atomic::AtomicU64,
+    pub datagrams_dropped: std::sync::atomic::AtomicU64,
+    pub datagrams_unknown: std::sync::atomic::AtomicU64,
+}
+
 /// The WHIP endpoint and its sessions.
 pub struct Whip {
+    pub stats: Arc<WhipStats>,
     config: WhipConfig,
     streams: Arc<Streams>,
     socket: Arc<UdpSocket>,
@@ -165,6 +177,7 @@ impl Whip {
             .await
             .map_err(|e| anyhow::anyhow!("binding WHIP UDP {}: {e}", config.udp))?;
         let whip = Arc::new(Whip {
+            stats: Arc::new(WhipStats::default()),
             config,
             streams,
             socket: Arc::new(socket),
@@ -188,6 +201,61 @@ impl Whip {
             .len()
     }
 
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.stats;
+        let rows: [(&str, &str, &str, u64); 7] = [
+            (
+                "llhls_whip_sessions",
+                "gauge",
+                "Live WHIP sessions.",
+                self.session_count() as u64,
+            ),
+            (
+                "llhls_whip_sessions_started_total",
+                "counter",
+                "WHIP offers accepted.",
+                s.sessions_started.load(Relaxed),
+            ),
+            (
+                "llhls_whip_sessions_refused_total",
+                "counter",
+                "WHIP offers refused.",
+                s.sessions_refused.load(Relaxed),
+            ),
+            (
+                "llhls_whip_packets_lost_total",
+                "counter",
+                "RTP packets the jitter buffer gave up on.",
+                s.packets_lost.load(Relaxed),
+            ),
+            (
+                "llhls_whip_keyframe_requests_total",
+                "counter",
+                "Keyframe requests (RTCP PLI) sent to publishers.",
+                s.keyframe_requests.load(Relaxed),
+            ),
+            (
+                "llhls_whip_datagrams_dropped_total",
+                "counter",
+                "Datagrams dropped because a session was not keeping up.",
+                s.datagrams_dropped.load(Relaxed),
+            ),
+            (
+                "llhls_whip_datagrams_unknown_total",
+                "counter",
+                "Datagrams from addresses with no WHIP session.",
+                s.datagrams_unknown.load(Relaxed),
+            ),
+        ];
+        rows.iter()
+            .map(|(name, kind, help, v)| {
+                format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
+            })
+            .collect()
+    }
+
     async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
@@ -197,7 +265,16 @@ impl Whip {
                 let name = (*name).to_string();
                 match method {
                     Method::OPTIONS => preflight("POST, OPTIONS"),
-                    Method::POST => self.publish(&name, req).await,
+                    Method::POST => {
+                        let r = self.publish(&name, req).await;
+                        let counter = if r.status() == StatusCode::CREATED {
+                            &self.stats.sessions_started
+                        } else {
+                            &self.stats.sessions_refused
+                        };
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        r
+                    }
                     _ => allow(
                         reply(StatusCode::METHOD_NOT_ALLOWED, "WHIP endpoint: POST an SDP offer"),
                         "POST, OPTIONS",
@@ -414,6 +491,7 @@ impl Whip {
             segment_target: self.config.segment_target,
             peer: peer.clone(),
             break_av_sync_ms: self.config.break_av_sync_ms,
+            stats: self.stats.clone(),
         };
         tracing::info!(session = %id, stream = %name, video = ?plan.video, audio = ?plan.audio, candidate = %self.config.candidate, "WHIP offer accepted; waiting for ICE");
         let whip = self.clone();
@@ -558,6 +636,9 @@ async fn dispatch(whip: std::sync::Weak<Whip>, socket: Arc<UdpSocket>) {
                 };
                 if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(d) {
                     dropped += 1;
+                    whip.stats
+                        .datagrams_dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if dropped.is_power_of_two() {
                         tracing::warn!(%source, dropped, "a WHIP session is not keeping up: datagrams dropped");
                     }
@@ -565,6 +646,9 @@ async fn dispatch(whip: std::sync::Weak<Whip>, socket: Arc<UdpSocket>) {
             }
             None => {
                 unknown += 1;
+                whip.stats
+                    .datagrams_unknown
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if unknown.is_power_of_two() {
                     tracing::warn!(%source, unknown, "datagram from an address with no WHIP session: ignored");
                 }

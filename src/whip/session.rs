@@ -58,6 +58,7 @@ pub struct SessionParams {
     pub peer: String,
     /// Test only: shift audio this many ms (see `Assembler::break_sync`).
     pub break_av_sync_ms: i64,
+    pub stats: Arc<super::WhipStats>,
 }
 
 /// Why a session ended.
@@ -108,6 +109,7 @@ struct State {
     /// VP8/VP9 publishers: their depacketizer and the transcoder to H.264.
     vpx: Option<(VpxDepacketizer, VideoTranscoder)>,
     last_pli: Option<Instant>,
+    lost_reported: u64,
     transcoder: Option<OpusToAac>,
     video_mid: Option<Mid>,
     connected: bool,
@@ -154,6 +156,7 @@ pub async fn run(p: SessionParams) -> Ended {
         depack: H264Depacketizer::default(),
         vpx,
         last_pli: None,
+        lost_reported: 0,
         transcoder,
         video_mid: None,
         connected: false,
@@ -327,6 +330,14 @@ impl State {
             if gap {
                 tracing::debug!(session = %self.p.id, seq = p.seq, lost = self.video_jb.lost, waited_ms = now.saturating_duration_since(p.arrival).as_millis() as u64, "video packets lost");
             }
+            let lost = self.video_jb.lost + self.audio_jb.lost;
+            if lost > self.lost_reported {
+                self.p.stats.packets_lost.fetch_add(
+                    lost - self.lost_reported,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                self.lost_reported = lost;
+            }
             match self.vpx.as_mut() {
                 Some((d, _)) => d.push(p, gap, &mut vpx_frames),
                 None => self.depack.push(p, gap, &mut aus),
@@ -438,6 +449,10 @@ impl State {
                     match rx {
                         Some(rx) => {
                             rx.request_keyframe(KeyframeRequestKind::Pli);
+                            self.p
+                                .stats
+                                .keyframe_requests
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             tracing::debug!(session = %self.p.id, "keyframe requested: {why}");
                         }
                         None => {
@@ -468,6 +483,10 @@ impl State {
             .and_then(|mid| api.stream_rx_by_mid(mid, None))
         {
             rx.request_keyframe(KeyframeRequestKind::Pli);
+            self.p
+                .stats
+                .keyframe_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(session = %self.p.id, "keyframe requested: {why}");
         }
     }
