@@ -8,7 +8,7 @@
 //        [--llhls target/debug/llhls] [--out player-test/out/NAME] [--name NAME]
 //        [--delay-ms 25]   (a delaying TCP proxy between the players and the server: 25 ms
 //                           each way = 50 ms RTT; tc netem is not available on these VMs)
-//        [--publisher rtmp|whip-gst|whip-chromium|whip-canvas] [--whip-audio aac|opus]
+//        [--publisher rtmp|whip-gst|whip-gst-sync|whip-chromium|whip-canvas] [--whip-audio aac|opus]
 //        [--impair-loss 0.02] [--impair-reorder 0.05]  (Chromium publishers: their media goes
 //                           through a UDP relay that drops and reorders RTP/RTCP packets)
 //        [--break-av-sync]  (negative control: llhls publishes WHIP audio 400 ms late)
@@ -16,7 +16,7 @@
 //                           --whip-transcode-video true)
 //
 // Publishers: `rtmp` is ffmpeg over RTMP; `whip-gst` is GStreamer's simple-whip-client (H.264 +
-// Opus); `whip-chromium` is headless Chromium's fake camera and microphone over WHIP from a
+// Opus; `whip-gst-sync` replays files with a flash and a beep each second for the lip-sync check); `whip-chromium` is headless Chromium's fake camera and microphone over WHIP from a
 // page on another origin; `whip-canvas` is Chromium publishing a synthetic source that carries
 // the wall clock as a barcode (glass-to-glass latency, read back in the player page) and a
 // flash with a beep every second (audio/video sync, measured on the packaged segments).
@@ -51,7 +51,7 @@ const lossRate = Number(opt('impair-loss', '0'));
 const reorderRate = Number(opt('impair-reorder', '0'));
 const relayStats = { forwarded: 0, dropped: 0, reordered: 0 };
 const whipAudio = opt('whip-audio', 'aac');
-if (!['rtmp', 'whip-gst', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
+if (!['rtmp', 'whip-gst', 'whip-gst-sync', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
 const children = [];
 const cleanup = () => {
   for (const c of children) {
@@ -134,7 +134,7 @@ if (publisherKind === 'rtmp') {
     ...(flag('bframes') ? ['-bf', '2', '-x264-params', 'bframes=2'] : []),
     '-c:a', 'aac', '-b:a', '96k', '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/test`];
   publisher = run('ffmpeg', ff, 'ffmpeg.log');
-} else if (publisherKind === 'whip-gst') {
+} else if (publisherKind.startsWith('whip-gst')) {
   // Debian 12's simple-whip-client links libsoup 2 while libnice (through gupnp) links libsoup
   // 3, and libsoup 3 aborts at load when it sees libsoup 2. The shim hides libsoup 2 from that
   // one check (nothing here uses UPnP, the only libsoup 3 user); see whip-client-shim.c.
@@ -143,10 +143,28 @@ if (publisherKind === 'rtmp') {
   const cc = spawnSync('gcc', ['-shared', '-fPIC', '-O2', '-o', shim, join(here, 'whip-client-shim.c'), '-ldl']);
   if (cc.status !== 0) throw new Error(`building the whip-client shim failed: ${cc.stderr}`);
   const [w, h] = size.split('x');
-  publisher = run('whip-client', ['-u', `${origin}/whip/live/test`, '-n', '-l', '3',
-    '-V', `videotestsrc is-live=true pattern=ball ! video/x-raw,width=${w},height=${h},framerate=30/1 ! videoconvert ! queue ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=600 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=96 ssrc=2 config-interval=-1 ! queue ! application/x-rtp,media=video,encoding-name=H264,payload=96`,
-    '-A', 'audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! queue ! opusenc ! rtpopuspay pt=111 ssrc=1 ! queue ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111',
-  ], 'whip-client.log', { LD_PRELOAD: shim });
+  let video, audio;
+  if (publisherKind === 'whip-gst-sync') {
+    // Files with a white flash and a 1 kHz beep together once a second (keyframe every
+    // second), replayed in real time: the lip-sync check then covers GStreamer's RTP
+    // timestamps and sender reports.
+    const secs = duration + 40;
+    const vfile = join(outDir, 'sync-video.mkv'), afile = join(outDir, 'sync-audio.mkv');
+    const gen = (args) => { const r = spawnSync('ffmpeg', ['-v', 'error', '-y', ...args]); if (r.status !== 0) throw new Error(`ffmpeg: ${r.stderr}`); };
+    gen(['-f', 'lavfi', '-i', `color=c=0x202020:s=${size}:r=30:d=${secs},drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),0.1)'`,
+      '-c:v', 'libx264', '-preset', 'ultrafast', '-profile:v', 'baseline', '-g', '30', '-pix_fmt', 'yuv420p', vfile]);
+    gen(['-f', 'lavfi', '-i', `sine=f=1000:sample_rate=48000:d=${secs},volume=volume=0:enable='gte(mod(t,1),0.1)'`,
+      '-ac', '2', '-c:a', 'libopus', '-b:a', '64k', afile]);
+    video = `filesrc location=${vfile} ! matroskademux ! h264parse ! identity sync=true ! rtph264pay pt=96 ssrc=2 config-interval=-1 ! queue ! application/x-rtp,media=video,encoding-name=H264,payload=96`;
+    audio = `filesrc location=${afile} ! matroskademux ! opusparse ! identity sync=true ! rtpopuspay pt=111 ssrc=1 ! queue ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111`;
+  } else {
+    // A live encoder with a 20 s keyframe interval: segments start on time only through our
+    // keyframe requests (RTCP PLI).
+    video = `videotestsrc is-live=true pattern=ball ! video/x-raw,width=${w},height=${h},framerate=30/1 ! videoconvert ! queue ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=1500 key-int-max=600 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=96 ssrc=2 config-interval=-1 ! queue ! application/x-rtp,media=video,encoding-name=H264,payload=96`;
+    audio = 'audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! queue ! opusenc ! rtpopuspay pt=111 ssrc=1 ! queue ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111';
+  }
+  publisher = run('whip-client', ['-u', `${origin}/whip/live/test`, '-n', '-l', '3', '-V', video, '-A', audio],
+    'whip-client.log', { LD_PRELOAD: shim });
 } else {
   const ctx = await browser.newContext();
   publisherPage = await ctx.newPage();
@@ -379,8 +397,9 @@ for (const [i, s] of stats.entries()) {
   if (!s.audioBytes) failures.push(`player ${i}: no audio was decoded`);
   if (!s.videoBytes) failures.push(`player ${i}: no video was decoded`);
 }
-if (publisherKind === 'whip-canvas') {
-  if (!summary.glassToGlassSamples) failures.push('no barcode was read back from the played video');
+const syncChecked = publisherKind === 'whip-canvas' || publisherKind === 'whip-gst-sync';
+if (publisherKind === 'whip-canvas' && !summary.glassToGlassSamples) failures.push('no barcode was read back from the played video');
+if (syncChecked) {
   // Lip sync: ITU-R BT.1359 puts acceptability at 90 ms audio-early and 185 ms audio-late
   // (detectability at 45 / 125 ms). The measurement itself carries the publisher's capture
   // offset and, on a lossy link, flashes whose first frame was lost (about -30 ms each).

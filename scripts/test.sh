@@ -21,13 +21,14 @@ done
 rm -rf "$vod"
 
 # Short player runs (about 20 s each): one viewer direct, one through the nginx edge, WHIP
-# publishers (GStreamer's simple-whip-client, Chromium's fake camera and microphone, and
-# Chromium's synthetic source for glass-to-glass latency and audio/video sync, also over a link
-# that loses 1% and reorders 3% of its packets), and the
-# negative control: a deliberately broken stream must fail the harness.
+# publishers (GStreamer's simple-whip-client, live and replaying flash/beep files for lip sync;
+# Chromium's fake camera and microphone; Chromium's synthetic source for glass-to-glass latency
+# and lip sync, also over a link that loses 1% and reorders 3% of its packets), and two
+# negative controls: deliberately broken streams must fail the harness.
 node player-test/run.mjs --duration 20
 node player-test/run.mjs --duration 20 --edge
 node player-test/run.mjs --duration 20 --publisher whip-gst --name whip-gst
+node player-test/run.mjs --duration 20 --publisher whip-gst-sync --name whip-gst-sync
 node player-test/run.mjs --duration 20 --publisher whip-chromium --name whip-chromium
 node player-test/run.mjs --duration 20 --publisher whip-canvas --name whip-canvas
 node player-test/run.mjs --duration 20 --publisher whip-canvas --name whip-lossy --impair-loss 0.01 --impair-reorder 0.03
