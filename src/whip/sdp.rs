@@ -16,10 +16,8 @@ pub enum Offered {
 pub struct Section {
     /// `audio`, `video`, `application`...
     pub kind: String,
-    /// Codec names from the `a=rtpmap` lines, in offer order, upper case.
-    pub codecs: Vec<String>,
-    /// The same with their payload types.
-    pub pts: Vec<(u8, String)>,
+    /// Payload types and codec names (upper case) from the `a=rtpmap` lines, in offer order.
+    pub codecs: Vec<(u8, String)>,
     /// Does the publisher send on it (`sendonly`/`sendrecv`, or no direction: sendrecv)?
     pub sends: bool,
 }
@@ -43,19 +41,15 @@ pub fn sections(sdp: &str) -> Vec<Section> {
             out.push(Section {
                 kind: m.split(' ').next().unwrap_or("").to_ascii_lowercase(),
                 codecs: Vec::new(),
-                pts: Vec::new(),
                 sends: true,
             });
         } else if let Some(cur) = out.last_mut() {
             if let Some(map) = line.strip_prefix("a=rtpmap:") {
                 let mut it = map.split(' ');
                 let pt = it.next().and_then(|p| p.parse::<u8>().ok());
-                if let Some(name) = it.next().and_then(|c| c.split('/').next()) {
-                    let name = name.to_ascii_uppercase();
-                    cur.codecs.push(name.clone());
-                    if let Some(pt) = pt {
-                        cur.pts.push((pt, name));
-                    }
+                let name = it.next().and_then(|c| c.split('/').next());
+                if let (Some(pt), Some(name)) = (pt, name) {
+                    cur.codecs.push((pt, name.to_ascii_uppercase()));
                 }
             } else if line == "a=recvonly" || line == "a=inactive" {
                 cur.sends = false;
@@ -91,7 +85,7 @@ pub fn plan(sdp: &str, transcode_video: bool) -> Result<Plan, String> {
     for s in secs.iter().filter(|s| s.sends) {
         match s.kind.as_str() {
             "video" if plan.video.is_none() => {
-                let fams: Vec<Offered> = s.codecs.iter().map(|c| family(c)).collect();
+                let fams: Vec<Offered> = s.codecs.iter().map(|(_, c)| family(c)).collect();
                 if fams.contains(&Offered::H264) {
                     plan.video = Some(Offered::H264);
                     plan.video_pts = pts_of(s, "H264");
@@ -118,7 +112,7 @@ pub fn plan(sdp: &str, transcode_video: bool) -> Result<Plan, String> {
                 }
             }
             "audio" if plan.audio.is_none() => {
-                if s.codecs.iter().any(|c| c == "OPUS") {
+                if s.codecs.iter().any(|(_, c)| c == "OPUS") {
                     plan.audio = Some(Offered::Opus);
                     plan.audio_pts = pts_of(s, "OPUS");
                 } else {
@@ -141,17 +135,17 @@ pub fn plan(sdp: &str, transcode_video: bool) -> Result<Plan, String> {
 }
 
 fn pts_of(s: &Section, name: &str) -> Vec<u8> {
-    s.pts
+    s.codecs
         .iter()
         .filter(|(_, n)| n == name)
         .map(|(pt, _)| *pt)
         .collect()
 }
 
-fn list(codecs: &[String]) -> String {
+fn list(codecs: &[(u8, String)]) -> String {
     let mut v: Vec<&str> = codecs
         .iter()
-        .map(String::as_str)
+        .map(|(_, c)| c.as_str())
         .filter(|c| {
             !matches!(
                 *c,

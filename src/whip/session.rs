@@ -330,14 +330,6 @@ impl State {
             if gap {
                 tracing::debug!(session = %self.p.id, seq = p.seq, lost = self.video_jb.lost, waited_ms = now.saturating_duration_since(p.arrival).as_millis() as u64, "video packets lost");
             }
-            let lost = self.video_jb.lost + self.audio_jb.lost;
-            if lost > self.lost_reported {
-                self.p.stats.packets_lost.fetch_add(
-                    lost - self.lost_reported,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                self.lost_reported = lost;
-            }
             match self.vpx.as_mut() {
                 Some((d, _)) => d.push(p, gap, &mut vpx_frames),
                 None => self.depack.push(p, gap, &mut aus),
@@ -397,6 +389,15 @@ impl State {
             };
             self.assembler.push(sample, now);
         }
+        // Report loss once per release, both tracks (not once per video packet).
+        let lost = self.video_jb.lost + self.audio_jb.lost;
+        if lost > self.lost_reported {
+            self.p.stats.packets_lost.fetch_add(
+                lost - self.lost_reported,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.lost_reported = lost;
+        }
         self.steps().await
     }
 
@@ -442,23 +443,8 @@ impl State {
                         t.force_keyframe();
                         continue;
                     }
-                    let mut api = self.p.rtc.direct_api();
-                    let rx = self
-                        .video_mid
-                        .and_then(|mid| api.stream_rx_by_mid(mid, None));
-                    match rx {
-                        Some(rx) => {
-                            rx.request_keyframe(KeyframeRequestKind::Pli);
-                            self.p
-                                .stats
-                                .keyframe_requests
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tracing::debug!(session = %self.p.id, "keyframe requested: {why}");
-                        }
-                        None => {
-                            tracing::debug!(session = %self.p.id, "keyframe request not sent yet: no video stream")
-                        }
-                    }
+                    // The assembler paces its own requests.
+                    self.send_pli(why);
                 }
                 Step::Warn(w) => {
                     tracing::warn!(session = %self.p.id, stream = %self.p.publication.name(), "{w}");
@@ -477,17 +463,27 @@ impl State {
             return;
         }
         self.last_pli = Some(now);
+        self.send_pli(why);
+    }
+
+    /// Sends one RTCP PLI on the video stream, if it exists yet.
+    fn send_pli(&mut self, why: &str) {
         let mut api = self.p.rtc.direct_api();
-        if let Some(rx) = self
+        match self
             .video_mid
             .and_then(|mid| api.stream_rx_by_mid(mid, None))
         {
-            rx.request_keyframe(KeyframeRequestKind::Pli);
-            self.p
-                .stats
-                .keyframe_requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(session = %self.p.id, "keyframe requested: {why}");
+            Some(rx) => {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
+                self.p
+                    .stats
+                    .keyframe_requests
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(session = %self.p.id, "keyframe requested: {why}");
+            }
+            None => {
+                tracing::debug!(session = %self.p.id, "keyframe request not sent yet: no video stream")
+            }
         }
     }
 
