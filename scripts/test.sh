@@ -20,6 +20,10 @@ for clip in bikes bframes; do
 done
 rm -rf "$vod"
 
+# The built-in player page: errors in words, picker and link follow the stream (screenshots
+# in player-test/out/page/).
+node player-test/page-test.mjs
+
 # Short player runs (about 20 s each): one viewer direct, one through the nginx edge, WHIP
 # publishers (GStreamer's simple-whip-client, live and replaying flash/beep files for lip sync;
 # Chromium's fake camera and microphone; Chromium's synthetic source for glass-to-glass latency

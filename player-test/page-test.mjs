@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// The built-in player page at `/`, as a newcomer uses it: `llhls serve` with its demo stream,
+// the page opened in headless Chromium.
+//   1. A link to a stream that does not exist (`/#/live/nope/index.m3u8`) must say so in words
+//      (HTTP 404, and which streams are live), not spin on "waiting for a stream" forever, and
+//      the stream picker must not show another stream's name.
+//   2. Picking the demo in the picker plays it and makes the link shareable (`#/live/demo/...`).
+//   3. No script error on the page, no favicon 404.
+// Screenshots of both states go to player-test/out/page/.
+//   node player-test/page-test.mjs [--llhls target/debug/llhls]
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..');
+const args = process.argv.slice(2);
+const opt = (name, def) => { const i = args.indexOf('--' + name); return i >= 0 ? args[i + 1] : def; };
+const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
+const outDir = join(here, 'out', 'page');
+mkdirSync(outDir, { recursive: true });
+
+const freePort = () => new Promise((res, rej) => {
+  const s = net.createServer(); s.unref(); s.on('error', rej);
+  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+});
+const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+const httpPort = await freePort(), rtmpPort = await freePort(), whipPort = await freePort();
+const origin = `http://127.0.0.1:${httpPort}`;
+const log = [];
+const server = spawn(llhlsBin, ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
+  '--whip-udp', `127.0.0.1:${whipPort}`, '--demo', 'true'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
+server.stdout.on('data', d => log.push(d)); server.stderr.on('data', d => log.push(d));
+const failures = [];
+let browser = null;
+const finish = async (code) => {
+  try { if (browser) await browser.close(); } catch {}
+  server.kill('SIGKILL');
+  writeFileSync(join(outDir, 'llhls.log'), Buffer.concat(log));
+  console.log(`${failures.length ? 'FAIL' : 'PASS'} player page: ${failures.length ? failures.join('; ') : 'errors shown, picker and link follow the stream, demo plays'} -> ${outDir}`);
+  process.exit(code ?? (failures.length ? 1 : 0));
+};
+setTimeout(() => { failures.push('timed out after 120 s'); finish(1); }, 120000).unref();
+
+// The demo goes live once its first segment is complete.
+for (let i = 0; ; i++) {
+  try {
+    const r = await fetch(`${origin}/live/demo/index.m3u8`);
+    if (r.ok) break;
+  } catch {}
+  if (i > 300) { failures.push('the demo stream never went live'); await finish(1); }
+  await sleep(100);
+}
+
+const { chromium } = await import('playwright-core');
+browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'] });
+const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+const pageErrors = [], notFound = [];
+page.on('pageerror', e => pageErrors.push(String(e)));
+page.on('response', r => { if (r.status() === 404 && !r.url().includes('/live/nope/')) notFound.push(r.url()); });
+
+// 1. A link to a stream that does not exist.
+await page.goto(`${origin}/#/live/nope/index.m3u8`);
+let status = '';
+for (let i = 0; i < 100; i++) {
+  status = await page.evaluate(() => { const e = document.querySelector('#status'); return e ? e.className + ': ' + e.textContent : 'no status line'; });
+  if (status.startsWith('error')) break;
+  await sleep(200);
+}
+await page.screenshot({ path: join(outDir, '1-unknown-stream.png') });
+if (!status.includes('No stream at /live/nope/index.m3u8 (HTTP 404)')) failures.push(`unknown stream: status line was "${status}"`);
+if (!status.includes('Live now: demo')) failures.push(`unknown stream: status does not list the live streams: "${status}"`);
+const picked = await page.$eval('#streams', s => s.options[s.selectedIndex]?.textContent || '');
+if (picked === 'demo') failures.push('unknown stream: the picker shows "demo" while the page tries /live/nope');
+
+// 2. Pick the demo: it plays, the status clears, the link follows.
+await page.selectOption('#streams', '/live/demo/index.m3u8');
+let t = 0;
+for (let i = 0; i < 100 && t < 2; i++) { await sleep(200); t = await page.$eval('#video', v => v.currentTime); }
+await sleep(1000);
+await page.screenshot({ path: join(outDir, '2-demo-playing.png') });
+if (t < 2) failures.push(`demo: played only ${t.toFixed(2)} s after being picked`);
+const hash = await page.evaluate(() => location.hash);
+if (hash !== '#/live/demo/index.m3u8') failures.push(`demo: the link is "${hash}", not #/live/demo/index.m3u8`);
+const status2 = await page.evaluate(() => document.querySelector('#status')?.textContent ?? 'no status line');
+if (status2) failures.push(`demo: the status line still says "${status2}"`);
+const stats = await page.$eval('#stats', e => e.textContent);
+if (!/live latency \(hls\.js\) \d+\.\d\d s/.test(stats)) failures.push(`demo: stats show no latency: "${stats}"`);
+
+// 3. Nothing broke on the way.
+if (pageErrors.length) failures.push(`script errors on the page: ${pageErrors.slice(0, 3).join(' | ')}`);
+if (notFound.length) failures.push(`404s: ${notFound.slice(0, 3).join(', ')}`);
+await finish();
