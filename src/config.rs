@@ -10,12 +10,15 @@ use clap::Args;
 use llhls_packager::{Addressing, Layout, PackagerConfig};
 use serde::Deserialize;
 
-/// `llhls serve` options. Every flag also reads an `LLHLS_*` environment variable, and every
-/// value can come from the `--config` TOML file (same names, snake_case).
-#[derive(Debug, Args, Default)]
+/// `llhls serve` options, declared once: every flag also reads an `LLHLS_*` environment
+/// variable, and the `--config` TOML file deserializes into this same struct (same names,
+/// snake_case), so a setting cannot exist for one source and not the other.
+#[derive(Debug, Args, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ServeArgs {
     /// TOML configuration file (see README "Configuration").
     #[arg(long, env = "LLHLS_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// HTTP listen address for players and CDN edges [default: 0.0.0.0:8080].
     #[arg(long, env = "LLHLS_HTTP")]
@@ -50,7 +53,9 @@ pub struct ServeArgs {
     pub delta_updates: Option<bool>,
     /// Publish keys, comma-separated. Publishers append `?key=KEY` to the stream name. Empty:
     /// anyone can publish.
+    /// In TOML either an array of strings or one comma-separated string.
     #[arg(long, env = "LLHLS_PUBLISH_KEYS", value_delimiter = ',')]
+    #[serde(deserialize_with = "comma_list")]
     pub publish_keys: Option<Vec<String>>,
     /// Seconds a stream waits for its publisher to reconnect before it ends [default: 10].
     #[arg(long, env = "LLHLS_RECONNECT_GRACE_SECS")]
@@ -95,40 +100,28 @@ pub struct ServeArgs {
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
+    #[serde(skip)]
     pub break_codecs: bool,
     /// Test only: publish WHIP audio 400 ms late, so player tests can prove that their
     /// lip-sync check catches it.
     #[arg(long, hide = true, env = "LLHLS_BREAK_AV_SYNC")]
+    #[serde(skip)]
     pub break_av_sync: bool,
 }
 
-/// The same settings as read from the TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    http: Option<SocketAddr>,
-    rtmp: Option<SocketAddr>,
-    demo: Option<bool>,
-    demo_file: Option<PathBuf>,
-    part_target_ms: Option<u64>,
-    segment_target_ms: Option<u64>,
-    window_segments: Option<usize>,
-    layout: Option<String>,
-    addressing: Option<String>,
-    delta_updates: Option<bool>,
-    publish_keys: Option<Vec<String>>,
-    reconnect_grace_secs: Option<u64>,
-    max_connections: Option<usize>,
-    max_held_per_stream: Option<usize>,
-    header_timeout_secs: Option<u64>,
-    max_header_bytes: Option<usize>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    whip_udp: Option<String>,
-    whip_public_ip: Option<std::net::IpAddr>,
-    whip_audio: Option<String>,
-    whip_max_sessions: Option<usize>,
-    whip_transcode_video: Option<bool>,
+/// `publish_keys` in TOML: `["a", "b"]` or `"a,b"` (the form the flag and the environment
+/// variable take).
+fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match List::deserialize(d)? {
+        List::One(s) => s.split(',').map(str::to_string).collect(),
+        List::Many(v) => v,
+    }))
 }
 
 /// Validated configuration.
@@ -159,9 +152,9 @@ pub struct Config {
 impl Config {
     /// Merges flags/env over the file over defaults, then validates.
     pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
-        let file: FileConfig = match &args.config {
+        let file: ServeArgs = match &args.config {
             Some(p) => read_file(p)?,
-            None => FileConfig::default(),
+            None => ServeArgs::default(),
         };
         macro_rules! pick {
             ($f:ident, $d:expr) => {
@@ -248,7 +241,7 @@ impl Config {
     }
 }
 
-fn read_file(p: &Path) -> anyhow::Result<FileConfig> {
+fn read_file(p: &Path) -> anyhow::Result<ServeArgs> {
     let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
 }
@@ -285,6 +278,21 @@ mod tests {
         assert_eq!(c.packager.part_target, Duration::from_millis(250));
         assert_eq!(c.packager.layout, Layout::Separate);
         assert_eq!(c.publish_keys, vec!["a".to_string()]);
+        // A comma-separated string works in TOML as it does for the flag.
+        std::fs::write(&f, "publish_keys = \"a, b\"\n").unwrap();
+        let c = Config::load(&ServeArgs {
+            config: Some(f.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.publish_keys, vec!["a".to_string(), "b".to_string()]);
+        // Test-only switches cannot be set from a file.
+        std::fs::write(&f, "break_codecs = true\n").unwrap();
+        assert!(Config::load(&ServeArgs {
+            config: Some(f.clone()),
+            ..Default::default()
+        })
+        .is_err());
         std::fs::write(&f, "nonsense = 1\n").unwrap();
         assert!(Config::load(&ServeArgs {
             config: Some(f),
