@@ -188,11 +188,23 @@ let nginx = null, edgeDir = null;
 if (useEdge) {
   edgeDir = mkdtempSync(join(tmpdir(), 'llhls-edge-'));
   const edgePort = await freePort();
-  const conf = readFileSync(join(here, 'nginx-edge.conf'), 'utf8')
-    .replaceAll('@PREFIX@', edgeDir).replaceAll('@LISTEN@', `127.0.0.1:${edgePort}`)
-    .replaceAll('@ORIGIN@', `127.0.0.1:${httpPort}`)
+  // The shipped conf.d file, with this run's port, origin and cache folder, inside a minimal
+  // main configuration that keeps every nginx file in the temp folder.
+  const edge = readFileSync(join(here, 'nginx-edge.conf'), 'utf8')
+    .replace('proxy_cache_path /var/cache/llhls ', `proxy_cache_path ${join(edgeDir, 'cache')} `)
+    .replace('server 127.0.0.1:8080;', `server 127.0.0.1:${httpPort};`)
+    .replace('listen 80;', `listen 127.0.0.1:${edgePort};`);
+  if (!edge.includes(edgeDir) || !edge.includes(`:${httpPort};`) || !edge.includes(`:${edgePort};`)) throw new Error('nginx-edge.conf no longer has the lines this harness rewrites');
+  writeFileSync(join(edgeDir, 'llhls-edge.conf'), edge);
+  const conf = [
+    'worker_processes 1;', 'daemon off;',
     // As root, nginx's workers would drop to `nobody` and could not write the cache here.
-    .replace('worker_processes 1;', process.getuid && process.getuid() === 0 ? 'worker_processes 1;\nuser root;' : 'worker_processes 1;');
+    ...(process.getuid && process.getuid() === 0 ? ['user root;'] : []),
+    `pid ${edgeDir}/nginx.pid;`, `error_log ${edgeDir}/error.log warn;`,
+    'events { worker_connections 4096; }',
+    'http {', `  access_log ${edgeDir}/access.log;`,
+    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(t => `  ${t}_temp_path ${edgeDir}/${t}_temp;`),
+    `  include ${join(edgeDir, 'llhls-edge.conf')};`, '}', ''].join('\n');
   writeFileSync(join(edgeDir, 'nginx.conf'), conf);
   nginx = run('nginx', ['-c', join(edgeDir, 'nginx.conf'), '-p', edgeDir], 'nginx.log');
   playBase = `http://127.0.0.1:${edgePort}`;
