@@ -14,7 +14,7 @@ fi
 
 pkgs=(ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
       libavfilter-dev libavdevice-dev clang libclang-dev pkg-config libssl-dev gcc libc6-dev
-      nginx chromium fonts-dejavu-core python3-pip curl ca-certificates
+      nginx chromium fonts-dejavu-core python3-pip curl ca-certificates systemd
       simple-whip-client gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
       gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice)
 missing=()

@@ -11,6 +11,17 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bins
 cargo test --workspace
 
+# The systemd unit shipped in scripts/ verifies cleanly (any warning fails).
+unit=$(mktemp -d)
+sed "s#/usr/local/bin/llhls#$PWD/target/debug/llhls#" scripts/llhls.service > "$unit/llhls.service"
+out=$(systemd-analyze verify "$unit/llhls.service" 2>&1 || echo "systemd-analyze failed")
+rm -rf "$unit"
+if [ -n "$out" ]; then
+  echo "$out" >&2
+  echo "test.sh: scripts/llhls.service does not verify" >&2
+  exit 1
+fi
+
 # llhls package output plays to the end in hls.js: real footage with irregular keyframes,
 # and a clip with B-frames (their decode is checked frame by frame in tests/package.rs).
 vod=$(mktemp -d)
