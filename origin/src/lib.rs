@@ -5,7 +5,7 @@
 //! - [`live`]: one task per stream owns its [`llhls_packager::Packager`], stores objects, renders
 //!   every playlist view (plain and gzip) once per change and publishes an `Arc<Published>`
 //!   through a `tokio::sync::watch` channel. Publish order: store bytes, swap, wake.
-//! - [`Origin::handle`]: routing, blocking reloads (`wait_for` on the watch channel, so no
+//! - [`Origin::service`] (a `tower::Service`): routing, nested services (WHIP under `/whip`), blocking reloads (`wait_for` on the watch channel, so no
 //!   wake-up is lost and a client that leaves drops its future), hinted-part holds, byte
 //!   ranges (including RFC 8673 open-ended hints), Cache-Control per object class, CORS, gzip.
 //! - [`server`]: HTTP/1.1 and h2c on one port, HTTPS with ALPN h2, connection and header
@@ -22,4 +22,7 @@ mod service;
 
 pub use body::Body;
 pub use live::{wall_now, Command, StreamInput};
-pub use service::{AlreadyLive, Fallback, IntoIncoming, Origin, OriginConfig};
+pub use service::{
+    router, AlreadyLive, BodyError, BoxError, NestedService, Origin, OriginConfig, OriginService,
+    RequestBody,
+};

@@ -2,30 +2,55 @@
 //! header policy per object class (LLHLS-RULES §2-4).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
 use llhls_packager::{classify, Decision, Directives, Packager, SkipMode};
 use tokio::sync::watch;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceExt;
 
 use crate::body::Body;
 use crate::live::{spawn_stream, Object, Published, Stream, StreamInput};
 use crate::metrics::{Class, Metrics};
 
-/// A handler for paths the origin does not own (player page, WHIP, ...).
-pub trait Fallback: Send + Sync + 'static {
-    /// Handles the request; the origin adds CORS headers to the response.
-    fn handle(
-        &self,
-        req: Request<hyper::body::Incoming>,
-    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+/// An error a request body may yield.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body a nested service receives: whatever body the origin was called with, boxed.
+pub type RequestBody = UnsyncBoxBody<Bytes, BodyError>;
+
+/// An error reading a request body: the transport's error, boxed. A named type rather than
+/// `BoxError` itself, whose `dyn` lifetime trips rustc's higher-ranked checks in `Send` futures.
+#[derive(Debug)]
+pub struct BodyError(pub BoxError);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// A service mounted under a path prefix (WHIP under `/whip`): it sees the full path, and the
+/// origin adds CORS headers to its responses.
+pub type NestedService =
+    BoxCloneSyncService<Request<RequestBody>, Response<Body>, std::convert::Infallible>;
 
 /// Origin settings.
 #[derive(Debug, Clone)]
@@ -62,7 +87,7 @@ pub struct Origin {
     config: OriginConfig,
     pages: RwLock<HashMap<String, (&'static str, Bytes)>>,
     extra_metrics: RwLock<Vec<Arc<dyn Fn() -> String + Send + Sync>>>,
-    fallback: RwLock<Option<Arc<dyn Fallback>>>,
+    nested: RwLock<Vec<(String, NestedService)>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -183,7 +208,7 @@ impl Origin {
             config,
             pages: RwLock::new(HashMap::new()),
             extra_metrics: RwLock::new(Vec::new()),
-            fallback: RwLock::new(None),
+            nested: RwLock::new(Vec::new()),
             shutdown: watch::channel(false).0,
         })
     }
@@ -204,9 +229,43 @@ impl Origin {
             .push(f);
     }
 
-    /// Routes paths the origin does not own to `f`.
-    pub fn set_fallback(&self, f: Arc<dyn Fallback>) {
-        *self.fallback.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    /// Mounts `service` under `prefix` (e.g. WHIP under `/whip`): every request for `prefix`
+    /// or a path below it, OPTIONS included, goes to `service` with its full path.
+    pub fn nest<S>(&self, prefix: &str, service: S)
+    where
+        S: tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.nested
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((
+                prefix.trim_end_matches('/').to_string(),
+                NestedService::new(service),
+            ));
+    }
+
+    /// The service mounted over `path`, if any.
+    fn nested_for(&self, path: &str) -> Option<NestedService> {
+        self.nested
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(prefix, _)| {
+                path.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The origin as a `tower::Service`: what the server runs on each connection, and what
+    /// tests call in-process with no socket (`ServiceExt::oneshot`).
+    pub fn service(self: &Arc<Self>) -> OriginService {
+        router(self.clone())
     }
 
     /// Starts a live stream `name` packaged by `packager`. Refused while a stream of that name
@@ -275,10 +334,10 @@ impl Origin {
 
     /// Handles one request, in a `request` tracing span naming the method and path (the
     /// stream and object). Never panics on any input.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
     where
-        B: Send + 'static,
-        Request<B>: IntoIncoming,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
     {
         use tracing::Instrument;
         let span =
@@ -288,14 +347,25 @@ impl Origin {
 
     async fn handle_inner<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
     where
-        B: Send + 'static,
-        Request<B>: IntoIncoming,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
     {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let head_only = method == Method::HEAD;
-        let reply = if method == Method::OPTIONS && path != "/" && !path.starts_with("/whip") {
+        if let Some(nested) = self.nested_for(&path) {
+            let req = req.map(|b| b.map_err(|e| BodyError(e.into())).boxed_unsync());
+            let mut resp = nested.oneshot(req).await.unwrap_or_else(|e| match e {});
+            add_cors(resp.headers_mut());
+            self.metrics.request(Class::Other, resp.status().as_u16());
+            return resp;
+        }
+        let gzip = accepts_gzip(&req);
+        let range = req.headers().get(header::RANGE).cloned();
+        let query = req.uri().query().unwrap_or("").to_string();
+        drop(req);
+        let reply = if method == Method::OPTIONS && path != "/" {
             Reply {
                 status: StatusCode::NO_CONTENT,
                 class: Class::Other,
@@ -371,20 +441,16 @@ impl Origin {
                             "no-store",
                         )
                     }
-                    Route::Multivariant { stream } => self.multivariant(stream, &req),
+                    Route::Multivariant { stream } => self.multivariant(stream, gzip),
                     Route::Media { stream, rendition } => {
-                        let query = req.uri().query().unwrap_or("").to_string();
-                        self.media(stream, rendition, &query, &req).await
+                        self.media(stream, rendition, &query, gzip).await
                     }
                     Route::Object {
                         stream,
                         uri,
                         rendition,
                         file,
-                    } => {
-                        let range = req.headers().get(header::RANGE).cloned();
-                        self.object(stream, &uri, rendition, file, range).await
-                    }
+                    } => self.object(stream, &uri, rendition, file, range).await,
                     Route::Other => {
                         let page = self
                             .pages
@@ -392,20 +458,10 @@ impl Origin {
                             .unwrap_or_else(|e| e.into_inner())
                             .get(&path)
                             .cloned();
-                        let fallback = self
-                            .fallback
-                            .read()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .clone();
                         if let Some((ct, body)) =
                             page.filter(|_| method == Method::GET || head_only)
                         {
                             text_reply(Class::Other, ct, body, "no-cache")
-                        } else if let (Some(f), Some(incoming)) = (fallback, req.into_incoming()) {
-                            let mut resp = f.handle(incoming).await;
-                            add_cors(resp.headers_mut());
-                            self.metrics.request(Class::Other, resp.status().as_u16());
-                            return resp;
                         } else {
                             Reply::error(StatusCode::NOT_FOUND, Class::Other, "not found")
                         }
@@ -452,7 +508,7 @@ impl Origin {
         Ok((s, p))
     }
 
-    fn multivariant<B>(&self, stream: &str, req: &Request<B>) -> Reply {
+    fn multivariant(&self, stream: &str, gzip: bool) -> Reply {
         let (_, p) = match self.published(stream) {
             Ok(x) => x,
             Err(mut e) => {
@@ -464,19 +520,12 @@ impl Origin {
             Class::Multivariant,
             &p,
             &p.multivariant,
-            accepts_gzip(req),
+            gzip,
             p.plain_cache.clone(),
         )
     }
 
-    async fn media<B>(
-        &self,
-        stream: &str,
-        rendition: &str,
-        query: &str,
-        req: &Request<B>,
-    ) -> Reply {
-        let gzip = accepts_gzip(req);
+    async fn media(&self, stream: &str, rendition: &str, query: &str, gzip: bool) -> Reply {
         let directives = match Directives::parse(query) {
             Ok(d) => d,
             Err(e) => {
@@ -821,21 +870,32 @@ impl Origin {
     }
 }
 
-/// Lets `handle` hand the original request to a [`Fallback`] when it is a hyper request.
-pub trait IntoIncoming {
-    /// The hyper request, when this is one.
-    fn into_incoming(self) -> Option<Request<hyper::body::Incoming>>;
+/// The origin's router as a `tower::Service` over requests with any body (hyper's `Incoming`
+/// on a server, [`Body`] in tests). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OriginService(Arc<Origin>);
+
+/// The router over `origin`: see [`Origin::service`].
+pub fn router(origin: Arc<Origin>) -> OriginService {
+    OriginService(origin)
 }
 
-impl IntoIncoming for Request<hyper::body::Incoming> {
-    fn into_incoming(self) -> Option<Request<hyper::body::Incoming>> {
-        Some(self)
+impl<B> tower::Service<Request<B>> for OriginService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
-}
 
-impl IntoIncoming for Request<()> {
-    fn into_incoming(self) -> Option<Request<hyper::body::Incoming>> {
-        None
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let origin = self.0.clone();
+        Box::pin(async move { Ok(origin.handle(req).await) })
     }
 }
 
