@@ -85,7 +85,7 @@ impl Live {
 /// The stored chunks of the object at `uri` (to tell a reference from a copy).
 fn stored_chunks(live: &Live, uri: &str) -> Vec<Bytes> {
     match live.input.stream.object(uri) {
-        Some(Object::Growing(parts)) => parts,
+        Some(Object::Growing(rope)) => rope.parts().to_vec(),
         Some(Object::Complete(b)) => vec![b],
         None => Vec::new(),
     }

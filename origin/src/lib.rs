@@ -17,6 +17,7 @@
 pub mod body;
 pub mod live;
 pub mod metrics;
+pub mod rope;
 pub mod server;
 mod service;
 

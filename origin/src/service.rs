@@ -843,12 +843,14 @@ impl Origin {
                 };
                 let len = o.len();
                 if len > sent {
-                    let chunk = o.slice(sent, len);
-                    metrics
-                        .bytes_out
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if tx.send(chunk).await.is_err() {
-                        break;
+                    // Each part as stored, by reference: no copy per viewer.
+                    for chunk in o.slice(sent, len) {
+                        metrics
+                            .bytes_out
+                            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        if tx.send(chunk).await.is_err() {
+                            return;
+                        }
                     }
                     sent = len;
                 }
@@ -861,7 +863,7 @@ impl Origin {
             .map(|e| e.to_string())
             .unwrap_or_else(|| RANGE_MAX.to_string());
         let mut r = partial(
-            media_reply(class, content_type, Bytes::new()),
+            media_reply(class, content_type, Vec::new()),
             format!("bytes {start}-{end_s}/*"),
         );
         r.body = Body::Stream(rx);
@@ -1015,7 +1017,8 @@ fn text_reply(class: Class, ct: &'static str, body: Bytes, cc: &'static str) -> 
     }
 }
 
-fn media_reply(class: Class, ct: &'static str, body: Bytes) -> Reply {
+/// A media object (or a range of it) sent as the given slices of stored buffers.
+fn media_reply(class: Class, ct: &'static str, body: Vec<Bytes>) -> Reply {
     Reply {
         status: StatusCode::OK,
         class,
@@ -1024,8 +1027,8 @@ fn media_reply(class: Class, ct: &'static str, body: Bytes) -> Reply {
             (header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE)),
             (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
         ],
-        len: Some(body.len() as u64),
-        body: Body::full(body),
+        len: Some(body.iter().map(|b| b.len() as u64).sum()),
+        body: Body::chunks(body),
     }
 }
 
@@ -1046,7 +1049,7 @@ fn range_not_satisfiable(class: Class, len: u64) -> Reply {
 fn serve_bytes(class: Class, ct: &'static str, bytes: Bytes, range: Option<ByteRange>) -> Reply {
     let len = bytes.len() as u64;
     let Some(range) = range else {
-        return media_reply(class, ct, bytes);
+        return media_reply(class, ct, vec![bytes]);
     };
     let (start, last) = match range {
         ByteRange::FromTo(a, b) => (a, b.min(len.saturating_sub(1))),
@@ -1057,7 +1060,7 @@ fn serve_bytes(class: Class, ct: &'static str, bytes: Bytes, range: Option<ByteR
         return range_not_satisfiable(class, len);
     }
     partial(
-        media_reply(class, ct, bytes.slice(start as usize..=last as usize)),
+        media_reply(class, ct, vec![bytes.slice(start as usize..=last as usize)]),
         format!("bytes {start}-{last}/{len}"),
     )
 }

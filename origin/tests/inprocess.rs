@@ -102,16 +102,12 @@ async fn call(origin: &Arc<Origin>, req: Request<Body>) -> Response<Body> {
 }
 
 async fn body(resp: Response<Body>) -> Bytes {
-    match resp.into_body() {
-        Body::Full(b) => b.unwrap_or_default(),
-        Body::Stream(mut rx) => {
-            let mut out = Vec::new();
-            while let Some(c) = rx.recv().await {
-                out.extend_from_slice(&c);
-            }
-            Bytes::from(out)
-        }
-    }
+    use http_body_util::BodyExt;
+    resp.into_body()
+        .collect()
+        .await
+        .unwrap_or_else(|e| match e {})
+        .to_bytes()
 }
 
 async fn text(resp: Response<Body>) -> String {
