@@ -48,7 +48,10 @@ pub(crate) async fn serve_growing(
     };
     let end = match end {
         Some(end) if end < RANGE_MAX => end,
-        _ => return open_ended(origin, s, uri, class, content_type, start, end, deadline),
+        _ => {
+            let reply = media_reply(class, content_type, Vec::new());
+            return open_ended(origin, s, uri, reply, (start, end), deadline);
+        }
     };
     let _g = origin.hold(s).ok_or(Error::TooManyHeld)?;
     let o = wait_object(s, uri, deadline, |o| {
@@ -85,16 +88,14 @@ fn closed(
     ))
 }
 
-/// RFC 8673 open-ended range on a growing segment: 206 now, then each part as it completes.
-#[allow(clippy::too_many_arguments)]
+/// RFC 8673 open-ended range on a growing segment: 206 now (`reply` with a streamed body),
+/// then each part as it completes.
 fn open_ended(
     origin: &Origin,
     s: &Arc<Stream>,
     uri: &str,
-    class: Class,
-    content_type: &'static str,
-    start: u64,
-    end: Option<u64>,
+    reply: Reply,
+    (start, end): (u64, Option<u64>),
     deadline: tokio::time::Instant,
 ) -> Result<Reply, Error> {
     let guard = origin.hold(s).ok_or(Error::TooManyHeld)?;
@@ -134,10 +135,7 @@ fn open_ended(
     let end_s = end
         .map(|e| e.to_string())
         .unwrap_or_else(|| RANGE_MAX.to_string());
-    let mut r = partial(
-        media_reply(class, content_type, Vec::new()),
-        format!("bytes {start}-{end_s}/*"),
-    );
+    let mut r = partial(reply, format!("bytes {start}-{end_s}/*"));
     r.body = Body::Stream(rx);
     r.len = None;
     Ok(r)
