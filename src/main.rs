@@ -201,7 +201,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(udp = %w.local_addr()?, %candidate, "WHIP: POST offers to {scheme}://{}/whip/live/NAME (ICE candidate {candidate})", http.local_addr()?);
         let wm = w.clone();
         origin.add_metrics(Arc::new(move || wm.render_metrics()));
-        origin.set_fallback(Arc::new(whip::WhipHttp(w)));
+        origin.nest("/whip", whip::WhipHttp(w));
     }
     if config.demo {
         source::init()?;

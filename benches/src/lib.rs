@@ -3,6 +3,8 @@
 //!
 //! - `benches/packager.rs`: criterion micro-benches (packaging per frame, playlist render per
 //!   view, directive parsing, box writing).
+//! - `benches/origin.rs`: criterion: byte ranges of a growing segment served by the origin
+//!   in-process (requests/s, bytes copied and allocated per request).
 //! - `src/bin/fanout.rs`: holds N viewers issuing blocking playlist reloads as hls.js does.
 //! - `src/bin/refserver.rs`: the reference: bare hyper + `tokio::sync::watch` long-poll, no
 //!   LL-HLS work.

@@ -4,10 +4,17 @@
 //!
 //! - [`live`]: one task per stream owns its [`llhls_packager::Packager`], stores objects, renders
 //!   every playlist view (plain and gzip) once per change and publishes an `Arc<Published>`
-//!   through a `tokio::sync::watch` channel. Publish order: store bytes, swap, wake.
-//! - [`Origin::handle`]: routing, blocking reloads (`wait_for` on the watch channel, so no
-//!   wake-up is lost and a client that leaves drops its future), hinted-part holds, byte
-//!   ranges (including RFC 8673 open-ended hints), Cache-Control per object class, CORS, gzip.
+//!   through a `tokio::sync::watch` channel. Publish order: store bytes, swap, wake. Growing
+//!   segments are a [`rope`] of the parts' `Bytes`, sliced and never copied per request.
+//! - [`Origin`]: the state (streams, pages, nested services, the limit on held requests);
+//!   [`Origin::service`] is the `tower::Service` the server runs and tests call in-process.
+//! - Request handling, one module per job: [`mod@router`] (dispatch, nested services such as WHIP
+//!   under `/whip`, CORS preflights, finishing replies), [`route`] (path -> typed route),
+//!   `playlist` (multivariant, media playlists, blocking reloads: `wait_for` on the watch
+//!   channel, so no wake-up is lost and a client that leaves drops its future), `media`
+//!   (init, parts, segments, hinted-part holds), `growing` (byte ranges of a growing segment,
+//!   RFC 8673 open-ended hints), [`range`] (Range parsing, 206/416), `headers` (Cache-Control
+//!   per object class, CORS, gzip), [`error`] (one error type mapped to statuses).
 //! - [`server`]: HTTP/1.1 and h2c on one port, HTTPS with ALPN h2, connection and header
 //!   limits, graceful shutdown.
 //! - [`metrics`]: Prometheus counters.
@@ -15,11 +22,22 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod error;
+mod growing;
+mod headers;
 pub mod live;
+mod media;
 pub mod metrics;
+mod origin;
+mod playlist;
+pub mod range;
+pub mod rope;
+pub mod route;
+pub mod router;
 pub mod server;
-mod service;
 
 pub use body::Body;
+pub use error::Error;
 pub use live::{wall_now, Command, StreamInput};
-pub use service::{AlreadyLive, Fallback, IntoIncoming, Origin, OriginConfig};
+pub use origin::{AlreadyLive, Origin, OriginConfig};
+pub use router::{router, BodyError, BoxError, NestedService, OriginService, RequestBody};

@@ -21,6 +21,7 @@ use llhls_packager::{
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
+use crate::rope::Rope;
 
 /// A playlist rendered once, plain and gzip'd.
 #[derive(Debug, Clone)]
@@ -123,13 +124,13 @@ impl Published {
     }
 }
 
-/// An object in the store.
+/// An object in the store. Cloning it copies no payload.
 #[derive(Debug, Clone)]
 pub enum Object {
     /// Complete and immutable.
     Complete(Bytes),
     /// A segment still growing part by part (byte-range addressing).
-    Growing(Vec<Bytes>),
+    Growing(Rope),
 }
 
 impl Object {
@@ -137,7 +138,7 @@ impl Object {
     pub fn len(&self) -> u64 {
         match self {
             Object::Complete(b) => b.len() as u64,
-            Object::Growing(parts) => parts.iter().map(|p| p.len() as u64).sum(),
+            Object::Growing(rope) => rope.len(),
         }
     }
 
@@ -146,23 +147,19 @@ impl Object {
         self.len() == 0
     }
 
-    /// Bytes [start, end) of what is available, as one buffer.
-    pub fn slice(&self, start: u64, end: u64) -> Bytes {
+    /// Bytes `[start, end)` of what is available (clamped to it), as slices of the stored
+    /// buffers: no payload is copied.
+    pub fn slice(&self, start: u64, end: u64) -> Vec<Bytes> {
         match self {
-            Object::Complete(b) => b.slice(start as usize..end as usize),
-            Object::Growing(parts) => {
-                let mut out = Vec::with_capacity((end - start) as usize);
-                let mut off = 0u64;
-                for p in parts {
-                    let (ps, pe) = (off, off + p.len() as u64);
-                    let (s, e) = (start.max(ps), end.min(pe));
-                    if s < e {
-                        out.extend_from_slice(&p[(s - ps) as usize..(e - ps) as usize]);
-                    }
-                    off = pe;
+            Object::Complete(b) => {
+                let end = end.min(b.len() as u64);
+                if start >= end {
+                    return Vec::new();
                 }
-                Bytes::from(out)
+                // `start < end <= b.len()`.
+                vec![b.slice(start as usize..end as usize)]
             }
+            Object::Growing(rope) => rope.slice(start, end),
         }
     }
 }
@@ -199,7 +196,7 @@ impl Stream {
         self.published.borrow().clone()
     }
 
-    /// The object at `uri`, if stored.
+    /// The object at `uri`, if stored (a reference-counted handle: no payload is copied).
     pub fn object(&self, uri: &str) -> Option<Object> {
         self.objects
             .read()
@@ -324,9 +321,9 @@ fn drain(
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
                 match objects
                     .entry(uri)
-                    .or_insert_with(|| Object::Growing(Vec::new()))
+                    .or_insert_with(|| Object::Growing(Rope::default()))
                 {
-                    Object::Growing(parts) => parts.push(bytes),
+                    Object::Growing(rope) => rope.push(bytes),
                     Object::Complete(_) => {}
                 }
             }

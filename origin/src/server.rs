@@ -7,12 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -138,11 +136,7 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let o = origin.clone();
-        let svc = service_fn(move |req: Request<Incoming>| {
-            let o = o.clone();
-            async move { Ok::<_, std::convert::Infallible>(o.handle(req).await) }
-        });
+        let svc = TowerToHyperService::new(origin.service());
         let metrics = origin.metrics.clone();
         metrics.connections.fetch_add(1, Ordering::Relaxed);
         let b = builder.clone();

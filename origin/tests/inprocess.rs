@@ -9,6 +9,7 @@ use http::{Request, Response, StatusCode};
 use llhls_origin::{Body, Command, Origin, OriginConfig, StreamInput};
 use llhls_packager::synth::Publisher;
 use llhls_packager::{Addressing, Packager, PackagerConfig};
+use tower::ServiceExt;
 
 struct Live {
     origin: Arc<Origin>,
@@ -81,27 +82,32 @@ impl Live {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        self.origin.clone().handle(b.body(()).unwrap()).await
+        call(&self.origin, b.body(Body::empty()).unwrap()).await
     }
 
     fn spawn_get(&self, uri: &str) -> tokio::task::JoinHandle<Response<Body>> {
         let origin = self.origin.clone();
-        let req = Request::builder().uri(uri).body(()).unwrap();
-        tokio::spawn(async move { origin.handle(req).await })
+        let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        tokio::spawn(async move { call(&origin, req).await })
     }
 }
 
+/// Calls the origin's service in-process, as the server does for each request.
+async fn call(origin: &Arc<Origin>, req: Request<Body>) -> Response<Body> {
+    origin
+        .service()
+        .oneshot(req)
+        .await
+        .unwrap_or_else(|e| match e {})
+}
+
 async fn body(resp: Response<Body>) -> Bytes {
-    match resp.into_body() {
-        Body::Full(b) => b.unwrap_or_default(),
-        Body::Stream(mut rx) => {
-            let mut out = Vec::new();
-            while let Some(c) = rx.recv().await {
-                out.extend_from_slice(&c);
-            }
-            Bytes::from(out)
-        }
-    }
+    use http_body_util::BodyExt;
+    resp.into_body()
+        .collect()
+        .await
+        .unwrap_or_else(|e| match e {})
+        .to_bytes()
 }
 
 async fn text(resp: Response<Body>) -> String {
@@ -372,9 +378,9 @@ async fn byterange_hint_streams_parts_as_they_complete() {
     let req = Request::builder()
         .uri(format!("/live/test/{}", hint.uri))
         .header("range", format!("bytes={start}-9007199254740991"))
-        .body(())
+        .body(Body::empty())
         .unwrap();
-    let pending = tokio::spawn(async move { origin.handle(req).await });
+    let pending = tokio::spawn(async move { call(&origin, req).await });
     settle().await;
     live.feed_secs(2.5).await;
     let r = pending.await.unwrap();
@@ -439,31 +445,27 @@ async fn unknown_paths_are_cheap_404s_with_cors() {
         assert_eq!(header(&r, "cache-control"), "no-store");
         assert_eq!(header(&r, "access-control-allow-origin"), "*");
     }
-    let r = live
-        .origin
-        .clone()
-        .handle(
-            Request::builder()
-                .method("OPTIONS")
-                .uri(MEDIA)
-                .body(())
-                .unwrap(),
-        )
-        .await;
+    let r = call(
+        &live.origin,
+        Request::builder()
+            .method("OPTIONS")
+            .uri(MEDIA)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, "access-control-allow-headers"), "Range");
     assert!(header(&r, "access-control-expose-headers").contains("Age"));
-    let r = live
-        .origin
-        .clone()
-        .handle(
-            Request::builder()
-                .method("POST")
-                .uri(MEDIA)
-                .body(())
-                .unwrap(),
-        )
-        .await;
+    let r = call(
+        &live.origin,
+        Request::builder()
+            .method("POST")
+            .uri(MEDIA)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -492,4 +494,38 @@ async fn a_thousand_held_requests_wake_on_one_publish() {
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_service_gets_its_prefix_with_cors() {
+    use http_body_util::BodyExt;
+    let origin = Origin::new(OriginConfig::default());
+    origin.nest(
+        "/whip",
+        tower::service_fn(|req: Request<llhls_origin::RequestBody>| async move {
+            let method = req.method().clone();
+            let path = req.uri().path().to_string();
+            let sent = req.into_body().collect().await.unwrap().to_bytes();
+            let text = format!("{method} {path} {}", String::from_utf8_lossy(&sent));
+            Ok::<_, std::convert::Infallible>(Response::new(Body::full(text)))
+        }),
+    );
+    let req = |method: &str, path: &str, body: &'static str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::full(body))
+            .unwrap()
+    };
+    let r = call(&origin, req("POST", "/whip/live/cam", "offer")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "access-control-allow-origin"), "*");
+    assert_eq!(text(r).await, "POST /whip/live/cam offer");
+    // Preflights under the prefix are the nested service's; elsewhere the origin's.
+    let r = call(&origin, req("OPTIONS", "/whip/session/1", "")).await;
+    assert_eq!(text(r).await, "OPTIONS /whip/session/1 ");
+    let r = call(&origin, req("OPTIONS", "/whipped", "")).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = call(&origin, req("GET", "/whipped", "")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

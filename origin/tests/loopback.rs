@@ -264,3 +264,78 @@ async fn shutdown_answers_held_requests_and_drains() {
         .ok();
     assert!(started.elapsed() < Duration::from_secs(6));
 }
+
+#[tokio::test]
+async fn byte_ranges_of_a_growing_segment_arrive_whole_over_http1_and_h2() {
+    let origin = Origin::new(OriginConfig::default());
+    let mut publisher = Publisher::new(30.0, 60);
+    let config = PackagerConfig {
+        addressing: llhls_packager::Addressing::ByteRange,
+        ..PackagerConfig::default()
+    };
+    let p = Packager::new(config, publisher.tracks()).unwrap();
+    let input = origin.create_stream("br", p).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        origin,
+        listener,
+        ServerConfig::default(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    // One closed segment and part of the next (2 s GOPs): a segment growing part by part.
+    for _ in 0..77 * 3 {
+        let (f, w) = publisher.next_frame();
+        input.send(Command::Frame(f, w)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let open = input.stream.current().unwrap().snapshot.renditions[0]
+        .open
+        .clone()
+        .unwrap();
+    assert!(open.parts.len() >= 2, "parts in the growing segment");
+    let stored = match input.stream.object(&open.uri).unwrap() {
+        llhls_origin::live::Object::Growing(rope) => rope,
+        other => panic!("a growing segment, not {other:?}"),
+    };
+    let whole: Vec<u8> = stored.parts().iter().flat_map(|p| p.to_vec()).collect();
+    // From inside the first part to inside the last: every part contributes a slice.
+    let (a, b) = (1u64, open.bytes - 2);
+    let range = |path: &str| {
+        Request::builder()
+            .uri(path)
+            .header("host", "localhost")
+            .header("range", format!("bytes={a}-{b}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let path = format!("/live/br/{}", open.uri);
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for resp in [
+        h1.send_request(range(&path)).await.unwrap(),
+        h2.send_request(range(&path)).await.unwrap(),
+    ] {
+        assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            resp.headers()["content-range"],
+            format!("bytes {a}-{b}/*").as_str()
+        );
+        assert_eq!(
+            resp.headers()["content-length"],
+            (b - a + 1).to_string().as_str()
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], &whole[a as usize..=b as usize]);
+    }
+    let _ = stop.send(());
+}

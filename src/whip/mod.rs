@@ -1,7 +1,7 @@
 //! WHIP ingest (RFC 9725): WebRTC publishers (OBS 30+, browsers, GStreamer) into the same
 //! LL-HLS streams RTMP publishers make.
 //!
-//! - HTTP ([`Whip`] is the origin's [`Fallback`] for `/whip/...`): `POST /whip/live/NAME` with
+//! - HTTP ([`WhipHttp`] is the origin's nested service under `/whip`): `POST /whip/live/NAME` with
 //!   an SDP offer answers `201 Created` with the SDP answer and the session's `Location`;
 //!   `DELETE` there ends the session; `OPTIONS` answers CORS preflights; `PATCH` (trickle ICE,
 //!   ICE restart) answers 405: the answer carries our one ICE-lite host candidate and the
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use llhls_origin::{Body, Fallback};
+use llhls_origin::{Body, RequestBody};
 use str0m::change::SdpOffer;
 use str0m::{Candidate, IceCreds, Rtc};
 use tokio::net::UdpSocket;
@@ -256,7 +256,7 @@ impl Whip {
             .collect()
     }
 
-    async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    async fn handle(self: Arc<Self>, req: Request<RequestBody>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -317,11 +317,7 @@ impl Whip {
         }
     }
 
-    async fn publish(
-        self: &Arc<Self>,
-        name: &str,
-        req: Request<hyper::body::Incoming>,
-    ) -> Response<Body> {
+    async fn publish(self: &Arc<Self>, name: &str, req: Request<RequestBody>) -> Response<Body> {
         let peer = req
             .headers()
             .get("x-forwarded-for")
@@ -580,15 +576,25 @@ fn query_key(q: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The origin's handler for `/whip/...`.
+/// The origin's nested service for `/whip/...`.
+#[derive(Clone)]
 pub struct WhipHttp(pub Arc<Whip>);
 
-impl Fallback for WhipHttp {
-    fn handle(
-        &self,
-        req: Request<hyper::body::Incoming>,
-    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
-        Box::pin(self.0.clone().handle(req))
+impl tower::Service<Request<RequestBody>> for WhipHttp {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+        let whip = self.0.clone();
+        Box::pin(async move { Ok(whip.handle(req).await) })
     }
 }
 

@@ -1,0 +1,263 @@
+//! The origin's state: live streams, pages, nested services, metrics sources, the shutdown
+//! signal and the per-stream limit on held requests. Request handling is in the modules named
+//! for each job (`router`, `playlist`, `media`, `growing`, ...).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use llhls_packager::Packager;
+use tokio::sync::watch;
+
+use crate::body::Body;
+use crate::error::Error;
+use crate::live::{spawn_stream, Published, Stream, StreamInput};
+use crate::metrics::Metrics;
+use crate::router::{router, NestedService, OriginService, RequestBody};
+
+/// Origin settings.
+#[derive(Debug, Clone)]
+pub struct OriginConfig {
+    /// Held requests (blocking playlists + hinted parts) allowed per stream.
+    pub max_held_per_stream: usize,
+    /// How long an ended stream keeps serving its final playlist.
+    pub ended_linger: Duration,
+    /// Test only: advertise this CODECS string in multivariant playlists instead of the real
+    /// one, so player tests can show that they catch a broken stream.
+    pub codecs_override: Option<String>,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        OriginConfig {
+            max_held_per_stream: 50_000,
+            ended_linger: Duration::from_secs(60),
+            codecs_override: None,
+        }
+    }
+}
+
+/// A stream name is already live.
+#[derive(Debug, thiserror::Error)]
+#[error("stream {0} is already live")]
+pub struct AlreadyLive(pub String);
+
+/// The origin: live streams and the HTTP handler over them.
+pub struct Origin {
+    streams: RwLock<HashMap<String, Arc<Stream>>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    config: OriginConfig,
+    pages: RwLock<HashMap<String, (&'static str, Bytes)>>,
+    extra_metrics: RwLock<Vec<Arc<dyn Fn() -> String + Send + Sync>>>,
+    nested: RwLock<Vec<(String, NestedService)>>,
+    /// True once shutdown began: held requests are released and no new ones are held.
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origin")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Origin {
+    /// A new origin with no streams.
+    pub fn new(config: OriginConfig) -> Arc<Self> {
+        Arc::new(Origin {
+            streams: RwLock::new(HashMap::new()),
+            metrics: Arc::new(Metrics::default()),
+            config,
+            pages: RwLock::new(HashMap::new()),
+            extra_metrics: RwLock::new(Vec::new()),
+            nested: RwLock::new(Vec::new()),
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    /// Serves `body` at `path` (e.g. the player page at `/`).
+    pub fn add_page(&self, path: &str, content_type: &'static str, body: Bytes) {
+        self.pages
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_string(), (content_type, body));
+    }
+
+    /// Adds a source of Prometheus text appended to `/metrics` (an ingest's own counters).
+    pub fn add_metrics(&self, f: Arc<dyn Fn() -> String + Send + Sync>) {
+        self.extra_metrics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(f);
+    }
+
+    /// Mounts `service` under `prefix` (e.g. WHIP under `/whip`): every request for `prefix`
+    /// or a path below it, OPTIONS included, goes to `service` with its full path.
+    pub fn nest<S>(&self, prefix: &str, service: S)
+    where
+        S: tower::Service<Request<RequestBody>, Response = Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.nested
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((
+                prefix.trim_end_matches('/').to_string(),
+                NestedService::new(service),
+            ));
+    }
+
+    /// The service mounted over `path`, if any.
+    pub(crate) fn nested_for(&self, path: &str) -> Option<NestedService> {
+        self.nested
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(prefix, _)| {
+                path.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The origin as a `tower::Service`: what the server runs on each connection, and what
+    /// tests call in-process with no socket (`ServiceExt::oneshot`).
+    pub fn service(self: &Arc<Self>) -> OriginService {
+        router(self.clone())
+    }
+
+    /// Starts a live stream `name` packaged by `packager`. Refused while a stream of that name
+    /// is live; one that has ended and only lingers is replaced.
+    pub fn create_stream(
+        self: &Arc<Self>,
+        name: &str,
+        packager: Packager,
+    ) -> Result<StreamInput, AlreadyLive> {
+        let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = streams.get(name) {
+            // A new publish replaces a stream that has ended (and is only lingering).
+            if !old.ended.load(Ordering::Relaxed) {
+                return Err(AlreadyLive(name.to_string()));
+            }
+        }
+        let weak = Arc::downgrade(self);
+        let key = name.to_string();
+        let input = spawn_stream(
+            name.to_string(),
+            packager,
+            self.metrics.clone(),
+            move |gone| {
+                if let Some(o) = weak.upgrade() {
+                    let mut streams = o.streams.write().unwrap_or_else(|e| e.into_inner());
+                    // Only if it was not replaced by a newer publish meanwhile.
+                    if streams.get(&key).is_some_and(|s| Arc::ptr_eq(s, gone)) {
+                        streams.remove(&key);
+                    }
+                }
+            },
+            self.config.ended_linger,
+            self.config.codecs_override.clone(),
+        );
+        streams.insert(name.to_string(), input.stream.clone());
+        Ok(input)
+    }
+
+    /// The stream called `name`, if live.
+    pub fn stream(&self, name: &str) -> Option<Arc<Stream>> {
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Names of streams with a published playlist, sorted.
+    pub fn stream_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|s| s.current().is_some_and(|p| !p.snapshot.ended))
+            .map(|s| s.name.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Releases every held request (with 503) and refuses new holds: for shutdown.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// The page at `path`, if one was added.
+    pub(crate) fn page(&self, path: &str) -> Option<(&'static str, Bytes)> {
+        self.pages
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+            .cloned()
+    }
+
+    /// The Prometheus text for `/metrics`: ours, then every added source.
+    pub(crate) fn render_metrics(&self) -> String {
+        let mut text = self.metrics.render();
+        for f in self
+            .extra_metrics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            text.push_str(&f());
+        }
+        text
+    }
+
+    /// The stream and its latest published state.
+    pub(crate) fn published(&self, stream: &str) -> Result<(Arc<Stream>, Arc<Published>), Error> {
+        let s = self.stream(stream).ok_or(Error::NoSuchStream)?;
+        let p = s.current().ok_or(Error::NoPlaylistYet)?;
+        Ok((s, p))
+    }
+
+    /// Counts a held request on `s` for as long as the guard lives; `None` (answer 503) when
+    /// the stream's limit is reached or shutdown began.
+    pub(crate) fn hold(&self, s: &Arc<Stream>) -> Option<HoldGuard> {
+        if *self.shutdown.borrow() {
+            return None;
+        }
+        let n = s.held.fetch_add(1, Ordering::Relaxed);
+        let g = HoldGuard {
+            stream: s.clone(),
+            metrics: self.metrics.clone(),
+        };
+        self.metrics.held.fetch_add(1, Ordering::Relaxed);
+        if n >= self.config.max_held_per_stream {
+            return None;
+        }
+        Some(g)
+    }
+}
+
+/// A held request, counted per stream and in the metrics until dropped.
+pub(crate) struct HoldGuard {
+    stream: Arc<Stream>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        self.stream.held.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.held.fetch_sub(1, Ordering::Relaxed);
+    }
+}

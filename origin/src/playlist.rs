@@ -1,0 +1,146 @@
+//! Playlists: the multivariant playlist, media playlists, and blocking reloads
+//! (`_HLS_msn` / `_HLS_part` / `_HLS_skip`, LLHLS-RULES §2): a reload the published state
+//! cannot answer yet waits on the stream's `watch` channel (`wait_for` checks the current value
+//! first, so no wake-up is lost) for at most 3 target durations.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use llhls_packager::{classify, Decision, Directives, SkipMode};
+
+use crate::error::Error;
+use crate::headers::{playlist_reply, Reply};
+use crate::live::Published;
+use crate::metrics::Class;
+use crate::Origin;
+
+/// `GET /live/STREAM/index.m3u8`.
+pub(crate) fn multivariant(origin: &Origin, stream: &str, gzip: bool) -> Reply {
+    let class = Class::Multivariant;
+    match origin.published(stream) {
+        Ok((_, p)) => playlist_reply(class, &p, &p.multivariant, gzip, p.plain_cache.clone()),
+        Err(e) => e.reply(class),
+    }
+}
+
+/// `GET /live/STREAM/RENDITION.m3u8[?_HLS_...]`: now, or when the stream satisfies the
+/// directives (blocking reload), or 503 after 3 target durations.
+pub(crate) async fn media(
+    origin: &Origin,
+    stream: &str,
+    rendition: &str,
+    query: &str,
+    gzip: bool,
+) -> Reply {
+    let directives = match Directives::parse(query) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::info!(stream, rendition, query, "400: {e}");
+            return Error::BadDirectives(e.to_string()).reply(Class::BlockingPlaylist);
+        }
+    };
+    let class = if directives.is_blocking() {
+        Class::BlockingPlaylist
+    } else {
+        Class::Playlist
+    };
+    let view = View {
+        class,
+        rendition,
+        gzip,
+    };
+    reload(origin, stream, query, &directives, view)
+        .await
+        .unwrap_or_else(|e| e.reply(class))
+}
+
+/// What a playlist response shows: which rendition, for which metrics class, gzip'd or not.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    class: Class,
+    rendition: &'a str,
+    gzip: bool,
+}
+
+async fn reload(
+    origin: &Origin,
+    stream: &str,
+    query: &str,
+    directives: &Directives,
+    view: View<'_>,
+) -> Result<Reply, Error> {
+    let rendition = view.rendition;
+    let (s, p) = origin.published(stream)?;
+    let r = p
+        .snapshot
+        .rendition(rendition)
+        .ok_or(Error::NoSuchRendition)?;
+    let td = u64::from(p.snapshot.timing.target_duration);
+    let decision = classify(directives, &p.snapshot, r).map_err(|e| {
+        tracing::info!(stream, rendition, query, "400: {e}");
+        Error::BadDirectives(e.to_string())
+    })?;
+    let blocking_cache = p.blocking_cache.clone();
+    let plain_cache = p.plain_cache.clone();
+    match decision {
+        Decision::Now(skip) => {
+            let cc = if directives.is_blocking() && !p.snapshot.ended {
+                blocking_cache
+            } else {
+                plain_cache
+            };
+            view_reply(view, &p, skip, cc)
+        }
+        Decision::Wait { msn, part, skip } => {
+            let _guard = origin.hold(&s).ok_or(Error::TooManyHeld)?;
+            let mut rx = s.published.clone();
+            let mut shutdown = origin.shutdown.subscribe();
+            let wait = rx.wait_for(|p| {
+                p.as_ref().is_some_and(|p| {
+                    p.snapshot.ended
+                        || p.snapshot
+                            .rendition(rendition)
+                            .is_some_and(|r| r.satisfies(msn, part))
+                })
+            });
+            let deadline = Duration::from_secs(3 * td);
+            let released = tokio::select! {
+                r = tokio::time::timeout(deadline, wait) => r.ok().and_then(|r| r.ok()).and_then(|p| p.clone()),
+                _ = shutdown.wait_for(|s| *s) => None,
+            };
+            let Some(p) = released else {
+                tracing::info!(
+                    stream,
+                    rendition,
+                    msn,
+                    ?part,
+                    "503: not available within 3 target durations"
+                );
+                return Err(Error::HoldTimedOut);
+            };
+            origin.metrics.wake(p.at.elapsed().as_secs_f64());
+            let skip = if p.snapshot.ended {
+                SkipMode::Full
+            } else {
+                skip
+            };
+            let cc = if p.snapshot.ended {
+                plain_cache
+            } else {
+                blocking_cache
+            };
+            view_reply(view, &p, skip, cc)
+        }
+    }
+}
+
+/// The rendered `skip` view of the rendition in `p`, or 404.
+fn view_reply(
+    view: View<'_>,
+    p: &Published,
+    skip: SkipMode,
+    cc: HeaderValue,
+) -> Result<Reply, Error> {
+    let v = p.view(view.rendition, skip).ok_or(Error::NoSuchRendition)?;
+    Ok(playlist_reply(view.class, p, v, view.gzip, cc))
+}
