@@ -9,7 +9,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use llhls_packager::{
-//!     codec::{AacConfig, CodecConfig}, Frame, MediaTime, Output, Packager, PackagerConfig,
+//!     codec::{AacConfig, CodecConfig}, Frame, MediaTime, ObjectKey, Output, Packager, PackagerConfig,
 //!     TrackConfig, TrackId, WallClock,
 //! };
 //!
@@ -21,7 +21,11 @@
 //!     p.handle_frame(frame, WallClock(1_700_000_000_000 + i * 21))?;
 //!     while let Some(out) = p.poll_output() {
 //!         match out {
-//!             Output::Object { uri, bytes } => { /* store bytes under uri */ let _ = (uri, bytes); }
+//!             Output::Object { key, bytes } => {
+//!                 // Store the bytes under `key.to_string()`, e.g. "audio/1.0.m4s".
+//!                 assert_eq!(key.to_string().parse::<ObjectKey>()?, key);
+//!                 let _ = bytes;
+//!             }
 //!             Output::Append { .. } | Output::Expired(_) | Output::Warning(_) => {}
 //!             Output::PlaylistChanged => {
 //!                 let snap = p.snapshot().expect("timing is fixed once a playlist exists");
@@ -59,6 +63,7 @@
 //! ## Modules
 //!
 //! - [`media`]: the vocabulary (frames, tracks, time).
+//! - [`key`]: [`ObjectKey`], the name of every object and the one URI contract with the origin.
 //! - [`codec`]: parameter-set parsing and RFC 6381 codec strings.
 //! - [`cmaf`]: the box writer.
 //! - [`playlist`]: immutable snapshots; [`render`]: the pure renderer; [`directives`]: the
@@ -69,6 +74,7 @@
 pub mod cmaf;
 pub mod codec;
 pub mod directives;
+pub mod key;
 pub mod media;
 mod packager;
 pub mod playlist;
@@ -77,6 +83,7 @@ pub mod synth;
 
 pub use codec::CodecConfig;
 pub use directives::{classify, Decision, DirectiveError, Directives};
+pub use key::{ObjectKey, ObjectKeyError, ObjectKind};
 pub use media::{Frame, MediaTime, Timescale, TrackConfig, TrackId, TrackKind, WallClock};
 pub use packager::{Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning};
 pub use playlist::{RenditionSnapshot, StreamSnapshot, StreamTiming};

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cmaf::{self, InitTrack, Sample, TrackRun};
 use crate::codec::{opus_packet_samples, CodecConfig};
+use crate::key::ObjectKey;
 use crate::media::{rescale, Frame, TrackConfig, TrackId, TrackKind, WallClock};
 use crate::playlist::{
     OpenSegment, PartEntry, PreloadHint, RenditionKind, RenditionSnapshot, SegmentEntry,
@@ -138,22 +139,23 @@ pub struct Warning {
 pub enum Output {
     /// A complete, immutable object: init segment, part file, or whole segment.
     Object {
-        /// URI relative to the stream root (e.g. `video/1000.3.m4s`).
-        uri: String,
+        /// Its key; `key.to_string()` is the URI relative to the stream root (e.g.
+        /// `video/1000.3.m4s`).
+        key: ObjectKey,
         /// Its bytes.
         bytes: Bytes,
     },
-    /// Byte-range addressing: bytes appended to the growing segment `uri` at `offset`.
+    /// Byte-range addressing: bytes appended to the growing segment `key` at `offset`.
     Append {
-        /// Segment URI.
-        uri: String,
+        /// The segment's key.
+        key: ObjectKey,
         /// Offset of the first byte.
         offset: u64,
         /// The part's bytes.
         bytes: Bytes,
     },
     /// Objects no longer listed and past their retention (3 × TD): they may be deleted.
-    Expired(Vec<String>),
+    Expired(Vec<ObjectKey>),
     /// The playlists changed: read [`Packager::snapshot`].
     PlaylistChanged,
     /// A problem with the input the publisher should know about.
@@ -248,7 +250,7 @@ pub struct Packager {
     pending_discontinuity: bool,
     waiting_for_keyframe: bool,
     dropped_before_keyframe: u64,
-    retention: VecDeque<(i64, Vec<String>)>,
+    retention: VecDeque<(i64, Vec<ObjectKey>)>,
     ended: bool,
     independent_segments: bool,
     last_wall: WallClock,
@@ -628,7 +630,7 @@ impl Packager {
                 let audio = track_cfgs.iter().find(|c| c.kind() == TrackKind::Audio);
                 let open = r.open.as_ref().map(|o| OpenSegment {
                     msn: o.msn,
-                    uri: self.segment_uri(r, o.msn),
+                    uri: ObjectKey::segment(&r.name, o.msn).to_string(),
                     program_date_time: o.pdt,
                     discontinuity: o.discontinuity,
                     map_uri: o.map_uri.clone(),
@@ -640,11 +642,11 @@ impl Packager {
                 } else {
                     r.open.as_ref().map(|o| match self.config.addressing {
                         Addressing::Files => PreloadHint {
-                            uri: part_uri(&r.name, o.msn, o.parts.len() as u32),
+                            uri: ObjectKey::part(&r.name, o.msn, o.parts.len() as u32).to_string(),
                             byterange_start: None,
                         },
                         Addressing::ByteRange => PreloadHint {
-                            uri: self.segment_uri(r, o.msn),
+                            uri: ObjectKey::segment(&r.name, o.msn).to_string(),
                             byterange_start: Some(o.bytes),
                         },
                     })
@@ -685,10 +687,6 @@ impl Packager {
         }
     }
 
-    fn segment_uri(&self, r: &Rendition, msn: u64) -> String {
-        format!("{}/{msn}.m4s", r.name)
-    }
-
     fn changed(&mut self) {
         self.dirty = true;
     }
@@ -720,9 +718,9 @@ impl Packager {
                 })
                 .collect();
             let bytes = cmaf::init_segment(&tracks);
-            let uri = format!("{}/init-{msn}.mp4", self.renditions[ri].name);
-            self.renditions[ri].map_uri = uri.clone();
-            self.outputs.push_back(Output::Object { uri, bytes });
+            let key = ObjectKey::init(&self.renditions[ri].name, msn);
+            self.renditions[ri].map_uri = key.to_string();
+            self.outputs.push_back(Output::Object { key, bytes });
         }
     }
 
@@ -1178,7 +1176,7 @@ impl Packager {
                 // Nothing for this rendition yet (audio not arrived): a GAP part keeps the grid.
                 open.parts.push(PartEntry {
                     duration: (lead_dur as f64 / lead_scale as f64).min(r.part_target),
-                    uri: part_uri(&r.name, open.msn, index),
+                    uri: ObjectKey::part(&r.name, open.msn, index).to_string(),
                     independent: false,
                     gap: true,
                     byterange: None,
@@ -1197,13 +1195,10 @@ impl Packager {
                 .collect();
             let bytes = cmaf::fragment(r.fragment_seq, &runs);
             let len = bytes.len() as u64;
-            let seg_uri = format!("{}/{}.m4s", r.name, open.msn);
+            let key = part_key(addressing, &r.name, open.msn, index);
             let entry = PartEntry {
                 duration: rendition_dur_secs,
-                uri: match addressing {
-                    Addressing::Files => part_uri(&r.name, open.msn, index),
-                    Addressing::ByteRange => seg_uri.clone(),
-                },
+                uri: key.to_string(),
                 independent: if has_lead { independent } else { true },
                 gap: false,
                 byterange: match addressing {
@@ -1213,11 +1208,11 @@ impl Packager {
             };
             match addressing {
                 Addressing::Files => self.outputs.push_back(Output::Object {
-                    uri: entry.uri.clone(),
+                    key,
                     bytes: bytes.clone(),
                 }),
                 Addressing::ByteRange => self.outputs.push_back(Output::Append {
-                    uri: seg_uri,
+                    key,
                     offset: open.bytes,
                     bytes: bytes.clone(),
                 }),
@@ -1236,6 +1231,7 @@ impl Packager {
         let Some(locked) = self.locked() else { return };
         let l = self.lead_scale;
         let td3 = 3 * i64::from(locked.td) * l;
+        let addressing = self.config.addressing;
         let mut expired = Vec::new();
         for r in &mut self.renditions {
             let Some(open) = r.open.take() else { continue };
@@ -1243,7 +1239,7 @@ impl Packager {
                 continue;
             }
             let duration: f64 = open.parts.iter().map(|p| p.duration).sum();
-            let uri = format!("{}/{}.m4s", r.name, open.msn);
+            let key = ObjectKey::segment(&r.name, open.msn);
             let total: usize = open.part_bytes.iter().map(|b| b.len()).sum();
             let mut seg = BytesMut::with_capacity(total);
             for p in &open.part_bytes {
@@ -1252,14 +1248,14 @@ impl Packager {
             let gap = open.parts.iter().all(|p| p.gap);
             if !gap {
                 self.outputs.push_back(Output::Object {
-                    uri: uri.clone(),
+                    key: key.clone(),
                     bytes: seg.freeze(),
                 });
             }
             r.segments.push_back(SegmentEntry {
                 msn: open.msn,
                 duration,
-                uri,
+                uri: key.to_string(),
                 program_date_time: open.pdt,
                 discontinuity: open.discontinuity,
                 map_uri: open.map_uri,
@@ -1278,15 +1274,16 @@ impl Packager {
                 if old.discontinuity {
                     r.discontinuity_sequence += 1;
                 }
-                let mut uris: Vec<String> = old
+                let mut keys: Vec<ObjectKey> = old
                     .parts
                     .iter()
-                    .filter(|p| !p.gap)
-                    .map(|p| p.uri.clone())
+                    .enumerate()
+                    .filter(|(_, p)| !p.gap)
+                    .map(|(index, _)| part_key(addressing, &r.name, old.msn, index as u32))
                     .collect();
-                uris.push(old.uri);
-                uris.dedup();
-                expired.push((b + td3, uris));
+                keys.push(ObjectKey::segment(&r.name, old.msn));
+                keys.dedup();
+                expired.push((b + td3, keys));
             }
             // Parts listed only for parents overlapping the last 3 × TD, a whole parent at a
             // time (rule 7 / decision E).
@@ -1318,7 +1315,7 @@ impl Packager {
                 let index = open.parts.len() as u32;
                 open.parts.push(PartEntry {
                     duration,
-                    uri: part_uri(&r.name, open.msn, index),
+                    uri: ObjectKey::part(&r.name, open.msn, index).to_string(),
                     independent: false,
                     gap: true,
                     byterange: None,
@@ -1385,8 +1382,12 @@ impl Packager {
     }
 }
 
-fn part_uri(name: &str, msn: u64, index: u32) -> String {
-    format!("{name}/{msn}.{index}.m4s")
+/// The key a part is stored under: its own file, or the growing segment it is a byte range of.
+fn part_key(addressing: Addressing, rendition: &str, msn: u64, index: u32) -> ObjectKey {
+    match addressing {
+        Addressing::Files => ObjectKey::part(rendition, msn, index),
+        Addressing::ByteRange => ObjectKey::segment(rendition, msn),
+    }
 }
 
 fn describe_tracks<'a>(t: impl Iterator<Item = &'a TrackConfig>) -> String {

@@ -47,9 +47,10 @@ impl Harness {
     pub fn drain(&mut self) {
         while let Some(o) = self.p.poll_output() {
             match o {
-                Output::Object { uri, bytes } => {
+                Output::Object { key, bytes } => {
+                    let uri = key.to_string();
                     self.growing.remove(&uri);
-                    if uri.matches('.').count() == 2 {
+                    if key.is_part() {
                         self.check_fragment(&uri, &bytes);
                     }
                     assert!(
@@ -58,7 +59,8 @@ impl Harness {
                     );
                     self.objects.insert(uri, bytes);
                 }
-                Output::Append { uri, offset, bytes } => {
+                Output::Append { key, offset, bytes } => {
+                    let uri = key.to_string();
                     let g = self.growing.entry(uri.clone()).or_default();
                     assert_eq!(
                         g.len() as u64,
@@ -67,7 +69,7 @@ impl Harness {
                     );
                     g.extend_from_slice(&bytes);
                 }
-                Output::Expired(uris) => self.expired.extend(uris),
+                Output::Expired(keys) => self.expired.extend(keys.iter().map(|k| k.to_string())),
                 Output::Warning(w) => self.warnings.push(w.message),
                 Output::PlaylistChanged => {
                     let snap = self.p.snapshot().expect("snapshot after change");
