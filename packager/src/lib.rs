@@ -64,6 +64,8 @@
 //!
 //! - [`media`]: the vocabulary (frames, tracks, time).
 //! - [`key`]: [`ObjectKey`], the name of every object and the one URI contract with the origin.
+//! - [`availability`]: [`StreamSnapshot::availability`], "will this object ever exist?" (serve,
+//!   hold or 404).
 //! - [`codec`]: parameter-set parsing and RFC 6381 codec strings.
 //! - [`cmaf`]: the box writer.
 //! - [`playlist`]: immutable snapshots; [`render`]: the pure renderer; [`directives`]: the
@@ -71,6 +73,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod availability;
 pub mod cmaf;
 pub mod codec;
 pub mod directives;
@@ -81,6 +84,7 @@ pub mod playlist;
 pub mod render;
 pub mod synth;
 
+pub use availability::Availability;
 pub use codec::CodecConfig;
 pub use directives::{classify, Decision, DirectiveError, Directives};
 pub use key::{ObjectKey, ObjectKeyError, ObjectKind};
