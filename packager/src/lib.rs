@@ -70,6 +70,13 @@
 //! - [`cmaf`]: the box writer.
 //! - [`playlist`]: immutable snapshots; [`render`]: the pure renderer; [`directives`]: the
 //!   `_HLS_*` parser and classifier.
+//!
+//! The [`Packager`] itself is split by concern (private modules under `src/packager/`):
+//! `config` (settings and their validation), `timeline` (input checks, input to output time,
+//! timestamp resets, PROGRAM-DATE-TIME), `probe` (the timing probe that fixes TD and
+//! PART-TARGET), `segmenter` (part and segment cuts), `fragment` (CMAF fragments and init
+//! segments), `gap` (GAP parts and segments, stalls), `window` (sliding window, parts listing,
+//! retention and expiry) and `snapshot` (playlist snapshots and the preload hint).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
