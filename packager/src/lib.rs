@@ -48,6 +48,13 @@
 //!   EXT-X-PROGRAM-DATE-TIME (anchored at the first frame of each timeline).
 //! - **now** for timers lives in the caller (the origin holds requests; the packager never waits).
 //!
+//! Inside the packager the three media scales are distinct types (input nanoseconds, lead-track
+//! ticks, per-track ticks), and every caller-supplied value is range-checked where it enters:
+//! a DTS or PTS beyond ±2^60 ns, a PTS more than an hour after its DTS, or an arrival wall
+//! clock outside the years 0000-9999 is a [`PackagerError::TimestampOutOfRange`]; a
+//! `handle_timeout` clock that is out of range or far from the media is ignored with a
+//! [`Warning`]. No input can make the arithmetic overflow.
+//!
 //! ## Cutting
 //!
 //! The lead track (video, or audio for audio-only streams) defines one grid of parts and
@@ -72,7 +79,8 @@
 //!   `_HLS_*` parser and classifier.
 //!
 //! The [`Packager`] itself is split by concern (private modules under `src/packager/`):
-//! `config` (settings and their validation), `timeline` (input checks, input to output time,
+//! `config` (settings and their validation), `time` (the three time scales as types and
+//! their limits), `timeline` (input checks, input to output time,
 //! timestamp resets, PROGRAM-DATE-TIME), `probe` (the timing probe that fixes TD and
 //! PART-TARGET), `segmenter` (part and segment cuts), `fragment` (CMAF fragments and init
 //! segments), `gap` (GAP parts and segments, stalls), `window` (sliding window, parts listing,

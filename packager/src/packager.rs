@@ -5,10 +5,10 @@
 //! they list was emitted as an [`Output::Object`] or [`Output::Append`] before it.
 //!
 //! The state is split by concern, each part in its own module: [`config`] (settings),
-//! [`timeline`] (input to output time, resets, PROGRAM-DATE-TIME), [`probe`] (TD and
-//! PART-TARGET), [`segmenter`] (part and segment cuts), [`fragment`] (CMAF fragments and init
-//! segments), [`gap`] (GAP parts, stalls), [`window`] (sliding window, retention) and
-//! [`snapshot`] (playlist snapshots).
+//! [`time`] (the three time scales as types), [`timeline`] (input to output time, resets,
+//! PROGRAM-DATE-TIME), [`probe`] (TD and PART-TARGET), [`segmenter`] (part and segment cuts),
+//! [`fragment`] (CMAF fragments and init segments), [`gap`] (GAP parts, stalls), [`window`]
+//! (sliding window, retention) and [`snapshot`] (playlist snapshots).
 
 mod config;
 mod fragment;
@@ -16,6 +16,7 @@ mod gap;
 mod probe;
 mod segmenter;
 mod snapshot;
+mod time;
 mod timeline;
 mod window;
 
@@ -31,6 +32,7 @@ pub use config::{Addressing, Layout, PackagerConfig};
 use gap::Stall;
 use probe::Phase;
 use segmenter::Segmenter;
+use time::LeadTicks;
 use timeline::{check_timestamps, earliest_arrival, Jump, Timeline, Track};
 use window::{Rendition, Retention};
 
@@ -73,6 +75,18 @@ pub enum PackagerError {
         dts: i64,
         /// Previous DTS (input ticks).
         last: i64,
+    },
+    /// A timestamp the packager cannot place: a DTS or PTS beyond ±2^60 ns (36 years) on the
+    /// frame's clock, a PTS more than an hour after its DTS, or an arrival wall clock outside
+    /// the years 0000-9999. The frame is dropped.
+    #[error("{track}: {what} out of range at dts {dts}; frame dropped")]
+    TimestampOutOfRange {
+        /// Track.
+        track: TrackId,
+        /// DTS (input ticks).
+        dts: i64,
+        /// Which value: `dts`, `pts`, `pts - dts` or `wall clock`.
+        what: &'static str,
     },
     /// Frames after the end of the stream.
     #[error("the stream has ended")]
@@ -250,11 +264,13 @@ impl Packager {
                 dts: frame.dts.ticks,
             });
         }
-        if check_timestamps(&self.tracks[ti], &frame)? == Jump::Reset {
+        let (jump, dts_ns) = check_timestamps(&self.tracks[ti], &frame, now)?;
+        if jump == Jump::Reset {
             // Timestamps reset (encoder restart): a discontinuity, not an error.
             self.discontinuity_internal();
         }
-        self.tracks[ti].last_in = Some((frame.dts.ticks, frame.dts.scale.hz()));
+        self.tracks[ti].last_in = Some((frame.dts.ticks, dts_ns));
+        self.gap.clock_warned = false;
         self.timeline.last_wall = now;
         match &mut self.phase {
             Phase::Probing(buf) => {
@@ -290,7 +306,7 @@ impl Packager {
         if self.ended {
             return Err(PackagerError::Ended);
         }
-        self.timeline.last_wall = self.timeline.last_wall.max(now);
+        self.timeline.see_wall_clock(now);
         if let Some(new) = tracks {
             let same_kinds = new.len() == self.tracks.len()
                 && self.tracks.iter().all(|t| {
@@ -330,7 +346,7 @@ impl Packager {
         if self.ended {
             return;
         }
-        self.timeline.last_wall = self.timeline.last_wall.max(now);
+        self.timeline.see_wall_clock(now);
         self.flush_timeline();
         self.ended = true;
         self.changed();
@@ -379,10 +395,10 @@ impl Packager {
             let dur = prev.dur.unwrap_or(
                 self.tracks[self.lead]
                     .last_dur
-                    .max(locked.frame_ticks as u32),
+                    .max(u32::try_from(locked.frame_ticks.get()).unwrap_or(u32::MAX)),
             );
             prev.dur = Some(dur);
-            let end = prev.dts + i64::from(dur);
+            let end = LeadTicks::of_lead_sample(prev.dts) + LeadTicks(i64::from(dur));
             self.segmenter.part_samples.push(prev);
             self.close_part(end);
             for ti in 0..self.tracks.len() {

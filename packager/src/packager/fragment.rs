@@ -3,9 +3,10 @@
 
 use crate::cmaf::{self, InitTrack, Sample, TrackRun};
 use crate::key::ObjectKey;
-use crate::media::{rescale, TrackKind};
+use crate::media::TrackKind;
 use crate::playlist::PartEntry;
 
+use super::time::LeadTicks;
 use super::timeline::Pending;
 use super::{Addressing, Output, Packager};
 
@@ -39,21 +40,23 @@ impl Packager {
     }
 
     /// Publishes the part ending at lead time `boundary` in every rendition.
-    pub(super) fn close_part(&mut self, boundary: i64) {
+    pub(super) fn close_part(&mut self, boundary: LeadTicks) {
         let count = self
             .segmenter
             .part_samples
             .iter()
-            .take_while(|p| p.dts < boundary)
+            .take_while(|p| LeadTicks::of_lead_sample(p.dts) < boundary)
             .count();
         if count == 0 {
             return;
         }
         let lead_samples: Vec<Pending> = self.segmenter.part_samples.drain(..count).collect();
-        let lead_dur: i64 = lead_samples
-            .iter()
-            .map(|p| i64::from(p.dur.unwrap_or(0)))
-            .sum();
+        let lead_dur = LeadTicks(
+            lead_samples
+                .iter()
+                .map(|p| i64::from(p.dur.unwrap_or(0)))
+                .sum(),
+        );
         let independent = lead_samples.first().is_some_and(|p| p.sync);
         let lead_scale = self.lead_scale;
         let addressing = self.config.addressing;
@@ -72,7 +75,7 @@ impl Packager {
                     let mut taken = Vec::new();
                     let mut secs = 0.0;
                     while let Some(front) = track.pending.front() {
-                        let front_lead = rescale(front.dts, track.scale, lead_scale as u32);
+                        let front_lead = front.dts.to_lead(track.scale, lead_scale);
                         let front_secs = f64::from(front.dur.unwrap_or(0)) / f64::from(track.scale);
                         if front_lead >= boundary
                             || (!has_lead && secs + front_secs > part_target_secs + 1e-9)
@@ -90,7 +93,7 @@ impl Packager {
                 if samples.is_empty() {
                     continue;
                 }
-                let base = samples[0].dts.max(0) as u64;
+                let base = samples[0].dts.get().max(0) as u64;
                 let video = track.cfg.kind() == TrackKind::Video;
                 let out: Vec<Sample> = samples
                     .into_iter()
@@ -104,7 +107,7 @@ impl Packager {
                 runs_owned.push((ti as u32 + 1, base, video, out));
             }
             if has_lead {
-                rendition_dur_secs = lead_dur as f64 / lead_scale as f64;
+                rendition_dur_secs = lead_dur.secs(lead_scale);
             }
             let r = &mut self.renditions[ri];
             let Some(open) = r.open.as_mut() else {
@@ -114,7 +117,7 @@ impl Packager {
             if runs_owned.is_empty() {
                 // Nothing for this rendition yet (audio not arrived): a GAP part keeps the grid.
                 open.parts.push(PartEntry {
-                    duration: (lead_dur as f64 / lead_scale as f64).min(r.part_target),
+                    duration: lead_dur.secs(lead_scale).min(r.part_target),
                     uri: ObjectKey::part(&r.name, open.msn, index).to_string(),
                     independent: false,
                     gap: true,

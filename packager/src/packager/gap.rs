@@ -8,22 +8,29 @@ use crate::media::WallClock;
 use crate::playlist::PartEntry;
 
 use super::probe::Locked;
+use super::time::{wall_clock_in_range, LeadTicks};
 use super::timeline::Pending;
 use super::Packager;
 
 /// The stall in progress, if any.
 #[derive(Debug, Default)]
 pub(super) struct Stall {
-    /// While the input is stalled: the end (lead ticks) of the GAP parts published so far.
-    pub(super) end: Option<i64>,
+    /// While the input is stalled: the end of the GAP parts published so far.
+    pub(super) end: Option<LeadTicks>,
     /// The PDT anchor before the stall, so GAP parts keep following the wall clock.
-    pub(super) anchor_before_stall: Option<(i64, WallClock)>,
+    pub(super) anchor_before_stall: Option<(LeadTicks, WallClock)>,
+    /// A warning about an unusable `handle_timeout` clock was given since the last frame.
+    pub(super) clock_warned: bool,
 }
 
 /// Splits `len` ticks into `ceil(len / part_target)` (at least one) near-equal GAP parts.
-pub(super) fn gap_part_lengths(len: i64, part_target: i64) -> impl Iterator<Item = i64> {
+pub(super) fn gap_part_lengths(
+    len: LeadTicks,
+    part_target: LeadTicks,
+) -> impl Iterator<Item = LeadTicks> {
+    let (len, part_target) = (len.get(), part_target.get().max(1));
     let parts = ((len + part_target - 1) / part_target).max(1);
-    (0..parts).map(move |k| len * (k + 1) / parts - len * k / parts)
+    (0..parts).map(move |k| LeadTicks(len * (k + 1) / parts - len * k / parts))
 }
 
 impl Packager {
@@ -42,22 +49,42 @@ impl Packager {
             return;
         };
         let lead_scale = self.lead_scale;
-        let media_now = anchor + (now.0 - anchor_wall.0) * lead_scale / 1000;
+        let media_now = LeadTicks::at_wall_clock(now, anchor, anchor_wall, lead_scale)
+            .filter(|_| wall_clock_in_range(now));
+        let Some(media_now) = media_now else {
+            self.warn_clock(format!(
+                "handle_timeout: wall clock {} ms is out of range; ignored",
+                now.0
+            ));
+            return;
+        };
         let end = match (self.gap.end, &self.segmenter.lead_pending) {
             (Some(gap_end), _) => gap_end,
             (None, Some(last)) => {
-                last.dts + i64::from(last.dur.unwrap_or(self.tracks[self.lead].last_dur.max(1)))
+                let dur = last.dur.unwrap_or(self.tracks[self.lead].last_dur.max(1));
+                LeadTicks::of_lead_sample(last.dts) + LeadTicks(i64::from(dur))
             }
             (None, None) => return,
         };
         let part_target = locked.part_target;
+        let segment_len = LeadTicks(i64::from(locked.target_duration) * lead_scale);
+        if end - media_now > 10 * segment_len {
+            self.warn_clock(format!(
+                "handle_timeout: the wall clock is {:.1} s behind the media; ignored",
+                (end - media_now).secs(lead_scale)
+            ));
+            return;
+        }
         if media_now - end <= 2 * part_target {
             return;
         }
-        let segment_len = i64::from(locked.target_duration) * lead_scale;
         if self.gap.end.is_none() && media_now - end > 10 * segment_len {
             // `now` and the frames' arrival clock disagree by more than a plausible stall
             // (a stepped clock, or frames stamped with another clock): do not invent media.
+            self.warn_clock(format!(
+                "handle_timeout: the wall clock is {:.1} s ahead of the frames' arrival clock; no GAP parts",
+                (media_now - end).secs(lead_scale)
+            ));
             return;
         }
         if self.gap.end.is_none() {
@@ -66,12 +93,12 @@ impl Packager {
             self.gap.anchor_before_stall = self.timeline.pdt_anchor;
             self.warn(format!(
                 "no input for {:.1} s: publishing GAP parts until the publisher resumes",
-                (media_now - end) as f64 / lead_scale as f64
+                (media_now - end).secs(lead_scale)
             ));
         }
         let mut gap_end = self.gap.end.unwrap_or(self.timeline.end);
         // Keep one part of slack behind the wall clock, and bound the work of one call.
-        let mut budget = 4 * segment_len / part_target + 1;
+        let mut budget = 4 * segment_len.get() / part_target.get().max(1) + 1;
         while gap_end + part_target <= media_now - part_target && budget > 0 {
             budget -= 1;
             if self.renditions[0].open.is_none() {
@@ -92,6 +119,13 @@ impl Packager {
         }
         self.gap.end = Some(gap_end);
         self.publish();
+    }
+
+    /// Warns once (until the next frame) that `handle_timeout`'s clock cannot be used.
+    fn warn_clock(&mut self, message: String) {
+        if !std::mem::replace(&mut self.gap.clock_warned, true) {
+            self.warn(message);
+        }
     }
 
     /// Closes a GAP segment left open by [`Packager::handle_timeout`].
@@ -126,11 +160,11 @@ impl Packager {
         sample: Pending,
         locked: Locked,
     ) {
-        let at = sample.dts;
+        let at = LeadTicks::of_lead_sample(sample.dts);
         let nominal =
-            i64::from(self.tracks[self.lead].last_dur.max(1)).min(locked.frame_ticks.max(1));
-        prev.dur = Some(nominal as u32);
-        let end = prev.dts + nominal;
+            i64::from(self.tracks[self.lead].last_dur.max(1)).min(locked.frame_ticks.get().max(1));
+        prev.dur = Some(u32::try_from(nominal).unwrap_or(u32::MAX));
+        let end = LeadTicks::of_lead_sample(prev.dts) + LeadTicks(nominal);
         self.segmenter.part_samples.push(prev);
         self.close_part(end);
         self.close_segments(end);
@@ -140,7 +174,7 @@ impl Packager {
         if !sample.sync {
             self.warn(format!(
                 "input stalled for {:.2} s and resumed without a keyframe: segment {} does not start with one",
-                (at - end) as f64 / self.lead_scale as f64,
+                (at - end).secs(self.lead_scale),
                 self.segmenter.next_msn - 1
             ));
             self.independent_segments = false;
@@ -148,9 +182,9 @@ impl Packager {
         self.segmenter.lead_pending = Some(sample);
     }
 
-    /// Appends a GAP part of `ticks` (lead timescale) to every rendition's open segment.
-    fn push_gap_part(&mut self, ticks: i64) {
-        let duration = ticks as f64 / self.lead_scale as f64;
+    /// Appends a GAP part of `len` to every rendition's open segment.
+    fn push_gap_part(&mut self, len: LeadTicks) {
+        let duration = len.secs(self.lead_scale);
         for r in &mut self.renditions {
             if let Some(open) = r.open.as_mut() {
                 let index = open.parts.len() as u32;
@@ -166,11 +200,13 @@ impl Packager {
     }
 
     /// GAP segments and parts covering lead time [from, to).
-    fn fill_gap(&mut self, from: i64, to: i64, locked: Locked) {
-        let segment_len = (i64::from(locked.target_duration) * self.lead_scale)
-            .min(locked.segment_close.max(1) * 4 / 3);
+    fn fill_gap(&mut self, from: LeadTicks, to: LeadTicks, locked: Locked) {
+        let segment_len = LeadTicks(
+            (i64::from(locked.target_duration) * self.lead_scale)
+                .min(locked.segment_close.get().max(1) * 4 / 3),
+        );
         let mut start = from;
-        while to - start > 0 {
+        while to > start {
             let len = (to - start).min(segment_len);
             self.open_segments(start, false);
             for part in gap_part_lengths(len, locked.part_target) {
@@ -189,15 +225,16 @@ mod tests {
 
     #[test]
     fn gap_parts_split_evenly_and_sum_to_the_hole() {
-        let parts: Vec<i64> = gap_part_lengths(50_000, 18_181).collect();
-        assert_eq!(parts, [16_666, 16_667, 16_667]);
-        assert_eq!(
-            gap_part_lengths(18_181, 18_181).collect::<Vec<_>>(),
-            [18_181]
-        );
-        assert_eq!(gap_part_lengths(1, 18_181).collect::<Vec<_>>(), [1]);
+        let lengths = |len, part_target| -> Vec<i64> {
+            gap_part_lengths(LeadTicks(len), LeadTicks(part_target))
+                .map(LeadTicks::get)
+                .collect()
+        };
+        assert_eq!(lengths(50_000, 18_181), [16_666, 16_667, 16_667]);
+        assert_eq!(lengths(18_181, 18_181), [18_181]);
+        assert_eq!(lengths(1, 18_181), [1]);
         for len in [1, 999, 18_182, 180_000, 224_999] {
-            let parts: Vec<i64> = gap_part_lengths(len, 18_181).collect();
+            let parts = lengths(len, 18_181);
             assert_eq!(parts.iter().sum::<i64>(), len);
             assert!(parts.iter().all(|p| *p <= 18_181 && *p > 0), "{parts:?}");
         }

@@ -5,24 +5,24 @@ use crate::media::{rescale, Frame, TrackKind, WallClock};
 use crate::playlist::StreamTiming;
 use crate::render::round_up_precision;
 
-use super::timeline::NS;
+use super::time::{LeadTicks, NS};
 use super::Packager;
 
-/// Timing fixed by the probe, in lead-track ticks unless named otherwise.
+/// Timing fixed by the probe.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Locked {
     /// PART-TARGET: whole frames plus the timestamp jitter allowance.
-    pub(super) part_target: i64,
+    pub(super) part_target: LeadTicks,
     /// Nominal frame (or audio packet) duration.
-    pub(super) frame_ticks: i64,
+    pub(super) frame_ticks: LeadTicks,
     /// EXT-X-TARGETDURATION (seconds).
     pub(super) target_duration: u32,
     /// A keyframe at least this far into a segment closes it (3/4 of the segment target).
-    pub(super) segment_close: i64,
+    pub(super) segment_close: LeadTicks,
     /// A segment is cut between keyframes rather than grow past this (TD + 0.5 s).
-    pub(super) segment_limit: i64,
+    pub(super) segment_limit: LeadTicks,
     /// A DTS step larger than this is a stall: the hole becomes GAP parts.
-    pub(super) gap_threshold: i64,
+    pub(super) gap_threshold: LeadTicks,
 }
 
 /// Probing (frames buffered with their arrival) or running with fixed timing.
@@ -91,7 +91,8 @@ impl Packager {
             frame_ticks = fixed;
         } else if let Some(fps) = self.tracks[self.lead].cfg.codec.frame_rate() {
             let sps_frame_ticks = (lead_scale as f64 / fps).round() as i64;
-            if (sps_frame_ticks - frame_ticks).abs() * 10 <= frame_ticks {
+            let difference = (i128::from(sps_frame_ticks) - i128::from(frame_ticks)).abs();
+            if difference * 10 <= i128::from(frame_ticks) {
                 frame_ticks = sps_frame_ticks;
             }
         }
@@ -135,18 +136,18 @@ impl Packager {
         }
         let td_ticks = i64::from(td) * lead_scale;
         Some(Locked {
-            part_target,
-            frame_ticks,
+            part_target: LeadTicks(part_target),
+            frame_ticks: LeadTicks(frame_ticks),
             target_duration: td,
-            segment_close: rescale(segment_target_ns * 3 / 4, NS, lead_scale as u32),
-            segment_limit: td_ticks + lead_scale / 2 - 1,
-            gap_threshold: (part_target).max(3 * frame_ticks),
+            segment_close: LeadTicks(rescale(segment_target_ns * 3 / 4, NS, lead_scale as u32)),
+            segment_limit: LeadTicks(td_ticks + lead_scale / 2 - 1),
+            gap_threshold: LeadTicks(part_target.max(3 * frame_ticks)),
         })
     }
 
     pub(super) fn lock_timing(&mut self, locked: Locked) {
-        let lead_scale = self.lead_scale as f64;
-        let lead_pt = round_up_precision(locked.part_target as f64 / lead_scale);
+        let lead_part_secs = locked.part_target.secs(self.lead_scale);
+        let lead_pt = round_up_precision(lead_part_secs);
         let mut max_pt = lead_pt;
         for r in &mut self.renditions {
             let has_lead = r.tracks.contains(&self.lead);
@@ -159,16 +160,16 @@ impl Packager {
                     .tracks
                     .iter()
                     .map(|&i| {
-                        let t = &self.tracks[i];
-                        let frame = t
+                        let track = &self.tracks[i];
+                        let frame = track
                             .cfg
                             .codec
                             .audio_frame_ticks()
-                            .unwrap_or(i64::from(t.scale) / 50);
-                        frame as f64 / f64::from(t.scale)
+                            .unwrap_or(i64::from(track.scale) / 50);
+                        frame as f64 / f64::from(track.scale)
                     })
                     .fold(0.0, f64::max);
-                round_up_precision(locked.part_target as f64 / lead_scale + extra)
+                round_up_precision(lead_part_secs + extra)
             };
             max_pt = max_pt.max(r.part_target);
         }
@@ -217,19 +218,19 @@ mod tests {
     #[test]
     fn thirty_fps_two_second_gop() {
         let locked = probe(30.0, 60);
-        assert_eq!(locked.frame_ticks, 3000);
+        assert_eq!(locked.frame_ticks, LeadTicks(3000));
         // Six frames per 200 ms part, plus two millisecond ticks of jitter allowance at 90 kHz.
-        assert_eq!(locked.part_target, 6 * 3000 + 181);
+        assert_eq!(locked.part_target, LeadTicks(6 * 3000 + 181));
         assert_eq!(locked.target_duration, 2);
-        assert_eq!(locked.segment_close, 135_000);
-        assert_eq!(locked.segment_limit, 2 * 90_000 + 45_000 - 1);
-        assert_eq!(locked.gap_threshold, 6 * 3000 + 181);
+        assert_eq!(locked.segment_close, LeadTicks(135_000));
+        assert_eq!(locked.segment_limit, LeadTicks(2 * 90_000 + 45_000 - 1));
+        assert_eq!(locked.gap_threshold, LeadTicks(6 * 3000 + 181));
     }
 
     #[test]
     fn long_gop_raises_the_target_duration() {
         let locked = probe(25.0, 100);
-        assert_eq!(locked.frame_ticks, 3600);
+        assert_eq!(locked.frame_ticks, LeadTicks(3600));
         assert_eq!(locked.target_duration, 4);
     }
 }

@@ -5,6 +5,7 @@
 use crate::media::WallClock;
 
 use super::probe::Locked;
+use super::time::LeadTicks;
 use super::timeline::Pending;
 use super::window::Open;
 use super::Packager;
@@ -14,8 +15,8 @@ use super::Packager;
 pub(super) struct Segmenter {
     /// The MSN the next segment opened gets.
     pub(super) next_msn: u64,
-    /// Start of the part in progress (lead ticks).
-    pub(super) part_start: i64,
+    /// Start of the part in progress.
+    pub(super) part_start: LeadTicks,
     /// Lead samples of the part in progress, with durations.
     pub(super) part_samples: Vec<Pending>,
     /// The last lead sample: its duration is known when the next one arrives.
@@ -26,7 +27,7 @@ impl Segmenter {
     pub(super) fn new(first_msn: u64) -> Self {
         Segmenter {
             next_msn: first_msn,
-            part_start: 0,
+            part_start: LeadTicks(0),
             part_samples: Vec::new(),
             lead_pending: None,
         }
@@ -47,14 +48,14 @@ pub(super) enum Cut {
 }
 
 /// Decides the cut for a lead sample at `at` (`sync`: a keyframe), given how long the segment
-/// and part in progress are (lead ticks), how many samples the part holds, and the expected
-/// duration of the next sample.
+/// and part in progress are, how many samples the part holds, and the expected duration of
+/// the next sample.
 pub(super) fn decide(
     sync: bool,
-    segment_len: i64,
-    part_len: i64,
+    segment_len: LeadTicks,
+    part_len: LeadTicks,
     part_samples: usize,
-    next_estimate: i64,
+    next_estimate: LeadTicks,
     locked: &Locked,
 ) -> Cut {
     if sync && segment_len >= locked.segment_close {
@@ -71,7 +72,7 @@ pub(super) fn decide(
 impl Packager {
     /// One lead sample on the output clock: closes parts and segments as it requires.
     pub(super) fn on_lead_sample(&mut self, sample: Pending, now: WallClock, locked: Locked) {
-        let at = sample.dts;
+        let at = LeadTicks::of_lead_sample(sample.dts);
         if self.timeline.pdt_anchor.is_none() {
             self.timeline.pdt_anchor = Some((at, now));
         }
@@ -81,12 +82,13 @@ impl Packager {
             self.open_segments(at, sample.sync);
         }
         if let Some(mut prev) = self.segmenter.lead_pending.take() {
-            let step = at - prev.dts;
+            let step = at - LeadTicks::of_lead_sample(prev.dts);
             if step > locked.gap_threshold {
                 self.resume_after_stall(prev, sample, locked);
                 return;
             }
-            let dur = step.max(1);
+            // At most the gap threshold (a few frames): fits in a u32.
+            let dur = step.get().max(1);
             prev.dur = Some(dur as u32);
             self.tracks[self.lead].last_dur = dur as u32;
             self.segmenter.part_samples.push(prev);
@@ -102,7 +104,7 @@ impl Packager {
                 at - segment_start,
                 at - self.segmenter.part_start,
                 self.segmenter.part_samples.len(),
-                i64::from(self.tracks[self.lead].last_dur.max(1)),
+                LeadTicks(i64::from(self.tracks[self.lead].last_dur.max(1))),
                 &locked,
             );
             match cut {
@@ -117,7 +119,7 @@ impl Packager {
                         .segmenter
                         .part_samples
                         .last()
-                        .map(|p| p.dts)
+                        .map(|p| LeadTicks::of_lead_sample(p.dts))
                         .unwrap_or(at);
                     self.close_part(boundary);
                     let next_sync = self.segmenter.part_samples.first().is_some_and(|p| p.sync);
@@ -133,7 +135,13 @@ impl Packager {
     }
 
     /// Cuts the segment at `at` between keyframes if it would otherwise outgrow TD + 0.5 s.
-    fn maybe_force_cut(&mut self, at: i64, segment_start: i64, next_sync: bool, locked: Locked) {
+    fn maybe_force_cut(
+        &mut self,
+        at: LeadTicks,
+        segment_start: LeadTicks,
+        next_sync: bool,
+        locked: Locked,
+    ) {
         if at - segment_start + locked.part_target > locked.segment_limit {
             let msn = self.renditions[0].open.as_ref().map(|o| o.msn).unwrap_or(0);
             self.close_segments(at);
@@ -147,7 +155,7 @@ impl Packager {
     }
 
     /// Opens segment `next_msn` at lead time `at` in every rendition.
-    pub(super) fn open_segments(&mut self, at: i64, independent: bool) {
+    pub(super) fn open_segments(&mut self, at: LeadTicks, independent: bool) {
         let msn = self.segmenter.next_msn;
         self.segmenter.next_msn += 1;
         let pdt = self.timeline.pdt_at(at, self.lead_scale);
@@ -173,13 +181,31 @@ mod tests {
     use super::*;
 
     const LOCKED: Locked = Locked {
-        part_target: 18_181,
-        frame_ticks: 3000,
+        part_target: LeadTicks(18_181),
+        frame_ticks: LeadTicks(3000),
         target_duration: 2,
-        segment_close: 135_000,
-        segment_limit: 224_999,
-        gap_threshold: 18_181,
+        segment_close: LeadTicks(135_000),
+        segment_limit: LeadTicks(224_999),
+        gap_threshold: LeadTicks(18_181),
     };
+
+    fn decide(
+        sync: bool,
+        segment: i64,
+        part: i64,
+        samples: usize,
+        next: i64,
+        locked: &Locked,
+    ) -> Cut {
+        super::decide(
+            sync,
+            LeadTicks(segment),
+            LeadTicks(part),
+            samples,
+            LeadTicks(next),
+            locked,
+        )
+    }
 
     #[test]
     fn parts_close_before_the_frame_that_would_overflow() {

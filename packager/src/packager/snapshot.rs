@@ -72,9 +72,10 @@ impl Packager {
 
     fn frame_rate_measured(&self) -> Option<f64> {
         match self.phase {
-            Phase::Running(locked) if locked.frame_ticks > 0 => {
-                Some((self.lead_scale as f64 / locked.frame_ticks as f64 * 1000.0).round() / 1000.0)
-            }
+            Phase::Running(locked) if locked.frame_ticks.get() > 0 => Some(
+                (self.lead_scale as f64 / locked.frame_ticks.get() as f64 * 1000.0).round()
+                    / 1000.0,
+            ),
             _ => None,
         }
     }

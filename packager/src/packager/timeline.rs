@@ -9,18 +9,21 @@ use bytes::Bytes;
 use crate::codec::{opus_packet_samples, CodecConfig};
 use crate::media::{rescale, Frame, TrackConfig, TrackKind, WallClock};
 
+use super::time::{
+    rescale_within, wall_clock_in_range, InputNs, LeadTicks, TrackTicks, NS, OUTPUT_LIMIT_NS,
+};
 use super::{Packager, PackagerError};
 
-/// Nanoseconds per second: inputs on any clock are compared and shifted in nanoseconds.
-pub(super) const NS: u32 = 1_000_000_000;
 /// A DTS jump larger than this (either way) is read as a timestamp reset: a discontinuity.
 pub(super) const RESET_NS: i64 = 5_000_000_000;
+/// PTS may follow DTS by at most this much (B-frame reordering is well under a second).
+pub(super) const MAX_PTS_DELAY_NS: i64 = 3_600 * NS as i64;
 
 /// One sample on its track's output clock, waiting to be put in a part.
 #[derive(Debug, Clone)]
 pub(super) struct Pending {
-    /// Output DTS (track ticks).
-    pub(super) dts: i64,
+    /// Output DTS.
+    pub(super) dts: TrackTicks,
     /// Composition offset (track ticks).
     pub(super) cts: i32,
     pub(super) sync: bool,
@@ -38,10 +41,10 @@ pub(super) struct Track {
     pub(super) lead: bool,
     /// Output = rescale(input ns + stream shift ns + cts_shift ns).
     pub(super) cts_shift_ns: Option<i64>,
-    /// The last input DTS accepted (ticks, Hz).
-    pub(super) last_in: Option<(i64, u32)>,
-    /// Where the next audio sample should start (track ticks).
-    pub(super) next_dts: Option<i64>,
+    /// The last input DTS accepted: as given (ticks) and in nanoseconds.
+    pub(super) last_in: Option<(i64, InputNs)>,
+    /// Where the next audio sample should start.
+    pub(super) next_dts: Option<TrackTicks>,
     /// Non-lead samples waiting for the lead's part boundary.
     pub(super) pending: VecDeque<Pending>,
     /// Duration of the last sample (track ticks).
@@ -68,10 +71,10 @@ impl Track {
 pub(super) struct Timeline {
     /// Stream shift in ns: output time = input time + shift.
     pub(super) shift_ns: Option<i64>,
-    /// End of the output timeline so far (lead ticks) for re-anchoring after discontinuities.
-    pub(super) end: i64,
-    /// (lead ticks, wall clock) of the first sample of this timeline: PROGRAM-DATE-TIME.
-    pub(super) pdt_anchor: Option<(i64, WallClock)>,
+    /// End of the output timeline so far, for re-anchoring after discontinuities.
+    pub(super) end: LeadTicks,
+    /// The first sample of this timeline and its arrival: PROGRAM-DATE-TIME.
+    pub(super) pdt_anchor: Option<(LeadTicks, WallClock)>,
     /// The next segment opened carries EXT-X-DISCONTINUITY.
     pub(super) pending_discontinuity: bool,
     /// Frames are dropped until the lead track's next keyframe.
@@ -86,7 +89,7 @@ impl Timeline {
     pub(super) fn new() -> Self {
         Timeline {
             shift_ns: None,
-            end: 0,
+            end: LeadTicks(0),
             pdt_anchor: None,
             pending_discontinuity: false,
             waiting_for_keyframe: true,
@@ -95,10 +98,19 @@ impl Timeline {
         }
     }
 
+    /// Moves the latest wall clock forward to `now` (ignored outside the years 0000-9999).
+    pub(super) fn see_wall_clock(&mut self, now: WallClock) {
+        if wall_clock_in_range(now) {
+            self.last_wall = self.last_wall.max(now);
+        }
+    }
+
     /// PROGRAM-DATE-TIME of lead time `at` (the last wall clock before the anchor is set).
-    pub(super) fn pdt_at(&self, at: i64, lead_scale: i64) -> WallClock {
+    pub(super) fn pdt_at(&self, at: LeadTicks, lead_scale: i64) -> WallClock {
         match self.pdt_anchor {
-            Some((anchor, wall)) => WallClock(wall.0 + (at - anchor) * 1000 / lead_scale),
+            Some((anchor, wall)) => at
+                .wall_clock(anchor, wall, lead_scale)
+                .unwrap_or(self.last_wall),
             None => self.last_wall,
         }
     }
@@ -113,10 +125,23 @@ pub(super) enum Jump {
     Reset,
 }
 
-/// Checks a frame's timestamps against its track's last DTS.
-pub(super) fn check_timestamps(track: &Track, frame: &Frame) -> Result<Jump, PackagerError> {
-    let dts_ns = rescale(frame.dts.ticks, frame.dts.scale.hz(), NS);
-    let pts_ns = rescale(frame.pts.ticks, frame.pts.scale.hz(), NS);
+/// Checks a frame's timestamps and arrival against its track's last DTS; returns how it
+/// continues and its DTS in nanoseconds. Out-of-range values are errors, never overflows.
+pub(super) fn check_timestamps(
+    track: &Track,
+    frame: &Frame,
+    arrival: WallClock,
+) -> Result<(Jump, InputNs), PackagerError> {
+    let out_of_range = |what| PackagerError::TimestampOutOfRange {
+        track: frame.track,
+        dts: frame.dts.ticks,
+        what,
+    };
+    if !wall_clock_in_range(arrival) {
+        return Err(out_of_range("wall clock"));
+    }
+    let dts_ns = InputNs::from_media(frame.dts).ok_or_else(|| out_of_range("dts"))?;
+    let pts_ns = InputNs::from_media(frame.pts).ok_or_else(|| out_of_range("pts"))?;
     if pts_ns < dts_ns {
         return Err(PackagerError::PtsBeforeDts {
             track: frame.track,
@@ -124,26 +149,29 @@ pub(super) fn check_timestamps(track: &Track, frame: &Frame) -> Result<Jump, Pac
             pts: frame.pts.ticks,
         });
     }
-    let Some((last, last_scale)) = track.last_in else {
-        return Ok(Jump::Continues);
+    if pts_ns.since(dts_ns) > MAX_PTS_DELAY_NS {
+        return Err(out_of_range("pts - dts"));
+    }
+    let Some((last, last_ns)) = track.last_in else {
+        return Ok((Jump::Continues, dts_ns));
     };
-    let last_ns = rescale(last, last_scale, NS);
-    if dts_ns <= last_ns {
-        if last_ns - dts_ns > RESET_NS {
+    let jump = if dts_ns <= last_ns {
+        if last_ns.since(dts_ns) > RESET_NS {
             // Timestamps reset (encoder restart): a discontinuity, not an error.
-            Ok(Jump::Reset)
+            Jump::Reset
         } else {
-            Err(PackagerError::DtsNotIncreasing {
+            return Err(PackagerError::DtsNotIncreasing {
                 track: frame.track,
                 dts: frame.dts.ticks,
                 last,
-            })
+            });
         }
-    } else if dts_ns - last_ns > RESET_NS {
-        Ok(Jump::Reset)
+    } else if dts_ns.since(last_ns) > RESET_NS {
+        Jump::Reset
     } else {
-        Ok(Jump::Continues)
-    }
+        Jump::Continues
+    };
+    Ok((jump, dts_ns))
 }
 
 /// The arrival `arrival` of a probed frame, moved earlier to what the least-delayed frame
@@ -155,27 +183,38 @@ pub(super) fn earliest_arrival(
 ) -> WallClock {
     match offset {
         Some(offset) => {
+            // Probed frames passed the input checks: their times and arrivals are in range.
             let media_ms = rescale(frame.dts.ticks, frame.dts.scale.hz(), 1000);
-            WallClock(arrival.0.min(offset + media_ms).max(arrival.0 - 2000))
+            let earliest = offset.saturating_add(media_ms);
+            WallClock(arrival.0.min(earliest).max(arrival.0.saturating_sub(2000)))
         }
         None => arrival,
     }
 }
 
 impl Packager {
-    /// Input ticks of track `ti` to its output clock.
-    fn to_out(&self, ti: usize, in_ticks: i64, in_scale: u32) -> i64 {
-        let track = &self.tracks[ti];
-        let ns = rescale(in_ticks, in_scale, NS)
-            + self.timeline.shift_ns.unwrap_or(0)
-            + track.cts_shift_ns.unwrap_or(0);
-        rescale(ns, NS, track.scale)
+    /// Input time `at` (plus `offset_ns`) of track `ti` on its output clock; `None` beyond
+    /// the output limit.
+    fn to_out(&self, ti: usize, at: InputNs, offset_ns: i64) -> Option<TrackTicks> {
+        let ns = at
+            .get()
+            .checked_add(self.timeline.shift_ns.unwrap_or(0))?
+            .checked_add(offset_ns)?;
+        let ns = rescale_within(ns, NS, NS, OUTPUT_LIMIT_NS)?;
+        Some(TrackTicks(rescale(ns, NS, self.tracks[ti].scale)))
     }
 
     /// Maps one frame to its output clock and hands it to the segmenter (lead) or queues it
     /// behind the lead (others).
     pub(super) fn run_frame(&mut self, frame: Frame, now: WallClock) {
         let Some(locked) = self.locked() else { return };
+        // handle_frame checked both against the input limit before accepting the frame.
+        let (Some(dts_ns), Some(pts_ns)) = (
+            InputNs::from_media(frame.dts),
+            InputNs::from_media(frame.pts),
+        ) else {
+            return;
+        };
         let ti = match self.tracks.iter().position(|t| t.cfg.id == frame.track) {
             Some(i) => i,
             None => return,
@@ -188,11 +227,10 @@ impl Packager {
             }
             self.timeline.waiting_for_keyframe = false;
             self.close_gap();
-            let dts_ns = rescale(frame.dts.ticks, frame.dts.scale.hz(), NS);
             // Map the first keyframe to the end of the timeline so far: tfdt stays continuous
-            // across reconnects.
-            let end_ns = rescale(self.timeline.end, self.lead_scale as u32, NS);
-            self.timeline.shift_ns = Some(end_ns - dts_ns);
+            // across reconnects. (Both are within their limits: the difference fits.)
+            let end_ns = self.timeline.end.to_ns(self.lead_scale);
+            self.timeline.shift_ns = Some(end_ns - dts_ns.get());
             for track in &mut self.tracks {
                 // next_dts survives: audio of the new timeline must not overlap the old.
                 track.cts_shift_ns = None;
@@ -200,20 +238,24 @@ impl Packager {
             }
             self.timeline.pdt_anchor = None;
         }
-        let in_scale = frame.dts.scale.hz();
         if self.tracks[ti].cts_shift_ns.is_none() {
             let shift = if self.tracks[ti].cfg.kind() == TrackKind::Video {
-                rescale(frame.pts.ticks - frame.dts.ticks, in_scale, NS).max(0)
+                pts_ns.since(dts_ns).max(0)
             } else {
                 0
             };
             self.tracks[ti].cts_shift_ns = Some(shift);
         }
-        let mut dts = self.to_out(ti, frame.dts.ticks, in_scale);
-        let pts_unshifted = {
-            let ns = rescale(frame.pts.ticks, frame.pts.scale.hz(), NS)
-                + self.timeline.shift_ns.unwrap_or(0);
-            rescale(ns, NS, self.tracks[ti].scale)
+        let cts_shift_ns = self.tracks[ti].cts_shift_ns.unwrap_or(0);
+        let (Some(mut dts), Some(pts_unshifted)) = (
+            self.to_out(ti, dts_ns, cts_shift_ns),
+            self.to_out(ti, pts_ns, 0),
+        ) else {
+            self.warn(format!(
+                "{}: dts {} lands beyond the output timeline's range; frame dropped",
+                frame.track, frame.dts.ticks
+            ));
+            return;
         };
         // Audio: count samples rather than trust rounded (millisecond) timestamps.
         let audio_dur = match &self.tracks[ti].cfg.codec {
@@ -223,7 +265,7 @@ impl Packager {
         };
         if let (Some(dur), Some(expected)) = (audio_dur, self.tracks[ti].next_dts) {
             let frame_ticks = i64::from(dur);
-            let drift = dts - expected;
+            let drift = (dts - expected).get();
             if drift.abs() <= frame_ticks / 2 {
                 dts = expected;
             } else if drift < 0 {
@@ -240,7 +282,7 @@ impl Packager {
             }
             let dur = audio_dur.unwrap_or(self.tracks[ti].last_dur.max(1));
             let track = &mut self.tracks[ti];
-            track.next_dts = Some(dts + i64::from(dur));
+            track.next_dts = Some(dts + TrackTicks(i64::from(dur)));
             track.pending.push_back(Pending {
                 dts,
                 cts: 0,
@@ -250,9 +292,11 @@ impl Packager {
             });
             return;
         }
-        let cts = (pts_unshifted - dts).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        let cts = (pts_unshifted - dts)
+            .get()
+            .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
         if let Some(dur) = audio_dur {
-            self.tracks[ti].next_dts = Some(dts + i64::from(dur));
+            self.tracks[ti].next_dts = Some(dts + TrackTicks(i64::from(dur)));
         }
         let sample = Pending {
             dts,
@@ -273,8 +317,10 @@ impl Packager {
         let lead = self.tracks[self.lead].cfg.id;
         buf.iter()
             .filter(|(frame, _)| frame.track == lead)
-            .map(|(frame, arrival)| {
-                arrival.0 - rescale(frame.dts.ticks, frame.dts.scale.hz(), 1000)
+            .filter_map(|(frame, arrival)| {
+                let media_ms =
+                    rescale_within(frame.dts.ticks, frame.dts.scale.hz(), 1000, InputNs::LIMIT)?;
+                arrival.0.checked_sub(media_ms)
             })
             .min()
     }
@@ -299,30 +345,44 @@ mod tests {
     #[test]
     fn small_steps_continue_large_jumps_reset() {
         let mut track = Track::new(video_track(), true);
-        assert_eq!(check_timestamps(&track, &frame(0, 0)), Ok(Jump::Continues));
-        track.last_in = Some((1000, 1000));
+        let jump = |track: &Track, dts, pts| {
+            check_timestamps(track, &frame(dts, pts), WallClock(0)).map(|(jump, _)| jump)
+        };
+        let ms = |ms| InputNs::from_media(MediaTime::from_millis(ms)).unwrap();
+        assert_eq!(jump(&track, 0, 0), Ok(Jump::Continues));
+        track.last_in = Some((1000, ms(1000)));
+        assert_eq!(jump(&track, 1033, 1033), Ok(Jump::Continues));
+        assert_eq!(jump(&track, 7000, 7000), Ok(Jump::Reset));
         assert_eq!(
-            check_timestamps(&track, &frame(1033, 1033)),
-            Ok(Jump::Continues)
-        );
-        assert_eq!(
-            check_timestamps(&track, &frame(7000, 7000)),
-            Ok(Jump::Reset)
-        );
-        assert_eq!(
-            check_timestamps(&track, &frame(0, 0)),
+            jump(&track, 0, 0),
             Err(PackagerError::DtsNotIncreasing {
                 track: VIDEO,
                 dts: 0,
                 last: 1000
             })
         );
-        track.last_in = Some((10_000, 1000));
-        assert_eq!(check_timestamps(&track, &frame(0, 0)), Ok(Jump::Reset));
+        track.last_in = Some((10_000, ms(10_000)));
+        assert_eq!(jump(&track, 0, 0), Ok(Jump::Reset));
         assert!(matches!(
-            check_timestamps(&track, &frame(10_100, 10_000)),
+            jump(&track, 10_100, 10_000),
             Err(PackagerError::PtsBeforeDts { .. })
         ));
+    }
+
+    #[test]
+    fn out_of_range_timestamps_are_errors() {
+        let track = Track::new(video_track(), true);
+        let what =
+            |dts, pts, wall| match check_timestamps(&track, &frame(dts, pts), WallClock(wall)) {
+                Err(PackagerError::TimestampOutOfRange { what, .. }) => what,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(what(i64::MAX, i64::MAX, 0), "dts");
+        assert_eq!(what(i64::MIN, 0, 0), "dts");
+        assert_eq!(what(0, i64::MAX, 0), "pts");
+        assert_eq!(what(0, 3_600_001, 0), "pts - dts");
+        assert_eq!(what(0, 0, i64::MAX), "wall clock");
+        assert!(check_timestamps(&track, &frame(0, 3_600_000), WallClock(0)).is_ok());
     }
 
     #[test]
@@ -347,8 +407,11 @@ mod tests {
     fn pdt_follows_the_anchor() {
         let mut timeline = Timeline::new();
         timeline.last_wall = WallClock(77);
-        assert_eq!(timeline.pdt_at(90_000, 90_000), WallClock(77));
-        timeline.pdt_anchor = Some((90_000, WallClock(1_000)));
-        assert_eq!(timeline.pdt_at(180_000, 90_000), WallClock(2_000));
+        assert_eq!(timeline.pdt_at(LeadTicks(90_000), 90_000), WallClock(77));
+        timeline.pdt_anchor = Some((LeadTicks(90_000), WallClock(1_000)));
+        assert_eq!(
+            timeline.pdt_at(LeadTicks(180_000), 90_000),
+            WallClock(2_000)
+        );
     }
 }

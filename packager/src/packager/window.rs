@@ -10,14 +10,15 @@ use crate::media::WallClock;
 use crate::playlist::{PartEntry, RenditionKind, SegmentEntry};
 
 use super::fragment::part_key;
+use super::time::LeadTicks;
 use super::{Addressing, Output, Packager};
 
 /// The parent segment in progress of one rendition.
 #[derive(Debug)]
 pub(super) struct Open {
     pub(super) msn: u64,
-    /// Start (lead ticks).
-    pub(super) start: i64,
+    /// Start on the lead clock.
+    pub(super) start: LeadTicks,
     pub(super) pdt: WallClock,
     pub(super) discontinuity: bool,
     pub(super) map_uri: String,
@@ -37,8 +38,8 @@ pub(super) struct Rendition {
     /// PART-TARGET (seconds), once timing is fixed.
     pub(super) part_target: f64,
     pub(super) segments: VecDeque<SegmentEntry>,
-    /// Start (lead ticks) of each segment in `segments`.
-    pub(super) segment_starts: VecDeque<i64>,
+    /// Start of each segment in `segments`.
+    pub(super) segment_starts: VecDeque<LeadTicks>,
     pub(super) open: Option<Open>,
     pub(super) media_sequence: u64,
     pub(super) discontinuity_sequence: u64,
@@ -93,7 +94,7 @@ impl Rendition {
 
     /// Parts stay listed only for parents overlapping the last `horizon` ticks before `now`,
     /// a whole parent at a time (rule 7 / decision E); the last two always keep theirs.
-    fn unlist_old_parts(&mut self, now: i64, horizon: i64) {
+    fn unlist_old_parts(&mut self, now: LeadTicks, horizon: LeadTicks) {
         let count = self.segments.len();
         for (i, segment) in self.segments.iter_mut().enumerate() {
             let end = self.segment_starts.get(i + 1).copied().unwrap_or(now);
@@ -105,13 +106,13 @@ impl Rendition {
 }
 
 /// Objects waiting to expire: (lead time they may be deleted at, keys), oldest first.
-pub(super) type Retention = VecDeque<(i64, Vec<ObjectKey>)>;
+pub(super) type Retention = VecDeque<(LeadTicks, Vec<ObjectKey>)>;
 
 impl Packager {
     /// Closes the open segment of every rendition at lead time `boundary`.
-    pub(super) fn close_segments(&mut self, boundary: i64) {
+    pub(super) fn close_segments(&mut self, boundary: LeadTicks) {
         let Some(locked) = self.locked() else { return };
-        let three_td = 3 * i64::from(locked.target_duration) * self.lead_scale;
+        let three_td = LeadTicks(3 * i64::from(locked.target_duration) * self.lead_scale);
         let addressing = self.config.addressing;
         let window = self.config.window_segments;
         let mut expired = Vec::new();
@@ -207,7 +208,7 @@ mod tests {
         let mut r = Rendition::new("video", RenditionKind::Video, vec![0], 1);
         for msn in 1..=count {
             r.segments.push_back(segment(msn, &[false, msn == 2]));
-            r.segment_starts.push_back(msn as i64 * 100);
+            r.segment_starts.push_back(LeadTicks(msn as i64 * 100));
         }
         r
     }
@@ -231,7 +232,7 @@ mod tests {
         assert_eq!(r.media_sequence, 4);
         assert_eq!(r.discontinuity_sequence, 1);
         assert_eq!(r.segments.len(), 6);
-        assert_eq!(r.segment_starts.front(), Some(&400));
+        assert_eq!(r.segment_starts.front(), Some(&LeadTicks(400)));
     }
 
     #[test]
@@ -244,10 +245,10 @@ mod tests {
     #[test]
     fn old_parents_stop_listing_parts_but_the_last_two_keep_them() {
         let mut r = rendition(6);
-        r.unlist_old_parts(1000, 500);
+        r.unlist_old_parts(LeadTicks(1000), LeadTicks(500));
         let listed: Vec<bool> = r.segments.iter().map(|s| s.parts_listed).collect();
         assert_eq!(listed, [false, false, false, true, true, true]);
-        r.unlist_old_parts(10_000, 0);
+        r.unlist_old_parts(LeadTicks(10_000), LeadTicks(0));
         let listed: Vec<bool> = r.segments.iter().map(|s| s.parts_listed).collect();
         assert_eq!(listed, [false, false, false, false, true, true]);
     }
