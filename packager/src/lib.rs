@@ -79,7 +79,7 @@
 //!   `_HLS_*` parser and classifier.
 //!
 //! The [`Packager`] itself is split by concern (private modules under `src/packager/`):
-//! `config` (settings and their validation), `time` (the three time scales as types and
+//! `config` (settings and their validation), `output` (outputs and errors), `time` (the three time scales as types and
 //! their limits), `timeline` (input checks, input to output time,
 //! timestamp resets, PROGRAM-DATE-TIME), `probe` (the timing probe that fixes TD and
 //! PART-TARGET), `segmenter` (part and segment cuts), `fragment` (CMAF fragments and init

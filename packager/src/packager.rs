@@ -4,7 +4,7 @@
 //! a [`Output::PlaylistChanged`], [`Packager::snapshot`] describes the new playlists; every URI
 //! they list was emitted as an [`Output::Object`] or [`Output::Append`] before it.
 //!
-//! The state is split by concern, each part in its own module: [`config`] (settings),
+//! The state is split by concern, each part in its own module: [`config`] (settings), [`output`] (outputs and errors),
 //! [`time`] (the three time scales as types), [`timeline`] (input to output time, resets,
 //! PROGRAM-DATE-TIME), [`probe`] (TD and PART-TARGET), [`segmenter`] (part and segment cuts),
 //! [`fragment`] (CMAF fragments and init segments), [`gap`] (GAP parts, stalls), [`window`]
@@ -13,6 +13,7 @@
 mod config;
 mod fragment;
 mod gap;
+mod output;
 mod probe;
 mod segmenter;
 mod snapshot;
@@ -22,114 +23,17 @@ mod window;
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
-
-use crate::key::ObjectKey;
-use crate::media::{Frame, TrackConfig, TrackId, TrackKind, WallClock};
+use crate::media::{Frame, TrackConfig, TrackKind, WallClock};
 use crate::playlist::{RenditionKind, StreamTiming};
 
 pub use config::{Addressing, Layout, PackagerConfig};
 use gap::Stall;
+pub use output::{Output, PackagerError, Warning};
 use probe::Phase;
 use segmenter::Segmenter;
 use time::LeadTicks;
 use timeline::{check_timestamps, earliest_arrival, Jump, Timeline, Track};
 use window::{Rendition, Retention};
-
-/// Errors from the packager. The state stays consistent after any of them: the offending
-/// frame is dropped and nothing already published changes.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PackagerError {
-    /// The configuration cannot produce a valid stream.
-    #[error("invalid packager configuration: {0}")]
-    Config(String),
-    /// A frame for a track that was not configured.
-    #[error("frame for unknown {0}")]
-    UnknownTrack(TrackId),
-    /// A frame with no payload.
-    #[error("{track}: empty frame at dts {dts}")]
-    EmptyFrame {
-        /// Track.
-        track: TrackId,
-        /// DTS (input ticks).
-        dts: i64,
-    },
-    /// PTS earlier than DTS.
-    #[error("{track}: pts {pts} is before dts {dts}")]
-    PtsBeforeDts {
-        /// Track.
-        track: TrackId,
-        /// DTS (input ticks).
-        dts: i64,
-        /// PTS (input ticks).
-        pts: i64,
-    },
-    /// DTS not increasing (by less than the reset threshold; larger resets are handled as a
-    /// discontinuity).
-    #[error("{track}: dts {dts} does not increase (last {last}); frame dropped")]
-    DtsNotIncreasing {
-        /// Track.
-        track: TrackId,
-        /// DTS (input ticks).
-        dts: i64,
-        /// Previous DTS (input ticks).
-        last: i64,
-    },
-    /// A timestamp the packager cannot place: a DTS or PTS beyond ±2^60 ns (36 years) on the
-    /// frame's clock, a PTS more than an hour after its DTS, or an arrival wall clock outside
-    /// the years 0000-9999. The frame is dropped.
-    #[error("{track}: {what} out of range at dts {dts}; frame dropped")]
-    TimestampOutOfRange {
-        /// Track.
-        track: TrackId,
-        /// DTS (input ticks).
-        dts: i64,
-        /// Which value: `dts`, `pts`, `pts - dts` or `wall clock`.
-        what: &'static str,
-    },
-    /// Frames after the end of the stream.
-    #[error("the stream has ended")]
-    Ended,
-    /// A discontinuity changed which kinds of tracks exist.
-    #[error("track set changed at a discontinuity: {0}")]
-    TrackSetChanged(String),
-}
-
-/// Something the publisher should fix; the caller logs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Warning {
-    /// What happened and what to change, for one log line.
-    pub message: String,
-}
-
-/// What the packager produced.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// A complete, immutable object: init segment, part file, or whole segment.
-    Object {
-        /// Its key; `key.to_string()` is the URI relative to the stream root (e.g.
-        /// `video/1000.3.m4s`).
-        key: ObjectKey,
-        /// Its bytes.
-        bytes: Bytes,
-    },
-    /// Byte-range addressing: bytes appended to the growing segment `key` at `offset`.
-    Append {
-        /// The segment's key.
-        key: ObjectKey,
-        /// Offset of the first byte.
-        offset: u64,
-        /// The part's bytes.
-        bytes: Bytes,
-    },
-    /// Objects no longer listed and past their retention (3 × TD): they may be deleted.
-    Expired(Vec<ObjectKey>),
-    /// The playlists changed: read [`Packager::snapshot`].
-    PlaylistChanged,
-    /// A problem with the input the publisher should know about.
-    Warning(Warning),
-}
 
 /// The sans-IO LL-HLS packager for one stream. See the crate docs for the contract.
 pub struct Packager {
@@ -162,11 +66,11 @@ impl Packager {
         config.validate()?;
         let videos = tracks
             .iter()
-            .filter(|t| t.kind() == TrackKind::Video)
+            .filter(|track| track.kind() == TrackKind::Video)
             .count();
         let audios = tracks
             .iter()
-            .filter(|t| t.kind() == TrackKind::Audio)
+            .filter(|track| track.kind() == TrackKind::Audio)
             .count();
         if videos > 1 || audios > 1 || tracks.is_empty() {
             return Err(PackagerError::Config(format!(
@@ -175,7 +79,7 @@ impl Packager {
         }
         let lead = tracks
             .iter()
-            .position(|t| t.kind() == TrackKind::Video)
+            .position(|track| track.kind() == TrackKind::Video)
             .unwrap_or(0);
         let lead_scale = i64::from(tracks[lead].codec.timescale().hz());
         let tracks: Vec<Track> = tracks
@@ -184,8 +88,12 @@ impl Packager {
             .map(|(i, cfg)| Track::new(cfg, i == lead))
             .collect();
         let mut renditions = Vec::new();
-        let video_idx = tracks.iter().position(|t| t.cfg.kind() == TrackKind::Video);
-        let audio_idx = tracks.iter().position(|t| t.cfg.kind() == TrackKind::Audio);
+        let video_idx = tracks
+            .iter()
+            .position(|track| track.cfg.kind() == TrackKind::Video);
+        let audio_idx = tracks
+            .iter()
+            .position(|track| track.cfg.kind() == TrackKind::Audio);
         let first_msn = config.first_msn;
         let rendition =
             |name: &str, kind, tracks: Vec<usize>| Rendition::new(name, kind, tracks, first_msn);
@@ -244,7 +152,7 @@ impl Packager {
 
     /// The track configurations in use.
     pub fn track_configs(&self) -> Vec<TrackConfig> {
-        self.tracks.iter().map(|t| t.cfg.clone()).collect()
+        self.tracks.iter().map(|track| track.cfg.clone()).collect()
     }
 
     /// Feeds one frame. `now` is the wall-clock time the frame arrived (for
@@ -256,7 +164,7 @@ impl Packager {
         let ti = self
             .tracks
             .iter()
-            .position(|t| t.cfg.id == frame.track)
+            .position(|track| track.cfg.id == frame.track)
             .ok_or(PackagerError::UnknownTrack(frame.track))?;
         if frame.data.is_empty() {
             return Err(PackagerError::EmptyFrame {
@@ -275,11 +183,13 @@ impl Packager {
         match &mut self.phase {
             Phase::Probing(buf) => {
                 buf.push((frame, now));
-                if let Some(locked) = self.probe_done() {
-                    let Phase::Probing(buf) =
-                        std::mem::replace(&mut self.phase, Phase::Running(locked))
-                    else {
-                        unreachable!("phase was Probing")
+                let locked = self.probe_done();
+                if let Some(locked) = locked {
+                    let probing = std::mem::replace(&mut self.phase, Phase::Running(locked));
+                    // The phase matched Probing above: `Running` cannot come back here.
+                    let buf = match probing {
+                        Phase::Probing(buf) => buf,
+                        Phase::Running(_) => Vec::new(),
                     };
                     self.lock_timing(locked);
                     let offset = self.least_delay_offset(&buf);
@@ -309,9 +219,9 @@ impl Packager {
         self.timeline.see_wall_clock(now);
         if let Some(new) = tracks {
             let same_kinds = new.len() == self.tracks.len()
-                && self.tracks.iter().all(|t| {
+                && self.tracks.iter().all(|track| {
                     new.iter()
-                        .any(|n| n.id == t.cfg.id && n.kind() == t.cfg.kind())
+                        .any(|n| n.id == track.cfg.id && n.kind() == track.cfg.kind())
                 });
             if !same_kinds {
                 return Err(PackagerError::TrackSetChanged(format!(
@@ -323,10 +233,10 @@ impl Packager {
             self.discontinuity_internal();
             let mut changed = false;
             for n in new {
-                if let Some(t) = self.tracks.iter_mut().find(|t| t.cfg.id == n.id) {
-                    if t.cfg != n {
-                        t.scale = n.codec.timescale().hz();
-                        t.cfg = n;
+                if let Some(track) = self.tracks.iter_mut().find(|track| track.cfg.id == n.id) {
+                    if track.cfg != n {
+                        track.scale = n.codec.timescale().hz();
+                        track.cfg = n;
                         changed = true;
                     }
                 }

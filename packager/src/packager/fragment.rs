@@ -83,7 +83,9 @@ impl Packager {
                             break;
                         }
                         secs += front_secs;
-                        taken.push(track.pending.pop_front().expect("front exists"));
+                        if let Some(sample) = track.pending.pop_front() {
+                            taken.push(sample);
+                        }
                     }
                     if !has_lead {
                         rendition_dur_secs += secs;

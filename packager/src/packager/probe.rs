@@ -42,7 +42,7 @@ impl Packager {
         // Drop anything before the first lead keyframe.
         if let Some(first_key) = buf
             .iter()
-            .position(|(f, _)| f.track == lead_id && f.keyframe)
+            .position(|(frame, _)| frame.track == lead_id && frame.keyframe)
         {
             let key_ns = rescale(
                 buf[first_key].0.dts.ticks,
@@ -51,11 +51,11 @@ impl Packager {
             );
             let mut idx = 0;
             let mut dropped_lead = 0;
-            buf.retain(|(f, _)| {
+            buf.retain(|(frame, _)| {
                 idx += 1;
-                let f_ns = rescale(f.dts.ticks, f.dts.scale.hz(), NS);
-                let keep = idx > first_key || (f.track != lead_id && f_ns >= key_ns);
-                if !keep && f.track == lead_id {
+                let frame_ns = rescale(frame.dts.ticks, frame.dts.scale.hz(), NS);
+                let keep = idx > first_key || (frame.track != lead_id && frame_ns >= key_ns);
+                if !keep && frame.track == lead_id {
                     dropped_lead += 1;
                 }
                 keep
@@ -63,15 +63,23 @@ impl Packager {
             // Only lead frames count: audio slightly ahead of the first keyframe is normal.
             self.timeline.dropped_before_keyframe += dropped_lead;
         } else {
-            let lead_frames = buf.iter().filter(|(f, _)| f.track == lead_id).count();
+            let lead_frames = buf
+                .iter()
+                .filter(|(frame, _)| frame.track == lead_id)
+                .count();
             buf.clear();
             self.timeline.dropped_before_keyframe += lead_frames as u64;
             return None;
         }
         let lead: Vec<(i64, bool)> = buf
             .iter()
-            .filter(|(f, _)| f.track == lead_id)
-            .map(|(f, _)| (rescale(f.dts.ticks, f.dts.scale.hz(), NS), f.keyframe))
+            .filter(|(frame, _)| frame.track == lead_id)
+            .map(|(frame, _)| {
+                (
+                    rescale(frame.dts.ticks, frame.dts.scale.hz(), NS),
+                    frame.keyframe,
+                )
+            })
             .collect();
         let first = lead.first()?.0;
         let &(last, last_key) = lead.last()?;
@@ -105,8 +113,8 @@ impl Packager {
         // Jitter allowance: two input ticks (ms timestamps from RTMP jitter by one at each end).
         let in_scale = buf
             .iter()
-            .find(|(f, _)| f.track == lead_id)
-            .map(|(f, _)| f.dts.scale.hz())
+            .find(|(frame, _)| frame.track == lead_id)
+            .map(|(frame, _)| frame.dts.scale.hz())
             .unwrap_or(lead_scale as u32);
         let jitter = if in_scale as i64 >= lead_scale {
             1
