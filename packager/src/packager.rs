@@ -4,11 +4,12 @@
 //! a [`Output::PlaylistChanged`], [`Packager::snapshot`] describes the new playlists; every URI
 //! they list was emitted as an [`Output::Object`] or [`Output::Append`] before it.
 //!
-//! The state is split by concern, each part in its own module: [`config`] (settings), [`output`] (outputs and errors),
-//! [`time`] (the three time scales as types), [`timeline`] (input to output time, resets,
-//! PROGRAM-DATE-TIME), [`probe`] (TD and PART-TARGET), [`segmenter`] (part and segment cuts),
-//! [`fragment`] (CMAF fragments and init segments), [`gap`] (GAP parts, stalls), [`window`]
-//! (sliding window, retention) and [`snapshot`] (playlist snapshots).
+//! The state is split by concern, each part in its own module: [`config`] (settings),
+//! [`output`] (outputs and errors), [`time`] (the three time scales as types), [`timeline`]
+//! (input to output time, resets, PROGRAM-DATE-TIME), [`probe`] (TD and PART-TARGET),
+//! [`segmenter`] (part and segment cuts), [`fragment`] (CMAF fragments and init segments),
+//! [`gap`] (GAP parts, stalls), [`window`] (sliding window, retention) and [`snapshot`]
+//! (playlist snapshots).
 
 mod config;
 mod fragment;
