@@ -54,9 +54,9 @@ pub fn run(
     let mut write = |p: &mut Packager, bytes: &mut u64| -> anyhow::Result<()> {
         while let Some(o) = p.poll_output() {
             match o {
-                Output::Object { uri, bytes: b } => {
+                Output::Object { key, bytes: b } => {
                     *bytes += b.len() as u64;
-                    tx.send((outdir.join(&uri), b))
+                    tx.send((outdir.join(key.to_string()), b))
                         .map_err(|_| anyhow::anyhow!("the file writer stopped"))?;
                 }
                 Output::Append { .. } | Output::PlaylistChanged | Output::Expired(_) => {}

@@ -309,28 +309,28 @@ fn drain(
 ) {
     while let Some(out) = p.poll_output() {
         match out {
-            Output::Object { uri, bytes } => {
-                if uri.bytes().filter(|&b| b == b'.').count() == 2 {
+            Output::Object { key, bytes } => {
+                if key.is_part() {
                     metrics.parts_published.fetch_add(1, Ordering::Relaxed);
                 }
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
-                objects.insert(uri, Object::Complete(bytes));
+                objects.insert(key.to_string(), Object::Complete(bytes));
             }
-            Output::Append { uri, bytes, .. } => {
+            Output::Append { key, bytes, .. } => {
                 metrics.parts_published.fetch_add(1, Ordering::Relaxed);
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
                 match objects
-                    .entry(uri)
+                    .entry(key.to_string())
                     .or_insert_with(|| Object::Growing(Rope::default()))
                 {
                     Object::Growing(rope) => rope.push(bytes),
                     Object::Complete(_) => {}
                 }
             }
-            Output::Expired(uris) => {
+            Output::Expired(keys) => {
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
-                for u in uris {
-                    objects.remove(&u);
+                for key in keys {
+                    objects.remove(&key.to_string());
                 }
             }
             Output::Warning(w) => tracing::warn!(stream = %name, "{}", w.message),

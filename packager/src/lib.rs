@@ -9,7 +9,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use llhls_packager::{
-//!     codec::{AacConfig, CodecConfig}, Frame, MediaTime, Output, Packager, PackagerConfig,
+//!     codec::{AacConfig, CodecConfig}, Frame, MediaTime, ObjectKey, Output, Packager, PackagerConfig,
 //!     TrackConfig, TrackId, WallClock,
 //! };
 //!
@@ -21,7 +21,11 @@
 //!     p.handle_frame(frame, WallClock(1_700_000_000_000 + i * 21))?;
 //!     while let Some(out) = p.poll_output() {
 //!         match out {
-//!             Output::Object { uri, bytes } => { /* store bytes under uri */ let _ = (uri, bytes); }
+//!             Output::Object { key, bytes } => {
+//!                 // Store the bytes under `key.to_string()`, e.g. "audio/1.0.m4s".
+//!                 assert_eq!(key.to_string().parse::<ObjectKey>()?, key);
+//!                 let _ = bytes;
+//!             }
 //!             Output::Append { .. } | Output::Expired(_) | Output::Warning(_) => {}
 //!             Output::PlaylistChanged => {
 //!                 let snap = p.snapshot().expect("timing is fixed once a playlist exists");
@@ -44,6 +48,13 @@
 //!   EXT-X-PROGRAM-DATE-TIME (anchored at the first frame of each timeline).
 //! - **now** for timers lives in the caller (the origin holds requests; the packager never waits).
 //!
+//! Inside the packager the three media scales are distinct types (input nanoseconds, lead-track
+//! ticks, per-track ticks), and every caller-supplied value is range-checked where it enters:
+//! a DTS or PTS beyond ±2^60 ns, a PTS more than an hour after its DTS, or an arrival wall
+//! clock outside the years 0000-9999 is a [`PackagerError::TimestampOutOfRange`]; a
+//! `handle_timeout` clock that is out of range or far from the media is ignored with a
+//! [`Warning`]. No input can make the arithmetic overflow.
+//!
 //! ## Cutting
 //!
 //! The lead track (video, or audio for audio-only streams) defines one grid of parts and
@@ -59,24 +70,39 @@
 //! ## Modules
 //!
 //! - [`media`]: the vocabulary (frames, tracks, time).
+//! - [`key`]: [`ObjectKey`], the name of every object and the one URI contract with the origin.
+//! - [`availability`]: [`StreamSnapshot::availability`], "will this object ever exist?" (serve,
+//!   hold or 404).
 //! - [`codec`]: parameter-set parsing and RFC 6381 codec strings.
 //! - [`cmaf`]: the box writer.
 //! - [`playlist`]: immutable snapshots; [`render`]: the pure renderer; [`directives`]: the
 //!   `_HLS_*` parser and classifier.
+//!
+//! The [`Packager`] itself is split by concern (private modules under `src/packager/`):
+//! `config` (settings and their validation), `output` (outputs and errors), `time` (the three time scales as types and
+//! their limits), `timeline` (input checks, input to output time,
+//! timestamp resets, PROGRAM-DATE-TIME), `probe` (the timing probe that fixes TD and
+//! PART-TARGET), `segmenter` (part and segment cuts), `fragment` (CMAF fragments and init
+//! segments), `gap` (GAP parts and segments, stalls), `window` (sliding window, parts listing,
+//! retention and expiry) and `snapshot` (playlist snapshots and the preload hint).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod availability;
 pub mod cmaf;
 pub mod codec;
 pub mod directives;
+pub mod key;
 pub mod media;
 mod packager;
 pub mod playlist;
 pub mod render;
 pub mod synth;
 
+pub use availability::Availability;
 pub use codec::CodecConfig;
 pub use directives::{classify, Decision, DirectiveError, Directives};
+pub use key::{ObjectKey, ObjectKeyError, ObjectKind};
 pub use media::{Frame, MediaTime, Timescale, TrackConfig, TrackId, TrackKind, WallClock};
 pub use packager::{Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning};
 pub use playlist::{RenditionSnapshot, StreamSnapshot, StreamTiming};

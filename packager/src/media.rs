@@ -206,6 +206,12 @@ mod tests {
         assert_eq!(rescale(-1, 1000, 90_000), -90);
         assert_eq!(rescale(1, 3, 2), 1);
         assert_eq!(rescale(i64::MAX, 1, 90_000), i64::MAX);
+        assert_eq!(rescale(i64::MIN, 1, u32::MAX), i64::MIN);
+        assert_eq!(rescale(i64::MAX, u32::MAX, 1), 2_147_483_648);
+        assert_eq!(
+            rescale(i64::MIN, u32::MAX, u32::MAX - 1),
+            -9_223_372_034_707_292_159
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use llhls_packager::playlist::StreamSnapshot;
 pub use llhls_packager::synth::*;
-use llhls_packager::{MediaTime, Output, Packager, PackagerConfig, Timescale, TrackConfig};
+use llhls_packager::{
+    MediaTime, ObjectKey, Output, Packager, PackagerConfig, Timescale, TrackConfig,
+};
 
 pub fn ms(t: i64) -> MediaTime {
     MediaTime::new(t, Timescale::MILLIS)
@@ -47,10 +49,11 @@ impl Harness {
     pub fn drain(&mut self) {
         while let Some(o) = self.p.poll_output() {
             match o {
-                Output::Object { uri, bytes } => {
+                Output::Object { key, bytes } => {
+                    let uri = key.to_string();
                     self.growing.remove(&uri);
-                    if uri.matches('.').count() == 2 {
-                        self.check_fragment(&uri, &bytes);
+                    if key.is_part() {
+                        self.check_fragment(&key, &bytes);
                     }
                     assert!(
                         !self.objects.contains_key(&uri) || self.objects[&uri] == bytes,
@@ -58,7 +61,8 @@ impl Harness {
                     );
                     self.objects.insert(uri, bytes);
                 }
-                Output::Append { uri, offset, bytes } => {
+                Output::Append { key, offset, bytes } => {
+                    let uri = key.to_string();
                     let g = self.growing.entry(uri.clone()).or_default();
                     assert_eq!(
                         g.len() as u64,
@@ -67,7 +71,7 @@ impl Harness {
                     );
                     g.extend_from_slice(&bytes);
                 }
-                Output::Expired(uris) => self.expired.extend(uris),
+                Output::Expired(keys) => self.expired.extend(keys.iter().map(|k| k.to_string())),
                 Output::Warning(w) => self.warnings.push(w.message),
                 Output::PlaylistChanged => {
                     let snap = self.p.snapshot().expect("snapshot after change");
@@ -93,9 +97,10 @@ impl Harness {
     /// Parses a part with mp4-atom (an independent parser): one moof + one mdat whose size
     /// matches the trun sample sizes, and every traf's tfdt continuing the previous part's
     /// (rule 68; gaps may only move it forward).
-    pub fn check_fragment(&mut self, uri: &str, bytes: &[u8]) {
+    pub fn check_fragment(&mut self, key: &ObjectKey, bytes: &[u8]) {
+        let uri = key.to_string();
         use mp4_atom::{Any, DecodeMaybe};
-        let rendition = uri.split('/').next().unwrap().to_string();
+        let rendition = key.rendition().to_string();
         let mut buf = bytes;
         let moof = match Any::decode_maybe(&mut buf)
             .expect("part parses")

@@ -1,0 +1,138 @@
+//! Packager settings and their validation.
+
+use std::time::Duration;
+
+use super::PackagerError;
+
+/// Where audio goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Video and audio in the same fragments and one media playlist (half the blocking
+    /// requests per viewer).
+    #[default]
+    Muxed,
+    /// Video and audio as separate CMAF tracks with their own media playlists, audio in an
+    /// EXT-X-MEDIA group (the CMAF way).
+    Separate,
+}
+
+/// How parts are addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Addressing {
+    /// One URI per part (`video/123.4.m4s`), plus one per segment.
+    #[default]
+    Files,
+    /// Parts are byte ranges of the growing segment (`BYTERANGE`, `BYTERANGE-START` hints).
+    ByteRange,
+}
+
+/// Packager settings. Timing values derived from them are fixed when the stream starts.
+#[derive(Debug, Clone)]
+pub struct PackagerConfig {
+    /// Nominal part duration (rounded to whole frames at stream start).
+    pub part_target: Duration,
+    /// Nominal segment duration; segments close on the first keyframe after 3/4 of it.
+    pub segment_target: Duration,
+    /// Largest EXT-X-TARGETDURATION accepted when the keyframe interval is long (seconds).
+    pub max_target_duration: u32,
+    /// Complete segments kept in the playlist (at least 6).
+    pub window_segments: usize,
+    /// Muxed or separate audio.
+    pub layout: Layout,
+    /// Part files or byte ranges.
+    pub addressing: Addressing,
+    /// First media sequence number (>= 1). Use a value derived from the wall clock (`llhls`
+    /// uses Unix time in tenths of a second) so a restarted stream never reuses a URI a CDN may
+    /// have cached.
+    pub first_msn: u64,
+    /// Offer delta updates (CAN-SKIP-UNTIL = 6 × TD).
+    pub delta_updates: bool,
+}
+
+impl Default for PackagerConfig {
+    fn default() -> Self {
+        PackagerConfig {
+            part_target: Duration::from_millis(200),
+            segment_target: Duration::from_secs(2),
+            max_target_duration: 10,
+            window_segments: 12,
+            layout: Layout::Muxed,
+            addressing: Addressing::Files,
+            first_msn: 1,
+            delta_updates: true,
+        }
+    }
+}
+
+impl PackagerConfig {
+    /// Checks the settings can produce a valid stream.
+    pub(super) fn validate(&self) -> Result<(), PackagerError> {
+        if self.window_segments < 6 {
+            return Err(PackagerError::Config(
+                "window_segments must be at least 6 (Apple authoring spec 8.11)".into(),
+            ));
+        }
+        if self.first_msn == 0 {
+            return Err(PackagerError::Config("first_msn must be at least 1".into()));
+        }
+        let part_secs = self.part_target.as_secs_f64();
+        if !(0.05..=2.0).contains(&part_secs) {
+            return Err(PackagerError::Config(format!(
+                "part target {part_secs} s is outside 0.05-2 s"
+            )));
+        }
+        let segment_secs = self.segment_target.as_secs_f64();
+        if segment_secs < 2.0 * part_secs || segment_secs > f64::from(self.max_target_duration) {
+            return Err(PackagerError::Config(format!(
+                "segment target {segment_secs} s must be at least two part targets and at most max_target_duration"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        assert_eq!(PackagerConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_impossible_settings() {
+        let bad = [
+            PackagerConfig {
+                window_segments: 5,
+                ..Default::default()
+            },
+            PackagerConfig {
+                first_msn: 0,
+                ..Default::default()
+            },
+            PackagerConfig {
+                part_target: Duration::from_millis(10),
+                ..Default::default()
+            },
+            PackagerConfig {
+                part_target: Duration::from_secs(3),
+                ..Default::default()
+            },
+            PackagerConfig {
+                segment_target: Duration::from_millis(300),
+                ..Default::default()
+            },
+            PackagerConfig {
+                segment_target: Duration::from_secs(11),
+                ..Default::default()
+            },
+        ];
+        for config in bad {
+            assert!(
+                matches!(config.validate(), Err(PackagerError::Config(_))),
+                "{config:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! CMAF fragments from samples: one `moof`+`mdat` per part and rendition (through
+//! [`crate::cmaf`]), and the init segments.
+
+use crate::cmaf::{self, InitTrack, Sample, TrackRun};
+use crate::key::ObjectKey;
+use crate::media::TrackKind;
+use crate::playlist::PartEntry;
+
+use super::time::LeadTicks;
+use super::timeline::Pending;
+use super::{Addressing, Output, Packager};
+
+/// The key a part is stored under: its own file, or the growing segment it is a byte range of.
+pub(super) fn part_key(addressing: Addressing, rendition: &str, msn: u64, index: u32) -> ObjectKey {
+    match addressing {
+        Addressing::Files => ObjectKey::part(rendition, msn, index),
+        Addressing::ByteRange => ObjectKey::segment(rendition, msn),
+    }
+}
+
+impl Packager {
+    /// Outputs an init segment per rendition, applying from the next segment opened.
+    pub(super) fn emit_init(&mut self) {
+        let msn = self.segmenter.next_msn;
+        for ri in 0..self.renditions.len() {
+            let tracks: Vec<InitTrack<'_>> = self.renditions[ri]
+                .tracks
+                .iter()
+                .map(|&i| InitTrack {
+                    track_id: i as u32 + 1,
+                    timescale: self.tracks[i].scale,
+                    codec: &self.tracks[i].cfg.codec,
+                })
+                .collect();
+            let bytes = cmaf::init_segment(&tracks);
+            let key = ObjectKey::init(&self.renditions[ri].name, msn);
+            self.renditions[ri].map_uri = key.to_string();
+            self.outputs.push_back(Output::Object { key, bytes });
+        }
+    }
+
+    /// Publishes the part ending at lead time `boundary` in every rendition.
+    pub(super) fn close_part(&mut self, boundary: LeadTicks) {
+        let count = self
+            .segmenter
+            .part_samples
+            .iter()
+            .take_while(|p| LeadTicks::of_lead_sample(p.dts) < boundary)
+            .count();
+        if count == 0 {
+            return;
+        }
+        let lead_samples: Vec<Pending> = self.segmenter.part_samples.drain(..count).collect();
+        let lead_dur = LeadTicks(
+            lead_samples
+                .iter()
+                .map(|p| i64::from(p.dur.unwrap_or(0)))
+                .sum(),
+        );
+        let independent = lead_samples.first().is_some_and(|p| p.sync);
+        let lead_scale = self.lead_scale;
+        let addressing = self.config.addressing;
+        for ri in 0..self.renditions.len() {
+            let mut runs_owned: Vec<(u32, u64, bool, Vec<Sample>)> = Vec::new();
+            let mut rendition_dur_secs: f64 = 0.0;
+            let has_lead = self.renditions[ri].tracks.contains(&self.lead);
+            let part_target_secs = self.renditions[ri].part_target;
+            for &ti in &self.renditions[ri].tracks.clone() {
+                let track = &mut self.tracks[ti];
+                let samples: Vec<Pending> = if ti == self.lead {
+                    lead_samples.clone()
+                } else {
+                    // Samples that start before the boundary; in an audio-only rendition, never
+                    // more than PART-TARGET worth.
+                    let mut taken = Vec::new();
+                    let mut secs = 0.0;
+                    while let Some(front) = track.pending.front() {
+                        let front_lead = front.dts.to_lead(track.scale, lead_scale);
+                        let front_secs = f64::from(front.dur.unwrap_or(0)) / f64::from(track.scale);
+                        if front_lead >= boundary
+                            || (!has_lead && secs + front_secs > part_target_secs + 1e-9)
+                        {
+                            break;
+                        }
+                        secs += front_secs;
+                        if let Some(sample) = track.pending.pop_front() {
+                            taken.push(sample);
+                        }
+                    }
+                    if !has_lead {
+                        rendition_dur_secs += secs;
+                    }
+                    taken
+                };
+                if samples.is_empty() {
+                    continue;
+                }
+                let base = samples[0].dts.get().max(0) as u64;
+                let video = track.cfg.kind() == TrackKind::Video;
+                let out: Vec<Sample> = samples
+                    .into_iter()
+                    .map(|p| Sample {
+                        duration: p.dur.unwrap_or(0),
+                        cts_offset: p.cts,
+                        sync: p.sync,
+                        data: p.data,
+                    })
+                    .collect();
+                runs_owned.push((ti as u32 + 1, base, video, out));
+            }
+            if has_lead {
+                rendition_dur_secs = lead_dur.secs(lead_scale);
+            }
+            let r = &mut self.renditions[ri];
+            let Some(open) = r.open.as_mut() else {
+                continue;
+            };
+            let index = open.parts.len() as u32;
+            if runs_owned.is_empty() {
+                // Nothing for this rendition yet (audio not arrived): a GAP part keeps the grid.
+                open.parts.push(PartEntry {
+                    duration: lead_dur.secs(lead_scale).min(r.part_target),
+                    uri: ObjectKey::part(&r.name, open.msn, index).to_string(),
+                    independent: false,
+                    gap: true,
+                    byterange: None,
+                });
+                continue;
+            }
+            r.fragment_seq += 1;
+            let runs: Vec<TrackRun<'_>> = runs_owned
+                .iter()
+                .map(|(id, base, video, s)| TrackRun {
+                    track_id: *id,
+                    base_dts: *base,
+                    video: *video,
+                    samples: s,
+                })
+                .collect();
+            let bytes = cmaf::fragment(r.fragment_seq, &runs);
+            let len = bytes.len() as u64;
+            let key = part_key(addressing, &r.name, open.msn, index);
+            let entry = PartEntry {
+                duration: rendition_dur_secs,
+                uri: key.to_string(),
+                independent: if has_lead { independent } else { true },
+                gap: false,
+                byterange: match addressing {
+                    Addressing::Files => None,
+                    Addressing::ByteRange => Some((len, open.bytes)),
+                },
+            };
+            match addressing {
+                Addressing::Files => self.outputs.push_back(Output::Object {
+                    key,
+                    bytes: bytes.clone(),
+                }),
+                Addressing::ByteRange => self.outputs.push_back(Output::Append {
+                    key,
+                    offset: open.bytes,
+                    bytes: bytes.clone(),
+                }),
+            }
+            open.bytes += len;
+            open.parts.push(entry);
+            open.part_bytes.push(bytes);
+        }
+        self.segmenter.part_start = boundary;
+        self.timeline.end = self.timeline.end.max(boundary);
+        self.changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_files_or_ranges_of_their_segment() {
+        assert_eq!(
+            part_key(Addressing::Files, "video", 7, 3).to_string(),
+            "video/7.3.m4s"
+        );
+        assert_eq!(
+            part_key(Addressing::ByteRange, "video", 7, 3).to_string(),
+            "video/7.m4s"
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! GAP parts and segments (rules 6 and 34): a hole in the input inside the timeline (a DTS
+//! step longer than the gap threshold) and a stalled publisher (no input for two part targets
+//! of wall-clock time, seen in [`Packager::handle_timeout`]) keep the playlist moving with
+//! parts that have no media.
+
+use crate::key::ObjectKey;
+use crate::media::WallClock;
+use crate::playlist::PartEntry;
+
+use super::probe::Locked;
+use super::time::{wall_clock_in_range, LeadTicks};
+use super::timeline::Pending;
+use super::Packager;
+
+/// The stall in progress, if any.
+#[derive(Debug, Default)]
+pub(super) struct Stall {
+    /// While the input is stalled: the end of the GAP parts published so far.
+    pub(super) end: Option<LeadTicks>,
+    /// The PDT anchor before the stall, so GAP parts keep following the wall clock.
+    pub(super) anchor_before_stall: Option<(LeadTicks, WallClock)>,
+    /// A warning about an unusable `handle_timeout` clock was given since the last frame.
+    pub(super) clock_warned: bool,
+}
+
+/// Splits `len` ticks into `ceil(len / part_target)` (at least one) near-equal GAP parts.
+pub(super) fn gap_part_lengths(
+    len: LeadTicks,
+    part_target: LeadTicks,
+) -> impl Iterator<Item = LeadTicks> {
+    let (len, part_target) = (len.get(), part_target.get().max(1));
+    let parts = ((len + part_target - 1) / part_target).max(1);
+    (0..parts).map(move |k| LeadTicks(len * (k + 1) / parts - len * k / parts))
+}
+
+impl Packager {
+    /// Time passes without input: call this about once per part target (the packager never
+    /// reads a clock). When no frame has come for more than two part targets of wall-clock
+    /// time, the segment in progress is closed and GAP parts (in GAP segments) keep the
+    /// playlist moving, one per part target (rules 6 and 34), until frames resume; the next
+    /// keyframe then continues right after the gap.
+    pub fn handle_timeout(&mut self, now: WallClock) {
+        let Some(locked) = self.locked() else { return };
+        if self.ended || !self.is_live() {
+            return;
+        }
+        let Some((anchor, anchor_wall)) = self.timeline.pdt_anchor.or(self.gap.anchor_before_stall)
+        else {
+            return;
+        };
+        let lead_scale = self.lead_scale;
+        let media_now = LeadTicks::at_wall_clock(now, anchor, anchor_wall, lead_scale)
+            .filter(|_| wall_clock_in_range(now));
+        let Some(media_now) = media_now else {
+            self.warn_clock(format!(
+                "handle_timeout: wall clock {} ms is out of range; ignored",
+                now.0
+            ));
+            return;
+        };
+        let end = match (self.gap.end, &self.segmenter.lead_pending) {
+            (Some(gap_end), _) => gap_end,
+            (None, Some(last)) => {
+                let dur = last.dur.unwrap_or(self.tracks[self.lead].last_dur.max(1));
+                LeadTicks::of_lead_sample(last.dts) + LeadTicks(i64::from(dur))
+            }
+            (None, None) => return,
+        };
+        let part_target = locked.part_target;
+        let segment_len = LeadTicks(i64::from(locked.target_duration) * lead_scale);
+        if end - media_now > 10 * segment_len {
+            self.warn_clock(format!(
+                "handle_timeout: the wall clock is {:.1} s behind the media; ignored",
+                (end - media_now).secs(lead_scale)
+            ));
+            return;
+        }
+        if media_now - end <= 2 * part_target {
+            return;
+        }
+        if self.gap.end.is_none() && media_now - end > 10 * segment_len {
+            // `now` and the frames' arrival clock disagree by more than a plausible stall
+            // (a stepped clock, or frames stamped with another clock): do not invent media.
+            self.warn_clock(format!(
+                "handle_timeout: the wall clock is {:.1} s ahead of the frames' arrival clock; no GAP parts",
+                (media_now - end).secs(lead_scale)
+            ));
+            return;
+        }
+        if self.gap.end.is_none() {
+            self.flush_timeline();
+            self.timeline.waiting_for_keyframe = true;
+            self.gap.anchor_before_stall = self.timeline.pdt_anchor;
+            self.warn(format!(
+                "no input for {:.1} s: publishing GAP parts until the publisher resumes",
+                (media_now - end).secs(lead_scale)
+            ));
+        }
+        let mut gap_end = self.gap.end.unwrap_or(self.timeline.end);
+        // Keep one part of slack behind the wall clock, and bound the work of one call.
+        let mut budget = 4 * segment_len.get() / part_target.get().max(1) + 1;
+        while gap_end + part_target <= media_now - part_target && budget > 0 {
+            budget -= 1;
+            if self.renditions[0].open.is_none() {
+                self.open_segments(gap_end, false);
+            }
+            let segment_start = self.renditions[0]
+                .open
+                .as_ref()
+                .map(|o| o.start)
+                .unwrap_or(gap_end);
+            self.push_gap_part(part_target);
+            gap_end += part_target;
+            self.timeline.end = gap_end;
+            self.changed();
+            if gap_end - segment_start + part_target > segment_len {
+                self.close_segments(gap_end);
+            }
+        }
+        self.gap.end = Some(gap_end);
+        self.publish();
+    }
+
+    /// Warns once (until the next frame) that `handle_timeout`'s clock cannot be used.
+    fn warn_clock(&mut self, message: String) {
+        if !std::mem::replace(&mut self.gap.clock_warned, true) {
+            self.warn(message);
+        }
+    }
+
+    /// Closes a GAP segment left open by [`Packager::handle_timeout`].
+    pub(super) fn close_gap(&mut self) {
+        if let Some(gap_end) = self.gap.end.take() {
+            if self.renditions[0]
+                .open
+                .as_ref()
+                .is_some_and(|o| !o.parts.is_empty())
+            {
+                self.close_segments(gap_end);
+            } else {
+                for r in &mut self.renditions {
+                    r.open = None;
+                }
+                self.segmenter.next_msn = self.renditions[0]
+                    .segments
+                    .back()
+                    .map(|s| s.msn + 1)
+                    .unwrap_or(self.segmenter.next_msn);
+            }
+            self.timeline.end = self.timeline.end.max(gap_end);
+        }
+    }
+
+    /// A lead sample `sample` arrived after a hole in the input longer than the gap threshold:
+    /// the sample before it (`prev`) gets a nominal duration and the hole becomes GAP parts,
+    /// so the playlist timeline keeps its shape (rule 34).
+    pub(super) fn resume_after_stall(
+        &mut self,
+        mut prev: Pending,
+        sample: Pending,
+        locked: Locked,
+    ) {
+        let at = LeadTicks::of_lead_sample(sample.dts);
+        let nominal =
+            i64::from(self.tracks[self.lead].last_dur.max(1)).min(locked.frame_ticks.get().max(1));
+        prev.dur = Some(u32::try_from(nominal).unwrap_or(u32::MAX));
+        let end = LeadTicks::of_lead_sample(prev.dts) + LeadTicks(nominal);
+        self.segmenter.part_samples.push(prev);
+        self.close_part(end);
+        self.close_segments(end);
+        self.fill_gap(end, at, locked);
+        self.segmenter.part_start = at;
+        self.open_segments(at, sample.sync);
+        if !sample.sync {
+            self.warn(format!(
+                "input stalled for {:.2} s and resumed without a keyframe: segment {} does not start with one",
+                (at - end).secs(self.lead_scale),
+                self.segmenter.next_msn - 1
+            ));
+            self.independent_segments = false;
+        }
+        self.segmenter.lead_pending = Some(sample);
+    }
+
+    /// Appends a GAP part of `len` to every rendition's open segment.
+    fn push_gap_part(&mut self, len: LeadTicks) {
+        let duration = len.secs(self.lead_scale);
+        for r in &mut self.renditions {
+            if let Some(open) = r.open.as_mut() {
+                let index = open.parts.len() as u32;
+                open.parts.push(PartEntry {
+                    duration,
+                    uri: ObjectKey::part(&r.name, open.msn, index).to_string(),
+                    independent: false,
+                    gap: true,
+                    byterange: None,
+                });
+            }
+        }
+    }
+
+    /// GAP segments and parts covering lead time [from, to).
+    fn fill_gap(&mut self, from: LeadTicks, to: LeadTicks, locked: Locked) {
+        let segment_len = LeadTicks(
+            (i64::from(locked.target_duration) * self.lead_scale)
+                .min(locked.segment_close.get().max(1) * 4 / 3),
+        );
+        let mut start = from;
+        while to > start {
+            let len = (to - start).min(segment_len);
+            self.open_segments(start, false);
+            for part in gap_part_lengths(len, locked.part_target) {
+                self.push_gap_part(part);
+            }
+            start += len;
+            self.close_segments(start);
+        }
+        self.timeline.end = self.timeline.end.max(to);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gap_parts_split_evenly_and_sum_to_the_hole() {
+        let lengths = |len, part_target| -> Vec<i64> {
+            gap_part_lengths(LeadTicks(len), LeadTicks(part_target))
+                .map(LeadTicks::get)
+                .collect()
+        };
+        assert_eq!(lengths(50_000, 18_181), [16_666, 16_667, 16_667]);
+        assert_eq!(lengths(18_181, 18_181), [18_181]);
+        assert_eq!(lengths(1, 18_181), [1]);
+        for len in [1, 999, 18_182, 180_000, 224_999] {
+            let parts = lengths(len, 18_181);
+            assert_eq!(parts.iter().sum::<i64>(), len);
+            assert!(parts.iter().all(|p| *p <= 18_181 && *p > 0), "{parts:?}");
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Renditions and their sliding window: closing segments, dropping the oldest (rule 36),
+//! listing parts only for recent parents (rule 7), and expiring objects after 3 × TD.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::key::ObjectKey;
+use crate::media::WallClock;
+use crate::playlist::{PartEntry, RenditionKind, SegmentEntry};
+
+use super::fragment::part_key;
+use super::time::LeadTicks;
+use super::{Addressing, Output, Packager};
+
+/// The parent segment in progress of one rendition.
+#[derive(Debug)]
+pub(super) struct Open {
+    pub(super) msn: u64,
+    /// Start on the lead clock.
+    pub(super) start: LeadTicks,
+    pub(super) pdt: WallClock,
+    pub(super) discontinuity: bool,
+    pub(super) map_uri: String,
+    pub(super) parts: Vec<PartEntry>,
+    pub(super) part_bytes: Vec<Bytes>,
+    pub(super) bytes: u64,
+    pub(super) independent: bool,
+}
+
+/// One media playlist: its tracks, its window and the segment in progress.
+#[derive(Debug)]
+pub(super) struct Rendition {
+    pub(super) name: String,
+    pub(super) kind: RenditionKind,
+    /// Indexes into the packager's tracks.
+    pub(super) tracks: Vec<usize>,
+    /// PART-TARGET (seconds), once timing is fixed.
+    pub(super) part_target: f64,
+    pub(super) segments: VecDeque<SegmentEntry>,
+    /// Start of each segment in `segments`.
+    pub(super) segment_starts: VecDeque<LeadTicks>,
+    pub(super) open: Option<Open>,
+    pub(super) media_sequence: u64,
+    pub(super) discontinuity_sequence: u64,
+    /// The init segment new segments refer to.
+    pub(super) map_uri: String,
+    /// `mfhd` sequence number of the last fragment.
+    pub(super) fragment_seq: u32,
+}
+
+impl Rendition {
+    pub(super) fn new(name: &str, kind: RenditionKind, tracks: Vec<usize>, first_msn: u64) -> Self {
+        Rendition {
+            name: name.to_string(),
+            kind,
+            tracks,
+            part_target: 0.0,
+            segments: VecDeque::new(),
+            segment_starts: VecDeque::new(),
+            open: None,
+            media_sequence: first_msn,
+            discontinuity_sequence: 0,
+            map_uri: String::new(),
+            fragment_seq: 0,
+        }
+    }
+
+    /// Drops segments beyond `window` from the front; returns the keys of their objects.
+    fn slide(&mut self, window: usize, addressing: Addressing) -> Vec<Vec<ObjectKey>> {
+        let mut removed = Vec::new();
+        while self.segments.len() > window {
+            let Some(old) = self.segments.pop_front() else {
+                break;
+            };
+            self.segment_starts.pop_front();
+            self.media_sequence += 1;
+            if old.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+            let mut keys: Vec<ObjectKey> = old
+                .parts
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !p.gap)
+                .map(|(index, _)| part_key(addressing, &self.name, old.msn, index as u32))
+                .collect();
+            keys.push(ObjectKey::segment(&self.name, old.msn));
+            keys.dedup();
+            removed.push(keys);
+        }
+        removed
+    }
+
+    /// Parts stay listed only for parents overlapping the last `horizon` ticks before `now`,
+    /// a whole parent at a time (rule 7 / decision E); the last two always keep theirs.
+    fn unlist_old_parts(&mut self, now: LeadTicks, horizon: LeadTicks) {
+        let count = self.segments.len();
+        for (i, segment) in self.segments.iter_mut().enumerate() {
+            let end = self.segment_starts.get(i + 1).copied().unwrap_or(now);
+            if i + 2 < count && now - end > horizon {
+                segment.parts_listed = false;
+            }
+        }
+    }
+}
+
+/// Objects waiting to expire: (lead time they may be deleted at, keys), oldest first.
+pub(super) type Retention = VecDeque<(LeadTicks, Vec<ObjectKey>)>;
+
+impl Packager {
+    /// Closes the open segment of every rendition at lead time `boundary`.
+    pub(super) fn close_segments(&mut self, boundary: LeadTicks) {
+        let Some(locked) = self.locked() else { return };
+        let three_td = LeadTicks(3 * i64::from(locked.target_duration) * self.lead_scale);
+        let addressing = self.config.addressing;
+        let window = self.config.window_segments;
+        let mut expired = Vec::new();
+        for r in &mut self.renditions {
+            let Some(open) = r.open.take() else { continue };
+            if open.parts.is_empty() {
+                continue;
+            }
+            let duration: f64 = open.parts.iter().map(|p| p.duration).sum();
+            let key = ObjectKey::segment(&r.name, open.msn);
+            let total: usize = open.part_bytes.iter().map(|part| part.len()).sum();
+            let mut segment = BytesMut::with_capacity(total);
+            for part in &open.part_bytes {
+                segment.extend_from_slice(part);
+            }
+            let gap = open.parts.iter().all(|p| p.gap);
+            if !gap {
+                self.outputs.push_back(Output::Object {
+                    key: key.clone(),
+                    bytes: segment.freeze(),
+                });
+            }
+            r.segments.push_back(SegmentEntry {
+                msn: open.msn,
+                duration,
+                uri: key.to_string(),
+                program_date_time: open.pdt,
+                discontinuity: open.discontinuity,
+                map_uri: open.map_uri,
+                gap,
+                parts: open.parts,
+                parts_listed: true,
+                bytes: open.bytes,
+                independent: open.independent,
+            });
+            r.segment_starts.push_back(open.start);
+            // Sliding window (rule 36: removals in order, never below 6 segments).
+            for keys in r.slide(window, addressing) {
+                expired.push((boundary + three_td, keys));
+            }
+            r.unlist_old_parts(boundary, three_td);
+        }
+        self.retention.extend(expired);
+        let mut due = Vec::new();
+        while self
+            .retention
+            .front()
+            .is_some_and(|(expires, _)| *expires <= boundary)
+        {
+            if let Some((_, keys)) = self.retention.pop_front() {
+                due.extend(keys);
+            }
+        }
+        if !due.is_empty() {
+            self.outputs.push_back(Output::Expired(due));
+        }
+        self.timeline.end = self.timeline.end.max(boundary);
+        self.changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(msn: u64, parts: &[bool]) -> SegmentEntry {
+        SegmentEntry {
+            msn,
+            duration: 1.0,
+            uri: ObjectKey::segment("video", msn).to_string(),
+            program_date_time: WallClock(0),
+            discontinuity: msn == 3,
+            map_uri: String::new(),
+            gap: parts.iter().all(|gap| *gap),
+            parts: parts
+                .iter()
+                .enumerate()
+                .map(|(i, &gap)| PartEntry {
+                    duration: 0.5,
+                    uri: ObjectKey::part("video", msn, i as u32).to_string(),
+                    independent: false,
+                    gap,
+                    byterange: None,
+                })
+                .collect(),
+            parts_listed: true,
+            bytes: 0,
+            independent: true,
+        }
+    }
+
+    fn rendition(count: u64) -> Rendition {
+        let mut r = Rendition::new("video", RenditionKind::Video, vec![0], 1);
+        for msn in 1..=count {
+            r.segments.push_back(segment(msn, &[false, msn == 2]));
+            r.segment_starts.push_back(LeadTicks(msn as i64 * 100));
+        }
+        r
+    }
+
+    #[test]
+    fn the_window_slides_in_order_and_expires_media_only() {
+        let mut r = rendition(9);
+        let removed = r.slide(6, Addressing::Files);
+        let uris: Vec<Vec<String>> = removed
+            .iter()
+            .map(|keys| keys.iter().map(|k| k.to_string()).collect())
+            .collect();
+        assert_eq!(
+            uris,
+            [
+                vec!["video/1.0.m4s", "video/1.1.m4s", "video/1.m4s"],
+                vec!["video/2.0.m4s", "video/2.m4s"],
+                vec!["video/3.0.m4s", "video/3.1.m4s", "video/3.m4s"],
+            ]
+        );
+        assert_eq!(r.media_sequence, 4);
+        assert_eq!(r.discontinuity_sequence, 1);
+        assert_eq!(r.segments.len(), 6);
+        assert_eq!(r.segment_starts.front(), Some(&LeadTicks(400)));
+    }
+
+    #[test]
+    fn byte_range_parts_expire_with_their_segment() {
+        let mut r = rendition(7);
+        let removed = r.slide(6, Addressing::ByteRange);
+        assert_eq!(removed, vec![vec![ObjectKey::segment("video", 1)]]);
+    }
+
+    #[test]
+    fn old_parents_stop_listing_parts_but_the_last_two_keep_them() {
+        let mut r = rendition(6);
+        r.unlist_old_parts(LeadTicks(1000), LeadTicks(500));
+        let listed: Vec<bool> = r.segments.iter().map(|s| s.parts_listed).collect();
+        assert_eq!(listed, [false, false, false, true, true, true]);
+        r.unlist_old_parts(LeadTicks(10_000), LeadTicks(0));
+        let listed: Vec<bool> = r.segments.iter().map(|s| s.parts_listed).collect();
+        assert_eq!(listed, [false, false, false, false, true, true]);
+    }
+}
