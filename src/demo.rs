@@ -9,8 +9,8 @@ use anyhow::Context;
 use llhls_packager::{Frame, MediaTime, TrackConfig};
 use tokio::time::Instant;
 
-use crate::source::FileSource;
-use crate::streams::Streams;
+use llhls_ingest::source::FileSource;
+use llhls_ingest::streams::Streams;
 
 /// Runs the demo until the process ends; on failure logs why and stops.
 pub async fn run(streams: Arc<Streams>, file: PathBuf) {

@@ -16,10 +16,15 @@ use bytes::Bytes;
 /// 64 bits by the WebRTC stack).
 #[derive(Debug, Clone)]
 pub struct Packet {
+    /// Sequence number, extended to 64 bits.
     pub seq: u64,
+    /// RTP timestamp, extended to 64 bits.
     pub ts: i64,
+    /// The RTP marker bit (last packet of a frame).
     pub marker: bool,
+    /// The payload after the RTP header.
     pub payload: Bytes,
+    /// When it arrived.
     pub arrival: Instant,
     /// Latest RTCP sender report of the stream: (NTP wall clock, RTP time).
     pub sr: Option<(SystemTime, i64)>,
@@ -114,12 +119,15 @@ impl JitterBuffer {
 /// A complete access unit.
 #[derive(Debug, Clone)]
 pub struct AccessUnit {
+    /// RTP timestamp (90 kHz), extended to 64 bits.
     pub ts: i64,
     /// Annex-B NAL units.
     pub data: Bytes,
     /// False when something before it was lost (references may be missing).
     pub contiguous: bool,
+    /// When its first packet arrived.
     pub arrival: Instant,
+    /// Latest RTCP sender report of the stream: (NTP wall clock, RTP time).
     pub sr: Option<(SystemTime, i64)>,
 }
 
@@ -255,19 +263,26 @@ impl H264Depacketizer {
 /// VP8 (RFC 7741) or VP9 (RFC 9628): which payload descriptor to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VpxKind {
+    /// VP8 (RFC 7741).
     Vp8,
+    /// VP9 (RFC 9628).
     Vp9,
 }
 
 /// A complete VP8/VP9 frame, for the transcoder.
 #[derive(Debug, Clone)]
 pub struct VpxFrame {
+    /// RTP timestamp (90 kHz), extended to 64 bits.
     pub ts: i64,
+    /// The frame as the decoder takes it.
     pub data: Bytes,
+    /// A keyframe (decodable on its own).
     pub keyframe: bool,
     /// False when something before it was lost (the decoder needs a keyframe).
     pub contiguous: bool,
+    /// When its first packet arrived.
     pub arrival: Instant,
+    /// Latest RTCP sender report of the stream: (NTP wall clock, RTP time).
     pub sr: Option<(SystemTime, i64)>,
 }
 
@@ -282,10 +297,12 @@ pub struct VpxDepacketizer {
     started: bool,
     broken: bool,
     dropped: bool,
+    /// Malformed payload descriptors seen.
     pub malformed: u64,
 }
 
 impl VpxDepacketizer {
+    /// A depacketizer for `kind` payloads.
     pub fn new(kind: VpxKind) -> Self {
         VpxDepacketizer {
             kind,

@@ -53,9 +53,13 @@ pub struct WhipConfig {
     pub udp: SocketAddr,
     /// The address publishers reach that socket at (our ICE candidate).
     pub candidate: SocketAddr,
+    /// Audio output: AAC (transcoded) or Opus (passed through).
     pub audio: AudioMode,
+    /// AAC bitrate in bit/s when transcoding.
     pub aac_bitrate: usize,
+    /// Most sessions at once; more offers answer 503.
     pub max_sessions: usize,
+    /// The packager's segment target (keyframe requests aim at it).
     pub segment_target: Duration,
     /// Test only: publish audio this many ms late (player-test's negative control).
     pub break_av_sync_ms: i64,
@@ -78,16 +82,23 @@ struct Entry {
 /// Counters for `/metrics`, shared by every session.
 #[derive(Default)]
 pub struct WhipStats {
+    /// WHIP offers accepted.
     pub sessions_started: std::sync::atomic::AtomicU64,
+    /// WHIP offers refused.
     pub sessions_refused: std::sync::atomic::AtomicU64,
+    /// RTP packets the jitter buffers gave up on.
     pub packets_lost: std::sync::atomic::AtomicU64,
+    /// Keyframe requests (RTCP PLI) sent.
     pub keyframe_requests: std::sync::atomic::AtomicU64,
+    /// Datagrams dropped because a session was not keeping up.
     pub datagrams_dropped: std::sync::atomic::AtomicU64,
+    /// Datagrams from addresses with no session.
     pub datagrams_unknown: std::sync::atomic::AtomicU64,
 }
 
 /// The WHIP endpoint and its sessions.
 pub struct Whip {
+    /// Counters for `/metrics`.
     pub stats: Arc<WhipStats>,
     config: WhipConfig,
     streams: Arc<Streams>,

@@ -14,7 +14,9 @@ use super::rtp::{VpxFrame, VpxKind};
 
 /// One H.264 access unit out of the transcoder.
 pub struct Encoded {
+    /// RTP timestamp (90 kHz) of the input frame.
     pub ts: i64,
+    /// Annex-B H.264 access unit.
     pub data: Bytes,
 }
 
@@ -34,11 +36,14 @@ pub struct VideoTranscoder {
     /// After loss: drop input until the publisher's next keyframe (the decoder would show
     /// broken references otherwise).
     need_key: bool,
+    /// Frames the decoder refused.
     pub decode_errors: u64,
+    /// Access units produced.
     pub frames: u64,
 }
 
 impl VideoTranscoder {
+    /// A transcoder for `kind` input (fails when FFmpeg lacks the decoder or libx264).
     pub fn new(kind: VpxKind) -> anyhow::Result<Self> {
         let id = match kind {
             VpxKind::Vp8 => ffmpeg::codec::Id::VP8,

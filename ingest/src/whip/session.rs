@@ -27,8 +27,11 @@ use crate::streams::Publication;
 
 /// A datagram for a session.
 pub struct Datagram {
+    /// Where it came from.
     pub source: SocketAddr,
+    /// The datagram.
     pub data: Bytes,
+    /// When the dispatcher received it.
     pub at: Instant,
 }
 
@@ -43,31 +46,48 @@ pub enum AudioMode {
 
 /// Everything a session task needs.
 pub struct SessionParams {
+    /// Session id (the `Location` path's last segment).
     pub id: String,
+    /// The WebRTC stack, offer accepted.
     pub rtc: Rtc,
+    /// The claimed stream name.
     pub publication: Publication,
+    /// What the offer sends.
     pub plan: Plan,
+    /// Datagrams routed to this session.
     pub rx: mpsc::Receiver<Datagram>,
+    /// Fires on `DELETE`.
     pub stop: oneshot::Receiver<()>,
+    /// The shared UDP socket (for sending).
     pub socket: Arc<UdpSocket>,
     /// Our candidate address (the destination str0m expects on every datagram).
     pub local: SocketAddr,
+    /// Audio output mode.
     pub audio: AudioMode,
+    /// AAC bitrate in bit/s.
     pub aac_bitrate: usize,
+    /// The packager's segment target.
     pub segment_target: Duration,
+    /// The publisher's address, for the log (`X-Forwarded-For`).
     pub peer: String,
     /// Test only: shift audio this many ms (see `Assembler::break_sync`).
     pub break_av_sync_ms: i64,
+    /// Shared counters.
     pub stats: Arc<super::WhipStats>,
 }
 
 /// Why a session ended.
 #[derive(Debug)]
 pub enum Ended {
+    /// The publisher sent `DELETE`.
     Deleted,
+    /// Nothing from the publisher for the consent timeout.
     ConsentExpired,
+    /// ICE/DTLS never completed.
     NeverConnected,
+    /// The WebRTC stack or a transcoder failed.
     Failed(String),
+    /// The stream's packager task stopped.
     StreamStopped,
 }
 

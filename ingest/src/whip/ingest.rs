@@ -54,13 +54,16 @@ const MAX_HOLE_FREEZE_TICKS: i64 = 90_000;
 /// Video or audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// The video track.
     Video,
+    /// The audio track.
     Audio,
 }
 
 /// One depacketized access unit.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// Video or audio.
     pub kind: Kind,
     /// RTP timestamp extended to 64 bits, in `clock` ticks.
     pub rtp_time: i64,
@@ -122,6 +125,7 @@ pub struct Assembler {
     freeze_from: Option<i64>,
     /// How long that wait may last.
     freeze_limit: i64,
+    /// Holes in the video (encoder-dropped frames) that made us wait for a keyframe.
     pub holes: u64,
     /// Where the packager's segment in progress started (it closes a segment on the first
     /// keyframe at least 3/4 of the target in, and cuts it 500 ms past the target without
@@ -130,9 +134,13 @@ pub struct Assembler {
     last_request: Option<Instant>,
     /// Reference pair to turn `Instant`s into wall-clock nanoseconds.
     epoch: (Instant, i128),
+    /// Samples dropped because their timestamps did not advance.
     pub backwards: u64,
+    /// Forward timestamp jumps re-anchored.
     pub jumps: u64,
+    /// Video access units that followed lost packets.
     pub lost: u64,
+    /// Keyframe requests not answered in time.
     pub late_keyframes: u64,
     /// Test only: audio moved this many ms later than the sender reports say.
     audio_shift_ms: i64,

@@ -47,12 +47,19 @@ pub struct OpusToAac {
     decoded: ffmpeg::frame::Audio,
     packet: ffmpeg::Packet,
     track: llhls_packager::TrackId,
+    /// Opus packets FFmpeg could not decode.
     pub decode_errors: u64,
+    /// Opus packets taken.
     pub packets_in: u64,
+    /// Samples decoded (per channel).
     pub samples_decoded: u64,
+    /// Samples of silence inserted for lost packets.
     pub samples_filled: u64,
+    /// AAC frames produced.
     pub frames_out: u64,
+    /// Time spent decoding.
     pub decode_time: std::time::Duration,
+    /// Time spent encoding.
     pub encode_time: std::time::Duration,
 }
 
