@@ -362,6 +362,18 @@ impl Assembler {
             return;
         }
         // Video: drop everything before the first IDR that comes with parameter sets.
+        if self.video.expected
+            && self.video_config.is_some()
+            && !self.pending.iter().any(|s| s.kind == Kind::Video)
+        {
+            // The keyframe chosen to start at was pushed out of the start-up buffer (audio
+            // alone filled it while we waited for sender reports: a stalled encoder, or
+            // 2.5 ms Opus packets): start at the next keyframe instead.
+            self.video_config = None;
+            self.steps.push_back(Step::Warn(format!(
+                "{MAX_BUFFERED} samples buffered before the stream could start, and none of them video: waiting for the next keyframe"
+            )));
+        }
         if self.video.expected && self.video_config.is_none() {
             while let Some(i) = self.pending.iter().position(|s| s.kind == Kind::Video) {
                 let s = self.pending[i].clone();
@@ -424,15 +436,14 @@ impl Assembler {
             if !t.expected {
                 continue;
             }
-            let first = self
-                .pending
-                .iter()
-                .find(|s| s.kind == kind)
-                .expect("checked above");
-            let (ns, rtp) = if all_sr {
-                t.sr.expect("checked above")
-            } else {
-                (self.instant_ns(first.arrival), first.rtp_time)
+            // Each expected track has a pending sample (checked above: `has(Kind::Audio)`,
+            // and video's keyframe); should that ever change, wait rather than panic.
+            let Some(first) = self.pending.iter().find(|s| s.kind == kind) else {
+                return;
+            };
+            let (ns, rtp) = match (all_sr, t.sr) {
+                (true, Some(sr)) => sr,
+                _ => (self.instant_ns(first.arrival), first.rtp_time),
             };
             anchors.push((kind, ns, rtp));
         }
@@ -448,15 +459,12 @@ impl Assembler {
         } else {
             Kind::Audio
         };
-        let (_, lead_ns, lead_rtp) = *anchors
-            .iter()
-            .find(|a| a.0 == lead_kind)
-            .expect("lead track anchored");
-        let lead_first = self
-            .pending
-            .iter()
-            .find(|s| s.kind == lead_kind)
-            .expect("checked above");
+        let Some(&(_, lead_ns, lead_rtp)) = anchors.iter().find(|a| a.0 == lead_kind) else {
+            return;
+        };
+        let Some(lead_first) = self.pending.iter().find(|s| s.kind == lead_kind) else {
+            return;
+        };
         let lead_first_rtp = lead_first.rtp_time;
         let base_ns = lead_ns + ticks_to_ns(lead_first_rtp - lead_rtp, lead_first.clock);
         for (kind, ns, rtp) in anchors {
@@ -852,5 +860,55 @@ mod tests {
         assert_eq!(v[2].0, 3000 + 33 * 90);
         assert!(s.iter().any(|s| matches!(s, Step::Reconfigure(_))));
         assert_eq!(a.jumps, 1);
+    }
+
+    /// An audio sample `ms_x10` tenths of a millisecond after `p.t0`.
+    fn audio_at(p: &Pub, ms_x10: i64, sr: bool) -> Sample {
+        let mut s = p.audio(0, sr);
+        s.rtp_time = p.audio_rtp0 + ms_x10 * 48 / 10;
+        s.arrival = p.t0 + Duration::from_micros(ms_x10 as u64 * 100 + 5_000);
+        s
+    }
+
+    /// The start must not find its keyframe gone: the start-up buffer keeps the newest
+    /// 1000 samples, and audio alone can fill it while video waits for sender reports.
+    fn start_after_video_was_pushed_out(step_ms_x10: i64, burst: bool) -> Vec<Step> {
+        let t0 = Instant::now();
+        let p = Pub::zero(t0);
+        let mut a = Assembler::new(true, aac(), Duration::from_secs(2), t0);
+        // A keyframe, then no more video (stalled encoder); no sender reports at all.
+        a.push(p.video(0, true, false), t0);
+        for i in 0..(MAX_BUFFERED as i64 + 200) {
+            let s = audio_at(&p, i * step_ms_x10, false);
+            let now = if burst { t0 } else { s.arrival };
+            a.push(s, now);
+        }
+        a.tick(t0 + SR_WAIT + Duration::from_secs(1));
+        let mut steps = drain(&mut a);
+        assert!(!a.started(), "no keyframe left to start at: {steps:?}");
+        // The next keyframe starts the stream.
+        let t = t0 + SR_WAIT + Duration::from_secs(2);
+        let mut v = p.video(4000, true, false);
+        v.arrival = t;
+        a.push(v, t);
+        a.tick(t);
+        steps.extend(drain(&mut a));
+        assert!(a.started(), "{steps:?}");
+        steps
+    }
+
+    #[test]
+    fn a_burst_of_audio_while_video_stalls_does_not_panic() {
+        let steps = start_after_video_was_pushed_out(200, true);
+        let v = frames(&steps, VIDEO);
+        assert_eq!(v.first(), Some(&(0, true)), "starts at the new keyframe");
+    }
+
+    #[test]
+    fn short_opus_packets_filling_the_start_buffer_do_not_panic() {
+        // 2.5 ms Opus packets: 1000 of them arrive before the sender-report wait is over.
+        let steps = start_after_video_was_pushed_out(25, false);
+        let v = frames(&steps, VIDEO);
+        assert_eq!(v.first(), Some(&(0, true)), "starts at the new keyframe");
     }
 }
