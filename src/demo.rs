@@ -43,7 +43,7 @@ async fn run_inner(streams: Arc<Streams>, file: &std::path::Path) -> anyhow::Res
     let frame_gap = {
         let mut v: Vec<i64> = frames
             .iter()
-            .filter(|f| f.track.0 == 1)
+            .filter(|f| f.track == llhls_ingest::tracks::VIDEO)
             .map(|f| ns(f.dts))
             .collect();
         v.sort_unstable();

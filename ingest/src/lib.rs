@@ -30,6 +30,9 @@
 //!   when the same name comes back within the reconnect grace period, continues it with a
 //!   discontinuity.
 //!
+//! Every ingest numbers its tracks the same way ([`tracks`]): video is [`tracks::VIDEO`],
+//! audio [`tracks::AUDIO`].
+//!
 //! [`Frame`]: llhls_packager::Frame
 //! [`TrackConfig`]: llhls_packager::TrackConfig
 #![deny(missing_docs)]
@@ -38,4 +41,5 @@ pub mod flv;
 pub mod rtmp;
 pub mod source;
 pub mod streams;
+pub mod tracks;
 pub mod whip;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use llhls_packager::{CodecConfig, Frame, MediaTime, TrackConfig, TrackId, TrackKind};
+use llhls_packager::{CodecConfig, Frame, MediaTime, TrackConfig, TrackKind};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
@@ -17,9 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::flv::{self, FlvEvent, TimestampUnwrapper};
 use crate::streams::{Publication, Streams};
+use crate::tracks::{self, AUDIO, VIDEO};
 
-const VIDEO: TrackId = TrackId(1);
-const AUDIO: TrackId = TrackId(2);
 /// Frames buffered while waiting for both sequence headers.
 const MAX_STARTUP_FRAMES: usize = 600;
 
@@ -328,20 +327,7 @@ impl Conn {
     }
 
     fn tracks(&self) -> Vec<TrackConfig> {
-        let mut t = Vec::new();
-        if let Some(v) = &self.state.video {
-            t.push(TrackConfig {
-                id: VIDEO,
-                codec: v.clone(),
-            });
-        }
-        if let Some(a) = &self.state.audio {
-            t.push(TrackConfig {
-                id: AUDIO,
-                codec: a.clone(),
-            });
-        }
-        t
+        tracks::tracks(self.state.video.as_ref(), self.state.audio.as_ref())
     }
 
     /// Do we know every track the publisher will send?

@@ -317,7 +317,7 @@ mod tests {
     fn transcodes_with_continuous_timestamps_and_fills_loss() {
         let packets = opus_packets(2);
         assert!(packets.len() >= 90);
-        let mut t = OpusToAac::new(llhls_packager::TrackId(2), 128_000).unwrap();
+        let mut t = OpusToAac::new(crate::tracks::AUDIO, 128_000).unwrap();
         let mut frames = Vec::new();
         for (i, p) in packets.iter().enumerate() {
             if i == 40 || i == 41 {

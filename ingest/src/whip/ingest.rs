@@ -20,12 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use llhls_packager::codec::{split_annex_b, AvcConfig, CodecConfig};
-use llhls_packager::{Frame, MediaTime, Timescale, TrackConfig, TrackId};
+use llhls_packager::{Frame, MediaTime, Timescale, TrackConfig};
 
-/// Video track id in the packager.
-pub const VIDEO: TrackId = TrackId(1);
-/// Audio track id in the packager.
-pub const AUDIO: TrackId = TrackId(2);
+use crate::tracks::{self, AUDIO, VIDEO};
+
 /// How long to wait for sender reports before aligning tracks by arrival time.
 pub const SR_WAIT: Duration = Duration::from_secs(3);
 /// Samples held while the stream cannot start yet (about 10 s of 30 fps video plus audio).
@@ -341,20 +339,8 @@ impl Assembler {
     }
 
     fn tracks(&self) -> Vec<TrackConfig> {
-        let mut t = Vec::new();
-        if let Some(v) = &self.video_config {
-            t.push(TrackConfig {
-                id: VIDEO,
-                codec: CodecConfig::H264(v.clone()),
-            });
-        }
-        if let Some(a) = &self.audio_config {
-            t.push(TrackConfig {
-                id: AUDIO,
-                codec: a.clone(),
-            });
-        }
-        t
+        let video = self.video_config.clone().map(CodecConfig::H264);
+        tracks::tracks(video.as_ref(), self.audio_config.as_ref())
     }
 
     fn try_start(&mut self, now: Instant) {
@@ -715,7 +701,7 @@ mod tests {
         std::iter::from_fn(|| a.poll()).collect()
     }
 
-    fn frames(steps: &[Step], track: TrackId) -> Vec<(i64, bool)> {
+    fn frames(steps: &[Step], track: llhls_packager::TrackId) -> Vec<(i64, bool)> {
         steps
             .iter()
             .filter_map(|s| match s {

@@ -18,12 +18,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audio::{self, OpusToAac};
-use super::ingest::{Assembler, Kind, Sample, Step, AUDIO};
+use super::ingest::{Assembler, Kind, Sample, Step};
 use super::rtp::{AccessUnit, H264Depacketizer, JitterBuffer, Packet, VpxDepacketizer, VpxKind};
 use super::sdp::Offered;
 use super::sdp::Plan;
 use super::video::VideoTranscoder;
 use crate::streams::Publication;
+use crate::tracks::AUDIO;
 
 /// A datagram for a session.
 pub struct Datagram {
