@@ -3,7 +3,7 @@
 //! # Design
 //!
 //! ```text
-//!  RTMP socket ──► rtmp (shell, rml_rtmp sessions) ─────────────────────┐
+//!  RTMP socket ──► rtmp (shell) ──► rtmp::publish::Publish (sans-IO) ─┐
 //!  WHIP HTTP/UDP ► whip (shells) ─► whip::{rtp, ingest::Assembler} ───┼─► Frames ─► streams::Publication ─► origin stream task
 //!  media file ───► source::FileSource ────────────────────────────────┘
 //! ```
@@ -15,9 +15,10 @@
 //! clock (time is an argument) and never panic on what a publisher sends; they are what the
 //! unit tests and the fuzz targets drive.
 //!
-//! - [`rtmp`]: the RTMP listener (one task per connection): handshake, chunk stream and AMF0
-//!   commands (through `rml_rtmp`), the publish rules (application, stream name, key,
-//!   codecs) and FLV tag bodies ([`flv`]) into frames.
+//! - [`rtmp`]: the RTMP listener (one task per connection) around
+//!   [`rtmp::publish::Publish`]: handshake, chunk stream and AMF0 commands (through
+//!   `rml_rtmp`), the publish rules (application, stream name, key, codecs) and FLV tag
+//!   bodies ([`flv`]) into frames.
 //! - [`whip`]: WHIP (RFC 9725) WebRTC publishers: the HTTP endpoint, the shared UDP socket
 //!   and its STUN-based routing, one task per session around `str0m`, and the machines
 //!   behind it: [`whip::rtp`] (jitter buffer, depacketizers), [`whip::sdp`] (offer
