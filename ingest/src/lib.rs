@@ -19,11 +19,12 @@
 //!   [`rtmp::publish::Publish`]: handshake, chunk stream and AMF0 commands (through
 //!   `rml_rtmp`), the publish rules (application, stream name, key, codecs) and FLV tag
 //!   bodies ([`flv`]) into frames.
-//! - [`whip`]: WHIP (RFC 9725) WebRTC publishers: the HTTP endpoint, the shared UDP socket
-//!   and its STUN-based routing, one task per session around `str0m`, and the machines
-//!   behind it: [`whip::rtp`] (jitter buffer, depacketizers), [`whip::sdp`] (offer
-//!   planning), [`whip::ingest::Assembler`] (track alignment, keyframe requests) and the
-//!   FFmpeg transcoders ([`whip::audio`], [`whip::video`]).
+//! - [`whip`]: WHIP (RFC 9725) WebRTC publishers: the HTTP endpoint ([`whip::http`]), the
+//!   shared UDP socket and its routing ([`whip::dispatch`], [`whip::stun`]), one task per
+//!   session around `str0m` ([`whip::session`]), and the machines behind them:
+//!   [`whip::jitter`] (reordering), [`whip::depacketize`] (H.264, VP8, VP9), [`whip::sdp`]
+//!   (offer planning), [`whip::ingest::Assembler`] (track alignment, keyframe requests) and
+//!   the FFmpeg transcoders ([`whip::audio`], [`whip::video`]).
 //! - [`source`]: media files through FFmpeg (the demo stream and `llhls package`).
 //! - [`streams`]: the registry of stream names. An ingest claims a name (key and name
 //!   checks, one publisher per name), starts it with its [`TrackConfig`]s and feeds it

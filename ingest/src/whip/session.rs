@@ -18,8 +18,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audio::{self, OpusToAac};
+use super::depacketize::{AccessUnit, H264Depacketizer, VpxDepacketizer, VpxKind};
 use super::ingest::{Assembler, Kind, Sample, Step};
-use super::rtp::{AccessUnit, H264Depacketizer, JitterBuffer, Packet, VpxDepacketizer, VpxKind};
+use super::jitter::{JitterBuffer, Packet};
 use super::sdp::Offered;
 use super::sdp::Plan;
 use super::video::VideoTranscoder;

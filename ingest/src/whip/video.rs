@@ -10,7 +10,7 @@ use bytes::Bytes;
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::format::Pixel;
 
-use super::rtp::{VpxFrame, VpxKind};
+use super::depacketize::{VpxFrame, VpxKind};
 
 /// One H.264 access unit out of the transcoder.
 pub struct Encoded {
