@@ -13,7 +13,7 @@ pub use super::jitter::Packet;
 pub struct AccessUnit {
     /// RTP timestamp (90 kHz), extended to 64 bits.
     pub ts: i64,
-    /// Annex-B NAL units.
+    /// NAL units, each after its 4-byte big-endian length (the MP4 sample format).
     pub data: Bytes,
     /// False when something before it was lost (references may be missing).
     pub contiguous: bool,
@@ -23,15 +23,20 @@ pub struct AccessUnit {
     pub sr: Option<(SystemTime, i64)>,
 }
 
-/// Reassembles H.264 access units from ordered packets.
+/// Largest access unit or frame assembled (a 4K keyframe is a few MB); a publisher that
+/// sends more under one timestamp loses that access unit instead of growing our memory.
+pub const MAX_ACCESS_UNIT: usize = 16 << 20;
+
+/// Reassembles H.264 access units from ordered packets, writing length-prefixed NAL units
+/// as it goes (an FU-A's length is filled in when its last fragment arrives).
 #[derive(Default)]
 pub struct H264Depacketizer {
     au: Vec<u8>,
     ts: Option<i64>,
     arrival: Option<Instant>,
     sr: Option<(SystemTime, i64)>,
-    /// FU-A in progress.
-    fu: bool,
+    /// FU-A in progress: where its length prefix is in `au`.
+    fu: Option<usize>,
     /// The access unit in progress lost a packet.
     broken: bool,
     /// An access unit was dropped since the last one emitted.
@@ -39,8 +44,6 @@ pub struct H264Depacketizer {
     /// Malformed payloads seen.
     pub malformed: u64,
 }
-
-const START: [u8; 4] = [0, 0, 0, 1];
 
 impl H264Depacketizer {
     /// Takes the next packet in sequence order (`gap`: packets were lost before it).
@@ -54,17 +57,38 @@ impl H264Depacketizer {
             self.finish(out);
         } else if gap {
             self.broken = true;
-            self.fu = false;
+            self.fu = None;
         }
         if self.ts.is_none() {
             self.ts = Some(p.ts);
             self.arrival = Some(p.arrival);
         }
         self.sr = p.sr.or(self.sr);
-        self.depacketize(&p.payload);
+        if !self.broken {
+            self.depacketize(&p.payload);
+        }
+        if self.au.len() > MAX_ACCESS_UNIT {
+            self.malformed += 1;
+            self.broken = true;
+        }
+        if self.broken {
+            // Nothing of this access unit will be used.
+            self.au.clear();
+            self.fu = None;
+        }
         if p.marker {
             self.finish(out);
         }
+    }
+
+    /// Appends one NAL unit with its length prefix.
+    fn nal(&mut self, nal: &[u8]) {
+        let Ok(len) = u32::try_from(nal.len()) else {
+            self.broken = true;
+            return;
+        };
+        self.au.extend_from_slice(&len.to_be_bytes());
+        self.au.extend_from_slice(nal);
     }
 
     fn depacketize(&mut self, d: &[u8]) {
@@ -73,10 +97,7 @@ impl H264Depacketizer {
             return;
         };
         match h & 0x1f {
-            1..=23 => {
-                self.au.extend_from_slice(&START);
-                self.au.extend_from_slice(d);
-            }
+            1..=23 => self.nal(d),
             24 => {
                 // STAP-A: 16-bit size, NAL unit; repeated.
                 let mut i = 1;
@@ -89,8 +110,7 @@ impl H264Depacketizer {
                         return;
                     };
                     if n > 0 {
-                        self.au.extend_from_slice(&START);
-                        self.au.extend_from_slice(nal);
+                        self.nal(nal);
                     }
                     i += n;
                 }
@@ -103,21 +123,31 @@ impl H264Depacketizer {
                 };
                 let (start, end) = (fh & 0x80 != 0, fh & 0x40 != 0);
                 if start {
-                    if self.fu {
+                    if self.fu.is_some() {
                         // The previous fragment never ended.
                         self.broken = true;
+                        return;
                     }
-                    self.au.extend_from_slice(&START);
+                    // The length is filled in by the end fragment.
+                    self.fu = Some(self.au.len());
+                    self.au.extend_from_slice(&[0; 4]);
                     self.au.push((h & 0xe0) | (fh & 0x1f));
-                    self.fu = true;
-                } else if !self.fu {
+                } else if self.fu.is_none() {
                     // A middle or end fragment without its start.
                     self.broken = true;
                     return;
                 }
-                self.au.extend_from_slice(&d[2..]);
+                self.au.extend_from_slice(d.get(2..).unwrap_or_default());
                 if end {
-                    self.fu = false;
+                    if let Some(at) = self.fu.take() {
+                        let len = self.au.len().checked_sub(at + 4).map(u32::try_from);
+                        match (len, self.au.get_mut(at..at + 4)) {
+                            (Some(Ok(len)), Some(prefix)) => {
+                                prefix.copy_from_slice(&len.to_be_bytes())
+                            }
+                            _ => self.broken = true,
+                        }
+                    }
                 }
             }
             _ => {
@@ -133,9 +163,8 @@ impl H264Depacketizer {
             return;
         };
         let data = std::mem::take(&mut self.au);
-        if self.fu {
+        if self.fu.take().is_some() {
             self.broken = true;
-            self.fu = false;
         }
         if self.broken || data.is_empty() {
             self.broken = false;
@@ -314,7 +343,14 @@ impl VpxDepacketizer {
             }
         }
         self.sr = p.sr.or(self.sr);
-        self.frame.extend_from_slice(payload);
+        if self.frame.len() + payload.len() > MAX_ACCESS_UNIT {
+            self.malformed += 1;
+            self.broken = true;
+            self.frame.clear();
+        }
+        if !self.broken {
+            self.frame.extend_from_slice(payload);
+        }
         if p.marker {
             self.finish(out);
         }
@@ -371,9 +407,9 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(
             &out[0].data[..],
-            &[0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65, 1, 2, 3, 4]
+            &[0, 0, 0, 2, 0x67, 0x42, 0, 0, 0, 2, 0x68, 0xce, 0, 0, 0, 5, 0x65, 1, 2, 3, 4]
         );
-        assert_eq!(&out[1].data[..], &[0, 0, 0, 1, 0x41, 9, 9]);
+        assert_eq!(&out[1].data[..], &[0, 0, 0, 3, 0x41, 9, 9]);
         assert!(out[1].contiguous);
     }
 
@@ -397,6 +433,35 @@ mod tests {
         assert!(!out[0].contiguous);
         assert!(!out[1].contiguous);
         assert!(d.malformed >= 3);
+    }
+
+    #[test]
+    fn fragments_get_their_length_and_endless_access_units_are_dropped() {
+        let t = Instant::now();
+        let mut d = H264Depacketizer::default();
+        let mut out = Vec::new();
+        // A single NAL, then an FU-A: both length-prefixed in one access unit.
+        d.push(pkt(1, 0, false, &[0x06, 5], t), false, &mut out);
+        d.push(pkt(2, 0, false, &[0x7c, 0x85, 1, 2, 3], t), false, &mut out);
+        d.push(pkt(3, 0, true, &[0x7c, 0x45, 4, 5], t), false, &mut out);
+        assert_eq!(
+            &out[0].data[..],
+            &[0, 0, 0, 2, 0x06, 5, 0, 0, 0, 6, 0x65, 1, 2, 3, 4, 5]
+        );
+        // A second FU-A start before the first ended: the access unit is dropped.
+        d.push(pkt(4, 3000, false, &[0x7c, 0x85, 1], t), false, &mut out);
+        d.push(pkt(5, 3000, true, &[0x7c, 0x85, 2], t), false, &mut out);
+        assert_eq!(out.len(), 1);
+        // A publisher that never ends an access unit does not grow our memory.
+        let big = vec![0x41u8; 1200];
+        for i in 0..(MAX_ACCESS_UNIT / 1200 + 10) as u64 {
+            d.push(pkt(6 + i, 6000, false, &big, t), false, &mut out);
+            assert!(d.au.len() <= MAX_ACCESS_UNIT + 1204);
+        }
+        d.push(pkt(1_000_000, 9000, true, &[0x41, 1], t), false, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(!out[1].contiguous, "the oversized one was dropped");
+        assert!(d.malformed >= 1);
     }
 
     #[test]

@@ -1,15 +1,15 @@
 //! From depacketized WebRTC samples to packager frames, without I/O (unit-tested on its own).
 //!
-//! str0m hands us one access unit per [`Sample`] (RTP reordered, H.264 single NAL / STAP-A /
-//! FU-A reassembled into Annex-B). This stage:
+//! The session hands us one access unit per [`Sample`] (RTP reordered, H.264 single NAL /
+//! STAP-A / FU-A reassembled into length-prefixed NAL units). This stage:
 //!
 //! - waits for what a stream needs to start: an IDR with its SPS/PPS for video, the first
 //!   audio packet, and an RTCP sender report per track (or, when a publisher sends none within
 //!   [`SR_WAIT`], falls back to arrival times);
 //! - maps each track's RTP clock onto one timeline through the sender reports, so the two
 //!   tracks (and so PROGRAM-DATE-TIME) agree: `t = ntp(SR) + (rtp - rtp(SR)) / clock`;
-//! - turns Annex-B into length-prefixed NAL units, keeps SPS/PPS out of the samples and turns a
-//!   parameter-set change into a new track configuration (a discontinuity);
+//! - keeps SPS/PPS (and access unit delimiters) out of the samples and turns a parameter-set
+//!   change into a new track configuration (a discontinuity);
 //! - asks for keyframes: at start, after loss (dropping frames until the IDR, so no decoder
 //!   sees a broken reference), and before the segment target runs out, so segments start on
 //!   time whatever keyframe interval the encoder was set to;
@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use llhls_packager::codec::{split_annex_b, AvcConfig, CodecConfig};
+use llhls_packager::codec::{length_prefixed_nals, AvcConfig, CodecConfig};
 use llhls_packager::{Frame, MediaTime, Timescale, TrackConfig};
 
 use crate::tracks::{self, AUDIO, VIDEO};
@@ -69,7 +69,7 @@ pub struct Sample {
     pub clock: u32,
     /// When its first packet arrived.
     pub arrival: Instant,
-    /// Annex-B H.264, or one Opus packet.
+    /// An H.264 access unit (4-byte length-prefixed NAL units), or one Opus packet.
     pub data: Bytes,
     /// False when packets were lost just before it.
     pub contiguous: bool,
@@ -145,8 +145,13 @@ pub struct Assembler {
     unanswered_warned: bool,
 }
 
-fn is_idr(annex_b: &[u8]) -> bool {
-    split_annex_b(annex_b)
+/// The NAL units of a length-prefixed access unit; none when a length runs past the end.
+fn nals(au: &[u8]) -> Vec<&[u8]> {
+    length_prefixed_nals(au).unwrap_or_default()
+}
+
+fn is_idr(au: &[u8]) -> bool {
+    nals(au)
         .iter()
         .any(|n| n.first().is_some_and(|h| h & 0x1f == 5))
 }
@@ -304,27 +309,38 @@ impl Assembler {
         }
     }
 
-    /// Parameter sets and IDR-ness of an Annex-B access unit; the sample data without SPS,
-    /// PPS and access unit delimiters, length-prefixed.
-    fn parse_video(&mut self, data: &[u8]) -> (bool, bool, Bytes) {
+    /// Parameter sets and IDR-ness of a length-prefixed access unit; the sample data
+    /// without SPS, PPS and access unit delimiters (`data` itself when it has none).
+    fn parse_video(&mut self, data: &Bytes) -> (bool, bool, Bytes) {
         let mut idr = false;
         let mut new_sps = Vec::new();
         let mut new_pps = Vec::new();
-        let mut out = Vec::with_capacity(data.len() + 16);
-        for nal in split_annex_b(data) {
-            let Some(&h) = nal.first() else { continue };
-            match h & 0x1f {
-                7 => new_sps.push(nal.to_vec()),
-                8 => new_pps.push(nal.to_vec()),
-                9 => {}
-                t => {
-                    if t == 5 {
-                        idr = true;
-                    }
+        let nals = nals(data);
+        let kept = |h: u8| !matches!(h & 0x1f, 7..=9);
+        let out = if nals.iter().all(|n| n.first().copied().is_some_and(kept)) {
+            data.clone()
+        } else {
+            let mut out = Vec::with_capacity(data.len());
+            for nal in &nals {
+                if nal.first().copied().is_some_and(kept) {
                     out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
                     out.extend_from_slice(nal);
                 }
             }
+            Bytes::from(out)
+        };
+        for nal in &nals {
+            let Some(&h) = nal.first() else { continue };
+            match h & 0x1f {
+                5 => idr = true,
+                7 => new_sps.push(nal.to_vec()),
+                8 => new_pps.push(nal.to_vec()),
+                _ => {}
+            }
+        }
+        if nals.is_empty() && !data.is_empty() {
+            // A length ran past the end: not an access unit.
+            return (false, false, Bytes::new());
         }
         let mut changed = false;
         if !new_sps.is_empty() && new_sps != self.sps {
@@ -335,7 +351,7 @@ impl Assembler {
             self.pps = new_pps;
             changed = true;
         }
-        (idr, changed, Bytes::from(out))
+        (idr, changed, out)
     }
 
     fn tracks(&self) -> Vec<TrackConfig> {
@@ -641,10 +657,10 @@ mod tests {
     ];
     const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
 
-    fn annexb(nals: &[&[u8]]) -> Bytes {
+    fn avcc(nals: &[&[u8]]) -> Bytes {
         let mut v = Vec::new();
         for n in nals {
-            v.extend_from_slice(&[0, 0, 0, 1]);
+            v.extend_from_slice(&(n.len() as u32).to_be_bytes());
             v.extend_from_slice(n);
         }
         Bytes::from(v)
@@ -670,9 +686,9 @@ mod tests {
 
         fn video(&self, ms: i64, idr: bool, sr: bool) -> Sample {
             let data = if idr {
-                annexb(&[SPS, PPS, &[0x65, 0x88, 0x84]])
+                avcc(&[SPS, PPS, &[0x65, 0x88, 0x84]])
             } else {
-                annexb(&[&[0x41, 0x9a, 0x02]])
+                avcc(&[&[0x41, 0x9a, 0x02]])
             };
             Sample {
                 kind: Kind::Video,
@@ -838,7 +854,7 @@ mod tests {
         let mut other = p.video(60_033, true, true);
         let mut sps2 = SPS.to_vec();
         sps2[3] = 0x1e; // level 3.0
-        other.data = annexb(&[&sps2, PPS, &[0x65, 0x88, 0x84]]);
+        other.data = avcc(&[&sps2, PPS, &[0x65, 0x88, 0x84]]);
         a.push(other, t0);
         let s = drain(&mut a);
         let v = frames(&s, VIDEO);
@@ -846,6 +862,35 @@ mod tests {
         assert_eq!(v[2].0, 3000 + 33 * 90);
         assert!(s.iter().any(|s| matches!(s, Step::Reconfigure(_))));
         assert_eq!(a.jumps, 1);
+    }
+
+    #[test]
+    fn frames_without_parameter_sets_are_passed_on_uncopied() {
+        let t0 = Instant::now();
+        let p = Pub::zero(t0);
+        let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
+        a.push(p.video(0, true, true), t0);
+        let delta = p.video(33, false, true);
+        let sent = delta.data.clone();
+        a.push(delta, t0);
+        let s = drain(&mut a);
+        let Some(Step::Frame(f, _)) = s.last() else {
+            panic!("{s:?}")
+        };
+        assert_eq!(f.data.as_ptr(), sent.as_ptr(), "the same buffer");
+        // The keyframe's SPS and PPS went into the configuration, not the sample.
+        let Some(Step::Frame(k, _)) = s
+            .iter()
+            .find(|s| matches!(s, Step::Frame(f, _) if f.keyframe))
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!(&k.data[..], &[0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        // Garbage lengths are not an access unit.
+        let mut bad = p.video(66, false, true);
+        bad.data = Bytes::from_static(&[0, 0, 1, 0, 0x41]);
+        a.push(bad, t0);
+        assert!(drain(&mut a).iter().all(|s| !matches!(s, Step::Frame(..))));
     }
 
     /// An audio sample `ms_x10` tenths of a millisecond after `p.t0`.

@@ -323,7 +323,8 @@ impl State {
                     seq: *r.seq_no,
                     ts: r.time.numer() as i64,
                     marker: r.header.marker,
-                    payload: Bytes::from(r.payload.to_vec()),
+                    // The decrypted payload is ours: taken, not copied.
+                    payload: Bytes::from_owner(r.payload),
                     arrival: r.timestamp,
                     sr: r.last_sender_info.map(|sr| {
                         (

@@ -1,14 +1,15 @@
 //! VP8/VP9 (what some WebRTC publishers can only send) to H.264 (what every HLS player
 //! decodes) through `ffmpeg-next`: FFmpeg's VP8/VP9 decoder and libx264 (`veryfast`,
-//! `zerolatency`: one frame in, one frame out, no B-frames). Output access units are Annex-B
-//! with SPS/PPS before every IDR, so the ingest reads the parameter sets like any H.264
-//! publisher's. Keyframes are made on request ([`VideoTranscoder::force_keyframe`]), which is
+//! `zerolatency`: one frame in, one frame out, no B-frames). Output access units are
+//! length-prefixed like the depacketizer's, with SPS/PPS before every IDR, so the ingest
+//! reads the parameter sets like any H.264 publisher's. Keyframes are made on request ([`VideoTranscoder::force_keyframe`]), which is
 //! how segments start on time: the publisher's own keyframes only matter to the decoder.
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::format::Pixel;
+use llhls_packager::codec::annex_b_to_length_prefixed;
 
 use super::depacketize::{VpxFrame, VpxKind};
 
@@ -16,7 +17,7 @@ use super::depacketize::{VpxFrame, VpxKind};
 pub struct Encoded {
     /// RTP timestamp (90 kHz) of the input frame.
     pub ts: i64,
-    /// Annex-B H.264 access unit.
+    /// H.264 access unit, 4-byte length-prefixed NAL units.
     pub data: Bytes,
 }
 
@@ -167,7 +168,8 @@ impl VideoTranscoder {
                     self.frames += 1;
                     out.push(Encoded {
                         ts: self.packet.pts().unwrap_or(f.ts),
-                        data: Bytes::copy_from_slice(d),
+                        // libx264 writes Annex-B.
+                        data: Bytes::from(annex_b_to_length_prefixed(d)),
                     });
                 }
             }
@@ -216,8 +218,9 @@ mod tests {
         frames
     }
 
-    fn nal_types(annexb: &[u8]) -> Vec<u8> {
-        llhls_packager::codec::split_annex_b(annexb)
+    fn nal_types(au: &[u8]) -> Vec<u8> {
+        llhls_packager::codec::length_prefixed_nals(au)
+            .unwrap()
             .iter()
             .filter_map(|n| n.first().map(|h| h & 0x1f))
             .collect()
