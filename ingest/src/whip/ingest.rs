@@ -167,11 +167,19 @@ fn ticks_to_ns(ticks: i64, clock: u32) -> i128 {
     i128::from(ticks) * 1_000_000_000 / i128::from(clock.max(1))
 }
 
-/// Nanoseconds to ticks, rounded to the nearest tick.
+/// Nanoseconds to ticks, rounded to the nearest tick (saturating far outside any real
+/// stream's range).
 fn ns_to_ticks(ns: i128, clock: u32) -> i64 {
-    (ns * i128::from(clock)).div_euclid(1_000_000_000) as i64
-        + i64::from((ns * i128::from(clock)).rem_euclid(1_000_000_000) >= 500_000_000)
+    let scaled = ns.saturating_mul(i128::from(clock));
+    let ticks = scaled.div_euclid(1_000_000_000)
+        + i128::from(scaled.rem_euclid(1_000_000_000) >= 500_000_000);
+    i64::try_from(ticks).unwrap_or(if ticks < 0 { i64::MIN } else { i64::MAX })
 }
+
+/// RTP times (extended to 64 bits) beyond this are not a real stream's (2^48 ticks is 99
+/// years at 90 kHz): such samples and sender reports are dropped, which keeps every sum
+/// and difference of times below far from overflowing.
+const MAX_RTP_TIME: i64 = 1 << 48;
 
 impl Assembler {
     /// `audio_config`: what the audio track will be in the output (AAC when transcoding, Opus
@@ -274,11 +282,20 @@ impl Assembler {
 
     /// Takes one sample.
     pub fn push(&mut self, s: Sample, now: Instant) {
+        if s.rtp_time.unsigned_abs() > MAX_RTP_TIME as u64 {
+            self.steps.push_back(Step::Warn(format!(
+                "{:?} RTP time {} out of range: sample dropped",
+                s.kind, s.rtp_time
+            )));
+            return;
+        }
         self.first_sample.get_or_insert(now);
         if let Some((ntp, rtp)) = s.sender_report {
-            let kind = s.kind;
-            let t = self.track(kind);
-            t.sr = Some((ns_since_1970(ntp), rtp));
+            if rtp.unsigned_abs() <= MAX_RTP_TIME as u64 {
+                let kind = s.kind;
+                let t = self.track(kind);
+                t.sr = Some((ns_since_1970(ntp), rtp));
+            }
         }
         if s.kind == Kind::Video && !self.video.expected {
             return;
@@ -497,7 +514,14 @@ impl Assembler {
         let Some(offset) = self.track(kind).offset else {
             return;
         };
-        let mut dts = s.rtp_time + offset;
+        // The offset comes from sender reports, whose wall clock the publisher sets.
+        let Some(mut dts) = s.rtp_time.checked_add(offset) else {
+            self.steps.push_back(Step::Warn(format!(
+                "{kind:?} timestamp out of range (RTP {} + offset {offset}): sample dropped",
+                s.rtp_time
+            )));
+            return;
+        };
         if dts < 0 {
             // Before the first keyframe: not part of the stream.
             return;
@@ -514,11 +538,12 @@ impl Assembler {
                 return;
             }
             let clock = self.track(kind).clock;
+            // dts > last >= 0 here, so the difference cannot overflow.
             if dts - last > MAX_JUMP_SECS * i64::from(clock) {
                 // Re-anchor: continue one frame after the last sample.
                 let step = i64::from(clock) / if kind == Kind::Video { 30 } else { 50 };
                 let t = self.track(kind);
-                t.offset = Some(offset - (dts - last) + step);
+                t.offset = Some(offset.saturating_sub(dts - last).saturating_add(step));
                 dts = last + step;
                 self.jumps += 1;
                 self.steps.push_back(Step::Warn(format!(
@@ -891,6 +916,43 @@ mod tests {
         bad.data = Bytes::from_static(&[0, 0, 1, 0, 0x41]);
         a.push(bad, t0);
         assert!(drain(&mut a).iter().all(|s| !matches!(s, Step::Frame(..))));
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_are_dropped_not_overflowed() {
+        let t0 = Instant::now();
+        let p = Pub::zero(t0);
+        let mut a = Assembler::new(true, aac(), Duration::from_secs(2), t0);
+        for rtp in [i64::MAX, i64::MIN, i64::MIN + 1, -(1 << 50)] {
+            let mut v = p.video(0, true, true);
+            v.rtp_time = rtp;
+            a.push(v, t0);
+            let mut au = p.audio(0, true);
+            au.rtp_time = rtp;
+            a.push(au, t0);
+        }
+        // Sender reports from the far future and far past, with extreme RTP times.
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        let mut v = p.video(0, true, false);
+        v.sender_report = Some((far, 1 << 47));
+        a.push(v, t0);
+        let mut au = p.audio(0, false);
+        au.sender_report = Some((SystemTime::UNIX_EPOCH, -(1 << 47)));
+        a.push(au, t0);
+        for ms in (20..400).step_by(20) {
+            a.push(p.video(ms, false, false), t0);
+            a.push(p.audio(ms, false), t0);
+        }
+        let mut v = p.video(400, false, true);
+        v.sender_report = Some((far, i64::MAX));
+        a.push(v, t0);
+        a.tick(t0 + SR_WAIT);
+        let s = drain(&mut a);
+        assert!(a.started(), "{s:?}");
+        assert!(!frames(&s, VIDEO).is_empty());
+        assert!(s
+            .iter()
+            .any(|s| matches!(s, Step::Warn(w) if w.contains("out of range"))));
     }
 
     /// An audio sample `ms_x10` tenths of a millisecond after `p.t0`.

@@ -66,17 +66,19 @@ impl JitterBuffer {
     /// Takes one packet.
     pub fn push(&mut self, p: Packet) {
         let next = *self.next.get_or_insert(p.seq);
-        if p.seq + RESYNC < next || p.seq > next + RESYNC {
+        // Saturating: a sequence number is extended by the WebRTC stack and cannot reach
+        // u64::MAX, but this takes whatever it is given.
+        if p.seq.saturating_add(RESYNC) < next || p.seq > next.saturating_add(RESYNC) {
             // A publisher restart or a broken sender: whatever is buffered is released
             // first, then the new sequence starts after a gap.
             self.resyncs += 1;
             let mut expect = next;
             for (seq, q) in std::mem::take(&mut self.buf) {
                 self.flushed.push_back((q, seq != expect));
-                expect = seq + 1;
+                expect = seq.saturating_add(1);
             }
             self.flushed.push_back((p.clone(), true));
-            self.next = Some(p.seq + 1);
+            self.next = Some(p.seq.saturating_add(1));
             return;
         }
         if p.seq < next || self.buf.contains_key(&p.seq) {
@@ -94,16 +96,17 @@ impl JitterBuffer {
         }
         let n = self.next?;
         if let Some(p) = self.buf.remove(&n) {
-            self.next = Some(n + 1);
+            self.next = Some(n.saturating_add(1));
             return Some((p, false));
         }
-        let (&first, p) = self.buf.iter().next()?;
-        if now.saturating_duration_since(p.arrival) >= self.max_wait
+        let (_, oldest) = self.buf.first_key_value()?;
+        if now.saturating_duration_since(oldest.arrival) >= self.max_wait
             || self.buf.len() > self.max_len
         {
-            self.lost += first - n;
-            self.next = Some(first + 1);
-            let p = self.buf.remove(&first).expect("just seen");
+            let (first, p) = self.buf.pop_first()?;
+            // Buffered packets are all at or after `next` (push drops the rest).
+            self.lost += first.saturating_sub(n);
+            self.next = Some(first.saturating_add(1));
             return Some((p, true));
         }
         None
@@ -158,6 +161,25 @@ mod tests {
         assert_eq!((j.lost, j.late), (1, 1));
         j.push(pkt(13, 0, false, b"too late", t));
         assert_eq!(j.late, 2);
+    }
+
+    #[test]
+    fn sequence_numbers_at_the_ends_of_the_range_do_not_overflow() {
+        let t = Instant::now();
+        let mut j = JitterBuffer::new(Duration::from_millis(100), 500);
+        j.push(pkt(u64::MAX - 1, 0, false, b"a", t));
+        j.push(pkt(u64::MAX, 0, false, b"b", t));
+        assert_eq!(
+            drain(&mut j, t),
+            vec![(u64::MAX - 1, false), (u64::MAX, false)]
+        );
+        j.push(pkt(0, 0, false, b"c", t));
+        j.push(pkt(u64::MAX - 5000, 0, false, b"d", t));
+        j.push(pkt(3, 0, false, b"e", t));
+        let later = t + Duration::from_secs(1);
+        let out = drain(&mut j, later);
+        assert!(out.contains(&(0, true)), "{out:?}");
+        assert!(j.resyncs >= 1);
     }
 
     #[test]
