@@ -3,6 +3,7 @@
 //! the machine answers and talks to the registry (claim, start, frames, discontinuity). A bad
 //! connection is logged and closed without touching any other.
 
+mod media;
 pub mod publish;
 
 use std::net::SocketAddr;

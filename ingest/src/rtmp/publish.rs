@@ -31,18 +31,18 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use llhls_packager::{CodecConfig, Frame, MediaTime, TrackConfig, TrackKind};
+use llhls_packager::{Frame, TrackConfig};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
 
-use crate::flv::{self, FlvError, FlvEvent, TimestampUnwrapper};
+use super::media::Media;
+use crate::flv::FlvError;
 use crate::streams::{key_allowed, valid_name, PublishError};
-use crate::tracks::{self, AUDIO, VIDEO};
 
-/// Frames buffered while waiting for both sequence headers.
-pub const MAX_STARTUP_FRAMES: usize = 600;
+pub use super::media::MAX_STARTUP_FRAMES;
+
 /// Before the publish is accepted, the chunk stream is fed a byte at a time (at most this
 /// many bytes): `rml_rtmp` acts on every command in its input before we can answer the
 /// first, so a publisher that sends `connect` and `publish` in one packet (or a replayed
@@ -111,20 +111,6 @@ pub enum Output {
     Unpublished,
 }
 
-/// Per-publish state: codec configurations, timestamps, the start-up buffer.
-#[derive(Default)]
-struct Media {
-    video: Option<CodecConfig>,
-    audio: Option<CodecConfig>,
-    video_ts: TimestampUnwrapper,
-    audio_ts: TimestampUnwrapper,
-    pending: Vec<Frame>,
-    started: bool,
-    keyframes: Vec<i64>,
-    logged: bool,
-    errors: u64,
-}
-
 /// One RTMP publisher connection (see the module docs).
 pub struct Publish {
     keys: Vec<String>,
@@ -142,7 +128,6 @@ pub struct Publish {
     /// Accepted and not yet unpublished.
     publishing: bool,
     media: Media,
-    metadata: Option<StreamMetadata>,
     closed: bool,
 }
 
@@ -202,7 +187,6 @@ impl Publish {
             paced: 0,
             publishing: false,
             media: Media::default(),
-            metadata: None,
             closed: false,
         }
     }
@@ -304,8 +288,7 @@ impl Publish {
             return Ok(());
         };
         self.publishing = true;
-        // A new publish starts a new stream; codec headers seen before stay known.
-        self.media.started = false;
+        self.media.restart();
         let r = self.session_call(|s| s.accept_request(id));
         self.closed |= r.is_err();
         r?;
@@ -412,153 +395,17 @@ impl Publish {
                 Ok(())
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                self.metadata = Some(metadata);
+                self.media.set_metadata(metadata);
                 Ok(())
             }
             ServerSessionEvent::VideoDataReceived {
                 data, timestamp, ..
-            } => {
-                let ev = flv::parse_video(&data);
-                let ts = self.media.video_ts.unwrap(timestamp.value);
-                self.media(ev, ts, true)
-            }
+            } if self.publishing => self.media.video(&data, timestamp.value, &mut self.out),
             ServerSessionEvent::AudioDataReceived {
                 data, timestamp, ..
-            } => {
-                let ev = flv::parse_audio(&data);
-                let ts = self.media.audio_ts.unwrap(timestamp.value);
-                self.media(ev, ts, false)
-            }
+            } if self.publishing => self.media.audio(&data, timestamp.value, &mut self.out),
             _ => Ok(()),
         }
-    }
-
-    fn media(
-        &mut self,
-        ev: Result<FlvEvent, FlvError>,
-        ts: i64,
-        video: bool,
-    ) -> Result<(), RtmpError> {
-        if !self.publishing {
-            return Ok(());
-        }
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e @ FlvError::Unsupported { .. }) => return Err(RtmpError::Unsupported(e)),
-            Err(e) => {
-                self.media.errors += 1;
-                let n = self.media.errors;
-                if n <= 5 || n.is_multiple_of(100) {
-                    self.out.push_back(Output::Warning(format!(
-                        "dropped a malformed {} message ({n} so far): {e}",
-                        if video { "video" } else { "audio" }
-                    )));
-                }
-                return Ok(());
-            }
-        };
-        match ev {
-            FlvEvent::Ignore => {}
-            FlvEvent::Config(c) => {
-                let slot = if c.kind() == TrackKind::Video {
-                    &mut self.media.video
-                } else {
-                    &mut self.media.audio
-                };
-                let changed = slot.as_ref().is_some_and(|old| *old != c);
-                *slot = Some(c);
-                if changed && self.media.started {
-                    self.out.push_back(Output::Warning(
-                        "codec configuration changed mid-stream; the next segment starts a new init section".into(),
-                    ));
-                    self.out.push_back(Output::Reconfigure(self.tracks()));
-                }
-            }
-            FlvEvent::Video {
-                keyframe,
-                cts_ms,
-                data,
-            } => {
-                if keyframe && self.media.keyframes.len() < 3 {
-                    self.media.keyframes.push(ts);
-                }
-                self.frame(Frame {
-                    track: VIDEO,
-                    dts: MediaTime::from_millis(ts),
-                    pts: MediaTime::from_millis(ts.saturating_add(i64::from(cts_ms))),
-                    keyframe,
-                    data,
-                });
-            }
-            FlvEvent::Audio { data } => {
-                self.frame(Frame {
-                    track: AUDIO,
-                    dts: MediaTime::from_millis(ts),
-                    pts: MediaTime::from_millis(ts),
-                    keyframe: true,
-                    data,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn tracks(&self) -> Vec<TrackConfig> {
-        tracks::tracks(self.media.video.as_ref(), self.media.audio.as_ref())
-    }
-
-    /// Do we know every track the publisher will send?
-    fn ready(&self) -> bool {
-        let md = self.metadata.as_ref();
-        let want_video = md
-            .map(|m| m.video_codec_id.is_some() || m.video_width.is_some())
-            .unwrap_or(true);
-        let want_audio = md
-            .map(|m| m.audio_codec_id.is_some() || m.audio_sample_rate.is_some())
-            .unwrap_or(true);
-        let have_v = self.media.video.is_some();
-        let have_a = self.media.audio.is_some();
-        (have_v || !want_video) && (have_a || !want_audio) && (have_v || have_a)
-    }
-
-    fn frame(&mut self, f: Frame) {
-        if !self.media.started {
-            let has_config = match f.track {
-                VIDEO => self.media.video.is_some(),
-                _ => self.media.audio.is_some(),
-            };
-            if !has_config {
-                // Media before its sequence header cannot be packaged.
-                self.media.errors += 1;
-                if self.media.errors == 1 {
-                    self.out.push_back(Output::Warning(
-                        "media before its sequence header: dropped".into(),
-                    ));
-                }
-                return;
-            }
-            self.media.pending.push(f);
-            if !self.ready() && self.media.pending.len() < MAX_STARTUP_FRAMES {
-                return;
-            }
-            self.media.started = true;
-            let encoder = self.metadata.as_ref().and_then(|m| m.encoder.clone());
-            self.out.push_back(Output::Start {
-                tracks: self.tracks(),
-                encoder,
-            });
-            let pending = std::mem::take(&mut self.media.pending);
-            self.out.extend(pending.into_iter().map(Output::Frame));
-            return;
-        }
-        if !self.media.logged {
-            if let [first, _, third] = self.media.keyframes[..] {
-                self.media.logged = true;
-                let secs = third.saturating_sub(first) as f64 / 2000.0;
-                self.out.push_back(Output::KeyframeInterval { secs });
-            }
-        }
-        self.out.push_back(Output::Frame(f));
     }
 }
 
