@@ -529,11 +529,20 @@ fn wall_at(t: Instant) -> WallClock {
 /// on the same 64-bit clock as a nearby sample.
 fn extend_like(rtp32: i64, near: i64) -> i64 {
     let base = near & !0xffff_ffff;
-    let candidates = [base - (1 << 32), base, base + (1 << 32)].map(|b| b + (rtp32 & 0xffff_ffff));
-    *candidates
-        .iter()
-        .min_by_key(|c| (*c - near).abs())
-        .expect("three candidates")
+    let candidates = [
+        base.saturating_sub(1 << 32),
+        base,
+        base.saturating_add(1 << 32),
+    ]
+    .map(|b| b.saturating_add(rtp32 & 0xffff_ffff));
+    let [below, at, above] = candidates;
+    [at, above].into_iter().fold(below, |best, c| {
+        if c.abs_diff(near) < best.abs_diff(near) {
+            c
+        } else {
+            best
+        }
+    })
 }
 
 #[cfg(test)]
@@ -546,5 +555,9 @@ mod tests {
         assert_eq!(extend_like(50, near), (3 << 32) + 50);
         assert_eq!(extend_like(0xffff_fff0, near), (2 << 32) + 0xffff_fff0);
         assert_eq!(extend_like(10, (3 << 32) + 0xffff_fff0), (4 << 32) + 10);
+        // Values at the ends of the range saturate instead of overflowing.
+        assert_eq!(extend_like(5, i64::MIN + 3), i64::MIN + 5);
+        let top = extend_like(0xffff_ffff, i64::MAX);
+        assert!(top > i64::MAX - (1 << 33), "{top}");
     }
 }
