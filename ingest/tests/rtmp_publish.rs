@@ -39,10 +39,14 @@ impl Run {
                 }
                 Output::PublishRequested { app, name, key } => {
                     self.requested.push((app, name, key));
-                    if accept {
-                        m.accept_publish().unwrap();
+                    let answered = if accept {
+                        m.accept_publish()
                     } else {
-                        m.refuse_publish("taken").unwrap();
+                        m.refuse_publish("taken")
+                    };
+                    if let Err(e) = answered {
+                        // Held input acted on after the answer can fail the connection.
+                        self.error.get_or_insert(e);
                     }
                 }
                 Output::Refused(r) => self.refused.push(r),
@@ -76,7 +80,9 @@ fn feed(data: &[u8], chunk: usize, keys: &[&str], accept: bool) -> Run {
         let r = m.handle_input(piece);
         run.drain(&mut m, accept);
         if let Err(e) = r {
-            run.error = Some(e);
+            run.error.get_or_insert(e);
+        }
+        if run.error.is_some() {
             break;
         }
     }
@@ -231,6 +237,55 @@ fn garbage_is_an_error_not_a_panic() {
     assert!(matches!(m.handle_input(b"x"), Err(RtmpError::Closed)));
 }
 
+/// The capture with `from` (which must occur once) replaced by `to` (as long).
+fn edited(from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut data = fixture();
+    let at: Vec<usize> = data
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| *w == from)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "{from:?} in the capture");
+    data[at[0]..at[0] + to.len()].copy_from_slice(to);
+    data
+}
+
+#[test]
+fn unsupported_audio_closes_with_the_encoder_fix() {
+    // The AAC sequence header's first byte (sound format 10) turned into MP3 (2).
+    let data = edited(&[0xaf, 0x00, 0x12, 0x08], &[0x2f, 0x00, 0x12, 0x08]);
+    let run = feed(&data, 4096, &["k1"], true);
+    let Some(RtmpError::Unsupported(e)) = &run.error else {
+        panic!("{:?}", run.error)
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("MP3") && e.contains("AAC") && e.contains("OBS"),
+        "{e}"
+    );
+    assert!(run.tracks.is_none());
+}
+
+#[test]
+fn another_application_is_refused() {
+    let data = edited(
+        b"\x00\x03app\x02\x00\x04live",
+        b"\x00\x03app\x02\x00\x04xive",
+    );
+    let run = feed(&data, 4096, &["k1"], true);
+    assert!(run.requested.is_empty(), "{:?}", run.requested);
+    assert!(
+        run.refused
+            .iter()
+            .any(|r| r.contains("xive") && r.contains("/live")),
+        "{:?}",
+        run.refused
+    );
+    assert!(run.frames.is_empty());
+}
+
 /// Records the fixture: a TCP listener answered by the machine itself, with ffmpeg
 /// publishing 3 s of 320x180 H.264 and AAC to it. Run with
 /// `cargo test -p llhls-ingest --test rtmp_publish -- --ignored record`.
@@ -272,6 +327,7 @@ fn record_ffmpeg_fixture() {
         for b in run.drain(&mut m, true) {
             sock.write_all(&b).unwrap();
         }
+        assert!(run.error.is_none(), "{:?}", run.error);
     }
     assert!(ffmpeg.wait().unwrap().success());
     std::fs::write(FIXTURE, &captured).unwrap();
