@@ -3,17 +3,20 @@
 //! # Design
 //!
 //! ```text
-//!  RTMP socket ──► rtmp (shell) ──► rtmp::publish::Publish (sans-IO) ─┐
-//!  WHIP HTTP/UDP ► whip (shells) ─► whip::{rtp, ingest::Assembler} ───┼─► Frames ─► streams::Publication ─► origin stream task
-//!  media file ───► source::FileSource ────────────────────────────────┘
+//!  RTMP socket ──► rtmp (shell) ───► rtmp::publish::Publish (sans-IO) ─────┐
+//!  WHIP HTTP/UDP ► whip (shells) ──► whip::{jitter, depacketize, ingest} ──┼─► Frames
+//!  media file ───► source::FileSource ─────────────────────────────────────┘       │
+//!                                                                                  ▼
+//!                                           streams::Publication (claim, start, frame) ─► origin stream task
 //! ```
 //!
 //! Every ingest is split the same way: a thin *shell* owns the sockets, the timers and the
 //! tasks, and a *state machine* without I/O holds the protocol rules. Bytes (or packets) go
 //! in by a method call, and what to do comes out of a queue the shell drains: bytes to write
-//! back, a publish to claim, a track set to start with, frames, errors. The machines read no
-//! clock (time is an argument) and never panic on what a publisher sends; they are what the
-//! unit tests and the fuzz targets drive.
+//! back, a publish to claim, a track set to start with, frames, errors. The machines take
+//! time as an argument (the WHIP assembler reads the wall clock once, to anchor arrival
+//! `Instant`s) and never panic on what a publisher sends; they are what the unit tests and
+//! the fuzz targets drive.
 //!
 //! - [`rtmp`]: the RTMP listener (one task per connection) around
 //!   [`rtmp::publish::Publish`]: handshake, chunk stream and AMF0 commands (through
