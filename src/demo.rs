@@ -9,8 +9,8 @@ use anyhow::Context;
 use llhls_packager::{Frame, MediaTime, TrackConfig};
 use tokio::time::Instant;
 
-use crate::source::FileSource;
-use crate::streams::Streams;
+use llhls_ingest::source::FileSource;
+use llhls_ingest::streams::Streams;
 
 /// Runs the demo until the process ends; on failure logs why and stops.
 pub async fn run(streams: Arc<Streams>, file: PathBuf) {
@@ -43,7 +43,7 @@ async fn run_inner(streams: Arc<Streams>, file: &std::path::Path) -> anyhow::Res
     let frame_gap = {
         let mut v: Vec<i64> = frames
             .iter()
-            .filter(|f| f.track.0 == 1)
+            .filter(|f| f.track == llhls_ingest::tracks::VIDEO)
             .map(|f| ns(f.dts))
             .collect();
         v.sort_unstable();

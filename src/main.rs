@@ -3,17 +3,14 @@
 //! `llhls serve` wires RTMP ingest ([`rtmp`]), WHIP ingest ([`whip`]: WebRTC from OBS 30+,
 //! browsers and GStreamer) and the demo source through the sans-IO packager into the HTTP
 //! origin, which also routes `/whip/...` to the WHIP endpoint; `llhls package` packages a
-//! media file to disk. Every ingest claims a stream name through [`streams`], which owns the
+//! media file to disk. Every ingest claims a stream name through [`llhls_ingest::streams`], which owns the
 //! reconnect grace period. See the README for use.
 
 mod config;
 mod demo;
-mod flv;
 mod package;
-mod rtmp;
-mod source;
-mod streams;
-mod whip;
+
+use llhls_ingest::{rtmp, source, whip};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +28,7 @@ use crate::config::{Config, ServeArgs};
 /// malloc showed up at about 10% of CPU under fan-out load (benches/README.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use crate::streams::Streams;
+use llhls_ingest::streams::Streams;
 
 /// Low-Latency HLS packager and origin server.
 #[derive(Debug, Parser)]

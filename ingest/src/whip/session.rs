@@ -18,17 +18,22 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::audio::{self, OpusToAac};
-use super::ingest::{Assembler, Kind, Sample, Step, AUDIO};
-use super::rtp::{AccessUnit, H264Depacketizer, JitterBuffer, Packet, VpxDepacketizer, VpxKind};
+use super::depacketize::{AccessUnit, H264Depacketizer, VpxDepacketizer, VpxKind};
+use super::ingest::{Assembler, Kind, Sample, Step};
+use super::jitter::{JitterBuffer, Packet};
 use super::sdp::Offered;
 use super::sdp::Plan;
 use super::video::VideoTranscoder;
 use crate::streams::Publication;
+use crate::tracks::AUDIO;
 
 /// A datagram for a session.
 pub struct Datagram {
+    /// Where it came from.
     pub source: SocketAddr,
+    /// The datagram.
     pub data: Bytes,
+    /// When the dispatcher received it.
     pub at: Instant,
 }
 
@@ -43,31 +48,48 @@ pub enum AudioMode {
 
 /// Everything a session task needs.
 pub struct SessionParams {
+    /// Session id (the `Location` path's last segment).
     pub id: String,
+    /// The WebRTC stack, offer accepted.
     pub rtc: Rtc,
+    /// The claimed stream name.
     pub publication: Publication,
+    /// What the offer sends.
     pub plan: Plan,
+    /// Datagrams routed to this session.
     pub rx: mpsc::Receiver<Datagram>,
+    /// Fires on `DELETE`.
     pub stop: oneshot::Receiver<()>,
+    /// The shared UDP socket (for sending).
     pub socket: Arc<UdpSocket>,
     /// Our candidate address (the destination str0m expects on every datagram).
     pub local: SocketAddr,
+    /// Audio output mode.
     pub audio: AudioMode,
+    /// AAC bitrate in bit/s.
     pub aac_bitrate: usize,
+    /// The packager's segment target.
     pub segment_target: Duration,
+    /// The publisher's address, for the log (`X-Forwarded-For`).
     pub peer: String,
     /// Test only: shift audio this many ms (see `Assembler::break_sync`).
     pub break_av_sync_ms: i64,
+    /// Shared counters.
     pub stats: Arc<super::WhipStats>,
 }
 
 /// Why a session ended.
 #[derive(Debug)]
 pub enum Ended {
+    /// The publisher sent `DELETE`.
     Deleted,
+    /// Nothing from the publisher for the consent timeout.
     ConsentExpired,
+    /// ICE/DTLS never completed.
     NeverConnected,
+    /// The WebRTC stack or a transcoder failed.
     Failed(String),
+    /// The stream's packager task stopped.
     StreamStopped,
 }
 
@@ -301,7 +323,8 @@ impl State {
                     seq: *r.seq_no,
                     ts: r.time.numer() as i64,
                     marker: r.header.marker,
-                    payload: Bytes::from(r.payload.to_vec()),
+                    // The decrypted payload is ours: taken, not copied.
+                    payload: Bytes::from_owner(r.payload),
                     arrival: r.timestamp,
                     sr: r.last_sender_info.map(|sr| {
                         (
@@ -506,11 +529,20 @@ fn wall_at(t: Instant) -> WallClock {
 /// on the same 64-bit clock as a nearby sample.
 fn extend_like(rtp32: i64, near: i64) -> i64 {
     let base = near & !0xffff_ffff;
-    let candidates = [base - (1 << 32), base, base + (1 << 32)].map(|b| b + (rtp32 & 0xffff_ffff));
-    *candidates
-        .iter()
-        .min_by_key(|c| (*c - near).abs())
-        .expect("three candidates")
+    let candidates = [
+        base.saturating_sub(1 << 32),
+        base,
+        base.saturating_add(1 << 32),
+    ]
+    .map(|b| b.saturating_add(rtp32 & 0xffff_ffff));
+    let [below, at, above] = candidates;
+    [at, above].into_iter().fold(below, |best, c| {
+        if c.abs_diff(near) < best.abs_diff(near) {
+            c
+        } else {
+            best
+        }
+    })
 }
 
 #[cfg(test)]
@@ -523,5 +555,9 @@ mod tests {
         assert_eq!(extend_like(50, near), (3 << 32) + 50);
         assert_eq!(extend_like(0xffff_fff0, near), (2 << 32) + 0xffff_fff0);
         assert_eq!(extend_like(10, (3 << 32) + 0xffff_fff0), (4 << 32) + 10);
+        // Values at the ends of the range saturate instead of overflowing.
+        assert_eq!(extend_like(5, i64::MIN + 3), i64::MIN + 5);
+        let top = extend_like(0xffff_ffff, i64::MAX);
+        assert!(top > i64::MAX - (1 << 33), "{top}");
     }
 }

@@ -47,12 +47,19 @@ pub struct OpusToAac {
     decoded: ffmpeg::frame::Audio,
     packet: ffmpeg::Packet,
     track: llhls_packager::TrackId,
+    /// Opus packets FFmpeg could not decode.
     pub decode_errors: u64,
+    /// Opus packets taken.
     pub packets_in: u64,
+    /// Samples decoded (per channel).
     pub samples_decoded: u64,
+    /// Samples of silence inserted for lost packets.
     pub samples_filled: u64,
+    /// AAC frames produced.
     pub frames_out: u64,
+    /// Time spent decoding.
     pub decode_time: std::time::Duration,
+    /// Time spent encoding.
     pub encode_time: std::time::Duration,
 }
 
@@ -115,7 +122,9 @@ impl OpusToAac {
             self.next_in = Some(0);
         }
         if let Some(next) = self.next_in {
-            let gap = pts - next;
+            // Saturating: `pts` is a media time the assembler derived from the publisher's
+            // RTP timestamps.
+            let gap = pts.saturating_sub(next);
             if gap < -(AAC_FRAME as i64) {
                 // Overlaps what we already have: a duplicate or a late packet.
                 return out;
@@ -188,7 +197,7 @@ impl OpusToAac {
             }
             samples = n;
         }
-        self.next_in = Some(pts + samples as i64);
+        self.next_in = Some(pts.saturating_add(samples as i64));
         let t1 = std::time::Instant::now();
         self.encode_full(&mut out);
         self.encode_time += t1.elapsed();
@@ -206,7 +215,7 @@ impl OpusToAac {
                 ch.drain(..AAC_FRAME);
             }
             frame.set_pts(Some(pts));
-            self.fifo_pts = Some(pts + AAC_FRAME as i64);
+            self.fifo_pts = Some(pts.saturating_add(AAC_FRAME as i64));
             if self.encoder.send_frame(&frame).is_err() {
                 continue;
             }
@@ -310,7 +319,7 @@ mod tests {
     fn transcodes_with_continuous_timestamps_and_fills_loss() {
         let packets = opus_packets(2);
         assert!(packets.len() >= 90);
-        let mut t = OpusToAac::new(llhls_packager::TrackId(2), 128_000).unwrap();
+        let mut t = OpusToAac::new(crate::tracks::AUDIO, 128_000).unwrap();
         let mut frames = Vec::new();
         for (i, p) in packets.iter().enumerate() {
             if i == 40 || i == 41 {
@@ -335,5 +344,9 @@ mod tests {
         assert!(more
             .iter()
             .all(|f| f.dts.ticks > frames.last().unwrap().dts.ticks));
+        // Timestamps at the ends of the range are survived, not overflowed.
+        for pts in [i64::MAX - 100, i64::MAX, i64::MIN, 0, i64::MAX] {
+            let _ = t.push(pts, &packets[0]);
+        }
     }
 }

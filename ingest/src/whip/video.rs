@@ -1,20 +1,23 @@
 //! VP8/VP9 (what some WebRTC publishers can only send) to H.264 (what every HLS player
 //! decodes) through `ffmpeg-next`: FFmpeg's VP8/VP9 decoder and libx264 (`veryfast`,
-//! `zerolatency`: one frame in, one frame out, no B-frames). Output access units are Annex-B
-//! with SPS/PPS before every IDR, so the ingest reads the parameter sets like any H.264
-//! publisher's. Keyframes are made on request ([`VideoTranscoder::force_keyframe`]), which is
+//! `zerolatency`: one frame in, one frame out, no B-frames). Output access units are
+//! length-prefixed like the depacketizer's, with SPS/PPS before every IDR, so the ingest
+//! reads the parameter sets like any H.264 publisher's. Keyframes are made on request ([`VideoTranscoder::force_keyframe`]), which is
 //! how segments start on time: the publisher's own keyframes only matter to the decoder.
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::format::Pixel;
+use llhls_packager::codec::annex_b_to_length_prefixed;
 
-use super::rtp::{VpxFrame, VpxKind};
+use super::depacketize::{VpxFrame, VpxKind};
 
 /// One H.264 access unit out of the transcoder.
 pub struct Encoded {
+    /// RTP timestamp (90 kHz) of the input frame.
     pub ts: i64,
+    /// H.264 access unit, 4-byte length-prefixed NAL units.
     pub data: Bytes,
 }
 
@@ -34,11 +37,14 @@ pub struct VideoTranscoder {
     /// After loss: drop input until the publisher's next keyframe (the decoder would show
     /// broken references otherwise).
     need_key: bool,
+    /// Frames the decoder refused.
     pub decode_errors: u64,
+    /// Access units produced.
     pub frames: u64,
 }
 
 impl VideoTranscoder {
+    /// A transcoder for `kind` input (fails when FFmpeg lacks the decoder or libx264).
     pub fn new(kind: VpxKind) -> anyhow::Result<Self> {
         let id = match kind {
             VpxKind::Vp8 => ffmpeg::codec::Id::VP8,
@@ -162,7 +168,8 @@ impl VideoTranscoder {
                     self.frames += 1;
                     out.push(Encoded {
                         ts: self.packet.pts().unwrap_or(f.ts),
-                        data: Bytes::copy_from_slice(d),
+                        // libx264 writes Annex-B.
+                        data: Bytes::from(annex_b_to_length_prefixed(d)),
                     });
                 }
             }
@@ -211,8 +218,9 @@ mod tests {
         frames
     }
 
-    fn nal_types(annexb: &[u8]) -> Vec<u8> {
-        llhls_packager::codec::split_annex_b(annexb)
+    fn nal_types(au: &[u8]) -> Vec<u8> {
+        llhls_packager::codec::length_prefixed_nals(au)
+            .unwrap()
             .iter()
             .filter_map(|n| n.first().map(|h| h & 0x1f))
             .collect()

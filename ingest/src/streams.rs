@@ -61,6 +61,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// Does `key` open the door? Any key when `keys` is empty; otherwise one of `keys`,
+/// compared in constant time (every configured key is compared, whatever matches).
+pub fn key_allowed(keys: &[String], key: Option<&str>) -> bool {
+    if keys.is_empty() {
+        return true;
+    }
+    let key = key.unwrap_or("");
+    keys.iter().fold(false, |acc, k| {
+        acc | constant_time_eq(k.as_bytes(), key.as_bytes())
+    })
+}
+
 /// Valid stream names: 1-64 of `[A-Za-z0-9_-]`.
 pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -87,6 +99,11 @@ impl Streams {
         })
     }
 
+    /// The publish keys (empty: anyone may publish).
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
     /// Claims `name` for a publisher presenting `key`.
     pub fn claim(
         self: &Arc<Self>,
@@ -110,14 +127,8 @@ impl Streams {
         if !valid_name(name) {
             return Err(PublishError::BadName(name.to_string()));
         }
-        if !self.keys.is_empty() && !trusted {
-            let key = key.unwrap_or("");
-            let ok = self.keys.iter().fold(false, |acc, k| {
-                acc | constant_time_eq(k.as_bytes(), key.as_bytes())
-            });
-            if !ok {
-                return Err(PublishError::Unauthorized(name.to_string()));
-            }
+        if !trusted && !key_allowed(&self.keys, key) {
+            return Err(PublishError::Unauthorized(name.to_string()));
         }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let resumed = match slots.remove(name) {
@@ -263,6 +274,15 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn keys_allowed() {
+        let keys = vec!["a1".to_string(), "b2".to_string()];
+        assert!(key_allowed(&keys, Some("b2")));
+        assert!(!key_allowed(&keys, Some("b")));
+        assert!(!key_allowed(&keys, None));
+        assert!(key_allowed(&[], None));
     }
 
     #[test]

@@ -1,33 +1,13 @@
-//! WHIP ingest (RFC 9725): WebRTC publishers (OBS 30+, browsers, GStreamer) into the same
-//! LL-HLS streams RTMP publishers make.
-//!
-//! - HTTP ([`WhipHttp`] is the origin's nested service under `/whip`): `POST /whip/live/NAME` with
-//!   an SDP offer answers `201 Created` with the SDP answer and the session's `Location`;
-//!   `DELETE` there ends the session; `OPTIONS` answers CORS preflights; `PATCH` (trickle ICE,
-//!   ICE restart) answers 405: the answer carries our one ICE-lite host candidate and the
-//!   publisher's candidates arrive as connectivity checks, so nothing needs trickling.
-//!   Publish keys are bearer tokens (`Authorization: Bearer KEY`, or `?key=KEY`).
-//! - UDP: every session shares one socket. The dispatcher routes a STUN binding request by the
-//!   ICE username (our per-session ufrag) and remembers the source address; every other
-//!   datagram (DTLS, SRTP, SRTCP) goes to the session that owns its source address.
-//! - [`session`]: one task per session drives its `str0m::Rtc` (ICE-lite, DTLS-SRTP, SRTCP,
-//!   NACK/RTX) in RTP mode; [`rtp`] reorders each stream with a time-bounded jitter buffer
-//!   and depacketizes H.264; [`ingest::Assembler`] aligns the tracks through sender reports
-//!   and asks for keyframes; [`audio::OpusToAac`] transcodes audio for AAC output.
+//! The WHIP HTTP endpoint: `POST /whip/live/NAME` (offer in, answer and session out),
+//! `DELETE /whip/session/ID`, CORS preflights. It checks the request (content type, size,
+//! key, session limit), plans the offer ([`super::sdp`]), claims the stream name, builds the
+//! session's `str0m::Rtc`, registers its route with the UDP dispatcher and spawns the
+//! session task.
 
-pub mod audio;
-pub mod ingest;
-pub mod rtp;
-pub mod sdp;
-pub mod session;
-pub mod video;
-
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -35,90 +15,16 @@ use http_body_util::{BodyExt, Limited};
 use llhls_origin::{Body, RequestBody};
 use str0m::change::SdpOffer;
 use str0m::{Candidate, IceCreds, Rtc};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::streams::{PublishError, Streams};
-use session::{AudioMode, Datagram, SessionParams};
+use super::session::{self, SessionParams};
+use super::{sdp, Entry, Whip};
+use crate::streams::PublishError;
 
 /// Largest SDP offer accepted (browsers send 5-10 KB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
 /// Datagrams queued per session before the dispatcher drops them.
 const SESSION_QUEUE: usize = 1024;
-
-/// WHIP settings.
-#[derive(Debug, Clone)]
-pub struct WhipConfig {
-    /// The UDP socket every session shares.
-    pub udp: SocketAddr,
-    /// The address publishers reach that socket at (our ICE candidate).
-    pub candidate: SocketAddr,
-    pub audio: AudioMode,
-    pub aac_bitrate: usize,
-    pub max_sessions: usize,
-    pub segment_target: Duration,
-    /// Test only: publish audio this many ms late (player-test's negative control).
-    pub break_av_sync_ms: i64,
-    /// Accept VP8/VP9 and transcode it to H.264.
-    pub transcode_video: bool,
-}
-
-#[derive(Default)]
-struct Routes {
-    by_ufrag: HashMap<String, mpsc::Sender<Datagram>>,
-    by_addr: HashMap<SocketAddr, String>,
-}
-
-struct Entry {
-    name: String,
-    ufrag: String,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-/// Counters for `/metrics`, shared by every session.
-#[derive(Default)]
-pub struct WhipStats {
-    pub sessions_started: std::sync::atomic::AtomicU64,
-    pub sessions_refused: std::sync::atomic::AtomicU64,
-    pub packets_lost: std::sync::atomic::AtomicU64,
-    pub keyframe_requests: std::sync::atomic::AtomicU64,
-    pub datagrams_dropped: std::sync::atomic::AtomicU64,
-    pub datagrams_unknown: std::sync::atomic::AtomicU64,
-}
-
-/// The WHIP endpoint and its sessions.
-pub struct Whip {
-    pub stats: Arc<WhipStats>,
-    config: WhipConfig,
-    streams: Arc<Streams>,
-    socket: Arc<UdpSocket>,
-    routes: Mutex<Routes>,
-    sessions: Mutex<HashMap<String, Entry>>,
-}
-
-/// Picks the address to advertise: the configured public IP, else the bound IP, else the
-/// address this host uses for outbound traffic, else loopback.
-pub fn candidate_address(bind: SocketAddr, public_ip: Option<IpAddr>) -> SocketAddr {
-    if let Some(ip) = public_ip {
-        return SocketAddr::new(ip, bind.port());
-    }
-    if !bind.ip().is_unspecified() {
-        return bind;
-    }
-    // Connecting a UDP socket sends nothing; it only asks the kernel for the route's source.
-    let outbound = std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| {
-            s.connect("192.0.2.1:9")?;
-            s.local_addr()
-        })
-        .map(|a| a.ip())
-        .ok()
-        .filter(|ip| !ip.is_unspecified());
-    SocketAddr::new(
-        outbound.unwrap_or(IpAddr::from([127, 0, 0, 1])),
-        bind.port(),
-    )
-}
 
 fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
@@ -144,118 +50,7 @@ fn allow(mut r: Response<Body>, methods: &'static str) -> Response<Body> {
     r
 }
 
-/// The ICE username's local part from a STUN binding request (`OURS:THEIRS`), if `d` is one.
-pub fn stun_local_ufrag(d: &[u8]) -> Option<&str> {
-    // RFC 5389: type 0x0001 (binding request), magic cookie, 20-byte header, TLV attributes.
-    if d.len() < 20
-        || d[0] & 0xc0 != 0
-        || d[0..2] != [0x00, 0x01]
-        || d[4..8] != [0x21, 0x12, 0xa4, 0x42]
-    {
-        return None;
-    }
-    let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
-    let body = d.get(20..20 + len)?;
-    let mut i = 0;
-    while i + 4 <= body.len() {
-        let t = u16::from_be_bytes([body[i], body[i + 1]]);
-        let l = usize::from(u16::from_be_bytes([body[i + 2], body[i + 3]]));
-        let v = body.get(i + 4..i + 4 + l)?;
-        if t == 0x0006 {
-            let user = std::str::from_utf8(v).ok()?;
-            return user.split(':').next();
-        }
-        i += 4 + l.div_ceil(4) * 4;
-    }
-    None
-}
-
 impl Whip {
-    /// Binds the UDP socket and starts the dispatcher.
-    pub async fn start(config: WhipConfig, streams: Arc<Streams>) -> anyhow::Result<Arc<Whip>> {
-        let socket = UdpSocket::bind(config.udp)
-            .await
-            .map_err(|e| anyhow::anyhow!("binding WHIP UDP {}: {e}", config.udp))?;
-        let whip = Arc::new(Whip {
-            stats: Arc::new(WhipStats::default()),
-            config,
-            streams,
-            socket: Arc::new(socket),
-            routes: Mutex::new(Routes::default()),
-            sessions: Mutex::new(HashMap::new()),
-        });
-        tokio::spawn(dispatch(Arc::downgrade(&whip), whip.socket.clone()));
-        Ok(whip)
-    }
-
-    /// The bound UDP address.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
-    }
-
-    /// Live WHIP sessions.
-    pub fn session_count(&self) -> usize {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
-    /// Prometheus text for `/metrics`.
-    pub fn render_metrics(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = &self.stats;
-        let rows: [(&str, &str, &str, u64); 7] = [
-            (
-                "llhls_whip_sessions",
-                "gauge",
-                "Live WHIP sessions.",
-                self.session_count() as u64,
-            ),
-            (
-                "llhls_whip_sessions_started_total",
-                "counter",
-                "WHIP offers accepted.",
-                s.sessions_started.load(Relaxed),
-            ),
-            (
-                "llhls_whip_sessions_refused_total",
-                "counter",
-                "WHIP offers refused.",
-                s.sessions_refused.load(Relaxed),
-            ),
-            (
-                "llhls_whip_packets_lost_total",
-                "counter",
-                "RTP packets the jitter buffer gave up on.",
-                s.packets_lost.load(Relaxed),
-            ),
-            (
-                "llhls_whip_keyframe_requests_total",
-                "counter",
-                "Keyframe requests (RTCP PLI) sent to publishers.",
-                s.keyframe_requests.load(Relaxed),
-            ),
-            (
-                "llhls_whip_datagrams_dropped_total",
-                "counter",
-                "Datagrams dropped because a session was not keeping up.",
-                s.datagrams_dropped.load(Relaxed),
-            ),
-            (
-                "llhls_whip_datagrams_unknown_total",
-                "counter",
-                "Datagrams from addresses with no WHIP session.",
-                s.datagrams_unknown.load(Relaxed),
-            ),
-        ];
-        rows.iter()
-            .map(|(name, kind, help, v)| {
-                format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
-            })
-            .collect()
-    }
-
     async fn handle(self: Arc<Self>, req: Request<RequestBody>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
@@ -460,8 +255,7 @@ impl Whip {
         self.routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .by_ufrag
-            .insert(ufrag.clone(), tx);
+            .add(ufrag.clone(), tx);
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -522,19 +316,6 @@ impl Whip {
         );
         r
     }
-
-    fn forget(&self, id: &str) {
-        let entry = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-        if let Some(e) = entry {
-            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-            routes.by_ufrag.remove(&e.ufrag);
-            routes.by_addr.retain(|_, u| *u != e.ufrag);
-        }
-    }
 }
 
 fn preflight(methods: &'static str) -> Response<Body> {
@@ -576,7 +357,7 @@ fn query_key(q: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The origin's nested service for `/whip/...`.
+/// The origin's handler for `/whip/...`.
 #[derive(Clone)]
 pub struct WhipHttp(pub Arc<Whip>);
 
@@ -598,95 +379,9 @@ impl tower::Service<Request<RequestBody>> for WhipHttp {
     }
 }
 
-/// Reads the shared socket forever and routes each datagram to its session.
-async fn dispatch(whip: std::sync::Weak<Whip>, socket: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; 2048];
-    let mut unknown: u64 = 0;
-    let mut dropped: u64 = 0;
-    loop {
-        let (n, source) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                // ICMP errors from a gone peer surface here on some systems: not fatal.
-                tracing::debug!("WHIP UDP receive: {e}");
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-        };
-        let Some(whip) = whip.upgrade() else { return };
-        let data = &buf[..n];
-        let tx = {
-            let mut routes = whip.routes.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(ufrag) = stun_local_ufrag(data) {
-                if routes.by_ufrag.contains_key(ufrag) {
-                    let u = ufrag.to_string();
-                    routes.by_addr.insert(source, u.clone());
-                    routes.by_ufrag.get(&u).cloned()
-                } else {
-                    None
-                }
-            } else {
-                routes
-                    .by_addr
-                    .get(&source)
-                    .and_then(|u| routes.by_ufrag.get(u))
-                    .cloned()
-            }
-        };
-        match tx {
-            Some(tx) => {
-                let d = Datagram {
-                    source,
-                    data: Bytes::copy_from_slice(data),
-                    at: Instant::now(),
-                };
-                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(d) {
-                    dropped += 1;
-                    whip.stats
-                        .datagrams_dropped
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if dropped.is_power_of_two() {
-                        tracing::warn!(%source, dropped, "a WHIP session is not keeping up: datagrams dropped");
-                    }
-                }
-            }
-            None => {
-                unknown += 1;
-                whip.stats
-                    .datagrams_unknown
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if unknown.is_power_of_two() {
-                    tracing::warn!(%source, unknown, "datagram from an address with no WHIP session: ignored");
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stun_username() {
-        let user = b"abcd:efgh";
-        let mut m = vec![0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
-        m.extend_from_slice(&[7; 12]);
-        let mut attrs = vec![0x00, 0x06, 0, user.len() as u8];
-        attrs.extend_from_slice(user);
-        attrs.extend_from_slice(&[0, 0, 0]); // pad to 4
-        let l = attrs.len() as u16;
-        m[2..4].copy_from_slice(&l.to_be_bytes());
-        m.extend_from_slice(&attrs);
-        assert_eq!(stun_local_ufrag(&m), Some("abcd"));
-        assert_eq!(stun_local_ufrag(&m[..10]), None);
-        let mut rtp = m.clone();
-        rtp[0] = 0x80;
-        assert_eq!(stun_local_ufrag(&rtp), None);
-        let mut lying = m.clone();
-        lying[2..4].copy_from_slice(&1000u16.to_be_bytes());
-        assert_eq!(stun_local_ufrag(&lying), None);
-    }
 
     #[test]
     fn keys_from_header_or_query() {

@@ -1,15 +1,15 @@
 //! From depacketized WebRTC samples to packager frames, without I/O (unit-tested on its own).
 //!
-//! str0m hands us one access unit per [`Sample`] (RTP reordered, H.264 single NAL / STAP-A /
-//! FU-A reassembled into Annex-B). This stage:
+//! The session hands us one access unit per [`Sample`] (RTP reordered, H.264 single NAL /
+//! STAP-A / FU-A reassembled into length-prefixed NAL units). This stage:
 //!
 //! - waits for what a stream needs to start: an IDR with its SPS/PPS for video, the first
 //!   audio packet, and an RTCP sender report per track (or, when a publisher sends none within
 //!   [`SR_WAIT`], falls back to arrival times);
 //! - maps each track's RTP clock onto one timeline through the sender reports, so the two
 //!   tracks (and so PROGRAM-DATE-TIME) agree: `t = ntp(SR) + (rtp - rtp(SR)) / clock`;
-//! - turns Annex-B into length-prefixed NAL units, keeps SPS/PPS out of the samples and turns a
-//!   parameter-set change into a new track configuration (a discontinuity);
+//! - keeps SPS/PPS (and access unit delimiters) out of the samples and turns a parameter-set
+//!   change into a new track configuration (a discontinuity);
 //! - asks for keyframes: at start, after loss (dropping frames until the IDR, so no decoder
 //!   sees a broken reference), and before the segment target runs out, so segments start on
 //!   time whatever keyframe interval the encoder was set to;
@@ -19,13 +19,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use llhls_packager::codec::{split_annex_b, AvcConfig, CodecConfig};
-use llhls_packager::{Frame, MediaTime, Timescale, TrackConfig, TrackId};
+use llhls_packager::codec::{length_prefixed_nals, AvcConfig, CodecConfig};
+use llhls_packager::{Frame, MediaTime, Timescale, TrackConfig};
 
-/// Video track id in the packager.
-pub const VIDEO: TrackId = TrackId(1);
-/// Audio track id in the packager.
-pub const AUDIO: TrackId = TrackId(2);
+use crate::tracks::{self, AUDIO, VIDEO};
+
 /// How long to wait for sender reports before aligning tracks by arrival time.
 pub const SR_WAIT: Duration = Duration::from_secs(3);
 /// Samples held while the stream cannot start yet (about 10 s of 30 fps video plus audio).
@@ -54,13 +52,16 @@ const MAX_HOLE_FREEZE_TICKS: i64 = 90_000;
 /// Video or audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// The video track.
     Video,
+    /// The audio track.
     Audio,
 }
 
 /// One depacketized access unit.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// Video or audio.
     pub kind: Kind,
     /// RTP timestamp extended to 64 bits, in `clock` ticks.
     pub rtp_time: i64,
@@ -68,7 +69,7 @@ pub struct Sample {
     pub clock: u32,
     /// When its first packet arrived.
     pub arrival: Instant,
-    /// Annex-B H.264, or one Opus packet.
+    /// An H.264 access unit (4-byte length-prefixed NAL units), or one Opus packet.
     pub data: Bytes,
     /// False when packets were lost just before it.
     pub contiguous: bool,
@@ -122,6 +123,7 @@ pub struct Assembler {
     freeze_from: Option<i64>,
     /// How long that wait may last.
     freeze_limit: i64,
+    /// Holes in the video (encoder-dropped frames) that made us wait for a keyframe.
     pub holes: u64,
     /// Where the packager's segment in progress started (it closes a segment on the first
     /// keyframe at least 3/4 of the target in, and cuts it 500 ms past the target without
@@ -130,17 +132,26 @@ pub struct Assembler {
     last_request: Option<Instant>,
     /// Reference pair to turn `Instant`s into wall-clock nanoseconds.
     epoch: (Instant, i128),
+    /// Samples dropped because their timestamps did not advance.
     pub backwards: u64,
+    /// Forward timestamp jumps re-anchored.
     pub jumps: u64,
+    /// Video access units that followed lost packets.
     pub lost: u64,
+    /// Keyframe requests not answered in time.
     pub late_keyframes: u64,
     /// Test only: audio moved this many ms later than the sender reports say.
     audio_shift_ms: i64,
     unanswered_warned: bool,
 }
 
-fn is_idr(annex_b: &[u8]) -> bool {
-    split_annex_b(annex_b)
+/// The NAL units of a length-prefixed access unit; none when a length runs past the end.
+fn nals(au: &[u8]) -> Vec<&[u8]> {
+    length_prefixed_nals(au).unwrap_or_default()
+}
+
+fn is_idr(au: &[u8]) -> bool {
+    nals(au)
         .iter()
         .any(|n| n.first().is_some_and(|h| h & 0x1f == 5))
 }
@@ -156,11 +167,19 @@ fn ticks_to_ns(ticks: i64, clock: u32) -> i128 {
     i128::from(ticks) * 1_000_000_000 / i128::from(clock.max(1))
 }
 
-/// Nanoseconds to ticks, rounded to the nearest tick.
+/// Nanoseconds to ticks, rounded to the nearest tick (saturating far outside any real
+/// stream's range).
 fn ns_to_ticks(ns: i128, clock: u32) -> i64 {
-    (ns * i128::from(clock)).div_euclid(1_000_000_000) as i64
-        + i64::from((ns * i128::from(clock)).rem_euclid(1_000_000_000) >= 500_000_000)
+    let scaled = ns.saturating_mul(i128::from(clock));
+    let ticks = scaled.div_euclid(1_000_000_000)
+        + i128::from(scaled.rem_euclid(1_000_000_000) >= 500_000_000);
+    i64::try_from(ticks).unwrap_or(if ticks < 0 { i64::MIN } else { i64::MAX })
 }
+
+/// RTP times (extended to 64 bits) beyond this are not a real stream's (2^48 ticks is 99
+/// years at 90 kHz): such samples and sender reports are dropped, which keeps every sum
+/// and difference of times below far from overflowing.
+const MAX_RTP_TIME: i64 = 1 << 48;
 
 impl Assembler {
     /// `audio_config`: what the audio track will be in the output (AAC when transcoding, Opus
@@ -263,11 +282,20 @@ impl Assembler {
 
     /// Takes one sample.
     pub fn push(&mut self, s: Sample, now: Instant) {
+        if s.rtp_time.unsigned_abs() > MAX_RTP_TIME as u64 {
+            self.steps.push_back(Step::Warn(format!(
+                "{:?} RTP time {} out of range: sample dropped",
+                s.kind, s.rtp_time
+            )));
+            return;
+        }
         self.first_sample.get_or_insert(now);
         if let Some((ntp, rtp)) = s.sender_report {
-            let kind = s.kind;
-            let t = self.track(kind);
-            t.sr = Some((ns_since_1970(ntp), rtp));
+            if rtp.unsigned_abs() <= MAX_RTP_TIME as u64 {
+                let kind = s.kind;
+                let t = self.track(kind);
+                t.sr = Some((ns_since_1970(ntp), rtp));
+            }
         }
         if s.kind == Kind::Video && !self.video.expected {
             return;
@@ -298,27 +326,38 @@ impl Assembler {
         }
     }
 
-    /// Parameter sets and IDR-ness of an Annex-B access unit; the sample data without SPS,
-    /// PPS and access unit delimiters, length-prefixed.
-    fn parse_video(&mut self, data: &[u8]) -> (bool, bool, Bytes) {
+    /// Parameter sets and IDR-ness of a length-prefixed access unit; the sample data
+    /// without SPS, PPS and access unit delimiters (`data` itself when it has none).
+    fn parse_video(&mut self, data: &Bytes) -> (bool, bool, Bytes) {
         let mut idr = false;
         let mut new_sps = Vec::new();
         let mut new_pps = Vec::new();
-        let mut out = Vec::with_capacity(data.len() + 16);
-        for nal in split_annex_b(data) {
-            let Some(&h) = nal.first() else { continue };
-            match h & 0x1f {
-                7 => new_sps.push(nal.to_vec()),
-                8 => new_pps.push(nal.to_vec()),
-                9 => {}
-                t => {
-                    if t == 5 {
-                        idr = true;
-                    }
+        let nals = nals(data);
+        let kept = |h: u8| !matches!(h & 0x1f, 7..=9);
+        let out = if nals.iter().all(|n| n.first().copied().is_some_and(kept)) {
+            data.clone()
+        } else {
+            let mut out = Vec::with_capacity(data.len());
+            for nal in &nals {
+                if nal.first().copied().is_some_and(kept) {
                     out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
                     out.extend_from_slice(nal);
                 }
             }
+            Bytes::from(out)
+        };
+        for nal in &nals {
+            let Some(&h) = nal.first() else { continue };
+            match h & 0x1f {
+                5 => idr = true,
+                7 => new_sps.push(nal.to_vec()),
+                8 => new_pps.push(nal.to_vec()),
+                _ => {}
+            }
+        }
+        if nals.is_empty() && !data.is_empty() {
+            // A length ran past the end: not an access unit.
+            return (false, false, Bytes::new());
         }
         let mut changed = false;
         if !new_sps.is_empty() && new_sps != self.sps {
@@ -329,24 +368,12 @@ impl Assembler {
             self.pps = new_pps;
             changed = true;
         }
-        (idr, changed, Bytes::from(out))
+        (idr, changed, out)
     }
 
     fn tracks(&self) -> Vec<TrackConfig> {
-        let mut t = Vec::new();
-        if let Some(v) = &self.video_config {
-            t.push(TrackConfig {
-                id: VIDEO,
-                codec: CodecConfig::H264(v.clone()),
-            });
-        }
-        if let Some(a) = &self.audio_config {
-            t.push(TrackConfig {
-                id: AUDIO,
-                codec: a.clone(),
-            });
-        }
-        t
+        let video = self.video_config.clone().map(CodecConfig::H264);
+        tracks::tracks(video.as_ref(), self.audio_config.as_ref())
     }
 
     fn try_start(&mut self, now: Instant) {
@@ -354,6 +381,18 @@ impl Assembler {
             return;
         }
         // Video: drop everything before the first IDR that comes with parameter sets.
+        if self.video.expected
+            && self.video_config.is_some()
+            && !self.pending.iter().any(|s| s.kind == Kind::Video)
+        {
+            // The keyframe chosen to start at was pushed out of the start-up buffer (audio
+            // alone filled it while we waited for sender reports: a stalled encoder, or
+            // 2.5 ms Opus packets): start at the next keyframe instead.
+            self.video_config = None;
+            self.steps.push_back(Step::Warn(format!(
+                "{MAX_BUFFERED} samples buffered before the stream could start, and none of them video: waiting for the next keyframe"
+            )));
+        }
         if self.video.expected && self.video_config.is_none() {
             while let Some(i) = self.pending.iter().position(|s| s.kind == Kind::Video) {
                 let s = self.pending[i].clone();
@@ -416,15 +455,14 @@ impl Assembler {
             if !t.expected {
                 continue;
             }
-            let first = self
-                .pending
-                .iter()
-                .find(|s| s.kind == kind)
-                .expect("checked above");
-            let (ns, rtp) = if all_sr {
-                t.sr.expect("checked above")
-            } else {
-                (self.instant_ns(first.arrival), first.rtp_time)
+            // Each expected track has a pending sample (checked above: `has(Kind::Audio)`,
+            // and video's keyframe); should that ever change, wait rather than panic.
+            let Some(first) = self.pending.iter().find(|s| s.kind == kind) else {
+                return;
+            };
+            let (ns, rtp) = match (all_sr, t.sr) {
+                (true, Some(sr)) => sr,
+                _ => (self.instant_ns(first.arrival), first.rtp_time),
             };
             anchors.push((kind, ns, rtp));
         }
@@ -440,15 +478,12 @@ impl Assembler {
         } else {
             Kind::Audio
         };
-        let (_, lead_ns, lead_rtp) = *anchors
-            .iter()
-            .find(|a| a.0 == lead_kind)
-            .expect("lead track anchored");
-        let lead_first = self
-            .pending
-            .iter()
-            .find(|s| s.kind == lead_kind)
-            .expect("checked above");
+        let Some(&(_, lead_ns, lead_rtp)) = anchors.iter().find(|a| a.0 == lead_kind) else {
+            return;
+        };
+        let Some(lead_first) = self.pending.iter().find(|s| s.kind == lead_kind) else {
+            return;
+        };
         let lead_first_rtp = lead_first.rtp_time;
         let base_ns = lead_ns + ticks_to_ns(lead_first_rtp - lead_rtp, lead_first.clock);
         for (kind, ns, rtp) in anchors {
@@ -479,7 +514,14 @@ impl Assembler {
         let Some(offset) = self.track(kind).offset else {
             return;
         };
-        let mut dts = s.rtp_time + offset;
+        // The offset comes from sender reports, whose wall clock the publisher sets.
+        let Some(mut dts) = s.rtp_time.checked_add(offset) else {
+            self.steps.push_back(Step::Warn(format!(
+                "{kind:?} timestamp out of range (RTP {} + offset {offset}): sample dropped",
+                s.rtp_time
+            )));
+            return;
+        };
         if dts < 0 {
             // Before the first keyframe: not part of the stream.
             return;
@@ -496,11 +538,12 @@ impl Assembler {
                 return;
             }
             let clock = self.track(kind).clock;
+            // dts > last >= 0 here, so the difference cannot overflow.
             if dts - last > MAX_JUMP_SECS * i64::from(clock) {
                 // Re-anchor: continue one frame after the last sample.
                 let step = i64::from(clock) / if kind == Kind::Video { 30 } else { 50 };
                 let t = self.track(kind);
-                t.offset = Some(offset - (dts - last) + step);
+                t.offset = Some(offset.saturating_sub(dts - last).saturating_add(step));
                 dts = last + step;
                 self.jumps += 1;
                 self.steps.push_back(Step::Warn(format!(
@@ -639,10 +682,10 @@ mod tests {
     ];
     const PPS: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
 
-    fn annexb(nals: &[&[u8]]) -> Bytes {
+    fn avcc(nals: &[&[u8]]) -> Bytes {
         let mut v = Vec::new();
         for n in nals {
-            v.extend_from_slice(&[0, 0, 0, 1]);
+            v.extend_from_slice(&(n.len() as u32).to_be_bytes());
             v.extend_from_slice(n);
         }
         Bytes::from(v)
@@ -668,9 +711,9 @@ mod tests {
 
         fn video(&self, ms: i64, idr: bool, sr: bool) -> Sample {
             let data = if idr {
-                annexb(&[SPS, PPS, &[0x65, 0x88, 0x84]])
+                avcc(&[SPS, PPS, &[0x65, 0x88, 0x84]])
             } else {
-                annexb(&[&[0x41, 0x9a, 0x02]])
+                avcc(&[&[0x41, 0x9a, 0x02]])
             };
             Sample {
                 kind: Kind::Video,
@@ -699,7 +742,7 @@ mod tests {
         std::iter::from_fn(|| a.poll()).collect()
     }
 
-    fn frames(steps: &[Step], track: TrackId) -> Vec<(i64, bool)> {
+    fn frames(steps: &[Step], track: llhls_packager::TrackId) -> Vec<(i64, bool)> {
         steps
             .iter()
             .filter_map(|s| match s {
@@ -836,7 +879,7 @@ mod tests {
         let mut other = p.video(60_033, true, true);
         let mut sps2 = SPS.to_vec();
         sps2[3] = 0x1e; // level 3.0
-        other.data = annexb(&[&sps2, PPS, &[0x65, 0x88, 0x84]]);
+        other.data = avcc(&[&sps2, PPS, &[0x65, 0x88, 0x84]]);
         a.push(other, t0);
         let s = drain(&mut a);
         let v = frames(&s, VIDEO);
@@ -844,5 +887,121 @@ mod tests {
         assert_eq!(v[2].0, 3000 + 33 * 90);
         assert!(s.iter().any(|s| matches!(s, Step::Reconfigure(_))));
         assert_eq!(a.jumps, 1);
+    }
+
+    #[test]
+    fn frames_without_parameter_sets_are_passed_on_uncopied() {
+        let t0 = Instant::now();
+        let p = Pub::zero(t0);
+        let mut a = Assembler::new(true, None, Duration::from_secs(2), t0);
+        a.push(p.video(0, true, true), t0);
+        let delta = p.video(33, false, true);
+        let sent = delta.data.clone();
+        a.push(delta, t0);
+        let s = drain(&mut a);
+        let Some(Step::Frame(f, _)) = s.last() else {
+            panic!("{s:?}")
+        };
+        assert_eq!(f.data.as_ptr(), sent.as_ptr(), "the same buffer");
+        // The keyframe's SPS and PPS went into the configuration, not the sample.
+        let Some(Step::Frame(k, _)) = s
+            .iter()
+            .find(|s| matches!(s, Step::Frame(f, _) if f.keyframe))
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!(&k.data[..], &[0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        // Garbage lengths are not an access unit.
+        let mut bad = p.video(66, false, true);
+        bad.data = Bytes::from_static(&[0, 0, 1, 0, 0x41]);
+        a.push(bad, t0);
+        assert!(drain(&mut a).iter().all(|s| !matches!(s, Step::Frame(..))));
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_are_dropped_not_overflowed() {
+        let t0 = Instant::now();
+        let p = Pub::zero(t0);
+        let mut a = Assembler::new(true, aac(), Duration::from_secs(2), t0);
+        for rtp in [i64::MAX, i64::MIN, i64::MIN + 1, -(1 << 50)] {
+            let mut v = p.video(0, true, true);
+            v.rtp_time = rtp;
+            a.push(v, t0);
+            let mut au = p.audio(0, true);
+            au.rtp_time = rtp;
+            a.push(au, t0);
+        }
+        // Sender reports from the far future and far past, with extreme RTP times.
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        let mut v = p.video(0, true, false);
+        v.sender_report = Some((far, 1 << 47));
+        a.push(v, t0);
+        let mut au = p.audio(0, false);
+        au.sender_report = Some((SystemTime::UNIX_EPOCH, -(1 << 47)));
+        a.push(au, t0);
+        for ms in (20..400).step_by(20) {
+            a.push(p.video(ms, false, false), t0);
+            a.push(p.audio(ms, false), t0);
+        }
+        let mut v = p.video(400, false, true);
+        v.sender_report = Some((far, i64::MAX));
+        a.push(v, t0);
+        a.tick(t0 + SR_WAIT);
+        let s = drain(&mut a);
+        assert!(a.started(), "{s:?}");
+        assert!(!frames(&s, VIDEO).is_empty());
+        assert!(s
+            .iter()
+            .any(|s| matches!(s, Step::Warn(w) if w.contains("out of range"))));
+    }
+
+    /// An audio sample `ms_x10` tenths of a millisecond after `p.t0`.
+    fn audio_at(p: &Pub, ms_x10: i64, sr: bool) -> Sample {
+        let mut s = p.audio(0, sr);
+        s.rtp_time = p.audio_rtp0 + ms_x10 * 48 / 10;
+        s.arrival = p.t0 + Duration::from_micros(ms_x10 as u64 * 100 + 5_000);
+        s
+    }
+
+    /// The start must not find its keyframe gone: the start-up buffer keeps the newest
+    /// 1000 samples, and audio alone can fill it while video waits for sender reports.
+    fn start_after_video_was_pushed_out(step_ms_x10: i64, burst: bool) -> Vec<Step> {
+        let t0 = Instant::now();
+        let p = Pub::zero(t0);
+        let mut a = Assembler::new(true, aac(), Duration::from_secs(2), t0);
+        // A keyframe, then no more video (stalled encoder); no sender reports at all.
+        a.push(p.video(0, true, false), t0);
+        for i in 0..(MAX_BUFFERED as i64 + 200) {
+            let s = audio_at(&p, i * step_ms_x10, false);
+            let now = if burst { t0 } else { s.arrival };
+            a.push(s, now);
+        }
+        a.tick(t0 + SR_WAIT + Duration::from_secs(1));
+        let mut steps = drain(&mut a);
+        assert!(!a.started(), "no keyframe left to start at: {steps:?}");
+        // The next keyframe starts the stream.
+        let t = t0 + SR_WAIT + Duration::from_secs(2);
+        let mut v = p.video(4000, true, false);
+        v.arrival = t;
+        a.push(v, t);
+        a.tick(t);
+        steps.extend(drain(&mut a));
+        assert!(a.started(), "{steps:?}");
+        steps
+    }
+
+    #[test]
+    fn a_burst_of_audio_while_video_stalls_does_not_panic() {
+        let steps = start_after_video_was_pushed_out(200, true);
+        let v = frames(&steps, VIDEO);
+        assert_eq!(v.first(), Some(&(0, true)), "starts at the new keyframe");
+    }
+
+    #[test]
+    fn short_opus_packets_filling_the_start_buffer_do_not_panic() {
+        // 2.5 ms Opus packets: 1000 of them arrive before the sender-report wait is over.
+        let steps = start_after_video_was_pushed_out(25, false);
+        let v = frames(&steps, VIDEO);
+        assert_eq!(v.first(), Some(&(0, true)), "starts at the new keyframe");
     }
 }

@@ -263,7 +263,9 @@ impl TimestampUnwrapper {
     pub fn unwrap(&mut self, raw: u32) -> i64 {
         if let Some(last) = self.last {
             if raw < last && last - raw > 1 << 31 {
-                self.epoch += 1 << 32;
+                // Saturating: a publisher that keeps wrapping (about four messages a wrap)
+                // would need billions of messages to get there, but it costs nothing.
+                self.epoch = self.epoch.saturating_add(1 << 32);
             } else if raw > last && raw - last > 1 << 31 && self.epoch > 0 {
                 // A late frame from before the wrap.
                 self.last = Some(last);
@@ -271,7 +273,7 @@ impl TimestampUnwrapper {
             }
         }
         self.last = Some(raw);
-        self.epoch + i64::from(raw)
+        self.epoch.saturating_add(i64::from(raw))
     }
 }
 
@@ -383,6 +385,20 @@ mod tests {
         ));
         let bad_hevc = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]);
         assert!(parse_video(&bad_hevc).is_err());
+    }
+
+    #[test]
+    fn timestamps_saturate_after_endless_rollovers() {
+        let mut u = TimestampUnwrapper {
+            last: Some(u32::MAX),
+            epoch: i64::MAX - 10,
+        };
+        assert_eq!(u.unwrap(5), i64::MAX);
+        assert_eq!(
+            u.unwrap(u32::MAX - 1),
+            i64::MAX - (1 << 32) + i64::from(u32::MAX - 1)
+        );
+        assert_eq!(u.unwrap(10), i64::MAX);
     }
 
     #[test]

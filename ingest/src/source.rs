@@ -12,6 +12,8 @@ use llhls_packager::codec::{
 };
 use llhls_packager::{Frame, MediaTime, Timescale, TrackConfig, TrackId};
 
+use crate::tracks::{AUDIO, VIDEO};
+
 /// Initialises FFmpeg once, quietly.
 pub fn init() -> anyhow::Result<()> {
     ffmpeg::init().context("initialising FFmpeg")?;
@@ -117,8 +119,8 @@ impl FileSource {
                     Err(_) => (2, 48_000),
                 };
             let want = match medium {
-                ffmpeg::media::Type::Video if !have_v => Some(TrackId(1)),
-                ffmpeg::media::Type::Audio if !have_a => Some(TrackId(2)),
+                ffmpeg::media::Type::Video if !have_v => Some(VIDEO),
+                ffmpeg::media::Type::Audio if !have_a => Some(AUDIO),
                 _ => None,
             };
             let mut mapped = None;
@@ -129,7 +131,7 @@ impl FileSource {
                         let tb = stream.time_base();
                         let scale =
                             Timescale::new(tb.denominator().max(1) as u32).context("time base")?;
-                        if track == TrackId(1) {
+                        if track == VIDEO {
                             have_v = true;
                         } else {
                             have_a = true;
@@ -196,7 +198,7 @@ impl FileSource {
                 continue;
             };
             let pts = packet.pts().unwrap_or(dts);
-            let payload = if m.track == TrackId(1) && m.annex_b {
+            let payload = if m.track == VIDEO && m.annex_b {
                 Bytes::from(annex_b_to_length_prefixed(data))
             } else {
                 Bytes::copy_from_slice(data)
@@ -205,7 +207,7 @@ impl FileSource {
                 track: m.track,
                 dts: MediaTime::new(dts * m.num, m.scale),
                 pts: MediaTime::new(pts * m.num, m.scale),
-                keyframe: packet.is_key() || m.track != TrackId(1),
+                keyframe: packet.is_key() || m.track != VIDEO,
                 data: payload,
             }));
         }

@@ -4,10 +4,15 @@
 /// Codec families the ingest knows by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offered {
+    /// H.264.
     H264,
+    /// VP8.
     Vp8,
+    /// VP9.
     Vp9,
+    /// Opus.
     Opus,
+    /// Anything else.
     Other,
 }
 
@@ -25,10 +30,13 @@ pub struct Section {
 /// What the offer means for ingest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// The video codec used, if the offer sends video.
     pub video: Option<Offered>,
+    /// The audio codec used, if the offer sends audio.
     pub audio: Option<Offered>,
     /// Payload types of the codecs we take: H.264 ones for video, Opus ones for audio.
     pub video_pts: Vec<u8>,
+    /// Payload types of the Opus codecs offered.
     pub audio_pts: Vec<u8>,
 }
 

@@ -1,137 +1,42 @@
-//! RTP to access units, without I/O: a time-bounded jitter buffer per stream and the H.264
-//! depacketizer (RFC 6184 single NAL unit, STAP-A and FU-A packets).
-//!
-//! The jitter buffer releases packets in sequence order and waits for a missing one at most
-//! `max_wait` (long enough for a NACK retransmission on a normal path, short enough that the
-//! packager never sees a stall), then skips it and marks the next packet as following a
-//! gap. Sequence numbers that jump far ahead or behind start a new sequence rather than stall
-//! the stream or flood it with "late" drops.
+//! RTP payloads to access units, without I/O: H.264 (RFC 6184 single NAL unit, STAP-A and
+//! FU-A packets) and VP8/VP9 (RFC 7741, RFC 9628), from packets in sequence order (see
+//! [`super::jitter`]).
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-/// One received RTP packet (already decrypted; sequence number and timestamp extended to
-/// 64 bits by the WebRTC stack).
+pub use super::jitter::Packet;
+
+/// A complete access unit.
 #[derive(Debug, Clone)]
-pub struct Packet {
-    pub seq: u64,
+pub struct AccessUnit {
+    /// RTP timestamp (90 kHz), extended to 64 bits.
     pub ts: i64,
-    pub marker: bool,
-    pub payload: Bytes,
+    /// NAL units, each after its 4-byte big-endian length (the MP4 sample format).
+    pub data: Bytes,
+    /// False when something before it was lost (references may be missing).
+    pub contiguous: bool,
+    /// When its first packet arrived.
     pub arrival: Instant,
     /// Latest RTCP sender report of the stream: (NTP wall clock, RTP time).
     pub sr: Option<(SystemTime, i64)>,
 }
 
-/// A sequence-number jump larger than this starts a new sequence.
-const RESYNC: u64 = 3000;
+/// Largest access unit or frame assembled (a 4K keyframe is a few MB); a publisher that
+/// sends more under one timestamp loses that access unit instead of growing our memory.
+pub const MAX_ACCESS_UNIT: usize = 16 << 20;
 
-/// Reorders one RTP stream.
-pub struct JitterBuffer {
-    buf: BTreeMap<u64, Packet>,
-    /// Released by a resync, in order, with their gap flags.
-    flushed: std::collections::VecDeque<(Packet, bool)>,
-    next: Option<u64>,
-    max_wait: Duration,
-    max_len: usize,
-    /// Packets given up on.
-    pub lost: u64,
-    /// Duplicates and packets older than what was already released.
-    pub late: u64,
-    /// New sequences started after a wild jump.
-    pub resyncs: u64,
-}
-
-impl JitterBuffer {
-    /// A buffer waiting at most `max_wait` for a missing packet, holding at most `max_len`.
-    pub fn new(max_wait: Duration, max_len: usize) -> Self {
-        JitterBuffer {
-            buf: BTreeMap::new(),
-            flushed: Default::default(),
-            next: None,
-            max_wait,
-            max_len: max_len.max(2),
-            lost: 0,
-            late: 0,
-            resyncs: 0,
-        }
-    }
-
-    /// Takes one packet.
-    pub fn push(&mut self, p: Packet) {
-        let next = *self.next.get_or_insert(p.seq);
-        if p.seq + RESYNC < next || p.seq > next + RESYNC {
-            // A publisher restart or a broken sender: whatever is buffered is released
-            // first, then the new sequence starts after a gap.
-            self.resyncs += 1;
-            let mut expect = next;
-            for (seq, q) in std::mem::take(&mut self.buf) {
-                self.flushed.push_back((q, seq != expect));
-                expect = seq + 1;
-            }
-            self.flushed.push_back((p.clone(), true));
-            self.next = Some(p.seq + 1);
-            return;
-        }
-        if p.seq < next || self.buf.contains_key(&p.seq) {
-            self.late += 1;
-            return;
-        }
-        self.buf.insert(p.seq, p);
-    }
-
-    /// The next packet in order, if it is here or waiting for a missing one has lasted long
-    /// enough; `true` when packets were skipped before it.
-    pub fn pop(&mut self, now: Instant) -> Option<(Packet, bool)> {
-        if let Some(f) = self.flushed.pop_front() {
-            return Some(f);
-        }
-        let n = self.next?;
-        if let Some(p) = self.buf.remove(&n) {
-            self.next = Some(n + 1);
-            return Some((p, false));
-        }
-        let (&first, p) = self.buf.iter().next()?;
-        if now.saturating_duration_since(p.arrival) >= self.max_wait
-            || self.buf.len() > self.max_len
-        {
-            self.lost += first - n;
-            self.next = Some(first + 1);
-            let p = self.buf.remove(&first).expect("just seen");
-            return Some((p, true));
-        }
-        None
-    }
-
-    /// When `pop` may release a packet without new input (for the session's timer).
-    pub fn deadline(&self) -> Option<Instant> {
-        self.buf.values().next().map(|p| p.arrival + self.max_wait)
-    }
-}
-
-/// A complete access unit.
-#[derive(Debug, Clone)]
-pub struct AccessUnit {
-    pub ts: i64,
-    /// Annex-B NAL units.
-    pub data: Bytes,
-    /// False when something before it was lost (references may be missing).
-    pub contiguous: bool,
-    pub arrival: Instant,
-    pub sr: Option<(SystemTime, i64)>,
-}
-
-/// Reassembles H.264 access units from ordered packets.
+/// Reassembles H.264 access units from ordered packets, writing length-prefixed NAL units
+/// as it goes (an FU-A's length is filled in when its last fragment arrives).
 #[derive(Default)]
 pub struct H264Depacketizer {
     au: Vec<u8>,
     ts: Option<i64>,
     arrival: Option<Instant>,
     sr: Option<(SystemTime, i64)>,
-    /// FU-A in progress.
-    fu: bool,
+    /// FU-A in progress: where its length prefix is in `au`.
+    fu: Option<usize>,
     /// The access unit in progress lost a packet.
     broken: bool,
     /// An access unit was dropped since the last one emitted.
@@ -139,8 +44,6 @@ pub struct H264Depacketizer {
     /// Malformed payloads seen.
     pub malformed: u64,
 }
-
-const START: [u8; 4] = [0, 0, 0, 1];
 
 impl H264Depacketizer {
     /// Takes the next packet in sequence order (`gap`: packets were lost before it).
@@ -154,17 +57,38 @@ impl H264Depacketizer {
             self.finish(out);
         } else if gap {
             self.broken = true;
-            self.fu = false;
+            self.fu = None;
         }
         if self.ts.is_none() {
             self.ts = Some(p.ts);
             self.arrival = Some(p.arrival);
         }
         self.sr = p.sr.or(self.sr);
-        self.depacketize(&p.payload);
+        if !self.broken {
+            self.depacketize(&p.payload);
+        }
+        if self.au.len() > MAX_ACCESS_UNIT {
+            self.malformed += 1;
+            self.broken = true;
+        }
+        if self.broken {
+            // Nothing of this access unit will be used.
+            self.au.clear();
+            self.fu = None;
+        }
         if p.marker {
             self.finish(out);
         }
+    }
+
+    /// Appends one NAL unit with its length prefix.
+    fn nal(&mut self, nal: &[u8]) {
+        let Ok(len) = u32::try_from(nal.len()) else {
+            self.broken = true;
+            return;
+        };
+        self.au.extend_from_slice(&len.to_be_bytes());
+        self.au.extend_from_slice(nal);
     }
 
     fn depacketize(&mut self, d: &[u8]) {
@@ -173,10 +97,7 @@ impl H264Depacketizer {
             return;
         };
         match h & 0x1f {
-            1..=23 => {
-                self.au.extend_from_slice(&START);
-                self.au.extend_from_slice(d);
-            }
+            1..=23 => self.nal(d),
             24 => {
                 // STAP-A: 16-bit size, NAL unit; repeated.
                 let mut i = 1;
@@ -189,8 +110,7 @@ impl H264Depacketizer {
                         return;
                     };
                     if n > 0 {
-                        self.au.extend_from_slice(&START);
-                        self.au.extend_from_slice(nal);
+                        self.nal(nal);
                     }
                     i += n;
                 }
@@ -203,21 +123,31 @@ impl H264Depacketizer {
                 };
                 let (start, end) = (fh & 0x80 != 0, fh & 0x40 != 0);
                 if start {
-                    if self.fu {
+                    if self.fu.is_some() {
                         // The previous fragment never ended.
                         self.broken = true;
+                        return;
                     }
-                    self.au.extend_from_slice(&START);
+                    // The length is filled in by the end fragment.
+                    self.fu = Some(self.au.len());
+                    self.au.extend_from_slice(&[0; 4]);
                     self.au.push((h & 0xe0) | (fh & 0x1f));
-                    self.fu = true;
-                } else if !self.fu {
+                } else if self.fu.is_none() {
                     // A middle or end fragment without its start.
                     self.broken = true;
                     return;
                 }
-                self.au.extend_from_slice(&d[2..]);
+                self.au.extend_from_slice(d.get(2..).unwrap_or_default());
                 if end {
-                    self.fu = false;
+                    if let Some(at) = self.fu.take() {
+                        let len = self.au.len().checked_sub(at + 4).map(u32::try_from);
+                        match (len, self.au.get_mut(at..at + 4)) {
+                            (Some(Ok(len)), Some(prefix)) => {
+                                prefix.copy_from_slice(&len.to_be_bytes())
+                            }
+                            _ => self.broken = true,
+                        }
+                    }
                 }
             }
             _ => {
@@ -233,9 +163,8 @@ impl H264Depacketizer {
             return;
         };
         let data = std::mem::take(&mut self.au);
-        if self.fu {
+        if self.fu.take().is_some() {
             self.broken = true;
-            self.fu = false;
         }
         if self.broken || data.is_empty() {
             self.broken = false;
@@ -255,19 +184,26 @@ impl H264Depacketizer {
 /// VP8 (RFC 7741) or VP9 (RFC 9628): which payload descriptor to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VpxKind {
+    /// VP8 (RFC 7741).
     Vp8,
+    /// VP9 (RFC 9628).
     Vp9,
 }
 
 /// A complete VP8/VP9 frame, for the transcoder.
 #[derive(Debug, Clone)]
 pub struct VpxFrame {
+    /// RTP timestamp (90 kHz), extended to 64 bits.
     pub ts: i64,
+    /// The frame as the decoder takes it.
     pub data: Bytes,
+    /// A keyframe (decodable on its own).
     pub keyframe: bool,
     /// False when something before it was lost (the decoder needs a keyframe).
     pub contiguous: bool,
+    /// When its first packet arrived.
     pub arrival: Instant,
+    /// Latest RTCP sender report of the stream: (NTP wall clock, RTP time).
     pub sr: Option<(SystemTime, i64)>,
 }
 
@@ -282,10 +218,12 @@ pub struct VpxDepacketizer {
     started: bool,
     broken: bool,
     dropped: bool,
+    /// Malformed payload descriptors seen.
     pub malformed: u64,
 }
 
 impl VpxDepacketizer {
+    /// A depacketizer for `kind` payloads.
     pub fn new(kind: VpxKind) -> Self {
         VpxDepacketizer {
             kind,
@@ -405,7 +343,14 @@ impl VpxDepacketizer {
             }
         }
         self.sr = p.sr.or(self.sr);
-        self.frame.extend_from_slice(payload);
+        if self.frame.len() + payload.len() > MAX_ACCESS_UNIT {
+            self.malformed += 1;
+            self.broken = true;
+            self.frame.clear();
+        }
+        if !self.broken {
+            self.frame.extend_from_slice(payload);
+        }
         if p.marker {
             self.finish(out);
         }
@@ -447,54 +392,6 @@ mod tests {
         }
     }
 
-    fn drain(j: &mut JitterBuffer, now: Instant) -> Vec<(u64, bool)> {
-        std::iter::from_fn(|| j.pop(now))
-            .map(|(p, g)| (p.seq, g))
-            .collect()
-    }
-
-    #[test]
-    fn reorders_and_waits_a_bounded_time_for_loss() {
-        let t = Instant::now();
-        let mut j = JitterBuffer::new(Duration::from_millis(100), 500);
-        j.push(pkt(10, 0, false, b"a", t));
-        j.push(pkt(12, 0, false, b"c", t));
-        j.push(pkt(11, 0, false, b"b", t));
-        assert_eq!(
-            drain(&mut j, t),
-            vec![(10, false), (11, false), (12, false)]
-        );
-        j.push(pkt(14, 0, false, b"e", t)); // 13 missing
-        assert!(drain(&mut j, t + Duration::from_millis(50)).is_empty());
-        assert_eq!(j.deadline(), Some(t + Duration::from_millis(100)));
-        j.push(pkt(11, 0, false, b"late", t));
-        assert_eq!(
-            drain(&mut j, t + Duration::from_millis(100)),
-            vec![(14, true)]
-        );
-        assert_eq!((j.lost, j.late), (1, 1));
-        j.push(pkt(13, 0, false, b"too late", t));
-        assert_eq!(j.late, 2);
-    }
-
-    #[test]
-    fn wild_sequence_jumps_start_a_new_sequence() {
-        let t = Instant::now();
-        let mut j = JitterBuffer::new(Duration::from_millis(100), 500);
-        j.push(pkt(100, 0, false, b"a", t));
-        assert_eq!(drain(&mut j, t), vec![(100, false)]);
-        j.push(pkt(102, 0, false, b"b", t)); // waiting for 101
-        j.push(pkt(40_000, 0, false, b"c", t));
-        j.push(pkt(40_001, 0, false, b"d", t));
-        assert_eq!(
-            drain(&mut j, t),
-            vec![(102, true), (40_000, true), (40_001, false)]
-        );
-        j.push(pkt(5, 0, false, b"back", t)); // far behind: another restart
-        assert_eq!(drain(&mut j, t), vec![(5, true)]);
-        assert_eq!(j.resyncs, 2);
-    }
-
     #[test]
     fn depacketizes_single_stap_a_and_fu_a() {
         let t = Instant::now();
@@ -510,9 +407,9 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(
             &out[0].data[..],
-            &[0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65, 1, 2, 3, 4]
+            &[0, 0, 0, 2, 0x67, 0x42, 0, 0, 0, 2, 0x68, 0xce, 0, 0, 0, 5, 0x65, 1, 2, 3, 4]
         );
-        assert_eq!(&out[1].data[..], &[0, 0, 0, 1, 0x41, 9, 9]);
+        assert_eq!(&out[1].data[..], &[0, 0, 0, 3, 0x41, 9, 9]);
         assert!(out[1].contiguous);
     }
 
@@ -536,6 +433,35 @@ mod tests {
         assert!(!out[0].contiguous);
         assert!(!out[1].contiguous);
         assert!(d.malformed >= 3);
+    }
+
+    #[test]
+    fn fragments_get_their_length_and_endless_access_units_are_dropped() {
+        let t = Instant::now();
+        let mut d = H264Depacketizer::default();
+        let mut out = Vec::new();
+        // A single NAL, then an FU-A: both length-prefixed in one access unit.
+        d.push(pkt(1, 0, false, &[0x06, 5], t), false, &mut out);
+        d.push(pkt(2, 0, false, &[0x7c, 0x85, 1, 2, 3], t), false, &mut out);
+        d.push(pkt(3, 0, true, &[0x7c, 0x45, 4, 5], t), false, &mut out);
+        assert_eq!(
+            &out[0].data[..],
+            &[0, 0, 0, 2, 0x06, 5, 0, 0, 0, 6, 0x65, 1, 2, 3, 4, 5]
+        );
+        // A second FU-A start before the first ended: the access unit is dropped.
+        d.push(pkt(4, 3000, false, &[0x7c, 0x85, 1], t), false, &mut out);
+        d.push(pkt(5, 3000, true, &[0x7c, 0x85, 2], t), false, &mut out);
+        assert_eq!(out.len(), 1);
+        // A publisher that never ends an access unit does not grow our memory.
+        let big = vec![0x41u8; 1200];
+        for i in 0..(MAX_ACCESS_UNIT / 1200 + 10) as u64 {
+            d.push(pkt(6 + i, 6000, false, &big, t), false, &mut out);
+            assert!(d.au.len() <= MAX_ACCESS_UNIT + 1204);
+        }
+        d.push(pkt(1_000_000, 9000, true, &[0x41, 1], t), false, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(!out[1].contiguous, "the oversized one was dropped");
+        assert!(d.malformed >= 1);
     }
 
     #[test]

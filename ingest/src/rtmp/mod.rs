@@ -1,0 +1,166 @@
+//! RTMP ingest: a listener and one task per connection, each a thin shell around the
+//! sans-IO [`publish::Publish`] machine: it reads the socket, feeds the machine, writes what
+//! the machine answers and talks to the registry (claim, start, frames, discontinuity). A bad
+//! connection is logged and closed without touching any other.
+
+mod media;
+pub mod publish;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::streams::{Publication, Streams};
+use publish::{Output, Publish};
+
+/// Accepts RTMP publishers on `listener` forever.
+pub async fn listen(listener: TcpListener, streams: Arc<Streams>) {
+    loop {
+        match listener.accept().await {
+            Ok((sock, peer)) => {
+                let streams = streams.clone();
+                tokio::spawn(async move {
+                    match connection(sock, peer, streams).await {
+                        Ok(()) => tracing::debug!(%peer, "RTMP connection closed"),
+                        Err(e) => tracing::warn!(%peer, "RTMP connection closed: {e:#}"),
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("RTMP accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The handshake must complete within this (a half-open handshake cannot hold the task).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A publisher that sends nothing for this long is gone.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn connection(
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    streams: Arc<Streams>,
+) -> anyhow::Result<()> {
+    let _ = sock.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut conn = Conn {
+        rtmp: Publish::new(streams.keys().to_vec()),
+        streams,
+        peer,
+        publication: None,
+    };
+    let started = tokio::time::Instant::now();
+    let result = loop {
+        let n = if conn.rtmp.handshake_done() {
+            tokio::time::timeout(IDLE_TIMEOUT, sock.read(&mut buf))
+                .await
+                .context("no data from the publisher for 30 s")??
+        } else {
+            tokio::time::timeout_at(started + HANDSHAKE_TIMEOUT, sock.read(&mut buf))
+                .await
+                .context("RTMP handshake timed out")??
+        };
+        if n == 0 {
+            if !conn.rtmp.handshake_done() {
+                break Err(anyhow::anyhow!("closed during the handshake"));
+            }
+            break Ok(());
+        }
+        let r = conn.rtmp.handle_input(&buf[..n]);
+        // What the machine queued before an error (a refusal, frames) still goes out.
+        conn.drain(&mut sock).await?;
+        if let Err(e) = r {
+            if let publish::RtmpError::Unsupported(_) = e {
+                let name = conn.publication.as_ref().map(|p| p.name().to_string());
+                tracing::error!(peer = %conn.peer, stream = name.unwrap_or_default(), "{e}");
+            }
+            break Err(e.into());
+        }
+    };
+    conn.finish(false);
+    result
+}
+
+struct Conn {
+    rtmp: Publish,
+    streams: Arc<Streams>,
+    peer: SocketAddr,
+    publication: Option<Publication>,
+}
+
+impl Conn {
+    /// Acts on everything the machine has to say.
+    async fn drain(&mut self, sock: &mut TcpStream) -> anyhow::Result<()> {
+        while let Some(out) = self.rtmp.poll_output() {
+            match out {
+                Output::Transmit(bytes) => sock.write_all(&bytes).await?,
+                Output::PublishRequested { name, key, .. } => {
+                    match self.streams.claim(&name, key.as_deref()) {
+                        Ok(p) => {
+                            tracing::info!(peer = %self.peer, stream = %name, "publish accepted; waiting for codec headers");
+                            self.publication = Some(p);
+                            self.rtmp.accept_publish()?;
+                        }
+                        Err(e) => {
+                            tracing::warn!(peer = %self.peer, stream = %name, "publish refused: {e}");
+                            self.rtmp.refuse_publish(&e.to_string())?;
+                        }
+                    }
+                }
+                Output::Refused(why) => {
+                    tracing::warn!(peer = %self.peer, "publish refused: {why}");
+                }
+                Output::Start { tracks, encoder } => {
+                    let Some(p) = self.publication.as_mut() else {
+                        continue;
+                    };
+                    let codecs: Vec<String> = tracks.iter().map(|t| t.codec.describe()).collect();
+                    let resumed = p.start(tracks).await?;
+                    let name = p.name().to_string();
+                    tracing::info!(
+                        peer = %self.peer,
+                        stream = %name,
+                        codecs = %codecs.join(", "),
+                        encoder = %encoder.unwrap_or_default(),
+                        resumed,
+                        "publishing: http://HOST/live/{name}/index.m3u8"
+                    );
+                }
+                Output::Reconfigure(tracks) => {
+                    if let Some(p) = self.publication.as_ref().filter(|p| p.started()) {
+                        p.discontinuity(tracks).await?;
+                    }
+                }
+                Output::Frame(f) => {
+                    if let Some(p) = self.publication.as_ref() {
+                        p.frame(f).await?;
+                    }
+                }
+                Output::KeyframeInterval { secs } => {
+                    let name = self.publication.as_ref().map(|p| p.name().to_string());
+                    tracing::info!(peer = %self.peer, stream = name.unwrap_or_default(), keyframe_interval_secs = secs, "keyframe interval seen");
+                }
+                Output::Warning(w) => {
+                    tracing::warn!(peer = %self.peer, "{w}");
+                }
+                Output::Unpublished => self.finish(true),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, explicit: bool) {
+        if let Some(p) = self.publication.take() {
+            tracing::info!(peer = %self.peer, stream = %p.name(), explicit, "unpublish");
+            // Dropping the publication starts the reconnect grace period.
+            drop(p);
+        }
+    }
+}
