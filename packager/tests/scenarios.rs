@@ -489,3 +489,27 @@ fn stalled_input_keeps_the_playlist_moving_with_gap_parts() {
     h.p.handle_end_of_stream(WallClock(wall.0 + 20_000));
     h.drain();
 }
+
+#[test]
+fn sps_frame_rate_slightly_above_the_real_one_never_overflows_part_target() {
+    // The SPS says 30 fps, the frames come at 28 fps (within the 10% the probe trusts the
+    // SPS for). PART-TARGET must fit whole real frames; the harness checks every part against
+    // PART-TARGET and the 85% minimum (found by the packager fuzz target with 25 vs 24 fps).
+    let sps_fps = llhls_packager::synth::video_track().codec.frame_rate();
+    assert_eq!(sps_fps, Some(30.0), "the synthetic SPS signals 30 fps");
+    let mut pub_ = Publisher::new(28.0, 28);
+    let mut h = Harness::new(
+        PackagerConfig {
+            part_target: std::time::Duration::from_millis(70),
+            ..cfg()
+        },
+        pub_.tracks(),
+    );
+    h.feed(&mut pub_, 28 * 20 * 2);
+    let r = &h.last().renditions[0];
+    assert!(
+        r.part_target >= 2.0 / 28.0,
+        "PART-TARGET {} is shorter than two real frames",
+        r.part_target
+    );
+}

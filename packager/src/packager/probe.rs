@@ -91,7 +91,9 @@ impl Packager {
             return None;
         }
         // Frame duration: the mean DTS delta (millisecond timestamps make single deltas
-        // jitter), or the SPS frame rate when it agrees within 10%.
+        // jitter), or the SPS frame rate when it agrees within 10% — but never shorter than
+        // the measured mean: an SPS that claims 25 fps for 24 fps frames would make parts of
+        // whole real frames overflow PART-TARGET (found by the packager fuzz target).
         let mean_ns = (last - first) / (lead.len() as i64 - 1);
         let lead_scale = self.lead_scale;
         let mut frame_ticks = rescale(mean_ns, NS, lead_scale as u32).max(1);
@@ -101,7 +103,7 @@ impl Packager {
             let sps_frame_ticks = (lead_scale as f64 / fps).round() as i64;
             let difference = (i128::from(sps_frame_ticks) - i128::from(frame_ticks)).abs();
             if difference * 10 <= i128::from(frame_ticks) {
-                frame_ticks = sps_frame_ticks;
+                frame_ticks = sps_frame_ticks.max(frame_ticks);
             }
         }
         let configured_part = rescale(
