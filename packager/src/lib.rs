@@ -104,6 +104,8 @@ pub use codec::CodecConfig;
 pub use directives::{classify, Decision, DirectiveError, Directives};
 pub use key::{ObjectKey, ObjectKeyError, ObjectKind};
 pub use media::{Frame, MediaTime, Timescale, TrackConfig, TrackId, TrackKind, WallClock};
-pub use packager::{Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning};
+pub use packager::{
+    Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning, MAX_FIRST_MSN,
+};
 pub use playlist::{RenditionSnapshot, StreamSnapshot, StreamTiming};
 pub use render::{render_media, render_multivariant, SkipMode};

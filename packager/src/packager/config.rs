@@ -64,6 +64,10 @@ impl Default for PackagerConfig {
     }
 }
 
+/// Largest accepted [`PackagerConfig::first_msn`]: 2^53 (the largest integer a JavaScript
+/// player holds exactly) minus room for 2^40 segments (tens of thousands of years).
+pub const MAX_FIRST_MSN: u64 = (1 << 53) - (1 << 40);
+
 impl PackagerConfig {
     /// Checks the settings can produce a valid stream.
     pub(super) fn validate(&self) -> Result<(), PackagerError> {
@@ -74,6 +78,12 @@ impl PackagerConfig {
         }
         if self.first_msn == 0 {
             return Err(PackagerError::Config("first_msn must be at least 1".into()));
+        }
+        if self.first_msn > MAX_FIRST_MSN {
+            return Err(PackagerError::Config(format!(
+                "first_msn {} is above {MAX_FIRST_MSN}: players parse MSNs as JavaScript numbers (exact up to 2^53), and the stream needs room to count up",
+                self.first_msn
+            )));
         }
         let part_secs = self.part_target.as_secs_f64();
         if !(0.05..=2.0).contains(&part_secs) {
@@ -94,6 +104,23 @@ impl PackagerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_msn_near_the_top_is_refused() {
+        // Found by fuzzing: a first MSN near u64::MAX overflowed when segments opened.
+        for first_msn in [MAX_FIRST_MSN + 1, u64::MAX - 1, u64::MAX] {
+            let config = PackagerConfig {
+                first_msn,
+                ..PackagerConfig::default()
+            };
+            assert!(matches!(config.validate(), Err(PackagerError::Config(_))));
+        }
+        let top = PackagerConfig {
+            first_msn: MAX_FIRST_MSN,
+            ..PackagerConfig::default()
+        };
+        assert_eq!(top.validate(), Ok(()));
+    }
 
     #[test]
     fn default_is_valid() {
