@@ -114,7 +114,7 @@ impl Packager {
             }
             (None, None, _) => unreachable!("checked above: at least one track"),
         }
-        let mut p = Packager {
+        Ok(Packager {
             config,
             tracks,
             renditions,
@@ -131,9 +131,7 @@ impl Packager {
             outputs: VecDeque::new(),
             version: 0,
             dirty: false,
-        };
-        p.emit_init();
-        Ok(p)
+        })
     }
 
     /// The next output, or `None` when drained.
@@ -243,7 +241,7 @@ impl Packager {
                 }
             }
             if changed {
-                self.emit_init();
+                self.segmenter.init_pending = true;
             }
         } else {
             self.discontinuity_internal();

@@ -513,3 +513,31 @@ fn sps_frame_rate_slightly_above_the_real_one_never_overflows_part_target() {
         r.part_target
     );
 }
+
+#[test]
+fn two_config_changes_before_a_segment_never_reuse_an_init_uri() {
+    // Found by fuzzing: each configuration change emitted `init-{next MSN}.mp4` at once, so two
+    // changes before the next segment opened put different bytes under one immutable URI.
+    // The harness fails on any object rewritten with different bytes.
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 77 * 6);
+    for (rate, channels) in [(44_100, 1), (32_000, 2)] {
+        let mut tracks = pub_.tracks();
+        tracks[1].codec = llhls_packager::CodecConfig::Aac(
+            llhls_packager::codec::AacConfig::lc(rate, channels).unwrap(),
+        );
+        h.p.handle_discontinuity(Some(tracks), WallClock(pub_.wall0 + 7_000))
+            .unwrap();
+        h.drain();
+    }
+    h.feed(&mut pub_, 77 * 6);
+    let r = &h.last().renditions[0];
+    let last_map = &r.segments.last().unwrap().map_uri;
+    let init = &h.objects[last_map];
+    // The init segment in use describes the last configuration (32 kHz, stereo).
+    assert!(
+        init.windows(4).any(|w| w == 32_000u32.to_be_bytes()),
+        "{last_map} is not the 32 kHz configuration"
+    );
+}

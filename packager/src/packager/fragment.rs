@@ -19,7 +19,8 @@ pub(super) fn part_key(addressing: Addressing, rendition: &str, msn: u64, index:
 }
 
 impl Packager {
-    /// Outputs an init segment per rendition, applying from the next segment opened.
+    /// Outputs an init segment per rendition for the segment about to open (called by
+    /// `open_segments` when `Segmenter::init_pending` is set).
     pub(super) fn emit_init(&mut self) {
         let msn = self.segmenter.next_msn;
         for ri in 0..self.renditions.len() {

@@ -21,6 +21,11 @@ pub(super) struct Segmenter {
     pub(super) part_samples: Vec<Pending>,
     /// The last lead sample: its duration is known when the next one arrives.
     pub(super) lead_pending: Option<Pending>,
+    /// The track configurations changed (or the stream just started): the next segment opened
+    /// gets a new init segment, named after that segment's MSN. Emitting it only then means two
+    /// configuration changes before a segment opens cannot put different bytes under one
+    /// init URI.
+    pub(super) init_pending: bool,
 }
 
 impl Segmenter {
@@ -30,6 +35,7 @@ impl Segmenter {
             part_start: LeadTicks(0),
             part_samples: Vec::new(),
             lead_pending: None,
+            init_pending: true,
         }
     }
 }
@@ -156,6 +162,9 @@ impl Packager {
 
     /// Opens segment `next_msn` at lead time `at` in every rendition.
     pub(super) fn open_segments(&mut self, at: LeadTicks, independent: bool) {
+        if std::mem::take(&mut self.segmenter.init_pending) {
+            self.emit_init();
+        }
         let msn = self.segmenter.next_msn;
         self.segmenter.next_msn += 1;
         let pdt = self.timeline.pdt_at(at, self.lead_scale);
