@@ -3,7 +3,8 @@
 what a player relies on. Usage: validate_playlists.py FILE... ; exits 1 on the first problem.
 
 Media playlists are recognised by #EXT-X-TARGETDURATION, multivariant ones by
-#EXT-X-STREAM-INF."""
+#EXT-X-STREAM-INF; a media playlist with EXT-X-PLAYLIST-TYPE:VOD (`llhls package`) is held to
+the VOD rules instead of the live LL-HLS ones."""
 import sys
 
 import m3u8
@@ -14,10 +15,37 @@ def fail(path, msg):
     sys.exit(1)
 
 
+def check_vod(path, pl):
+    """A VOD playlist: complete (ENDLIST), every segment with its map, and none of the live
+    LL-HLS tags (Apple's validator warns about LL tags in a VOD playlist)."""
+    td = pl.target_duration
+    if not pl.is_endlist:
+        fail(path, "VOD playlist without EXT-X-ENDLIST")
+    if pl.server_control is not None:
+        fail(path, "VOD playlist with EXT-X-SERVER-CONTROL")
+    if (pl.part_inf and pl.part_inf.part_target is not None) or any(s.parts for s in pl.segments):
+        fail(path, "VOD playlist with parts")
+    if pl.preload_hint is not None or pl.rendition_reports:
+        fail(path, "VOD playlist with a preload hint or rendition reports")
+    segs = [s for s in pl.segments if s.uri is not None]
+    if not segs or len(segs) != len(pl.segments):
+        fail(path, "VOD playlist without complete segments")
+    for s in segs:
+        if round(s.duration) > td:
+            fail(path, f"EXTINF {s.duration} rounds above TD {td}")
+        if s.init_section is None:
+            fail(path, f"{s.uri}: no EXT-X-MAP applies")
+    if pl.version is None or pl.version < 6:
+        fail(path, "EXT-X-VERSION below 6 with EXT-X-MAP")
+
+
 def check_media(path, text):
     pl = m3u8.loads(text)
     if pl.target_duration is None:
         fail(path, "no EXT-X-TARGETDURATION")
+    if pl.playlist_type == "vod":
+        check_vod(path, pl)
+        return
     td = pl.target_duration
     ended = pl.is_endlist
     sc = pl.server_control

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use llhls_packager::{
-    render_media, render_multivariant, Output, Packager, PackagerConfig, SkipMode, WallClock,
+    render_multivariant, render_vod, Output, Packager, PackagerConfig, WallClock,
 };
 
 use crate::source::FileSource;
@@ -30,6 +30,7 @@ pub fn run(
     config.first_msn = 1;
     let mut p = Packager::new(config, src.tracks.clone())?;
     std::fs::create_dir_all(outdir).with_context(|| format!("creating {}", outdir.display()))?;
+    remove_previous_output(outdir)?;
     let tty = !quiet && std::io::stderr().is_terminal();
     let duration = src.duration_secs;
     let wall0 = llhls_origin::wall_now();
@@ -51,7 +52,7 @@ pub fn run(
         }
         Ok(())
     });
-    let mut write = |p: &mut Packager, bytes: &mut u64| -> anyhow::Result<()> {
+    let mut write = |p: &mut Packager, bytes: &mut u64, last_pct: &mut i64| -> anyhow::Result<()> {
         while let Some(o) = p.poll_output() {
             match o {
                 Output::Object { key, bytes: b } => {
@@ -62,7 +63,13 @@ pub fn run(
                 Output::Append { .. } | Output::PlaylistChanged | Output::Expired(_) => {}
                 Output::Warning(w) => {
                     if warned < 10 {
-                        tracing::warn!("{}", w.message);
+                        if tty {
+                            // Clear the progress line so the warning starts on its own line;
+                            // the next progress update redraws it.
+                            eprint!("\r\x1b[K");
+                            *last_pct = -1;
+                        }
+                        tracing::warn!("{}", w.for_file());
                         warned += 1;
                     }
                 }
@@ -77,7 +84,7 @@ pub fn run(
         if let Err(e) = p.handle_frame(f, wall) {
             tracing::warn!("frame {frames}: {e}");
         }
-        write(&mut p, &mut bytes)?;
+        write(&mut p, &mut bytes, &mut last_pct)?;
         if tty && duration > 0.0 {
             let pct = ((secs / duration) * 100.0).clamp(0.0, 100.0) as i64;
             if pct != last_pct {
@@ -88,7 +95,7 @@ pub fn run(
         }
     }
     p.handle_end_of_stream(WallClock(wall0.millis() + (duration * 1000.0) as i64));
-    write(&mut p, &mut bytes)?;
+    write(&mut p, &mut bytes, &mut last_pct)?;
     drop(tx);
     writer
         .join()
@@ -103,7 +110,7 @@ pub fn run(
     for r in &snap.renditions {
         std::fs::write(
             outdir.join(format!("{}.m3u8", r.name)),
-            render_media(&snap, r, SkipMode::Full),
+            render_vod(r, snap.timing.target_duration),
         )?;
     }
     Ok(Summary {
@@ -111,4 +118,26 @@ pub fn run(
         segments: snap.renditions[0].segments.len(),
         bytes,
     })
+}
+
+/// Playlists and rendition folders a previous `llhls package` run may have left in `outdir`
+/// (a muxed run after a separate one would otherwise leave `audio.m3u8` and `audio/` behind).
+/// Only these names are removed; anything else in the folder is left alone.
+fn remove_previous_output(outdir: &Path) -> anyhow::Result<()> {
+    for name in ["media", "video", "audio"] {
+        let dir = outdir.join(name);
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        let playlist = outdir.join(format!("{name}.m3u8"));
+        if playlist.is_file() {
+            std::fs::remove_file(&playlist)
+                .with_context(|| format!("removing {}", playlist.display()))?;
+        }
+    }
+    let index = outdir.join("index.m3u8");
+    if index.is_file() {
+        std::fs::remove_file(&index).with_context(|| format!("removing {}", index.display()))?;
+    }
+    Ok(())
 }

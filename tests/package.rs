@@ -106,3 +106,53 @@ fn separate_audio_and_part_file_layouts() {
     check("demo.mp4", &["--layout", "separate"]);
     check("demo.mp4", &["--addressing", "files"]);
 }
+
+#[test]
+fn vod_playlists_and_reruns_into_the_same_folder() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("samples/media/demo.mp4");
+    let out = std::env::temp_dir().join(format!("llhls-pkg-{}-rerun", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = |extra: &[&str]| {
+        let st = Command::new(env!("CARGO_BIN_EXE_llhls"))
+            .args(["package", "-q"])
+            .arg(&src)
+            .arg(&out)
+            .args(extra)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    run(&["--layout", "separate"]);
+    assert!(out.join("audio.m3u8").is_file() && out.join("audio").is_dir());
+    std::fs::write(out.join("notes.txt"), "the operator's own file").unwrap();
+    // A muxed run into the same folder: nothing of the separate run survives.
+    run(&[]);
+    assert!(!out.join("audio.m3u8").exists(), "audio.m3u8 left behind");
+    assert!(!out.join("audio").exists(), "audio/ left behind");
+    assert!(!out.join("video.m3u8").exists(), "video.m3u8 left behind");
+    assert!(
+        out.join("notes.txt").is_file(),
+        "a file that is not ours was removed"
+    );
+    let pl = std::fs::read_to_string(out.join("media.m3u8")).unwrap();
+    assert!(pl.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{pl}");
+    assert!(pl.ends_with("#EXT-X-ENDLIST\n"), "{pl}");
+    for live_only in [
+        "CAN-BLOCK-RELOAD",
+        "HOLD-BACK",
+        "#EXT-X-PART",
+        "#EXT-X-PRELOAD-HINT",
+        "#EXT-X-RENDITION-REPORT",
+    ] {
+        assert!(!pl.contains(live_only), "VOD playlist carries {live_only}");
+    }
+    validate_playlists(&[
+        (
+            "index.m3u8",
+            std::fs::read_to_string(out.join("index.m3u8")).unwrap(),
+        ),
+        ("media.m3u8", pl),
+    ]);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -333,7 +333,7 @@ fn drain(
                     objects.remove(&key.to_string());
                 }
             }
-            Output::Warning(w) => tracing::warn!(stream = %name, "{}", w.message),
+            Output::Warning(w) => tracing::warn!(stream = %name, "{}", w.for_live_encoder()),
             Output::PlaylistChanged => {
                 if let Some(snap) = p.snapshot() {
                     let first = ptx.borrow().is_none();

@@ -108,4 +108,4 @@ pub use packager::{
     Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning, MAX_FIRST_MSN,
 };
 pub use playlist::{RenditionSnapshot, StreamSnapshot, StreamTiming};
-pub use render::{render_media, render_multivariant, SkipMode};
+pub use render::{render_media, render_multivariant, render_vod, SkipMode};

@@ -278,7 +278,19 @@ impl Packager {
     }
 
     fn warn(&mut self, message: String) {
-        self.outputs.push_back(Output::Warning(Warning { message }));
+        self.outputs.push_back(Output::Warning(Warning {
+            message,
+            keyframe_interval_max: None,
+        }));
+    }
+
+    /// A warning whose fix is a keyframe interval no longer than the segment target.
+    fn warn_keyframes(&mut self, message: String) {
+        let max = self.config.segment_target.as_secs_f64();
+        self.outputs.push_back(Output::Warning(Warning {
+            message,
+            keyframe_interval_max: Some(max),
+        }));
     }
 
     fn discontinuity_internal(&mut self) {

@@ -268,6 +268,41 @@ pub fn render_media(
     out
 }
 
+/// Renders a finished stream as a VOD media playlist (`llhls package`): every segment, with
+/// EXT-X-PLAYLIST-TYPE:VOD and EXT-X-ENDLIST, and none of the live-only tags (parts,
+/// PART-INF, SERVER-CONTROL with its hold-backs, preload hints, rendition reports,
+/// PROGRAM-DATE-TIME), which a VOD playlist should not carry.
+pub fn render_vod(rendition: &RenditionSnapshot, target_duration: u32) -> String {
+    let mut out = String::with_capacity(64 * rendition.segments.len() + 256);
+    let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:6");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target_duration}");
+    out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", rendition.media_sequence);
+    if rendition.discontinuity_sequence > 0 {
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            rendition.discontinuity_sequence
+        );
+    }
+    let mut map: Option<&str> = None;
+    for s in &rendition.segments {
+        if s.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if map != Some(s.map_uri.as_str()) {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", s.map_uri);
+            map = Some(&s.map_uri);
+        }
+        if s.gap {
+            out.push_str("#EXT-X-GAP\n");
+        }
+        let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_secs(s.duration), s.uri);
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    out
+}
+
 fn write_part(out: &mut String, p: &crate::playlist::PartEntry) {
     let _ = write!(
         out,

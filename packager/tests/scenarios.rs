@@ -541,3 +541,39 @@ fn two_config_changes_before_a_segment_never_reuse_an_init_uri() {
         "{last_map} is not the 32 kHz configuration"
     );
 }
+
+#[test]
+fn keyframe_advice_follows_the_segment_target_and_the_input() {
+    // A 2 s GOP against a 1 s segment target: the advice must ask for 1 s (not "1 or 2 s",
+    // which the encoder already does), and a file gets file advice, not OBS settings.
+    let mut pub_ = Publisher::new(30.0, 60);
+    let mut p = llhls_packager::Packager::new(
+        PackagerConfig {
+            segment_target: std::time::Duration::from_millis(1000),
+            ..cfg()
+        },
+        pub_.tracks(),
+    )
+    .unwrap();
+    let mut warnings = Vec::new();
+    for _ in 0..30 * 8 * 2 {
+        let (f, w) = pub_.next_frame();
+        p.handle_frame(f, w).unwrap();
+        while let Some(o) = p.poll_output() {
+            if let llhls_packager::Output::Warning(w) = o {
+                warnings.push(w);
+            }
+        }
+    }
+    let w = warnings
+        .iter()
+        .find(|w| w.message.contains("keyframe interval 2.00 s"))
+        .unwrap_or_else(|| panic!("no keyframe warning in {warnings:?}"));
+    assert_eq!(w.keyframe_interval_max, Some(1.0));
+    let live = w.for_live_encoder();
+    assert!(live.contains("keyframe interval to 1 s or less"), "{live}");
+    assert!(!live.contains("1 or 2 s"), "{live}");
+    let file = w.for_file();
+    assert!(!file.contains("OBS"), "{file}");
+    assert!(file.contains("every 1 s"), "{file}");
+}

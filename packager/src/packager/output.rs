@@ -66,11 +66,48 @@ pub enum PackagerError {
     TrackSetChanged(String),
 }
 
-/// Something the publisher should fix; the caller logs it.
+/// Something the publisher should fix; the caller logs it with the advice that fits its input
+/// ([`Warning::for_live_encoder`] or [`Warning::for_file`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Warning {
-    /// What happened and what to change, for one log line.
+    /// What happened, for one log line.
     pub message: String,
+    /// Set when the fix is a shorter keyframe interval: the longest interval (seconds) that
+    /// fits the configured segment target.
+    pub keyframe_interval_max: Option<f64>,
+}
+
+impl Warning {
+    /// The message with the advice for a live encoder (OBS, ffmpeg, a hardware encoder).
+    pub fn for_live_encoder(&self) -> String {
+        match self.keyframe_interval_max {
+            Some(max) => format!(
+                "{}. Set the encoder's keyframe interval to {} s or less (OBS: Settings > Output > Keyframe Interval; ffmpeg: -g), or raise segment_target_ms",
+                self.message,
+                trim(max)
+            ),
+            None => self.message.clone(),
+        }
+    }
+
+    /// The message with the advice for a media file being packaged.
+    pub fn for_file(&self) -> String {
+        match self.keyframe_interval_max {
+            Some(max) => format!(
+                "{}. Re-encode the file with a keyframe at least every {} s (ffmpeg: -force_key_frames 'expr:gte(t,n_forced*{})'), or raise --segment-target-ms",
+                self.message,
+                trim(max),
+                trim(max)
+            ),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// `2` rather than `2.0`, `1.5` as is.
+fn trim(secs: f64) -> String {
+    let s = format!("{secs:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// What the packager produced.

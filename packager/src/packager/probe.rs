@@ -138,8 +138,8 @@ impl Packager {
             } else {
                 format!("over {first_seg_secs:.0} s")
             };
-            self.warn(format!(
-                "keyframe interval {gop} is longer than the {:.1} s segment target: TARGETDURATION is fixed at {td} s for this stream{}. Set the encoder's keyframe interval to 1 or 2 s (OBS: Settings > Output > Keyframe Interval)",
+            self.warn_keyframes(format!(
+                "keyframe interval {gop} is longer than the {:.1} s segment target: TARGETDURATION is fixed at {td} s for this stream{}",
                 self.config.segment_target.as_secs_f64(),
                 if closes { "" } else { " and segments will be cut between keyframes" }
             ));

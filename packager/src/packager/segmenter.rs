@@ -153,8 +153,8 @@ impl Packager {
             self.close_segments(at);
             self.open_segments(at, next_sync);
             self.independent_segments = false;
-            self.warn(format!(
-                "no keyframe within the {} s target duration: segment {msn} was cut between keyframes, so the next one does not start with a keyframe. Set the encoder's keyframe interval to 1 or 2 s",
+            self.warn_keyframes(format!(
+                "no keyframe within the {} s target duration: segment {msn} was cut between keyframes, so the next one does not start with a keyframe",
                 locked.target_duration
             ));
         }
