@@ -12,6 +12,7 @@ mod package;
 
 use llhls_ingest::{rtmp, source, whip};
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -146,7 +147,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Bytes::from_static(include_bytes!("player/hls.min.js")),
     );
     if config.publish_keys.is_empty() {
-        tracing::warn!("no publish keys configured: anyone who can reach the RTMP port or the WHIP endpoint can publish (set LLHLS_PUBLISH_KEYS or publish_keys)");
+        let where_ = if config.whip_udp.is_some() {
+            "the RTMP port or the WHIP endpoint"
+        } else {
+            "the RTMP port"
+        };
+        tracing::warn!("no publish keys configured: anyone who can reach {where_} can publish (set LLHLS_PUBLISH_KEYS or publish_keys)");
     }
     let streams = Streams::new(
         origin.clone(),
@@ -165,13 +171,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         "http"
     };
+    // Log addresses a person can use: localhost and this host's address for a wildcard bind.
+    let http_addr = http.local_addr()?;
+    let rtmp_addr = rtmp_listener.local_addr()?;
+    streams.set_playback_base(format!(
+        "{scheme}://{}",
+        whip::candidate_address(http_addr, None)
+    ));
+    let players: Vec<String> = reachable(http_addr)
+        .into_iter()
+        .map(|a| format!("{scheme}://{a}/"))
+        .collect();
+    let key = if config.publish_keys.is_empty() {
+        ""
+    } else {
+        "?key=KEY"
+    };
     tracing::info!(
-        http = %http.local_addr()?,
-        rtmp = %rtmp_listener.local_addr()?,
-        "llhls {} serving: player at {scheme}://{}/ ; publish to rtmp://{}/live/NAME",
+        http = %http_addr,
+        rtmp = %rtmp_addr,
+        "llhls {} serving: player at {} ; publish to rtmp://{}/live/NAME{key}",
         env!("CARGO_PKG_VERSION"),
-        http.local_addr()?,
-        rtmp_listener.local_addr()?
+        players.join(" and "),
+        whip::candidate_address(rtmp_addr, None),
     );
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
     if let Some(udp) = config.whip_udp {
@@ -213,6 +235,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     server::serve(origin, http, server_config, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The addresses a listener bound to `bind` answers on, as a person would type them:
+/// `localhost` and this host's outbound address for a wildcard bind, else the bound address.
+fn reachable(bind: SocketAddr) -> Vec<String> {
+    if !bind.ip().is_unspecified() {
+        return vec![bind.to_string()];
+    }
+    let mut out = vec![format!("localhost:{}", bind.port())];
+    let host = whip::candidate_address(bind, None);
+    if !host.ip().is_loopback() {
+        out.push(host.to_string());
+    }
+    out
 }
 
 async fn shutdown_signal() {

@@ -70,6 +70,13 @@ fn ffmpeg_publish_without_b_frames_appears_and_decodes() {
         log.contains("publishing") && log.contains("avc1.") && log.contains("mp4a.40.2"),
         "{log}"
     );
+    // The log gives the playlist URL as players reach it, not a placeholder.
+    let line = log.lines().find(|l| l.contains("publishing:")).unwrap();
+    assert!(
+        line.contains("/live/cam/index.m3u8") && line.contains("http://"),
+        "{line}"
+    );
+    assert!(!line.contains("HOST"), "{line}");
     let _ = ff.wait();
 }
 

@@ -40,6 +40,7 @@ pub struct Streams {
     grace: Duration,
     slots: Mutex<HashMap<String, Slot>>,
     generation: Mutex<u64>,
+    playback_base: std::sync::OnceLock<String>,
 }
 
 /// A claimed stream name. Start it with the track set, then send frames.
@@ -96,7 +97,20 @@ impl Streams {
             grace,
             slots: Mutex::new(HashMap::new()),
             generation: Mutex::new(0),
+            playback_base: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Where viewers reach the HTTP server (e.g. `http://192.0.2.10:8080`), for log lines that
+    /// give a stream's playlist URL. Set once, after the listener is bound.
+    pub fn set_playback_base(&self, base: String) {
+        let _ = self.playback_base.set(base);
+    }
+
+    /// The playlist URL of stream `name` for players.
+    pub fn playlist_url(&self, name: &str) -> String {
+        let base = self.playback_base.get().map(String::as_str).unwrap_or("");
+        format!("{base}/live/{name}/index.m3u8")
     }
 
     /// The publish keys (empty: anyone may publish).
@@ -150,6 +164,11 @@ impl Streams {
 }
 
 impl Publication {
+    /// The playlist URL players use for this stream.
+    pub fn playlist_url(&self) -> String {
+        self.streams.playlist_url(&self.name)
+    }
+
     /// The stream name.
     pub fn name(&self) -> &str {
         &self.name
@@ -234,7 +253,11 @@ impl Drop for Publication {
                     *g += 1;
                     *g
                 };
-                tracing::info!(stream = %name, grace_secs = streams.grace.as_secs(), "publisher gone; waiting for a reconnect");
+                if streams.origin.is_shutting_down() {
+                    tracing::debug!(stream = %name, "publisher disconnected by the shutdown");
+                } else {
+                    tracing::info!(stream = %name, grace_secs = streams.grace.as_secs(), "publisher gone; waiting for a reconnect");
+                }
                 slots.insert(name.clone(), Slot::Grace { input, generation });
                 let grace = streams.grace;
                 let s2 = streams.clone();

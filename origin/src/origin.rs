@@ -200,6 +200,11 @@ impl Origin {
         self.shutdown.send_replace(true);
     }
 
+    /// Has [`Origin::begin_shutdown`] been called?
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
     /// The page at `path`, if one was added.
     pub(crate) fn page(&self, path: &str) -> Option<(&'static str, Bytes)> {
         self.pages

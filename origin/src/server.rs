@@ -13,8 +13,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 use crate::Origin;
+
+/// The TCP peer of a request (the client, or the proxy in front), in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Transport settings.
 #[derive(Debug, Clone)]
@@ -136,7 +141,13 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let svc = TowerToHyperService::new(origin.service());
+        // Nested services (WHIP) and handlers read the client's address from the request.
+        let svc = TowerToHyperService::new(origin.service().map_request(
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            },
+        ));
         let metrics = origin.metrics.clone();
         metrics.connections.fetch_add(1, Ordering::Relaxed);
         let b = builder.clone();

@@ -34,7 +34,7 @@ pub enum DirectiveError {
     #[error("_HLS_part requires _HLS_msn")]
     PartWithoutMsn,
     /// Too far ahead of the live edge (rule 41).
-    #[error("_HLS_msn={msn}&_HLS_part={part:?} is too far ahead of the last part ({last_msn}, {last_part:?})")]
+    #[error("{} is too far ahead of the playlist, which ends at {}", requested(*.msn, *.part), playlist_end(*.last_msn, *.last_part))]
     TooFarAhead {
         /// Requested MSN.
         msn: u64,
@@ -45,6 +45,22 @@ pub enum DirectiveError {
         /// Last part index.
         last_part: Option<u32>,
     },
+}
+
+/// `_HLS_msn=M&_HLS_part=P` (or `_HLS_msn=M`) as a person would type it in an error text.
+fn requested(msn: u64, part: Option<u32>) -> String {
+    match part {
+        Some(p) => format!("_HLS_msn={msn}&_HLS_part={p}"),
+        None => format!("_HLS_msn={msn}"),
+    }
+}
+
+/// The last part (or segment) of a playlist, for an error text.
+fn playlist_end(msn: u64, part: Option<u32>) -> String {
+    match part {
+        Some(p) => format!("segment {msn} part {p}"),
+        None => format!("segment {msn}"),
+    }
 }
 
 impl Directives {
@@ -185,6 +201,27 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_far_ahead_reads_as_the_request_was_written() {
+        let e = DirectiveError::TooFarAhead {
+            msn: 17961007980,
+            part: Some(2),
+            last_msn: 17961007976,
+            last_part: Some(4),
+        };
+        assert_eq!(
+            e.to_string(),
+            "_HLS_msn=17961007980&_HLS_part=2 is too far ahead of the playlist, which ends at segment 17961007976 part 4"
+        );
+        let e = DirectiveError::TooFarAhead {
+            msn: 9,
+            part: None,
+            last_msn: 5,
+            last_part: None,
+        };
+        assert!(!e.to_string().contains("None"), "{e}");
+    }
 
     #[test]
     fn parse_any_order_and_foreign_params() {

@@ -130,7 +130,8 @@ impl Conn {
                         codecs = %codecs.join(", "),
                         encoder = %encoder.unwrap_or_default(),
                         resumed,
-                        "publishing: http://HOST/live/{name}/index.m3u8"
+                        "publishing: {}",
+                        p.playlist_url()
                     );
                 }
                 Output::Reconfigure(tracks) => {

@@ -113,12 +113,22 @@ impl Whip {
     }
 
     async fn publish(self: &Arc<Self>, name: &str, req: Request<RequestBody>) -> Response<Body> {
-        let peer = req
+        // The socket's address, and the client a proxy in front says it forwards (for the log).
+        let socket = req
+            .extensions()
+            .get::<llhls_origin::server::PeerAddr>()
+            .map(|p| p.0.to_string());
+        let forwarded = req
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+            .map(|v| v.trim().to_string());
+        let peer = match (socket, forwarded) {
+            (Some(s), Some(f)) => format!("{s} (forwarded for {f})"),
+            (Some(s), None) => s,
+            (None, Some(f)) => f,
+            (None, None) => "unknown".to_string(),
+        };
         let ct = req
             .headers()
             .get(header::CONTENT_TYPE)

@@ -437,7 +437,7 @@ impl State {
                         .await
                         .map_err(|e| Ended::Failed(format!("{e:#}")))?;
                     let name = self.p.publication.name().to_string();
-                    tracing::info!(session = %self.p.id, stream = %name, codecs = %codecs.join(", "), resumed, "publishing over WHIP: http://HOST/live/{name}/index.m3u8");
+                    tracing::info!(session = %self.p.id, stream = %name, codecs = %codecs.join(", "), resumed, "publishing over WHIP: {}", self.p.publication.playlist_url());
                 }
                 Step::Frame(f, arrival) => {
                     let wall = wall_at(arrival);
