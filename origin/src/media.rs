@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use llhls_packager::{ObjectKey, ObjectKind};
 
 use crate::error::Error;
 use crate::growing::serve_growing;
@@ -13,27 +14,22 @@ use crate::headers::Reply;
 use crate::live::{Object, Stream};
 use crate::metrics::Class;
 use crate::range::{self, serve_bytes};
-use crate::route::parse_media_file;
 use crate::Origin;
 
-/// An object request: `uri` is `RENDITION/FILE` in the stream's store.
+/// An object request: `key` in the store of stream `stream`.
 pub(crate) struct ObjectRequest<'a> {
     pub(crate) stream: &'a str,
-    pub(crate) uri: &'a str,
-    pub(crate) rendition: &'a str,
-    pub(crate) file: &'a str,
+    pub(crate) key: ObjectKey,
     /// The `Range` header, if any.
     pub(crate) range: Option<HeaderValue>,
 }
 
 /// `GET /live/STREAM/RENDITION/FILE`.
 pub(crate) async fn object(origin: &Origin, req: ObjectRequest<'_>) -> Reply {
-    let class = if req.file.starts_with("init") {
-        Class::Init
-    } else if parse_media_file(req.file).is_some_and(|(_, p)| p.is_some()) {
-        Class::Part
-    } else {
-        Class::Segment
+    let class = match req.key.kind() {
+        ObjectKind::Init => Class::Init,
+        ObjectKind::Part(_) => Class::Part,
+        ObjectKind::Segment => Class::Segment,
     };
     serve(origin, &req, class)
         .await
@@ -42,16 +38,12 @@ pub(crate) async fn object(origin: &Origin, req: ObjectRequest<'_>) -> Reply {
 
 async fn serve(origin: &Origin, req: &ObjectRequest<'_>, class: Class) -> Result<Reply, Error> {
     let s = origin.stream(req.stream).ok_or(Error::NoSuchStream)?;
-    let content_type = if req.file.ends_with(".mp4") || req.rendition != "audio" {
-        "video/mp4"
-    } else {
-        "audio/mp4"
-    };
+    let content_type = req.key.content_type();
     let range = match &req.range {
         None => None,
         Some(v) => range::parse(v.as_bytes())?,
     };
-    let obj = match s.object(req.uri) {
+    let obj = match s.object(&req.key) {
         Some(o) => o,
         None => await_object(origin, &s, req)
             .await
@@ -59,15 +51,18 @@ async fn serve(origin: &Origin, req: &ObjectRequest<'_>, class: Class) -> Result
     };
     match obj {
         Object::Complete(bytes) => serve_bytes(class, content_type, bytes, range),
-        Object::Growing(_) => serve_growing(origin, &s, req.uri, class, content_type, range).await,
+        Object::Growing(_) => serve_growing(origin, &s, &req.key, class, content_type, range).await,
     }
 }
 
 /// A part (or segment) the playlist hints at but that does not exist yet: hold until it is
 /// stored, or until it never will be (404). Rule 48-49.
 async fn await_object(origin: &Origin, s: &Arc<Stream>, req: &ObjectRequest<'_>) -> Option<Object> {
-    let (uri, rendition) = (req.uri, req.rendition);
-    let (msn, part) = parse_media_file(req.file)?;
+    let key = &req.key;
+    let (msn, part, rendition) = (key.msn(), key.part_index(), key.rendition());
+    if key.is_init() {
+        return None;
+    }
     let p = s.current()?;
     if p.snapshot.ended {
         return None;
@@ -91,11 +86,10 @@ async fn await_object(origin: &Origin, s: &Arc<Stream>, req: &ObjectRequest<'_>)
     let td = u64::from(p.snapshot.timing.target_duration);
     let mut rx = s.published.clone();
     let mut shutdown = origin.shutdown.subscribe();
-    let uri_owned = uri.to_string();
     let stream = s.clone();
     // Stop when it exists, or when it never will: the stream ended or its parent closed.
     let wait = rx.wait_for(move |p| {
-        stream.object(&uri_owned).is_some()
+        stream.object(key).is_some()
             || p.as_ref().is_none_or(|p| {
                 p.snapshot.ended
                     || p.snapshot
@@ -113,5 +107,5 @@ async fn await_object(origin: &Origin, s: &Arc<Stream>, req: &ObjectRequest<'_>)
             origin.metrics.wake(p.at.elapsed().as_secs_f64());
         }
     }
-    s.object(uri)
+    s.object(key)
 }

@@ -390,7 +390,12 @@ async fn byterange_hint_streams_parts_as_they_complete() {
         format!("bytes {start}-9007199254740991/*")
     );
     let got = body(r).await;
-    let seg = match live.input.stream.object(&hint.uri).unwrap() {
+    let seg = match live
+        .input
+        .stream
+        .object(&hint.uri.parse().unwrap())
+        .unwrap()
+    {
         llhls_origin::live::Object::Complete(b) => b,
         _ => panic!("segment complete"),
     };
