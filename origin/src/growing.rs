@@ -2,6 +2,16 @@
 //! held until its bytes exist; an open-ended range (`bytes=N-` or RFC 8673's `bytes=N-2^53-1`,
 //! what a preload hint asks for) is answered at once with 206 and streams each part, by
 //! reference, as it completes, until the segment does. The whole segment waits for completion.
+//!
+//! Only a stored (growing) segment gets here; one not stored yet is `crate::media`'s: held
+//! while the packager says it is pending, 404 once it is a GAP segment or will never exist.
+//! A growing segment has media, so it never becomes a GAP segment: it completes (on a cut, a
+//! stall or the end of the stream, each of which closes it with the samples left), or the
+//! hold deadline passes. The open-ended response has sent its 206 head already (RFC 8673:
+//! at once, rule 50), so the streamer cannot turn into a 404 then: it ends the body cleanly at
+//! the segment's end, or when the stream ends, the segment expires or the deadline passes
+//! without growth (the client sees a complete body, as RFC 8673 allows, and reloads the
+//! playlist). A closed range that never becomes available is a 404 (`no-store`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -108,6 +118,7 @@ fn open_ended(
         let _guard = guard;
         let mut sent = start;
         loop {
+            // `None`: the segment is gone (expired).
             let Some(o) = wait_object(&stream, &key, deadline, |o| {
                 o.len() > sent || matches!(o, Object::Complete(_))
             })
@@ -115,7 +126,13 @@ fn open_ended(
             else {
                 break;
             };
-            let len = o.len();
+            let (len, complete) = (o.len(), matches!(o, Object::Complete(_)));
+            if len <= sent && !complete {
+                // Not ready: the stream ended or the deadline passed with nothing new. End
+                // the body rather than wait again (after the end, `wait_object` would return
+                // at once, every time).
+                break;
+            }
             if len > sent {
                 // Each part as stored, by reference: no copy per viewer.
                 for chunk in o.slice(sent, len) {
@@ -128,7 +145,7 @@ fn open_ended(
                 }
                 sent = len;
             }
-            if matches!(o, Object::Complete(_)) {
+            if complete {
                 break;
             }
         }
