@@ -736,8 +736,13 @@ async fn byte_range_mode_gap_unlisted_and_abandoned_segments_are_404() {
     let r = live.snapshot();
     let open = r.open.clone().unwrap();
     assert!(!open.parts.is_empty(), "a growing segment");
-    // Part files of any segment: 404 at once (before: held until the parent closed).
-    not_found_at_once(&live, &format!("/live/test/media/{}.0.m4s", open.msn), None).await;
+    // Part files of any segment, the next part of the open one included: 404 at once (they
+    // are ranges of the segment, never files).
+    let next = open.parts.len();
+    for part in [0, next, next + 1] {
+        let uri = format!("/live/test/media/{}.{part}.m4s", open.msn);
+        not_found_at_once(&live, &uri, None).await;
+    }
     let last = r.segments.last().unwrap().msn;
     not_found_at_once(&live, &format!("/live/test/media/{last}.0.m4s"), None).await;
     // The segment after the open one: 404 at once, whole or ranged.
