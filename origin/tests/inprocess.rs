@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use llhls_origin::{Body, Command, Origin, OriginConfig, StreamInput};
 use llhls_packager::synth::Publisher;
-use llhls_packager::{Addressing, Packager, PackagerConfig};
+use llhls_packager::{Addressing, ObjectKey, Packager, PackagerConfig};
 use tower::ServiceExt;
 
 struct Live {
@@ -549,6 +549,11 @@ async fn nested_service_gets_its_prefix_with_cors() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
+/// The path of object `key` of the test stream.
+fn object_path(key: &ObjectKey) -> String {
+    format!("/live/test/{key}")
+}
+
 /// The real wall clock in Unix milliseconds (what the stream task hands `handle_timeout`).
 fn real_ms() -> i64 {
     std::time::SystemTime::now()
@@ -636,19 +641,19 @@ async fn files_mode_gap_unlisted_and_abandoned_parts_are_404() {
     let next = open.parts.len() as u32;
     assert_eq!(
         r.preload_hint.unwrap().uri,
-        format!("media/{}.{next}.m4s", open.msn)
+        ObjectKey::part("media", open.msn, next).to_string()
     );
     // Parts of the segment after the open one: neither listed nor hinted.
     not_found_at_once(
         &live,
-        &format!("/live/test/media/{}.0.m4s", open.msn + 1),
+        &object_path(&ObjectKey::part("media", open.msn + 1, 0)),
         None,
     )
     .await;
     // The hint and the part after it are held (the open segment may still produce both).
     let start = tokio::time::Instant::now();
-    let hint = live.spawn_get(&format!("/live/test/media/{}.{next}.m4s", open.msn));
-    let after = live.spawn_get(&format!("/live/test/media/{}.{}.m4s", open.msn, next + 1));
+    let hint = live.spawn_get(&object_path(&ObjectKey::part("media", open.msn, next)));
+    let after = live.spawn_get(&object_path(&ObjectKey::part("media", open.msn, next + 1)));
     settle().await;
     assert!(!hint.is_finished() && !after.is_finished());
     // The publisher went away: the stall closes the segment with what was left.
@@ -689,7 +694,7 @@ async fn files_mode_gap_unlisted_and_abandoned_parts_are_404() {
         start.elapsed() < hold,
         "released by the GAP, not the hold timeout"
     );
-    let gap: llhls_packager::ObjectKey = hint.parse().unwrap();
+    let gap: ObjectKey = hint.parse().unwrap();
     let now = live.snapshot();
     let listed = now
         .segments
@@ -740,13 +745,18 @@ async fn byte_range_mode_gap_unlisted_and_abandoned_segments_are_404() {
     // are ranges of the segment, never files).
     let next = open.parts.len();
     for part in [0, next, next + 1] {
-        let uri = format!("/live/test/media/{}.{part}.m4s", open.msn);
+        let uri = object_path(&ObjectKey::part("media", open.msn, part as u32));
         not_found_at_once(&live, &uri, None).await;
     }
     let last = r.segments.last().unwrap().msn;
-    not_found_at_once(&live, &format!("/live/test/media/{last}.0.m4s"), None).await;
+    not_found_at_once(
+        &live,
+        &object_path(&ObjectKey::part("media", last, 0)),
+        None,
+    )
+    .await;
     // The segment after the open one: 404 at once, whole or ranged.
-    let next = format!("/live/test/media/{}.m4s", open.msn + 1);
+    let next = object_path(&ObjectKey::segment("media", open.msn + 1));
     not_found_at_once(&live, &next, None).await;
     not_found_at_once(&live, &next, Some("bytes=0-9007199254740991")).await;
     // The open-ended hint: 206 at once; the stall closes the segment and the body ends there.
@@ -765,7 +775,7 @@ async fn byte_range_mode_gap_unlisted_and_abandoned_segments_are_404() {
         "public, max-age=31536000, immutable"
     );
     let got = body(resp).await;
-    let key: llhls_packager::ObjectKey = hint.uri.parse().unwrap();
+    let key: ObjectKey = hint.uri.parse().unwrap();
     let seg = match live.input.stream.object(&key).unwrap() {
         llhls_origin::live::Object::Complete(b) => b,
         _ => panic!("the stall completed the segment"),
