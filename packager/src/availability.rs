@@ -19,8 +19,9 @@ pub enum Availability {
     /// object exists. With byte-range addressing the open segment is available while it grows.
     Available,
     /// Not produced yet, but it will be if the stream continues as it does: the preload hint,
-    /// a later part of the open segment (within [`PART_ADVANCE`]), or the open segment itself. The origin holds such a request until the object exists or a later
-    /// snapshot answers [`Availability::Never`].
+    /// a later part of the open segment (within [`PART_ADVANCE`]), or the open segment itself.
+    /// The origin holds such a request until the object exists or a later snapshot answers
+    /// anything else (a hint that became a GAP part, or was abandoned, is then a 404).
     Pending,
     /// Listed as a GAP part or GAP segment: it never has bytes.
     Gap,
