@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
+use llhls_packager::ObjectKey;
 
 fn package(input: &str, extra: &[&str]) -> (std::path::PathBuf, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -69,12 +70,16 @@ fn check(input: &str, extra: &[&str]) {
         ("media.m3u8", pl.clone()),
     ]);
     let all = uris(&pl);
-    let mut bytes =
-        std::fs::read(out.join(all.iter().find(|u| u.contains("init-")).unwrap())).unwrap();
+    let key = |u: &str| u.parse::<ObjectKey>().ok();
+    let init = all
+        .iter()
+        .find(|u| key(u).is_some_and(|k| k.is_init()))
+        .unwrap();
+    let mut bytes = std::fs::read(out.join(init)).unwrap();
     let mut segs = 0;
     for u in all
         .iter()
-        .filter(|u| u.ends_with(".m4s") && u.matches('.').count() == 1)
+        .filter(|u| key(u).is_some_and(|k| k.is_segment()))
     {
         bytes.extend(std::fs::read(out.join(u)).unwrap());
         segs += 1;

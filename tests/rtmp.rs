@@ -7,6 +7,12 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
+use llhls_packager::ObjectKey;
+
+/// The playlist URI `u` as an object key, if it names one.
+fn key(u: &str) -> Option<ObjectKey> {
+    u.parse().ok()
+}
 
 fn media_name(s: &Server, stream: &str) -> String {
     let mv = s.get(&format!("/live/{stream}/index.m3u8")).text();
@@ -33,11 +39,14 @@ fn check_stream(s: &Server, stream: &str) {
         ("delta.m3u8", delta),
     ]);
     let all = uris(&text);
-    let init = all.iter().find(|u| u.contains("init-")).expect("EXT-X-MAP");
+    let init = all
+        .iter()
+        .find(|u| key(u).is_some_and(|k| k.is_init()))
+        .expect("EXT-X-MAP");
     let mut bytes = s.get(&format!("/live/{stream}/{init}")).body;
     let segments: Vec<&String> = all
         .iter()
-        .filter(|u| u.ends_with(".m4s") && u.matches('.').count() == 1)
+        .filter(|u| key(u).is_some_and(|k| k.is_segment()))
         .collect();
     assert!(!segments.is_empty(), "{text}");
     for seg in &segments {
@@ -53,7 +62,10 @@ fn check_stream(s: &Server, stream: &str) {
         segments.len()
     );
     // Parts decode too: init + the parts of the last listed parent.
-    let parts: Vec<&String> = all.iter().filter(|u| u.matches('.').count() == 2).collect();
+    let parts: Vec<&String> = all
+        .iter()
+        .filter(|u| key(u).is_some_and(|k| k.is_part()))
+        .collect();
     assert!(!parts.is_empty());
 }
 
@@ -292,8 +304,8 @@ fn a_restarted_stream_never_reuses_an_msn_even_after_a_faster_than_real_time_pub
     let msns = |t: &str| -> Vec<u64> {
         uris(t)
             .iter()
-            .filter(|u| u.ends_with(".m4s"))
-            .filter_map(|u| u.rsplit('/').next()?.split('.').next()?.parse().ok())
+            .filter_map(|u| key(u).filter(|k| !k.is_init()))
+            .map(|k| k.msn())
             .collect()
     };
     let old_max = *msns(&first).iter().max().unwrap();

@@ -84,7 +84,10 @@ impl Live {
 
 /// The stored chunks of the object at `uri` (to tell a reference from a copy).
 fn stored_chunks(live: &Live, uri: &str) -> Vec<Bytes> {
-    match live.input.stream.object(uri) {
+    let Ok(key) = uri.parse() else {
+        return Vec::new();
+    };
+    match live.input.stream.object(&key) {
         Some(Object::Growing(rope)) => rope.parts().to_vec(),
         Some(Object::Complete(b)) => vec![b],
         None => Vec::new(),

@@ -2,12 +2,23 @@
 //! held until its bytes exist; an open-ended range (`bytes=N-` or RFC 8673's `bytes=N-2^53-1`,
 //! what a preload hint asks for) is answered at once with 206 and streams each part, by
 //! reference, as it completes, until the segment does. The whole segment waits for completion.
+//!
+//! Only a stored (growing) segment gets here; one not stored yet is `crate::media`'s: held
+//! while the packager says it is pending, 404 once it is a GAP segment or will never exist.
+//! A growing segment has media, so it never becomes a GAP segment: it completes (on a cut, a
+//! stall or the end of the stream, each of which closes it with the samples left), or the
+//! hold deadline passes. The open-ended response has sent its 206 head already (RFC 8673:
+//! at once, rule 50), so the streamer cannot turn into a 404 then: it ends the body cleanly at
+//! the segment's end, or when the stream ends, the segment expires or the deadline passes
+//! without growth (the client sees a complete body, as RFC 8673 allows, and reloads the
+//! playlist). A closed range that never becomes available is a 404 (`no-store`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use llhls_packager::ObjectKey;
 
 use crate::body::Body;
 use crate::error::Error;
@@ -20,11 +31,11 @@ use crate::Origin;
 /// Bodies of open-ended responses queue this many chunks before the streamer waits.
 const STREAM_QUEUE: usize = 8;
 
-/// Serves `range` of the growing segment at `uri`.
+/// Serves `range` of the growing segment `key`.
 pub(crate) async fn serve_growing(
     origin: &Origin,
     s: &Arc<Stream>,
-    uri: &str,
+    key: &ObjectKey,
     class: Class,
     content_type: &'static str,
     range: Option<ByteRange>,
@@ -40,7 +51,7 @@ pub(crate) async fn serve_growing(
         Some(ByteRange::Suffix(_)) | None => {
             // The whole segment: wait for it to complete.
             let _g = origin.hold(s).ok_or(Error::TooManyHeld)?;
-            return match wait_object(s, uri, deadline, |o| matches!(o, Object::Complete(_))).await {
+            return match wait_object(s, key, deadline, |o| matches!(o, Object::Complete(_))).await {
                 Some(Object::Complete(b)) => serve_bytes(class, content_type, b, range),
                 _ => Err(Error::SegmentIncomplete),
             };
@@ -50,11 +61,11 @@ pub(crate) async fn serve_growing(
         Some(end) if end < RANGE_MAX => end,
         _ => {
             let reply = media_reply(class, content_type, Vec::new());
-            return open_ended(origin, s, uri, reply, (start, end), deadline);
+            return open_ended(origin, s, key, reply, (start, end), deadline);
         }
     };
     let _g = origin.hold(s).ok_or(Error::TooManyHeld)?;
-    let o = wait_object(s, uri, deadline, |o| {
+    let o = wait_object(s, key, deadline, |o| {
         o.len() > end || matches!(o, Object::Complete(_))
     })
     .await
@@ -93,7 +104,7 @@ fn closed(
 fn open_ended(
     origin: &Origin,
     s: &Arc<Stream>,
-    uri: &str,
+    key: &ObjectKey,
     reply: Reply,
     (start, end): (u64, Option<u64>),
     deadline: tokio::time::Instant,
@@ -101,20 +112,27 @@ fn open_ended(
     let guard = origin.hold(s).ok_or(Error::TooManyHeld)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_QUEUE);
     let stream = s.clone();
-    let uri = uri.to_string();
+    let key = key.clone();
     let metrics = origin.metrics.clone();
     tokio::spawn(async move {
         let _guard = guard;
         let mut sent = start;
         loop {
-            let Some(o) = wait_object(&stream, &uri, deadline, |o| {
+            // `None`: the segment is gone (expired).
+            let Some(o) = wait_object(&stream, &key, deadline, |o| {
                 o.len() > sent || matches!(o, Object::Complete(_))
             })
             .await
             else {
                 break;
             };
-            let len = o.len();
+            let (len, complete) = (o.len(), matches!(o, Object::Complete(_)));
+            if len <= sent && !complete {
+                // Not ready: the stream ended or the deadline passed with nothing new. End
+                // the body rather than wait again (after the end, `wait_object` would return
+                // at once, every time).
+                break;
+            }
             if len > sent {
                 // Each part as stored, by reference: no copy per viewer.
                 for chunk in o.slice(sent, len) {
@@ -127,7 +145,7 @@ fn open_ended(
                 }
                 sent = len;
             }
-            if matches!(o, Object::Complete(_)) {
+            if complete {
                 break;
             }
         }
@@ -141,26 +159,26 @@ fn open_ended(
     Ok(r)
 }
 
-/// The object at `uri` once `ready` holds, the stream ends, or `deadline` passes (then only if
+/// The object `key` once `ready` holds, the stream ends, or `deadline` passes (then only if
 /// `ready`); `None` when it is gone.
 async fn wait_object(
     s: &Arc<Stream>,
-    uri: &str,
+    key: &ObjectKey,
     deadline: tokio::time::Instant,
     ready: impl Fn(&Object) -> bool,
 ) -> Option<Object> {
     let mut rx = s.published.clone();
     loop {
-        let o = s.object(uri)?;
+        let o = s.object(key)?;
         if ready(&o) {
             return Some(o);
         }
         if s.current().is_some_and(|p| p.snapshot.ended) {
-            return s.object(uri);
+            return s.object(key);
         }
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => {}
-            _ => return s.object(uri).filter(|o| ready(o)),
+            _ => return s.object(key).filter(|o| ready(o)),
         }
     }
 }

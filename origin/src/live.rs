@@ -15,8 +15,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use http::HeaderValue;
 use llhls_packager::{
-    render_media, render_multivariant, Output, Packager, SkipMode, StreamSnapshot, TrackConfig,
-    WallClock,
+    render_media, render_multivariant, ObjectKey, Output, Packager, SkipMode, StreamSnapshot,
+    TrackConfig, WallClock,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -180,8 +180,9 @@ pub enum Command {
 pub struct Stream {
     /// Stream name (`live/NAME` -> `NAME`).
     pub name: String,
-    /// Object store: URI relative to the stream root -> bytes.
-    pub objects: RwLock<HashMap<String, Object>>,
+    /// Object store: the packager's key (its `Display` is the URI relative to the stream
+    /// root) -> bytes.
+    pub objects: RwLock<HashMap<ObjectKey, Object>>,
     /// The latest published state; `None` until the first segment completes.
     pub published: watch::Receiver<Option<Arc<Published>>>,
     /// Requests currently held on this stream.
@@ -196,12 +197,12 @@ impl Stream {
         self.published.borrow().clone()
     }
 
-    /// The object at `uri`, if stored (a reference-counted handle: no payload is copied).
-    pub fn object(&self, uri: &str) -> Option<Object> {
+    /// The object `key`, if stored (a reference-counted handle: no payload is copied).
+    pub fn object(&self, key: &ObjectKey) -> Option<Object> {
         self.objects
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(uri)
+            .get(key)
             .cloned()
     }
 }
@@ -314,13 +315,13 @@ fn drain(
                     metrics.parts_published.fetch_add(1, Ordering::Relaxed);
                 }
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
-                objects.insert(key.to_string(), Object::Complete(bytes));
+                objects.insert(key, Object::Complete(bytes));
             }
             Output::Append { key, bytes, .. } => {
                 metrics.parts_published.fetch_add(1, Ordering::Relaxed);
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
                 match objects
-                    .entry(key.to_string())
+                    .entry(key)
                     .or_insert_with(|| Object::Growing(Rope::default()))
                 {
                     Object::Growing(rope) => rope.push(bytes),
@@ -330,7 +331,7 @@ fn drain(
             Output::Expired(keys) => {
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
                 for key in keys {
-                    objects.remove(&key.to_string());
+                    objects.remove(&key);
                 }
             }
             Output::Warning(w) => tracing::warn!(stream = %name, "{}", w.for_live_encoder()),

@@ -1,11 +1,15 @@
-//! Media objects: init segments, parts and segments, whole or by range. A part (or segment) the
-//! playlist hints at but that is not stored yet is held until it is (LLHLS-RULES rules 48-49),
-//! or answered 404 at once when it never will be.
+//! Media objects: init segments, parts and segments, whole or by range. An object that is not
+//! stored yet is held while the packager's [`Availability`] says it will exist (LLHLS-RULES
+//! rule 48), and answered 404 at once, or on the snapshot that abandons it, when it will not
+//! (rule 49): GAP parts and segments, parts neither listed nor hinted, hints the publisher
+//! never filled. Every such 404 is `no-store` (`crate::error`), so no edge keeps a 404 for a
+//! name that may still be produced (a part too far ahead now, the same part a moment later).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use llhls_packager::{Availability, ObjectKey, ObjectKind};
 
 use crate::error::Error;
 use crate::growing::serve_growing;
@@ -13,27 +17,22 @@ use crate::headers::Reply;
 use crate::live::{Object, Stream};
 use crate::metrics::Class;
 use crate::range::{self, serve_bytes};
-use crate::route::parse_media_file;
 use crate::Origin;
 
-/// An object request: `uri` is `RENDITION/FILE` in the stream's store.
+/// An object request: `key` in the store of stream `stream`.
 pub(crate) struct ObjectRequest<'a> {
     pub(crate) stream: &'a str,
-    pub(crate) uri: &'a str,
-    pub(crate) rendition: &'a str,
-    pub(crate) file: &'a str,
+    pub(crate) key: ObjectKey,
     /// The `Range` header, if any.
     pub(crate) range: Option<HeaderValue>,
 }
 
 /// `GET /live/STREAM/RENDITION/FILE`.
 pub(crate) async fn object(origin: &Origin, req: ObjectRequest<'_>) -> Reply {
-    let class = if req.file.starts_with("init") {
-        Class::Init
-    } else if parse_media_file(req.file).is_some_and(|(_, p)| p.is_some()) {
-        Class::Part
-    } else {
-        Class::Segment
+    let class = match req.key.kind() {
+        ObjectKind::Init => Class::Init,
+        ObjectKind::Part(_) => Class::Part,
+        ObjectKind::Segment => Class::Segment,
     };
     serve(origin, &req, class)
         .await
@@ -42,67 +41,49 @@ pub(crate) async fn object(origin: &Origin, req: ObjectRequest<'_>) -> Reply {
 
 async fn serve(origin: &Origin, req: &ObjectRequest<'_>, class: Class) -> Result<Reply, Error> {
     let s = origin.stream(req.stream).ok_or(Error::NoSuchStream)?;
-    let content_type = if req.file.ends_with(".mp4") || req.rendition != "audio" {
-        "video/mp4"
-    } else {
-        "audio/mp4"
-    };
+    let content_type = req.key.content_type();
     let range = match &req.range {
         None => None,
         Some(v) => range::parse(v.as_bytes())?,
     };
-    let obj = match s.object(req.uri) {
+    let obj = match s.object(&req.key) {
         Some(o) => o,
-        None => await_object(origin, &s, req)
+        None => await_object(origin, &s, &req.key)
             .await
             .ok_or(Error::NoSuchObject)?,
     };
     match obj {
         Object::Complete(bytes) => serve_bytes(class, content_type, bytes, range),
-        Object::Growing(_) => serve_growing(origin, &s, req.uri, class, content_type, range).await,
+        Object::Growing(_) => serve_growing(origin, &s, &req.key, class, content_type, range).await,
     }
 }
 
-/// A part (or segment) the playlist hints at but that does not exist yet: hold until it is
-/// stored, or until it never will be (404). Rule 48-49.
-async fn await_object(origin: &Origin, s: &Arc<Stream>, req: &ObjectRequest<'_>) -> Option<Object> {
-    let (uri, rendition) = (req.uri, req.rendition);
-    let (msn, part) = parse_media_file(req.file)?;
+/// An object that is not stored (yet): the packager's [`Availability`] for it in the current
+/// snapshot decides, so the origin never guesses from names or windows.
+///
+/// - `Pending` (the preload hint, a later part of the open segment, the open segment itself):
+///   held (rule 48) until it is stored or a later snapshot no longer says `Pending`, re-checked
+///   on every snapshot change and bounded by 3 x TD; `None` (404) if it is still not stored.
+/// - `Gap` (a GAP part or segment: it never has bytes) and `Never` (neither listed nor hinted,
+///   an abandoned hint, after the end of the stream): `None` at once (rule 49), never held.
+/// - `Available`: listed, so stored before the snapshot went out (rule 46); it is looked up
+///   once more, and is `None` only if it expired meanwhile.
+async fn await_object(origin: &Origin, s: &Arc<Stream>, key: &ObjectKey) -> Option<Object> {
     let p = s.current()?;
-    if p.snapshot.ended {
-        return None;
-    }
-    let r = p.snapshot.rendition(rendition)?;
-    let open = r.open.as_ref()?;
-    let (last_msn, next_part) = (open.msn, open.parts.len() as u32);
-    let ahead = match part {
-        // The hinted part, or a few parts beyond it (rule 41's advance limit).
-        Some(i) => {
-            (msn == last_msn && i >= next_part && i <= next_part + 16)
-                || (msn == last_msn + 1 && i <= 16)
-        }
-        // A whole segment not complete yet (files mode).
-        None => msn == last_msn,
-    };
-    if !ahead {
-        return None;
+    if p.snapshot.availability(key) != Availability::Pending {
+        return s.object(key);
     }
     let _guard = origin.hold(s)?;
     let td = u64::from(p.snapshot.timing.target_duration);
     let mut rx = s.published.clone();
     let mut shutdown = origin.shutdown.subscribe();
-    let uri_owned = uri.to_string();
     let stream = s.clone();
-    // Stop when it exists, or when it never will: the stream ended or its parent closed.
+    // Stop when it exists, or when a snapshot says it exists (it was stored first), has become
+    // a GAP or never will (the stream ended, the hint was abandoned, the stream went away).
     let wait = rx.wait_for(move |p| {
-        stream.object(&uri_owned).is_some()
-            || p.as_ref().is_none_or(|p| {
-                p.snapshot.ended
-                    || p.snapshot
-                        .rendition(rendition)
-                        .and_then(|r| r.open.as_ref())
-                        .is_none_or(|o| o.msn > msn)
-            })
+        stream.object(key).is_some()
+            || p.as_ref()
+                .is_none_or(|p| p.snapshot.availability(key) != Availability::Pending)
     });
     let done = tokio::select! {
         r = tokio::time::timeout(Duration::from_secs(3 * td), wait) => r.is_ok(),
@@ -113,5 +94,5 @@ async fn await_object(origin: &Origin, s: &Arc<Stream>, req: &ObjectRequest<'_>)
             origin.metrics.wake(p.at.elapsed().as_secs_f64());
         }
     }
-    s.object(uri)
+    s.object(key)
 }

@@ -1,4 +1,8 @@
 //! Routing: a request path to a typed [`Route`]. Pure, so it is tested (and fuzzable) alone.
+//! Object paths are parsed into an [`ObjectKey`] here, once: a path that is not exactly what
+//! the packager names its objects is [`Route::Other`] (404 at once, like any unknown path).
+
+use llhls_packager::ObjectKey;
 
 /// Where a request is going.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,16 +19,13 @@ pub enum Route<'a> {
         /// The rendition name.
         rendition: &'a str,
     },
-    /// `/live/STREAM/RENDITION/FILE`: an init segment, part or segment.
+    /// `/live/STREAM/RENDITION/FILE` where `RENDITION/FILE` parses as an [`ObjectKey`]: an
+    /// init segment, part or segment.
     Object {
         /// The stream name.
         stream: &'a str,
-        /// `RENDITION/FILE`, the key in the stream's object store.
-        uri: String,
-        /// The rendition name.
-        rendition: &'a str,
-        /// The file name.
-        file: &'a str,
+        /// The object: its key in the stream's object store.
+        key: ObjectKey,
     },
     /// `/healthz`.
     Healthz,
@@ -66,22 +67,11 @@ pub fn parse(path: &str) -> Route<'_> {
             Some(rendition) => Route::Media { stream, rendition },
             None => Route::Other,
         },
-        [stream, rendition, file] => Route::Object {
-            stream,
-            uri: format!("{rendition}/{file}"),
-            rendition,
-            file,
+        [stream, rendition, file] => match format!("{rendition}/{file}").parse() {
+            Ok(key) => Route::Object { stream, key },
+            Err(_) => Route::Other,
         },
         _ => Route::Other,
-    }
-}
-
-/// Parses `MSN.PART.m4s` / `MSN.m4s`.
-pub(crate) fn parse_media_file(file: &str) -> Option<(u64, Option<u32>)> {
-    let stem = file.strip_suffix(".m4s")?;
-    match stem.split_once('.') {
-        Some((m, p)) => Some((m.parse().ok()?, Some(p.parse().ok()?))),
-        None => Some((stem.parse().ok()?, None)),
     }
 }
 
@@ -102,13 +92,13 @@ mod tests {
                 rendition: "media"
             }
         );
-        assert!(matches!(
+        assert_eq!(
             parse("/live/demo/media/12.3.m4s"),
             Route::Object {
-                file: "12.3.m4s",
-                ..
+                stream: "demo",
+                key: ObjectKey::part("media", 12, 3)
             }
-        ));
+        );
         assert_eq!(parse("/live/../etc/passwd"), Route::Other);
         assert_eq!(parse("/live/demo/../../x"), Route::Other);
         assert_eq!(parse("/live/demo/%2e%2e/x"), Route::Other);
@@ -118,10 +108,16 @@ mod tests {
 
     #[test]
     fn media_files() {
-        assert_eq!(parse_media_file("12.3.m4s"), Some((12, Some(3))));
-        assert_eq!(parse_media_file("12.m4s"), Some((12, None)));
-        assert_eq!(parse_media_file("init.mp4"), None);
-        assert_eq!(parse_media_file("abc.m4s"), None);
-        assert_eq!(parse_media_file("1.x.m4s"), None);
+        let object = |file: &str| match parse(&format!("/live/demo/media/{file}")) {
+            Route::Object { key, .. } => Some(key),
+            _ => None,
+        };
+        assert_eq!(object("12.3.m4s"), Some(ObjectKey::part("media", 12, 3)));
+        assert_eq!(object("12.m4s"), Some(ObjectKey::segment("media", 12)));
+        assert_eq!(object("init-12.mp4"), Some(ObjectKey::init("media", 12)));
+        assert_eq!(object("init.mp4"), None);
+        assert_eq!(object("abc.m4s"), None);
+        assert_eq!(object("1.x.m4s"), None);
+        assert_eq!(object("012.m4s"), None, "not a name the packager writes");
     }
 }

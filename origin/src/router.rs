@@ -162,17 +162,10 @@ async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head) -> R
         Route::Media { stream, rendition } => {
             media(origin, stream, rendition, &head.query, head.gzip).await
         }
-        Route::Object {
-            stream,
-            uri,
-            rendition,
-            file,
-        } => {
+        Route::Object { stream, key } => {
             let req = ObjectRequest {
                 stream,
-                uri: &uri,
-                rendition,
-                file,
+                key,
                 range: head.range,
             };
             object(origin, req).await

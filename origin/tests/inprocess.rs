@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use llhls_origin::{Body, Command, Origin, OriginConfig, StreamInput};
 use llhls_packager::synth::Publisher;
-use llhls_packager::{Addressing, Packager, PackagerConfig};
+use llhls_packager::{Addressing, ObjectKey, Packager, PackagerConfig};
 use tower::ServiceExt;
 
 struct Live {
@@ -25,8 +25,22 @@ async fn settle() {
 
 impl Live {
     async fn new(addressing: Addressing) -> Live {
+        Live::with_publisher(addressing, Publisher::new(30.0, 30)).await
+    }
+
+    /// A stream whose publisher goes quiet after its first 2.2 s: its frames arrive 3 s before
+    /// the real wall clock says it is, so the first time the runtime idles (the stream task's
+    /// 100 ms input timeout, `Packager::handle_timeout` with the real clock) the packager sees
+    /// a stall: it closes the open segment with the samples left and publishes GAP parts (a
+    /// GAP segment, and an open one of GAP parts) up to the wall clock.
+    async fn stalling(addressing: Addressing) -> Live {
+        let mut publisher = Publisher::new(30.0, 30);
+        publisher.wall0 = real_ms() - 2_200 - 3_000;
+        Live::with_publisher(addressing, publisher).await
+    }
+
+    async fn with_publisher(addressing: Addressing, publisher: Publisher) -> Live {
         let origin = Origin::new(OriginConfig::default());
-        let publisher = Publisher::new(30.0, 30);
         let config = PackagerConfig {
             addressing,
             first_msn: 500,
@@ -390,7 +404,12 @@ async fn byterange_hint_streams_parts_as_they_complete() {
         format!("bytes {start}-9007199254740991/*")
     );
     let got = body(r).await;
-    let seg = match live.input.stream.object(&hint.uri).unwrap() {
+    let seg = match live
+        .input
+        .stream
+        .object(&hint.uri.parse().unwrap())
+        .unwrap()
+    {
         llhls_origin::live::Object::Complete(b) => b,
         _ => panic!("segment complete"),
     };
@@ -528,4 +547,272 @@ async fn nested_service_gets_its_prefix_with_cors() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = call(&origin, req("GET", "/whipped", "")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// The path of object `key` of the test stream.
+fn object_path(key: &ObjectKey) -> String {
+    format!("/live/test/{key}")
+}
+
+/// The real wall clock in Unix milliseconds (what the stream task hands `handle_timeout`).
+fn real_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+impl Live {
+    fn snapshot(&self) -> llhls_packager::RenditionSnapshot {
+        self.input
+            .stream
+            .current()
+            .expect("published")
+            .snapshot
+            .renditions[0]
+            .clone()
+    }
+
+    fn target_duration(&self) -> u64 {
+        let p = self.input.stream.current().expect("published");
+        u64::from(p.snapshot.timing.target_duration)
+    }
+
+    /// Lets the runtime idle for `ms` of (paused) time: the stream task runs its input
+    /// timeouts.
+    async fn idle(&self, ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        settle().await;
+    }
+
+    fn spawn_range(&self, uri: &str, range: &str) -> tokio::task::JoinHandle<Response<Body>> {
+        let origin = self.origin.clone();
+        let req = Request::builder()
+            .uri(uri)
+            .header("range", range)
+            .body(Body::empty())
+            .unwrap();
+        tokio::spawn(async move { call(&origin, req).await })
+    }
+
+    /// The first GAP segment listed, and its first part.
+    fn gap_segment(&self) -> (String, String) {
+        let r = self.snapshot();
+        let g = r
+            .segments
+            .iter()
+            .find(|s| s.gap)
+            .expect("the stall published a GAP segment");
+        assert!(g.parts.iter().all(|p| p.gap));
+        (g.uri.clone(), g.parts[0].uri.clone())
+    }
+}
+
+/// A 404 that nothing may cache: the name may still be produced later (rule 53's short
+/// failure lifetimes, no-store for the origin's errors).
+#[track_caller]
+fn assert_404_no_store(r: &Response<Body>, what: &str) {
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "{what}");
+    assert_eq!(header(r, "cache-control"), "no-store", "{what}");
+    assert_eq!(header(r, "access-control-allow-origin"), "*", "{what}");
+}
+
+/// Asks for `uri` and expects a 404 without any hold.
+async fn not_found_at_once(live: &Live, uri: &str, range: Option<&str>) {
+    let start = tokio::time::Instant::now();
+    let r = match range {
+        Some(range) => live.get_with(uri, &[("range", range)]).await,
+        None => live.get(uri).await,
+    };
+    assert_404_no_store(&r, uri);
+    assert_eq!(start.elapsed(), Duration::ZERO, "{uri} must not be held");
+}
+
+/// Rule 49 in files mode: a part neither listed nor hinted, a GAP part or segment, a hint the
+/// stall abandoned, a hint that became a GAP part, and a hint the end of the stream abandoned
+/// are all 404 `no-store`, at once or on the snapshot that decides it, never after a 3 x TD
+/// hold; the hint the stall flushed is served.
+#[tokio::test(start_paused = true)]
+async fn files_mode_gap_unlisted_and_abandoned_parts_are_404() {
+    let live = Live::stalling(Addressing::Files).await;
+    let hold = Duration::from_secs(3 * live.target_duration());
+    let r = live.snapshot();
+    let open = r.open.clone().unwrap();
+    let next = open.parts.len() as u32;
+    assert_eq!(
+        r.preload_hint.unwrap().uri,
+        ObjectKey::part("media", open.msn, next).to_string()
+    );
+    // Parts of the segment after the open one: neither listed nor hinted.
+    not_found_at_once(
+        &live,
+        &object_path(&ObjectKey::part("media", open.msn + 1, 0)),
+        None,
+    )
+    .await;
+    // The hint and the part after it are held (the open segment may still produce both).
+    let start = tokio::time::Instant::now();
+    let hint = live.spawn_get(&object_path(&ObjectKey::part("media", open.msn, next)));
+    let after = live.spawn_get(&object_path(&ObjectKey::part("media", open.msn, next + 1)));
+    settle().await;
+    assert!(!hint.is_finished() && !after.is_finished());
+    // The publisher went away: the stall closes the segment with what was left.
+    live.idle(150).await;
+    let r = hint.await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the flush produced the hint");
+    assert_eq!(
+        header(&r, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    let r = after.await.unwrap();
+    assert_404_no_store(&r, "part after the hint of a segment the stall closed");
+    assert!(
+        start.elapsed() < hold,
+        "released by the stall, not the hold timeout"
+    );
+    // GAP segments and GAP parts: 404 at once.
+    let (gap_segment, gap_part) = live.gap_segment();
+    not_found_at_once(&live, &format!("/live/test/{gap_segment}"), None).await;
+    not_found_at_once(&live, &format!("/live/test/{gap_part}"), None).await;
+    let r = live.snapshot();
+    let open = r.open.clone().expect("an open GAP segment");
+    assert!(!open.parts.is_empty() && open.parts.iter().all(|p| p.gap));
+    not_found_at_once(&live, &format!("/live/test/{}", open.parts[0].uri), None).await;
+    // The hint during the stall is held, then becomes a GAP part: 404 on that snapshot.
+    let hint = r.preload_hint.unwrap().uri;
+    let start = tokio::time::Instant::now();
+    let pending = live.spawn_get(&format!("/live/test/{hint}"));
+    settle().await;
+    assert!(!pending.is_finished(), "{hint} is the preload hint: held");
+    // Let two part targets of real time pass, so the next input timeout publishes more GAP
+    // parts (the packager keeps one part of slack behind the wall clock).
+    std::thread::sleep(Duration::from_secs_f64(2.0 * r.part_target + 0.1));
+    live.idle(250).await;
+    let r = pending.await.unwrap();
+    assert_404_no_store(&r, "hint that became a GAP part");
+    assert!(
+        start.elapsed() < hold,
+        "released by the GAP, not the hold timeout"
+    );
+    let gap: ObjectKey = hint.parse().unwrap();
+    let now = live.snapshot();
+    let listed = now
+        .segments
+        .iter()
+        .find(|s| s.msn == gap.msn())
+        .map(|s| s.parts.clone())
+        .or(now.open.clone().map(|o| o.parts))
+        .unwrap();
+    assert!(
+        listed.iter().any(|p| p.uri == hint && p.gap),
+        "{hint} is GAP=YES"
+    );
+    // The stream ends during the stall: the held hint is released with 404 at once.
+    let hint = now.preload_hint.unwrap().uri;
+    let pending = live.spawn_get(&format!("/live/test/{hint}"));
+    settle().await;
+    assert!(!pending.is_finished());
+    let start = tokio::time::Instant::now();
+    live.input
+        .send(Command::End(llhls_origin::wall_now()))
+        .await
+        .unwrap();
+    settle().await;
+    let r = pending.await.unwrap();
+    assert_404_no_store(&r, "hint abandoned by the end of the stream");
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    not_found_at_once(&live, &format!("/live/test/{hint}"), None).await;
+}
+
+/// The same in byte-range mode: part files are never objects, a GAP segment is 404 with or
+/// without a range, the RFC 8673 stream of a growing segment the stall closes ends cleanly at
+/// the segment's end, and a hinted segment not stored yet is held, then 404 once it is
+/// closed as a GAP segment (the publisher came back).
+#[tokio::test(start_paused = true)]
+async fn byte_range_mode_gap_unlisted_and_abandoned_segments_are_404() {
+    let mut live = Live::stalling(Addressing::ByteRange).await;
+    let hold = Duration::from_secs(3 * live.target_duration());
+    for _ in 0..100 {
+        if !live.snapshot().open.unwrap().parts.is_empty() {
+            break;
+        }
+        live.feed_frames(1).await;
+    }
+    let r = live.snapshot();
+    let open = r.open.clone().unwrap();
+    assert!(!open.parts.is_empty(), "a growing segment");
+    // Part files of any segment, the next part of the open one included: 404 at once (they
+    // are ranges of the segment, never files).
+    let next = open.parts.len();
+    for part in [0, next, next + 1] {
+        let uri = object_path(&ObjectKey::part("media", open.msn, part as u32));
+        not_found_at_once(&live, &uri, None).await;
+    }
+    let last = r.segments.last().unwrap().msn;
+    not_found_at_once(
+        &live,
+        &object_path(&ObjectKey::part("media", last, 0)),
+        None,
+    )
+    .await;
+    // The segment after the open one: 404 at once, whole or ranged.
+    let next = object_path(&ObjectKey::segment("media", open.msn + 1));
+    not_found_at_once(&live, &next, None).await;
+    not_found_at_once(&live, &next, Some("bytes=0-9007199254740991")).await;
+    // The open-ended hint: 206 at once; the stall closes the segment and the body ends there.
+    let hint = r.preload_hint.unwrap();
+    let start = hint.byterange_start.unwrap();
+    let streaming = live.spawn_range(
+        &format!("/live/test/{}", hint.uri),
+        &format!("bytes={start}-9007199254740991"),
+    );
+    settle().await;
+    live.idle(150).await;
+    let resp = streaming.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        header(&resp, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    let got = body(resp).await;
+    let key: ObjectKey = hint.uri.parse().unwrap();
+    let seg = match live.input.stream.object(&key).unwrap() {
+        llhls_origin::live::Object::Complete(b) => b,
+        _ => panic!("the stall completed the segment"),
+    };
+    assert_eq!(got, seg.slice(start as usize..), "up to the segment's end");
+    // GAP segments, whole or ranged, and GAP part URIs: 404 at once.
+    let (gap_segment, gap_part) = live.gap_segment();
+    let gap_segment = format!("/live/test/{gap_segment}");
+    not_found_at_once(&live, &gap_segment, None).await;
+    not_found_at_once(&live, &gap_segment, Some("bytes=0-99")).await;
+    not_found_at_once(&live, &gap_segment, Some("bytes=0-9007199254740991")).await;
+    not_found_at_once(&live, &format!("/live/test/{gap_part}"), None).await;
+    // The hint now names the open GAP segment, not stored: held, then 404 when the
+    // publisher's next keyframe closes it as a GAP segment.
+    let r = live.snapshot();
+    let hint = r.preload_hint.unwrap();
+    assert_eq!(hint.byterange_start, Some(0));
+    let begun = tokio::time::Instant::now();
+    let pending = live.spawn_range(
+        &format!("/live/test/{}", hint.uri),
+        "bytes=0-9007199254740991",
+    );
+    settle().await;
+    assert!(!pending.is_finished(), "the hinted segment is held");
+    for _ in 0..200 {
+        if pending.is_finished() {
+            break;
+        }
+        live.feed_frames(1).await;
+    }
+    let resp = pending.await.unwrap();
+    assert_404_no_store(&resp, "hinted segment closed as a GAP segment");
+    assert!(begun.elapsed() < hold);
+    let closed = live.snapshot();
+    assert!(
+        closed.segments.iter().any(|s| s.uri == hint.uri && s.gap),
+        "{} is a GAP segment",
+        hint.uri
+    );
 }

@@ -297,7 +297,7 @@ async fn byte_ranges_of_a_growing_segment_arrive_whole_over_http1_and_h2() {
         .clone()
         .unwrap();
     assert!(open.parts.len() >= 2, "parts in the growing segment");
-    let stored = match input.stream.object(&open.uri).unwrap() {
+    let stored = match input.stream.object(&open.uri.parse().unwrap()).unwrap() {
         llhls_origin::live::Object::Growing(rope) => rope,
         other => panic!("a growing segment, not {other:?}"),
     };

@@ -5,9 +5,11 @@
 use crate::key::{ObjectKey, ObjectKind};
 use crate::playlist::{PartEntry, RenditionSnapshot, StreamSnapshot};
 
-/// How far past the preload hint a client may ask for a part and be held rather than refused
-/// (rule 41's advance limit): parts up to `next + PART_ADVANCE` of the open segment, and parts
-/// `0..=PART_ADVANCE` of the segment after it.
+/// How far past the preload hint a client may ask for a part of the open segment and be held
+/// rather than refused: parts `next..=next + PART_ADVANCE`, a bound on the parts one segment can
+/// still produce. Parts of the segment after the open one are never pending: files-mode hints
+/// always name a part of the open segment, so no playlist can have led a client to them, and
+/// rule 49 answers a resource that is neither listed nor hinted with 404.
 pub const PART_ADVANCE: u32 = 16;
 
 /// What a snapshot says about one object.
@@ -17,15 +19,16 @@ pub enum Availability {
     /// object exists. With byte-range addressing the open segment is available while it grows.
     Available,
     /// Not produced yet, but it will be if the stream continues as it does: the preload hint,
-    /// a later part of the open segment or the next one (within [`PART_ADVANCE`]), or the open
-    /// segment itself. The origin holds such a request until the object exists or a later
-    /// snapshot answers [`Availability::Never`].
+    /// a later part of the open segment (within [`PART_ADVANCE`]), or the open segment itself.
+    /// The origin holds such a request until the object exists or a later snapshot answers
+    /// anything else (a hint that became a GAP part, or was abandoned, is then a 404).
     Pending,
     /// Listed as a GAP part or GAP segment: it never has bytes.
     Gap,
-    /// Will never exist: another rendition, expired from the window, too far ahead, the wrong
-    /// kind for the addressing mode, after the end of the stream, or an init segment not
-    /// listed (init segments are stored before any playlist names them).
+    /// Will never exist: another rendition, expired from the window, too far ahead (a part of
+    /// a segment after the open one included), the wrong kind for the addressing mode, a part
+    /// past the end of a closed segment (an abandoned hint), after the end of the stream, or an
+    /// init segment not listed (init segments are stored before any playlist names them).
     Never,
 }
 
@@ -110,8 +113,7 @@ fn part(r: &RenditionSnapshot, msn: u64, index: u32, uri: &str, ended: bool) -> 
         .as_ref()
         .is_some_and(|h| h.byterange_start.is_none());
     let next = open.parts.len() as u32;
-    let ahead = (msn == open.msn && index >= next && index - next <= PART_ADVANCE)
-        || (Some(msn) == open.msn.checked_add(1) && index <= PART_ADVANCE);
+    let ahead = msn == open.msn && index >= next && index - next <= PART_ADVANCE;
     if !ended && files && ahead {
         Availability::Pending
     } else {
@@ -233,8 +235,9 @@ mod tests {
             ("video/12.18.m4s", Pending),
             ("video/12.19.m4s", Never),
             ("video/12.m4s", Pending),
-            ("video/13.0.m4s", Pending),
-            ("video/13.16.m4s", Pending),
+            // Rule 49: the next segment's parts are neither listed nor hinted.
+            ("video/13.0.m4s", Never),
+            ("video/13.16.m4s", Never),
             ("video/13.17.m4s", Never),
             ("video/13.m4s", Never),
             ("video/14.0.m4s", Never),
@@ -283,6 +286,45 @@ mod tests {
         s.renditions[0].open = None;
         assert_eq!(of(&s, "video/12.2.m4s"), Never);
         assert_eq!(of(&s, "video/13.0.m4s"), Never);
+    }
+
+    #[test]
+    fn a_hint_the_closing_segment_did_not_fill_is_abandoned() {
+        use Availability::*;
+        // Segment 12 closes with its two parts; the hint (12.2) was never produced.
+        let mut s = snapshot(false);
+        let r = &mut s.renditions[0];
+        let open = r.open.take().unwrap();
+        r.segments.push(SegmentEntry {
+            msn: 12,
+            duration: 0.4,
+            uri: open.uri,
+            program_date_time: WallClock(0),
+            discontinuity: false,
+            map_uri: open.map_uri.clone(),
+            gap: false,
+            parts: open.parts,
+            parts_listed: true,
+            bytes: open.bytes,
+            independent: true,
+        });
+        r.open = Some(OpenSegment {
+            msn: 13,
+            uri: ObjectKey::segment("video", 13).to_string(),
+            program_date_time: WallClock(0),
+            discontinuity: false,
+            map_uri: open.map_uri,
+            parts: vec![],
+            bytes: 0,
+        });
+        r.preload_hint = Some(PreloadHint {
+            uri: ObjectKey::part("video", 13, 0).to_string(),
+            byterange_start: None,
+        });
+        assert_eq!(of(&s, "video/12.2.m4s"), Never, "rule 49: abandoned hint");
+        assert_eq!(of(&s, "video/12.m4s"), Available);
+        assert_eq!(of(&s, "video/13.0.m4s"), Pending, "the new hint");
+        assert_eq!(of(&s, "video/14.0.m4s"), Never);
     }
 
     #[test]
