@@ -100,6 +100,13 @@ pub fn render_multivariant(snap: &StreamSnapshot) -> String {
         if main.is_some() && audio.is_some() {
             out.push_str(",AUDIO=\"audio\"");
         }
+        if main.is_some() {
+            // No closed captions in the video. Without this, Shaka Player downloads whole
+            // segments to look for CEA-608/708 captions before it starts, and on a young live
+            // playlist it asks for the in-progress segment, which has no URI yet, and fails
+            // (Shaka 5.2 `HlsParser.makeNetworkRequest_`).
+            out.push_str(",CLOSED-CAPTIONS=NONE");
+        }
         let _ = writeln!(out, "\n{}.m3u8", v.name);
     }
     out
