@@ -7,5 +7,5 @@ use libfuzzer_sys::fuzz_target;
 use llhls_fuzz::ops::{run, Domain, Script};
 
 fuzz_target!(|script: Script| {
-    run(&script, Domain::Hostile);
+    let _ = run(&script, Domain::Hostile);
 });

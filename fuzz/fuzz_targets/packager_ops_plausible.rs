@@ -8,5 +8,5 @@ use libfuzzer_sys::fuzz_target;
 use llhls_fuzz::ops::{run, Domain, Script};
 
 fuzz_target!(|script: Script| {
-    run(&script, Domain::Plausible);
+    let _ = run(&script, Domain::Plausible);
 });
