@@ -64,8 +64,10 @@ for t in "${targets[@]}"; do
   fi
   mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
   [ -d "corpus/$t" ] && cp -r "corpus/$t/." "$work/corpus/$t/"
+  dict=()
+  [ -f "dict/$t.dict" ] && dict=(-dict="dict/$t.dict")
   status=0
-  "$bin" "$work/corpus/$t" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2560 \
+  "$bin" "$work/corpus/$t" "${dict[@]}" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2560 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" >"$work/$t.log" 2>&1 || status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/$t.log" | tail -1)
