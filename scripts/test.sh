@@ -22,6 +22,10 @@ if [ -n "$out" ]; then
   exit 1
 fi
 
+# A 20-second fuzzing smoke run of every fuzz target without a known crash (fuzz/README.md);
+# fails on any crash.
+fuzz/run.sh 20
+
 # llhls package output plays to the end in hls.js: real footage with irregular keyframes,
 # and a clip with B-frames (their decode is checked frame by frame in tests/package.rs).
 vod=$(mktemp -d)

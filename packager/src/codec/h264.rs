@@ -173,8 +173,8 @@ fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
         if chroma_format == 3 {
             separate_colour_plane = r.bit()?;
         }
-        bit_depth_luma = r.ue()? + 8;
-        bit_depth_chroma = r.ue()? + 8;
+        bit_depth_luma = r.ue()?.saturating_add(8);
+        bit_depth_chroma = r.ue()?.saturating_add(8);
         if bit_depth_luma > 14 || bit_depth_chroma > 14 {
             return Err(CodecError::invalid(W, "bit depth above 14"));
         }
@@ -188,7 +188,9 @@ fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
                     for _ in 0..size {
                         if next != 0 {
                             let delta = r.se()?;
-                            next = (last + delta + 256).rem_euclid(256);
+                            // In i64: delta_scale is any 32-bit value in hostile input.
+                            next =
+                                (i64::from(last) + i64::from(delta) + 256).rem_euclid(256) as i32;
                         }
                         if next != 0 {
                             last = next;
@@ -253,8 +255,8 @@ fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
     let full_h = height_map_units
         .saturating_mul(16)
         .saturating_mul(2 - u32::from(frame_mbs_only));
-    let width = full_w.saturating_sub((cl + cr).saturating_mul(crop_unit_x));
-    let height = full_h.saturating_sub((ct + cb).saturating_mul(crop_unit_y));
+    let width = full_w.saturating_sub(cl.saturating_add(cr).saturating_mul(crop_unit_x));
+    let height = full_h.saturating_sub(ct.saturating_add(cb).saturating_mul(crop_unit_y));
     if width == 0 || height == 0 || width > 16384 || height > 16384 {
         return Err(CodecError::invalid(
             W,
@@ -370,6 +372,35 @@ pub(crate) mod tests {
         for n in 0..SPS_720P.len() {
             let _ =
                 AvcConfig::from_parameter_sets(vec![SPS_720P[..n].to_vec()], vec![PPS.to_vec()]);
+        }
+    }
+
+    /// Found by `fuzz/` (codec_h264): Exp-Golomb fields near 2^32 overflowed `+ 8` (bit depth),
+    /// the scaling-list `last + delta` and the crop sums. Each is an error now, never a panic.
+    #[test]
+    fn exp_golomb_extremes_do_not_overflow() {
+        // High profile, bit_depth_luma_minus8 = 2^32 - 2.
+        let bit_depth = [
+            0x67, 0x64, 0x00, 0x1f, 0xa0, 0x00, 0x00, 0x03, 0x00, 0x1f, 0xff, 0xff, 0xff, 0xf8,
+        ];
+        // High profile, a scaling list whose first delta_scale is 2^31 - 1.
+        let mut scaling = vec![
+            0x67, 0x64, 0x00, 0x1f, 0xad, 0x80, 0x00, 0x00, 0x03, 0x00, 0xff, 0xff, 0xff, 0xfe,
+        ];
+        scaling.extend([0x00, 0x00, 0x03].repeat(13));
+        scaling.extend([0x00, 0x80]);
+        // Baseline 1280x720 with frame_crop_left/right_offset = 2^32 - 2 each.
+        let crop = [
+            0x67, 0x42, 0x00, 0x1e, 0xf4, 0x02, 0x80, 0x2d, 0xe0, 0x00, 0x00, 0x03, 0x00, 0x3f,
+            0xff, 0xff, 0xff, 0xc0, 0x00, 0x00, 0x03, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xf0,
+        ];
+        // The fuzzer's minimized input (fuzz/regressions/codec_h264/bit-depth-overflow).
+        let fuzzed = [
+            0x67, 0x64, 0x00, 0x67, 0x64, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff,
+        ];
+        for sps in [&bit_depth[..], &scaling, &crop, &fuzzed] {
+            let r = AvcConfig::from_parameter_sets(vec![sps.to_vec()], vec![PPS.to_vec()]);
+            assert!(r.is_err(), "{r:?}");
         }
     }
 }

@@ -160,10 +160,10 @@ impl HevcConfig {
             ct = r.ue()?;
             cb = r.ue()?;
         }
-        let bit_depth_luma = r.ue()? + 8;
-        let bit_depth_chroma = r.ue()? + 8;
-        let width = w.saturating_sub((cl + cr).saturating_mul(sub_w));
-        let height = h.saturating_sub((ct + cb).saturating_mul(sub_h));
+        let bit_depth_luma = r.ue()?.saturating_add(8);
+        let bit_depth_chroma = r.ue()?.saturating_add(8);
+        let width = w.saturating_sub(cl.saturating_add(cr).saturating_mul(sub_w));
+        let height = h.saturating_sub(ct.saturating_add(cb).saturating_mul(sub_h));
         if width == 0 || height == 0 || width > 16384 || height > 16384 {
             return Err(CodecError::invalid(
                 W,
@@ -250,5 +250,24 @@ mod tests {
         rec[21] = 0xff;
         rec[22] = 3;
         assert!(HevcConfig::from_hvcc(&rec).is_err());
+    }
+
+    /// Found by `fuzz/` (codec_hevc, fuzz/regressions/codec_hevc/bit-depth-overflow): an SPS
+    /// whose bit_depth_luma_minus8 is 2^32 - 2 overflowed `+ 8`. An error now, never a panic.
+    #[test]
+    fn exp_golomb_extremes_do_not_overflow() {
+        let annex_b = [
+            0x00, 0x00, 0x01, 0x42, 0x01, 0x09, 0xff, 0xff, 0xff, 0xff, 0xff, 0x03, 0x00, 0x00,
+            0x03, 0x00, 0x54, 0x00, 0x00, 0x00, 0x24, 0xca, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01, 0x40, 0x00, 0x00, 0x01, 0x44,
+        ];
+        let nals = crate::codec::split_annex_b(&annex_b);
+        let of = |t: u8| -> Vec<Vec<u8>> {
+            nals.iter()
+                .filter(|n| n.first().is_some_and(|b| (b >> 1) & 0x3f == t))
+                .map(|n| n.to_vec())
+                .collect()
+        };
+        assert!(HevcConfig::from_parameter_sets(of(32), of(33), of(34)).is_err());
     }
 }
