@@ -9,6 +9,18 @@ use std::process::Command;
 use common::*;
 use llhls_packager::ObjectKey;
 
+/// `llhls package -q SRC OUT EXTRA...`, which must succeed.
+fn run_package(src: &Path, out: &Path, extra: &[&str]) {
+    let st = Command::new(env!("CARGO_BIN_EXE_llhls"))
+        .args(["package", "-q"])
+        .arg(src)
+        .arg(out)
+        .args(extra)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 fn package(input: &str, extra: &[&str]) -> (std::path::PathBuf, String) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let src = root.join("samples/media").join(input);
@@ -19,14 +31,7 @@ fn package(input: &str, extra: &[&str]) -> (std::path::PathBuf, String) {
     );
     let out = std::env::temp_dir().join(format!("llhls-pkg-{}-{input}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let st = Command::new(env!("CARGO_BIN_EXE_llhls"))
-        .args(["package", "-q"])
-        .arg(&src)
-        .arg(&out)
-        .args(extra)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    run_package(&src, &out, extra);
     let media = std::fs::read_to_string(out.join("index.m3u8")).unwrap();
     let variant = media
         .lines()
@@ -118,16 +123,7 @@ fn vod_playlists_and_reruns_into_the_same_folder() {
     let src = root.join("samples/media/demo.mp4");
     let out = std::env::temp_dir().join(format!("llhls-pkg-{}-rerun", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let run = |extra: &[&str]| {
-        let st = Command::new(env!("CARGO_BIN_EXE_llhls"))
-            .args(["package", "-q"])
-            .arg(&src)
-            .arg(&out)
-            .args(extra)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    };
+    let run = |extra: &[&str]| run_package(&src, &out, extra);
     run(&["--layout", "separate"]);
     assert!(out.join("audio.m3u8").is_file() && out.join("audio").is_dir());
     std::fs::write(out.join("notes.txt"), "the operator's own file").unwrap();
