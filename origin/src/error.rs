@@ -14,8 +14,8 @@ use crate::metrics::Class;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No route, page or nested service for the path (404).
-    #[error("not found")]
+    /// No route, page or nested service for the path (404). The text lists what is served.
+    #[error("not found: this server answers / (the player page), /live/NAME/index.m3u8 (a stream's playlist), /streams.json, /metrics, /healthz, and WHIP publishers at /whip/live/NAME")]
     NotFound,
     /// The stream is not live (404).
     #[error("no such stream")]
@@ -120,6 +120,14 @@ impl From<crate::range::MalformedRange> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_path_says_what_is_served() {
+        let text = Error::NotFound.to_string();
+        for url in ["/live/NAME/index.m3u8", "/streams.json", "/whip/live/NAME"] {
+            assert!(text.contains(url), "{text}");
+        }
+    }
 
     fn header(r: &Reply, name: header::HeaderName) -> Option<&str> {
         r.headers
