@@ -21,7 +21,8 @@ ALL_TARGETS=(codec_h264 codec_hevc codec_av1 codec_aac codec_opus directives ran
              flv_tags rtmp_publish whip_rtp whip_dispatch whip_sdp
              packager_ops packager_ops_plausible)
 # Targets with a known, unfixed invariant failure (see fuzz/README.md, "Known crashes"): a single
-# frame longer than PART-TARGET (low frame rates) becomes a part over PART-TARGET.
+# frame longer than PART-TARGET (low frame rates) becomes a part over PART-TARGET; a segment
+# EXTINF can round above TARGETDURATION.
 KNOWN_CRASHING=(packager_ops packager_ops_plausible)
 
 if [ $# -gt 0 ]; then
