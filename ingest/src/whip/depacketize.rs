@@ -380,17 +380,7 @@ impl VpxDepacketizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pkt(seq: u64, ts: i64, marker: bool, payload: &[u8], at: Instant) -> Packet {
-        Packet {
-            seq,
-            ts,
-            marker,
-            payload: Bytes::copy_from_slice(payload),
-            arrival: at,
-            sr: None,
-        }
-    }
+    use crate::whip::jitter::tests::pkt;
 
     #[test]
     fn depacketizes_single_stap_a_and_fu_a() {

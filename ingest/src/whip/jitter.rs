@@ -119,10 +119,11 @@ impl JitterBuffer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pkt(seq: u64, ts: i64, marker: bool, payload: &[u8], at: Instant) -> Packet {
+    /// A test packet (shared with the depacketizer tests).
+    pub(crate) fn pkt(seq: u64, ts: i64, marker: bool, payload: &[u8], at: Instant) -> Packet {
         Packet {
             seq,
             ts,
