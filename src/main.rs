@@ -174,11 +174,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Log addresses a person can use: localhost and this host's address for a wildcard bind.
     let http_addr = http.local_addr()?;
     let rtmp_addr = rtmp_listener.local_addr()?;
-    streams.set_playback_base(format!(
-        "{scheme}://{}",
-        whip::candidate_address(http_addr, None)
-    ));
-    let players: Vec<String> = reachable(http_addr)
+    let http_host = whip::candidate_address(http_addr, None);
+    streams.set_playback_base(format!("{scheme}://{http_host}"));
+    let players: Vec<String> = reachable(http_addr, http_host)
         .into_iter()
         .map(|a| format!("{scheme}://{a}/"))
         .collect();
@@ -238,13 +236,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// The addresses a listener bound to `bind` answers on, as a person would type them:
-/// `localhost` and this host's outbound address for a wildcard bind, else the bound address.
-fn reachable(bind: SocketAddr) -> Vec<String> {
+/// `localhost` and `host` (this host's outbound address, from `whip::candidate_address`) for a
+/// wildcard bind, else the bound address.
+fn reachable(bind: SocketAddr, host: SocketAddr) -> Vec<String> {
     if !bind.ip().is_unspecified() {
         return vec![bind.to_string()];
     }
     let mut out = vec![format!("localhost:{}", bind.port())];
-    let host = whip::candidate_address(bind, None);
     if !host.ip().is_loopback() {
         out.push(host.to_string());
     }
