@@ -20,10 +20,12 @@ shift || true
 ALL_TARGETS=(codec_h264 codec_hevc codec_av1 codec_aac codec_opus directives range
              flv_tags rtmp_publish whip_rtp whip_dispatch whip_sdp
              packager_ops packager_ops_plausible)
-# Targets with a known, unfixed invariant failure (see fuzz/README.md, "Known crashes"): a single
-# frame longer than PART-TARGET (low frame rates) becomes a part over PART-TARGET; a segment
-# EXTINF can round above TARGETDURATION.
-KNOWN_CRASHING=(packager_ops packager_ops_plausible)
+# Targets with a known, unfixed crash (see fuzz/README.md, "Known crashes"): none today.
+KNOWN_CRASHING=()
+# Open invariant failures whose checks are skipped so that their targets still run (tags in
+# fuzz/README.md): an audio rendition beside video, with audio behind the video, catching up a
+# frame per part until its segment outgrows TARGETDURATION.
+export LLHLS_FUZZ_KNOWN=${LLHLS_FUZZ_KNOWN-extinf-td-audio}
 
 if [ $# -gt 0 ]; then
   targets=("$@")

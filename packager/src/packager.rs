@@ -313,13 +313,22 @@ impl Packager {
         };
         self.close_gap();
         if let Some(mut prev) = self.segmenter.lead_pending.take() {
-            let dur = prev.dur.unwrap_or(
-                self.tracks[self.lead]
-                    .last_dur
-                    .max(u32::try_from(locked.frame_ticks.get()).unwrap_or(u32::MAX)),
-            );
+            // The last frame's duration is a guess: the nominal frame duration, but never more
+            // than PART-TARGET (a stream that went from 1 fps to 24 fps would otherwise end on
+            // a 1 s frame, found by the packager fuzz target).
+            let guess = LeadTicks(i64::from(self.tracks[self.lead].last_dur))
+                .max(locked.frame_ticks)
+                .min(locked.part_target)
+                .get()
+                .max(1);
+            let dur = prev.dur.unwrap_or(u32::try_from(guess).unwrap_or(u32::MAX));
             prev.dur = Some(dur);
-            let end = LeadTicks::of_lead_sample(prev.dts) + LeadTicks(i64::from(dur));
+            let start = LeadTicks::of_lead_sample(prev.dts);
+            let end = start + LeadTicks(i64::from(dur));
+            // The part in progress would overflow with the last frame: close it before.
+            if end - self.segmenter.part_start > locked.part_target {
+                self.close_part(start);
+            }
             self.segmenter.part_samples.push(prev);
             self.close_part(end);
             for ti in 0..self.tracks.len() {

@@ -42,36 +42,51 @@ impl Segmenter {
 
 /// What one new lead sample does to the part and segment in progress.
 #[derive(Debug, PartialEq, Eq)]
+pub(super) struct Cuts {
+    /// Timestamp jitter or a longer frame pushed the part over PART-TARGET: close it before
+    /// its last sample first. The last sample then starts the part that [`Cuts::at_sample`]
+    /// judges, so that a part never lags a frame behind (found by the packager fuzz target: at
+    /// 1 fps every part closed one frame late, and a keyframe then closed a two-frame part).
+    pub(super) before_last: bool,
+    /// What closes at the new sample.
+    pub(super) at_sample: Cut,
+}
+
+/// What closes at the new sample.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Cut {
     /// Nothing closes.
     None,
     /// A keyframe late enough in the segment: close the part and the segment before it.
     Segment,
-    /// Timestamp jitter pushed the part over PART-TARGET: close it before its last sample.
-    PartBeforeLast,
     /// The next sample would overflow PART-TARGET: close the part before this sample.
     Part,
 }
 
-/// Decides the cut for a lead sample at `at` (`sync`: a keyframe), given how long the segment
-/// and part in progress are, how many samples the part holds, and the expected duration of
-/// the next sample.
+/// Decides the cuts for a lead sample (`sync`: a keyframe), given how long the segment and
+/// part in progress are up to it, how many samples the part holds, the duration of the part's
+/// last sample, and the expected duration of the next sample.
 pub(super) fn decide(
     sync: bool,
     segment_len: LeadTicks,
     part_len: LeadTicks,
     part_samples: usize,
+    last_len: LeadTicks,
     next_estimate: LeadTicks,
     locked: &Locked,
-) -> Cut {
-    if sync && segment_len >= locked.segment_close {
+) -> Cuts {
+    let before_last = part_len > locked.part_target && part_samples > 1;
+    let part_len = if before_last { last_len } else { part_len };
+    let at_sample = if sync && segment_len >= locked.segment_close {
         Cut::Segment
-    } else if part_len > locked.part_target && part_samples > 1 {
-        Cut::PartBeforeLast
     } else if part_len + next_estimate > locked.part_target {
         Cut::Part
     } else {
         Cut::None
+    };
+    Cuts {
+        before_last,
+        at_sample,
     }
 }
 
@@ -99,41 +114,35 @@ impl Packager {
             self.tracks[self.lead].last_dur = dur as u32;
             self.segmenter.part_samples.push(prev);
         }
-        if !self.segmenter.part_samples.is_empty() {
-            let segment_start = self.renditions[0]
-                .open
-                .as_ref()
-                .map(|o| o.start)
-                .unwrap_or(at);
-            let cut = decide(
+        if let Some(last) = self.segmenter.part_samples.last() {
+            let last_len = at - LeadTicks::of_lead_sample(last.dts);
+            let cuts = decide(
                 sample.sync,
-                at - segment_start,
+                at - self.segment_start(at),
                 at - self.segmenter.part_start,
                 self.segmenter.part_samples.len(),
+                last_len,
                 LeadTicks(i64::from(self.tracks[self.lead].last_dur.max(1))),
                 &locked,
             );
-            match cut {
+            if cuts.before_last {
+                let boundary = at - last_len;
+                self.close_part(boundary);
+                if cuts.at_sample != Cut::Segment {
+                    let next_sync = self.segmenter.part_samples.first().is_some_and(|p| p.sync);
+                    self.maybe_force_cut(boundary, next_sync, locked);
+                }
+            }
+            match cuts.at_sample {
                 Cut::None => {}
                 Cut::Segment => {
                     self.close_part(at);
                     self.close_segments(at);
                     self.open_segments(at, true);
                 }
-                Cut::PartBeforeLast => {
-                    let boundary = self
-                        .segmenter
-                        .part_samples
-                        .last()
-                        .map(|p| LeadTicks::of_lead_sample(p.dts))
-                        .unwrap_or(at);
-                    self.close_part(boundary);
-                    let next_sync = self.segmenter.part_samples.first().is_some_and(|p| p.sync);
-                    self.maybe_force_cut(boundary, segment_start, next_sync, locked);
-                }
                 Cut::Part => {
                     self.close_part(at);
-                    self.maybe_force_cut(at, segment_start, sample.sync, locked);
+                    self.maybe_force_cut(at, sample.sync, locked);
                 }
             }
         }
@@ -141,14 +150,8 @@ impl Packager {
     }
 
     /// Cuts the segment at `at` between keyframes if it would otherwise outgrow TD + 0.5 s.
-    fn maybe_force_cut(
-        &mut self,
-        at: LeadTicks,
-        segment_start: LeadTicks,
-        next_sync: bool,
-        locked: Locked,
-    ) {
-        if at - segment_start + locked.part_target > locked.segment_limit {
+    fn maybe_force_cut(&mut self, at: LeadTicks, next_sync: bool, locked: Locked) {
+        if at - self.segment_start(at) + locked.part_target > locked.segment_limit {
             let msn = self.renditions[0].open.as_ref().map(|o| o.msn).unwrap_or(0);
             self.close_segments(at);
             self.open_segments(at, next_sync);
@@ -158,6 +161,15 @@ impl Packager {
                 locked.target_duration
             ));
         }
+    }
+
+    /// Where the segment in progress started (`at` when none is open).
+    fn segment_start(&self, at: LeadTicks) -> LeadTicks {
+        self.renditions[0]
+            .open
+            .as_ref()
+            .map(|o| o.start)
+            .unwrap_or(at)
     }
 
     /// Opens segment `next_msn` at lead time `at` in every rendition.
@@ -198,45 +210,76 @@ mod tests {
         gap_threshold: LeadTicks(18_181),
     };
 
-    fn decide(
-        sync: bool,
-        segment: i64,
-        part: i64,
-        samples: usize,
-        next: i64,
-        locked: &Locked,
-    ) -> Cut {
+    fn decide(sync: bool, segment: i64, part: i64, samples: usize, last: i64) -> Cuts {
         super::decide(
             sync,
             LeadTicks(segment),
             LeadTicks(part),
             samples,
-            LeadTicks(next),
-            locked,
+            LeadTicks(last),
+            LeadTicks(3000),
+            &LOCKED,
         )
+    }
+
+    fn cuts(before_last: bool, at_sample: Cut) -> Cuts {
+        Cuts {
+            before_last,
+            at_sample,
+        }
     }
 
     #[test]
     fn parts_close_before_the_frame_that_would_overflow() {
         // Five frames in: a sixth fits, a seventh would not.
-        assert_eq!(decide(false, 15_000, 15_000, 5, 3000, &LOCKED), Cut::None);
-        assert_eq!(decide(false, 18_000, 18_000, 6, 3000, &LOCKED), Cut::Part);
+        assert_eq!(
+            decide(false, 15_000, 15_000, 5, 3000),
+            cuts(false, Cut::None)
+        );
+        assert_eq!(
+            decide(false, 18_000, 18_000, 6, 3000),
+            cuts(false, Cut::Part)
+        );
     }
 
     #[test]
     fn jitter_over_the_target_closes_before_the_last_sample() {
         assert_eq!(
-            decide(false, 18_200, 18_200, 6, 3000, &LOCKED),
-            Cut::PartBeforeLast
+            decide(false, 18_200, 18_200, 6, 3200),
+            cuts(true, Cut::None)
         );
         // A single long sample is never split.
-        assert_eq!(decide(false, 18_200, 18_200, 1, 3000, &LOCKED), Cut::Part);
+        assert_eq!(
+            decide(false, 18_200, 18_200, 1, 18_200),
+            cuts(false, Cut::Part)
+        );
+    }
+
+    #[test]
+    fn a_long_last_sample_closes_its_own_part_at_once() {
+        // 30 fps, then a 1 fps frame: the part closes before it, and that frame's part closes
+        // at the new sample too, rather than lagging a frame behind.
+        assert_eq!(
+            decide(false, 120_000, 105_000, 6, 90_000),
+            cuts(true, Cut::Part)
+        );
+        // The same on a keyframe: two parts, then the segment.
+        assert_eq!(
+            decide(true, 180_000, 105_000, 6, 90_000),
+            cuts(true, Cut::Segment)
+        );
     }
 
     #[test]
     fn segments_close_on_a_late_enough_keyframe() {
-        assert_eq!(decide(true, 135_000, 3000, 1, 3000, &LOCKED), Cut::Segment);
-        assert_eq!(decide(true, 132_000, 3000, 1, 3000, &LOCKED), Cut::None);
-        assert_eq!(decide(false, 135_000, 3000, 1, 3000, &LOCKED), Cut::None);
+        assert_eq!(
+            decide(true, 135_000, 3000, 1, 3000),
+            cuts(false, Cut::Segment)
+        );
+        assert_eq!(decide(true, 132_000, 3000, 1, 3000), cuts(false, Cut::None));
+        assert_eq!(
+            decide(false, 135_000, 3000, 1, 3000),
+            cuts(false, Cut::None)
+        );
     }
 }
