@@ -97,6 +97,21 @@ impl Publisher {
         self.base_ms + (n as f64 * 1024.0 * 1000.0 / 48_000.0).round() as i64 + j
     }
 
+    /// The wall clock (ms) the next frame arrives at.
+    pub fn next_frame_wall(&self) -> i64 {
+        let vt = if self.video {
+            self.video_ms(self.frame_no)
+        } else {
+            i64::MAX
+        };
+        let at = if self.audio {
+            self.audio_ms(self.audio_no)
+        } else {
+            i64::MAX
+        };
+        self.wall0 + vt.min(at) - self.base_ms + 5
+    }
+
     /// The next frame in DTS order, with the wall clock it "arrives" at.
     pub fn next_frame(&mut self) -> (Frame, WallClock) {
         let vt = if self.video {

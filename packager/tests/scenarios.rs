@@ -482,11 +482,96 @@ fn stalled_input_keeps_the_playlist_moving_with_gap_parts() {
     pub_.wall0 += 3_000;
     h.feed(&mut pub_, 77 * 6);
     let r = &h.last().renditions[0];
-    assert!(
-        !r.open.as_ref().unwrap().parts.iter().all(|p| p.gap),
-        "real media after the gap"
-    );
+    let last_part = r
+        .segments
+        .iter()
+        .flat_map(|s| &s.parts)
+        .chain(r.open.iter().flat_map(|o| &o.parts))
+        .last()
+        .unwrap();
+    assert!(!last_part.gap, "real media after the gap");
     h.p.handle_end_of_stream(WallClock(wall.0 + 20_000));
+    h.drain();
+}
+
+/// The end (PROGRAM-DATE-TIME plus duration) of the last part of `r`, in ms.
+fn last_part_end_ms(r: &llhls_packager::RenditionSnapshot) -> i64 {
+    let (pdt, parts) = match &r.open {
+        Some(o) if !o.parts.is_empty() => (o.program_date_time, &o.parts),
+        _ => {
+            let s = r.segments.last().unwrap();
+            (s.program_date_time, &s.parts)
+        }
+    };
+    pdt.0 + (parts.iter().map(|p| p.duration).sum::<f64>() * 1000.0).round() as i64
+}
+
+#[test]
+fn a_backlog_burst_after_a_stall_is_dropped_and_dates_never_run_ahead_of_the_wall_clock() {
+    // What OBS does after a network hiccup: frames stop for 3 s, then everything captured
+    // meanwhile arrives at once, then real time again. Viewers must not be pushed 3 s further
+    // behind, and no playlist may date media later than the moment it is published.
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    let check_dates = |h: &mut Harness, now: i64| {
+        let Some(snapshot) = h.snapshots.last() else {
+            return;
+        };
+        let r = &snapshot.renditions[0];
+        let end = last_part_end_ms(r);
+        assert!(
+            end <= now + 1,
+            "a part dated to end at {end} is published at {now}: {} ms ahead of the wall clock",
+            end - now
+        );
+    };
+    for _ in 0..30 * 6 {
+        let (f, w) = pub_.next_frame();
+        h.p.handle_frame(f, w).unwrap();
+        h.drain();
+        check_dates(&mut h, w.0);
+    }
+    let stall_start = pub_.next_frame_wall();
+    for i in 1..=30 {
+        let now = stall_start + i * 100;
+        h.p.handle_timeout(WallClock(now));
+        h.drain();
+        check_dates(&mut h, now);
+    }
+    let burst_at = stall_start + 3_000;
+    // The backlog: 3 s of frames arriving within 100 ms, then real time for 4 s.
+    while pub_.next_frame_wall() < burst_at + 4_000 {
+        let (f, w) = pub_.next_frame();
+        let arrival = w.0.max(burst_at + (w.0 - stall_start) / 30);
+        h.p.handle_frame(f, WallClock(arrival)).unwrap();
+        h.drain();
+        check_dates(&mut h, arrival);
+    }
+    assert!(
+        h.warnings
+            .iter()
+            .any(|w| w.contains("resumed with a backlog")),
+        "{:?}",
+        h.warnings
+    );
+    // The stream resumed on the first keyframe that arrived less than 250 ms late (the burst's
+    // keyframes, captured during the stall, are dropped), dated at its capture time.
+    let r = &h.last().renditions[0];
+    let resumed = r
+        .segments
+        .iter()
+        .find(|s| !s.gap && s.program_date_time.0 >= stall_start)
+        .expect("a segment of real media after the stall");
+    assert!(resumed.independent);
+    let pdt = resumed.program_date_time.0;
+    let media_ms = pdt - pub_.wall0 - 5;
+    assert_eq!(media_ms % 1000, 0, "dated at the keyframe's capture time");
+    assert!(
+        pdt > burst_at - 250 && pdt <= burst_at + 1_005,
+        "resumed on media captured {} ms into the stall; the burst came at 3000 ms",
+        pdt - stall_start
+    );
+    h.p.handle_end_of_stream(WallClock(burst_at + 5_000));
     h.drain();
 }
 

@@ -21,6 +21,51 @@ pub(super) struct Stall {
     pub(super) anchor_before_stall: Option<(LeadTicks, WallClock)>,
     /// A warning about an unusable `handle_timeout` clock was given since the last frame.
     pub(super) clock_warned: bool,
+    /// How late (ms, arrival minus PROGRAM-DATE-TIME) the last lead keyframe before the stall
+    /// arrived: the publisher's usual lateness, against which a backlog is judged.
+    pub(super) usual_lateness_ms: Option<i64>,
+    /// Lateness beyond the usual of the last backlog keyframe dropped in this stall.
+    pub(super) dropped_backlog_ms: Option<i64>,
+    /// Keyframes dropped as backlog in this stall.
+    pub(super) dropped_backlog_keyframes: u64,
+    /// The lateness of the keyframe the stream resumes on, on the dates' clock from before the
+    /// stall: the new timeline's `pdt_lag_ms`.
+    pub(super) resume_lateness_ms: Option<i64>,
+}
+
+/// After a stall, a keyframe that arrives later than the publisher's usual lateness by more
+/// than this (or than one PART-TARGET, if longer) is backlog: the publisher is sending what it
+/// captured during the stall in a burst.
+pub(super) const BACKLOG_MS: i64 = 250;
+/// A backlog keyframe is dropped only while the burst is catching up: each keyframe at least
+/// this much less late than the one before. A publisher that stays late resumes at once.
+const CATCHING_UP_MS: i64 = 100;
+
+/// What to do with the first lead keyframe after a stall.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Resume {
+    /// Resume on it; its PROGRAM-DATE-TIME is this lateness (ms, at least 0) before its arrival.
+    At(i64),
+    /// Drop it: it is part of a backlog that is catching up.
+    DropBacklog,
+}
+
+/// Decides on a lead keyframe arriving `lateness_ms` late (arrival minus its date on the
+/// clock before the stall) after a stall, given the publisher's usual lateness, the lateness
+/// beyond usual of the previous backlog keyframe dropped, and the backlog threshold.
+pub(super) fn resume_on_keyframe(
+    lateness_ms: i64,
+    usual_ms: i64,
+    previous_excess_ms: Option<i64>,
+    threshold_ms: i64,
+) -> Resume {
+    let excess = lateness_ms - usual_ms;
+    let catching_up = previous_excess_ms.is_none_or(|p| excess < p - CATCHING_UP_MS);
+    if excess > threshold_ms && catching_up {
+        Resume::DropBacklog
+    } else {
+        Resume::At(lateness_ms.max(0))
+    }
 }
 
 /// Splits `len` ticks into `ceil(len / part_target)` (at least one) near-equal GAP parts.
@@ -91,6 +136,8 @@ impl Packager {
             self.flush_timeline();
             self.timeline.waiting_for_keyframe = true;
             self.gap.anchor_before_stall = self.timeline.pdt_anchor;
+            self.gap.dropped_backlog_ms = None;
+            self.gap.dropped_backlog_keyframes = 0;
             self.warn(format!(
                 "no input for {:.1} s: publishing GAP parts until the publisher resumes",
                 (media_now - end).secs(lead_scale)
@@ -222,6 +269,34 @@ impl Packager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backlog_burst_is_dropped_up_to_a_keyframe_on_time() {
+        // A 3 s stall, then the backlog in a burst: keyframes 2.6 s, 1.6 s, 0.6 s late, then
+        // the first one captured after the burst (usual lateness 40 ms).
+        let mut previous = None;
+        for lateness in [2600, 1600, 600] {
+            assert_eq!(
+                resume_on_keyframe(lateness, 40, previous, 250),
+                Resume::DropBacklog
+            );
+            previous = Some(lateness - 40);
+        }
+        assert_eq!(resume_on_keyframe(60, 40, previous, 250), Resume::At(60));
+        // Within the threshold of the usual lateness: resume at once.
+        assert_eq!(resume_on_keyframe(280, 40, None, 250), Resume::At(280));
+    }
+
+    #[test]
+    fn a_publisher_that_stays_late_resumes_on_its_second_keyframe() {
+        assert_eq!(resume_on_keyframe(3000, 0, None, 250), Resume::DropBacklog);
+        assert_eq!(
+            resume_on_keyframe(2990, 0, Some(3000), 250),
+            Resume::At(2990)
+        );
+        // Early frames (a fast publisher clock) never date the stream ahead of the wall clock.
+        assert_eq!(resume_on_keyframe(-500, 0, None, 250), Resume::At(0));
+    }
 
     #[test]
     fn gap_parts_split_evenly_and_sum_to_the_hole() {

@@ -96,6 +96,13 @@ impl Packager {
         let at = LeadTicks::of_lead_sample(sample.dts);
         if self.timeline.pdt_anchor.is_none() {
             self.timeline.pdt_anchor = Some((at, now));
+            self.timeline.pdt_lag_ms = self.gap.resume_lateness_ms.take().unwrap_or(0);
+        }
+        // How late keyframes usually arrive: after a stall, a backlog is judged against it.
+        if let (true, Some((anchor, wall))) = (sample.sync, self.timeline.pdt_anchor) {
+            if let Some(dated) = at.wall_clock(anchor, wall, self.lead_scale) {
+                self.gap.usual_lateness_ms = now.0.checked_sub(dated.0);
+            }
         }
         if self.renditions[0].open.is_none() {
             // First sample of a timeline: open a segment.

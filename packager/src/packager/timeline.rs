@@ -9,6 +9,7 @@ use bytes::Bytes;
 use crate::codec::{opus_packet_samples, CodecConfig};
 use crate::media::{rescale, Frame, TrackConfig, TrackKind, WallClock};
 
+use super::gap::{resume_on_keyframe, Resume, BACKLOG_MS};
 use super::time::{
     rescale_within, wall_clock_in_range, InputNs, LeadTicks, TrackTicks, NS, OUTPUT_LIMIT_NS,
 };
@@ -75,6 +76,10 @@ pub(super) struct Timeline {
     pub(super) end: LeadTicks,
     /// The first sample of this timeline and its arrival: PROGRAM-DATE-TIME.
     pub(super) pdt_anchor: Option<(LeadTicks, WallClock)>,
+    /// PROGRAM-DATE-TIME is this much (ms) earlier than the anchor's arrival clock: after a
+    /// publisher resumed late from a stall, the dates keep following its clock rather than
+    /// the late arrival, so they never run ahead of the wall clock.
+    pub(super) pdt_lag_ms: i64,
     /// The next segment opened carries EXT-X-DISCONTINUITY.
     pub(super) pending_discontinuity: bool,
     /// Frames are dropped until the lead track's next keyframe.
@@ -91,6 +96,7 @@ impl Timeline {
             shift_ns: None,
             end: LeadTicks(0),
             pdt_anchor: None,
+            pdt_lag_ms: 0,
             pending_discontinuity: false,
             waiting_for_keyframe: true,
             dropped_before_keyframe: 0,
@@ -109,7 +115,11 @@ impl Timeline {
     pub(super) fn pdt_at(&self, at: LeadTicks, lead_scale: i64) -> WallClock {
         match self.pdt_anchor {
             Some((anchor, wall)) => at
-                .wall_clock(anchor, wall, lead_scale)
+                .wall_clock(
+                    anchor,
+                    WallClock(wall.0.saturating_sub(self.pdt_lag_ms)),
+                    lead_scale,
+                )
                 .unwrap_or(self.last_wall),
             None => self.last_wall,
         }
@@ -204,6 +214,22 @@ impl Packager {
         Some(TrackTicks(rescale(ns, NS, self.tracks[ti].scale)))
     }
 
+    /// After a stall (GAP parts published, timestamps continuing): how late (ms) lead frame
+    /// `dts_ns` of track `ti` arrives at `now` on the clock from before the stall. `None` when
+    /// no stall is in progress or the input starts a new timeline.
+    fn backlog_lateness(&self, ti: usize, dts_ns: InputNs, now: WallClock) -> Option<i64> {
+        self.gap.end?;
+        if self.timeline.pending_discontinuity {
+            return None;
+        }
+        let (anchor, anchor_wall) = self.gap.anchor_before_stall?;
+        let cts_shift_ns = self.tracks[ti].cts_shift_ns?;
+        let out = self.to_out(ti, dts_ns, cts_shift_ns)?;
+        let dated =
+            LeadTicks::of_lead_sample(out).wall_clock(anchor, anchor_wall, self.lead_scale)?;
+        now.0.checked_sub(dated.0)
+    }
+
     /// Maps one frame to its output clock and hands it to the segmenter (lead) or queues it
     /// behind the lead (others).
     pub(super) fn run_frame(&mut self, frame: Frame, now: WallClock) {
@@ -224,6 +250,30 @@ impl Packager {
             if !(is_lead && frame.keyframe) {
                 self.timeline.dropped_before_keyframe += 1;
                 return;
+            }
+            if let Some(lateness) = self.backlog_lateness(ti, dts_ns, now) {
+                let threshold =
+                    BACKLOG_MS.max(locked.part_target.to_ns(self.lead_scale) / 1_000_000);
+                let usual = self.gap.usual_lateness_ms.unwrap_or(0);
+                match resume_on_keyframe(lateness, usual, self.gap.dropped_backlog_ms, threshold) {
+                    Resume::DropBacklog => {
+                        self.gap.dropped_backlog_ms = Some(lateness - usual);
+                        self.gap.dropped_backlog_keyframes += 1;
+                        self.timeline.dropped_before_keyframe += 1;
+                        return;
+                    }
+                    Resume::At(lateness) => {
+                        if self.gap.dropped_backlog_keyframes > 0 {
+                            self.warn(format!(
+                                "the publisher resumed with a backlog: dropped {} keyframe intervals captured during the stall and resumed on a keyframe {lateness} ms late, so viewers stay at their latency",
+                                self.gap.dropped_backlog_keyframes
+                            ));
+                        }
+                        // Dated on the clock from before the stall.
+                        self.gap.resume_lateness_ms =
+                            Some((lateness + self.timeline.pdt_lag_ms).max(0));
+                    }
+                }
             }
             self.timeline.waiting_for_keyframe = false;
             self.close_gap();
