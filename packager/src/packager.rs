@@ -313,17 +313,24 @@ impl Packager {
         };
         self.close_gap();
         if let Some(mut prev) = self.segmenter.lead_pending.take() {
-            // The last frame's duration is a guess: the nominal frame duration, but never more
-            // than PART-TARGET (a stream that went from 1 fps to 24 fps would otherwise end on
-            // a 1 s frame, found by the packager fuzz target).
-            let guess = LeadTicks(i64::from(self.tracks[self.lead].last_dur))
-                .max(locked.frame_ticks)
-                .min(locked.part_target)
-                .get()
-                .max(1);
+            // The last frame's duration is a guess: the last frame interval (the nominal one
+            // when they agree within 10%, as millisecond timestamps jitter), never more than
+            // PART-TARGET nor what the segment has left (found by the packager fuzz target: a
+            // stream that went from 1 fps to 24 fps ended on a frame guessed at 1 s).
+            let start = LeadTicks::of_lead_sample(prev.dts);
+            let last = LeadTicks(i64::from(self.tracks[self.lead].last_dur));
+            let nominal = locked.frame_ticks;
+            let interval = if last.get() == 0 {
+                nominal
+            } else if (last.get() - nominal.get()).abs() * 10 <= nominal.get() {
+                last.max(nominal)
+            } else {
+                last
+            };
+            let left = locked.segment_limit - (start - self.segment_start(start));
+            let guess = interval.min(locked.part_target).min(left).get().max(1);
             let dur = prev.dur.unwrap_or(u32::try_from(guess).unwrap_or(u32::MAX));
             prev.dur = Some(dur);
-            let start = LeadTicks::of_lead_sample(prev.dts);
             let end = start + LeadTicks(i64::from(dur));
             // The part in progress would overflow with the last frame: close it before.
             if end - self.segmenter.part_start > locked.part_target {

@@ -40,24 +40,39 @@ impl Packager {
         }
     }
 
-    /// Publishes the part ending at lead time `boundary` in every rendition.
+    /// Publishes the part ending at lead time `boundary` in every rendition (nothing when no
+    /// lead sample starts before it).
     pub(super) fn close_part(&mut self, boundary: LeadTicks) {
+        self.close_part_with(boundary, false);
+    }
+
+    /// Publishes the part from the part start to `boundary` in a hole of the lead track: the
+    /// other tracks' samples in that span, or a GAP part where a rendition has none.
+    pub(super) fn close_hole_part(&mut self, boundary: LeadTicks) {
+        self.close_part_with(boundary, true);
+    }
+
+    fn close_part_with(&mut self, boundary: LeadTicks, hole: bool) {
         let count = self
             .segmenter
             .part_samples
             .iter()
             .take_while(|p| LeadTicks::of_lead_sample(p.dts) < boundary)
             .count();
-        if count == 0 {
+        if count == 0 && !(hole && boundary > self.segmenter.part_start) {
             return;
         }
         let lead_samples: Vec<Pending> = self.segmenter.part_samples.drain(..count).collect();
-        let lead_dur = LeadTicks(
-            lead_samples
-                .iter()
-                .map(|p| i64::from(p.dur.unwrap_or(0)))
-                .sum(),
-        );
+        let lead_dur = if count == 0 {
+            boundary - self.segmenter.part_start
+        } else {
+            LeadTicks(
+                lead_samples
+                    .iter()
+                    .map(|p| i64::from(p.dur.unwrap_or(0)))
+                    .sum(),
+            )
+        };
         let independent = lead_samples.first().is_some_and(|p| p.sync);
         let lead_scale = self.lead_scale;
         let addressing = self.config.addressing;

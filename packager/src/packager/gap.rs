@@ -229,6 +229,36 @@ impl Packager {
         self.segmenter.lead_pending = Some(sample);
     }
 
+    /// A lead sample at `at` came more than PART-TARGET but less than the gap threshold after
+    /// `prev`: `prev` gets a nominal duration and closes its part, and the rest of the interval
+    /// becomes parts of the segment in progress holding only the other tracks' samples (GAP
+    /// parts where a rendition has none). A part never outgrows PART-TARGET, which AVPlayer
+    /// treats as a fatal playlist error, and the segment is not cut as for a stall.
+    pub(super) fn bridge_short_hole(&mut self, mut prev: Pending, at: LeadTicks, locked: Locked) {
+        let start = LeadTicks::of_lead_sample(prev.dts);
+        let nominal = LeadTicks(i64::from(self.tracks[self.lead].last_dur))
+            .min(locked.frame_ticks)
+            .min(at - start)
+            .max(LeadTicks(1));
+        prev.dur = Some(u32::try_from(nominal.get()).unwrap_or(u32::MAX));
+        let end = start + nominal;
+        if !self.segmenter.part_samples.is_empty()
+            && end - self.segmenter.part_start > locked.part_target
+        {
+            self.close_part(start);
+            self.maybe_force_cut(start, prev.sync, locked);
+        }
+        self.segmenter.part_samples.push(prev);
+        self.close_part(end);
+        self.maybe_force_cut(end, false, locked);
+        let mut boundary = end;
+        for len in gap_part_lengths(at - end, locked.part_target) {
+            boundary += len;
+            self.close_hole_part(boundary);
+            self.maybe_force_cut(boundary, false, locked);
+        }
+    }
+
     /// Appends a GAP part of `len` to every rendition's open segment.
     fn push_gap_part(&mut self, len: LeadTicks) {
         let duration = len.secs(self.lead_scale);

@@ -115,6 +115,17 @@ impl Packager {
                 self.resume_after_stall(prev, sample, locked);
                 return;
             }
+            if step > locked.part_target {
+                // A frame longer than PART-TARGET (a low frame rate dropping frames): no part
+                // may hold it whole, so the rest of its interval becomes GAP parts.
+                self.bridge_short_hole(prev, at, locked);
+                if sample.sync && at - self.segment_start(at) >= locked.segment_close {
+                    self.close_segments(at);
+                    self.open_segments(at, true);
+                }
+                self.segmenter.lead_pending = Some(sample);
+                return;
+            }
             // At most the gap threshold (a few frames): fits in a u32.
             let dur = step.get().max(1);
             prev.dur = Some(dur as u32);
@@ -157,7 +168,7 @@ impl Packager {
     }
 
     /// Cuts the segment at `at` between keyframes if it would otherwise outgrow TD + 0.5 s.
-    fn maybe_force_cut(&mut self, at: LeadTicks, next_sync: bool, locked: Locked) {
+    pub(super) fn maybe_force_cut(&mut self, at: LeadTicks, next_sync: bool, locked: Locked) {
         if at - self.segment_start(at) + locked.part_target > locked.segment_limit {
             let msn = self.renditions[0].open.as_ref().map(|o| o.msn).unwrap_or(0);
             self.close_segments(at);
@@ -171,7 +182,7 @@ impl Packager {
     }
 
     /// Where the segment in progress started (`at` when none is open).
-    fn segment_start(&self, at: LeadTicks) -> LeadTicks {
+    pub(super) fn segment_start(&self, at: LeadTicks) -> LeadTicks {
         self.renditions[0]
             .open
             .as_ref()
