@@ -9,7 +9,7 @@
 // Screenshots and logs go to player-test/out/nginx-https/.
 //   node player-test/nginx-https-test.mjs [--llhls target/debug/llhls]
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +41,14 @@ const run = (cmd, argv, logName) => {
 };
 const finish = async (code) => {
   try { if (browser) await browser.close(); } catch {}
-  for (const { p, logName, chunks } of procs) { p.kill('SIGKILL'); writeFileSync(join(outDir, logName), Buffer.concat(chunks)); }
+  // SIGTERM: nginx's master stops its workers (SIGKILL would orphan them).
+  await Promise.all(procs.map(({ p }) => new Promise(res => {
+    if (p.exitCode !== null || p.signalCode !== null) return res();
+    p.once('exit', res); p.kill('SIGTERM');
+    setTimeout(() => { p.kill('SIGKILL'); res(); }, 5000).unref();
+  })));
+  for (const { logName, chunks } of procs) writeFileSync(join(outDir, logName), Buffer.concat(chunks));
+  rmSync(tmp, { recursive: true, force: true });
   console.log(`${failures.length ? 'FAIL' : 'PASS'} nginx https: ${failures.length ? failures.join('; ') : 'live, WHIP and packaged files over HTTPS through scripts/nginx-https.conf'} -> ${outDir}`);
   process.exit(code ?? (failures.length ? 1 : 0));
 };
