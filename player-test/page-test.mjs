@@ -169,6 +169,25 @@ await pub.click('#stop');
 const favicon = await fetch(`${origin}/favicon.ico`);
 if (!favicon.ok) failures.push(`/favicon.ico answers ${favicon.status}`);
 
+// 4b. A server with publish keys: the instructions carry the key.
+const [kHttp, kRtmp] = [await freePort(), await freePort()];
+const keyed = spawn(llhlsBin, ['serve', '--http', `127.0.0.1:${kHttp}`, '--rtmp', `127.0.0.1:${kRtmp}`,
+  '--whip-udp', 'off', '--demo', 'false', '--publish-keys', 'k1'], { stdio: 'ignore', cwd: root });
+try {
+  const kOrigin = `http://127.0.0.1:${kHttp}`;
+  for (let i = 0; i < 100; i++) { try { if ((await fetch(`${kOrigin}/healthz`)).ok) break; } catch {} await sleep(100); }
+  const kp = await context.newPage();
+  await kp.goto(`${kOrigin}/`);
+  await kp.waitForFunction(() => !document.getElementById('pubkeylabel').hidden, null, { timeout: 10000 }).catch(() => {});
+  if ((await text(kp, '#obs-key')) !== 'test?key=KEY') failures.push(`keys: the stream key shows "${await text(kp, '#obs-key')}"`);
+  await kp.fill('#pubkey', 'k1');
+  if ((await text(kp, '#obs-key')) !== 'test?key=k1') failures.push(`keys: typing the key gives "${await text(kp, '#obs-key')}"`);
+  if ((await text(kp, '#whip-url')) !== 'WHIP is off on this server (whip_udp = off)') failures.push(`keys: WHIP off shows "${await text(kp, '#whip-url')}"`);
+  if (!(await kp.$eval('#publish-link', a => a.hidden))) failures.push('keys: the /publish link shows with WHIP off');
+  await kp.screenshot({ path: join(outDir, '5-keys-required.png'), fullPage: true });
+  await kp.close();
+} finally { keyed.kill('SIGKILL'); }
+
 // 5. Nothing broke on the way.
 if (pageErrors.length) failures.push(`script errors on the page: ${pageErrors.slice(0, 3).join(' | ')}`);
 if (notFound.length) failures.push(`404s: ${notFound.slice(0, 3).join(', ')}`);
