@@ -5,8 +5,13 @@
 //      (HTTP 404, and which streams are live), not spin on "waiting for a stream" forever, and
 //      the stream picker must not show another stream's name.
 //   2. Picking the demo in the picker plays it and makes the link shareable (`#/live/demo/...`).
-//   3. No script error on the page, no favicon 404.
-// Screenshots of both states go to player-test/out/page/.
+//   3. Below the video, for the host in the address bar: the full playlist URL with a working
+//      copy button, the live streams from /streams.json (codecs, picture, bit rate, viewers),
+//      and how to publish (OBS server and key, the ffmpeg command, the WHIP URL).
+//   4. /publish with Chromium's fake camera and microphone: pick the devices, publish, and the
+//      stream appears in /streams.json with a playlist that answers.
+//   5. No script error on any page, no 404 (favicon included).
+// Screenshots of every state go to player-test/out/page/.
 //   node player-test/page-test.mjs [--llhls target/debug/llhls]
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -31,7 +36,7 @@ const httpPort = await freePort(), rtmpPort = await freePort(), whipPort = await
 const origin = `http://127.0.0.1:${httpPort}`;
 const log = [];
 const server = spawn(llhlsBin, ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
-  '--whip-udp', `127.0.0.1:${whipPort}`, '--demo', 'true'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
+  '--whip-udp', `0.0.0.0:${whipPort}`, '--demo', 'true'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
 server.stdout.on('data', d => log.push(d)); server.stderr.on('data', d => log.push(d));
 const failures = [];
 let browser = null;
@@ -39,7 +44,7 @@ const finish = async (code) => {
   try { if (browser) await browser.close(); } catch {}
   server.kill('SIGKILL');
   writeFileSync(join(outDir, 'llhls.log'), Buffer.concat(log));
-  console.log(`${failures.length ? 'FAIL' : 'PASS'} player page: ${failures.length ? failures.join('; ') : 'errors shown, picker and link follow the stream, demo plays'} -> ${outDir}`);
+  console.log(`${failures.length ? 'FAIL' : 'PASS'} player page: ${failures.length ? failures.join('; ') : 'errors shown, picker and link follow the stream, demo plays, URLs and publishing shown, /publish publishes'} -> ${outDir}`);
   process.exit(code ?? (failures.length ? 1 : 0));
 };
 setTimeout(() => { failures.push('timed out after 120 s'); finish(1); }, 120000).unref();
@@ -57,11 +62,18 @@ for (let i = 0; ; i++) {
 const { chromium } = await import('playwright-core');
 browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'] });
-const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
+    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'] });
+const context = await browser.newContext({ viewport: { width: 1000, height: 700 }, permissions: ['clipboard-read', 'clipboard-write'] });
+const page = await context.newPage();
 const pageErrors = [], notFound = [];
+context.on('page', p => {
+  p.on('pageerror', e => pageErrors.push(p.url() + ': ' + String(e)));
+  p.on('response', r => { if (r.status() === 404 && !r.url().includes('/live/nope/')) notFound.push(r.url()); });
+});
 page.on('pageerror', e => pageErrors.push(String(e)));
 page.on('response', r => { if (r.status() === 404 && !r.url().includes('/live/nope/')) notFound.push(r.url()); });
+const text = (p, sel) => p.$eval(sel, e => e.value !== undefined && e.tagName === 'INPUT' ? e.value : e.textContent);
 
 // 1. A link to a stream that does not exist.
 await page.goto(`${origin}/#/live/nope/index.m3u8`);
@@ -91,7 +103,92 @@ if (status2) failures.push(`demo: the status line still says "${status2}"`);
 const stats = await page.$eval('#stats', e => e.textContent);
 if (!/live latency \(hls\.js\) \d+\.\d\d s/.test(stats)) failures.push(`demo: stats show no latency: "${stats}"`);
 
-// 3. Nothing broke on the way.
+// 3. What to do next, for this host.
+const playlistUrl = await text(page, '#playlist');
+if (playlistUrl !== `${origin}/live/demo/index.m3u8`) failures.push(`the playlist URL box says "${playlistUrl}"`);
+await page.click('#copy');
+const copied = await page.evaluate(() => navigator.clipboard.readText()).catch(e => 'clipboard: ' + e);
+if (copied !== `${origin}/live/demo/index.m3u8`) failures.push(`the copy button copied "${copied}"`);
+let row = '';
+for (let i = 0; i < 50; i++) {
+  row = await page.$$eval('#live tbody tr', trs => trs.map(tr => [...tr.cells].map(c => c.textContent).join(' | ')).join('\n'));
+  if (/^demo \| avc1\.[0-9a-f]+, mp4a\.40\.2 \| 1280x720 @ 30 fps \| [\d.]+ (Mbit|kbit)\/s \| [1-9]/m.test(row)) break;
+  await sleep(200);
+}
+if (!/^demo \| avc1\.[0-9a-f]+, mp4a\.40\.2 \| 1280x720 @ 30 fps \| [\d.]+ (Mbit|kbit)\/s \| [1-9]/m.test(row)) failures.push(`live streams table: "${row}"`);
+const host = new URL(origin).hostname;
+const want = {
+  '#obs-server': `rtmp://${host}:${rtmpPort}/live`,
+  '#obs-key': 'test',
+  '#whip-url': `${origin}/whip/live/test`,
+};
+for (const [sel, v] of Object.entries(want)) {
+  const got = await text(page, sel);
+  if (got !== v) failures.push(`${sel} says "${got}", not "${v}"`);
+}
+const ff = await text(page, '#ffmpeg');
+if (!ff.includes(`-f flv "rtmp://${host}:${rtmpPort}/live/test"`)) failures.push(`ffmpeg command: "${ff}"`);
+await page.fill('#pubname', 'cam');
+if ((await text(page, '#whip-url')) !== `${origin}/whip/live/cam`) failures.push('the WHIP URL does not follow the stream name');
+await page.screenshot({ path: join(outDir, '3-what-next.png'), fullPage: true });
+
+// 4. Publish from the browser at /publish (fake camera and microphone).
+const pub = await context.newPage();
+await pub.goto(`${origin}/publish?name=cam`);
+let cams = [];
+for (let i = 0; i < 50 && !cams.length; i++) {
+  cams = await pub.$$eval('#camera option', os => os.map(o => o.textContent).filter(t => !t.startsWith('no ') && !t.startsWith('(')));
+  if (!cams.length) await sleep(100);
+}
+if (!cams.length) failures.push('/publish lists no camera');
+const warning = await text(pub, '#warning');
+if (warning) failures.push(`/publish warns on a secure origin: "${warning}"`);
+if ((await text(pub, '#endpoint')) !== `${origin}/whip/live/cam`) failures.push(`/publish endpoint: "${await text(pub, '#endpoint')}"`);
+await pub.click('#start');
+let state = {};
+for (let i = 0; i < 100; i++) {
+  state = await pub.evaluate(() => window.__pub);
+  if (state.state.startsWith('publishing') || state.error) break;
+  await sleep(200);
+}
+if (!state.state.startsWith('publishing')) failures.push(`/publish: state "${state.state}", error ${state.error}`);
+let listed = false, playlistOk = false;
+for (let i = 0; i < 100 && !(listed && playlistOk); i++) {
+  const list = await (await fetch(`${origin}/streams.json`)).json();
+  listed = list.some(s => s.name === 'cam' && s.codecs.some(c => c.startsWith('avc1')));
+  playlistOk = (await fetch(`${origin}/live/cam/index.m3u8`)).ok;
+  if (!(listed && playlistOk)) await sleep(200);
+}
+if (!listed) failures.push('the stream published from /publish is not in /streams.json');
+if (!playlistOk) failures.push('the playlist of the stream published from /publish does not answer');
+const watch = await text(pub, '#playlist');
+if (watch !== `${origin}/live/cam/index.m3u8`) failures.push(`/publish shows the playlist "${watch}"`);
+await sleep(1000);
+await pub.screenshot({ path: join(outDir, '4-publish.png'), fullPage: true });
+await pub.click('#stop');
+const favicon = await fetch(`${origin}/favicon.ico`);
+if (!favicon.ok) failures.push(`/favicon.ico answers ${favicon.status}`);
+
+// 4b. A server with publish keys: the instructions carry the key.
+const [kHttp, kRtmp] = [await freePort(), await freePort()];
+const keyed = spawn(llhlsBin, ['serve', '--http', `127.0.0.1:${kHttp}`, '--rtmp', `127.0.0.1:${kRtmp}`,
+  '--whip-udp', 'off', '--demo', 'false', '--publish-keys', 'k1'], { stdio: 'ignore', cwd: root });
+try {
+  const kOrigin = `http://127.0.0.1:${kHttp}`;
+  for (let i = 0; i < 100; i++) { try { if ((await fetch(`${kOrigin}/healthz`)).ok) break; } catch {} await sleep(100); }
+  const kp = await context.newPage();
+  await kp.goto(`${kOrigin}/`);
+  await kp.waitForFunction(() => !document.getElementById('pubkeylabel').hidden, null, { timeout: 10000 }).catch(() => {});
+  if ((await text(kp, '#obs-key')) !== 'test?key=KEY') failures.push(`keys: the stream key shows "${await text(kp, '#obs-key')}"`);
+  await kp.fill('#pubkey', 'k1');
+  if ((await text(kp, '#obs-key')) !== 'test?key=k1') failures.push(`keys: typing the key gives "${await text(kp, '#obs-key')}"`);
+  if ((await text(kp, '#whip-url')) !== 'WHIP is off on this server (whip_udp = off)') failures.push(`keys: WHIP off shows "${await text(kp, '#whip-url')}"`);
+  if (!(await kp.$eval('#publish-link', a => a.hidden))) failures.push('keys: the /publish link shows with WHIP off');
+  await kp.screenshot({ path: join(outDir, '5-keys-required.png'), fullPage: true });
+  await kp.close();
+} finally { keyed.kill('SIGKILL'); }
+
+// 5. Nothing broke on the way.
 if (pageErrors.length) failures.push(`script errors on the page: ${pageErrors.slice(0, 3).join(' | ')}`);
 if (notFound.length) failures.push(`404s: ${notFound.slice(0, 3).join(', ')}`);
 await finish();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything llhls needs on Debian 12: FFmpeg (libraries and CLI), clang for the
-# ffmpeg-next bindings, OpenSSL for WebRTC's DTLS, nginx for the edge tests, Chromium and
-# GStreamer's simple-whip-client for the player tests, the npm and PyPI packages the tests use,
-# and the sample media. Idempotent; safe to run again.
+# ffmpeg-next bindings, OpenSSL for WebRTC's DTLS (and its CLI for test certificates), nginx
+# for the edge and HTTPS tests, Chromium and GStreamer's simple-whip-client for the player
+# tests, the npm and PyPI packages the tests use, and the sample media. Idempotent; safe to
+# run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ fi
 
 pkgs=(ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
       libavfilter-dev libavdevice-dev clang libclang-dev pkg-config libssl-dev gcc libc6-dev
-      nginx chromium fonts-dejavu-core python3-pip curl ca-certificates systemd
+      nginx openssl chromium fonts-dejavu-core python3-pip curl ca-certificates systemd
       simple-whip-client gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
       gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice)
 missing=()

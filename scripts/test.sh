@@ -35,9 +35,13 @@ for clip in bikes bframes; do
 done
 rm -rf "$vod"
 
-# The built-in player page: errors in words, picker and link follow the stream (screenshots
-# in player-test/out/page/).
+# The built-in pages: the player (errors in words, picker and link follow the stream, what to
+# do next for this host) and /publish with fake devices (screenshots in player-test/out/page/).
 node player-test/page-test.mjs
+
+# scripts/nginx-https.conf as shipped: TLS in front of llhls (live, /publish over WHIP) and
+# packaged files with byte ranges (screenshots in player-test/out/nginx-https/).
+node player-test/nginx-https-test.mjs
 
 # Short player runs (about 20 s each): one viewer direct, one through the nginx edge, WHIP
 # publishers (GStreamer's simple-whip-client, live and replaying flash/beep files for lip sync;

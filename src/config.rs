@@ -26,7 +26,8 @@ pub struct ServeArgs {
     /// RTMP listen address for publishers [default: 0.0.0.0:1935].
     #[arg(long, env = "LLHLS_RTMP")]
     pub rtmp: Option<SocketAddr>,
-    /// Serve the demo stream live/demo when nobody publishes it [default: true].
+    /// Serve a demo stream at live/demo; a publisher on live/demo takes it over, and the demo
+    /// resumes once that publisher has left [default: true].
     #[arg(long, env = "LLHLS_DEMO")]
     pub demo: Option<bool>,
     /// Media file the demo stream loops [default: samples/media/demo.mp4].

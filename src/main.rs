@@ -146,6 +146,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "application/javascript",
         Bytes::from_static(include_bytes!("player/hls.min.js")),
     );
+    let icon = Bytes::from_static(include_bytes!("player/favicon.svg"));
+    // Browsers ask for /favicon.ico when a page names no icon (a playlist opened directly).
+    origin.add_page("/favicon.svg", "image/svg+xml", icon.clone());
+    origin.add_page("/favicon.ico", "image/svg+xml", icon);
+    if config.whip_udp.is_some() {
+        let publish = Bytes::from_static(include_bytes!("player/publish.html"));
+        origin.add_page("/publish", "text/html; charset=utf-8", publish);
+    }
     if config.publish_keys.is_empty() {
         let where_ = if config.whip_udp.is_some() {
             "the RTMP port or the WHIP endpoint"
@@ -193,6 +201,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         players.join(" and "),
         whip::candidate_address(rtmp_addr, None),
     );
+    // What the player page shows about publishing here (it knows the host it was loaded from).
+    origin.add_page(
+        "/server.json",
+        "application/json",
+        Bytes::from(format!(
+            "{{\"version\":\"{}\",\"rtmp_port\":{},\"keys_required\":{},\"whip\":{}}}",
+            env!("CARGO_PKG_VERSION"),
+            rtmp_addr.port(),
+            !config.publish_keys.is_empty(),
+            config.whip_udp.is_some(),
+        )),
+    );
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
     if let Some(udp) = config.whip_udp {
         source::init()?;
@@ -215,7 +235,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             streams.clone(),
         )
         .await?;
-        tracing::info!(udp = %w.local_addr()?, %candidate, "WHIP: POST offers to {scheme}://{}/whip/live/NAME (ICE candidate {candidate})", http.local_addr()?);
+        let whip_urls: Vec<String> = reachable(http_addr, http_host)
+            .into_iter()
+            .map(|a| format!("{scheme}://{a}/whip/live/NAME"))
+            .collect();
+        let bearer = if config.publish_keys.is_empty() {
+            ""
+        } else {
+            " with the header Authorization: Bearer KEY"
+        };
+        // Browsers give pages a camera only over HTTPS or on localhost.
+        let publish_page = match (scheme, players.first()) {
+            ("http", Some(local)) if local.contains("://localhost:") => {
+                format!("{local}publish (cameras need HTTPS or localhost)")
+            }
+            _ => players
+                .iter()
+                .map(|p| format!("{p}publish"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+        };
+        tracing::info!(udp = %w.local_addr()?, %candidate, "WHIP: POST offers to {}{bearer} (ICE candidate {candidate}); browser publishing at {publish_page}", whip_urls.join(" or "));
         let wm = w.clone();
         origin.add_metrics(Arc::new(move || wm.render_metrics()));
         origin.nest("/whip", whip::WhipHttp(w));

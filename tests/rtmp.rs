@@ -320,3 +320,115 @@ fn a_restarted_stream_never_reuses_an_msn_even_after_a_faster_than_real_time_pub
     );
     let _ = ff.wait();
 }
+
+/// The width of the picture in the init segment at `uri` of stream `stream` (ffprobe).
+fn init_width(s: &Server, stream: &str, uri: &str) -> String {
+    let bytes = s.get(&format!("/live/{stream}/{uri}")).body;
+    let path = std::env::temp_dir().join(format!(
+        "llhls-init-{}-{}.mp4",
+        std::process::id(),
+        s.http.port()
+    ));
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn map_uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .map(|l| l.split('"').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn a_publisher_on_live_demo_takes_it_over_and_the_demo_resumes_after_it_leaves() {
+    let demo_file = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/media/demo.mp4");
+    let s = Server::start(&[
+        "--demo",
+        "true",
+        "--demo-file",
+        demo_file,
+        "--reconnect-grace-secs",
+        "2",
+    ]);
+    s.wait_for("/live/demo/index.m3u8", Duration::from_secs(30));
+    let before = s.get("/live/demo/media.m3u8").text();
+    let msns = |t: &str| -> Vec<u64> {
+        uris(t)
+            .iter()
+            .filter_map(|u| key(u).filter(|k| !k.is_init()))
+            .map(|k| k.msn())
+            .collect()
+    };
+    let demo_msn = *msns(&before).iter().min().unwrap();
+    assert_eq!(
+        init_width(&s, "demo", &map_uris(&before)[0]),
+        "1280",
+        "the demo's picture"
+    );
+
+    // The publish is accepted (ffmpeg fails on a refused publish) and continues the stream.
+    let mut ff = publish(&s.rtmp_url("demo"), 6, false);
+    assert!(
+        ff.wait().unwrap().success(),
+        "the publish to live/demo must be accepted; log:\n{}",
+        s.log_text()
+    );
+    let during = s.get("/live/demo/media.m3u8").text();
+    assert!(during.contains("#EXT-X-DISCONTINUITY\n"), "{during}");
+    assert!(!during.contains("#EXT-X-ENDLIST"), "{during}");
+    let taken = msns(&during);
+    assert!(taken.iter().all(|m| *m >= demo_msn), "{during}");
+    let last_map = map_uris(&during).pop().unwrap();
+    assert_eq!(
+        init_width(&s, "demo", &last_map),
+        "320",
+        "the publisher's picture"
+    );
+    let log = s.log_text();
+    assert!(log.contains("a publisher took live/demo over"), "{log}");
+    assert!(!log.contains("already has a publisher"), "{log}");
+
+    // The publisher has left: after the grace period the demo comes back as a new stream whose
+    // MSNs follow the taken-over stream's.
+    let mut resumed = String::new();
+    for _ in 0..300 {
+        let t = s.get("/live/demo/media.m3u8");
+        if t.status == 200
+            && !t.text().contains("#EXT-X-ENDLIST")
+            && !t.text().contains("#EXT-X-DISCONTINUITY\n")
+            && s.log_text().contains("the demo stream resumes")
+        {
+            resumed = t.text();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !resumed.is_empty(),
+        "the demo did not resume; log:\n{}",
+        s.log_text()
+    );
+    let old_max = *taken.iter().max().unwrap();
+    assert!(
+        msns(&resumed).iter().all(|m| *m > old_max),
+        "resumed demo reuses MSNs up to {old_max}:\n{resumed}"
+    );
+    assert_eq!(init_width(&s, "demo", &map_uris(&resumed)[0]), "1280");
+}

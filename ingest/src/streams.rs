@@ -1,7 +1,12 @@
 //! Publishing sessions: which stream names are live, who publishes them, and the reconnect grace
-//! period. Ingest adapters (RTMP, the demo source) claim a name, get a [`Publication`], and
+//! period. Ingest adapters (RTMP, WHIP, the demo source) claim a name, get a [`Publication`], and
 //! feed it frames; when they drop it the stream waits `grace` for the same name to come back
 //! (continuing with EXT-X-DISCONTINUITY), then ends with EXT-X-ENDLIST.
+//!
+//! A source that yields ([`Streams::claim_yielding`], the demo) gives its name up to any real
+//! publisher: the publisher's claim asks it to stop, it hands its stream over, and the
+//! publisher continues that stream exactly as a reconnect would (same playlists, MSNs go on,
+//! EXT-X-DISCONTINUITY).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,10 +15,15 @@ use std::time::Duration;
 use anyhow::Context;
 use llhls_origin::{wall_now, Command, Origin, StreamInput};
 use llhls_packager::{Frame, Packager, PackagerConfig, TrackConfig, WallClock};
+use tokio::sync::oneshot;
 
 enum Slot {
-    /// A publisher holds it.
-    Publishing,
+    /// A publisher holds it: the [`Publication`] with this id. A yielding one (the demo) can be
+    /// asked, through `yield_to`, to hand its stream over to a real publisher.
+    Publishing {
+        id: u64,
+        yield_to: Option<oneshot::Sender<Handoff>>,
+    },
     /// The publisher left; the stream waits for it until the generation changes.
     Grace { input: StreamInput, generation: u64 },
 }
@@ -40,6 +50,7 @@ pub struct Streams {
     grace: Duration,
     slots: Mutex<HashMap<String, Slot>>,
     generation: Mutex<u64>,
+    next_id: std::sync::atomic::AtomicU64,
     playback_base: std::sync::OnceLock<String>,
 }
 
@@ -47,8 +58,32 @@ pub struct Streams {
 pub struct Publication {
     streams: Arc<Streams>,
     name: String,
+    /// Which claim this is (the slot names its owner, so a displaced publication's drop leaves
+    /// the new owner's slot alone).
+    id: u64,
     input: Option<StreamInput>,
     resumed: Option<StreamInput>,
+    /// A yielding source's stream, on its way here ([`Streams::claim`] over the demo).
+    takeover: Option<oneshot::Receiver<StreamInput>>,
+}
+
+/// Where a displaced yielding source sends its stream: to the publisher that took the name.
+pub struct Handoff(oneshot::Sender<StreamInput>);
+
+/// A yielding source's notice that a publisher wants its name: see [`Streams::claim_yielding`].
+pub struct Displaced(oneshot::Receiver<Handoff>);
+
+impl Displaced {
+    /// Waits until a publisher claims the name; then hand the stream over with
+    /// [`Publication::hand_over`].
+    pub async fn wait(self) -> Handoff {
+        match self.0.await {
+            Ok(h) => h,
+            // The slot went away without a takeover (cannot happen while the publication
+            // lives): never resolve.
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 /// Compares in time that depends only on the lengths, not on where the bytes differ.
@@ -97,6 +132,7 @@ impl Streams {
             grace,
             slots: Mutex::new(HashMap::new()),
             generation: Mutex::new(0),
+            next_id: std::sync::atomic::AtomicU64::new(1),
             playback_base: std::sync::OnceLock::new(),
         })
     }
@@ -124,42 +160,101 @@ impl Streams {
         name: &str,
         key: Option<&str>,
     ) -> Result<Publication, PublishError> {
-        self.claim_inner(name, key, false)
+        self.claim_inner(name, key)
     }
 
-    /// Claims `name` for a source inside this process (the demo): no key needed.
-    pub fn claim_trusted(self: &Arc<Self>, name: &str) -> Result<Publication, PublishError> {
-        self.claim_inner(name, None, true)
+    /// Claims a free `name` for a source inside this process that gives way to real
+    /// publishers (the demo): no key needed; refused while anyone publishes the name or it
+    /// waits for a reconnect. When a publisher claims the name, [`Displaced::wait`] resolves:
+    /// stop feeding and [`Publication::hand_over`] the stream.
+    pub fn claim_yielding(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<(Publication, Displaced), PublishError> {
+        if !valid_name(name) {
+            return Err(PublishError::BadName(name.to_string()));
+        }
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.contains_key(name) {
+            return Err(PublishError::Duplicate(name.to_string()));
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id();
+        slots.insert(
+            name.to_string(),
+            Slot::Publishing {
+                id,
+                yield_to: Some(tx),
+            },
+        );
+        Ok((self.publication(name, id, None, None), Displaced(rx)))
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn publication(
+        self: &Arc<Self>,
+        name: &str,
+        id: u64,
+        resumed: Option<StreamInput>,
+        takeover: Option<oneshot::Receiver<StreamInput>>,
+    ) -> Publication {
+        Publication {
+            streams: self.clone(),
+            name: name.to_string(),
+            id,
+            input: None,
+            resumed,
+            takeover,
+        }
     }
 
     fn claim_inner(
         self: &Arc<Self>,
         name: &str,
         key: Option<&str>,
-        trusted: bool,
     ) -> Result<Publication, PublishError> {
         if !valid_name(name) {
             return Err(PublishError::BadName(name.to_string()));
         }
-        if !trusted && !key_allowed(&self.keys, key) {
+        if !key_allowed(&self.keys, key) {
             return Err(PublishError::Unauthorized(name.to_string()));
         }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut takeover = None;
         let resumed = match slots.remove(name) {
-            Some(Slot::Publishing) => {
-                slots.insert(name.to_string(), Slot::Publishing);
+            Some(Slot::Publishing {
+                yield_to: Some(yield_to),
+                ..
+            }) => {
+                // A yielding source (the demo) holds the name: ask it for its stream.
+                let (tx, rx) = oneshot::channel();
+                if yield_to.send(Handoff(tx)).is_ok() {
+                    takeover = Some(rx);
+                }
+                None
+            }
+            Some(slot @ Slot::Publishing { .. }) => {
+                slots.insert(name.to_string(), slot);
                 return Err(PublishError::Duplicate(name.to_string()));
             }
             Some(Slot::Grace { input, .. }) => Some(input),
             None => None,
         };
-        slots.insert(name.to_string(), Slot::Publishing);
-        Ok(Publication {
-            streams: self.clone(),
-            name: name.to_string(),
-            input: None,
-            resumed,
-        })
+        let id = self.next_id();
+        slots.insert(name.to_string(), Slot::Publishing { id, yield_to: None });
+        Ok(self.publication(name, id, resumed, takeover))
+    }
+
+    /// Is `name` claimed, or waiting for its publisher to come back?
+    pub fn is_claimed(&self, name: &str) -> bool {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
     }
 }
 
@@ -174,10 +269,16 @@ impl Publication {
         &self.name
     }
 
-    /// Starts (or resumes, within the grace period) the stream with these tracks.
+    /// Starts (or resumes, within the grace period, or continues a yielding source's stream)
+    /// the stream with these tracks. True when it continues an existing stream.
     pub async fn start(&mut self, tracks: Vec<TrackConfig>) -> anyhow::Result<bool> {
         if self.input.is_some() {
             return Ok(false);
+        }
+        if let Some(rx) = self.takeover.take() {
+            // The yielding source stops feeding, then sends its stream (promptly: it only
+            // finishes the frame it is sending).
+            self.resumed = rx.await.ok();
         }
         if let Some(input) = self.resumed.take() {
             if input
@@ -237,12 +338,27 @@ impl Publication {
     }
 }
 
+impl Publication {
+    /// A yielding source gives its stream to the publisher that took its name (see
+    /// [`Streams::claim_yielding`]); that publisher continues it as a reconnect would.
+    pub fn hand_over(mut self, to: Handoff) {
+        if let Some(input) = self.input.take().or_else(|| self.resumed.take()) {
+            // If that publisher has already gone, the stream ends here (dropped input).
+            let _ = to.0.send(input);
+        }
+    }
+}
+
 impl Drop for Publication {
     fn drop(&mut self) {
         let streams = self.streams.clone();
         let name = self.name.clone();
         let input = self.input.take().or_else(|| self.resumed.take());
         let mut slots = streams.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(slots.get(&name), Some(Slot::Publishing { id, .. }) if *id == self.id) {
+            // Taken over: the name belongs to another publication now.
+            return;
+        }
         match input {
             None => {
                 slots.remove(&name);
@@ -314,6 +430,43 @@ mod tests {
         assert!(now > 17_000_000_000, "tenths of a second since 1970");
         assert_eq!(first_msn(Some(now + 500)), now + 501);
         assert!(first_msn(Some(5)) >= now);
+    }
+
+    #[tokio::test]
+    async fn a_publisher_takes_a_yielding_name_over() {
+        let origin = Origin::new(llhls_origin::OriginConfig::default());
+        let streams = Streams::new(
+            origin,
+            PackagerConfig::default(),
+            vec!["k".into()],
+            Duration::from_secs(1),
+        );
+        let (demo, displaced) = streams.claim_yielding("demo").unwrap();
+        assert!(matches!(
+            streams.claim_yielding("demo"),
+            Err(PublishError::Duplicate(_))
+        ));
+        // Keys still apply to a takeover.
+        assert!(matches!(
+            streams.claim("demo", Some("nope")),
+            Err(PublishError::Unauthorized(_))
+        ));
+        let publisher = streams.claim("demo", Some("k")).unwrap();
+        let handoff = displaced.wait().await;
+        demo.hand_over(handoff);
+        // The displaced demo's drop left the publisher's claim alone.
+        assert!(streams.is_claimed("demo"));
+        assert!(matches!(
+            streams.claim("demo", Some("k")),
+            Err(PublishError::Duplicate(_))
+        ));
+        assert!(matches!(
+            streams.claim_yielding("demo"),
+            Err(PublishError::Duplicate(_))
+        ));
+        drop(publisher);
+        assert!(!streams.is_claimed("demo"));
+        assert!(streams.claim_yielding("demo").is_ok());
     }
 
     #[test]

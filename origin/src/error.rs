@@ -15,7 +15,7 @@ use crate::metrics::Class;
 #[non_exhaustive]
 pub enum Error {
     /// No route, page or nested service for the path (404). The text lists what is served.
-    #[error("not found: this server answers / (the player page), /live/NAME/index.m3u8 (a stream's playlist), /streams.json, /metrics, /healthz, and WHIP publishers at /whip/live/NAME")]
+    #[error("not found: this server answers / (the player page), /live/NAME/index.m3u8 (a stream's playlist), /streams.json, /metrics, /healthz, WHIP publishers at /whip/live/NAME, and browser publishing at /publish")]
     NotFound,
     /// The stream is not live (404).
     #[error("no such stream")]
@@ -124,7 +124,12 @@ mod tests {
     #[test]
     fn unknown_path_says_what_is_served() {
         let text = Error::NotFound.to_string();
-        for url in ["/live/NAME/index.m3u8", "/streams.json", "/whip/live/NAME"] {
+        for url in [
+            "/live/NAME/index.m3u8",
+            "/streams.json",
+            "/whip/live/NAME",
+            "/publish",
+        ] {
             assert!(text.contains(url), "{text}");
         }
     }

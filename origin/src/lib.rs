@@ -17,7 +17,8 @@
 //!   per object class, CORS, gzip), [`error`] (one error type mapped to statuses).
 //! - [`server`]: HTTP/1.1 and h2c on one port, HTTPS with ALPN h2, connection and header
 //!   limits, graceful shutdown.
-//! - [`metrics`]: Prometheus counters.
+//! - [`metrics`]: Prometheus counters; [`stats`]: per-stream counters and the `/streams.json`
+//!   summary.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub mod rope;
 pub mod route;
 pub mod router;
 pub mod server;
+pub mod stats;
 
 pub use body::Body;
 pub use error::Error;

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::rope::Rope;
+use crate::stats::{new_gap_parts, StreamStats};
 
 /// A playlist rendered once, plain and gzip'd.
 #[derive(Debug, Clone)]
@@ -189,6 +190,8 @@ pub struct Stream {
     pub held: AtomicUsize,
     /// The stream task has finished (ENDLIST published, or never went live).
     pub ended: std::sync::atomic::AtomicBool,
+    /// Per-stream counters (`/metrics`, `/streams.json`).
+    pub stats: StreamStats,
 }
 
 impl Stream {
@@ -240,6 +243,7 @@ pub(crate) fn spawn_stream(
         published: prx,
         held: AtomicUsize::new(0),
         ended: std::sync::atomic::AtomicBool::new(false),
+        stats: StreamStats::default(),
     });
     let task_stream = stream.clone();
     tokio::spawn(async move {
@@ -249,6 +253,7 @@ pub(crate) fn spawn_stream(
         let _ = &span;
         metrics.live_streams.fetch_add(1, Ordering::Relaxed);
         let mut errors = 0u64;
+        let mut gap_cursor = None;
         loop {
             // No input for 100 ms: let the packager see the time pass (GAP parts on stalls).
             let cmd = match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
@@ -256,13 +261,30 @@ pub(crate) fn spawn_stream(
                 Err(_) => {
                     p.handle_timeout(wall_now());
                     let over = codecs_override.as_deref();
-                    drain(&mut p, &stream, &ptx, &name, over, &metrics);
+                    drain(
+                        &mut p,
+                        &stream,
+                        &ptx,
+                        &name,
+                        over,
+                        &metrics,
+                        &mut gap_cursor,
+                    );
                     continue;
                 }
             };
             let result = match cmd {
-                Some(Command::Frame(f, now)) => p.handle_frame(f, now),
-                Some(Command::Discontinuity(t, now)) => p.handle_discontinuity(t, now),
+                Some(Command::Frame(f, now)) => {
+                    stream.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                    let len = f.data.len() as u64;
+                    stream.stats.bytes_in.fetch_add(len, Ordering::Relaxed);
+                    p.handle_frame(f, now)
+                }
+                Some(Command::Discontinuity(t, now)) => {
+                    let d = &stream.stats.discontinuities;
+                    d.fetch_add(1, Ordering::Relaxed);
+                    p.handle_discontinuity(t, now)
+                }
                 // An explicit end, or the ingest side dropped its handle.
                 end => {
                     let now = match end {
@@ -271,7 +293,15 @@ pub(crate) fn spawn_stream(
                     };
                     p.handle_end_of_stream(now);
                     let over = codecs_override.as_deref();
-                    drain(&mut p, &stream, &ptx, &name, over, &metrics);
+                    drain(
+                        &mut p,
+                        &stream,
+                        &ptx,
+                        &name,
+                        over,
+                        &metrics,
+                        &mut gap_cursor,
+                    );
                     break;
                 }
             };
@@ -289,6 +319,7 @@ pub(crate) fn spawn_stream(
                 &name,
                 codecs_override.as_deref(),
                 &metrics,
+                &mut gap_cursor,
             );
         }
         stream.ended.store(true, Ordering::Relaxed);
@@ -307,6 +338,7 @@ fn drain(
     name: &str,
     codecs_override: Option<&str>,
     metrics: &Metrics,
+    gap_cursor: &mut Option<(u64, usize)>,
 ) {
     while let Some(out) = p.poll_output() {
         match out {
@@ -337,6 +369,10 @@ fn drain(
             Output::Warning(w) => tracing::warn!(stream = %name, "{}", w.for_live_encoder()),
             Output::PlaylistChanged => {
                 if let Some(snap) = p.snapshot() {
+                    if let Some(main) = snap.renditions.first() {
+                        let gaps = new_gap_parts(main, gap_cursor);
+                        stream.stats.gap_parts.fetch_add(gaps, Ordering::Relaxed);
+                    }
                     let first = ptx.borrow().is_none();
                     let published = Arc::new(Published::render(snap, codecs_override));
                     if first {

@@ -181,6 +181,35 @@ impl Origin {
             .cloned()
     }
 
+    /// What `/streams.json` lists: every stream with a published playlist that has not
+    /// ended, sorted by name.
+    pub fn stream_summaries(&self) -> Vec<crate::stats::StreamSummary> {
+        let mut v: Vec<crate::stats::StreamSummary> = self
+            .live_streams()
+            .iter()
+            .filter_map(|s| {
+                let p = s.current()?;
+                Some(crate::stats::StreamSummary::new(s, &p.snapshot))
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Streams whose task runs (not ended), sorted by name.
+    fn live_streams(&self) -> Vec<Arc<Stream>> {
+        let mut v: Vec<Arc<Stream>> = self
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|s| !s.ended.load(Ordering::Relaxed))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     /// Names of streams with a published playlist, sorted.
     pub fn stream_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -217,6 +246,7 @@ impl Origin {
     /// The Prometheus text for `/metrics`: ours, then every added source.
     pub(crate) fn render_metrics(&self) -> String {
         let mut text = self.metrics.render();
+        text.push_str(&crate::stats::render(&self.live_streams()));
         for f in self
             .extra_metrics
             .read()

@@ -3,6 +3,7 @@
 //! cannot answer yet waits on the stream's `watch` channel (`wait_for` checks the current value
 //! first, so no wake-up is lost) for at most 3 target durations.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -93,6 +94,7 @@ async fn reload(
         }
         Decision::Wait { msn, part, skip } => {
             let _guard = origin.hold(&s).ok_or(Error::TooManyHeld)?;
+            let _player = PlayerGuard::new(&s.stats.held_playlists);
             let mut rx = s.published.clone();
             let mut shutdown = origin.shutdown.subscribe();
             let wait = rx.wait_for(|p| {
@@ -143,4 +145,21 @@ fn view_reply(
 ) -> Result<Reply, Error> {
     let v = p.view(view.rendition, skip).ok_or(Error::NoSuchRendition)?;
     Ok(playlist_reply(view.class, p, v, view.gzip, cc))
+}
+
+/// Counts a held blocking playlist request (about one per player and media playlist, see
+/// `StreamStats::held_playlists`) for as long as it lives.
+struct PlayerGuard<'a>(&'a AtomicUsize);
+
+impl<'a> PlayerGuard<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        PlayerGuard(n)
+    }
+}
+
+impl Drop for PlayerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

@@ -146,15 +146,11 @@ async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head) -> R
             "no-store",
         ),
         Route::StreamList => {
-            let names: Vec<String> = origin
-                .stream_names()
-                .iter()
-                .map(|n| format!("\"{n}\""))
-                .collect();
+            let streams: Vec<String> = origin.stream_summaries().iter().map(|s| s.json()).collect();
             text_reply(
                 Class::Other,
                 "application/json",
-                Bytes::from(format!("[{}]", names.join(","))),
+                Bytes::from(format!("[{}]", streams.join(","))),
                 "no-store",
             )
         }

@@ -440,6 +440,63 @@ async fn metrics_count_parts_and_requests() {
     assert!(m.contains("llhls_live_streams 1"));
 }
 
+/// The value of the series `name{stream="test"}` in `/metrics`.
+fn stream_series(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}{{stream=\"test\"}} ")))
+        .unwrap_or_else(|| panic!("{name} not exposed:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_stream_metrics_and_the_stream_list_show_input_gaps_and_players() {
+    let live = Live::stalling(Addressing::Files).await;
+    // The publisher went quiet: the stall publishes GAP parts.
+    live.idle(150).await;
+    let (_, gap_part) = live.gap_segment();
+    assert!(!gap_part.is_empty());
+    // One player waits on a blocking reload.
+    let (msn, _) = live.last_part();
+    let held = live.spawn_get(&format!("{MEDIA}?_HLS_msn={}&_HLS_part=0", msn + 1));
+    settle().await;
+    assert!(!held.is_finished());
+    // And the publisher comes back: a discontinuity.
+    live.input
+        .send(Command::Discontinuity(None, llhls_origin::wall_now()))
+        .await
+        .unwrap();
+    settle().await;
+    let m = text(live.get("/metrics").await).await;
+    let frames = stream_series(&m, "llhls_stream_frames_in_total");
+    assert_eq!(frames, (2.2f64 * 77.0) as u64, "every frame fed is counted");
+    assert!(stream_series(&m, "llhls_stream_bytes_in_total") > frames);
+    assert!(
+        stream_series(&m, "llhls_stream_gap_parts_total") >= 1,
+        "{m}"
+    );
+    assert_eq!(stream_series(&m, "llhls_stream_discontinuities_total"), 1);
+    assert_eq!(stream_series(&m, "llhls_stream_held_playlists"), 1);
+    let list = text(live.get("/streams.json").await).await;
+    assert!(
+        list.starts_with(
+            "[{\"name\":\"test\",\"playlist\":\"/live/test/index.m3u8\",\"codecs\":[\"avc1."
+        ),
+        "{list}"
+    );
+    assert!(list.contains(",\"viewers\":1}]"), "{list}");
+    assert!(list.contains("\"width\":"), "{list}");
+    let bitrate: u64 = list
+        .split("\"bitrate\":")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a bitrate");
+    assert!(bitrate > 0, "{list}");
+    held.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn gzip_when_accepted() {
     let live = Live::new(Addressing::Files).await;

@@ -43,6 +43,12 @@ impl Server {
             std::process::id(),
             http.port()
         ));
+        // No demo stream unless the test asks for one.
+        let demo: &[&str] = if extra.contains(&"--demo") {
+            &[]
+        } else {
+            &["--demo", "false"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_llhls"))
             .args([
                 "serve",
@@ -50,11 +56,10 @@ impl Server {
                 &http.to_string(),
                 "--rtmp",
                 &rtmp.to_string(),
-                "--demo",
-                "false",
                 "--whip-udp",
                 &format!("0.0.0.0:{whip_port}"),
             ])
+            .args(demo)
             .args(extra)
             .env(
                 "RUST_LOG",

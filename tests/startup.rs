@@ -1,0 +1,60 @@
+//! What `llhls serve` tells a newcomer when it starts: addresses a person can type.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// The log lines up to the WHIP line, of a server on wildcard addresses with publish keys.
+fn startup_log(extra: &[&str]) -> String {
+    let http = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llhls"))
+        .args(["serve", "--http", &format!("0.0.0.0:{http}")])
+        .args(["--rtmp", &format!("0.0.0.0:{}", free_port())])
+        .args(["--whip-udp", &format!("0.0.0.0:{}", free_udp_port())])
+        .args(["--demo", "false"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        if line.contains("WHIP: POST") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.contains(&format!("player at http://localhost:{http}/")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("://0.0.0.0"),
+        "a wildcard address as a URL:\n{text}"
+    );
+    assert!(!text.contains("HOST"), "a placeholder host:\n{text}");
+    text
+}
+
+#[test]
+fn the_startup_log_gives_reachable_urls_and_the_key_forms() {
+    let open = startup_log(&[]);
+    assert!(open.contains("/live/NAME "), "{open}");
+    assert!(!open.contains("?key="), "{open}");
+    assert!(open.contains("/publish"), "{open}");
+    let keyed = startup_log(&["--publish-keys", "s3cret"]);
+    assert!(keyed.contains("/live/NAME?key=KEY"), "{keyed}");
+    assert!(keyed.contains("Authorization: Bearer KEY"), "{keyed}");
+    assert!(
+        !keyed.contains("s3cret"),
+        "the key itself is not logged:\n{keyed}"
+    );
+}
