@@ -28,14 +28,14 @@ impl Live {
         Live::with_publisher(addressing, Publisher::new(30.0, 30)).await
     }
 
-    /// A stream whose publisher goes quiet after its first 2.2 s: its frames arrive 3 s before
+    /// A stream whose publisher goes quiet after its first 3.2 s: its frames arrive 3 s before
     /// the real wall clock says it is, so the first time the runtime idles (the stream task's
     /// 100 ms input timeout, `Packager::handle_timeout` with the real clock) the packager sees
     /// a stall: it closes the open segment with the samples left and publishes GAP parts (a
     /// GAP segment, and an open one of GAP parts) up to the wall clock.
     async fn stalling(addressing: Addressing) -> Live {
         let mut publisher = Publisher::new(30.0, 30);
-        publisher.wall0 = real_ms() - 2_200 - 3_000;
+        publisher.wall0 = real_ms() - 3_200 - 3_000;
         Live::with_publisher(addressing, publisher).await
     }
 
@@ -53,8 +53,8 @@ impl Live {
             input,
             publisher,
         };
-        // Two seconds of media: the first segment closes and the playlist is published.
-        live.feed_secs(2.2).await;
+        // Three seconds of media: the first three segments close and the playlist is published.
+        live.feed_secs(3.2).await;
         live
     }
 
@@ -470,7 +470,7 @@ async fn per_stream_metrics_and_the_stream_list_show_input_gaps_and_players() {
     settle().await;
     let m = text(live.get("/metrics").await).await;
     let frames = stream_series(&m, "llhls_stream_frames_in_total");
-    assert_eq!(frames, (2.2f64 * 77.0) as u64, "every frame fed is counted");
+    assert_eq!(frames, (3.2f64 * 77.0) as u64, "every frame fed is counted");
     assert!(stream_series(&m, "llhls_stream_bytes_in_total") > frames);
     assert!(
         stream_series(&m, "llhls_stream_gap_parts_total") >= 1,

@@ -38,7 +38,7 @@ async fn start(config: ServerConfig) -> Running {
         publisher,
         stop,
     };
-    r.feed(77 * 3).await;
+    r.feed(77 * 4).await;
     r
 }
 
@@ -286,8 +286,8 @@ async fn byte_ranges_of_a_growing_segment_arrive_whole_over_http1_and_h2() {
             let _ = rx.await;
         },
     ));
-    // One closed segment and part of the next (2 s GOPs): a segment growing part by part.
-    for _ in 0..77 * 3 {
+    // Three closed segments and part of the next (2 s GOPs): a segment growing part by part.
+    for _ in 0..77 * 7 {
         let (f, w) = publisher.next_frame();
         input.send(Command::Frame(f, w)).await.unwrap();
     }

@@ -350,7 +350,7 @@ mod tests {
         let mut p = Packager::new(PackagerConfig::default(), publisher.tracks()).unwrap();
         let mut stored = Vec::new();
         let mut changes = 0;
-        for _ in 0..600 {
+        for _ in 0..1200 {
             let (frame, now) = publisher.next_frame();
             p.handle_frame(frame, now).unwrap();
             while let Some(out) = p.poll_output() {

@@ -36,6 +36,13 @@ use time::LeadTicks;
 use timeline::{check_timestamps, earliest_arrival, Jump, Timeline, Track};
 use window::{Rendition, Retention};
 
+/// Complete segments a stream has before its first playlist is published. Players start a
+/// few segments back from the live edge: Chromium's built-in HLS player fails to parse a
+/// playlist with fewer than three, and hls.js and Shaka joining a one-segment playlist start
+/// further behind than later viewers and never catch up. The first segments are cut short
+/// (see [`segmenter`]) so that three come quickly.
+pub const FIRST_PLAYLIST_SEGMENTS: usize = 3;
+
 /// The sans-IO LL-HLS packager for one stream. See the crate docs for the contract.
 pub struct Packager {
     config: PackagerConfig,
@@ -139,8 +146,16 @@ impl Packager {
         self.outputs.pop_front()
     }
 
-    /// Has the first playlist been published (at least one complete segment)?
+    /// Has the first playlist been published? That waits for [`FIRST_PLAYLIST_SEGMENTS`]
+    /// complete segments (or the end of the stream), so that every player can start from the
+    /// first playlist it sees.
     pub fn is_live(&self) -> bool {
+        let needed = FIRST_PLAYLIST_SEGMENTS.min(self.config.window_segments);
+        self.timing.is_some() && self.renditions.iter().all(|r| r.segments.len() >= needed)
+    }
+
+    /// Has every rendition a complete segment?
+    fn has_segments(&self) -> bool {
         self.timing.is_some() && self.renditions.iter().all(|r| !r.segments.is_empty())
     }
 

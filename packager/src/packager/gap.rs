@@ -86,7 +86,7 @@ impl Packager {
     /// keyframe then continues right after the gap.
     pub fn handle_timeout(&mut self, now: WallClock) {
         let Some(locked) = self.locked() else { return };
-        if self.ended || !self.is_live() {
+        if self.ended || !self.has_segments() {
             return;
         }
         let Some((anchor, anchor_wall)) = self.timeline.pdt_anchor.or(self.gap.anchor_before_stall)

@@ -86,7 +86,8 @@ impl Packager {
         let segment_target_ns = self.config.segment_target.as_nanos() as i64;
         let elapsed = last - first;
         let max_ns = i64::from(self.config.max_target_duration) * 1_000_000_000;
-        let closes = last_key && elapsed >= segment_target_ns * 3 / 4;
+        // The first segment closes early, as the segmenter's first segments do.
+        let closes = last_key && elapsed >= segment_target_ns * 3 / 8;
         if !(closes || elapsed >= max_ns) || lead.len() < 3 {
             return None;
         }

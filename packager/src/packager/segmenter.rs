@@ -1,6 +1,8 @@
 //! Part and segment cuts on the lead track's DTS timeline: a part closes before the frame
 //! that would overflow PART-TARGET; a segment closes on the first keyframe after three
-//! quarters of the segment target, or is cut between keyframes when none comes in time.
+//! quarters of the segment target (three eighths for the stream's first
+//! [`FIRST_PLAYLIST_SEGMENTS`] segments, so that the first playlist comes sooner), or is cut
+//! between keyframes when none comes in time.
 
 use crate::media::WallClock;
 
@@ -8,7 +10,7 @@ use super::probe::Locked;
 use super::time::LeadTicks;
 use super::timeline::Pending;
 use super::window::Open;
-use super::Packager;
+use super::{Packager, FIRST_PLAYLIST_SEGMENTS};
 
 /// The lead track's samples between part boundaries.
 #[derive(Debug)]
@@ -92,7 +94,13 @@ pub(super) fn decide(
 
 impl Packager {
     /// One lead sample on the output clock: closes parts and segments as it requires.
-    pub(super) fn on_lead_sample(&mut self, sample: Pending, now: WallClock, locked: Locked) {
+    pub(super) fn on_lead_sample(&mut self, sample: Pending, now: WallClock, mut locked: Locked) {
+        if self.segmenter.next_msn - self.config.first_msn <= FIRST_PLAYLIST_SEGMENTS as u64 {
+            // The stream's first segments close on the first keyframe after 3/8 of the target
+            // rather than 3/4: with keyframes every second and a 2 s target, the first playlist
+            // (three segments) comes after 3 s instead of 6 s.
+            locked.segment_close = LeadTicks(locked.segment_close.get() / 2);
+        }
         let at = LeadTicks::of_lead_sample(sample.dts);
         if self.timeline.pdt_anchor.is_none() {
             self.timeline.pdt_anchor = Some((at, now));
