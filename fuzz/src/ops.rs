@@ -543,7 +543,8 @@ impl Driver {
                     let ms = clamp_i64(self.bound_ns(ns) / 1_000_000);
                     let pts_ms = clamp_i64(self.bound_ns(pts_ns) / 1_000_000);
                     self.last_ns[ti] = Some(i128::from(ms) * 1_000_000);
-                    let w = clamp_i64(i128::from(WALL0) + ns / 1_000_000) + i64::from(wall_jitter);
+                    let w = clamp_i64(i128::from(WALL0) + ns / 1_000_000)
+                        .saturating_add(i64::from(wall_jitter));
                     self.wall = w;
                     let frame = Frame {
                         track,

@@ -154,9 +154,14 @@ impl Packager {
             if cuts.before_last {
                 let boundary = at - last_len;
                 self.close_part(boundary);
+                let next_sync = self.segmenter.part_samples.first().is_some_and(|p| p.sync);
                 if cuts.at_sample != Cut::Segment {
-                    let next_sync = self.segmenter.part_samples.first().is_some_and(|p| p.sync);
                     self.maybe_force_cut(boundary, next_sync, locked);
+                } else if at - self.segment_start(at) > locked.segment_limit {
+                    // Closing at the keyframe would outgrow TD + 0.5 s: close at the boundary,
+                    // so the last sample makes a short segment of its own.
+                    self.close_segments(boundary);
+                    self.open_segments(boundary, next_sync);
                 }
             }
             match cuts.at_sample {
