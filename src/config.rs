@@ -58,7 +58,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LLHLS_PUBLISH_KEYS", value_delimiter = ',')]
     #[serde(deserialize_with = "comma_list")]
     pub publish_keys: Option<Vec<String>>,
-    /// Seconds a stream waits for its publisher to reconnect before it ends [default: 10].
+    /// Seconds a stream whose publisher vanished (no unpublish) waits for a reconnect before it
+    /// ends [default: 10]. A publisher that stops ends its stream at once.
     #[arg(long, env = "LLHLS_RECONNECT_GRACE_SECS")]
     pub reconnect_grace_secs: Option<u64>,
     /// Maximum open HTTP connections [default: 25000].

@@ -1,7 +1,8 @@
 //! The demo stream: `live/demo`, a sample file looped forever in real time with continuous
 //! timestamps, so a newcomer sees video before setting up a publisher. A real publisher on
 //! `live/demo` takes the stream over (it continues with a discontinuity, as a reconnect would);
-//! the demo resumes once that publisher has left and its reconnect grace period has ended.
+//! the demo resumes once that publisher has stopped, or vanished and its reconnect grace period
+//! has ended.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,7 +87,7 @@ async fn run_inner(streams: Arc<Streams>, file: &std::path::Path) -> anyhow::Res
             r = demo.play(&publication) => r?,
             handoff = displaced.wait() => {
                 publication.hand_over(handoff);
-                tracing::info!("a publisher took live/demo over: the demo stops feeding it and resumes when the name is free (after that publisher leaves and the reconnect grace period ends)");
+                tracing::info!("a publisher took live/demo over: the demo stops feeding it and resumes when the name is free (when that publisher stops, or vanishes and its reconnect grace period ends)");
             }
         }
     }

@@ -181,8 +181,11 @@ fn two_simultaneous_publishers() {
 #[test]
 fn reconnect_within_grace_continues_with_a_discontinuity() {
     let s = Server::start(&["--reconnect-grace-secs", "8"]);
-    let mut ff = publish(&s.rtmp_url("re"), 5, false);
+    // A publisher that vanishes without unpublishing (a crash, a dropped network): killed.
+    let mut ff = publish(&s.rtmp_url("re"), 30, false);
     s.wait_for("/live/re/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = ff.kill();
     let _ = ff.wait();
     let before = s.get("/live/re/media.m3u8").text();
     let first_msn: u64 = before
@@ -191,7 +194,9 @@ fn reconnect_within_grace_continues_with_a_discontinuity() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut again = publish(&s.rtmp_url("re"), 6, false);
+    let mut again = publish(&s.rtmp_url("re"), 30, false);
+    std::thread::sleep(Duration::from_secs(6));
+    let _ = again.kill();
     let _ = again.wait();
     let after = s.get("/live/re/media.m3u8").text();
     assert!(after.contains("#EXT-X-DISCONTINUITY\n"), "{after}");
@@ -210,6 +215,39 @@ fn reconnect_within_grace_continues_with_a_discontinuity() {
     std::thread::sleep(Duration::from_secs(10));
     let ended = s.get("/live/re/media.m3u8").text();
     assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
+}
+
+#[test]
+fn a_publisher_that_stops_ends_the_stream_at_once() {
+    // ffmpeg at the end of its input unpublishes (FCUnpublish, deleteStream), as OBS's "Stop
+    // Streaming" does: viewers get EXT-X-ENDLIST now, not after the (here 10-minute) grace
+    // period.
+    let s = Server::start(&["--reconnect-grace-secs", "600"]);
+    let mut ff = publish(&s.rtmp_url("stop"), 5, false);
+    s.wait_for("/live/stop/index.m3u8", Duration::from_secs(15));
+    assert!(ff.wait().unwrap().success());
+    let stopped = std::time::Instant::now();
+    let ended = loop {
+        let text = s.get("/live/stop/media.m3u8").text();
+        if text.ends_with("#EXT-X-ENDLIST\n") {
+            break text;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(60),
+            "no ENDLIST after the publisher stopped:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !ended.contains("GAP"),
+        "no GAP parts after a clean stop:\n{ended}"
+    );
+    assert!(
+        s.log_text()
+            .contains("the publisher stopped the stream: stream ended"),
+        "{}",
+        s.log_text()
+    );
 }
 
 /// Completes an RTMP handshake as a client and returns the socket.
@@ -384,13 +422,18 @@ fn a_publisher_on_live_demo_takes_it_over_and_the_demo_resumes_after_it_leaves()
     );
 
     // The publish is accepted (ffmpeg fails on a refused publish) and continues the stream.
-    let mut ff = publish(&s.rtmp_url("demo"), 6, false);
-    assert!(
-        ff.wait().unwrap().success(),
-        "the publish to live/demo must be accepted; log:\n{}",
-        s.log_text()
-    );
-    let during = s.get("/live/demo/media.m3u8").text();
+    let mut ff = publish(&s.rtmp_url("demo"), 8, false);
+    let mut during = String::new();
+    for _ in 0..150 {
+        during = s.get("/live/demo/media.m3u8").text();
+        if during.contains("#EXT-X-DISCONTINUITY\n") && during.contains("#EXT-X-PART") {
+            let after_discontinuity = during.rsplit("#EXT-X-DISCONTINUITY\n").next().unwrap();
+            if after_discontinuity.contains("#EXT-X-PART") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(during.contains("#EXT-X-DISCONTINUITY\n"), "{during}");
     assert!(!during.contains("#EXT-X-ENDLIST"), "{during}");
     let taken = msns(&during);
@@ -404,9 +447,14 @@ fn a_publisher_on_live_demo_takes_it_over_and_the_demo_resumes_after_it_leaves()
     let log = s.log_text();
     assert!(log.contains("a publisher took live/demo over"), "{log}");
     assert!(!log.contains("already has a publisher"), "{log}");
+    assert!(
+        ff.wait().unwrap().success(),
+        "the publish to live/demo must be accepted; log:\n{}",
+        s.log_text()
+    );
 
-    // The publisher has left: after the grace period the demo comes back as a new stream whose
-    // MSNs follow the taken-over stream's.
+    // The publisher has stopped (the stream ends at once): the demo comes back as a new stream
+    // whose MSNs follow the taken-over stream's.
     let mut resumed = String::new();
     for _ in 0..300 {
         let t = s.get("/live/demo/media.m3u8");

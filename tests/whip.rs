@@ -633,7 +633,7 @@ fn hostile_rtp_is_survived_and_other_streams_do_not_notice() {
 }
 
 #[test]
-fn duplicate_publisher_refused_then_delete_and_resume_with_a_discontinuity() {
+fn duplicate_publisher_refused_then_delete_ends_the_stream_and_the_name_is_free() {
     let server = Server::start(&["--reconnect-grace-secs", "10"]);
     let aus = h264_access_units(2);
     let stop = AtomicBool::new(false);
@@ -669,12 +669,22 @@ fn duplicate_publisher_refused_then_delete_and_resume_with_a_discontinuity() {
     );
     assert!(c.connected(Duration::from_secs(10)));
     c.stream(&frames, Abuse::default(), &stop);
+    // DELETE is the publisher saying it is done: the old stream ended (no GAP parts through
+    // the grace period) and the new publisher started a new stream, not a continuation.
     let p = media_playlist(&server, "dup").unwrap();
     assert!(
-        p.contains("#EXT-X-DISCONTINUITY"),
-        "resumed within the grace period:\n{p}"
+        !p.contains("#EXT-X-DISCONTINUITY\n"),
+        "a new stream after DELETE, not a resumed one:\n{p}"
     );
+    assert!(!p.contains("GAP"), "{p}");
     assert!(!p.contains("#EXT-X-ENDLIST"));
+    assert!(
+        server
+            .log_text()
+            .contains("the publisher stopped the stream: stream ended"),
+        "{}",
+        server.log_text()
+    );
 }
 
 #[test]

@@ -65,6 +65,8 @@ pub struct Publication {
     resumed: Option<StreamInput>,
     /// A yielding source's stream, on its way here ([`Streams::claim`] over the demo).
     takeover: Option<oneshot::Receiver<StreamInput>>,
+    /// The publisher said it is done (see [`Publication::stopped_by_publisher`]).
+    stopped: bool,
 }
 
 /// Where a displaced yielding source sends its stream: to the publisher that took the name.
@@ -209,6 +211,7 @@ impl Streams {
             input: None,
             resumed,
             takeover,
+            stopped: false,
         }
     }
 
@@ -349,6 +352,16 @@ impl Publication {
     }
 }
 
+impl Publication {
+    /// The publisher said it is done (RTMP `FCUnpublish`/`deleteStream`, as OBS's "Stop
+    /// Streaming" and ffmpeg at the end of its input send; WHIP `DELETE`): when this publication
+    /// drops, the stream ends at once (EXT-X-ENDLIST) instead of publishing GAP parts through
+    /// the reconnect grace period, which is for publishers that vanish without a word.
+    pub fn stopped_by_publisher(&mut self) {
+        self.stopped = true;
+    }
+}
+
 impl Drop for Publication {
     fn drop(&mut self) {
         let streams = self.streams.clone();
@@ -362,6 +375,10 @@ impl Drop for Publication {
         match input {
             None => {
                 slots.remove(&name);
+            }
+            Some(_input) if self.stopped => {
+                slots.remove(&name);
+                tracing::info!(stream = %name, "the publisher stopped the stream: stream ended");
             }
             Some(input) => {
                 let generation = {

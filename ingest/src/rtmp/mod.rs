@@ -158,9 +158,13 @@ impl Conn {
     }
 
     fn finish(&mut self, explicit: bool) {
-        if let Some(p) = self.publication.take() {
+        if let Some(mut p) = self.publication.take() {
             tracing::info!(peer = %self.peer, stream = %p.name(), explicit, "unpublish");
-            // Dropping the publication starts the reconnect grace period.
+            // An explicit unpublish ends the stream; a dropped connection starts the reconnect
+            // grace period.
+            if explicit {
+                p.stopped_by_publisher();
+            }
             drop(p);
         }
     }

@@ -261,6 +261,7 @@ pub async fn run(p: SessionParams) -> Ended {
             }
             _ = &mut s.p.stop => {
                 s.p.rtc.disconnect();
+                s.p.publication.stopped_by_publisher();
                 return Ended::Deleted;
             }
         }
