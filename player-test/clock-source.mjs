@@ -24,8 +24,8 @@ const FPS = 30, RATE = 48000, SPF = RATE / FPS;
 const MAX_QUEUE = 60 * FPS; // a minute of backlog at most, then the capture gives up (exit 3)
 
 const ff = spawn('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin',
-  '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${W}x${H}`, '-framerate', String(FPS), '-thread_queue_size', '64', '-i', 'pipe:0',
-  '-f', 's16le', '-ar', String(RATE), '-ac', '1', '-thread_queue_size', '64', '-i', 'pipe:3',
+  '-probesize', '32', '-analyzeduration', '0', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${W}x${H}`, '-framerate', String(FPS), '-thread_queue_size', '64', '-i', 'pipe:0',
+  '-probesize', '32', '-analyzeduration', '0', '-f', 's16le', '-ar', String(RATE), '-ac', '1', '-thread_queue_size', '64', '-i', 'pipe:3',
   '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30', '-sc_threshold', '0',
   '-pix_fmt', 'yuv420p', '-b:v', bitrate, '-c:a', 'aac', '-b:a', '96k', '-ac', '2', '-f', 'flv', rtmp],
 { stdio: ['pipe', 'inherit', 'inherit', 'pipe'] });
@@ -56,12 +56,22 @@ for (let i = 0; i < RATE; i++) sine.writeInt16LE(Math.round(0.3 * 32767 * Math.s
 
 // Writes never block this loop: a stopped ffmpeg leaves the frames queued in the streams'
 // buffers (the backlog), in capture order, each already stamped.
+// ffmpeg takes about a second to start (x264, the RTMP connection) before it reads. Until it
+// has once taken (nearly) every frame written, a frame is captured only when nothing waits (a camera
+// whose frames are dropped before the encoder runs), so the stream does not start with a
+// burst of late frames; from then on every frame is captured, and queued when ffmpeg stalls.
 const t0 = performance.now();
-let n = 0, maxQueued = 0;
+let n = 0, written = 0, maxQueued = 0, started = false;
 function tick() {
   while (performance.now() >= t0 + n * 1000 / FPS) {
-    ff.stdin.write(draw(Date.now()));
-    audioOut.write(sine.subarray((n % FPS) * SPF * 2, ((n % FPS) + 1) * SPF * 2));
+    const waiting = ff.stdin.writableLength;
+    // (Less than a frame waiting: the rest of the last one, which does not fit the pipe.)
+    if (!started && waiting < frameSize && written >= FPS) { started = true; console.log(`capturing every frame from frame ${n}`); }
+    if (started || waiting < frameSize) {
+      ff.stdin.write(draw(Date.now()));
+      audioOut.write(sine.subarray((written % FPS) * SPF * 2, ((written % FPS) + 1) * SPF * 2));
+      written++;
+    }
     n++;
     const queued = Math.floor(ff.stdin.writableLength / frameSize);
     if (queued > maxQueued) maxQueued = queued;
@@ -70,4 +80,4 @@ function tick() {
   setTimeout(tick, Math.max(0, t0 + n * 1000 / FPS - performance.now()));
 }
 tick();
-setInterval(() => console.log(`frames ${n} max-backlog ${maxQueued}`), 5000);
+setInterval(() => console.log(`frames ${n} backlog ${Math.floor(ff.stdin.writableLength / frameSize)} max-backlog ${maxQueued}`), 5000);
