@@ -19,6 +19,7 @@
 //                           playlist first answers 200, polled every 50 ms from the publisher's
 //                           start; late: 15 s after that; neither: load it once the playlist has
 //                           answered 200, polled every 200 ms, after the edge/proxy are up)
+//        [--join-delay 15] (the late join's wait after the first 200, in seconds)
 //        [--stall 3 [--stall-at 20]]  (SIGSTOP the publisher's encoder for 3 s, 20 s after the
 //                           viewer joined, then SIGCONT: it bursts its backlog; the run fails
 //                           unless every player is back within 0.3 s of its pre-stall latency
@@ -60,6 +61,8 @@ const playerKind = opt('player', 'hlsjs');
 if (!['hlsjs', 'shaka', 'native'].includes(playerKind)) throw new Error(`unknown --player ${playerKind}`);
 const join_ = opt('join', '');
 if (!['', 'early', 'late'].includes(join_)) throw new Error(`unknown --join ${join_}`);
+// --join-delay: the late join's wait after the first 200 (15 s unless given).
+const joinDelaySecs = Number(opt('join-delay', '15'));
 const stallSecs = Number(opt('stall', '0'));
 const stallAt = Number(opt('stall-at', '20'));
 const name = opt('name', `${playerKind === 'hlsjs' ? '' : playerKind + '-'}${join_ ? join_ + '-' : ''}${stallSecs ? 'stall-' : ''}${useEdge ? 'edge' : 'direct'}-${nPlayers}p-${layout}-${partMs}ms`);
@@ -145,9 +148,7 @@ await new Promise(r => pageServer.listen(pagePort, '127.0.0.1', r));
 const { chromium } = await import('playwright-core');
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  // --chromium-log: Chromium's own media logging (the native player's reasons) on stderr.
-  ...(flag('chromium-log') ? { logger: { isEnabled: (n) => n === 'browser', log: (n, sev, msg) => { if (/hls|demux|media|pipeline/i.test(msg)) console.error(msg); } } } : {}),
-  args: [...(flag('chromium-log') ? ['--enable-logging=stderr', '--v=0', '--vmodule=*hls*=4,*manifest_demuxer*=4,*chunk_demuxer*=2,*pipeline*=2'] : []), '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
     '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
 });
@@ -426,7 +427,18 @@ for (const p of pages) {
     requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), status: resp ? resp.status() : null }); });
   p.on('requestfailed', r => { if (r.url().startsWith(playBase) && requestLog.length <= 3000) requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), failed: r.failure()?.errorText }); });
 }
-if (join_ === 'late') await sleep(Math.max(0, firstPlaylistAt + 15000 - Date.now()));
+// Chromium's media log (what chrome://media-internals shows) through the DevTools protocol:
+// the native player's only account of why it failed. Kept for every player.
+const mediaLog = [];
+for (const p of pages) {
+  const cdp = await p.context().newCDPSession(p);
+  await cdp.send('Media.enable');
+  const keep = (kind, e) => { if (mediaLog.length < 2000) mediaLog.push({ t: Date.now(), kind, ...e }); };
+  cdp.on('Media.playerMessagesLogged', e => e.messages.forEach(m => keep('message', { level: m.level, message: m.message })));
+  cdp.on('Media.playerErrorsRaised', e => e.errors.forEach(x => keep('error', { error: x })));
+  cdp.on('Media.playerPropertiesChanged', e => e.properties.forEach(x => keep('property', { name: x.name, value: x.value })));
+}
+if (join_ === 'late') await sleep(Math.max(0, firstPlaylistAt + joinDelaySecs * 1000 - Date.now()));
 const joinedAt = Date.now();
 const joinAfterFirstPlaylistMs = joinedAt - firstPlaylistAt;
 await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}&src=${encodeURIComponent(src)}`)));
@@ -575,11 +587,11 @@ if (syncChecked) {
   else if (avSync.medianMs < -90 || avSync.medianMs > 185) failures.push(`audio/video out of sync: beep - flash median ${avSync.medianMs} ms`);
 }
 summary.failures = failures;
-writeFileSync(join(outDir, 'report.json'), JSON.stringify({ summary, players: stats, requests: requestLog.map(r => ({ ...r, t: r.t - joinedAt })), pdtSamples: pdt.samples.map(([t, l]) => [t - joinedAt, l]) }, null, 2));
+writeFileSync(join(outDir, 'report.json'), JSON.stringify({ summary, players: stats, requests: requestLog.map(r => ({ ...r, t: r.t - joinedAt })), mediaLog: mediaLog.map(r => ({ ...r, t: r.t - joinedAt })), pdtSamples: pdt.samples.map(([t, l]) => [t - joinedAt, l]) }, null, 2));
 const f = (x) => x === null || x === undefined ? 'n/a' : Number(x).toFixed(2);
 const g2g = summary.glassToGlassSamples ? `, glass-to-glass p50 ${f(summary.glassToGlassP50)} s p95 ${f(summary.glassToGlassP95)} s` : '';
 const sync = avSync ? `, A/V sync (beep - flash) median ${avSync.medianMs} ms over ${avSync.pairs}` : '';
 const stallTxt = summary.stall ? summary.stall.perPlayer.map(r => `, stall ${stallSecs} s: before ${f(r.preStallP50)} s, max after ${f(r.maxAfter)} s, back after ${r.backWithinMsOfResume === null ? 'never' : (r.backWithinMsOfResume / 1000).toFixed(1) + ' s'}`).join('') : '';
-console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name} [${playerKind}, join ${summary.join} +${(joinAfterFirstPlaylistMs / 1000).toFixed(1)} s, ${publisherKind}]: PDT max lead ${pdt.maxLeadMs} ms${stallTxt}, wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, player latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${f(summary.timeToFirstFrameMs / 1000)} s, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players), server CPU ${serverCpuPercent}% of a core, machine ${machineBusyPercent}% busy${g2g}${sync} -> ${join(outDir, 'report.json')}`);
+console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name} [${playerKind}, join ${summary.join} +${(joinAfterFirstPlaylistMs / 1000).toFixed(1)} s, ${publisherKind}]: PDT max lead ${pdt.maxLeadMs} ms${stallTxt}, wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, player latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${summary.timeToFirstFrameMs === null ? "never" : f(summary.timeToFirstFrameMs / 1000) + " s"}, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players), server CPU ${serverCpuPercent}% of a core, machine ${machineBusyPercent}% busy${g2g}${sync} -> ${join(outDir, 'report.json')}`);
 for (const x of failures) console.log('  ' + x);
 process.exit(failures.length ? 1 : 0);
