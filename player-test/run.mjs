@@ -20,6 +20,7 @@
 //                           start; late: 15 s after that; neither: load it once the playlist has
 //                           answered 200, polled every 200 ms, after the edge/proxy are up)
 //        [--join-delay 15] (the late join's wait after the first 200, in seconds)
+//        [--strip-closed-captions] (the players see the multivariant without CLOSED-CAPTIONS=NONE)
 //        [--stall 3 [--stall-at 20]]  (SIGSTOP the publisher's encoder for 3 s, 20 s after the
 //                           viewer joined, then SIGCONT: it bursts its backlog; the run fails
 //                           unless every player is back within 0.3 s of its pre-stall latency
@@ -426,6 +427,17 @@ for (const p of pages) {
     const resp = await r.response().catch(() => null);
     requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), status: resp ? resp.status() : null }); });
   p.on('requestfailed', r => { if (r.url().startsWith(playBase) && requestLog.length <= 3000) requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), failed: r.failure()?.errorText }); });
+}
+// --strip-closed-captions: the players get the multivariant playlist without
+// CLOSED-CAPTIONS=NONE (as from a server that leaves it out), to show what that attribute
+// prevents (Shaka's caption probing of a young live playlist; README, player notes).
+if (flag('strip-closed-captions')) {
+  for (const p of pages) {
+    await p.route(`${playBase}/live/test/index.m3u8`, async route => {
+      const r = await route.fetch();
+      await route.fulfill({ response: r, body: (await r.text()).replaceAll(',CLOSED-CAPTIONS=NONE', '') });
+    });
+  }
 }
 // Chromium's media log (what chrome://media-internals shows) through the DevTools protocol:
 // the native player's only account of why it failed. Kept for every player.
