@@ -317,7 +317,7 @@ def players(args, quick, tmp):
         print("  " + (out.stdout.strip().splitlines()[0] if out.stdout.strip() else out.stderr[-500:]), flush=True)
         rep = os.path.join(ROOT, "player-test/out", name, "report.json")
         s = json.load(open(rep))["summary"] if os.path.exists(rep) else None
-        return s, " ".join(cmd[2:]).replace(llhls, "target/release/llhls")
+        return s, f"node player-test/run.mjs --duration {d} --publisher rtmp-clock --player {player} --join {join} --llhls target/release/llhls"
 
     table = ["| player | join | result (60 s) | first frame | stalls | fatal error | player latency p50 | "
              "wall latency p50 (PDT) | g2g p50 (60 s run) | g2g p50, median of runs | runs |",
