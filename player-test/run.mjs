@@ -20,6 +20,7 @@
 //                           start; late: 15 s after that; neither: load it once the playlist has
 //                           answered 200, polled every 200 ms, after the edge/proxy are up)
 //        [--join-delay 15] (the late join's wait after the first 200, in seconds)
+//        [--player-debug] (hls.js with debug: true; the page's console in player-console.log)
 //        [--strip-closed-captions] (the players see the multivariant without CLOSED-CAPTIONS=NONE)
 //        [--stall 3 [--stall-at 20]]  (SIGSTOP the publisher's encoder for 3 s, 20 s after the
 //                           viewer joined, then SIGCONT: it bursts its backlog; the run fails
@@ -157,11 +158,14 @@ const browser = await chromium.launch({
 // One browser context per viewer: separate HTTP caches and connection pools, like separate
 // people (in one page, Chromium would collapse identical requests and share 6 connections).
 const consoleErrors = [];
+const playerConsole = [];
 const pages = [];
 for (let i = 0; i < nPlayers; i++) {
   const ctx = await browser.newContext({ viewport: i === 0 ? { width: 1280, height: 720 } : { width: 400, height: 240 } });
   const p = await ctx.newPage();
   p.on('pageerror', e => consoleErrors.push(String(e)));
+  // --player-debug: the player's own log (hls.js debug: true) in player-console.log.
+  if (flag('player-debug')) p.on('console', m => playerConsole.push(`${Date.now()} ${m.type()} ${m.text()}`));
   pages.push(p);
 }
 const page = pages[0];
@@ -453,7 +457,7 @@ for (const p of pages) {
 if (join_ === 'late') await sleep(Math.max(0, firstPlaylistAt + joinDelaySecs * 1000 - Date.now()));
 const joinedAt = Date.now();
 const joinAfterFirstPlaylistMs = joinedAt - firstPlaylistAt;
-await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}&src=${encodeURIComponent(src)}`)));
+await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}${flag('player-debug') ? '&debug=1' : ''}&src=${encodeURIComponent(src)}`)));
 let stallStart = null, stallEnd = null;
 if (stallSecs > 0) {
   await sleep(Math.max(0, joinedAt + stallAt * 1000 - Date.now()));
@@ -599,6 +603,7 @@ if (syncChecked) {
   else if (avSync.medianMs < -90 || avSync.medianMs > 185) failures.push(`audio/video out of sync: beep - flash median ${avSync.medianMs} ms`);
 }
 summary.failures = failures;
+if (playerConsole.length) writeFileSync(join(outDir, 'player-console.log'), playerConsole.map(l => l.replace(/^(\d+)/, (_, t) => String(Number(t) - joinedAt))).join('\n'));
 writeFileSync(join(outDir, 'report.json'), JSON.stringify({ summary, players: stats, requests: requestLog.map(r => ({ ...r, t: r.t - joinedAt })), mediaLog: mediaLog.map(r => ({ ...r, t: r.t - joinedAt })), pdtSamples: pdt.samples.map(([t, l]) => [t - joinedAt, l]) }, null, 2));
 const f = (x) => x === null || x === undefined ? 'n/a' : Number(x).toFixed(2);
 const g2g = summary.glassToGlassSamples ? `, glass-to-glass p50 ${f(summary.glassToGlassP50)} s p95 ${f(summary.glassToGlassP95)} s` : '';
