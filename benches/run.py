@@ -6,6 +6,7 @@ writes benches/results/<commit>.jsonl.
     python3 benches/run.py            # the whole suite (about 15 minutes)
     python3 benches/run.py --quick    # a quick variant (under 5 minutes)
     python3 benches/run.py --only fanout,objects,package,ingest,latency,micro
+    python3 benches/run.py --only players [--players-cells hlsjs-late,shaka-early]
 
 Benchmarks, not tests: nothing here asserts a time, but a run whose requests fail exits
 non-zero."""
@@ -293,6 +294,74 @@ def latency(args, quick, tmp):
             row("latency", f"part target {pt} ms: stalls", cmd, "-", None, s["stalls"], "count", False, "0")
 
 
+def players(args, quick, tmp):
+    """Issue 12's player matrix: hls.js 1.7, Shaka 5.2 (lowLatencyMode) and Chromium's native HLS,
+    each joining early (as soon as the multivariant playlist answers) and late (15 s after),
+    fed by ffmpeg over RTMP (720p30, x264 zerolatency, keyframe every second) whose frames carry
+    the wall clock as a barcode (player-test/clock-source.mjs): one 60 s run per cell, then
+    glass-to-glass for hls.js and Shaka as the median of 5 runs' medians. --players-cells
+    PLAYER-JOIN[,...] runs only those cells (and their g2g runs, if hls.js or Shaka). Writes
+    benches/results/players-<commit>.md besides the usual rows."""
+    dur = "20" if quick else "60"
+    g2g_runs = 2 if quick else 5
+    cells = [(p, j) for p in ("hlsjs", "shaka", "native") for j in ("early", "late")]
+    if args.players_cells:
+        want = args.players_cells.split(",")
+        cells = [c for c in cells if f"{c[0]}-{c[1]}" in want]
+    llhls = os.path.join(REL, "llhls")
+
+    def one(player, join, d, name):
+        cmd = ["node", os.path.join(ROOT, "player-test/run.mjs"), "--duration", d, "--publisher", "rtmp-clock",
+               "--player", player, "--join", join, "--llhls", llhls, "--name", name]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        print("  " + (out.stdout.strip().splitlines()[0] if out.stdout.strip() else out.stderr[-500:]), flush=True)
+        rep = os.path.join(ROOT, "player-test/out", name, "report.json")
+        s = json.load(open(rep))["summary"] if os.path.exists(rep) else None
+        return s, f"node player-test/run.mjs --duration {d} --publisher rtmp-clock --player {player} --join {join} --llhls target/release/llhls"
+
+    table = ["| player | join | result (60 s) | first frame | stalls | fatal error | player latency p50 | "
+             "wall latency p50 (PDT) | g2g p50 (60 s run) | g2g p50, median of runs | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for player, join in cells:
+        s, cmd = one(player, join, dur, f"bench-players-{player}-{join}")
+        if s is None:
+            table.append(f"| {player} | {join} | no report | | | | | | | | |")
+            continue
+        ok = "pass" if not s["failures"] else "FAIL: " + "; ".join(s["failures"])[:200]
+        case = f"{player} join {join}"
+        row("players", f"{case}: first frame", cmd, "-", None, s["timeToFirstFrameMs"], "ms", False, "")
+        row("players", f"{case}: stalls", cmd, "-", None, s["stalls"], "count", False, "0")
+        row("players", f"{case}: fatal errors", cmd, "-", None, len(s["fatal"]), "count", False, "0")
+        row("players", f"{case}: wall latency p50", cmd, "-", None, s["wallLatencyP50"], "s", False, "")
+        row("players", f"{case}: glass-to-glass p50", cmd, "-", None, s["glassToGlassP50"], "s", False, "")
+        meds = []
+        if player != "native":
+            for k in range(g2g_runs):
+                r, _ = one(player, join, "30", f"bench-players-g2g-{player}-{join}-{k}")
+                if r and r["glassToGlassP50"] is not None:
+                    meds.append(r["glassToGlassP50"])
+            med = sorted(meds)[len(meds) // 2] if meds else None
+            goal = "<= 1.0 s" if join == "late" else "<= 1.1 s"
+            row("players", f"{case}: glass-to-glass p50, median of {len(meds)} 30 s runs' p50",
+                f"{g2g_runs} x node player-test/run.mjs --duration 30 --publisher rtmp-clock --player {player} --join {join}",
+                "-", None, med, "s", False, goal)
+        f = lambda x, d=2: "n/a" if x is None else f"{x:.{d}f}"
+        table.append(f"| {player} | {join} | {ok} | {f(s['timeToFirstFrameMs'] and s['timeToFirstFrameMs'] / 1000)} s | "
+                     f"{s['stalls']} | {'; '.join(s['fatal']) or 'none'} | {f(s['hlsLatencyP50'])} s | {f(s['wallLatencyP50'])} s | "
+                     f"{f(s['glassToGlassP50'])} s | {f(sorted(meds)[len(meds) // 2]) + ' s' if meds else 'n/a'} | "
+                     f"{', '.join(f(m) for m in meds) or '-'} |")
+    _, commit = machine()
+    os.makedirs(os.path.join(ROOT, "benches/results"), exist_ok=True)
+    path = os.path.join(ROOT, "benches/results", f"players-{commit}.md")
+    with open(path, "w") as fh:
+        fh.write(f"# Player matrix, commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+                 f"`python3 benches/run.py --only players{' --players-cells ' + args.players_cells if args.players_cells else ''}"
+                 f"{' --quick' if quick else ''}`: one {dur} s run per cell (`--publisher rtmp-clock`), "
+                 f"glass-to-glass over {g2g_runs} runs of 30 s for hls.js and Shaka.\n\n" + "\n".join(table) + "\n")
+    print("\n".join(table), flush=True)
+    print(f"  -> {path}", flush=True)
+
+
 def ingest(args, quick, tmp):
     """CPU per live RTMP stream: M publishers (`flvpub`, one light Rust process replaying a
     pre-encoded 1080p30 ~6 Mbit/s H.264 + AAC FLV in real time) into llhls, and the same M
@@ -450,14 +519,16 @@ def micro(args, quick, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="micro,package,objects,ingest,whip,fanout,latency")
+    ap.add_argument("--only", default="micro,package,objects,ingest,whip,fanout,latency",
+                    help="also: players (issue 12's player matrix, about 20 minutes; not in the default set)")
+    ap.add_argument("--players-cells", default="", help="with --only players: e.g. hlsjs-late,shaka-early")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--bins", "--workspace"], cwd=ROOT, check=True)
     mach, commit = machine()
     print(f"machine: {mach}; commit {commit}", flush=True)
     tmp = tempfile.mkdtemp(prefix="llhls-bench-")
     benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency,
-               "ingest": ingest, "whip": whip}
+               "ingest": ingest, "whip": whip, "players": players}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
         benches[name](a, a.quick, tmp)

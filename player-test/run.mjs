@@ -12,6 +12,22 @@
 //        [--impair-loss 0.02] [--impair-reorder 0.05]  (Chromium publishers: their media goes
 //                           through a UDP relay that drops and reorders RTP/RTCP packets)
 //        [--break-av-sync]  (negative control: llhls publishes WHIP audio 400 ms late)
+//        [--player hlsjs|shaka|native] [--shaka-debug]  (hls.js 1.7 lowLatencyMode; Shaka 5.2 with
+//                           streaming.lowLatencyMode, --shaka-debug loads its debug build for
+//                           readable stacks; native: Chromium's built-in HLS, <video src=...m3u8>)
+//        [--join early|late] (early: the viewer loads the stream as soon as the multivariant
+//                           playlist first answers 200, polled every 50 ms from the publisher's
+//                           start; late: 15 s after that; neither: load it once the playlist has
+//                           answered 200, polled every 200 ms, after the edge/proxy are up)
+//        [--join-delay 15] (the late join's wait after the first 200, in seconds)
+//        [--player-debug] (hls.js with debug: true; the page's console in player-console.log)
+//        [--strip-closed-captions] (the players see the multivariant without CLOSED-CAPTIONS=NONE)
+//        [--stall 3 [--stall-at 20]]  (SIGSTOP the publisher's encoder for 3 s, 20 s after the
+//                           viewer joined, then SIGCONT: it bursts its backlog; the run fails
+//                           unless every player is back within 0.3 s of its pre-stall latency
+//                           within 10 s of the resume, with no fatal error)
+// Every run polls the media playlist every 200 ms and fails if the end of its last part
+// (EXT-X-PROGRAM-DATE-TIME + durations) is more than 100 ms ahead of the wall clock.
 //        [--video-codec vp8|vp9]  (Chromium publishers offer only this codec; llhls runs with
 //                           --whip-transcode-video true)
 //
@@ -19,7 +35,9 @@
 // Opus; `whip-gst-sync` replays files with a flash and a beep each second for the lip-sync check); `whip-chromium` is headless Chromium's fake camera and microphone over WHIP from a
 // page on another origin; `whip-canvas` is Chromium publishing a synthetic source that carries
 // the wall clock as a barcode (glass-to-glass latency, read back in the player page) and a
-// flash with a beep every second (audio/video sync, measured on the packaged segments).
+// flash with a beep every second (audio/video sync, measured on the packaged segments);
+// `rtmp-clock` is ffmpeg over RTMP (x264 zerolatency, keyframe every second, 1280x720 unless
+// --size) fed raw frames by clock-source.mjs, which carry the same wall-clock barcode.
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
@@ -34,24 +52,37 @@ const args = process.argv.slice(2);
 const opt = (name, def) => { const i = args.indexOf('--' + name); return i >= 0 ? args[i + 1] : def; };
 const flag = (name) => args.includes('--' + name);
 
-const duration = Number(opt('duration', '20'));
+let duration = Number(opt('duration', '20'));
 const nPlayers = Number(opt('players', '1'));
 const useEdge = flag('edge');
 const layout = opt('layout', 'muxed');
 const partMs = opt('part-target-ms', '200');
-const size = opt('size', '640x360');
-const name = opt('name', `${useEdge ? 'edge' : 'direct'}-${nPlayers}p-${layout}-${partMs}ms`);
+const publisherKind = opt('publisher', 'rtmp');
+const size = opt('size', publisherKind === 'rtmp-clock' ? '1280x720' : '640x360');
+const playerKind = opt('player', 'hlsjs');
+if (!['hlsjs', 'shaka', 'native'].includes(playerKind)) throw new Error(`unknown --player ${playerKind}`);
+const join_ = opt('join', '');
+if (!['', 'early', 'late'].includes(join_)) throw new Error(`unknown --join ${join_}`);
+// --join-delay: the late join's wait after the first 200 (15 s unless given).
+const joinDelaySecs = Number(opt('join-delay', '15'));
+const stallSecs = Number(opt('stall', '0'));
+const stallAt = Number(opt('stall-at', '20'));
+const name = opt('name', `${playerKind === 'hlsjs' ? '' : playerKind + '-'}${join_ ? join_ + '-' : ''}${stallSecs ? 'stall-' : ''}${useEdge ? 'edge' : 'direct'}-${nPlayers}p-${layout}-${partMs}ms`);
 const outDir = resolve(opt('out', join(here, 'out', name)));
 const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
 mkdirSync(outDir, { recursive: true });
 
 const delayMs = Number(opt('delay-ms', '0'));
-const publisherKind = opt('publisher', 'rtmp');
 const lossRate = Number(opt('impair-loss', '0'));
 const reorderRate = Number(opt('impair-reorder', '0'));
 const relayStats = { forwarded: 0, dropped: 0, reordered: 0 };
 const whipAudio = opt('whip-audio', 'aac');
-if (!['rtmp', 'whip-gst', 'whip-gst-sync', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
+// A stall run needs 10 s of latency before the stall and the 10 s recovery window after it.
+if (stallSecs > 0) {
+  if (stallAt < 10) throw new Error('--stall-at must leave 10 s of playing before the stall');
+  duration = Math.max(duration, stallAt + stallSecs + 12);
+}
+if (!['rtmp', 'rtmp-clock', 'whip-gst', 'whip-gst-sync', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
 const children = [];
 const cleanup = () => {
   for (const c of children) {
@@ -78,11 +109,11 @@ function run(cmd, argv, logName, env = {}) {
   c.logText = () => Buffer.concat(log).toString();
   return c;
 }
-async function waitFor(url, what, timeoutMs = 30000) {
+async function waitFor(url, what, timeoutMs = 30000, everyMs = 200) {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     try { const r = await fetch(url); if (r.ok) return; } catch {}
-    await sleep(200);
+    await sleep(everyMs);
   }
   throw new Error(`timed out waiting for ${what} (${url})`);
 }
@@ -103,10 +134,13 @@ await waitFor(`${origin}/healthz`, 'llhls serve');
 
 // Pages come from another origin (another port), so CORS is exercised for WHIP and HLS.
 const hlsJs = readFileSync(join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js'));
+const shakaJs = readFileSync(join(here, 'node_modules', 'shaka-player', 'dist',
+  flag('shaka-debug') ? 'shaka-player.compiled.debug.js' : 'shaka-player.compiled.js'));
 const pageHtml = readFileSync(join(here, 'page.html'));
 const publishHtml = readFileSync(join(here, 'publish.html'));
 const pageServer = createServer((req, res) => {
   if (req.url.startsWith('/hls.js')) { res.writeHead(200, { 'content-type': 'application/javascript' }); res.end(hlsJs); }
+  else if (req.url.startsWith('/shaka.js')) { res.writeHead(200, { 'content-type': 'application/javascript' }); res.end(shakaJs); }
   else if (req.url.startsWith('/publish')) { res.writeHead(200, { 'content-type': 'text/html' }); res.end(publishHtml); }
   else { res.writeHead(200, { 'content-type': 'text/html' }); res.end(pageHtml); }
 });
@@ -121,9 +155,34 @@ const browser = await chromium.launch({
     '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
 });
 
+// One browser context per viewer: separate HTTP caches and connection pools, like separate
+// people (in one page, Chromium would collapse identical requests and share 6 connections).
+const consoleErrors = [];
+const playerConsole = [];
+const pages = [];
+for (let i = 0; i < nPlayers; i++) {
+  const ctx = await browser.newContext({ viewport: i === 0 ? { width: 1280, height: 720 } : { width: 400, height: 240 } });
+  const p = await ctx.newPage();
+  p.on('pageerror', e => consoleErrors.push(String(e)));
+  // --player-debug: the player's own log (hls.js debug: true) in player-console.log.
+  if (flag('player-debug')) p.on('console', m => playerConsole.push(`${Date.now()} ${m.type()} ${m.text()}`));
+  pages.push(p);
+}
+const page = pages[0];
+
 let publisher = null, publisherPage = null;
+// The processes a --stall freezes: the encoder (ffmpeg, or GStreamer's client), not a capture.
+let stallPids = [];
 const publishStarted = Date.now();
-if (publisherKind === 'rtmp') {
+if (publisherKind === 'rtmp-clock') {
+  publisher = run('node', [join(here, 'clock-source.mjs'), '--rtmp', `rtmp://127.0.0.1:${rtmpPort}/live/test`, '--size', size], 'clock-source.log');
+  const pid = await new Promise((res, rej) => {
+    let buf = '';
+    publisher.stdout.on('data', d => { buf += d; const m = buf.match(/ffmpeg-pid (\d+)/); if (m) res(Number(m[1])); });
+    publisher.on('exit', () => rej(new Error('clock-source.mjs exited at start')));
+  });
+  stallPids = [pid];
+} else if (publisherKind === 'rtmp') {
   // Real-time ffmpeg, H.264 + AAC, keyframe every second, wall clock in the picture.
   const font = '/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf';
   const vf = `drawtext=fontfile=${font}:text='%{localtime\\:%H\\\\\\:%M\\\\\\:%S}':fontsize=48:fontcolor=white:box=1:boxcolor=black@0.6:x=20:y=20`;
@@ -134,6 +193,7 @@ if (publisherKind === 'rtmp') {
     ...(flag('bframes') ? ['-bf', '2', '-x264-params', 'bframes=2'] : []),
     '-c:a', 'aac', '-b:a', '96k', '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/test`];
   publisher = run('ffmpeg', ff, 'ffmpeg.log');
+  stallPids = [publisher.pid];
 } else if (publisherKind.startsWith('whip-gst')) {
   // Debian 12's simple-whip-client links libsoup 2 while libnice (through gupnp) links libsoup
   // 3, and libsoup 3 aborts at load when it sees libsoup 2. The shim hides libsoup 2 from that
@@ -165,6 +225,7 @@ if (publisherKind === 'rtmp') {
   }
   publisher = run('whip-client', ['-u', `${origin}/whip/live/test`, '-n', '-l', '3', '-V', video, '-A', audio],
     'whip-client.log', { LD_PRELOAD: shim });
+  stallPids = [publisher.pid];
 } else {
   const ctx = await browser.newContext();
   publisherPage = await ctx.newPage();
@@ -174,13 +235,57 @@ if (publisherKind === 'rtmp') {
   const codec = videoCodec ? `&codec=${videoCodec}` : '';
   await publisherPage.goto(`http://127.0.0.1:${pagePort}/publish?source=${source}${relay}${codec}&endpoint=${encodeURIComponent(`${origin}/whip/live/test`)}`);
 }
+if (stallSecs > 0 && !stallPids.length) throw new Error(`--stall is not supported with --publisher ${publisherKind}`);
+
 try {
-  await waitFor(`${origin}/live/test/index.m3u8`, 'the first playlist');
+  await waitFor(`${origin}/live/test/index.m3u8`, 'the first playlist', 30000, join_ === 'early' ? 50 : 200);
 } catch (e) {
   if (publisherPage) console.error('publisher state:', JSON.stringify(await publisherPage.evaluate(() => window.__pub)));
   throw e;
 }
-const firstPlaylistMs = Date.now() - publishStarted;
+const firstPlaylistAt = Date.now();
+const firstPlaylistMs = firstPlaylistAt - publishStarted;
+
+// The stream's clock against the wall clock: every 200 ms, the end of the media playlist's last
+// part (its segment's EXT-X-PROGRAM-DATE-TIME plus the durations after it) minus Date.now() at
+// the response. Positive = the playlist claims media from the future.
+const pdt = { polls: 0, maxLeadMs: null, maxLeadAt: null, noPdt: 0, samples: [] };
+const mediaPlaylistUrl = async () => {
+  const mv = await (await fetch(`${origin}/live/test/index.m3u8`)).text();
+  const uri = mv.split('\n').find(l => l && !l.startsWith('#')) || 'media.m3u8';
+  return mv.includes('#EXTINF') ? `${origin}/live/test/index.m3u8` : new URL(uri.trim(), `${origin}/live/test/index.m3u8`).href;
+};
+function lastPartEnd(text) {
+  let cur = null, seg = 0, parts = 0;
+  for (const l of text.split('\n')) {
+    if (l.startsWith('#EXT-X-PROGRAM-DATE-TIME:')) cur = Date.parse(l.slice(25));
+    else if (l.startsWith('#EXTINF:')) seg = parseFloat(l.slice(8)) * 1000;
+    else if (l.startsWith('#EXT-X-PART:')) { const m = l.match(/DURATION=([\d.]+)/); if (m) parts += parseFloat(m[1]) * 1000; }
+    else if (l && !l.startsWith('#')) { if (cur !== null) cur += seg; seg = 0; parts = 0; }
+  }
+  return cur === null ? null : cur + parts;
+}
+let pdtPolling = true;
+const pdtPoller = (async () => {
+  const url = await mediaPlaylistUrl();
+  while (pdtPolling) {
+    try {
+      const text = await (await fetch(url)).text();
+      const now = Date.now();
+      // The playlist a viewer joining right now would get first, for the report.
+      if (pdt.polls === 0) writeFileSync(join(outDir, 'first-media.m3u8'), `# fetched ${now - firstPlaylistAt} ms after the multivariant's first 200\n${text}`);
+      const end = lastPartEnd(text);
+      pdt.polls++;
+      if (end === null) pdt.noPdt++;
+      else {
+        const lead = end - now;
+        pdt.samples.push([now, Math.round(lead)]);
+        if (pdt.maxLeadMs === null || lead > pdt.maxLeadMs) { pdt.maxLeadMs = Math.round(lead); pdt.maxLeadAt = now; pdt.maxLeadPlaylist = text; }
+      }
+    } catch {}
+    await sleep(200);
+  }
+})();
 
 // Optional nginx edge in front of the origin.
 let playBase = origin;
@@ -230,18 +335,7 @@ if (delayMs > 0) {
   playBase = `http://127.0.0.1:${proxyPort}`;
 }
 
-// One browser context per viewer: separate HTTP caches and connection pools, like separate
-// people (in one page, Chromium would collapse identical requests and share 6 connections).
-const consoleErrors = [];
 const src = `${playBase}/live/test/index.m3u8`;
-const pages = [];
-for (let i = 0; i < nPlayers; i++) {
-  const ctx = await browser.newContext({ viewport: i === 0 ? { width: 1280, height: 720 } : { width: 400, height: 240 } });
-  const p = await ctx.newPage();
-  p.on('pageerror', e => consoleErrors.push(String(e)));
-  pages.push(p);
-}
-const page = pages[0];
 const metricValue = async (name) => {
   const text = await (await fetch(`${origin}/metrics`)).text();
   const m = text.match(new RegExp(`^${name} (\\d+)`, 'm'));
@@ -327,9 +421,55 @@ const idleCpu = () => { const f = readFileSync('/proc/stat', 'utf8').split('\n')
   return { idle: f[3] + f[4], total: f.reduce((a, b) => a + b, 0) }; };
 const partsBefore = await metricValue('llhls_parts_published_total');
 const cpu0 = procCpu(server.pid), sys0 = idleCpu(), t0 = Date.now();
-const barcode = publisherKind === 'whip-canvas' ? '&barcode=1' : '';
-await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&src=${encodeURIComponent(src)}`)));
-await sleep(duration * 1000);
+const hasBarcode = publisherKind === 'whip-canvas' || publisherKind === 'rtmp-clock';
+const barcode = hasBarcode ? '&barcode=1' : '';
+// Every request the players make and its answer, for the report (what a player asked for
+// before it failed).
+const requestLog = [];
+for (const p of pages) {
+  p.on('requestfinished', async r => { if (!r.url().startsWith(playBase) || requestLog.length > 3000) return;
+    const resp = await r.response().catch(() => null);
+    requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), status: resp ? resp.status() : null }); });
+  p.on('requestfailed', r => { if (r.url().startsWith(playBase) && requestLog.length <= 3000) requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), failed: r.failure()?.errorText }); });
+}
+// --strip-closed-captions: the players get the multivariant playlist without
+// CLOSED-CAPTIONS=NONE (as from a server that leaves it out), to show what that attribute
+// prevents (Shaka's caption probing of a young live playlist; README, player notes).
+if (flag('strip-closed-captions')) {
+  for (const p of pages) {
+    await p.route(`${playBase}/live/test/index.m3u8`, async route => {
+      const r = await route.fetch();
+      await route.fulfill({ response: r, body: (await r.text()).replaceAll(',CLOSED-CAPTIONS=NONE', '') });
+    });
+  }
+}
+// Chromium's media log (what chrome://media-internals shows) through the DevTools protocol:
+// the native player's only account of why it failed. Kept for every player.
+const mediaLog = [];
+for (const p of pages) {
+  const cdp = await p.context().newCDPSession(p);
+  await cdp.send('Media.enable');
+  const keep = (kind, e) => { if (mediaLog.length < 2000) mediaLog.push({ t: Date.now(), kind, ...e }); };
+  cdp.on('Media.playerMessagesLogged', e => e.messages.forEach(m => keep('message', { level: m.level, message: m.message })));
+  cdp.on('Media.playerErrorsRaised', e => e.errors.forEach(x => keep('error', { error: x })));
+  cdp.on('Media.playerPropertiesChanged', e => e.properties.forEach(x => keep('property', { name: x.name, value: x.value })));
+}
+if (join_ === 'late') await sleep(Math.max(0, firstPlaylistAt + joinDelaySecs * 1000 - Date.now()));
+const joinedAt = Date.now();
+const joinAfterFirstPlaylistMs = joinedAt - firstPlaylistAt;
+await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}${flag('player-debug') ? '&debug=1' : ''}&src=${encodeURIComponent(src)}`)));
+let stallStart = null, stallEnd = null;
+if (stallSecs > 0) {
+  await sleep(Math.max(0, joinedAt + stallAt * 1000 - Date.now()));
+  stallStart = Date.now();
+  for (const pid of stallPids) process.kill(pid, 'SIGSTOP');
+  await sleep(stallSecs * 1000);
+  for (const pid of stallPids) process.kill(pid, 'SIGCONT');
+  stallEnd = Date.now();
+}
+await sleep(Math.max(0, joinedAt + duration * 1000 - Date.now()));
+pdtPolling = false;
+await pdtPoller;
 const partsDuringRun = (await metricValue('llhls_parts_published_total')) - partsBefore;
 const serverCpuPercent = Number(((procCpu(server.pid) - cpu0) / ((Date.now() - t0) / 1000) * 100).toFixed(1));
 const sys1 = idleCpu();
@@ -337,6 +477,7 @@ const machineBusyPercent = Number((100 * (1 - (sys1.idle - sys0.idle) / (sys1.to
 const stats = (await Promise.all(pages.map(p => p.evaluate(() => window.__stats())))).flat();
 await page.screenshot({ path: join(outDir, 'screenshot.png') });
 const avSync = publisherKind.startsWith('whip') ? await measureAvSync() : null;
+for (const s of stats) s.requests = s.requests?.length ? s.requests : undefined;
 if (publisherPage) {
   // End the WHIP session the way a publisher does: DELETE on its resource.
   await publisherPage.evaluate(() => window.__stop());
@@ -362,7 +503,7 @@ const pct = (xs, p) => { if (!xs.length) return null; const s = [...xs].sort((a,
 const all = (k) => stats.flatMap(s => s[k]);
 const wall = all('wallLatency'), hl = all('latency');
 const summary = {
-  name, players: nPlayers, edge: useEdge, linkDelayMsEachWay: delayMs, layout, partTargetMs: Number(partMs), durationSecs: duration,
+  name, player: playerKind, join: join_ || 'default', joinAfterFirstPlaylistMs, players: nPlayers, edge: useEdge, linkDelayMsEachWay: delayMs, layout, partTargetMs: Number(partMs), durationSecs: duration,
   firstPlaylistMsAfterPublish: firstPlaylistMs,
   timeToFirstFrameMs: pct(stats.map(s => s.firstFrameMs).filter(x => x !== null), 50),
   wallLatencyP50: pct(wall, 50), wallLatencyP95: pct(wall, 95),
@@ -379,6 +520,7 @@ const summary = {
   videoDecodedBytes: stats.reduce((a, s) => a + (s.videoBytes || 0), 0),
   glassToGlassP50: pct(all('g2g'), 50), glassToGlassP95: pct(all('g2g'), 95), glassToGlassSamples: all('g2g').length,
   avSync,
+  pdtMaxLeadMs: pdt.maxLeadMs, pdtPolls: pdt.polls, pdtPollsWithoutPdt: pdt.noPdt,
   relay: (lossRate > 0 || reorderRate > 0) ? { lossRate, reorderRate, ...relayStats } : null,
   originRequests,
   serverCpuPercentOfOneCore: serverCpuPercent,
@@ -392,8 +534,47 @@ summary.originRequestsPerPart = partsDuringRun > 0
 summary.originRequestsPerPartPerPlayer = summary.originRequestsPerPart !== null
   ? Number((summary.originRequestsPerPart / nPlayers).toFixed(3)) : null;
 const failures = [];
+// Stall recovery, per player, on the glass-to-glass series when the frames carry the clock
+// (the PDT-based one trusts the server's clock, which is part of what is checked), else on the
+// wall latency from the player's PDT API.
+const median = (xs) => pct(xs, 50);
+if (stallSecs > 0) {
+  summary.stall = { secs: stallSecs, atMsAfterJoin: stallStart - joinedAt, perPlayer: [] };
+  for (const [i, s] of stats.entries()) {
+    const series = s.g2gT?.length ? s.g2gT : s.wallT;
+    const basis = s.g2gT?.length ? 'glass-to-glass' : 'wall latency (PDT)';
+    const pre = median(series.filter(([t]) => t >= stallStart - 10000 && t < stallStart).map(x => x[1]));
+    const after = series.filter(([t]) => t >= stallStart);
+    const maxAfter = after.length ? Math.max(...after.map(x => x[1])) : null;
+    // Back: the first sample after the resume from which every later sample is within 0.3 s.
+    let backAt = null;
+    if (pre !== null) {
+      const post = series.filter(([t]) => t >= stallEnd);
+      for (let j = post.length - 1; j >= 0 && Math.abs(post[j][1] - pre) <= 0.3; j--) backAt = post[j][0];
+      if (post.length && Math.abs(post[post.length - 1][1] - pre) > 0.3) backAt = null;
+    }
+    const lastSample = series.length ? series[series.length - 1][0] : null;
+    const st = s.stallTimes || [];
+    const r = { basis, preStallP50: pre, maxAfter, backWithinMsOfResume: backAt === null ? null : backAt - stallEnd,
+      lastSampleMsAfterResume: lastSample === null ? null : lastSample - stallEnd,
+      stallsBefore: st.filter(t => t < stallStart).length,
+      stallsDuringStallAndRecovery: st.filter(t => t >= stallStart && t <= stallEnd + 10000).length,
+      stallsAfterRecoveryWindow: st.filter(t => t > stallEnd + 10000).length };
+    summary.stall.perPlayer.push(r);
+    if (pre === null) failures.push(`player ${i}: no ${basis} samples in the 10 s before the stall`);
+    else if (r.backWithinMsOfResume === null || r.backWithinMsOfResume > 10000)
+      failures.push(`player ${i}: not back within 0.3 s of its pre-stall ${basis} (${pre.toFixed(2)} s) within 10 s of the resume (max after ${maxAfter?.toFixed(2)} s, back after ${r.backWithinMsOfResume === null ? 'never' : r.backWithinMsOfResume + ' ms'})`);
+    if (r.lastSampleMsAfterResume === null || r.lastSampleMsAfterResume < 10000)
+      failures.push(`player ${i}: no ${basis} samples 10 s after the resume (last ${r.lastSampleMsAfterResume} ms after)`);
+  }
+}
+if (pdt.maxLeadMs === null) failures.push('the media playlist never carried EXT-X-PROGRAM-DATE-TIME');
+else if (pdt.maxLeadMs > 100) {
+  failures.push(`EXT-X-PROGRAM-DATE-TIME ran ${pdt.maxLeadMs} ms ahead of the wall clock (end of the last part vs Date.now(), ${pdt.maxLeadAt - joinedAt} ms after the join)`);
+  writeFileSync(join(outDir, 'pdt-ahead.m3u8'), pdt.maxLeadPlaylist);
+}
 for (const [i, s] of stats.entries()) {
-  if (s.fatal) failures.push(`player ${i}: fatal hls.js error ${s.fatal}`);
+  if (s.fatal) failures.push(`player ${i}: fatal ${playerKind} error ${s.fatal}`);
   if (s.firstFrameMs === null) failures.push(`player ${i}: never started playing`);
   else {
     const played = s.progressAt.length ? s.progressAt[s.progressAt.length - 1] - s.progressAt[0] : 0;
@@ -401,7 +582,10 @@ for (const [i, s] of stats.entries()) {
   }
   const prog = s.progressAt;
   if (prog.length >= 4 && prog[prog.length - 1] - prog[0] < (prog.length / 2) * 0.5) failures.push(`player ${i}: playback did not progress (${prog[0]} -> ${prog[prog.length - 1]} s)`);
-  if (s.stalls > 0) failures.push(`player ${i}: ${s.stalls} stall(s) after start (${Math.round(s.stallMs)} ms)`);
+  // In a stall run, the player may wait while the publisher is stopped and recovering; a stall
+  // before or after that window still fails the run.
+  const counted = stallSecs > 0 ? (s.stallTimes || []).filter(t => t < stallStart || t > stallEnd + 10000).length : s.stalls;
+  if (counted > 0) failures.push(`player ${i}: ${counted} stall(s) after start${stallSecs > 0 ? ' outside the publisher stall and its 10 s recovery' : ''} (${Math.round(s.stallMs)} ms waiting in all)`);
 }
 if (consoleErrors.length) failures.push(`page errors: ${consoleErrors.join('; ')}`);
 for (const [i, s] of stats.entries()) {
@@ -410,7 +594,7 @@ for (const [i, s] of stats.entries()) {
   if (!s.videoBytes) failures.push(`player ${i}: no video was decoded`);
 }
 const syncChecked = publisherKind === 'whip-canvas' || publisherKind === 'whip-gst-sync';
-if (publisherKind === 'whip-canvas' && !summary.glassToGlassSamples) failures.push('no barcode was read back from the played video');
+if (hasBarcode && !summary.glassToGlassSamples) failures.push('no barcode was read back from the played video');
 if (syncChecked) {
   // Lip sync: ITU-R BT.1359 puts acceptability at 90 ms audio-early and 185 ms audio-late
   // (detectability at 45 / 125 ms). The measurement itself carries the publisher's capture
@@ -419,10 +603,12 @@ if (syncChecked) {
   else if (avSync.medianMs < -90 || avSync.medianMs > 185) failures.push(`audio/video out of sync: beep - flash median ${avSync.medianMs} ms`);
 }
 summary.failures = failures;
-writeFileSync(join(outDir, 'report.json'), JSON.stringify({ summary, players: stats }, null, 2));
+if (playerConsole.length) writeFileSync(join(outDir, 'player-console.log'), playerConsole.map(l => l.replace(/^(\d+)/, (_, t) => String(Number(t) - joinedAt))).join('\n'));
+writeFileSync(join(outDir, 'report.json'), JSON.stringify({ summary, players: stats, requests: requestLog.map(r => ({ ...r, t: r.t - joinedAt })), mediaLog: mediaLog.map(r => ({ ...r, t: r.t - joinedAt })), pdtSamples: pdt.samples.map(([t, l]) => [t - joinedAt, l]) }, null, 2));
 const f = (x) => x === null || x === undefined ? 'n/a' : Number(x).toFixed(2);
 const g2g = summary.glassToGlassSamples ? `, glass-to-glass p50 ${f(summary.glassToGlassP50)} s p95 ${f(summary.glassToGlassP95)} s` : '';
 const sync = avSync ? `, A/V sync (beep - flash) median ${avSync.medianMs} ms over ${avSync.pairs}` : '';
-console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name} [${publisherKind}]: wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, hls.js latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${f(summary.timeToFirstFrameMs / 1000)} s, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players), server CPU ${serverCpuPercent}% of a core, machine ${machineBusyPercent}% busy${g2g}${sync} -> ${join(outDir, 'report.json')}`);
+const stallTxt = summary.stall ? summary.stall.perPlayer.map(r => `, stall ${stallSecs} s: before ${f(r.preStallP50)} s, max after ${f(r.maxAfter)} s, back after ${r.backWithinMsOfResume === null ? 'never' : (r.backWithinMsOfResume / 1000).toFixed(1) + ' s'}`).join('') : '';
+console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name} [${playerKind}, join ${summary.join} +${(joinAfterFirstPlaylistMs / 1000).toFixed(1)} s, ${publisherKind}]: PDT max lead ${pdt.maxLeadMs} ms${stallTxt}, wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, player latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${summary.timeToFirstFrameMs === null ? "never" : f(summary.timeToFirstFrameMs / 1000) + " s"}, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players), server CPU ${serverCpuPercent}% of a core, machine ${machineBusyPercent}% busy${g2g}${sync} -> ${join(outDir, 'report.json')}`);
 for (const x of failures) console.log('  ' + x);
 process.exit(failures.length ? 1 : 0);

@@ -47,9 +47,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-# npm packages for the player tests (hls.js, playwright-core; no browser download).
+# npm packages for the player tests (hls.js, Shaka Player, playwright-core; no browser download).
 if command -v npm >/dev/null; then
-  if [ ! -d player-test/node_modules/playwright-core ] || [ ! -d player-test/node_modules/hls.js ]; then
+  if [ ! -d player-test/node_modules/playwright-core ] || [ ! -d player-test/node_modules/hls.js ] \
+     || [ ! -d player-test/node_modules/shaka-player ]; then
     (cd player-test && npm install --no-audit --no-fund --silent)
   fi
 else

@@ -43,12 +43,12 @@ node player-test/page-test.mjs
 # packaged files with byte ranges (screenshots in player-test/out/nginx-https/).
 node player-test/nginx-https-test.mjs
 
-# Short player runs (about 20 s each): one viewer direct, one through the nginx edge, WHIP
+# Short player runs (about 20 s each): one viewer through the nginx edge (the direct viewer is
+# the hls.js cell of the player matrix below), WHIP
 # publishers (GStreamer's simple-whip-client, live and replaying flash/beep files for lip sync;
 # Chromium's fake camera and microphone; Chromium's synthetic source for glass-to-glass latency
 # and lip sync, also over a link that loses 1% and reorders 3% of its packets), and two
 # negative controls: deliberately broken streams must fail the harness.
-node player-test/run.mjs --duration 20
 node player-test/run.mjs --duration 20 --edge
 node player-test/run.mjs --duration 20 --publisher whip-gst --name whip-gst
 node player-test/run.mjs --duration 20 --publisher whip-gst-sync --name whip-gst-sync
@@ -64,6 +64,27 @@ out=$(node player-test/run.mjs --duration 15 --publisher whip-canvas --break-av-
 echo "$out"
 if ! grep -q 'audio/video out of sync' <<<"$out"; then
   echo "test.sh: the player harness did not report audio 400 ms out of sync: the check cannot fail" >&2
+  exit 1
+fi
+# Issue 12's player matrix, about 20 s of playing each: hls.js, Shaka (lowLatencyMode) and
+# Chromium's native HLS, each joining as soon as the multivariant playlist answers (early) and
+# 15 s later (late), fed by ffmpeg over RTMP whose frames carry the wall clock (glass-to-glass);
+# then a publisher that freezes for 3 s and bursts its backlog, for hls.js and Shaka (back
+# within 0.3 s of the pre-stall latency within 10 s, no fatal error). Every run also fails if
+# EXT-X-PROGRAM-DATE-TIME runs ahead of the wall clock. All of them run; then any failure fails.
+matrix_failed=()
+for player in hlsjs shaka native; do
+  for join in early late; do
+    node player-test/run.mjs --duration 20 --publisher rtmp-clock --player "$player" --join "$join" \
+      --name "matrix-$player-$join" || matrix_failed+=("$player/$join")
+  done
+done
+for player in hlsjs shaka; do
+  node player-test/run.mjs --duration 20 --publisher rtmp-clock --player "$player" --join early \
+    --stall 3 --stall-at 10 --name "stall-$player" || matrix_failed+=("$player/stall")
+done
+if [ ${#matrix_failed[@]} -gt 0 ]; then
+  echo "test.sh: player matrix failed: ${matrix_failed[*]} (reports in player-test/out/matrix-*/ and stall-*/)" >&2
   exit 1
 fi
 echo "test.sh: all tests passed"
