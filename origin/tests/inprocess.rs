@@ -28,14 +28,14 @@ impl Live {
         Live::with_publisher(addressing, Publisher::new(30.0, 30)).await
     }
 
-    /// A stream whose publisher goes quiet after its first 3.2 s: its frames arrive 3 s before
+    /// A stream whose publisher goes quiet after its first 3.2 s: its frames arrive 7 s before
     /// the real wall clock says it is, so the first time the runtime idles (the stream task's
     /// 100 ms input timeout, `Packager::handle_timeout` with the real clock) the packager sees
-    /// a stall: it closes the open segment with the samples left and publishes GAP parts (a
-    /// GAP segment, and an open one of GAP parts) up to the wall clock.
+    /// a stall longer than its 6 s hold: it closes the open segment with the samples left and
+    /// publishes GAP parts (GAP segments, and an open one of GAP parts) up to the wall clock.
     async fn stalling(addressing: Addressing) -> Live {
         let mut publisher = Publisher::new(30.0, 30);
-        publisher.wall0 = real_ms() - 3_200 - 3_000;
+        publisher.wall0 = real_ms() - 3_200 - 7_000;
         Live::with_publisher(addressing, publisher).await
     }
 

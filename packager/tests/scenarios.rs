@@ -441,9 +441,10 @@ fn stalled_input_keeps_the_playlist_moving_with_gap_parts() {
     let (last_frame, wall) = pub_.next_frame();
     h.p.handle_frame(last_frame, wall).unwrap();
     h.drain();
-    // Three seconds of wall-clock time without a frame, ticked every 100 ms.
+    // Nine seconds of wall-clock time without a frame, ticked every 100 ms: past the hold
+    // (three target durations, see a_short_stall_holds_the_playlist...), GAP parts.
     let mut published_at = Vec::new();
-    for i in 1..=30 {
+    for i in 1..=90 {
         let now = WallClock(wall.0 + i * 100);
         let n = h.snapshots.len();
         h.p.handle_timeout(now);
@@ -466,8 +467,18 @@ fn stalled_input_keeps_the_playlist_moving_with_gap_parts() {
         .filter(|p| p.gap)
         .count();
     assert!(gap_parts >= 10, "GAP parts cover the stall ({gap_parts})");
-    // A new part at least every part target after the first 2 part targets (rule 6).
-    for w in published_at.windows(2) {
+    // After the hold, a new part at least every part target (rule 6).
+    // The stall is seen after two part targets: the media so far closes its part (one
+    // publish), then nothing until the hold ends.
+    assert!(
+        published_at.len() > 2 && published_at[0] <= 600,
+        "{published_at:?}"
+    );
+    assert!(
+        published_at[1] > 6_000 && published_at[1] <= 6_800,
+        "the first GAP part comes when the 6 s hold ends: {published_at:?}"
+    );
+    for w in published_at[1..].windows(2) {
         assert!(w[1] - w[0] <= 300, "publishes at {published_at:?}");
     }
     assert!(
@@ -479,7 +490,7 @@ fn stalled_input_keeps_the_playlist_moving_with_gap_parts() {
     assert!(text.contains("GAP=YES"), "{text}");
     // The publisher resumes with timestamps that continue from before the stall (a buffering
     // encoder): output stays continuous and the invariants hold.
-    pub_.wall0 += 3_000;
+    pub_.wall0 += 9_000;
     h.feed(&mut pub_, 77 * 6);
     let r = &h.last().renditions[0];
     let last_part = r
@@ -491,6 +502,57 @@ fn stalled_input_keeps_the_playlist_moving_with_gap_parts() {
         .unwrap();
     assert!(!last_part.gap, "real media after the gap");
     h.p.handle_end_of_stream(WallClock(wall.0 + 20_000));
+    h.drain();
+}
+
+#[test]
+fn a_short_stall_holds_the_playlist_and_the_media_continues_without_a_hole() {
+    // A publisher frozen for 3 s (less than the 6 s hold) that then sends real-time frames
+    // again: no GAP part, the media timeline continues (the harness checks every part's tfdt
+    // against the previous one), the backlog-free media is dated at its capture time.
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 77 * 6);
+    let stall_start = pub_.next_frame_wall();
+    // Seen after two part targets: the media so far closes its part; then the hold.
+    for i in 1..=6 {
+        h.p.handle_timeout(WallClock(stall_start + i * 100));
+        h.drain();
+    }
+    let versions = h.snapshots.len();
+    for i in 7..=30 {
+        h.p.handle_timeout(WallClock(stall_start + i * 100));
+        h.drain();
+    }
+    assert_eq!(h.snapshots.len(), versions, "the playlist is held");
+    assert!(
+        h.warnings
+            .iter()
+            .any(|w| w.contains("holding the playlist")),
+        "{:?}",
+        h.warnings
+    );
+    // The publisher skips what it did not capture (its clock ran on): frames resume 3 s later.
+    while pub_.next_frame_wall() < stall_start + 3_000 {
+        pub_.next_frame();
+    }
+    h.feed(&mut pub_, 77 * 4);
+    let r = &h.last().renditions[0];
+    let text = render_media(h.last(), r, SkipMode::Full);
+    assert!(!text.contains("GAP"), "{text}");
+    assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    let resumed = r
+        .segments
+        .iter()
+        .find(|s| s.program_date_time.0 >= stall_start)
+        .expect("media after the stall");
+    assert!(resumed.independent);
+    let late = resumed.program_date_time.0 - (stall_start + 3_000);
+    assert!(
+        (0..=1_005).contains(&late),
+        "dated at its capture, the first keyframe after the stall: {late} ms"
+    );
+    h.p.handle_end_of_stream(WallClock(stall_start + 10_000));
     h.drain();
 }
 

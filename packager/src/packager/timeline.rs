@@ -218,7 +218,7 @@ impl Packager {
     /// `dts_ns` of track `ti` arrives at `now` on the clock from before the stall. `None` when
     /// no stall is in progress or the input starts a new timeline.
     fn backlog_lateness(&self, ti: usize, dts_ns: InputNs, now: WallClock) -> Option<i64> {
-        self.gap.end?;
+        self.gap.end.or(self.gap.held_from)?;
         if self.timeline.pending_discontinuity {
             return None;
         }
