@@ -67,6 +67,12 @@ if (!['', 'early', 'late'].includes(join_)) throw new Error(`unknown --join ${jo
 const joinDelaySecs = Number(opt('join-delay', '15'));
 const stallSecs = Number(opt('stall', '0'));
 const stallAt = Number(opt('stall-at', '20'));
+// Checks of an open acceptance criterion, named in LLHLS_PLAYER_KNOWN (comma-separated), are
+// reported as KNOWN-OPEN instead of failing the run: `stall-recovery` (back within 0.3 s of
+// the pre-stall latency within 10 s of a publisher's resume; hls.js and Shaka stay 0.4 s and
+// 1.1 s behind after rebuffering, issue 12).
+const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
+const knownFailures = [];
 const name = opt('name', `${playerKind === 'hlsjs' ? '' : playerKind + '-'}${join_ ? join_ + '-' : ''}${stallSecs ? 'stall-' : ''}${useEdge ? 'edge' : 'direct'}-${nPlayers}p-${layout}-${partMs}ms`);
 const outDir = resolve(opt('out', join(here, 'out', name)));
 const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
@@ -563,7 +569,7 @@ if (stallSecs > 0) {
     summary.stall.perPlayer.push(r);
     if (pre === null) failures.push(`player ${i}: no ${basis} samples in the 10 s before the stall`);
     else if (r.backWithinMsOfResume === null || r.backWithinMsOfResume > 10000)
-      failures.push(`player ${i}: not back within 0.3 s of its pre-stall ${basis} (${pre.toFixed(2)} s) within 10 s of the resume (max after ${maxAfter?.toFixed(2)} s, back after ${r.backWithinMsOfResume === null ? 'never' : r.backWithinMsOfResume + ' ms'})`);
+      (knownOpen.has('stall-recovery') ? knownFailures : failures).push(`player ${i}: not back within 0.3 s of its pre-stall ${basis} (${pre.toFixed(2)} s) within 10 s of the resume (max after ${maxAfter?.toFixed(2)} s, back after ${r.backWithinMsOfResume === null ? 'never' : r.backWithinMsOfResume + ' ms'})`);
     if (r.lastSampleMsAfterResume === null || r.lastSampleMsAfterResume < 10000)
       failures.push(`player ${i}: no ${basis} samples 10 s after the resume (last ${r.lastSampleMsAfterResume} ms after)`);
   }
@@ -603,6 +609,7 @@ if (syncChecked) {
   else if (avSync.medianMs < -90 || avSync.medianMs > 185) failures.push(`audio/video out of sync: beep - flash median ${avSync.medianMs} ms`);
 }
 summary.failures = failures;
+summary.knownOpen = knownFailures;
 if (playerConsole.length) writeFileSync(join(outDir, 'player-console.log'), playerConsole.map(l => l.replace(/^(\d+)/, (_, t) => String(Number(t) - joinedAt))).join('\n'));
 writeFileSync(join(outDir, 'report.json'), JSON.stringify({ summary, players: stats, requests: requestLog.map(r => ({ ...r, t: r.t - joinedAt })), mediaLog: mediaLog.map(r => ({ ...r, t: r.t - joinedAt })), pdtSamples: pdt.samples.map(([t, l]) => [t - joinedAt, l]) }, null, 2));
 const f = (x) => x === null || x === undefined ? 'n/a' : Number(x).toFixed(2);
@@ -611,4 +618,5 @@ const sync = avSync ? `, A/V sync (beep - flash) median ${avSync.medianMs} ms ov
 const stallTxt = summary.stall ? summary.stall.perPlayer.map(r => `, stall ${stallSecs} s: before ${f(r.preStallP50)} s, max after ${f(r.maxAfter)} s, back after ${r.backWithinMsOfResume === null ? 'never' : (r.backWithinMsOfResume / 1000).toFixed(1) + ' s'}`).join('') : '';
 console.log(`${failures.length ? 'FAIL' : 'PASS'} ${name} [${playerKind}, join ${summary.join} +${(joinAfterFirstPlaylistMs / 1000).toFixed(1)} s, ${publisherKind}]: PDT max lead ${pdt.maxLeadMs} ms${stallTxt}, wall latency p50 ${f(summary.wallLatencyP50)} s p95 ${f(summary.wallLatencyP95)} s, player latency p50 ${f(summary.hlsLatencyP50)} s, first frame ${summary.timeToFirstFrameMs === null ? "never" : f(summary.timeToFirstFrameMs / 1000) + " s"}, stalls ${summary.stalls}, dropped ${summary.droppedFrames}/${summary.totalFrames}, errors ${summary.errors}, origin requests/part ${summary.originRequestsPerPart} (${nPlayers} players), server CPU ${serverCpuPercent}% of a core, machine ${machineBusyPercent}% busy${g2g}${sync} -> ${join(outDir, 'report.json')}`);
 for (const x of failures) console.log('  ' + x);
+for (const x of knownFailures) console.log('  KNOWN-OPEN (LLHLS_PLAYER_KNOWN; issue 12): ' + x);
 process.exit(failures.length ? 1 : 0);
