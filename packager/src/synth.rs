@@ -97,8 +97,8 @@ impl Publisher {
         self.base_ms + (n as f64 * 1024.0 * 1000.0 / 48_000.0).round() as i64 + j
     }
 
-    /// The wall clock (ms) the next frame arrives at.
-    pub fn next_frame_wall(&self) -> i64 {
+    /// Timestamps (ms) of the next video and audio frames (`i64::MAX` for a track not sent).
+    fn next_times(&self) -> (i64, i64) {
         let vt = if self.video {
             self.video_ms(self.frame_no)
         } else {
@@ -109,21 +109,18 @@ impl Publisher {
         } else {
             i64::MAX
         };
+        (vt, at)
+    }
+
+    /// The wall clock (ms) the next frame arrives at.
+    pub fn next_frame_wall(&self) -> i64 {
+        let (vt, at) = self.next_times();
         self.wall0 + vt.min(at) - self.base_ms + 5
     }
 
     /// The next frame in DTS order, with the wall clock it "arrives" at.
     pub fn next_frame(&mut self) -> (Frame, WallClock) {
-        let vt = if self.video {
-            self.video_ms(self.frame_no)
-        } else {
-            i64::MAX
-        };
-        let at = if self.audio {
-            self.audio_ms(self.audio_no)
-        } else {
-            i64::MAX
-        };
+        let (vt, at) = self.next_times();
         if vt <= at {
             let n = self.frame_no;
             self.frame_no += 1;
