@@ -23,9 +23,7 @@ ALL_TARGETS=(codec_h264 codec_hevc codec_av1 codec_aac codec_opus directives ran
 # Targets with a known, unfixed crash (see fuzz/README.md, "Known crashes"): none today.
 KNOWN_CRASHING=()
 # Open invariant failures whose checks are skipped so that their targets still run (tags in
-# fuzz/README.md): an audio rendition beside video, with audio behind the video, catching up a
-# frame per part until its segment outgrows TARGETDURATION.
-export LLHLS_FUZZ_KNOWN=${LLHLS_FUZZ_KNOWN-extinf-td-audio}
+# fuzz/README.md): none today.
 
 if [ $# -gt 0 ]; then
   targets=("$@")

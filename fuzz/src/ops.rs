@@ -783,14 +783,8 @@ impl Checker {
                         r.name
                     );
                 }
-                // An audio rendition beside video follows the video's part grid; with audio
-                // behind the video its parts catch up a frame at a time and its segment can
-                // outgrow the video's (open: `extinf-td-audio`, fuzz/README.md).
-                let follower = r.name == "audio" && snap.renditions.len() > 1;
                 assert!(
-                    s.duration.round() <= td
-                        || known("extinf-td")
-                        || (follower && known("extinf-td-audio")),
+                    s.duration.round() <= td || known("extinf-td"),
                     "{} segment {}: EXTINF {} rounds above TARGETDURATION {td} (parts {:?})",
                     r.name,
                     s.msn,

@@ -81,6 +81,19 @@ impl Packager {
             let mut rendition_dur_secs: f64 = 0.0;
             let has_lead = self.renditions[ri].tracks.contains(&self.lead);
             let part_target_secs = self.renditions[ri].part_target;
+            // An audio-only rendition beside video: its segment may outgrow the lead's by at
+            // most one audio frame (catching up on audio that is behind the video a frame per
+            // part would otherwise outgrow TARGETDURATION), and never the segment limit.
+            let (audio_open_secs, lead_open_secs) = match self.renditions[ri].open.as_ref() {
+                Some(o) if !has_lead => (
+                    o.parts.iter().map(|p| p.duration).sum::<f64>(),
+                    (boundary - o.start).secs(lead_scale),
+                ),
+                _ => (0.0, f64::INFINITY),
+            };
+            let limit_secs = self
+                .locked()
+                .map_or(f64::INFINITY, |l| l.segment_limit.secs(lead_scale));
             for &ti in &self.renditions[ri].tracks.clone() {
                 let track = &mut self.tracks[ti];
                 let samples: Vec<Pending> = if ti == self.lead {
@@ -93,8 +106,12 @@ impl Packager {
                     while let Some(front) = track.pending.front() {
                         let front_lead = front.dts.to_lead(track.scale, lead_scale);
                         let front_secs = f64::from(front.dur.unwrap_or(0)) / f64::from(track.scale);
+                        let segment_full = secs > 0.0
+                            && audio_open_secs + secs + front_secs
+                                > (lead_open_secs + front_secs).min(limit_secs) + 1e-9;
                         if front_lead >= boundary
-                            || (!has_lead && secs + front_secs > part_target_secs + 1e-9)
+                            || (!has_lead
+                                && (secs + front_secs > part_target_secs + 1e-9 || segment_full))
                         {
                             break;
                         }
