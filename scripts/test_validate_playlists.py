@@ -38,21 +38,25 @@ def init_section(kind, brands=(b"iso6", b"cmfc"), fmt=b"avc1", size=(1280, 720),
     trak = box(b"trak",
                full(b"tkhd", 3, bytes(8) + struct.pack(">I", tid) + bytes(64))
                + box(b"mdia",
-                     full(b"mdhd", 0, bytes(20))
+                     full(b"mdhd", 0, bytes(8) + struct.pack(">I", 90000 if tid == 1 else 48000)
+                          + bytes(8))
                      + full(b"hdlr", 0, bytes(4) + kind.encode() + bytes(13))
                      + box(b"minf", box(b"stbl", stsd))))
     moov = full(b"mvhd", 0, bytes(96)) + trak
     if mvex:
-        moov += box(b"mvex", full(b"trex", 0, struct.pack(">IIIII", tid, 1, 0, 0, 0)))
+        moov += box(b"mvex", full(b"trex", 0, struct.pack(">IIIII", tid, 1, 3000, 0, 0)))
     return box(b"ftyp", brands[0] + bytes(4) + b"".join(brands)) + box(b"moov", moov)
 
 
-def fragment(tid, sync):
+def fragment(tid, sync, seconds=0.5, size=1):
+    """One moof + mdat of one sample of `size` bytes lasting `seconds`."""
     flags = 0x02000000 if sync else 0x01010000
-    trun = full(b"trun", 0x1 | 0x4 | 0x100 | 0x200, struct.pack(">IiIII", 1, 0, flags, 3000, 1))
+    ticks = round(seconds * (90000 if tid == 1 else 48000))
+    trun = full(b"trun", 0x1 | 0x4 | 0x100 | 0x200,
+                struct.pack(">IiIII", 1, 0, flags, ticks, size))
     traf = box(b"traf", full(b"tfhd", 0x020000, struct.pack(">I", tid))
                + full(b"tfdt", 0, bytes(8), version=1) + trun)
-    return box(b"moof", full(b"mfhd", 0, struct.pack(">I", 1)) + traf) + box(b"mdat", b"x")
+    return box(b"moof", full(b"mfhd", 0, struct.pack(">I", 1)) + traf) + box(b"mdat", b"x" * size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,6 +68,9 @@ MULTIVARIANT = """#EXTM3U
 #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="audio",LANGUAGE="und",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="2",URI="audio.m3u8"
 #EXT-X-STREAM-INF:BANDWIDTH=2000000,AVERAGE-BANDWIDTH=1800000,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO="a",CLOSED-CAPTIONS=NONE
 video.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=1000000,AVERAGE-BANDWIDTH=900000,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO="a",CLOSED-CAPTIONS=NONE
+low/video.m3u8
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=200000,CODECS="avc1.64001f",RESOLUTION=1280x720,URI="iframes.m3u8"
 """
 
 
@@ -106,7 +113,8 @@ class Stream:
         for msn in range(100, 107):
             for j in range(4):
                 self.blobs[f"video/{msn}.{j}.m4s"] = fragment(1, j == 0)
-            self.blobs[f"video/{msn}.m4s"] = fragment(1, True)
+            self.blobs[f"video/{msn}.m4s"] = fragment(1, True, 2.0)
+            self.blobs[f"audio/{msn}.m4s"] = fragment(2, True, 2.0, 32_000)
 
     def edit(self, name, old, new, count=1):
         text = self.files[name]
@@ -145,8 +153,8 @@ class Rules(unittest.TestCase):
     def v(self, old, new, count=1):
         self.s.edit("video.m3u8", old, new, count)
 
-    def mv(self, old, new):
-        self.s.edit("index.m3u8", old, new)
+    def mv(self, old, new, count=1):
+        self.s.edit("index.m3u8", old, new, count)
 
     def test_the_valid_stream_passes(self):
         self.assertEqual(self.s.run(), [])
@@ -464,7 +472,7 @@ class Rules(unittest.TestCase):
         self.fails("R65 Auth 1.10")
 
     def test_codecs_not_the_ones_in_avcc(self):
-        self.mv("avc1.64001f", "avc1.42e01f")
+        self.mv("avc1.64001f", "avc1.42e01f", 3)
         self.fails("R61 Auth 9.1")
 
     def test_resolution_not_the_one_in_the_sample_entry(self):
@@ -480,8 +488,59 @@ class Rules(unittest.TestCase):
         self.fails("R70 validator")
 
     def test_segment_not_starting_with_a_sync_sample(self):
-        self.s.blobs["video/101.m4s"] = fragment(1, False)
+        self.s.blobs["video/101.m4s"] = fragment(1, False, 2.0)
         self.fails("R70 Auth 7.4")
+
+    def test_h264_above_high_profile_level_5_2(self):
+        self.s.blobs["video/init.mp4"] = init_section("vide", profile=b"\x64\x00\x3c")
+        self.fails("Auth 1.3b")
+
+    def test_segment_shorter_than_its_extinf(self):
+        self.s.blobs["video/102.m4s"] = fragment(1, True, 1.9)
+        self.fails("R68 Auth 8.1")
+
+    def test_part_longer_than_its_duration(self):
+        self.s.blobs["video/104.1.m4s"] = fragment(1, False, 0.6)
+        self.fails("R68 Auth 8.1")
+
+    def test_peak_bit_rate_above_125_percent_of_bandwidth(self):
+        # 2 s of video at 2.4 Mbit/s + audio at 128 kbit/s > 1.25 x 2 Mbit/s.
+        self.s.blobs["video/103.m4s"] = fragment(1, True, 2.0, 600_000)
+        self.fails("Auth 1.29")
+
+    def test_frame_rate_above_60(self):
+        self.mv("FRAME-RATE=30.000", "FRAME-RATE=120.000")
+        self.fails("Auth 1.19")
+
+    def test_opus_audio(self):
+        self.mv("mp4a.40.2", "opus")
+        self.fails("Auth 2.2")
+
+    def test_no_i_frame_playlist(self):
+        self.mv("#EXT-X-I-FRAME-STREAM-INF", "#EXT-X-COMMENT")
+        self.fails("Auth 6.1")
+
+    def test_a_single_bit_rate(self):
+        self.mv("BANDWIDTH=1000000,", "BANDWIDTH=2000000,")
+        self.fails("Auth 9.9")
+
+    def test_long_window_without_delta_updates(self):
+        self.v("CAN-SKIP-UNTIL=12.0,", "")
+        self.v("#EXT-X-MEDIA-SEQUENCE:100", "#EXT-X-MEDIA-SEQUENCE:100\n#EXT-X-COMMENT")
+        for i in range(60):
+            self.v("#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00.000Z\n",
+                   "#EXTINF:2.00000,\nvideo/old.m4s\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00.000Z\n")
+        self.fails("Auth 14.4", names=["video.m3u8"])
+
+    def test_dateranges_without_can_skip_dateranges(self):
+        self.v("#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:08.000Z\n",
+               "#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:08.000Z\n"
+               '#EXT-X-DATERANGE:ID="ad",START-DATE="2026-01-01T00:00:08.000Z"\n')
+        self.fails("Auth 14.5", names=["video.m3u8"])
+
+    def test_audio_shorter_than_video(self):
+        self.s.edit("audio.m3u8", "#EXTINF:2.00000,\naudio/101.m4s", "#EXTINF:1.80000,\naudio/101.m4s")
+        self.fails("Auth 8.3")
 
     # --- VOD and open findings
     def test_vod_without_endlist(self):

@@ -47,6 +47,23 @@ OPEN_FINDINGS = [
     # work on late backlogs (gap.rs) decides whether to drop up to the next keyframe.
     ("R70 Auth 7.4", "long-gop-", "segment opened on a non-key frame after a stall"),
     ("R35 Auth 9.11", "long-gop-", "segment opened on a non-key frame after a stall"),
+    # Same rule, VOD: `llhls package` on real footage with irregular keyframes
+    # (tests/package.rs real_footage_with_irregular_keyframes, samples/media/bikes.mp4) keeps
+    # TARGETDURATION 2 and cuts segment 4 (after a 2.4 s segment) on a non-key frame, although
+    # a VOD packager knows every keyframe and could raise TARGETDURATION instead.
+    # Auth 6.1 "I-frame playlists (EXT-X-I-FRAME-STREAM-INF) MUST be provided": llhls
+    # publishes none (trick play / scrubbing UI on Apple devices is unsupported).
+    ("Auth 6.1", "", "no I-frame playlists"),
+    # Auth 9.9 "You MUST provide multiple bit rates of video": llhls does not transcode; it
+    # packages the one encode it receives (a ladder needs a publisher sending several).
+    ("Auth 9.9", "", "one variant per stream"),
+    # Auth 8.11 "You MUST provide at least six segments in a live (linear) playlist": a young
+    # stream's first playlists are offered from three complete segments (commit f98c13d, for
+    # viewers who join in the first seconds), so the loopback tests, which look at streams a
+    # few seconds old, see 3-5 segments.
+    ("R36 Auth 8.11", "llhls-served-", "young streams offered from three segments"),
+    ("R70 Auth 7.4", "bikes.mp4/", "VOD segment cut on a non-key frame"),
+    ("R35 Auth 9.11", "bikes.mp4/", "VOD segment cut on a non-key frame"),
 ]
 
 
@@ -287,6 +304,15 @@ def r_server_control(path, pl, raw, out):
         out.add(path, "R11 HLS2 §4.4.3.8", f"CAN-SKIP-UNTIL {sc.can_skip_until} < 6 x TD {td}")
     if sc.can_skip_dateranges == "YES" and sc.can_skip_until is None:
         out.add(path, "R12 HLS2 §4.4.3.8", "CAN-SKIP-DATERANGES=YES without CAN-SKIP-UNTIL")
+    # Auth 14.4: windows longer than two minutes offer delta updates; Auth 14.5: with
+    # DATERANGE tags, skipping them too.
+    skipped = pl.skip.skipped_segments if pl.skip and pl.skip.skipped_segments else 0
+    window = sum(s.duration for s in raw.segments) + skipped * td
+    if window > 120 and sc.can_skip_until is None:
+        out.add(path, "Auth 14.4", f"a {window:.0f} s window without CAN-SKIP-UNTIL")
+    if sc.can_skip_until is not None and "#EXT-X-DATERANGE" in raw.count \
+            and sc.can_skip_dateranges != "YES":
+        out.add(path, "Auth 14.5", "delta updates and EXT-X-DATERANGE without CAN-SKIP-DATERANGES")
     return pt
 
 
@@ -590,6 +616,10 @@ VIDEO_CODECS = ("avc1", "avc3", "hvc1", "hev1", "dvh1", "dvhe", "av01", "vp09")
 AUDIO_CODECS = ("mp4a", "ac-3", "ec-3", "ac-4", "opus", "flac", "alac", "fLaC", "Opus")
 
 
+APPLE_AUDIO = ("mp4a.40.2", "mp4a.40.5", "mp4a.40.29", "mp4a.40.42", "alac", "fLaC", "ac-3",
+               "ec-3")
+
+
 def codec_list(codecs):
     return [c.strip() for c in (codecs or "").split(",") if c.strip()]
 
@@ -637,6 +667,13 @@ def check_multivariant(path, text, raw, out):
                 out.add(path, "R61 Auth 9.2", f"{where}: video variant without RESOLUTION")
             if not re.fullmatch(r"[0-9]+(\.[0-9]{1,3})?", a.get("FRAME-RATE", "")):
                 out.add(path, "R61 Auth 9.15", f"{where}: video variant without FRAME-RATE")
+            elif float(a["FRAME-RATE"]) > 60:
+                out.add(path, "Auth 1.19", f"{where}: FRAME-RATE {a['FRAME-RATE']} above 60")
+        # Auth 2.2, 2.5: the audio formats Apple devices play (AAC-LC, HE-AAC v1/v2, xHE-AAC,
+        # Apple Lossless, FLAC, AC-3, E-AC-3); Opus is not among them.
+        for c in codecs:
+            if c.split(".")[0] in AUDIO_CODECS and c not in APPLE_AUDIO:
+                out.add(path, "Auth 2.2", f"{where}: audio codec {c} is not one Apple lists")
         # Auth 9.16: VIDEO-RANGE, when given, is one of the enumerated values.
         if "VIDEO-RANGE" in a and a["VIDEO-RANGE"] not in ("SDR", "PQ", "HLG"):
             out.add(path, "R61 Auth 9.16", f"{where}: VIDEO-RANGE={a['VIDEO-RANGE']}")
@@ -679,6 +716,12 @@ def check_multivariant(path, text, raw, out):
             out.add(path, "R62 HLS2 §4.4.6.1", f"group {gid}: NAMEs not unique")
         if sum(m.get("DEFAULT") == "YES" for m in members) > 1:
             out.add(path, "R62 HLS2 §4.4.6.1", f"group {gid}: more than one DEFAULT=YES")
+    if has_video:
+        # Auth 6.1: I-frame playlists for scrubbing; Auth 9.9: several bit rates of video.
+        if "#EXT-X-I-FRAME-STREAM-INF" not in raw.count:
+            out.add(path, "Auth 6.1", "no I-frame playlist (EXT-X-I-FRAME-STREAM-INF)")
+        if len({t.attrs.get("BANDWIDTH") for t in raw.tags if t.name == "#EXT-X-STREAM-INF"}) < 2:
+            out.add(path, "Auth 9.9", "a single bit rate of video")
     # Auth 9.11 (R35): every video segment starts with an IDR (checked in the media playlists),
     # so EXT-X-INDEPENDENT-SEGMENTS belongs in the multivariant playlist.
     if has_video and "#EXT-X-INDEPENDENT-SEGMENTS" not in raw.count:
@@ -784,6 +827,19 @@ def check_stream(mv_path, mv_raw, media, out, same_snapshot):
             out.add(mv_path, "R63 HLS2 §6.2.4",
                     f"MSN {msn}: PROGRAM-DATE-TIME differs by "
                     f"{(max(times) - min(times)).total_seconds():.3f} s between renditions")
+    # Auth 8.3: audio and video playlists contain the same duration of content (over the MSNs
+    # they share; audio segments may end up to an audio frame off the video's).
+    spans = {}
+    for p in paths:
+        for s in media[p][1].segments:
+            spans.setdefault(s.msn, {})[p] = s.duration
+    common = [d for d in spans.values() if len(d) == len(paths)]
+    if len(paths) > 1 and common:
+        totals = {p: sum(d[p] for d in common) for p in paths}
+        if max(totals.values()) - min(totals.values()) > 0.1:
+            out.add(mv_path, "Auth 8.3",
+                    f"renditions last {sorted(round(t, 3) for t in totals.values())} s over "
+                    f"the same {len(common)} segments")
     check_stream_media(mv_path, mv_raw, paths, media, out, mv_independent)
 
 
@@ -858,10 +914,16 @@ def init_info(path, data, out):
         entry = sample_entry(data, stsd[0]) if stsd else None
         if tid not in trex_ids:
             out.add(path, "R65 HLS2 §3.1.2", f"track {tid} without trex")
-        default_flags = None
+        default_flags = default_dur = None
         if tid in trex_ids:
-            default_flags = struct.unpack(">I", data[trex_ids[tid] + 20:trex_ids[tid] + 24])[0]
-        info = {"handler": handler, "format": entry[0] if entry else None, "flags": default_flags}
+            t0 = trex_ids[tid]
+            default_dur = struct.unpack(">I", data[t0 + 12:t0 + 16])[0]
+            default_flags = struct.unpack(">I", data[t0 + 20:t0 + 24])[0]
+        mdhd = find(data, [b"mdia", b"mdhd"], ts, te)[0]
+        off = mdhd[0] + (20 if data[mdhd[0]] == 1 else 12)
+        timescale = struct.unpack(">I", data[off:off + 4])[0]
+        info = {"handler": handler, "format": entry[0] if entry else None, "flags": default_flags,
+                "duration": default_dur, "timescale": timescale}
         if entry and handler == "vide":
             fmt, bs, be = entry
             # Auth 1.10: parameter sets out of band ('avc1'/'hvc1', not 'avc3'/'hev1').
@@ -871,42 +933,64 @@ def init_info(path, data, out):
             for typ, cs, ce in boxes(data, bs + 78, be):
                 if typ == b"avcC":
                     info["avc"] = "%02x%02x%02x" % tuple(data[cs + 1:cs + 4])
+                    # Auth 1.3b: H.264 at most High Profile (Constrained Baseline, Main,
+                    # Extended and High; not High 10/4:2:2/4:4:4), Level 5.2.
+                    prof, level = data[cs + 1], data[cs + 3]
+                    if prof not in (66, 77, 88, 100) or level > 52:
+                        out.add(path, "Auth 1.3b",
+                                f"H.264 profile {prof} level {level} above High Profile Level 5.2")
         tracks[tid] = info
     return tracks
 
 
-def part_first_sync(data, tracks):
-    """{track_id: is the first sample a sync sample} for one part (moof + mdat pairs)."""
+def fragment_info(data, tracks):
+    """{track_id: (first sample is sync, total duration in ticks)} for a part or segment (one or
+    more moof + mdat pairs)."""
     res = {}
     for ms, me in find(data, [b"moof"]):
         for ts, te in find(data, [b"traf"], ms, me):
             tfhd = find(data, [b"tfhd"], ts, te)[0]
             flags = int.from_bytes(data[tfhd[0] + 1:tfhd[0] + 4], "big")
             tid = struct.unpack(">I", data[tfhd[0] + 4:tfhd[0] + 8])[0]
-            if tid in res:
-                continue
             pos = tfhd[0] + 8
             default = tracks.get(tid, {}).get("flags")
-            for bit, size in ((0x1, 8), (0x2, 4), (0x8, 4), (0x10, 4)):
+            default_dur = tracks.get(tid, {}).get("duration")
+            for bit, size in ((0x1, 8), (0x2, 4)):
                 if flags & bit:
                     pos += size
+            if flags & 0x8:
+                default_dur = struct.unpack(">I", data[pos:pos + 4])[0]
+                pos += 4
+            if flags & 0x10:
+                pos += 4
             if flags & 0x20:
                 default = struct.unpack(">I", data[pos:pos + 4])[0]
-            trun = find(data, [b"trun"], ts, te)[0]
-            tflags = int.from_bytes(data[trun[0] + 1:trun[0] + 4], "big")
-            pos = trun[0] + 8 + (4 if tflags & 0x1 else 0)
-            first = None
-            if tflags & 0x4:
-                first = struct.unpack(">I", data[pos:pos + 4])[0]
-            elif tflags & 0x400:
-                off = (4 if tflags & 0x100 else 0) + (4 if tflags & 0x200 else 0)
-                first = struct.unpack(">I", data[pos + off:pos + off + 4])[0]
-            if first is None:
-                first = default
-            if first is None:
-                continue
-            # ISO 14496-12 §8.8.3.1: sample_is_non_sync_sample bit (0x10000).
-            res[tid] = not (first >> 16) & 1
+            for rs, re_ in find(data, [b"trun"], ts, te):
+                tflags = int.from_bytes(data[rs + 1:rs + 4], "big")
+                (count,) = struct.unpack(">I", data[rs + 4:rs + 8])
+                pos = rs + 8 + (4 if tflags & 0x1 else 0)
+                first = None
+                if tflags & 0x4:
+                    first = struct.unpack(">I", data[pos:pos + 4])[0]
+                    pos += 4
+                per = 4 * bin(tflags & 0xF00).count("1")
+                total = 0
+                for i in range(count):
+                    e = pos + i * per
+                    if tflags & 0x100:
+                        total += struct.unpack(">I", data[e:e + 4])[0]
+                    else:
+                        total += default_dur or 0
+                    if i == 0 and first is None and tflags & 0x400:
+                        off = (4 if tflags & 0x100 else 0) + (4 if tflags & 0x200 else 0)
+                        first = struct.unpack(">I", data[e + off:e + off + 4])[0]
+                if first is None:
+                    first = default
+                sync, dur = res.get(tid, (None, 0))
+                if sync is None and count > 0 and first is not None:
+                    # ISO 14496-12 §8.8.3.1: sample_is_non_sync_sample bit (0x10000).
+                    sync = not (first >> 16) & 1
+                res[tid] = (sync, dur + total)
     return res
 
 
@@ -918,6 +1002,7 @@ def check_stream_media(mv_path, mv_raw, paths, media, out, mv_independent):
         codecs |= set(codec_list(v.attrs.get("CODECS")))
         if "RESOLUTION" in v.attrs:
             resolutions.add(v.attrs["RESOLUTION"])
+    rates = {}  # msn -> {playlist: bits per second} of complete segments on disk
     for p in paths:
         raw = media[p][1]
         maps = {t.attrs.get("URI") for t in raw.tags if t.name == "#EXT-X-MAP"}
@@ -950,40 +1035,94 @@ def check_stream_media(mv_path, mv_raw, paths, media, out, mv_independent):
                 if info["handler"] == "soun" and not any(
                         c.split(".")[0] in AUDIO_CODECS for c in codecs):
                     out.add(mv_path, "R61 Auth 9.1", f"CODECS {sorted(codecs)} lack the audio codec")
-            # Validator "(PartialSegment) Partial segments marked INDEPENDENT MUST contain a sync
-            # frame" and "... that contain a sync frame SHOULD be marked INDEPENDENT" (R70): the
-            # first video sample of each part, checked against the part's INDEPENDENT=YES.
-            video = [tid for tid, i in tracks.items() if i["handler"] == "vide"]
-            if not video:
+            # The track whose durations the playlist gives: video if any (R68), else audio.
+            main = [t for t, i in tracks.items() if i["handler"] == "vide"]
+            main = main or [t for t, i in tracks.items() if i["handler"] == "soun"]
+            if not main:
                 continue
-            def first_sync(uri):
+            tid = main[0]
+            video = tracks[tid]["handler"] == "vide"
+            scale = tracks[tid]["timescale"] or 1
+
+            def frag(uri):
                 f = resolve(p, uri)
                 if not f or not os.path.isfile(f):
-                    return None
+                    return None, None
                 with open(f, "rb") as fh:
                     fdata = fh.read()
                 try:
-                    return part_first_sync(fdata, tracks).get(video[0])
+                    info = fragment_info(fdata, tracks)
+                    if tid not in info:
+                        out.add(f, "R66 HLS2 §3.1.2", f"fragment without track {tid}")
+                        return None, None
+                    return info[tid], len(fdata)
                 except (ValueError, IndexError, struct.error) as e:
                     out.add(f, "R66 HLS2 §3.1.2", f"fragment does not parse: {e}")
-                    return None
+                    return None, None
 
+            frame = 0.0  # the longest sample seen: the "one video frame" of Auth 8.1
+            checks = []
             for part in raw.all_parts():
                 if part.byterange or part.gap or not part.uri:
                     continue
-                v = first_sync(part.uri)
-                if v is False and part.independent:
+                got, _ = frag(part.uri)
+                if got is None:
+                    continue
+                sync, ticks = got
+                checks.append((f"part {part.uri}", part.duration, ticks / scale))
+                if not video:
+                    continue
+                # Validator "(PartialSegment) Partial segments marked INDEPENDENT MUST contain
+                # a sync frame" and "... that contain a sync frame SHOULD be marked INDEPENDENT"
+                # (R70): the first video sample of each part against its INDEPENDENT=YES.
+                if sync is False and part.independent:
                     out.add(p, "R70 validator",
                             f"part {part.uri} is INDEPENDENT=YES but starts without a sync sample")
-                if v and not part.independent:
+                if sync and not part.independent:
                     out.add(p, "R70 validator",
                             f"part {part.uri} starts with a sync sample but is not INDEPENDENT=YES")
-            # Auth 7.4 (validator "Video segments MUST start with an IDR frame [#1021]").
             for seg in raw.segments:
                 if seg.gap or any(t.name == "#EXT-X-BYTERANGE" for t in seg.tags):
                     continue
-                if first_sync(seg.uri) is False:
+                got, size = frag(seg.uri)
+                if got is None:
+                    continue
+                sync, ticks = got
+                checks.append((f"segment {seg.uri}", seg.duration, ticks / scale))
+                rates.setdefault(seg.msn, {})[p] = size * 8 / seg.duration
+                # Auth 7.4 (validator "Video segments MUST start with an IDR frame [#1021]").
+                if video and sync is False:
                     out.add(p, "R70 Auth 7.4", f"segment {seg.uri} does not start with a sync sample")
+            if video and tracks[tid].get("duration"):
+                frame = tracks[tid]["duration"] / scale
+            frame = frame or 1 / 24
+            # Auth 8.1 (validator "Playlist vs segment duration mismatch"): durations in the
+            # playlist within one video frame of the media's (R68).
+            for what, listed, actual in checks:
+                if abs(listed - actual) > frame + 1e-3:
+                    out.add(p, "R68 Auth 8.1",
+                            f"{what}: playlist says {listed} s, the media lasts {actual:.5f} s")
+    # Auth 1.29 (validator "Measured peak bitrate ... exceeds error tolerance"): for live
+    # content the measured peak segment bit rate, summed over the renditions played together,
+    # stays below 125% of BANDWIDTH.
+    if not any(not media[p][2].is_endlist for p in paths):
+        return
+    variant_uris = [s.uri for s in mv_raw.segments]
+    for v, uri in zip(variants, variant_uris):
+        if not v.attrs.get("BANDWIDTH", "").isdigit():
+            continue
+        bw = int(v.attrs["BANDWIDTH"])
+        group = [resolve(mv_path, t.attrs["URI"]) for t in mv_raw.tags
+                 if t.name == "#EXT-X-MEDIA" and t.attrs.get("TYPE") == "AUDIO"
+                 and t.attrs.get("GROUP-ID") == v.attrs.get("AUDIO") and "URI" in t.attrs]
+        played = [resolve(mv_path, uri)] + group[:1]
+        for msn, per in sorted(rates.items()):
+            if not all(q in per for q in played):
+                continue
+            peak = sum(per[q] for q in played)
+            if peak > 1.25 * bw:
+                out.add(mv_path, "Auth 1.29",
+                        f"MSN {msn}: {peak:.0f} bit/s, above 125% of BANDWIDTH {bw}")
 
 
 # ---------------------------------------------------------------------------------------------
