@@ -48,14 +48,15 @@ def init_section(kind, brands=(b"iso6", b"cmfc"), fmt=b"avc1", size=(1280, 720),
     return box(b"ftyp", brands[0] + bytes(4) + b"".join(brands)) + box(b"moov", moov)
 
 
-def fragment(tid, sync, seconds=0.5, size=1):
-    """One moof + mdat of one sample of `size` bytes lasting `seconds`."""
+def fragment(tid, sync, seconds=0.5, size=1, start=0.0):
+    """One moof + mdat of one sample of `size` bytes lasting `seconds` from `start`."""
     flags = 0x02000000 if sync else 0x01010000
-    ticks = round(seconds * (90000 if tid == 1 else 48000))
+    scale = 90000 if tid == 1 else 48000
+    ticks = round(seconds * scale)
     trun = full(b"trun", 0x1 | 0x4 | 0x100 | 0x200,
                 struct.pack(">IiIII", 1, 0, flags, ticks, size))
     traf = box(b"traf", full(b"tfhd", 0x020000, struct.pack(">I", tid))
-               + full(b"tfdt", 0, bytes(8), version=1) + trun)
+               + full(b"tfdt", 0, struct.pack(">Q", round(start * scale)), version=1) + trun)
     return box(b"moof", full(b"mfhd", 0, struct.pack(">I", 1)) + traf) + box(b"mdat", b"x" * size)
 
 
@@ -111,10 +112,11 @@ class Stream:
         self.blobs = {"video/init.mp4": init_section("vide"),
                       "audio/init.mp4": init_section("soun")}
         for msn in range(100, 107):
+            t = (msn - 100) * 2.0
             for j in range(4):
-                self.blobs[f"video/{msn}.{j}.m4s"] = fragment(1, j == 0)
-            self.blobs[f"video/{msn}.m4s"] = fragment(1, True, 2.0)
-            self.blobs[f"audio/{msn}.m4s"] = fragment(2, True, 2.0, 32_000)
+                self.blobs[f"video/{msn}.{j}.m4s"] = fragment(1, j == 0, start=t + j * 0.5)
+            self.blobs[f"video/{msn}.m4s"] = fragment(1, True, 2.0, start=t)
+            self.blobs[f"audio/{msn}.m4s"] = fragment(2, True, 2.0, 32_000, start=t)
 
     def edit(self, name, old, new, count=1):
         text = self.files[name]
@@ -480,15 +482,15 @@ class Rules(unittest.TestCase):
         self.fails("R61 Auth 9.2")
 
     def test_independent_part_without_a_sync_sample(self):
-        self.s.blobs["video/105.0.m4s"] = fragment(1, False)
+        self.s.blobs["video/105.0.m4s"] = fragment(1, False, start=10.0)
         self.fails("R70 validator")
 
     def test_part_with_a_sync_sample_not_marked_independent(self):
-        self.s.blobs["video/105.2.m4s"] = fragment(1, True)
+        self.s.blobs["video/105.2.m4s"] = fragment(1, True, start=11.0)
         self.fails("R70 validator")
 
     def test_segment_not_starting_with_a_sync_sample(self):
-        self.s.blobs["video/101.m4s"] = fragment(1, False, 2.0)
+        self.s.blobs["video/101.m4s"] = fragment(1, False, 2.0, start=2.0)
         self.fails("R70 Auth 7.4")
 
     def test_h264_above_high_profile_level_5_2(self):
@@ -496,16 +498,16 @@ class Rules(unittest.TestCase):
         self.fails("Auth 1.3b")
 
     def test_segment_shorter_than_its_extinf(self):
-        self.s.blobs["video/102.m4s"] = fragment(1, True, 1.9)
+        self.s.blobs["video/102.m4s"] = fragment(1, True, 1.9, start=4.0)
         self.fails("R68 Auth 8.1")
 
     def test_part_longer_than_its_duration(self):
-        self.s.blobs["video/104.1.m4s"] = fragment(1, False, 0.6)
+        self.s.blobs["video/104.1.m4s"] = fragment(1, False, 0.6, start=8.5)
         self.fails("R68 Auth 8.1")
 
     def test_peak_bit_rate_above_125_percent_of_bandwidth(self):
         # 2 s of video at 2.4 Mbit/s + audio at 128 kbit/s > 1.25 x 2 Mbit/s.
-        self.s.blobs["video/103.m4s"] = fragment(1, True, 2.0, 600_000)
+        self.s.blobs["video/103.m4s"] = fragment(1, True, 2.0, 600_000, start=6.0)
         self.fails("Auth 1.29")
 
     def test_frame_rate_above_60(self):
@@ -541,6 +543,18 @@ class Rules(unittest.TestCase):
     def test_audio_shorter_than_video(self):
         self.s.edit("audio.m3u8", "#EXTINF:2.00000,\naudio/101.m4s", "#EXTINF:1.80000,\naudio/101.m4s")
         self.fails("Auth 8.3")
+
+    def test_a_part_that_does_not_continue_the_previous_one(self):
+        self.s.blobs["video/105.1.m4s"] = fragment(1, False, start=10.6)
+        self.fails("R68 Auth 7.3")
+
+    def test_a_segment_that_does_not_continue_the_previous_one(self):
+        self.s.blobs["video/102.m4s"] = fragment(1, True, 2.0, start=4.1)
+        self.fails("R68 Auth 7.3")
+
+    def test_a_parent_that_is_not_its_parts(self):
+        self.s.blobs["video/105.m4s"] = fragment(1, True, 2.0, start=10.1)
+        self.fails("R5 HLS2 §3.2")
 
     # --- VOD and open findings
     def test_vod_without_endlist(self):

@@ -952,8 +952,8 @@ def init_info(path, data, out):
 
 
 def fragment_info(data, tracks):
-    """{track_id: (first sample is sync, total duration in ticks)} for a part or segment (one or
-    more moof + mdat pairs)."""
+    """{track_id: (first sample is sync, total duration in ticks, first tfdt)} for a part or
+    segment (one or more moof + mdat pairs)."""
     res = {}
     for ms, me in find(data, [b"moof"]):
         for ts, te in find(data, [b"traf"], ms, me):
@@ -973,6 +973,10 @@ def fragment_info(data, tracks):
                 pos += 4
             if flags & 0x20:
                 default = struct.unpack(">I", data[pos:pos + 4])[0]
+            tfdt = None
+            for ds, _ in find(data, [b"tfdt"], ts, te):
+                ver = data[ds]
+                tfdt = int.from_bytes(data[ds + 4:ds + (12 if ver == 1 else 8)], "big")
             for rs, re_ in find(data, [b"trun"], ts, te):
                 tflags = int.from_bytes(data[rs + 1:rs + 4], "big")
                 (count,) = struct.unpack(">I", data[rs + 4:rs + 8])
@@ -994,11 +998,11 @@ def fragment_info(data, tracks):
                         first = struct.unpack(">I", data[e + off:e + off + 4])[0]
                 if first is None:
                     first = default
-                sync, dur = res.get(tid, (None, 0))
+                sync, dur, start = res.get(tid, (None, 0, tfdt))
                 if sync is None and count > 0 and first is not None:
                     # ISO 14496-12 §8.8.3.1: sample_is_non_sync_sample bit (0x10000).
                     sync = not (first >> 16) & 1
-                res[tid] = (sync, dur + total)
+                res[tid] = (sync, dur + total, start)
     return res
 
 
@@ -1052,23 +1056,29 @@ def check_stream_media(mv_path, mv_raw, paths, media, out, mv_independent):
             video = tracks[tid]["handler"] == "vide"
             scale = tracks[tid]["timescale"] or 1
 
+            infos = {}  # uri -> ({track: (sync, ticks, tfdt)}, size) of the files on disk
+
             def frag(uri):
+                if uri in infos:
+                    return infos[uri]
                 f = resolve(p, uri)
+                infos[uri] = None, None
                 if not f or not os.path.isfile(f):
                     return None, None
                 with open(f, "rb") as fh:
                     fdata = fh.read()
                 try:
                     info = fragment_info(fdata, tracks)
-                    if tid not in info:
-                        out.add(f, "R66 HLS2 §3.1.2", f"fragment without track {tid}")
-                        return None, None
-                    return info[tid], len(fdata)
                 except (ValueError, IndexError, struct.error) as e:
                     out.add(f, "R66 HLS2 §3.1.2", f"fragment does not parse: {e}")
                     return None, None
+                if tid not in info:
+                    out.add(f, "R66 HLS2 §3.1.2", f"fragment without track {tid}")
+                    return None, None
+                infos[uri] = info, len(fdata)
+                return infos[uri]
 
-            frame = 0.0  # the longest sample seen: the "one video frame" of Auth 8.1
+            frame = 0.0  # one frame for Auth 8.1: trex's default sample duration, or 1/24 s
             checks = []
             for part in raw.all_parts():
                 if part.byterange or part.gap or not part.uri:
@@ -1076,7 +1086,7 @@ def check_stream_media(mv_path, mv_raw, paths, media, out, mv_independent):
                 got, _ = frag(part.uri)
                 if got is None:
                     continue
-                sync, ticks = got
+                sync, ticks, _ = got[tid]
                 checks.append((f"part {part.uri}", part.duration, ticks / scale))
                 if not video:
                     continue
@@ -1095,12 +1105,46 @@ def check_stream_media(mv_path, mv_raw, paths, media, out, mv_independent):
                 got, size = frag(seg.uri)
                 if got is None:
                     continue
-                sync, ticks = got
+                sync, ticks, _ = got[tid]
                 checks.append((f"segment {seg.uri}", seg.duration, ticks / scale))
                 rates.setdefault(seg.msn, {})[p] = size * 8 / seg.duration
                 # Auth 7.4 (validator "Video segments MUST start with an IDR frame [#1021]").
                 if video and sync is False:
                     out.add(p, "R70 Auth 7.4", f"segment {seg.uri} does not start with a sync sample")
+                # R5 HLS2 §3.2: a parent carries the samples of its parts: same start, same
+                # duration, every track.
+                parts = [frag(q.uri)[0] for q in seg.parts if not q.byterange]
+                if seg.parts and all(parts) and len(parts) == len(seg.parts):
+                    for t, (_, d, start) in got.items():
+                        pstart = parts[0].get(t, (None, 0, None))[2]
+                        pdur = sum(q.get(t, (None, 0, None))[1] for q in parts)
+                        if (start, d) != (pstart, pdur):
+                            out.add(p, "R5 HLS2 §3.2",
+                                    f"{seg.uri} track {t}: starts {start} lasting {d}, its parts "
+                                    f"start {pstart} lasting {pdur}")
+            # Auth 7.3: each fragment's tfdt continues the previous one's (tfdt + duration) on
+            # every track, across parts and segments, except after a GAP or a discontinuity.
+            expect = {}
+            for s in raw.all_parents():
+                if s.discontinuity:
+                    expect = {}
+                units = [q.uri for q in s.parts] if s.parts else [s.uri] if s.uri else []
+                if (s.gap and not s.parts) or any(q.gap or q.byterange for q in s.parts) \
+                        or any(t.name == "#EXT-X-BYTERANGE" for t in s.tags):
+                    expect = {}
+                    continue
+                for u in units:
+                    got, _ = frag(u) if u else (None, None)
+                    if got is None:
+                        expect = {}
+                        continue
+                    for t, (_, d, start) in got.items():
+                        if t in expect and start is not None and start != expect[t]:
+                            out.add(p, "R68 Auth 7.3",
+                                    f"{u} track {t}: tfdt {start}, the previous fragment ends at "
+                                    f"{expect[t]}")
+                        if start is not None:
+                            expect[t] = start + d
             if video and tracks[tid].get("duration"):
                 frame = tracks[tid]["duration"] / scale
             frame = frame or 1 / 24
