@@ -71,6 +71,14 @@ OPEN_FINDINGS = [
     # discontinuity. The issue-12 stall-recovery work (gap.rs, timeline.rs) decides what
     # happens to a late backlog.
     ("R32 HLS2 §4.4.4.6", "young-stream-stalled", "PDT goes back after a stall"),
+    # HLS2 §4.4.4.9 (parts >= 85% of PART-TARGET unless INDEPENDENT or last) and Auth 7.4: a
+    # WHIP publisher that loses, reorders and garbles packets and jumps its timestamps
+    # (tests/whip.rs hostile_rtp_is_survived..., stream "bad") gets parts of 0.1 and 0.167 s
+    # in the middle of a parent (PART-TARGET 0.2), a 2.4 s segment, and the next segment cut
+    # on a non-key frame (so no EXT-X-INDEPENDENT-SEGMENTS either).
+    ("R3 HLS2 §4.4.4.9", "young-stream-bad-", "short parts from a lossy WHIP publisher"),
+    ("R70 Auth 7.4", "young-stream-bad-", "segment cut on a non-key frame, lossy WHIP"),
+    ("R35 Auth 9.11", "young-stream-bad-", "segment cut on a non-key frame, lossy WHIP"),
     ("R35 Auth 9.11", "bikes.mp4/", "VOD segment cut on a non-key frame"),
 ]
 
