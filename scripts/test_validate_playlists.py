@@ -556,6 +556,11 @@ class Rules(unittest.TestCase):
         self.s.blobs["video/105.m4s"] = fragment(1, True, 2.0, start=10.1)
         self.fails("R5 HLS2 §3.2")
 
+    def test_a_live_playlist_that_ends_in_the_future(self):
+        for n in ("video.m3u8", "audio.m3u8"):
+            self.s.files[n] = self.s.files[n].replace("2026-01-01T00:00:", "2999-01-01T00:00:")
+        self.fails("Auth 8.5")
+
     # --- VOD and open findings
     def test_vod_without_endlist(self):
         self.s.files["vod.m3u8"] = ("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n"

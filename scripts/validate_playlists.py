@@ -396,6 +396,19 @@ def r_segments(path, pl, raw, out, ended):
                             f"MSN {s.msn}: PROGRAM-DATE-TIME overlaps the previous segment "
                             f"by {overlap:.3f} s")
         prev = (t, s.duration)
+    # Auth 8.5: the date is the content's airtime, so a live playlist never ends in the future
+    # (issue 12: after a publisher's backlog bursts in, PDT must not run ahead of the wall
+    # clock). Checked against this machine's clock, which is at or after the fetch.
+    last = None
+    t = 0.0
+    for s in raw.all_parents():
+        if s.pdt and PDT_RE.match(s.pdt):
+            last, t = parse_pdt(s.pdt), 0.0
+        t += s.duration if s.uri is not None else sum(p.duration for p in s.parts)
+    if not ended and last is not None:
+        ahead = (last - datetime.datetime.now(datetime.timezone.utc)).total_seconds() + t
+        if ahead > 0.5:
+            out.add(path, "Auth 8.5", f"the playlist ends {ahead:.3f} s after the wall clock")
     # Auth 8.11 (mediastreamvalidator "You MUST provide at least six segments in a live
     # playlist"): skipped segments count, the unfinished parent does not.
     skipped = pl.skip.skipped_segments if pl.skip and pl.skip.skipped_segments else 0

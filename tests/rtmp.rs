@@ -199,10 +199,12 @@ fn reconnect_within_grace_continues_with_a_discontinuity() {
         "same playlist continues (window not yet full)"
     );
     assert!(!after.contains("#EXT-X-ENDLIST"));
+    validate_served(&s, "re");
     // After the grace period the playlist ends.
     std::thread::sleep(Duration::from_secs(10));
     let ended = s.get("/live/re/media.m3u8").text();
     assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
+    validate_served(&s, "re");
 }
 
 /// Completes an RTMP handshake as a client and returns the socket.
@@ -294,6 +296,7 @@ fn a_restarted_stream_never_reuses_an_msn_even_after_a_faster_than_real_time_pub
     std::thread::sleep(Duration::from_secs(3));
     let first = s.get("/live/again/video.m3u8").text();
     assert!(first.ends_with("#EXT-X-ENDLIST\n"), "{first}");
+    validate_served(&s, "again");
     let msns = |t: &str| -> Vec<u64> {
         uris(t)
             .iter()
@@ -306,6 +309,7 @@ fn a_restarted_stream_never_reuses_an_msn_even_after_a_faster_than_real_time_pub
     std::thread::sleep(Duration::from_secs(4));
     let second = s.get("/live/again/media.m3u8").text();
     assert!(!second.contains("ENDLIST"), "{second}");
+    validate_served(&s, "again");
     let new_min = *msns(&second).iter().min().unwrap();
     assert!(
         new_min > old_max,
