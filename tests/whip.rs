@@ -602,6 +602,8 @@ fn hostile_rtp_is_survived_and_other_streams_do_not_notice() {
     assert!(metric("llhls_whip_keyframe_requests_total") > 0, "{m}");
     assert!(metric("llhls_whip_datagrams_unknown_total") > 0, "{m}");
 
+    // What is served still follows the playlist rules (scripts/validate_playlists.py).
+    validate_served(&server, "bad");
     // What was published decodes, and most of the video made it through.
     let media = fetch_media(&server, "bad", &playlist);
     let (errors, frames_out) = ffmpeg_decode(&media);
@@ -685,6 +687,7 @@ fn duplicate_publisher_refused_then_delete_ends_the_stream_and_the_name_is_free(
         "{}",
         server.log_text()
     );
+    validate_served(&server, "dup");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use llhls_origin::{Body, Command, Origin, OriginConfig, StreamInput};
 use llhls_packager::synth::Publisher;
-use llhls_packager::{Addressing, ObjectKey, Packager, PackagerConfig};
+use llhls_packager::{Addressing, Layout, ObjectKey, Packager, PackagerConfig};
 use tower::ServiceExt;
 
 struct Live {
@@ -40,12 +40,16 @@ impl Live {
     }
 
     async fn with_publisher(addressing: Addressing, publisher: Publisher) -> Live {
-        let origin = Origin::new(OriginConfig::default());
         let config = PackagerConfig {
             addressing,
             first_msn: 500,
             ..PackagerConfig::default()
         };
+        Live::with_config(config, publisher).await
+    }
+
+    async fn with_config(config: PackagerConfig, publisher: Publisher) -> Live {
+        let origin = Origin::new(OriginConfig::default());
         let p = Packager::new(config, publisher.tracks()).unwrap();
         let input = origin.create_stream("test", p).unwrap();
         let mut live = Live {
@@ -872,4 +876,136 @@ async fn byte_range_mode_gap_unlisted_and_abandoned_segments_are_404() {
         "{} is a GAP segment",
         hint.uri
     );
+}
+
+/// Writes what the origin serves for the test stream with its served layout (the multivariant,
+/// each media playlist in full, as `_HLS_skip=YES` and `v2` deltas and as the answer to a
+/// blocking reload, the init sections, every listed part and segment) under `dir` and runs
+/// scripts/validate_playlists.py (the Apple authoring spec / RFC 8216bis checker) over it.
+async fn check_served(live: &mut Live, dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mv = text(live.get("/live/test/index.m3u8").await).await;
+    std::fs::write(dir.join("index.m3u8"), &mv).unwrap();
+    let mut files = vec![dir.join("index.m3u8")];
+    let names: Vec<String> = mv
+        .lines()
+        .filter_map(|l| match l.split_once("URI=\"") {
+            Some((_, rest)) if l.starts_with("#EXT-X-MEDIA:") => {
+                rest.split('"').next().map(String::from)
+            }
+            _ if !l.starts_with('#') && !l.is_empty() => Some(l.to_string()),
+            _ => None,
+        })
+        .collect();
+    // A blocking reload for the next part, released by the next part.
+    let (msn, part) = live.last_part();
+    let held: Vec<_> = names
+        .iter()
+        .map(|n| {
+            live.spawn_get(&format!(
+                "/live/test/{n}?_HLS_msn={msn}&_HLS_part={}",
+                part + 1
+            ))
+        })
+        .collect();
+    live.feed_part().await;
+    let mut blocked = Vec::new();
+    for h in held {
+        let r = h.await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        blocked.push(text(r).await);
+    }
+    for (name, blocked) in names.iter().zip(blocked) {
+        let full = text(live.get(&format!("/live/test/{name}")).await).await;
+        let yes = text(live.get(&format!("/live/test/{name}?_HLS_skip=YES")).await).await;
+        let v2 = text(live.get(&format!("/live/test/{name}?_HLS_skip=v2")).await).await;
+        let stem = name.trim_end_matches(".m3u8");
+        for (file, body) in [
+            (name.clone(), &full),
+            (format!("{stem}-yes.m3u8"), &yes),
+            (format!("{stem}-v2.m3u8"), &v2),
+            (format!("{stem}-blocked.m3u8"), &blocked),
+        ] {
+            std::fs::write(dir.join(&file), body).unwrap();
+            files.push(dir.join(file));
+        }
+        // GAP segments and parts are never fetched (rule 34: their URIs answer 404).
+        let mut gap = false;
+        for l in full.lines() {
+            if l == "#EXT-X-GAP" {
+                gap = true;
+            }
+            let uri = match l.split_once("URI=\"") {
+                Some((_, rest)) if l.starts_with("#EXT-X-MAP") || l.starts_with("#EXT-X-PART:") => {
+                    rest.split('"').next().unwrap_or("")
+                }
+                _ if !l.starts_with('#') => l,
+                _ => "",
+            };
+            if uri.is_empty() || l.contains("BYTERANGE") || l.contains("GAP=YES") {
+                continue;
+            }
+            if !l.starts_with('#') && std::mem::take(&mut gap) {
+                continue;
+            }
+            let r = live.get(&format!("/live/test/{uri}")).await;
+            assert_eq!(r.status(), StatusCode::OK, "{uri}");
+            let f = dir.join(uri);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, body(r).await).unwrap();
+        }
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/validate_playlists.py");
+    // Nothing is fed between the fetches: every view comes from one snapshot.
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg("--same-snapshot")
+        .args(&files)
+        .output()
+        .expect("python3 runs (scripts/setup.sh installs it and the m3u8 package)");
+    assert!(
+        out.status.success(),
+        "the checker rejected what the origin serves:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn served_dir(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("llhls-inprocess-{tag}-{}", std::process::id()))
+}
+
+/// Every view the origin serves of an established stream, in files and byte-range modes and
+/// with separate audio, passes the Apple authoring spec / RFC 8216bis checker.
+#[tokio::test(start_paused = true)]
+async fn every_served_view_passes_the_playlist_checker() {
+    for (tag, addressing, layout) in [
+        ("files", Addressing::Files, Layout::Muxed),
+        ("byterange", Addressing::ByteRange, Layout::Muxed),
+        ("separate", Addressing::Files, Layout::Separate),
+    ] {
+        let config = PackagerConfig {
+            addressing,
+            layout,
+            first_msn: 500,
+            ..PackagerConfig::default()
+        };
+        let mut live = Live::with_config(config, Publisher::new(30.0, 30)).await;
+        live.feed_secs(14.0).await;
+        check_served(&mut live, &served_dir(tag)).await;
+    }
+}
+
+/// The same for a stream a few seconds old (its first playlists) and after a stall (GAP
+/// segments and parts).
+#[tokio::test(start_paused = true)]
+async fn young_and_stalled_streams_pass_the_playlist_checker() {
+    let mut live = Live::new(Addressing::Files).await;
+    check_served(&mut live, &served_dir("young-stream")).await;
+    let mut live = Live::stalling(Addressing::Files).await;
+    live.idle(150).await;
+    live.gap_segment();
+    check_served(&mut live, &served_dir("young-stream-stalled")).await;
 }

@@ -23,6 +23,7 @@ fn validate(files: &[PathBuf]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/validate_playlists.py");
     let out = Command::new("python3")
         .arg(script)
+        .arg("--same-snapshot")
         .args(files)
         .output()
         .expect("python3 runs (scripts/setup.sh installs it and the m3u8 package)");
@@ -84,6 +85,7 @@ fn independent_parser_accepts_every_view_of_every_scenario() {
         files.extend(h.dump_views(&dir, &format!("{tag}-ended")));
     }
     validate(&files);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A fixed scenario rendered in every view; compared byte for byte with the files in
@@ -158,5 +160,23 @@ fn yes_delta_with_nothing_to_skip_is_the_full_playlist() {
     assert!(
         v2.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=0,RECENTLY-REMOVED-DATERANGES=\"\""),
         "{v2}"
+    );
+}
+
+/// The checker itself: each rule of scripts/validate_playlists.py fails on a stream broken the
+/// way the rule forbids (scripts/test_validate_playlists.py, Python's unittest, under a second).
+#[test]
+fn playlist_checker_rejects_each_broken_rule() {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/test_validate_playlists.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .output()
+        .expect("python3 runs (scripts/setup.sh installs it and the m3u8 package)");
+    assert!(
+        out.status.success(),
+        "the checker's own tests failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

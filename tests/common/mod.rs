@@ -265,19 +265,25 @@ pub fn publish(url: &str, secs: u32, bframes: bool) -> Child {
 
 /// Runs the independent playlist parser (Python `m3u8`) over `texts`.
 pub fn validate_playlists(texts: &[(&str, String)]) {
-    let dir =
-        std::env::temp_dir().join(format!("llhls-pl-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("pl");
     let mut files = Vec::new();
     for (name, text) in texts {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         files.push(p);
     }
+    validate_playlist_files(&files);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs scripts/validate_playlists.py (the independent `m3u8` parser and the Apple authoring
+/// spec / RFC 8216bis rules) over playlist files; the multivariant's URIs resolve to the files
+/// next to it, so the cross-rendition and media rules run too.
+pub fn validate_playlist_files(files: &[std::path::PathBuf]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/validate_playlists.py");
     let out = Command::new("python3")
         .arg(script)
-        .args(&files)
+        .args(files)
         .output()
         .expect("python3 runs");
     assert!(
@@ -286,6 +292,89 @@ pub fn validate_playlists(texts: &[(&str, String)]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Fetches live stream `stream` as a player would (the multivariant, every media playlist in
+/// full and as a `_HLS_skip=YES` delta, init sections, every listed part and segment), writes
+/// it with the served layout and runs the playlist checker over it.
+pub fn validate_served(s: &Server, stream: &str) {
+    // The loopback tests look at streams a few seconds old (see OPEN_FINDINGS in the script).
+    let dir = scratch_dir(&format!("served-young-stream-{stream}"));
+    let base = format!("/live/{stream}");
+    let mv = s.get(&format!("{base}/index.m3u8"));
+    assert_eq!(mv.status, 200);
+    let mv = mv.text();
+    std::fs::write(dir.join("index.m3u8"), &mv).unwrap();
+    let mut files = vec![dir.join("index.m3u8")];
+    let media: Vec<String> = mv
+        .lines()
+        .filter_map(|l| {
+            if l.starts_with("#EXT-X-MEDIA:") {
+                attr_uri(l)
+            } else if !l.starts_with('#') && !l.is_empty() {
+                Some(l.to_string())
+            } else {
+                None
+            }
+        })
+        .collect();
+    for name in media {
+        let full = s.get(&format!("{base}/{name}"));
+        assert_eq!(full.status, 200, "{name}");
+        let full = full.text();
+        let delta = s.get(&format!("{base}/{name}?_HLS_skip=YES")).text();
+        let delta_name = name.replace(".m3u8", "-yes.m3u8");
+        for (file, text) in [(&name, &full), (&delta_name, &delta)] {
+            let p = dir.join(file);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            files.push(p);
+        }
+        // Objects the playlist lists (never the preload hint: that request would block; nor
+        // GAP segments and parts, whose URIs answer 404, rule 34).
+        let mut gap = false;
+        for l in full.lines() {
+            if l == "#EXT-X-GAP" {
+                gap = true;
+            }
+            if !l.starts_with('#') && std::mem::take(&mut gap) {
+                continue;
+            }
+            let uri = if l.starts_with("#EXT-X-MAP:") || l.starts_with("#EXT-X-PART:") {
+                attr_uri(l)
+            } else if !l.starts_with('#') && !l.is_empty() {
+                Some(l.to_string())
+            } else {
+                None
+            };
+            let Some(uri) = uri else { continue };
+            if l.contains("BYTERANGE") || l.contains("GAP=YES") || dir.join(&uri).exists() {
+                continue;
+            }
+            let r = s.get(&format!("{base}/{uri}"));
+            assert_eq!(r.status, 200, "{uri}");
+            let p = dir.join(&uri);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, &r.body).unwrap();
+        }
+    }
+    validate_playlist_files(&files);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn attr_uri(line: &str) -> Option<String> {
+    let rest = &line[line.find("URI=\"")? + 5..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "llhls-{tag}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn rand_suffix() -> u128 {

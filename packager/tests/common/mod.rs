@@ -151,19 +151,37 @@ impl Harness {
     /// Writes every view of the latest snapshot to `dir` (for the independent parser).
     pub fn dump_views(&self, dir: &std::path::Path, tag: &str) -> Vec<std::path::PathBuf> {
         use llhls_packager::{render_media, render_multivariant, SkipMode};
+        // One directory per stream, laid out as the origin serves it, so that the checker
+        // (scripts/validate_playlists.py) resolves the multivariant's URIs to the media
+        // playlists and their URIs to the init sections and parts written next to them.
+        let dir = dir.join(tag);
+        std::fs::create_dir_all(&dir).unwrap();
         let snap = self.last();
         let mut out = Vec::new();
-        let mv = dir.join(format!("{tag}-index.m3u8"));
+        let mv = dir.join("index.m3u8");
         std::fs::write(&mv, render_multivariant(snap)).unwrap();
         out.push(mv);
         for r in &snap.renditions {
             for (name, skip) in [
-                ("full", SkipMode::Full),
-                ("yes", SkipMode::Yes),
-                ("v2", SkipMode::V2),
+                ("", SkipMode::Full),
+                ("-yes", SkipMode::Yes),
+                ("-v2", SkipMode::V2),
             ] {
-                let f = dir.join(format!("{tag}-{}-{name}.m3u8", r.name));
-                std::fs::write(&f, render_media(snap, r, skip)).unwrap();
+                let text = render_media(snap, r, skip);
+                for line in text.lines() {
+                    let uri = match line.split_once("URI=\"") {
+                        Some((_, rest)) => rest.split('"').next().unwrap_or(""),
+                        None if !line.starts_with('#') => line,
+                        None => "",
+                    };
+                    if let Some(bytes) = self.objects.get(uri) {
+                        let f = dir.join(uri);
+                        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+                        std::fs::write(f, bytes).unwrap();
+                    }
+                }
+                let f = dir.join(format!("{}{name}.m3u8", r.name));
+                std::fs::write(&f, text).unwrap();
                 out.push(f);
             }
         }
