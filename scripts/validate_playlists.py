@@ -49,12 +49,6 @@ OPEN_FINDINGS = [
     ("R36 Auth 8.11", "young-stream", "young streams offered from three segments"),
     #
     # Server problems found by this checker, reported to the lead:
-    # HLS2 §6.2.2 "EXT-X-PART tags SHOULD be removed from the Playlist after they are greater
-    # than three Target Durations from the end of the Playlist" (decision E). The packager
-    # unlists a parent's parts only when a segment closes, measured from that boundary
-    # (window.rs unlist_old_parts), so while the next parent's parts accumulate the oldest
-    # listed parent ends up to 3 x TD + 1 TD before the end (views test: 7.0 s with TD 2).
-    ("R7 HLS2 §6.2.2", "", "parts unlisted only at segment close"),
     # Auth 7.4 (validator "Video segments MUST start with an IDR frame [#1021]"): after a
     # stall, a publisher with a 4 s GOP resumes mid-GOP and the packager opens a segment on a
     # non-key frame (clearing EXT-X-INDEPENDENT-SEGMENTS, hence Auth 9.11 too). The issue-12

@@ -269,15 +269,16 @@ impl Packager {
                                 self.gap.dropped_backlog_keyframes
                             ));
                         }
-                        // Dated on the clock from before the stall, but never before the end
-                        // of what is already published (GAP parts follow the wall clock, and
-                        // a date going back would map two media times to one date).
+                        // Dated on the clock from before the stall (never ahead of the
+                        // arrival), but never before the end of what is already published
+                        // (GAP parts follow the timeouts' clock; a date going back would map
+                        // two media times to one date).
                         let now_ms = now.0;
                         let published_end =
                             self.timeline.pdt_at(self.timeline.end, self.lead_scale).0;
                         let lag = (lateness + self.timeline.pdt_lag_ms)
-                            .min(now_ms.saturating_sub(published_end))
-                            .max(0);
+                            .max(0)
+                            .min(now_ms.saturating_sub(published_end));
                         self.gap.resume_lateness_ms = Some(lag);
                     }
                 }

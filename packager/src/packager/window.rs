@@ -94,7 +94,7 @@ impl Rendition {
 
     /// Parts stay listed only for parents overlapping the last `horizon` ticks before `now`,
     /// a whole parent at a time (rule 7 / decision E); the last two always keep theirs.
-    fn unlist_old_parts(&mut self, now: LeadTicks, horizon: LeadTicks) {
+    pub(super) fn unlist_old_parts(&mut self, now: LeadTicks, horizon: LeadTicks) {
         let count = self.segments.len();
         for (i, segment) in self.segments.iter_mut().enumerate() {
             let end = self.segment_starts.get(i + 1).copied().unwrap_or(now);
