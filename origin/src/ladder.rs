@@ -96,8 +96,9 @@ pub trait LadderFactory: Send + Sync {
     fn start(&self, name: &str, tracks: &[TrackConfig]) -> Option<LadderStart>;
 }
 
-/// Source video frames a rung may lag behind before it is withdrawn (10 s at 30 fps).
-pub const MAX_LAG_FRAMES: u64 = 300;
+/// How far (in media time) a rung may lag its source before it is withdrawn: a rung this far
+/// behind is of no use to a low-latency player, and its playlist would hold players back.
+pub const MAX_LAG: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// One call made on the source packager.
 #[derive(Debug, Clone)]
@@ -120,8 +121,8 @@ struct Rung {
     packager: Packager,
     /// Index into the log (absolute) of the next call to replay.
     cursor: u64,
-    /// Source video frames replayed.
-    replayed: u64,
+    /// DTS (seconds) of the last source video frame replayed.
+    replayed_at: Option<f64>,
     withdrawn: bool,
 }
 
@@ -133,6 +134,9 @@ pub struct Ladder {
     log: VecDeque<Call>,
     base: u64,
     next_seq: u64,
+    /// DTS (seconds) of the first and of the latest source video frame.
+    first_dts: Option<f64>,
+    last_dts: f64,
     source_video: Option<llhls_packager::TrackId>,
     ended: bool,
 }
@@ -181,7 +185,7 @@ impl Ladder {
                 packager: Packager::new(config.clone(), rung_tracks)?,
                 info,
                 cursor: 0,
-                replayed: 0,
+                replayed_at: None,
                 withdrawn: false,
             });
         }
@@ -191,6 +195,8 @@ impl Ladder {
             log: VecDeque::new(),
             base: 0,
             next_seq: 0,
+            first_dts: None,
+            last_dts: 0.0,
             source_video,
             ended: false,
         })
@@ -220,6 +226,9 @@ impl Ladder {
         if Some(frame.track) == self.source_video {
             let seq = self.next_seq;
             self.next_seq += 1;
+            let dts = frame.dts.as_secs_f64();
+            self.first_dts.get_or_insert(dts);
+            self.last_dts = dts;
             self.transcoder.frame(seq, frame);
             self.log.push_back(Call::Video {
                 seq,
@@ -245,6 +254,8 @@ impl Ladder {
             .as_ref()
             .and_then(|t| t.iter().find(|c| Some(c.id) == self.source_video).cloned());
         self.transcoder.discontinuity(video.as_ref());
+        // Timestamps may restart: lag is measured from the next frame on.
+        self.first_dts = None;
         self.log.push_back(Call::Discontinuity(tracks, now));
         self.replay_idle()
     }
@@ -350,7 +361,7 @@ impl Ladder {
                         self.withdraw(i, &why, step);
                         return;
                     }
-                    rung.replayed += 1;
+                    rung.replayed_at = Some(frame.dts.as_secs_f64());
                     // The source's DTS (so the grid is the source's), the picture's PTS.
                     let pts = MediaTime::new(pts.rescale(frame.dts.scale), frame.dts.scale);
                     let f = Frame {
@@ -370,6 +381,7 @@ impl Ladder {
                     Ok(())
                 }
                 Call::Discontinuity(tracks, now) => {
+                    rung.replayed_at = None;
                     // The rung keeps its own video configuration (its size does not change).
                     let tracks = tracks.map(|t| {
                         t.into_iter()
@@ -473,13 +485,18 @@ impl Ladder {
         step
     }
 
-    /// A rung more than [`MAX_LAG_FRAMES`] source frames behind is withdrawn.
+    /// A rung more than [`MAX_LAG`] behind the source (in media time) is withdrawn.
     fn check_lag(&mut self) -> Step {
         let mut step = Step::default();
+        let max = MAX_LAG.as_secs_f64();
         for i in 0..self.rungs.len() {
             let r = &self.rungs[i];
-            if !r.withdrawn && self.next_seq.saturating_sub(r.replayed) > MAX_LAG_FRAMES {
-                let why = format!("its encoder is {MAX_LAG_FRAMES} frames behind the source");
+            // Before its first frame a rung is as far behind as the source is from its start;
+            // a timestamp reset (discontinuity) makes the distance meaningless until it
+            // catches up, so only a lag in the right direction counts.
+            let behind = self.last_dts - r.replayed_at.or(self.first_dts).unwrap_or(self.last_dts);
+            if !r.withdrawn && behind > max {
+                let why = format!("its encoder is {behind:.1} s behind the source");
                 self.withdraw(i, &why, &mut step);
             }
         }

@@ -461,6 +461,8 @@ impl Task {
             self.store(out);
         }
         if !step.withdrawn.is_empty() {
+            let n = step.withdrawn.len() as u64;
+            self.metrics.rungs_withdrawn.fetch_add(n, Ordering::Relaxed);
             let mut objects = self
                 .stream
                 .objects

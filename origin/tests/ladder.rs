@@ -38,13 +38,17 @@ impl Transcoder for Echo {
     }
 }
 
-struct EchoFactory;
+/// `stall`: rung `.0` stops answering after source frame `.1` (an encoder starved of CPU).
+struct EchoFactory {
+    stall: Option<(usize, u64)>,
+}
 
 impl LadderFactory for EchoFactory {
     fn start(&self, _name: &str, tracks: &[TrackConfig]) -> Option<LadderStart> {
         let video = tracks.iter().find(|t| t.id == synth::VIDEO)?.clone();
         let (tx, rx) = std_mpsc::channel::<(u64, Frame)>();
         let (etx, erx) = tokio::sync::mpsc::unbounded_channel();
+        let stall = self.stall;
         std::thread::spawn(move || {
             let mut lcg = 7u64;
             while let Ok((seq, f)) = rx.recv() {
@@ -53,6 +57,9 @@ impl LadderFactory for EchoFactory {
                     .wrapping_add(1442695040888963407);
                 std::thread::sleep(Duration::from_micros((lcg >> 33) % 3000));
                 for rung in 0..RUNGS.len() {
+                    if stall.is_some_and(|(r, after)| r == rung && seq > after) {
+                        continue;
+                    }
                     let _ = etx.send(RungEvent::Frame {
                         rung,
                         seq,
@@ -153,7 +160,7 @@ fn check_published(p: &Published) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rungs_are_published_on_the_source_grid_with_consistent_reports() {
     let origin = Origin::new(OriginConfig::default());
-    origin.set_ladder(Arc::new(EchoFactory));
+    origin.set_ladder(Arc::new(EchoFactory { stall: None }));
     let mut publisher = Publisher::new(30.0, 30);
     let config = PackagerConfig {
         layout: Layout::Separate,
@@ -268,4 +275,83 @@ async fn rungs_are_published_on_the_source_grid_with_consistent_reports() {
             String::from_utf8(p.view(&r.name, SkipMode::Full).unwrap().plain.to_vec()).unwrap();
         assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starved_rung_is_withdrawn_and_never_holds_back_the_source() {
+    let origin = Origin::new(OriginConfig::default());
+    // 240p's encoder stops after 6 s of video.
+    origin.set_ladder(Arc::new(EchoFactory {
+        stall: Some((1, 180)),
+    }));
+    let mut publisher = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        layout: Layout::Separate,
+        ..PackagerConfig::default()
+    };
+    let input = origin
+        .create_stream_with("test", config, publisher.tracks())
+        .unwrap();
+    let mut source_parts = Vec::new();
+    let mut withdrawn_at = None;
+    for i in 0..(16.0 * 77.0) as usize {
+        let (f, w) = publisher.next_frame();
+        input.send(Command::Frame(f, w)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let Some(p) = input.stream.current() else {
+            continue;
+        };
+        let names: Vec<&str> = p
+            .snapshot
+            .renditions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        if withdrawn_at.is_none() && !names.contains(&"240p") {
+            withdrawn_at = Some(i);
+        }
+        if let Some(last) = p.snapshot.renditions[0].last_part() {
+            if source_parts.last() != Some(&last) {
+                source_parts.push(last);
+            }
+        }
+    }
+    let p = input.stream.current().unwrap();
+    let names: Vec<&str> = p
+        .snapshot
+        .renditions
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["video", "360p", "audio"],
+        "240p withdrawn, 360p stays"
+    );
+    assert!(withdrawn_at.is_some());
+    // The source kept publishing every part while the rung was stalled and after: ~5 parts
+    // a second for 16 s (minus the first playlist's wait for three segments).
+    assert!(
+        source_parts.len() >= 55,
+        "{} source parts",
+        source_parts.len()
+    );
+    let mv = text(call(&origin, "/live/test/index.m3u8").await).await;
+    assert!(!mv.contains("240p"), "{mv}");
+    let video = text(call(&origin, "/live/test/video.m3u8").await).await;
+    assert!(
+        !video.contains("240p"),
+        "no report for a withdrawn rung: {video}"
+    );
+    assert_eq!(
+        call(&origin, "/live/test/240p.m3u8").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // 360p is still on the source's grid.
+    check_aligned(&p.snapshot.renditions[0], &p.snapshot.renditions[1]).unwrap();
+    let metrics = text(call(&origin, "/metrics").await).await;
+    assert!(
+        metrics.contains("llhls_ladder_rungs_withdrawn_total 1"),
+        "{metrics}"
+    );
 }

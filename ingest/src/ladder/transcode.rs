@@ -569,14 +569,24 @@ mod tests {
     use super::*;
     use crate::source::FileSource;
 
-    /// `secs` of 640x360 30 fps H.264 (keyframes every `gop` frames, B-frames optional) with
+    /// `secs` of `size` 30 fps H.264 (keyframes every `gop` frames, B-frames optional) with
     /// AAC, in an MP4 under the temp directory.
     fn sample(secs: u32, gop: u32, bframes: bool, tag: &str) -> std::path::PathBuf {
+        sample_sized(secs, gop, bframes, tag, "640x360")
+    }
+
+    fn sample_sized(
+        secs: u32,
+        gop: u32,
+        bframes: bool,
+        tag: &str,
+        size: &str,
+    ) -> std::path::PathBuf {
         let path =
             std::env::temp_dir().join(format!("llhls-ladder-{}-{tag}.mp4", std::process::id()));
         let out = std::process::Command::new("ffmpeg")
             .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg(format!("testsrc2=size=640x360:rate=30:duration={secs}"))
+            .arg(format!("testsrc2=size={size}:rate=30:duration={secs}"))
             .args(["-f", "lavfi", "-i"])
             .arg(format!(
                 "sine=frequency=440:sample_rate=48000:duration={secs}"
@@ -697,5 +707,81 @@ mod tests {
     #[test]
     fn a_b_frame_source_comes_out_in_presentation_order_with_the_same_idrs() {
         check(true);
+    }
+
+    /// A corrupt frame and a source that changes size mid-stream: the rung goes on, at its
+    /// own size, one frame out per frame in, IDRs on the source keyframes.
+    #[test]
+    fn a_corrupt_frame_and_a_new_source_size_keep_the_rung_going() {
+        crate::source::init().unwrap();
+        let a = sample_sized(2, 30, false, "size-a", "640x360");
+        let b = sample_sized(2, 30, false, "size-b", "960x540");
+        let ladder = FfmpegLadder::new(vec![RungSpec::preset("240p").unwrap()]).unwrap();
+        let mut first = FileSource::open(&a).unwrap();
+        let mut second = FileSource::open(&b).unwrap();
+        let mut start = ladder.start("test", &first.tracks).unwrap();
+        let rung_size = start.rungs[0].track.codec.resolution();
+        assert_eq!(rung_size, (426, 240));
+        let mut sent = Vec::new();
+        let mut feed =
+            |src: &mut FileSource, t: &mut Box<dyn Transcoder>, corrupt: Option<usize>| {
+                let video = source_video(&src.tracks).unwrap().id;
+                let mut n = 0;
+                while let Some(mut f) = src.next_frame().unwrap() {
+                    if f.track != video {
+                        continue;
+                    }
+                    if Some(n) == corrupt {
+                        // A frame whose slice data is garbage.
+                        let mut data = f.data.to_vec();
+                        for (i, b) in data.iter_mut().enumerate().skip(8) {
+                            *b = (i * 7919 % 251) as u8;
+                        }
+                        f.data = Bytes::from(data);
+                    }
+                    n += 1;
+                    t.frame(sent.len() as u64, &f);
+                    sent.push(f.keyframe);
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            };
+        feed(&mut first, &mut start.transcoder, Some(10));
+        // The publisher reconnects at 960x540.
+        start
+            .transcoder
+            .discontinuity(source_video(&second.tracks).ok());
+        feed(&mut second, &mut start.transcoder, None);
+        start.transcoder.finish();
+        drop(start.transcoder);
+        let mut got = Vec::new();
+        while let Some(e) = start.events.blocking_recv() {
+            match e {
+                RungEvent::Frame {
+                    seq,
+                    keyframe,
+                    data,
+                    ..
+                } => {
+                    let nals = length_prefixed_nals(&data).unwrap();
+                    if let Some(sps) = nals.iter().find(|n| n[0] & 0x1f == 7) {
+                        let cfg = AvcConfig::from_parameter_sets(
+                            vec![sps.to_vec()],
+                            vec![vec![0x68, 0xce, 0x3c, 0x80]],
+                        )
+                        .unwrap();
+                        assert_eq!((cfg.width, cfg.height), rung_size, "frame {seq}");
+                    }
+                    got.push((seq, keyframe));
+                }
+                RungEvent::Failed { reason, .. } => panic!("the rung failed: {reason}"),
+            }
+        }
+        let _ = std::fs::remove_file(a);
+        let _ = std::fs::remove_file(b);
+        assert_eq!(got.len(), sent.len(), "one frame out per frame in");
+        for (n, (seq, key)) in got.iter().enumerate() {
+            assert_eq!(*seq, n as u64);
+            assert_eq!(*key, sent[n], "frame {n}");
+        }
     }
 }
