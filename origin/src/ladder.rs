@@ -223,6 +223,10 @@ impl Ladder {
 
     /// Records a frame the source packager was given; source video goes to the transcoder.
     pub fn frame(&mut self, frame: &Frame, at: WallClock) -> Step {
+        if !self.is_active() {
+            // Every rung is gone: nothing to transcode or replay.
+            return Step::default();
+        }
         if Some(frame.track) == self.source_video {
             let seq = self.next_seq;
             self.next_seq += 1;
@@ -244,12 +248,18 @@ impl Ladder {
 
     /// Records a `handle_timeout` of the source packager.
     pub fn timeout(&mut self, now: WallClock) -> Step {
+        if !self.is_active() {
+            return Step::default();
+        }
         self.log.push_back(Call::Timeout(now));
         self.replay_idle()
     }
 
     /// Records a `handle_discontinuity` of the source packager.
     pub fn discontinuity(&mut self, tracks: Option<Vec<TrackConfig>>, now: WallClock) -> Step {
+        if !self.is_active() {
+            return Step::default();
+        }
         let video = tracks
             .as_ref()
             .and_then(|t| t.iter().find(|c| Some(c.id) == self.source_video).cloned());
