@@ -106,6 +106,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LLHLS_LADDER", value_delimiter = ',', value_parser = parse_rung)]
     #[serde(deserialize_with = "ladder_list")]
     pub ladder: Option<Vec<LadderEntry>>,
+    /// The demo stream's own ABR ladder (same forms as `ladder`; the demo uses the separate
+    /// layout when it has one) [default: off].
+    #[arg(long, env = "LLHLS_DEMO_LADDER", value_delimiter = ',', value_parser = parse_rung)]
+    #[serde(deserialize_with = "ladder_list")]
+    pub demo_ladder: Option<Vec<LadderEntry>>,
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
@@ -203,6 +208,8 @@ pub struct Config {
     pub whip_transcode_video: bool,
     /// ABR ladder rungs (empty: off).
     pub ladder: Vec<RungSpec>,
+    /// The demo stream's own ladder (empty: the same as every stream's).
+    pub demo_ladder: Vec<RungSpec>,
 }
 
 impl Config {
@@ -217,27 +224,8 @@ impl Config {
                 args.$f.clone().or(file.$f.clone()).unwrap_or($d)
             };
         }
-        let entries = pick!(ladder, Vec::new());
-        let ladder: Vec<RungSpec> = if entries.contains(&LadderEntry::Off) {
-            if entries.len() > 1 {
-                bail!("ladder: `off` cannot be combined with rungs");
-            }
-            Vec::new()
-        } else {
-            entries
-                .into_iter()
-                .filter_map(|e| match e {
-                    LadderEntry::Rung(r) => Some(r),
-                    LadderEntry::Off => None,
-                })
-                .collect()
-        };
-        for r in &ladder {
-            r.validate().map_err(anyhow::Error::msg)?;
-            if ladder.iter().filter(|o| o.name == r.name).count() > 1 {
-                bail!("ladder: two rungs are called {}", r.name);
-            }
-        }
+        let ladder = rungs("ladder", pick!(ladder, Vec::new()))?;
+        let demo_ladder = rungs("demo_ladder", pick!(demo_ladder, Vec::new()))?;
         let default_layout = if ladder.is_empty() {
             "muxed"
         } else {
@@ -324,8 +312,33 @@ impl Config {
             whip_max_sessions: pick!(whip_max_sessions, 100).max(1),
             whip_transcode_video: pick!(whip_transcode_video, false),
             ladder,
+            demo_ladder,
         })
     }
+}
+
+/// The rungs of a `ladder` setting: `off` alone, or rungs with distinct names.
+fn rungs(what: &str, entries: Vec<LadderEntry>) -> anyhow::Result<Vec<RungSpec>> {
+    if entries.contains(&LadderEntry::Off) {
+        if entries.len() > 1 {
+            bail!("{what}: `off` cannot be combined with rungs");
+        }
+        return Ok(Vec::new());
+    }
+    let ladder: Vec<RungSpec> = entries
+        .into_iter()
+        .filter_map(|e| match e {
+            LadderEntry::Rung(r) => Some(r),
+            LadderEntry::Off => None,
+        })
+        .collect();
+    for r in &ladder {
+        r.validate().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        if ladder.iter().filter(|o| o.name == r.name).count() > 1 {
+            bail!("{what}: two rungs are called {}", r.name);
+        }
+    }
+    Ok(ladder)
 }
 
 fn read_file(p: &Path) -> anyhow::Result<ServeArgs> {

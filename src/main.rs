@@ -162,14 +162,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         };
         tracing::warn!("no publish keys configured: anyone who can reach {where_} can publish (set LLHLS_PUBLISH_KEYS or publish_keys)");
     }
-    if !config.ladder.is_empty() {
+    let demo_ladder = config.demo && !config.demo_ladder.is_empty();
+    if !config.ladder.is_empty() || demo_ladder {
         // Fails at startup, with the reason, when FFmpeg lacks libx264 or the H.264 decoder.
-        let ladder = llhls_ingest::ladder::transcode::FfmpegLadder::new(config.ladder.clone())?;
-        let rungs: Vec<String> = config.ladder.iter().map(|r| r.to_string()).collect();
-        tracing::info!(
-            "ABR ladder: {} below each stream's source (rungs not below the source are skipped)",
-            rungs.join(", ")
-        );
+        let mut ladder = llhls_ingest::ladder::transcode::FfmpegLadder::new(config.ladder.clone())?;
+        if !config.ladder.is_empty() {
+            let rungs: Vec<String> = config.ladder.iter().map(|r| r.to_string()).collect();
+            tracing::info!("ABR ladder: {} below each stream's source (rungs not below the source are skipped)", rungs.join(", "));
+        }
+        if demo_ladder {
+            ladder = ladder.with_stream(demo::STREAM, config.demo_ladder.clone())?;
+        }
         origin.set_ladder(Arc::new(ladder));
     }
     let streams = Streams::new(

@@ -210,3 +210,23 @@ fn an_rtmp_publish_gets_aligned_rungs_that_ffprobe_reads() {
     }
     let _ = ff.wait();
 }
+
+#[test]
+fn the_demo_gets_its_own_ladder_and_other_streams_stay_as_they_were() {
+    let s = Server::start(&["--demo", "true", "--demo-ladder", "360p,240p"]);
+    s.wait_for("/live/demo/index.m3u8", Duration::from_secs(30));
+    let mv = s.get("/live/demo/index.m3u8").text();
+    let variants: Vec<&str> = mv.lines().filter(|l| l.ends_with(".m3u8")).collect();
+    assert_eq!(variants, ["video.m3u8", "360p.m3u8", "240p.m3u8"], "{mv}");
+    assert!(
+        mv.contains("RESOLUTION=640x360") && mv.contains("RESOLUTION=426x240"),
+        "{mv}"
+    );
+    // A publisher's stream has no ladder (none configured for every stream): muxed as before.
+    let mut ff = publish(&s.rtmp_url("cam"), 6, false);
+    s.wait_for("/live/cam/index.m3u8", Duration::from_secs(20));
+    let mv = s.get("/live/cam/index.m3u8").text();
+    let variants: Vec<&str> = mv.lines().filter(|l| l.ends_with(".m3u8")).collect();
+    assert_eq!(variants, ["media.m3u8"], "{mv}");
+    let _ = ff.wait();
+}

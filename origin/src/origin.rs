@@ -157,8 +157,8 @@ impl Origin {
     }
 
     /// Starts a live stream `name` packaged with `config` from `tracks`, with an ABR ladder
-    /// when one is set ([`Origin::set_ladder`]), the layout is `separate` (the rungs share the
-    /// source's audio rendition) and the factory has rungs for this source.
+    /// when one is set ([`Origin::set_ladder`]) and has rungs for this source; a stream with a
+    /// ladder uses the separate layout (the rungs share the source's audio rendition).
     pub fn create_stream_with(
         self: &Arc<Self>,
         name: &str,
@@ -168,27 +168,29 @@ impl Origin {
         if self.is_live(name) {
             return Err(CreateError::AlreadyLive(AlreadyLive(name.to_string())));
         }
-        let packager = Packager::new(config.clone(), tracks.clone())?;
         let factory = self
             .ladder
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let mut config = config;
         let mut ladder = None;
-        if let Some(factory) = factory {
+        if let Some(start) = factory.and_then(|f| f.start(name, &tracks)) {
             if config.layout != Layout::Separate {
-                tracing::warn!(stream = %name, "no ABR ladder: it needs the separate layout");
-            } else if let Some(start) = factory.start(name, &tracks) {
-                let names: Vec<String> = start.rungs.iter().map(|r| r.name.clone()).collect();
-                match Ladder::new(&config, &tracks, start.rungs, start.transcoder) {
-                    Ok(l) => {
-                        tracing::info!(stream = %name, rungs = %names.join(","), "ABR ladder started");
-                        ladder = Some((l, start.events));
-                    }
-                    Err(e) => tracing::warn!(stream = %name, "no ABR ladder: {e}"),
+                // The rungs share the source's one audio rendition.
+                tracing::info!(stream = %name, "ABR ladder: this stream uses the separate layout");
+                config.layout = Layout::Separate;
+            }
+            let names: Vec<String> = start.rungs.iter().map(|r| r.name.clone()).collect();
+            match Ladder::new(&config, &tracks, start.rungs, start.transcoder) {
+                Ok(l) => {
+                    tracing::info!(stream = %name, rungs = %names.join(","), "ABR ladder started");
+                    ladder = Some((l, start.events));
                 }
+                Err(e) => tracing::warn!(stream = %name, "no ABR ladder: {e}"),
             }
         }
+        let packager = Packager::new(config, tracks)?;
         Ok(self.spawn(name, packager, ladder)?)
     }
 

@@ -39,13 +39,16 @@ const DECODE_QUEUE: usize = 60;
 /// The encoders' clock.
 const ENCODER_SCALE: Timescale = Timescale::MPEG;
 
-/// The ladder's factory: the configured rungs, checked against what this FFmpeg has.
+/// The ladder's factory: the configured rungs (every stream's, and a stream's own, such as
+/// the demo's), checked against what this FFmpeg has.
 pub struct FfmpegLadder {
     ladder: Vec<RungSpec>,
+    per_stream: Vec<(String, Vec<RungSpec>)>,
 }
 
 impl FfmpegLadder {
-    /// A ladder of `ladder` (validated). Fails when FFmpeg lacks the H.264 decoder or libx264.
+    /// A ladder of `ladder` (validated) for every stream. Fails when FFmpeg lacks the H.264
+    /// decoder or libx264.
     pub fn new(ladder: Vec<RungSpec>) -> anyhow::Result<Self> {
         crate::source::init()?;
         for r in &ladder {
@@ -57,17 +60,37 @@ impl FfmpegLadder {
         if ffmpeg::encoder::find_by_name("libx264").is_none() {
             bail!("this FFmpeg has no libx264 encoder: cannot build an ABR ladder");
         }
-        Ok(FfmpegLadder { ladder })
+        Ok(FfmpegLadder {
+            ladder,
+            per_stream: Vec::new(),
+        })
     }
 
-    /// The configured rungs.
-    pub fn rungs(&self) -> &[RungSpec] {
-        &self.ladder
+    /// Stream `name` gets `ladder` instead of every stream's (empty: none).
+    pub fn with_stream(mut self, name: &str, ladder: Vec<RungSpec>) -> anyhow::Result<Self> {
+        for r in &ladder {
+            r.validate().map_err(anyhow::Error::msg)?;
+        }
+        self.per_stream.push((name.to_string(), ladder));
+        Ok(self)
+    }
+
+    /// The rungs stream `name` gets (before they are checked against its source).
+    pub fn rungs(&self, name: &str) -> &[RungSpec] {
+        self.per_stream
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| l.as_slice())
+            .unwrap_or(&self.ladder)
     }
 }
 
 impl LadderFactory for FfmpegLadder {
     fn start(&self, name: &str, tracks: &[TrackConfig]) -> Option<LadderStart> {
+        let ladder = self.rungs(name);
+        if ladder.is_empty() {
+            return None;
+        }
         let video = match source_video(tracks) {
             Ok(v) => v.clone(),
             Err(why) => {
@@ -78,7 +101,7 @@ impl LadderFactory for FfmpegLadder {
         let CodecConfig::H264(avc) = &video.codec else {
             return None;
         };
-        let (rungs, skipped) = select(&self.ladder, avc.width, avc.height);
+        let (rungs, skipped) = select(ladder, avc.width, avc.height);
         for s in skipped {
             tracing::info!(stream = %name, "ABR rung skipped: {s}");
         }
