@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -218,6 +219,10 @@ impl Transcoder for FfmpegTranscoder {
     }
 }
 
+/// A decoded picture, shared by every rung (each only reads it, to scale it): no copy of
+/// the source picture is made per rung.
+type Shared = Arc<Mutex<ffmpeg::frame::Video>>;
+
 /// One decoded picture on its way to the rungs.
 struct Picture {
     seq: u64,
@@ -225,7 +230,7 @@ struct Picture {
     pts: i64,
     /// Encode it as an IDR (the source has a keyframe here).
     idr: bool,
-    frame: ffmpeg::frame::Video,
+    frame: Shared,
 }
 
 struct Decode {
@@ -236,7 +241,7 @@ struct Decode {
     pending: VecDeque<(u64, i64)>,
     /// PTS (encoders' clock) of source keyframes whose picture has not come out yet.
     keys: VecDeque<i64>,
-    last: Option<ffmpeg::frame::Video>,
+    last: Option<Shared>,
     out: Vec<Picture>,
     /// Frames the decoder refused (their picture repeats the last good one).
     errors: u64,
@@ -307,12 +312,13 @@ impl Decode {
                 continue;
             };
             let pts = self.decoded.pts().unwrap_or(pts_in);
-            let picture = self.decoded.clone();
-            self.emit(seq, pts, picture);
+            // The decoder refills `decoded` on the next call: take the picture, no copy.
+            let picture = std::mem::replace(&mut self.decoded, ffmpeg::frame::Video::empty());
+            self.emit(seq, pts, Arc::new(Mutex::new(picture)));
         }
     }
 
-    fn emit(&mut self, seq: u64, pts: i64, frame: ffmpeg::frame::Video) {
+    fn emit(&mut self, seq: u64, pts: i64, frame: Shared) {
         let idr = match self.keys.iter().position(|&k| k == pts) {
             Some(i) => {
                 self.keys.remove(i);
@@ -333,7 +339,7 @@ impl Decode {
     fn repeat(&mut self, (seq, pts): (u64, i64)) {
         let frame = match &self.last {
             Some(last) => last.clone(),
-            None => black(self.avc.width, self.avc.height),
+            None => Arc::new(Mutex::new(black(self.avc.width, self.avc.height))),
         };
         self.emit(seq, pts, frame);
     }
@@ -536,7 +542,8 @@ fn run_rung(
     let mut packet = ffmpeg::Packet::empty();
     let mut sent: VecDeque<u64> = VecDeque::new();
     while let Ok(p) = rx.recv() {
-        let input = (p.frame.format(), p.frame.width(), p.frame.height());
+        let frame = p.frame.lock().unwrap_or_else(|e| e.into_inner());
+        let input = (frame.format(), frame.width(), frame.height());
         if scaler.as_ref().is_none_or(|(_, was)| *was != input) {
             match scaling::Context::get(
                 input.0,
@@ -554,9 +561,10 @@ fn run_rung(
         let Some((s, _)) = scaler.as_mut() else {
             return;
         };
-        if let Err(e) = s.run(&p.frame, &mut scaled) {
+        if let Err(e) = s.run(&frame, &mut scaled) {
             return fail(format!("scaling: {e}"));
         }
+        drop(frame);
         scaled.set_pts(Some(p.pts));
         scaled.set_kind(if p.idr {
             ffmpeg::picture::Type::I
