@@ -111,6 +111,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LLHLS_DEMO_LADDER", value_delimiter = ',', value_parser = parse_rung)]
     #[serde(deserialize_with = "ladder_list")]
     pub demo_ladder: Option<Vec<LadderEntry>>,
+    /// H.264 encoder of the ladder's rungs: `libx264`, or a hardware encoder by name
+    /// (`h264_nvenc`, `h264_qsv`, `h264_vaapi`; startup fails, saying why, when this FFmpeg
+    /// lacks it or cannot open it) [default: libx264].
+    #[arg(long, env = "LLHLS_LADDER_ENCODER")]
+    pub ladder_encoder: Option<String>,
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
@@ -210,6 +215,8 @@ pub struct Config {
     pub ladder: Vec<RungSpec>,
     /// The demo stream's own ladder (empty: the same as every stream's).
     pub demo_ladder: Vec<RungSpec>,
+    /// The rungs' H.264 encoder.
+    pub ladder_encoder: String,
 }
 
 impl Config {
@@ -313,6 +320,7 @@ impl Config {
             whip_transcode_video: pick!(whip_transcode_video, false),
             ladder,
             demo_ladder,
+            ladder_encoder: pick!(ladder_encoder, "libx264".into()),
         })
     }
 }

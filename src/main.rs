@@ -165,7 +165,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let demo_ladder = config.demo && !config.demo_ladder.is_empty();
     if !config.ladder.is_empty() || demo_ladder {
         // Fails at startup, with the reason, when FFmpeg lacks libx264 or the H.264 decoder.
-        let mut ladder = llhls_ingest::ladder::transcode::FfmpegLadder::new(config.ladder.clone())?;
+        let mut ladder = llhls_ingest::ladder::transcode::FfmpegLadder::new(config.ladder.clone())?
+            .with_encoder(&config.ladder_encoder)?;
         if !config.ladder.is_empty() {
             let rungs: Vec<String> = config.ladder.iter().map(|r| r.to_string()).collect();
             tracing::info!("ABR ladder: {} below each stream's source (rungs not below the source are skipped)", rungs.join(", "));

@@ -230,3 +230,35 @@ fn the_demo_gets_its_own_ladder_and_other_streams_stay_as_they_were() {
     assert_eq!(variants, ["media.m3u8"], "{mv}");
     let _ = ff.wait();
 }
+
+#[test]
+fn a_hardware_encoder_that_is_missing_stops_startup_with_the_reason() {
+    // No GPU here: h264_nvenc is either not in this FFmpeg or cannot be opened. Either way
+    // the server must not start and must say which encoder and why.
+    let out = Command::new(env!("CARGO_BIN_EXE_llhls"))
+        .args(["serve", "--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--rtmp", &format!("127.0.0.1:{}", free_port())])
+        .args(["--whip-udp", "off", "--demo", "false"])
+        .args(["--ladder", "360p", "--ladder-encoder", "h264_nvenc"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("llhls runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("h264_nvenc")
+            && (err.contains("does not work here") || err.contains("has no h264_nvenc")),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_llhls"))
+        .args(["serve", "--ladder", "360p", "--ladder-encoder", "x265"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("llhls runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("libx264, h264_nvenc, h264_qsv, h264_vaapi"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

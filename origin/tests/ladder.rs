@@ -55,7 +55,7 @@ impl LadderFactory for EchoFactory {
                 lcg = lcg
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                std::thread::sleep(Duration::from_micros((lcg >> 33) % 3000));
+                std::thread::sleep(Duration::from_micros((lcg >> 33) % 1000));
                 for rung in 0..RUNGS.len() {
                     if stall.is_some_and(|(r, after)| r == rung && seq > after) {
                         continue;

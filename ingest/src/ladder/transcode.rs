@@ -45,7 +45,13 @@ const ENCODER_SCALE: Timescale = Timescale::MPEG;
 pub struct FfmpegLadder {
     ladder: Vec<RungSpec>,
     per_stream: Vec<(String, Vec<RungSpec>)>,
+    encoder: String,
 }
+
+/// The H.264 encoders a ladder can use: libx264 (the default; tested) and the hardware
+/// encoders by name (`with_encoder` checks that this FFmpeg has the one named and can open it;
+/// not otherwise tested here).
+pub const ENCODERS: [&str; 4] = ["libx264", "h264_nvenc", "h264_qsv", "h264_vaapi"];
 
 impl FfmpegLadder {
     /// A ladder of `ladder` (validated) for every stream. Fails when FFmpeg lacks the H.264
@@ -64,7 +70,38 @@ impl FfmpegLadder {
         Ok(FfmpegLadder {
             ladder,
             per_stream: Vec::new(),
+            encoder: "libx264".into(),
         })
+    }
+
+    /// Encodes the rungs with `name` (one of [`ENCODERS`]). Fails, saying why, when this
+    /// FFmpeg lacks it or cannot open it (no such device).
+    pub fn with_encoder(mut self, name: &str) -> anyhow::Result<Self> {
+        if !ENCODERS.contains(&name) {
+            bail!(
+                "ladder encoder must be one of {}, not {name}",
+                ENCODERS.join(", ")
+            );
+        }
+        if ffmpeg::encoder::find_by_name(name).is_none() {
+            bail!("this FFmpeg has no {name} encoder: cannot build an ABR ladder with it");
+        }
+        // Open it once, small, as a rung would be: a missing device fails here, at startup.
+        let probe = Rung {
+            spec: RungSpec {
+                name: "probe".into(),
+                height: 240,
+                video_kbps: 300,
+                profile: None,
+            },
+            width: 320,
+            height: 240,
+        };
+        parameter_sets(name, &probe, 30.0).with_context(|| {
+            format!("the ladder encoder {name} is in this FFmpeg but does not work here")
+        })?;
+        self.encoder = name.to_string();
+        Ok(self)
     }
 
     /// Stream `name` gets `ladder` instead of every stream's (empty: none).
@@ -115,7 +152,7 @@ impl LadderFactory for FfmpegLadder {
             .unwrap_or(30.0);
         let mut infos = Vec::new();
         for r in &rungs {
-            match parameter_sets(r, fps) {
+            match parameter_sets(&self.encoder, r, fps) {
                 Ok(cfg) => infos.push(RungInfo {
                     name: r.spec.name.clone(),
                     track: TrackConfig {
@@ -134,9 +171,10 @@ impl LadderFactory for FfmpegLadder {
         for (i, r) in rungs.into_iter().enumerate() {
             let (tx, rx) = sync_channel::<Picture>(RUNG_QUEUE);
             let events = etx.clone();
+            let encoder = self.encoder.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("rung-{}", r.spec.name))
-                .spawn(move || run_rung(i, r, fps, rx, events));
+                .spawn(move || run_rung(&encoder, i, r, fps, rx, events));
             if let Err(e) = spawned {
                 tracing::warn!(stream = %name, "no ABR ladder: starting a thread: {e}");
                 return None;
@@ -462,8 +500,8 @@ fn deliver(
     }
 }
 
-fn open_encoder(rung: &Rung, fps: f64) -> anyhow::Result<ffmpeg::encoder::Video> {
-    let codec = ffmpeg::encoder::find_by_name("libx264").context("libx264")?;
+fn open_encoder(name: &str, rung: &Rung, fps: f64) -> anyhow::Result<ffmpeg::encoder::Video> {
+    let codec = ffmpeg::encoder::find_by_name(name).with_context(|| name.to_string())?;
     let mut enc = ffmpeg::codec::context::Context::new_with_codec(codec)
         .encoder()
         .video()
@@ -478,30 +516,40 @@ fn open_encoder(rung: &Rung, fps: f64) -> anyhow::Result<ffmpeg::encoder::Video>
     enc.set_gop(100_000);
     let kbps = rung.spec.video_kbps;
     enc.set_bit_rate(kbps as usize * 1000);
+    if name != "libx264" {
+        enc.set_max_bit_rate(kbps as usize * 1100);
+    }
     let mut opts = ffmpeg::Dictionary::new();
-    opts.set("preset", "veryfast");
-    opts.set("tune", "zerolatency");
-    opts.set("forced-idr", "1");
     opts.set("profile", rung.spec.profile.as_deref().unwrap_or("high"));
-    opts.set(
-        "x264-params",
-        &format!(
-            "scenecut=0:keyint=infinite:vbv-maxrate={}:vbv-bufsize={kbps}:threads=1",
-            kbps * 11 / 10
-        ),
-    );
-    enc.open_as_with(codec, opts).context("opening libx264")
+    if name == "libx264" {
+        opts.set("preset", "veryfast");
+        opts.set("tune", "zerolatency");
+        opts.set("forced-idr", "1");
+        opts.set(
+            "x264-params",
+            &format!(
+                "scenecut=0:keyint=infinite:vbv-maxrate={}:vbv-bufsize={kbps}:threads=1",
+                kbps * 11 / 10
+            ),
+        );
+    } else {
+        // Hardware encoders: low-latency settings where they have them (untested here).
+        opts.set("forced-idr", "1");
+        opts.set("bf", "0");
+    }
+    enc.open_as_with(codec, opts)
+        .with_context(|| format!("opening {name}"))
 }
 
 /// The rung's SPS and PPS: what libx264 writes with these settings (they do not depend on the
 /// pictures), from one black frame through an encoder like the rung's.
-fn parameter_sets(rung: &Rung, fps: f64) -> anyhow::Result<AvcConfig> {
-    let mut enc = open_encoder(rung, fps)?;
+fn parameter_sets(encoder: &str, rung: &Rung, fps: f64) -> anyhow::Result<AvcConfig> {
+    let mut enc = open_encoder(encoder, rung, fps)?;
     let mut f = black(rung.width, rung.height);
     f.set_pts(Some(0));
     f.set_kind(ffmpeg::picture::Type::I);
-    enc.send_frame(&f).context("libx264")?;
-    enc.send_eof().context("libx264")?;
+    enc.send_frame(&f).with_context(|| encoder.to_string())?;
+    enc.send_eof().with_context(|| encoder.to_string())?;
     let mut packet = ffmpeg::Packet::empty();
     let mut sps = Vec::new();
     let mut pps = Vec::new();
@@ -515,12 +563,13 @@ fn parameter_sets(rung: &Rung, fps: f64) -> anyhow::Result<AvcConfig> {
         }
     }
     if sps.is_empty() || pps.is_empty() {
-        bail!("libx264 wrote no SPS/PPS");
+        bail!("{encoder} wrote no SPS/PPS");
     }
-    AvcConfig::from_parameter_sets(sps, pps).context("libx264's SPS")
+    AvcConfig::from_parameter_sets(sps, pps).with_context(|| format!("{encoder}'s SPS"))
 }
 
 fn run_rung(
+    encoder: &str,
     index: usize,
     rung: Rung,
     fps: f64,
@@ -533,7 +582,7 @@ fn run_rung(
             reason,
         });
     };
-    let mut enc = match open_encoder(&rung, fps) {
+    let mut enc = match open_encoder(encoder, &rung, fps) {
         Ok(e) => e,
         Err(e) => return fail(format!("{e:#}")),
     };
@@ -572,7 +621,7 @@ fn run_rung(
             ffmpeg::picture::Type::None
         });
         if let Err(e) = enc.send_frame(&scaled) {
-            return fail(format!("libx264: {e}"));
+            return fail(format!("{encoder}: {e}"));
         }
         sent.push_back(p.seq);
         while enc.receive_packet(&mut packet).is_ok() {
@@ -639,6 +688,30 @@ mod tests {
         path
     }
 
+    /// Takes events until at most `in_flight` source frames are still in the transcoder, so a
+    /// test never overflows its queues, however slow the machine.
+    fn catch_up(
+        events: &mut tokio::sync::mpsc::UnboundedReceiver<RungEvent>,
+        got: &mut Vec<RungEvent>,
+        sent: usize,
+        rungs: usize,
+    ) {
+        loop {
+            while let Ok(e) = events.try_recv() {
+                got.push(e);
+            }
+            let frames = got
+                .iter()
+                .filter(|e| matches!(e, RungEvent::Frame { .. }))
+                .count();
+            let failed = got.iter().any(|e| matches!(e, RungEvent::Failed { .. }));
+            if failed || sent <= frames / rungs.max(1) + 8 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     fn nal_types(au: &[u8]) -> Vec<u8> {
         length_prefixed_nals(au)
             .unwrap()
@@ -663,18 +736,22 @@ mod tests {
             .start("test", &src.tracks)
             .expect("rungs below 360 lines");
         let mut frames = Vec::new();
+        let mut events = Vec::new();
+        let n = start.rungs.len();
         while let Some(f) = src.next_frame().unwrap() {
             if f.track == video_id {
                 start.transcoder.frame(frames.len() as u64, &f);
                 frames.push(f);
-                // Keep within the queues: this test is not about overload.
-                std::thread::sleep(std::time::Duration::from_millis(2));
+                catch_up(&mut start.events, &mut events, frames.len(), n);
             }
         }
         start.transcoder.finish();
         drop(start.transcoder);
-        let mut per_rung: Vec<Vec<RungEvent>> = start.rungs.iter().map(|_| Vec::new()).collect();
         while let Some(e) = start.events.blocking_recv() {
+            events.push(e);
+        }
+        let mut per_rung: Vec<Vec<RungEvent>> = start.rungs.iter().map(|_| Vec::new()).collect();
+        for e in events {
             match e {
                 RungEvent::Frame { rung, .. } => per_rung[rung].push(e),
                 RungEvent::Failed { rung, reason } => panic!("rung {rung} failed: {reason}"),
@@ -754,38 +831,49 @@ mod tests {
         let rung_size = start.rungs[0].track.codec.resolution();
         assert_eq!(rung_size, (426, 240));
         let mut sent = Vec::new();
-        let mut feed =
-            |src: &mut FileSource, t: &mut Box<dyn Transcoder>, corrupt: Option<usize>| {
-                let video = source_video(&src.tracks).unwrap().id;
-                let mut n = 0;
-                while let Some(mut f) = src.next_frame().unwrap() {
-                    if f.track != video {
-                        continue;
-                    }
-                    if Some(n) == corrupt {
-                        // A frame whose slice data is garbage.
-                        let mut data = f.data.to_vec();
-                        for (i, b) in data.iter_mut().enumerate().skip(8) {
-                            *b = (i * 7919 % 251) as u8;
-                        }
-                        f.data = Bytes::from(data);
-                    }
-                    n += 1;
-                    t.frame(sent.len() as u64, &f);
-                    sent.push(f.keyframe);
-                    std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut events = Vec::new();
+        let mut feed = |src: &mut FileSource,
+                        t: &mut Box<dyn Transcoder>,
+                        rx: &mut tokio::sync::mpsc::UnboundedReceiver<RungEvent>,
+                        corrupt: Option<usize>| {
+            let video = source_video(&src.tracks).unwrap().id;
+            let mut n = 0;
+            while let Some(mut f) = src.next_frame().unwrap() {
+                if f.track != video {
+                    continue;
                 }
-            };
-        feed(&mut first, &mut start.transcoder, Some(10));
+                if Some(n) == corrupt {
+                    // A frame whose slice data is garbage.
+                    let mut data = f.data.to_vec();
+                    for (i, b) in data.iter_mut().enumerate().skip(8) {
+                        *b = (i * 7919 % 251) as u8;
+                    }
+                    f.data = Bytes::from(data);
+                }
+                n += 1;
+                t.frame(sent.len() as u64, &f);
+                sent.push(f.keyframe);
+                catch_up(rx, &mut events, sent.len(), 1);
+            }
+        };
+        feed(
+            &mut first,
+            &mut start.transcoder,
+            &mut start.events,
+            Some(10),
+        );
         // The publisher reconnects at 960x540.
         start
             .transcoder
             .discontinuity(source_video(&second.tracks).ok());
-        feed(&mut second, &mut start.transcoder, None);
+        feed(&mut second, &mut start.transcoder, &mut start.events, None);
         start.transcoder.finish();
         drop(start.transcoder);
-        let mut got = Vec::new();
         while let Some(e) = start.events.blocking_recv() {
+            events.push(e);
+        }
+        let mut got = Vec::new();
+        for e in events {
             match e {
                 RungEvent::Frame {
                     seq,
