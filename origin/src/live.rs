@@ -318,9 +318,14 @@ pub(crate) fn spawn_stream(
                     continue;
                 }
                 Input::Rung(Some(e)) => {
-                    if let Some(l) = t.ladder.as_mut() {
-                        let step = l.event(e);
-                        t.apply(step);
+                    // Every rung's encoding of a frame arrives at about the same time: take
+                    // what is already there, then publish once.
+                    let mut next = Some(e);
+                    while let Some(e) = next.take() {
+                        if let Some(step) = t.ladder.as_mut().map(|l| l.event(e)) {
+                            t.apply(step);
+                        }
+                        next = events.as_mut().and_then(|ev| ev.try_recv().ok());
                     }
                     t.publish();
                     continue;
