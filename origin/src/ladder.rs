@@ -16,11 +16,11 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use llhls_packager::ladder::{rename_key, rename_rendition, with_rungs};
+use llhls_packager::ladder::{check_aligned, rename_key, rename_rendition, with_rungs};
 use llhls_packager::playlist::RenditionKind;
 use llhls_packager::{
-    Frame, MediaTime, ObjectKey, Output, Packager, PackagerConfig, RenditionSnapshot,
-    StreamSnapshot, TrackConfig, TrackKind, WallClock,
+    Frame, MediaTime, ObjectKey, Output, Packager, PackagerConfig, StreamSnapshot, TrackConfig,
+    TrackKind, WallClock,
 };
 use tokio::sync::mpsc;
 
@@ -529,27 +529,48 @@ impl Ladder {
     }
 
     /// The source's snapshot with every rung on air that has a playlist: what the stream task
-    /// renders and publishes, so rendition reports come from one snapshot. A rung whose
-    /// timing differs from the source's (which the replay rules out) is left out.
-    pub fn combine(&self, source: &StreamSnapshot) -> StreamSnapshot {
-        let rungs: Vec<RenditionSnapshot> = self
-            .active()
-            .filter(|r| r.packager.is_live())
-            .filter_map(|r| {
-                let snap = r.packager.snapshot()?;
-                if snap.timing != source.timing {
-                    return None;
+    /// renders and publishes, so rendition reports come from one snapshot. A rung whose timing
+    /// or grid differs from the source's (which the replay rules out; this is the safety net
+    /// should the packager ever cut on something a rung does not share) is withdrawn.
+    pub fn combine(&mut self, source: &StreamSnapshot) -> (StreamSnapshot, Step) {
+        let mut step = Step::default();
+        let video = source
+            .renditions
+            .iter()
+            .find(|v| v.kind == RenditionKind::Video);
+        let mut rungs = Vec::new();
+        for i in 0..self.rungs.len() {
+            let r = &self.rungs[i];
+            if r.withdrawn || !r.packager.is_live() {
+                continue;
+            }
+            let Some(snap) = r.packager.snapshot() else {
+                continue;
+            };
+            let Some(mine) = snap
+                .renditions
+                .iter()
+                .find(|v| v.kind == RenditionKind::Video)
+            else {
+                continue;
+            };
+            let renamed = rename_rendition(mine, &r.info.name);
+            let misaligned = if snap.timing != source.timing {
+                Some("its TARGETDURATION or PART-TARGET differs from the source's".to_string())
+            } else {
+                video.and_then(|v| check_aligned(v, &renamed).err().map(|e| e.to_string()))
+            };
+            match misaligned {
+                Some(why) => {
+                    let why = format!("it is not on the source's grid: {why}");
+                    self.withdraw(i, &why, &mut step);
                 }
-                let video = snap
-                    .renditions
-                    .iter()
-                    .find(|v| v.kind == RenditionKind::Video)?;
-                Some(rename_rendition(video, &r.info.name))
-            })
-            .collect();
+                None => rungs.push(renamed),
+            }
+        }
         let mut out = with_rungs(source, rungs);
         out.ended = source.ended && (self.ended || !self.is_active());
-        out
+        (out, step)
     }
 }
 

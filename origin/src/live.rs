@@ -513,8 +513,12 @@ impl Task {
                 .gap_parts
                 .fetch_add(gaps, Ordering::Relaxed);
         }
-        let snap = match &self.ladder {
-            Some(l) => l.combine(&source),
+        let snap = match self.ladder.as_mut() {
+            Some(l) => {
+                let (snap, step) = l.combine(&source);
+                self.apply(step);
+                snap
+            }
             None => source,
         };
         let published = Arc::new(Published::render(snap, self.codecs_override.as_deref()));
