@@ -141,11 +141,11 @@ pub fn check_aligned(a: &RenditionSnapshot, b: &RenditionSnapshot) -> Result<(),
     }
     // Every part both list (the open segments included), by (MSN, index): a rung that lags
     // its source has fewer parts of the last segment, never different ones.
-    let pa = listed_parts(a);
-    let pb = listed_parts(b);
-    for ((msn, i), x) in &pa {
-        if let Some((_, y)) = pb.iter().find(|(k, _)| *k == (*msn, *i)) {
-            check_parts(*msn, *i, x, y)?;
+    let pb: std::collections::HashMap<(u64, usize), &PartEntry> =
+        listed_parts(b).into_iter().collect();
+    for ((msn, i), x) in listed_parts(a) {
+        if let Some(y) = pb.get(&(msn, i)) {
+            check_parts(msn, i, x, y)?;
         }
     }
     for (r, other) in [(a, b), (b, a)] {
