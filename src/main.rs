@@ -65,6 +65,10 @@ enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        /// ABR ladder, as `llhls serve --ladder` (e.g. `480p,360p`): transcoded rungs below
+        /// the source on its grid, with the separate layout [default: none].
+        #[arg(long, value_delimiter = ',')]
+        ladder: Vec<llhls_ingest::ladder::RungSpec>,
     },
 }
 
@@ -96,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             layout,
             addressing,
             quiet,
+            ladder,
         } => {
             source::init()?;
             let config = PackagerConfig {
@@ -115,7 +120,7 @@ fn main() -> anyhow::Result<()> {
                 ..PackagerConfig::default()
             };
             let started = std::time::Instant::now();
-            let s = package::run(&input, &outdir, config, quiet)?;
+            let s = package::run(&input, &outdir, config, quiet, ladder)?;
             tracing::info!(
                 frames = s.frames,
                 segments = s.segments,

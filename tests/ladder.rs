@@ -262,3 +262,71 @@ fn a_hardware_encoder_that_is_missing_stops_startup_with_the_reason() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn package_writes_the_same_ladder_for_vod() {
+    let dir = std::env::temp_dir().join(format!("llhls-ladder-pkg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=640x360:rate=30:duration=4")
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=4",
+        ])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-bf", "2",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outdir = dir.join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_llhls"))
+        .args(["package", "-q", "--ladder", "480p,240p"])
+        .arg(&input)
+        .arg(&outdir)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{log}");
+    assert!(log.contains("ABR rung skipped: 480p"), "{log}");
+    let read = |name: &str| std::fs::read_to_string(outdir.join(name)).unwrap();
+    let mv = read("index.m3u8");
+    let variants: Vec<&str> = mv.lines().filter(|l| l.ends_with(".m3u8")).collect();
+    assert_eq!(variants, ["video.m3u8", "240p.m3u8"], "{mv}");
+    let (video, rung) = (read("video.m3u8"), read("240p.m3u8"));
+    validate_playlists(&[
+        ("index.m3u8", mv.clone()),
+        ("video.m3u8", video.clone()),
+        ("240p.m3u8", rung.clone()),
+        ("audio.m3u8", read("audio.m3u8")),
+    ]);
+    let extinf = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("#EXTINF"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(extinf(&video), extinf(&rung), "same segments");
+    for (text, size) in [(&video, "640x360"), (&rung, "426x240")] {
+        let mut bytes = Vec::new();
+        for u in uris(text) {
+            bytes.extend(std::fs::read(outdir.join(&u)).unwrap());
+        }
+        let (errors, frames) = ffmpeg_decode(&bytes);
+        assert!(errors.trim().is_empty(), "{errors}");
+        assert_eq!(frames, 120, "every frame of 4 s at 30 fps");
+        assert_eq!(probe_size(&bytes), size);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

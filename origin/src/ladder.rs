@@ -123,6 +123,8 @@ struct Rung {
     cursor: u64,
     /// DTS (seconds) of the last source video frame replayed.
     replayed_at: Option<f64>,
+    /// Source video frames replayed.
+    replayed: u64,
     withdrawn: bool,
 }
 
@@ -186,6 +188,7 @@ impl Ladder {
                 info,
                 cursor: 0,
                 replayed_at: None,
+                replayed: 0,
                 withdrawn: false,
             });
         }
@@ -214,6 +217,15 @@ impl Ladder {
     /// Is any rung still on air?
     pub fn is_active(&self) -> bool {
         self.active().next().is_some()
+    }
+
+    /// Source video frames given to the transcoder that some rung on air has not replayed yet
+    /// (for a caller that paces itself on the transcoder, such as `llhls package`).
+    pub fn in_flight(&self) -> u64 {
+        self.active()
+            .map(|r| self.next_seq.saturating_sub(r.replayed))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Has every rung on air published its first playlist?
@@ -372,6 +384,7 @@ impl Ladder {
                         return;
                     }
                     rung.replayed_at = Some(frame.dts.as_secs_f64());
+                    rung.replayed += 1;
                     // The source's DTS (so the grid is the source's), the picture's PTS.
                     let pts = MediaTime::new(pts.rescale(frame.dts.scale), frame.dts.scale);
                     let f = Frame {
