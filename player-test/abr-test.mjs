@@ -104,6 +104,15 @@ if (s.options.length !== 4 || s.options[0] !== 'auto') failures.push(`picker opt
 for (const h of [480, 360, 240]) if (!s.heights.includes(h)) failures.push(`no ${h}-line level: ${JSON.stringify(s.heights)}`);
 if (!/rendition \d+p \d+ kbit\/s \(auto\)/.test(s.stats)) failures.push(`stats do not name the rendition: "${s.stats}"`);
 
+// hls.js's latency, averaged over 3 s, on the rendition playing.
+const latency = async () => {
+  let sum = 0;
+  for (let i = 0; i < 6; i++) { sum += await page.evaluate(() => hls.latency); await sleep(500); }
+  return (sum / 6).toFixed(2);
+};
+const levelNow = async () => page.evaluate(() => hls.levels[hls.currentLevel]?.height);
+notes.push(`latency ${await latency()} s on ${await levelNow()}p (auto)`);
+
 // 2. Pick 240p.
 const i240 = s.heights.indexOf(240);
 const pickedAt = Date.now();
@@ -119,6 +128,7 @@ if (!first240) failures.push('240p.m3u8 never requested after the pick');
 else if (!/_HLS_msn=\d+/.test(first240.url)) failures.push(`the first 240p playlist request was not blocking: ${first240.url}`);
 else notes.push(`switch to 240p: first request ${first240.url.split('/').pop()}`);
 if (!after.some(r => /\/240p\/\d+\.\d+\.m4s/.test(r.url))) failures.push('no 240p part fetched after the pick');
+notes.push(`latency ${await latency()} s on ${await levelNow()}p (picked)`);
 
 // 3. Auto, then throttled, then not.
 await page.selectOption('#quality', '-1');
