@@ -90,9 +90,25 @@ fn probe_size(bytes: &[u8]) -> String {
 fn an_rtmp_publish_gets_aligned_rungs_that_ffprobe_reads() {
     let s = Server::start(&["--ladder", "540p,360p,240p"]);
     // 640x480 with B-frames: 540p is not below the source, 360p and 240p are.
-    let mut ff = publish_sized(&s.rtmp_url("abr"), 9, true, "640x480");
+    let mut ff = publish_sized(&s.rtmp_url("abr"), 20, true, "640x480");
     s.wait_for("/live/abr/index.m3u8", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_secs(3));
+    // Six segments in every rendition: what Apple requires of a live playlist (the checker
+    // holds the playlists to it).
+    let start = std::time::Instant::now();
+    while ["video", "360p", "240p", "audio"].iter().any(|n| {
+        s.get(&format!("/live/abr/{n}.m3u8"))
+            .text()
+            .matches("#EXTINF")
+            .count()
+            < 6
+    }) {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "{}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let log = s.log_text();
     assert!(log.contains("ABR rung skipped: 540p"), "{log}");
 
@@ -208,6 +224,7 @@ fn an_rtmp_publish_gets_aligned_rungs_that_ffprobe_reads() {
         );
         assert_eq!(probe_size(&bytes), *size, "{name}");
     }
+    let _ = ff.kill();
     let _ = ff.wait();
 }
 

@@ -93,12 +93,13 @@ fn calls(bframes: bool) -> Vec<Call> {
     let mut last_wall = 0;
     for i in 0..1600 {
         if i == 900 {
-            // A 1.5 s stall: the stream task calls handle_timeout every 100 ms meanwhile.
-            for k in 1..=15 {
+            // A 7 s stall (long enough for GAP parts after the playlist was held): the stream
+            // task calls handle_timeout every 100 ms meanwhile.
+            for k in 1..=70 {
                 out.push(Call::Timeout(WallClock(last_wall + k * 100)));
             }
-            publisher.base_ms += 1500;
-            publisher.wall0 += 1500;
+            publisher.base_ms += 7000;
+            publisher.wall0 += 7000;
         }
         if i == 1200 {
             out.push(Call::Discontinuity(WallClock(last_wall + 10)));
@@ -183,6 +184,7 @@ fn run(bframes: bool) {
     let mut lcg = 12345u64;
     let mut checked = 0;
     let mut rung_objects = Vec::new();
+    let mut saw_gap = false;
     for (i, call) in source_calls.iter().enumerate() {
         apply(&mut source, call);
         while let Some(out) = source.poll_output() {
@@ -226,6 +228,13 @@ fn run(bframes: bool) {
             };
             check_aligned(video, &rs)
                 .unwrap_or_else(|e| panic!("rung {} after call {i}: {e}", rungs[r]));
+            let gap =
+                |s: &llhls_packager::playlist::SegmentEntry| s.gap || s.parts.iter().any(|p| p.gap);
+            saw_gap |= rs.segments.iter().any(gap)
+                || rs
+                    .open
+                    .as_ref()
+                    .is_some_and(|o| o.parts.iter().any(|p| p.gap));
             rung_snaps.push(rs);
         }
         if rung_snaps.len() == rungs.len() && !snap.ended {
@@ -235,6 +244,7 @@ fn run(bframes: bool) {
         }
     }
     assert!(checked > 1000, "compared {checked} snapshots");
+    assert!(saw_gap, "the stall made GAP parts in the rungs too");
     // At the end every rendition has published the same grid, to the last part.
     let snap = source.snapshot().unwrap();
     assert!(snap.ended);
