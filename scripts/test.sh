@@ -39,6 +39,11 @@ rm -rf "$vod"
 # do next for this host) and /publish with fake devices (screenshots in player-test/out/page/).
 node player-test/page-test.mjs
 
+# The ABR ladder in the player page (hls.js): the quality picker, a picked rung (first request
+# blocking, from the rendition report), and switching down and back up under throttling
+# (screenshots in player-test/out/abr/).
+node player-test/abr-test.mjs
+
 # scripts/nginx-https.conf as shipped: TLS in front of llhls (live, /publish over WHIP) and
 # packaged files with byte ranges (screenshots in player-test/out/nginx-https/).
 node player-test/nginx-https-test.mjs

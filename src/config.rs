@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use llhls_ingest::ladder::RungSpec;
 use llhls_packager::{Addressing, Layout, PackagerConfig};
 use serde::Deserialize;
 
@@ -99,6 +100,23 @@ pub struct ServeArgs {
     /// Most simultaneous WHIP sessions [default: 100].
     #[arg(long, env = "LLHLS_WHIP_MAX_SESSIONS")]
     pub whip_max_sessions: Option<usize>,
+    /// ABR ladder: transcoded H.264 renditions below the source, e.g. `720p,480p,360p`
+    /// (presets 1080p, 720p, 540p, 480p, 360p, 240p), or `off`. Rungs at or above the source's
+    /// height are skipped. In TOML also a list of tables `{ name, height, video_kbps, profile }`.
+    /// Needs the `separate` layout, which it selects [default: off].
+    #[arg(long, env = "LLHLS_LADDER", value_delimiter = ',', value_parser = parse_rung)]
+    #[serde(deserialize_with = "ladder_list")]
+    pub ladder: Option<Vec<LadderEntry>>,
+    /// The demo stream's own ABR ladder (same forms as `ladder`; the demo uses the separate
+    /// layout when it has one) [default: off].
+    #[arg(long, env = "LLHLS_DEMO_LADDER", value_delimiter = ',', value_parser = parse_rung)]
+    #[serde(deserialize_with = "ladder_list")]
+    pub demo_ladder: Option<Vec<LadderEntry>>,
+    /// H.264 encoder of the ladder's rungs: `libx264`, or a hardware encoder by name
+    /// (`h264_nvenc`, `h264_qsv`, `h264_vaapi`; startup fails, saying why, when this FFmpeg
+    /// lacks it or cannot open it) [default: libx264].
+    #[arg(long, env = "LLHLS_LADDER_ENCODER")]
+    pub ladder_encoder: Option<String>,
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
@@ -126,6 +144,51 @@ fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Strin
     }))
 }
 
+/// One `ladder` entry: a preset name, `off`, or (TOML only) a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LadderEntry {
+    /// `off`: no ladder.
+    Off,
+    /// A rung.
+    Rung(RungSpec),
+}
+
+fn parse_rung(s: &str) -> Result<LadderEntry, String> {
+    match s.trim() {
+        "off" | "" => Ok(LadderEntry::Off),
+        name => name.parse().map(LadderEntry::Rung),
+    }
+}
+
+/// `ladder` in TOML: `"off"`, `"720p,360p"`, or a list of preset names and tables.
+fn ladder_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<LadderEntry>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Name(String),
+        Table(RungSpec),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        One(String),
+        Many(Vec<Item>),
+    }
+    let entries: Result<Vec<LadderEntry>, String> = match List::deserialize(d)? {
+        List::One(s) => s.split(',').map(parse_rung).collect(),
+        List::Many(v) => v
+            .into_iter()
+            .map(|i| match i {
+                Item::Name(n) => parse_rung(&n),
+                Item::Table(t) => Ok(LadderEntry::Rung(t)),
+            })
+            .collect(),
+    };
+    entries.map(Some).map_err(serde::de::Error::custom)
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -149,6 +212,12 @@ pub struct Config {
     pub whip_opus_passthrough: bool,
     pub whip_max_sessions: usize,
     pub whip_transcode_video: bool,
+    /// ABR ladder rungs (empty: off).
+    pub ladder: Vec<RungSpec>,
+    /// The demo stream's own ladder (empty: the same as every stream's).
+    pub demo_ladder: Vec<RungSpec>,
+    /// The rungs' H.264 encoder.
+    pub ladder_encoder: String,
 }
 
 impl Config {
@@ -163,7 +232,18 @@ impl Config {
                 args.$f.clone().or(file.$f.clone()).unwrap_or($d)
             };
         }
-        let layout = match pick!(layout, "muxed".into()).as_str() {
+        let ladder = rungs("ladder", pick!(ladder, Vec::new()))?;
+        let demo_ladder = rungs("demo_ladder", pick!(demo_ladder, Vec::new()))?;
+        let default_layout = if ladder.is_empty() {
+            "muxed"
+        } else {
+            // The rungs share one audio rendition.
+            "separate"
+        };
+        let layout = match pick!(layout, default_layout.into()).as_str() {
+            "muxed" if !ladder.is_empty() => {
+                bail!("layout `muxed` cannot carry an ABR ladder (the rungs share one audio rendition): use `separate` or leave layout unset")
+            }
             "muxed" => Layout::Muxed,
             "separate" => Layout::Separate,
             other => bail!("layout must be `muxed` or `separate`, not `{other}`"),
@@ -239,8 +319,35 @@ impl Config {
             whip_opus_passthrough,
             whip_max_sessions: pick!(whip_max_sessions, 100).max(1),
             whip_transcode_video: pick!(whip_transcode_video, false),
+            ladder,
+            demo_ladder,
+            ladder_encoder: pick!(ladder_encoder, "libx264".into()),
         })
     }
+}
+
+/// The rungs of a `ladder` setting: `off` alone, or rungs with distinct names.
+fn rungs(what: &str, entries: Vec<LadderEntry>) -> anyhow::Result<Vec<RungSpec>> {
+    if entries.contains(&LadderEntry::Off) {
+        if entries.len() > 1 {
+            bail!("{what}: `off` cannot be combined with rungs");
+        }
+        return Ok(Vec::new());
+    }
+    let ladder: Vec<RungSpec> = entries
+        .into_iter()
+        .filter_map(|e| match e {
+            LadderEntry::Rung(r) => Some(r),
+            LadderEntry::Off => None,
+        })
+        .collect();
+    for r in &ladder {
+        r.validate().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        if ladder.iter().filter(|o| o.name == r.name).count() > 1 {
+            bail!("{what}: two rungs are called {}", r.name);
+        }
+    }
+    Ok(ladder)
 }
 
 fn read_file(p: &Path) -> anyhow::Result<ServeArgs> {
@@ -259,6 +366,61 @@ mod tests {
         assert_eq!(c.rtmp.port(), 1935);
         assert_eq!(c.packager.part_target, Duration::from_millis(200));
         assert!(c.publish_keys.is_empty());
+    }
+
+    #[test]
+    fn ladder_from_flag_file_and_tables() {
+        assert!(Config::load(&ServeArgs::default())
+            .unwrap()
+            .ladder
+            .is_empty());
+        let args = ServeArgs {
+            ladder: Some(vec![
+                parse_rung("720p").unwrap(),
+                parse_rung("360p").unwrap(),
+            ]),
+            ..Default::default()
+        };
+        let c = Config::load(&args).unwrap();
+        let names: Vec<&str> = c.ladder.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["720p", "360p"]);
+        assert_eq!(c.ladder[0].video_kbps, 3000);
+        assert_eq!(
+            c.packager.layout,
+            Layout::Separate,
+            "a ladder selects separate"
+        );
+        assert!(parse_rung("999p").is_err());
+        let dir = std::env::temp_dir().join(format!("llhls-cfg-ladder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            Config::load(&ServeArgs {
+                config: Some(f.clone()),
+                ..Default::default()
+            })
+        };
+        let c = load("ladder = [\"480p\", { name = \"low\", height = 200, video_kbps = 300 }]\n")
+            .unwrap();
+        assert_eq!(c.ladder[1].name, "low");
+        assert_eq!(c.ladder[1].height, 200);
+        let c = load("ladder = \"540p,240p\"\n").unwrap();
+        assert_eq!(c.ladder.len(), 2);
+        assert!(load("ladder = \"off\"\n").unwrap().ladder.is_empty());
+        let err = load("ladder = [\"480p\"]\nlayout = \"muxed\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("separate"), "{err:#}");
+        assert!(load("ladder = [{ name = \"x\", height = 201, video_kbps = 300 }]\n").is_err());
+        assert!(load("ladder = [\"360p\", \"360p\"]\n").is_err());
+        // The flag's `off` overrides the file's ladder.
+        std::fs::write(&f, "ladder = [\"480p\"]\n").unwrap();
+        let c = Config::load(&ServeArgs {
+            config: Some(f.clone()),
+            ladder: Some(vec![LadderEntry::Off]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.ladder.is_empty());
     }
 
     #[test]

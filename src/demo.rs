@@ -15,6 +15,9 @@ use tokio::time::Instant;
 use llhls_ingest::source::FileSource;
 use llhls_ingest::streams::{Publication, Streams};
 
+/// The demo's stream name (`live/demo`).
+pub const STREAM: &str = "demo";
+
 /// Runs the demo until the process ends; on failure logs why and stops.
 pub async fn run(streams: Arc<Streams>, file: PathBuf) {
     if let Err(e) = run_inner(streams, &file).await {
@@ -69,7 +72,7 @@ async fn run_inner(streams: Arc<Streams>, file: &std::path::Path) -> anyhow::Res
     loop {
         // The name is free (no publisher, no reconnect grace running): play until a publisher
         // claims `live/demo`, then hand it the stream and wait for the name to be free again.
-        let (mut publication, displaced) = match streams.claim_yielding("demo") {
+        let (mut publication, displaced) = match streams.claim_yielding(STREAM) {
             Ok(claimed) => claimed,
             Err(_) => {
                 tokio::time::sleep(Duration::from_secs(1)).await;

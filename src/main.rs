@@ -65,6 +65,10 @@ enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        /// ABR ladder, as `llhls serve --ladder` (e.g. `480p,360p`): transcoded rungs below
+        /// the source on its grid, with the separate layout [default: none].
+        #[arg(long, value_delimiter = ',')]
+        ladder: Vec<llhls_ingest::ladder::RungSpec>,
     },
 }
 
@@ -96,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             layout,
             addressing,
             quiet,
+            ladder,
         } => {
             source::init()?;
             let config = PackagerConfig {
@@ -115,7 +120,7 @@ fn main() -> anyhow::Result<()> {
                 ..PackagerConfig::default()
             };
             let started = std::time::Instant::now();
-            let s = package::run(&input, &outdir, config, quiet)?;
+            let s = package::run(&input, &outdir, config, quiet, ladder)?;
             tracing::info!(
                 frames = s.frames,
                 segments = s.segments,
@@ -161,6 +166,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "the RTMP port"
         };
         tracing::warn!("no publish keys configured: anyone who can reach {where_} can publish (set LLHLS_PUBLISH_KEYS or publish_keys)");
+    }
+    let demo_ladder = config.demo && !config.demo_ladder.is_empty();
+    if !config.ladder.is_empty() || demo_ladder {
+        // Fails at startup, with the reason, when FFmpeg lacks libx264 or the H.264 decoder.
+        let mut ladder = llhls_ingest::ladder::transcode::FfmpegLadder::new(config.ladder.clone())?
+            .with_encoder(&config.ladder_encoder)?;
+        if !config.ladder.is_empty() {
+            let rungs: Vec<String> = config.ladder.iter().map(|r| r.to_string()).collect();
+            tracing::info!("ABR ladder: {} below each stream's source (rungs not below the source are skipped)", rungs.join(", "));
+        }
+        if demo_ladder {
+            ladder = ladder.with_stream(demo::STREAM, config.demo_ladder.clone())?;
+        }
+        origin.set_ladder(Arc::new(ladder));
     }
     let streams = Streams::new(
         origin.clone(),

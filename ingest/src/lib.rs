@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 pub mod flv;
+pub mod ladder;
 pub mod rtmp;
 pub mod source;
 pub mod streams;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use llhls_origin::{wall_now, Command, Origin, StreamInput};
-use llhls_packager::{Frame, Packager, PackagerConfig, TrackConfig, WallClock};
+use llhls_packager::{Frame, PackagerConfig, TrackConfig, WallClock};
 use tokio::sync::oneshot;
 
 enum Slot {
@@ -301,11 +301,10 @@ impl Publication {
             })),
             ..self.streams.packager.clone()
         };
-        let packager = Packager::new(config, tracks).context("starting the packager")?;
         let input = self
             .streams
             .origin
-            .create_stream(&self.name, packager)
+            .create_stream_with(&self.name, config, tracks)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.input = Some(input);
         Ok(false)

@@ -20,6 +20,7 @@ use llhls_packager::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::ladder::{Ladder, RungEvent, Step as LadderStep};
 use crate::metrics::Metrics;
 use crate::rope::Rope;
 use crate::stats::{new_gap_parts, StreamStats};
@@ -226,10 +227,33 @@ impl StreamInput {
     }
 }
 
-/// Starts the task that owns `packager` for stream `name`.
+/// How long a stream with a ladder may hold its first playlist for the rungs to publish
+/// theirs (a rung lags its source by its encoder delay: milliseconds). A rung that has not
+/// caught up by then is withdrawn, so the multivariant playlist lists the same renditions
+/// from the first response on.
+const LADDER_FIRST_WAIT: Duration = Duration::from_secs(2);
+
+/// The stream task's state: the source packager, the optional ladder, and where they publish.
+struct Task {
+    p: Packager,
+    ladder: Option<Ladder>,
+    stream: Arc<Stream>,
+    ptx: watch::Sender<Option<Arc<Published>>>,
+    name: String,
+    codecs_override: Option<String>,
+    metrics: Arc<Metrics>,
+    gap_cursor: Option<(u64, usize)>,
+    /// The source has announced its first playlist.
+    source_live: Option<Instant>,
+    /// Something changed since the last publish.
+    pending: bool,
+}
+
+/// Starts the task that owns `packager` (and `ladder`'s rung packagers) for stream `name`.
 pub(crate) fn spawn_stream(
     name: String,
     packager: Packager,
+    ladder: Option<(Ladder, mpsc::UnboundedReceiver<RungEvent>)>,
     metrics: Arc<Metrics>,
     on_gone: impl FnOnce(&Arc<Stream>) + Send + 'static,
     linger: Duration,
@@ -246,62 +270,125 @@ pub(crate) fn spawn_stream(
         stats: StreamStats::default(),
     });
     let task_stream = stream.clone();
+    let (ladder, mut events) = match ladder {
+        Some((l, e)) => (Some(l), Some(e)),
+        None => (None, None),
+    };
     tokio::spawn(async move {
-        let mut p = packager;
-        let stream = task_stream;
-        let span = tracing::info_span!("stream", name = %name);
-        let _ = &span;
-        metrics.live_streams.fetch_add(1, Ordering::Relaxed);
+        let mut t = Task {
+            p: packager,
+            ladder,
+            stream: task_stream,
+            ptx,
+            name,
+            codecs_override,
+            metrics,
+            gap_cursor: None,
+            source_live: None,
+            pending: false,
+        };
+        let name = t.name.clone();
+        t.metrics.live_streams.fetch_add(1, Ordering::Relaxed);
         let mut errors = 0u64;
-        let mut gap_cursor = None;
+        enum Input {
+            Cmd(Option<Command>),
+            Idle,
+            Rung(Option<RungEvent>),
+        }
         loop {
             // No input for 100 ms: let the packager see the time pass (GAP parts on stalls).
-            let cmd = match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
-                Ok(cmd) => cmd,
-                Err(_) => {
-                    p.handle_timeout(wall_now());
-                    let over = codecs_override.as_deref();
-                    drain(
-                        &mut p,
-                        &stream,
-                        &ptx,
-                        &name,
-                        over,
-                        &metrics,
-                        &mut gap_cursor,
-                    );
+            let idle = tokio::time::timeout(Duration::from_millis(100), rx.recv());
+            let input = match events.as_mut() {
+                Some(ev) => tokio::select! {
+                    cmd = idle => cmd.map_or(Input::Idle, Input::Cmd),
+                    e = ev.recv() => Input::Rung(e),
+                },
+                None => idle.await.map_or(Input::Idle, Input::Cmd),
+            };
+            let result = match input {
+                Input::Idle => {
+                    let now = wall_now();
+                    t.p.handle_timeout(now);
+                    if let Some(l) = t.ladder.as_mut() {
+                        let step = l.timeout(now);
+                        t.apply(step);
+                    }
+                    t.drain();
+                    t.publish();
                     continue;
                 }
-            };
-            let result = match cmd {
-                Some(Command::Frame(f, now)) => {
-                    stream.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                    let len = f.data.len() as u64;
-                    stream.stats.bytes_in.fetch_add(len, Ordering::Relaxed);
-                    p.handle_frame(f, now)
+                Input::Rung(Some(e)) => {
+                    // Every rung's encoding of a frame arrives at about the same time: take
+                    // what is already there, then publish once.
+                    let mut next = Some(e);
+                    while let Some(e) = next.take() {
+                        if let Some(step) = t.ladder.as_mut().map(|l| l.event(e)) {
+                            t.apply(step);
+                        }
+                        next = events.as_mut().and_then(|ev| ev.try_recv().ok());
+                    }
+                    t.publish();
+                    continue;
                 }
-                Some(Command::Discontinuity(t, now)) => {
-                    let d = &stream.stats.discontinuities;
+                Input::Rung(None) => {
+                    // The transcoder stopped: every rung still on air is withdrawn.
+                    events = None;
+                    if let Some(l) = t.ladder.as_mut() {
+                        let step = l.withdraw_all("the transcoder stopped");
+                        t.apply(step);
+                    }
+                    t.publish();
+                    continue;
+                }
+                Input::Cmd(Some(Command::Frame(f, now))) => {
+                    t.stream.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                    let len = f.data.len() as u64;
+                    t.stream.stats.bytes_in.fetch_add(len, Ordering::Relaxed);
+                    if let Some(l) = t.ladder.as_mut() {
+                        let step = l.frame(&f, now);
+                        t.apply(step);
+                    }
+                    t.p.handle_frame(f, now)
+                }
+                Input::Cmd(Some(Command::Discontinuity(tracks, now))) => {
+                    let d = &t.stream.stats.discontinuities;
                     d.fetch_add(1, Ordering::Relaxed);
-                    p.handle_discontinuity(t, now)
+                    if let Some(l) = t.ladder.as_mut() {
+                        let step = l.discontinuity(tracks.clone(), now);
+                        t.apply(step);
+                    }
+                    t.p.handle_discontinuity(tracks, now)
                 }
                 // An explicit end, or the ingest side dropped its handle.
-                end => {
+                Input::Cmd(end) => {
                     let now = match end {
                         Some(Command::End(now)) => now,
                         _ => wall_now(),
                     };
-                    p.handle_end_of_stream(now);
-                    let over = codecs_override.as_deref();
-                    drain(
-                        &mut p,
-                        &stream,
-                        &ptx,
-                        &name,
-                        over,
-                        &metrics,
-                        &mut gap_cursor,
-                    );
+                    if let Some(l) = t.ladder.as_mut() {
+                        // The rungs' last frames are still in their encoders: let them out
+                        // (bounded), so every rendition ends on the same segment.
+                        l.finish();
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                        while let Some(ev) = events.as_mut() {
+                            match tokio::time::timeout_at(deadline, ev.recv()).await {
+                                Ok(Some(e)) => {
+                                    let step = t.ladder.as_mut().map(|l| l.event(e));
+                                    if let Some(step) = step {
+                                        t.apply(step);
+                                    }
+                                }
+                                _ => break,
+                            }
+                        }
+                        if let Some(l) = t.ladder.as_mut() {
+                            let step = l.end(now);
+                            t.apply(step);
+                        }
+                    }
+                    t.p.handle_end_of_stream(now);
+                    t.drain();
+                    t.publish();
                     break;
                 }
             };
@@ -312,35 +399,25 @@ pub(crate) fn spawn_stream(
                     tracing::warn!(stream = %name, errors, "dropped input: {e}");
                 }
             }
-            drain(
-                &mut p,
-                &stream,
-                &ptx,
-                &name,
-                codecs_override.as_deref(),
-                &metrics,
-                &mut gap_cursor,
-            );
+            t.drain();
+            t.publish();
         }
+        let stream = t.stream.clone();
         stream.ended.store(true, Ordering::Relaxed);
         tracing::info!(stream = %name, "stream ended; keeping the final playlist for {linger:?}");
-        metrics.live_streams.fetch_sub(1, Ordering::Relaxed);
+        t.metrics.live_streams.fetch_sub(1, Ordering::Relaxed);
+        drop(t);
         tokio::time::sleep(linger).await;
         on_gone(&stream);
     });
     StreamInput { tx, stream }
 }
 
-fn drain(
-    p: &mut Packager,
-    stream: &Stream,
-    ptx: &watch::Sender<Option<Arc<Published>>>,
-    name: &str,
-    codecs_override: Option<&str>,
-    metrics: &Metrics,
-    gap_cursor: &mut Option<(u64, usize)>,
-) {
-    while let Some(out) = p.poll_output() {
+impl Task {
+    /// Stores one output of a packager (the source's, or a rung's already renamed).
+    fn store(&mut self, out: Output) {
+        let stream = &self.stream;
+        let metrics = &self.metrics;
         match out {
             Output::Object { key, bytes } => {
                 if key.is_part() {
@@ -366,28 +443,97 @@ fn drain(
                     objects.remove(&key);
                 }
             }
-            Output::Warning(w) => tracing::warn!(stream = %name, "{}", w.for_live_encoder()),
+            Output::Warning(w) => tracing::warn!(stream = %self.name, "{}", w.for_live_encoder()),
             Output::PlaylistChanged => {
-                if let Some(snap) = p.snapshot() {
-                    if let Some(main) = snap.renditions.first() {
-                        let gaps = new_gap_parts(main, gap_cursor);
-                        stream.stats.gap_parts.fetch_add(gaps, Ordering::Relaxed);
+                if self.source_live.is_none() {
+                    self.source_live = Some(Instant::now());
+                }
+                self.pending = true;
+            }
+        }
+    }
+
+    /// Drains the source packager's outputs into the store.
+    fn drain(&mut self) {
+        while let Some(out) = self.p.poll_output() {
+            self.store(out);
+        }
+    }
+
+    /// Applies a ladder step: the rungs' objects, withdrawn rungs' objects removed.
+    fn apply(&mut self, step: LadderStep) {
+        for out in step.outputs {
+            self.store(out);
+        }
+        if !step.withdrawn.is_empty() {
+            let n = step.withdrawn.len() as u64;
+            self.metrics.rungs_withdrawn.fetch_add(n, Ordering::Relaxed);
+            let mut objects = self
+                .stream
+                .objects
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            objects.retain(|k, _| !step.withdrawn.iter().any(|n| n == k.rendition()));
+        }
+        if step.changed {
+            self.pending = true;
+        }
+    }
+
+    /// Publishes the current state if anything changed since the last publish and the source
+    /// has announced its first playlist (objects are stored before: rule 46).
+    fn publish(&mut self) {
+        let Some(live_since) = self.source_live else {
+            return;
+        };
+        if !self.pending {
+            return;
+        }
+        let first = self.ptx.borrow().is_none();
+        let ended = self.p.snapshot().is_some_and(|s| s.ended);
+        if first && !ended {
+            if let Some(l) = self.ladder.as_mut() {
+                if !l.all_live() {
+                    if live_since.elapsed() < LADDER_FIRST_WAIT {
+                        return;
                     }
-                    let first = ptx.borrow().is_none();
-                    let published = Arc::new(Published::render(snap, codecs_override));
-                    if first {
-                        let s = &published.snapshot;
-                        tracing::info!(
-                            stream = %name,
-                            target_duration = s.timing.target_duration,
-                            part_target = s.renditions[0].part_target,
-                            "first playlist published"
-                        );
-                    }
-                    ptx.send_replace(Some(published));
+                    let step = l.withdraw_not_live();
+                    self.apply(step);
                 }
             }
         }
+        let Some(source) = self.p.snapshot() else {
+            return;
+        };
+        self.pending = false;
+        if let Some(main) = source.renditions.first() {
+            let gaps = new_gap_parts(main, &mut self.gap_cursor);
+            self.stream
+                .stats
+                .gap_parts
+                .fetch_add(gaps, Ordering::Relaxed);
+        }
+        let snap = match self.ladder.as_mut() {
+            Some(l) => {
+                let (snap, step) = l.combine(&source);
+                self.apply(step);
+                snap
+            }
+            None => source,
+        };
+        let published = Arc::new(Published::render(snap, self.codecs_override.as_deref()));
+        if first {
+            let s = &published.snapshot;
+            let renditions: Vec<&str> = s.renditions.iter().map(|r| r.name.as_str()).collect();
+            tracing::info!(
+                stream = %self.name,
+                target_duration = s.timing.target_duration,
+                part_target = s.renditions[0].part_target,
+                renditions = %renditions.join(","),
+                "first playlist published"
+            );
+        }
+        self.ptx.send_replace(Some(published));
     }
 }
 

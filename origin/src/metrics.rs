@@ -52,6 +52,8 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// Parts published, over all streams and renditions.
     pub parts_published: AtomicU64,
+    /// ABR ladder rungs withdrawn (encoder behind, failed or skipping frames).
+    pub rungs_withdrawn: AtomicU64,
     wake_buckets: [AtomicU64; 11],
     wake_count: AtomicU64,
     wake_sum_us: AtomicU64,
@@ -139,6 +141,13 @@ impl Metrics {
             "llhls_parts_published_total",
             "Parts published, over all streams and renditions.",
             self.parts_published.load(Ordering::Relaxed),
+            "counter",
+        );
+        gauge(
+            &mut out,
+            "llhls_ladder_rungs_withdrawn_total",
+            "ABR ladder rungs withdrawn (encoder behind, failed, or skipping frames).",
+            self.rungs_withdrawn.load(Ordering::Relaxed),
             "counter",
         );
         gauge(

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use llhls_packager::Packager;
+use llhls_packager::{Layout, Packager, PackagerConfig, PackagerError, TrackConfig};
 use tokio::sync::watch;
 
 use crate::body::Body;
 use crate::error::Error;
+use crate::ladder::{Ladder, LadderFactory, RungEvent};
 use crate::live::{spawn_stream, Published, Stream, StreamInput};
 use crate::metrics::Metrics;
 use crate::router::{router, NestedService, OriginService, RequestBody};
@@ -46,6 +47,17 @@ impl Default for OriginConfig {
 #[error("stream {0} is already live")]
 pub struct AlreadyLive(pub String);
 
+/// Why a stream could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// A stream of that name is live.
+    #[error(transparent)]
+    AlreadyLive(#[from] AlreadyLive),
+    /// The packager refused the tracks or the configuration.
+    #[error("starting the packager: {0}")]
+    Packager(#[from] PackagerError),
+}
+
 /// The origin: live streams and the HTTP handler over them.
 pub struct Origin {
     streams: RwLock<HashMap<String, Arc<Stream>>>,
@@ -55,6 +67,7 @@ pub struct Origin {
     pages: RwLock<HashMap<String, (&'static str, Bytes)>>,
     extra_metrics: RwLock<Vec<Arc<dyn Fn() -> String + Send + Sync>>>,
     nested: RwLock<Vec<(String, NestedService)>>,
+    ladder: RwLock<Option<Arc<dyn LadderFactory>>>,
     /// True once shutdown began: held requests are released and no new ones are held.
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -77,6 +90,7 @@ impl Origin {
             pages: RwLock::new(HashMap::new()),
             extra_metrics: RwLock::new(Vec::new()),
             nested: RwLock::new(Vec::new()),
+            ladder: RwLock::new(None),
             shutdown: watch::channel(false).0,
         })
     }
@@ -136,12 +150,74 @@ impl Origin {
         router(self.clone())
     }
 
+    /// Sets what starts an ABR ladder for each new stream created with
+    /// [`Origin::create_stream_with`].
+    pub fn set_ladder(&self, factory: Arc<dyn LadderFactory>) {
+        *self.ladder.write().unwrap_or_else(|e| e.into_inner()) = Some(factory);
+    }
+
+    /// Starts a live stream `name` packaged with `config` from `tracks`, with an ABR ladder
+    /// when one is set ([`Origin::set_ladder`]) and has rungs for this source; a stream with a
+    /// ladder uses the separate layout (the rungs share the source's audio rendition).
+    pub fn create_stream_with(
+        self: &Arc<Self>,
+        name: &str,
+        config: PackagerConfig,
+        tracks: Vec<TrackConfig>,
+    ) -> Result<StreamInput, CreateError> {
+        if self.is_live(name) {
+            return Err(CreateError::AlreadyLive(AlreadyLive(name.to_string())));
+        }
+        let factory = self
+            .ladder
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut config = config;
+        let mut ladder = None;
+        if let Some(start) = factory.and_then(|f| f.start(name, &tracks)) {
+            if config.layout != Layout::Separate {
+                // The rungs share the source's one audio rendition.
+                tracing::info!(stream = %name, "ABR ladder: this stream uses the separate layout");
+                config.layout = Layout::Separate;
+            }
+            let names: Vec<String> = start.rungs.iter().map(|r| r.name.clone()).collect();
+            match Ladder::new(&config, &tracks, start.rungs, start.transcoder) {
+                Ok(l) => {
+                    tracing::info!(stream = %name, rungs = %names.join(","), "ABR ladder started");
+                    ladder = Some((l, start.events));
+                }
+                Err(e) => tracing::warn!(stream = %name, "no ABR ladder: {e}"),
+            }
+        }
+        let packager = Packager::new(config, tracks)?;
+        Ok(self.spawn(name, packager, ladder)?)
+    }
+
+    /// Is a stream of that name live (not only lingering after its end)?
+    fn is_live(&self, name: &str) -> bool {
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .is_some_and(|s| !s.ended.load(Ordering::Relaxed))
+    }
+
     /// Starts a live stream `name` packaged by `packager`. Refused while a stream of that name
     /// is live; one that has ended and only lingers is replaced.
     pub fn create_stream(
         self: &Arc<Self>,
         name: &str,
         packager: Packager,
+    ) -> Result<StreamInput, AlreadyLive> {
+        self.spawn(name, packager, None)
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        name: &str,
+        packager: Packager,
+        ladder: Option<(Ladder, tokio::sync::mpsc::UnboundedReceiver<RungEvent>)>,
     ) -> Result<StreamInput, AlreadyLive> {
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = streams.get(name) {
@@ -155,6 +231,7 @@ impl Origin {
         let input = spawn_stream(
             name.to_string(),
             packager,
+            ladder,
             self.metrics.clone(),
             move |gone| {
                 if let Some(o) = weak.upgrade() {

@@ -75,6 +75,7 @@
 //!   hold or 404).
 //! - [`codec`]: parameter-set parsing and RFC 6381 codec strings.
 //! - [`cmaf`]: the box writer.
+//! - [`ladder`]: ABR ladder rungs on the source's grid (renaming, combining, the alignment check).
 //! - [`playlist`]: immutable snapshots; [`render`]: the pure renderer; [`directives`]: the
 //!   `_HLS_*` parser and classifier.
 //!
@@ -93,6 +94,7 @@ pub mod cmaf;
 pub mod codec;
 pub mod directives;
 pub mod key;
+pub mod ladder;
 pub mod media;
 mod packager;
 pub mod playlist;

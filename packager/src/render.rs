@@ -55,10 +55,15 @@ pub fn render_multivariant(snap: &StreamSnapshot) -> String {
         .renditions
         .iter()
         .find(|r| r.kind == RenditionKind::Audio);
-    let main = snap
+    // Every video (or muxed) rendition is a variant: the source, then an ABR ladder's rungs
+    // in snapshot order, all sharing the one audio group. An audio-only stream's variant is
+    // its audio playlist.
+    let videos: Vec<&RenditionSnapshot> = snap
         .renditions
         .iter()
-        .find(|r| r.kind != RenditionKind::Audio);
+        .filter(|r| r.kind != RenditionKind::Audio)
+        .collect();
+    let main = videos.first().copied();
     let audio_bw = audio.map(bandwidth).unwrap_or((0, 0));
     if let (Some(a), Some(_)) = (audio, main) {
         let _ = write!(
@@ -70,8 +75,12 @@ pub fn render_multivariant(snap: &StreamSnapshot) -> String {
         }
         let _ = writeln!(out, ",URI=\"{}.m3u8\"", a.name);
     }
-    let variant = main.or(audio);
-    if let Some(v) = variant {
+    let variants: Vec<&RenditionSnapshot> = if videos.is_empty() {
+        audio.into_iter().collect()
+    } else {
+        videos
+    };
+    for v in variants {
         let (peak, avg) = bandwidth(v);
         let (peak, avg) = if main.is_some() {
             (peak + audio_bw.0, avg + audio_bw.1)

@@ -212,6 +212,11 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
 
 /// A real-time ffmpeg publisher (test pattern + tone, keyframe every second).
 pub fn publish(url: &str, secs: u32, bframes: bool) -> Child {
+    publish_sized(url, secs, bframes, "320x180")
+}
+
+/// [`publish`] with another picture size (`WxH`).
+pub fn publish_sized(url: &str, secs: u32, bframes: bool, size: &str) -> Child {
     let mut args: Vec<String> = [
         "-hide_banner",
         "-v",
@@ -220,7 +225,7 @@ pub fn publish(url: &str, secs: u32, bframes: bool) -> Child {
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=size=320x180:rate=30",
+        &format!("testsrc2=size={size}:rate=30"),
         "-f",
         "lavfi",
         "-i",
