@@ -152,7 +152,11 @@ pub fn render_media(
         skip
     };
     // Rule 21: skip only segments whose end is at least CAN-SKIP-UNTIL before the end of the
-    // last complete segment.
+    // last complete segment. Never a segment with EXT-X-DISCONTINUITY: the client counts
+    // discontinuities from EXT-X-DISCONTINUITY-SEQUENCE over the segments it sees, so a skipped
+    // one would shift every later segment's discontinuity number (hls.js 1.7 then fails with
+    // "discontinuity sequence mismatch", a fatal levelParsingError, after a reconnect or a
+    // WHIP publisher's resolution change).
     let skipped = if skip == SkipMode::Full {
         0
     } else {
@@ -164,7 +168,7 @@ pub fn render_media(
             .iter()
             .take_while(|s| {
                 end += s.duration;
-                end <= total - until + 1e-9
+                !s.discontinuity && end <= total - until + 1e-9
             })
             .count()
     };

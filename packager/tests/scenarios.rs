@@ -250,6 +250,70 @@ fn reconnect_continues_msn_with_a_discontinuity() {
     assert!(text.contains("#EXT-X-DISCONTINUITY\n"));
 }
 
+/// Each listed segment's MSN and discontinuity number as a client counts them (hls.js's
+/// `m3u8-parser`): EXT-X-DISCONTINUITY-SEQUENCE, plus one per EXT-X-DISCONTINUITY it sees.
+fn discontinuity_numbers(text: &str) -> Vec<(u64, u64)> {
+    let field = |tag: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let mut msn = field("#EXT-X-MEDIA-SEQUENCE:")
+        + text
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+            .map_or(0, |v| v.split(',').next().unwrap().parse::<u64>().unwrap());
+    let mut cc = field("#EXT-X-DISCONTINUITY-SEQUENCE:");
+    let mut out = Vec::new();
+    for l in text.lines() {
+        if l == "#EXT-X-DISCONTINUITY" {
+            cc += 1;
+        } else if !l.starts_with('#') && !l.is_empty() {
+            out.push((msn, cc));
+            msn += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn delta_updates_never_skip_a_discontinuity() {
+    // A reconnect (EXT-X-DISCONTINUITY), then long enough for that segment to be older than
+    // CAN-SKIP-UNTIL: every delta view must give each segment the discontinuity number the full
+    // view gives it, or hls.js fails with "discontinuity sequence mismatch".
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 77 * 8);
+    let w = llhls_packager::WallClock(pub_.wall0 + 9_000);
+    h.p.handle_discontinuity(Some(pub_.tracks()), w).unwrap();
+    h.drain();
+    let mut again = Publisher::new(30.0, 30);
+    again.wall0 = pub_.wall0 + 9_000;
+    let mut views = 0;
+    for _ in 0..77 * 18 {
+        let (f, w) = again.next_frame();
+        h.p.handle_frame(f, w).unwrap();
+        h.drain();
+        let snap = h.last();
+        let r = &snap.renditions[0];
+        let full = discontinuity_numbers(&render_media(snap, r, SkipMode::Full));
+        for mode in [SkipMode::Yes, SkipMode::V2] {
+            let delta = render_media(snap, r, mode);
+            for (msn, cc) in discontinuity_numbers(&delta) {
+                let expected = full.iter().find(|(m, _)| *m == msn).unwrap().1;
+                assert_eq!(cc, expected, "segment {msn} in the {mode:?} view:\n{delta}");
+            }
+            views += 1;
+        }
+    }
+    let r = &h.last().renditions[0];
+    assert!(
+        r.segments.iter().any(|s| s.discontinuity),
+        "the discontinuity is still in the window"
+    );
+    assert!(views > 0);
+}
+
 #[test]
 fn timestamp_reset_is_read_as_a_discontinuity() {
     let mut pub_ = Publisher::new(30.0, 30);
