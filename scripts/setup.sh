@@ -37,16 +37,6 @@ if ! command -v cargo >/dev/null; then
   fi
 fi
 
-# The fuzz targets (fuzz/run.sh): cargo-fuzz on a nightly toolchain. The project builds on stable.
-if ! cargo +nightly --version >/dev/null 2>&1; then
-  echo "setup.sh: the fuzz targets need a nightly toolchain: rustup toolchain install nightly" >&2
-  exit 1
-fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "setup.sh: installing cargo-fuzz"
-  cargo install cargo-fuzz --locked
-fi
-
 # npm packages for the player tests (hls.js, Shaka Player, playwright-core; no browser download).
 if command -v npm >/dev/null; then
   if [ ! -d player-test/node_modules/playwright-core ] || [ ! -d player-test/node_modules/hls.js ] \

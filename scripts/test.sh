@@ -23,7 +23,22 @@ if [ -n "$out" ]; then
 fi
 
 # A 20-second fuzzing smoke run of every fuzz target without a known crash (fuzz/README.md);
-# fails on any crash.
+# fails on any crash. The fuzz targets need cargo-fuzz on a nightly toolchain (the project
+# itself builds on stable): installed here, not by setup.sh, so that running the server does
+# not wait for them.
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null; then
+    echo "test.sh: installing a nightly toolchain for the fuzz targets"
+    rustup toolchain install nightly --profile minimal
+  else
+    echo "test.sh: the fuzz targets need a nightly toolchain (rustup toolchain install nightly)" >&2
+    exit 1
+  fi
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked
+fi
 fuzz/run.sh 20
 
 # llhls package output plays to the end in hls.js: real footage with irregular keyframes,
