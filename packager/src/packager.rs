@@ -59,6 +59,8 @@ pub struct Packager {
     gap: Stall,
     retention: Retention,
     ended: bool,
+    /// The stream ended while probing: the probe takes what it has as the first segment.
+    probe_at_end: bool,
     independent_segments: bool,
     outputs: VecDeque<Output>,
     /// Snapshot version: one more per PlaylistChanged.
@@ -134,6 +136,7 @@ impl Packager {
             gap: Stall::default(),
             retention: VecDeque::new(),
             ended: false,
+            probe_at_end: false,
             independent_segments: true,
             outputs: VecDeque::new(),
             version: 0,
@@ -197,26 +200,31 @@ impl Packager {
         match &mut self.phase {
             Phase::Probing(buf) => {
                 buf.push((frame, now));
-                let locked = self.probe_done();
-                if let Some(locked) = locked {
-                    let probing = std::mem::replace(&mut self.phase, Phase::Running(locked));
-                    // The phase matched Probing above: `Running` cannot come back here.
-                    let buf = match probing {
-                        Phase::Probing(buf) => buf,
-                        Phase::Running(_) => Vec::new(),
-                    };
-                    self.lock_timing(locked);
-                    let offset = self.least_delay_offset(&buf);
-                    for (frame, arrival) in buf {
-                        let arrival = earliest_arrival(offset, &frame, arrival);
-                        self.run_frame(frame, arrival);
-                    }
-                }
+                self.finish_probe();
             }
             Phase::Running(_) => self.run_frame(frame, now),
         }
         self.publish();
         Ok(())
+    }
+
+    /// Fixes the timing once the probe has enough, and runs the probed frames.
+    fn finish_probe(&mut self) {
+        let Some(locked) = self.probe_done() else {
+            return;
+        };
+        let probing = std::mem::replace(&mut self.phase, Phase::Running(locked));
+        // probe_done answers only while probing: `Running` cannot come back here.
+        let buf = match probing {
+            Phase::Probing(buf) => buf,
+            Phase::Running(_) => Vec::new(),
+        };
+        self.lock_timing(locked);
+        let offset = self.least_delay_offset(&buf);
+        for (frame, arrival) in buf {
+            let arrival = earliest_arrival(offset, &frame, arrival);
+            self.run_frame(frame, arrival);
+        }
     }
 
     /// The publisher went away and came back (or its timestamps reset): close the segment in
@@ -271,6 +279,11 @@ impl Packager {
             return;
         }
         self.timeline.see_wall_clock(now);
+        if matches!(self.phase, Phase::Probing(_)) {
+            // A stream (or a file) shorter than the probe: what it has is the first segment.
+            self.probe_at_end = true;
+            self.finish_probe();
+        }
         self.flush_timeline();
         self.ended = true;
         self.changed();

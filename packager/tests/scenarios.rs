@@ -63,6 +63,24 @@ fn first_playlist_waits_for_a_complete_segment() {
 }
 
 #[test]
+fn a_stream_shorter_than_the_probe_still_ends_with_its_segment() {
+    // A 5 s file with one keyframe (samples/media/bigbuckbunny.mp4 is one): the probe never
+    // saw a second keyframe, so the end of the stream fixes the timing from what it has.
+    let mut pub_ = Publisher::new(25.0, 1000);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 5 * (25 + 47));
+    assert!(h.snapshots.is_empty(), "still probing");
+    h.p.handle_end_of_stream(WallClock(pub_.wall0 + 6_000));
+    h.drain();
+    let snap = h.last();
+    assert!(snap.ended);
+    let r = &snap.renditions[0];
+    assert_eq!(r.segments.len(), 1, "{r:?}");
+    assert!(r.segments[0].duration > 4.9);
+    assert_eq!(snap.timing.target_duration, 5);
+}
+
+#[test]
 fn b_frames_get_signed_composition_offsets() {
     let mut pub_ = Publisher::new(30.0, 30);
     pub_.bframes = true;

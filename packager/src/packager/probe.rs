@@ -87,7 +87,8 @@ impl Packager {
         let elapsed = last - first;
         let max_ns = i64::from(self.config.max_target_duration) * 1_000_000_000;
         // The first segment closes early, as the segmenter's first segments do.
-        let closes = last_key && elapsed >= segment_target_ns * 3 / 8;
+        let closes = (last_key && elapsed >= segment_target_ns * 3 / 8)
+            || (self.probe_at_end && elapsed > 0);
         if !(closes || elapsed >= max_ns) || lead.len() < 3 {
             return None;
         }
