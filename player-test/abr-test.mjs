@@ -11,25 +11,13 @@
 //      up. No fatal error and no stall throughout.
 // Screenshots go to player-test/out/abr/.
 //   node player-test/abr-test.mjs [--llhls target/debug/llhls]
+import { root, llhlsBin, outDirNamed, freePort, sleep } from './common.mjs';
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import net from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '..');
-const args = process.argv.slice(2);
-const opt = (name, def) => { const i = args.indexOf('--' + name); return i >= 0 ? args[i + 1] : def; };
-const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
-const outDir = join(here, 'out', 'abr');
-mkdirSync(outDir, { recursive: true });
+const outDir = outDirNamed('abr');
 
-const freePort = () => new Promise((res, rej) => {
-  const s = net.createServer(); s.unref(); s.on('error', rej);
-  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
-});
-const sleep = (ms) => new Promise(r => setTimeout(r, ms));
 const httpPort = await freePort(), rtmpPort = await freePort();
 const origin = `http://127.0.0.1:${httpPort}`;
 const log = [];

@@ -8,27 +8,14 @@
 //   3. the packaged file plays from /vod/, and nginx answers its byte ranges with 206.
 // Screenshots and logs go to player-test/out/nginx-https/.
 //   node player-test/nginx-https-test.mjs [--llhls target/debug/llhls]
+import { root, llhlsBin, outDirNamed, freePort, sleep } from './common.mjs';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, dirname, resolve } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
-import net from 'node:net';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '..');
-const args = process.argv.slice(2);
-const opt = (name, def) => { const i = args.indexOf('--' + name); return i >= 0 ? args[i + 1] : def; };
-const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
-const outDir = join(here, 'out', 'nginx-https');
-mkdirSync(outDir, { recursive: true });
+const outDir = outDirNamed('nginx-https');
 const tmp = mkdtempSync(join(tmpdir(), 'llhls-https-'));
-
-const freePort = () => new Promise((res, rej) => {
-  const s = net.createServer(); s.unref(); s.on('error', rej);
-  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
-});
-const sleep = (ms) => new Promise(r => setTimeout(r, ms));
 const failures = [];
 const procs = [];
 let browser = null;
