@@ -37,7 +37,8 @@ const finish = async (code) => {
 };
 setTimeout(() => { failures.push('timed out after 120 s'); finish(1); }, 120000).unref();
 
-// The demo goes live once its first segment is complete.
+// The demo (with its default 360p and 240p rungs: one codecs entry per rendition in the table)
+// goes live once its first segments are complete.
 for (let i = 0; ; i++) {
   try {
     const r = await fetch(`${origin}/live/demo/index.m3u8`);
@@ -88,6 +89,14 @@ const hash = await page.evaluate(() => location.hash);
 if (hash !== '#/live/demo/index.m3u8') failures.push(`demo: the link is "${hash}", not #/live/demo/index.m3u8`);
 const status2 = await page.evaluate(() => document.querySelector('#status')?.textContent ?? 'no status line');
 if (status2) failures.push(`demo: the status line still says "${status2}"`);
+// The demo's default ladder: a newcomer sees the quality picker (auto and three renditions).
+const quality = await page.evaluate(() => ({
+  shown: !document.querySelector('#qualitylabel').hidden,
+  options: [...document.querySelectorAll('#quality option')].map(o => o.textContent),
+}));
+if (!quality.shown || quality.options[0] !== 'auto' || quality.options.length !== 4) {
+  failures.push(`demo: quality picker ${quality.shown ? 'offers ' + JSON.stringify(quality.options) : 'hidden'}, not auto + 720p, 360p, 240p`);
+}
 const stats = await page.$eval('#stats', e => e.textContent);
 if (!/live latency \(hls\.js\) \d+\.\d\d s/.test(stats)) failures.push(`demo: stats show no latency: "${stats}"`);
 
@@ -100,10 +109,10 @@ if (copied !== `${origin}/live/demo/index.m3u8`) failures.push(`the copy button 
 let row = '';
 for (let i = 0; i < 50; i++) {
   row = await page.$$eval('#live tbody tr', trs => trs.map(tr => [...tr.cells].map(c => c.textContent).join(' | ')).join('\n'));
-  if (/^demo \| avc1\.[0-9a-f]+, mp4a\.40\.2 \| 1280x720 @ 30 fps \| [\d.]+ (Mbit|kbit)\/s \| [1-9]/m.test(row)) break;
+  if (/^demo \| (avc1\.[0-9a-f]+, )+mp4a\.40\.2 \| 1280x720 @ 30 fps \| [\d.]+ (Mbit|kbit)\/s \| [1-9]/m.test(row)) break;
   await sleep(200);
 }
-if (!/^demo \| avc1\.[0-9a-f]+, mp4a\.40\.2 \| 1280x720 @ 30 fps \| [\d.]+ (Mbit|kbit)\/s \| [1-9]/m.test(row)) failures.push(`live streams table: "${row}"`);
+if (!/^demo \| (avc1\.[0-9a-f]+, )+mp4a\.40\.2 \| 1280x720 @ 30 fps \| [\d.]+ (Mbit|kbit)\/s \| [1-9]/m.test(row)) failures.push(`live streams table: "${row}"`);
 const host = new URL(origin).hostname;
 const want = {
   '#obs-server': `rtmp://${host}:${rtmpPort}/live`,

@@ -107,8 +107,9 @@ pub struct ServeArgs {
     #[arg(long, env = "LLHLS_LADDER", value_delimiter = ',', value_parser = parse_rung)]
     #[serde(deserialize_with = "ladder_list")]
     pub ladder: Option<Vec<LadderEntry>>,
-    /// The demo stream's own ABR ladder (same forms as `ladder`; the demo uses the separate
-    /// layout when it has one) [default: off].
+    /// The demo stream's own ABR ladder (same forms as `ladder`, `off` for none; the demo uses
+    /// the separate layout when it has one) [default: `360p,240p`, or `ladder` when that is
+    /// set].
     #[arg(long, env = "LLHLS_DEMO_LADDER", value_delimiter = ',', value_parser = parse_rung)]
     #[serde(deserialize_with = "ladder_list")]
     pub demo_ladder: Option<Vec<LadderEntry>>,
@@ -214,8 +215,11 @@ pub struct Config {
     pub whip_transcode_video: bool,
     /// ABR ladder rungs (empty: off).
     pub ladder: Vec<RungSpec>,
-    /// The demo stream's own ladder (empty: the same as every stream's).
-    pub demo_ladder: Vec<RungSpec>,
+    /// The demo stream's own ladder (None: the same as every stream's; empty: none).
+    pub demo_ladder: Option<Vec<RungSpec>>,
+    /// Whether `demo_ladder` is the built-in default rather than configured: a default that
+    /// FFmpeg cannot run is dropped with a warning instead of failing startup.
+    pub demo_ladder_is_default: bool,
     /// The rungs' H.264 encoder.
     pub ladder_encoder: String,
 }
@@ -233,7 +237,19 @@ impl Config {
             };
         }
         let ladder = rungs("ladder", pick!(ladder, Vec::new()))?;
-        let demo_ladder = rungs("demo_ladder", pick!(demo_ladder, Vec::new()))?;
+        let configured_demo_ladder = args.demo_ladder.clone().or(file.demo_ladder.clone());
+        let demo_ladder_is_default = configured_demo_ladder.is_none() && ladder.is_empty();
+        let demo_ladder = match configured_demo_ladder {
+            Some(entries) => Some(rungs("demo_ladder", entries)?),
+            // A newcomer's first stream shows ABR working: two rungs below the demo's 720p.
+            None if ladder.is_empty() => Some(
+                DEFAULT_DEMO_LADDER
+                    .iter()
+                    .map(|n| n.parse().expect("a preset"))
+                    .collect(),
+            ),
+            None => None,
+        };
         let default_layout = if ladder.is_empty() {
             "muxed"
         } else {
@@ -321,10 +337,14 @@ impl Config {
             whip_transcode_video: pick!(whip_transcode_video, false),
             ladder,
             demo_ladder,
+            demo_ladder_is_default,
             ladder_encoder: pick!(ladder_encoder, "libx264".into()),
         })
     }
 }
+
+/// The demo stream's ladder when neither `demo_ladder` nor `ladder` is configured.
+pub const DEFAULT_DEMO_LADDER: [&str; 2] = ["360p", "240p"];
 
 /// The rungs of a `ladder` setting: `off` alone, or rungs with distinct names.
 fn rungs(what: &str, entries: Vec<LadderEntry>) -> anyhow::Result<Vec<RungSpec>> {
@@ -421,6 +441,44 @@ mod tests {
         })
         .unwrap();
         assert!(c.ladder.is_empty());
+    }
+
+    #[test]
+    fn the_demo_has_a_ladder_unless_told_otherwise() {
+        let names = |c: &Config| {
+            c.demo_ladder
+                .as_ref()
+                .map(|l| l.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+        };
+        // Nothing configured: the built-in two rungs, and the published streams stay as they were.
+        let c = Config::load(&ServeArgs::default()).unwrap();
+        assert_eq!(names(&c), Some(vec!["360p".into(), "240p".into()]));
+        assert!(c.demo_ladder_is_default);
+        assert!(c.ladder.is_empty());
+        assert_eq!(c.packager.layout, Layout::Muxed);
+        // `off`: none.
+        let c = Config::load(&ServeArgs {
+            demo_ladder: Some(vec![LadderEntry::Off]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(names(&c), Some(vec![]));
+        assert!(!c.demo_ladder_is_default);
+        // A ladder for every stream: the demo gets that one.
+        let c = Config::load(&ServeArgs {
+            ladder: Some(vec![parse_rung("480p").unwrap()]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(names(&c), None);
+        assert!(!c.demo_ladder_is_default);
+        // Its own: as given.
+        let c = Config::load(&ServeArgs {
+            demo_ladder: Some(vec![parse_rung("540p").unwrap()]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(names(&c), Some(vec!["540p".into()]));
     }
 
     #[test]

@@ -167,19 +167,34 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         };
         tracing::warn!("no publish keys configured: anyone who can reach {where_} can publish (set LLHLS_PUBLISH_KEYS or publish_keys)");
     }
-    let demo_ladder = config.demo && !config.demo_ladder.is_empty();
-    if !config.ladder.is_empty() || demo_ladder {
-        // Fails at startup, with the reason, when FFmpeg lacks libx264 or the H.264 decoder.
-        let mut ladder = llhls_ingest::ladder::transcode::FfmpegLadder::new(config.ladder.clone())?
-            .with_encoder(&config.ladder_encoder)?;
-        if !config.ladder.is_empty() {
-            let rungs: Vec<String> = config.ladder.iter().map(|r| r.to_string()).collect();
-            tracing::info!("ABR ladder: {} below each stream's source (rungs not below the source are skipped)", rungs.join(", "));
+    let demo_ladder = config.demo_ladder.as_ref().filter(|_| config.demo);
+    let demo_has_rungs = demo_ladder.is_some_and(|l| !l.is_empty());
+    if !config.ladder.is_empty() || demo_has_rungs {
+        // Fails at startup, with the reason, when FFmpeg lacks libx264 or the H.264 decoder;
+        // only the built-in demo ladder gives way (the server runs without it).
+        let built = llhls_ingest::ladder::transcode::FfmpegLadder::new(config.ladder.clone())
+            .and_then(|l| l.with_encoder(&config.ladder_encoder))
+            .and_then(|l| match demo_ladder {
+                Some(rungs) => l.with_stream(demo::STREAM, rungs.clone()),
+                None => Ok(l),
+            });
+        match built {
+            Ok(ladder) => {
+                if !config.ladder.is_empty() {
+                    let rungs: Vec<String> = config.ladder.iter().map(|r| r.to_string()).collect();
+                    tracing::info!("ABR ladder: {} below each stream's source (rungs not below the source are skipped)", rungs.join(", "));
+                }
+                if let Some(rungs) = demo_ladder.filter(|_| demo_has_rungs) {
+                    let rungs: Vec<String> = rungs.iter().map(|r| r.to_string()).collect();
+                    tracing::info!("the demo stream has an ABR ladder: {} below its source (demo_ladder = \"off\" turns it off)", rungs.join(", "));
+                }
+                origin.set_ladder(Arc::new(ladder));
+            }
+            Err(e) if config.ladder.is_empty() && config.demo_ladder_is_default => {
+                tracing::warn!("the demo stream plays without its ABR ladder: {e:#}");
+            }
+            Err(e) => return Err(e),
         }
-        if demo_ladder {
-            ladder = ladder.with_stream(demo::STREAM, config.demo_ladder.clone())?;
-        }
-        origin.set_ladder(Arc::new(ladder));
     }
     let streams = Streams::new(
         origin.clone(),

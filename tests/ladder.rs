@@ -229,8 +229,9 @@ fn an_rtmp_publish_gets_aligned_rungs_that_ffprobe_reads() {
 }
 
 #[test]
-fn the_demo_gets_its_own_ladder_and_other_streams_stay_as_they_were() {
-    let s = Server::start(&["--demo", "true", "--demo-ladder", "360p,240p"]);
+fn the_demo_has_a_ladder_by_default_and_other_streams_stay_as_they_were() {
+    // No ladder configured: the demo shows a newcomer ABR with its built-in 360p and 240p rungs.
+    let s = Server::start(&["--demo", "true"]);
     s.wait_for("/live/demo/index.m3u8", Duration::from_secs(30));
     let mv = s.get("/live/demo/index.m3u8").text();
     let variants: Vec<&str> = mv.lines().filter(|l| l.ends_with(".m3u8")).collect();

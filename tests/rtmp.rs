@@ -399,6 +399,9 @@ fn a_publisher_on_live_demo_takes_it_over_and_the_demo_resumes_after_it_leaves()
         "true",
         "--demo-file",
         demo_file,
+        // The muxed layout's media.m3u8 (a ladder would make the demo separate).
+        "--demo-ladder",
+        "off",
         "--reconnect-grace-secs",
         "2",
     ]);
