@@ -49,19 +49,20 @@ enum Command {
         input: PathBuf,
         /// Output directory (index.m3u8 and the media playlists go at its root).
         outdir: PathBuf,
-        /// Part target in milliseconds.
+        /// Fragment duration inside each segment file in milliseconds (a live stream's part
+        /// target; the VOD playlists list whole segments, not parts).
         #[arg(long, default_value_t = 200)]
         part_target_ms: u64,
-        /// Segment target in milliseconds.
+        /// Segment target in milliseconds; segments close on the first keyframe after 3/4 of it.
         #[arg(long, default_value_t = 2000)]
         segment_target_ms: u64,
-        /// `muxed` or `separate`.
+        /// `muxed` (audio and video in one playlist) or `separate` (an audio rendition).
         #[arg(long, default_value = "muxed")]
         layout: String,
-        /// `byterange` (parts are ranges of the segment files: no byte written twice) or
-        /// `files` (one file per part as well, the live layout).
-        #[arg(long, default_value = "byterange")]
-        addressing: String,
+        /// Refused: part addressing (`serve --addressing`) means nothing here, since the VOD
+        /// playlists list whole segment files, never parts.
+        #[arg(long, hide = true)]
+        addressing: Option<String>,
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
@@ -102,6 +103,13 @@ fn main() -> anyhow::Result<()> {
             quiet,
             ladder,
         } => {
+            if let Some(a) = addressing {
+                anyhow::bail!(
+                    "llhls package does not take --addressing ({a}): its VOD playlists list whole \
+                     segment files, never parts, so there is no part addressing to choose. Part \
+                     files or byte ranges are for live streams (llhls serve --addressing)"
+                );
+            }
             source::init()?;
             let config = PackagerConfig {
                 part_target: std::time::Duration::from_millis(part_target_ms),
@@ -111,11 +119,8 @@ fn main() -> anyhow::Result<()> {
                     "muxed" => Layout::Muxed,
                     other => anyhow::bail!("--layout must be muxed or separate, not {other}"),
                 },
-                addressing: match addressing.as_str() {
-                    "byterange" => Addressing::ByteRange,
-                    "files" => Addressing::Files,
-                    other => anyhow::bail!("--addressing must be files or byterange, not {other}"),
-                },
+                // Segments are written whole; parts only as their ranges, never as files.
+                addressing: Addressing::ByteRange,
                 delta_updates: false,
                 ..PackagerConfig::default()
             };
