@@ -33,6 +33,11 @@ fn host_ip() -> std::net::IpAddr {
 
 /// H.264 access units (Annex-B, with AUD) from ffmpeg: 320x240, 30 fps, keyframe each second.
 fn h264_access_units(secs: u32) -> Vec<Vec<u8>> {
+    h264_access_units_gop(secs, 30)
+}
+
+/// As [`h264_access_units`], with a keyframe every `gop` frames.
+fn h264_access_units_gop(secs: u32, gop: u32) -> Vec<Vec<u8>> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=320x240:rate=30:duration={secs}"))
@@ -44,7 +49,7 @@ fn h264_access_units(secs: u32) -> Vec<Vec<u8>> {
             "-pix_fmt",
             "yuv420p",
             "-g",
-            "30",
+            &gop.to_string(),
             // str0m paces what it sends from its initial bandwidth estimate: stay under it.
             "-b:v",
             "150k",
@@ -761,5 +766,33 @@ fn a_publisher_that_goes_silent_loses_consent_and_the_stream_ends_after_the_grac
     assert!(
         ended,
         "ENDLIST after consent expiry and the 1 s grace:\n{log}"
+    );
+}
+
+#[test]
+fn a_long_keyframe_interval_gets_whip_advice_not_rtmp_advice() {
+    // A 1 s segment target against a publisher that sends a keyframe every 3 s and, like
+    // this test's publisher, never answers the server's keyframe requests (RTCP PLI).
+    let server = Server::start(&["--segment-target-ms", "1000"]);
+    let aus = h264_access_units_gop(6, 90);
+    let stop = AtomicBool::new(false);
+    let mut p = Publisher::new();
+    assert_eq!(p.post(&server, "gop", &[]).status, 201);
+    assert!(p.connected(Duration::from_secs(10)));
+    p.stream(&aus, Abuse::default(), &stop);
+    let log = server.log_text();
+    let advice: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("stream=gop") && l.contains("keyframe"))
+        .collect();
+    assert!(
+        advice.iter().any(|l| l
+            .contains("did not answer the server's keyframe requests (RTCP PLI)")
+            && l.contains("1 s or less")),
+        "no WHIP keyframe advice:\n{log}"
+    );
+    assert!(
+        !advice.iter().any(|l| l.contains("ffmpeg: -g")),
+        "RTMP encoder advice given to a WHIP publisher:\n{log}"
     );
 }
