@@ -10,13 +10,19 @@
 //      and how to publish (OBS server and key, the ffmpeg command, the WHIP URL).
 //   4. /publish with Chromium's fake camera and microphone: pick the devices, publish, and the
 //      stream appears in /streams.json with a playlist that answers.
-//   5. No script error on any page, no 404 (favicon included).
+//   6. A packaged file (`llhls package` output on another server): it plays, the page says it
+//      is on demand, the stats give the position instead of a latency, and the picker prompts
+//      for a live stream instead of showing a stream's name or "other URL".
+//   7. A live stream whose publisher stops: the page says the stream ended, playback stops at
+//      the last picture (paused or ended: no spinner), and no latency is shown.
+//   8. No script error on any page, no 404 (favicon included).
 // Screenshots of every state go to player-test/out/page/.
 //   node player-test/page-test.mjs [--llhls target/debug/llhls]
 import { root, llhlsBin, outDirNamed, freePort, sleep } from './common.mjs';
-import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { join, extname, resolve } from 'node:path';
 
 const outDir = outDirNamed('page');
 
@@ -35,7 +41,7 @@ const finish = async (code) => {
   console.log(`${failures.length ? 'FAIL' : 'PASS'} player page: ${failures.length ? failures.join('; ') : 'errors shown, picker and link follow the stream, demo plays, URLs and publishing shown, /publish publishes'} -> ${outDir}`);
   process.exit(code ?? (failures.length ? 1 : 0));
 };
-setTimeout(() => { failures.push('timed out after 120 s'); finish(1); }, 120000).unref();
+setTimeout(() => { failures.push('timed out after 180 s'); finish(1); }, 180000).unref();
 
 // The demo (with its default 360p and 240p rungs: one codecs entry per rendition in the table)
 // goes live once its first segments are complete.
@@ -75,8 +81,9 @@ for (let i = 0; i < 100; i++) {
 await page.screenshot({ path: join(outDir, '1-unknown-stream.png') });
 if (!status.includes('No stream at /live/nope/index.m3u8 (HTTP 404)')) failures.push(`unknown stream: status line was "${status}"`);
 if (!status.includes('Live now: demo')) failures.push(`unknown stream: status does not list the live streams: "${status}"`);
-const picked = await page.$eval('#streams', s => s.options[s.selectedIndex]?.textContent || '');
-if (picked === 'demo') failures.push('unknown stream: the picker shows "demo" while the page tries /live/nope');
+const pickerText = (p) => p.$eval('#streams', s => s.options[s.selectedIndex]?.textContent || '');
+const picked = await pickerText(page);
+if (picked !== 'pick a live stream') failures.push(`unknown stream: the picker shows "${picked}" while the page tries /live/nope`);
 
 // 2. Pick the demo: it plays, the status clears, the link follows.
 await page.selectOption('#streams', '/live/demo/index.m3u8');
@@ -185,7 +192,91 @@ try {
   await kp.close();
 } finally { keyed.kill('SIGKILL'); }
 
-// 5. Nothing broke on the way.
+// What a viewer reads: the status line and the stats under the video, as rendered.
+const seen = (p) => p.evaluate(() => ({
+  status: document.querySelector('#status').innerText.trim(),
+  statusKind: document.querySelector('#status').className,
+  stats: document.querySelector('#stats').innerText,
+  video: (v => ({ t: v.currentTime, paused: v.paused, ended: v.ended, ready: v.readyState }))(document.querySelector('#video')),
+}));
+
+// 6. A packaged file served by another web server (CORS on, as nginx's /vod/ location).
+// A short live stream for step 7 starts now, so it is live by the time step 6 is done: 16 s
+// of 1 s GOPs, then ffmpeg stops publishing (RTMP deleteStream: the stream ends at once).
+const shortPub = spawn('ffmpeg', ['-v', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30',
+  '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '16', '-c:v', 'libx264', '-preset', 'veryfast',
+  '-tune', 'zerolatency', '-g', '30', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-f', 'flv',
+  `rtmp://127.0.0.1:${rtmpPort}/live/short`], { stdio: 'ignore' });
+const shortDone = new Promise(r => shortPub.on('exit', r));
+const vodDir = join(outDir, 'vod');
+rmSync(vodDir, { recursive: true, force: true });
+const pk = spawnSync(llhlsBin, ['package', '-q', join(root, 'samples/media/demo.mp4'), vodDir], { encoding: 'utf8' });
+if (pk.status !== 0) failures.push(`llhls package failed: ${pk.stderr}`);
+const types = { '.m3u8': 'application/vnd.apple.mpegurl', '.m4s': 'video/iso.segment', '.mp4': 'video/mp4' };
+const vodServer = http.createServer((req, res) => {
+  const file = resolve(vodDir, '.' + decodeURIComponent(new URL(req.url, 'http://x').pathname));
+  let body = null;
+  try { if (file.startsWith(vodDir)) body = readFileSync(file); } catch {}
+  res.writeHead(body ? 200 : 404, { 'Content-Type': types[extname(file)] || 'application/octet-stream', 'Access-Control-Allow-Origin': '*' });
+  res.end(body);
+});
+const vodPort = await freePort();
+await new Promise(r => vodServer.listen(vodPort, '127.0.0.1', r));
+const vodUrl = `http://127.0.0.1:${vodPort}/index.m3u8`;
+try {
+  const vp = await context.newPage();
+  await vp.goto(`${origin}/#${vodUrl}`);
+  let v = {};
+  for (let i = 0; i < 100; i++) {
+    v = await seen(vp);
+    if (v.statusKind === 'ended' && v.video.t > 2 && v.stats.includes('on demand')) break;
+    await sleep(200);
+  }
+  await vp.screenshot({ path: join(outDir, '6-packaged-file.png') });
+  if (v.status !== 'On demand: a packaged file, not a live stream.') failures.push(`packaged file: the status line says "${v.status}"`);
+  if (!(v.video.t > 2)) failures.push(`packaged file: played only ${v.video.t} s`);
+  if (!/^on demand, at \d+\.\d\d s of 10\.\d\d s$/m.test(v.stats)) failures.push(`packaged file: the stats say "${v.stats}"`);
+  if (/latency|n\/a/.test(v.stats.split('\n').slice(0, 2).join('\n'))) failures.push(`packaged file: the stats show a latency: "${v.stats}"`);
+  const vPicked = await pickerText(vp);
+  if (vPicked !== 'pick a live stream') failures.push(`packaged file: the picker shows "${vPicked}"`);
+  if ((await text(vp, '#url')) !== vodUrl) failures.push(`packaged file: the URL box says "${await text(vp, '#url')}"`);
+  await vp.close();
+} finally { vodServer.close(); }
+
+// 7. A live stream whose publisher stops.
+let shortLive = false;
+for (let i = 0; i < 150 && !shortLive; i++) {
+  shortLive = (await fetch(`${origin}/live/short/index.m3u8`).catch(() => ({ ok: false }))).ok;
+  if (!shortLive) await sleep(100);
+}
+if (!shortLive) failures.push('the short live stream never went live');
+const sp = await context.newPage();
+await sp.goto(`${origin}/#/live/short/index.m3u8`);
+let s7 = {};
+for (let i = 0; i < 40; i++) {
+  s7 = await seen(sp);
+  if (/live latency \(hls\.js\) \d+\.\d\d s/.test(s7.stats)) break;
+  await sleep(250);
+}
+if (!/live latency \(hls\.js\) \d+\.\d\d s/.test(s7.stats)) failures.push(`short stream: no live latency while live: "${s7.stats}"`);
+await shortDone;
+for (let i = 0; i < 100; i++) {
+  s7 = await seen(sp);
+  if (s7.statusKind === 'ended' && (s7.video.paused || s7.video.ended)) break;
+  await sleep(200);
+}
+await sleep(1000);
+s7 = await seen(sp);
+await sp.screenshot({ path: join(outDir, '7-stream-ended.png') });
+if (!s7.status.startsWith('Stream ended: nothing more will come.')) failures.push(`ended stream: the status line says "${s7.status}"`);
+if (!(s7.video.paused || s7.video.ended)) failures.push(`ended stream: the video still waits for media (spinner): ${JSON.stringify(s7.video)}`);
+if (!/^ended, stopped at \d+\.\d\d s/m.test(s7.stats)) failures.push(`ended stream: the stats say "${s7.stats}"`);
+if (/latency|n\/a/.test(s7.stats.split('\n').slice(0, 2).join('\n'))) failures.push(`ended stream: the stats show a latency: "${s7.stats}"`);
+const sPicked = await pickerText(sp);
+if (sPicked !== 'pick a live stream') failures.push(`ended stream: the picker shows "${sPicked}"`);
+await sp.close();
+
+// 8. Nothing broke on the way.
 if (pageErrors.length) failures.push(`script errors on the page: ${pageErrors.slice(0, 3).join(' | ')}`);
 if (notFound.length) failures.push(`404s: ${notFound.slice(0, 3).join(', ')}`);
 await finish();

@@ -11,10 +11,18 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bins
 cargo test --workspace
 
-# The systemd unit shipped in scripts/ verifies cleanly (any warning fails).
+# The systemd unit shipped in scripts/ verifies cleanly (any warning fails), as shipped and
+# with its commented HTTPS lines (certificate credentials) turned on.
 unit=$(mktemp -d)
 sed "s#/usr/local/bin/llhls#$PWD/target/debug/llhls#" scripts/llhls.service > "$unit/llhls.service"
 out=$(systemd-analyze verify "$unit/llhls.service" 2>&1 || echo "systemd-analyze failed")
+mkdir "$unit/tls" && touch "$unit/fullchain.pem" "$unit/privkey.pem"
+sed -e "s#/usr/local/bin/llhls#$PWD/target/debug/llhls#" \
+    -e "s@^#LoadCredential=\(tls_[a-z]*\):/etc/letsencrypt/live/example.org@LoadCredential=\1:$unit@" \
+    -e "s@^#Environment=LLHLS_TLS@Environment=LLHLS_TLS@" scripts/llhls.service > "$unit/tls/llhls.service"
+grep -q '^LoadCredential=tls_key' "$unit/tls/llhls.service" || out="$out
+the unit's commented LoadCredential lines were not found"
+out="$out$(systemd-analyze verify "$unit/tls/llhls.service" 2>&1 || echo "systemd-analyze failed (HTTPS lines on)")"
 rm -rf "$unit"
 if [ -n "$out" ]; then
   echo "$out" >&2

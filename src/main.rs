@@ -49,19 +49,20 @@ enum Command {
         input: PathBuf,
         /// Output directory (index.m3u8 and the media playlists go at its root).
         outdir: PathBuf,
-        /// Part target in milliseconds.
+        /// Fragment duration inside each segment file in milliseconds (a live stream's part
+        /// target; the VOD playlists list whole segments, not parts).
         #[arg(long, default_value_t = 200)]
         part_target_ms: u64,
-        /// Segment target in milliseconds.
+        /// Segment target in milliseconds; segments close on the first keyframe after 3/4 of it.
         #[arg(long, default_value_t = 2000)]
         segment_target_ms: u64,
-        /// `muxed` or `separate`.
+        /// `muxed` (audio and video in one playlist) or `separate` (an audio rendition).
         #[arg(long, default_value = "muxed")]
         layout: String,
-        /// `byterange` (parts are ranges of the segment files: no byte written twice) or
-        /// `files` (one file per part as well, the live layout).
-        #[arg(long, default_value = "byterange")]
-        addressing: String,
+        /// Refused: part addressing (`serve --addressing`) means nothing here, since the VOD
+        /// playlists list whole segment files, never parts.
+        #[arg(long, hide = true)]
+        addressing: Option<String>,
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
@@ -102,6 +103,13 @@ fn main() -> anyhow::Result<()> {
             quiet,
             ladder,
         } => {
+            if let Some(a) = addressing {
+                anyhow::bail!(
+                    "llhls package does not take --addressing ({a}): its VOD playlists list whole \
+                     segment files, never parts, so there is no part addressing to choose. Part \
+                     files or byte ranges are for live streams (llhls serve --addressing)"
+                );
+            }
             source::init()?;
             let config = PackagerConfig {
                 part_target: std::time::Duration::from_millis(part_target_ms),
@@ -111,11 +119,8 @@ fn main() -> anyhow::Result<()> {
                     "muxed" => Layout::Muxed,
                     other => anyhow::bail!("--layout must be muxed or separate, not {other}"),
                 },
-                addressing: match addressing.as_str() {
-                    "byterange" => Addressing::ByteRange,
-                    "files" => Addressing::Files,
-                    other => anyhow::bail!("--addressing must be files or byterange, not {other}"),
-                },
+                // Segments are written whole; parts only as their ranges, never as files.
+                addressing: Addressing::ByteRange,
                 delta_updates: false,
                 ..PackagerConfig::default()
             };
@@ -204,10 +209,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let http = tokio::net::TcpListener::bind(config.http)
         .await
-        .with_context(|| format!("binding HTTP {}", config.http))?;
+        .map_err(|e| bind_error(&Listener::HTTP, config.http, e.into()))?;
     let rtmp_listener = tokio::net::TcpListener::bind(config.rtmp)
         .await
-        .with_context(|| format!("binding RTMP {}", config.rtmp))?;
+        .map_err(|e| bind_error(&Listener::RTMP, config.rtmp, e.into()))?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -268,7 +273,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             },
             streams.clone(),
         )
-        .await?;
+        .await
+        .map_err(|e| bind_error(&Listener::WHIP_UDP, udp, e))?;
         let whip_urls: Vec<String> = reachable(http_addr, http_host)
             .into_iter()
             .map(|a| format!("{scheme}://{a}/whip/live/NAME"))
@@ -309,6 +315,82 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A socket the server listens on, and the setting that moves it (for startup errors).
+struct Listener {
+    /// What listens, as the error names it.
+    what: &'static str,
+    /// The setting: TOML key; the flag and the variable follow from it.
+    key: &'static str,
+    /// `ss` options that list who holds such a port.
+    ss: &'static str,
+}
+
+impl Listener {
+    const HTTP: Listener = Listener {
+        what: "HTTP",
+        key: "http",
+        ss: "-ltnp",
+    };
+    const RTMP: Listener = Listener {
+        what: "RTMP",
+        key: "rtmp",
+        ss: "-ltnp",
+    };
+    const WHIP_UDP: Listener = Listener {
+        what: "WHIP UDP",
+        key: "whip_udp",
+        ss: "-lunp",
+    };
+}
+
+/// A startup error for a listener that could not bind `addr`: when the address is taken (or a
+/// low port is not allowed), says so, names the setting that moves it in its three forms, and
+/// for the well-known ports which other server may hold it. Other errors pass unchanged.
+fn bind_error(l: &Listener, addr: SocketAddr, e: anyhow::Error) -> anyhow::Error {
+    let kind = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    let setting = format!(
+        "--{} / LLHLS_{} / `{}` in the config file",
+        l.key.replace('_', "-"),
+        l.key.to_uppercase(),
+        l.key
+    );
+    let port = addr.port();
+    match kind {
+        Some(std::io::ErrorKind::AddrInUse) => {
+            let holder = match (l.key, port) {
+                ("http", 80 | 443) => {
+                    "Another web server (nginx, Apache, Caddy; Debian's default nginx site \
+                     listens on 80) or another llhls"
+                }
+                ("rtmp", 1935) => {
+                    "Another RTMP server (nginx-rtmp, MediaMTX, SRS) or another llhls"
+                }
+                _ => "Another program (perhaps another llhls)",
+            };
+            anyhow::anyhow!(
+                "cannot listen for {} on {addr}: the address is already in use. {holder} may hold \
+                 it (`ss {} 'sport = :{port}'` shows which). Stop it, or choose another address \
+                 with {setting}.",
+                l.what,
+                l.ss,
+            )
+        }
+        Some(std::io::ErrorKind::PermissionDenied) if port < 1024 => anyhow::anyhow!(
+            "cannot listen for {} on {addr}: ports below 1024 need root or \
+             CAP_NET_BIND_SERVICE (the systemd unit in scripts/ grants it). Grant it, or choose \
+             a port from 1024 up with {setting}.",
+            l.what,
+        ),
+        _ => e.context(format!(
+            "cannot listen for {} on {addr} ({setting})",
+            l.what
+        )),
+    }
+}
+
 /// The addresses a listener bound to `bind` answers on, as a person would type them:
 /// `localhost` and `host` (this host's outbound address, from `whip::candidate_address`) for a
 /// wildcard bind, else the bound address.
@@ -343,4 +425,49 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_use() -> anyhow::Error {
+        std::io::Error::from(std::io::ErrorKind::AddrInUse).into()
+    }
+
+    #[test]
+    fn a_busy_well_known_port_names_the_servers_that_may_hold_it() {
+        let http = bind_error(&Listener::HTTP, "0.0.0.0:80".parse().unwrap(), in_use()).to_string();
+        assert!(
+            http.contains("0.0.0.0:80") && http.contains("already in use"),
+            "{http}"
+        );
+        assert!(http.contains("--http / LLHLS_HTTP / `http`"), "{http}");
+        assert!(
+            http.contains("nginx") && http.contains("another llhls"),
+            "{http}"
+        );
+        let rtmp =
+            bind_error(&Listener::RTMP, "0.0.0.0:1935".parse().unwrap(), in_use()).to_string();
+        assert!(rtmp.contains("--rtmp / LLHLS_RTMP / `rtmp`"), "{rtmp}");
+        assert!(
+            rtmp.contains("nginx-rtmp") && rtmp.contains("another llhls"),
+            "{rtmp}"
+        );
+        let udp = bind_error(
+            &Listener::WHIP_UDP,
+            "0.0.0.0:8189".parse().unwrap(),
+            in_use(),
+        )
+        .to_string();
+        assert!(
+            udp.contains("--whip-udp / LLHLS_WHIP_UDP / `whip_udp`"),
+            "{udp}"
+        );
+        assert!(udp.contains("ss -lunp"), "{udp}");
+        let denied: anyhow::Error =
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied).into();
+        let low = bind_error(&Listener::HTTP, "0.0.0.0:80".parse().unwrap(), denied).to_string();
+        assert!(low.contains("CAP_NET_BIND_SERVICE"), "{low}");
+    }
 }

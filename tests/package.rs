@@ -106,9 +106,39 @@ fn synthetic_clip_with_b_frames() {
 }
 
 #[test]
-fn separate_audio_and_part_file_layouts() {
+fn separate_audio_layout() {
     check("demo.mp4", &["--layout", "separate"]);
-    check("demo.mp4", &["--addressing", "files"]);
+}
+
+/// Part addressing is a live-serving choice: `package` refuses it, saying why, and its help
+/// does not offer it.
+#[test]
+fn part_addressing_is_refused_with_the_reason() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::env::temp_dir().join(format!("llhls-pkg-{}-addressing", std::process::id()));
+    for value in ["files", "byterange"] {
+        let r = Command::new(env!("CARGO_BIN_EXE_llhls"))
+            .args(["package", "-q"])
+            .arg(root.join("samples/media/demo.mp4"))
+            .arg(&out)
+            .args(["--addressing", value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "--addressing {value} accepted");
+        assert!(
+            err.contains("does not take --addressing") && err.contains("whole segment files"),
+            "{err}"
+        );
+        assert!(!out.exists(), "a refused run wrote {}", out.display());
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_llhls"))
+        .args(["package", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(!help.contains("--addressing"), "{help}");
+    assert!(help.contains("whole segments"), "{help}");
 }
 
 #[test]

@@ -33,6 +33,11 @@ fn host_ip() -> std::net::IpAddr {
 
 /// H.264 access units (Annex-B, with AUD) from ffmpeg: 320x240, 30 fps, keyframe each second.
 fn h264_access_units(secs: u32) -> Vec<Vec<u8>> {
+    h264_access_units_gop(secs, 30)
+}
+
+/// As [`h264_access_units`], with a keyframe every `gop` frames.
+fn h264_access_units_gop(secs: u32, gop: u32) -> Vec<Vec<u8>> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=320x240:rate=30:duration={secs}"))
@@ -44,7 +49,7 @@ fn h264_access_units(secs: u32) -> Vec<Vec<u8>> {
             "-pix_fmt",
             "yuv420p",
             "-g",
-            "30",
+            &gop.to_string(),
             // str0m paces what it sends from its initial bandwidth estimate: stay under it.
             "-b:v",
             "150k",
@@ -600,7 +605,14 @@ fn hostile_rtp_is_survived_and_other_streams_do_not_notice() {
     };
     assert!(metric("llhls_whip_packets_lost_total") > 0, "{m}");
     assert!(metric("llhls_whip_keyframe_requests_total") > 0, "{m}");
-    assert!(metric("llhls_whip_datagrams_unknown_total") > 0, "{m}");
+    // Strangers sent dozens of datagrams within the minute: all counted, one log line.
+    let strangers = metric("llhls_whip_datagrams_unknown_total");
+    assert!(strangers > 10, "{m}");
+    let lines = log.matches("no WHIP session").count();
+    assert_eq!(
+        lines, 1,
+        "{strangers} stray datagrams in {lines} log lines (at most one a minute):\n{log}"
+    );
 
     // What is served still follows the playlist rules (scripts/validate_playlists.py).
     validate_served(&server, "bad");
@@ -761,5 +773,33 @@ fn a_publisher_that_goes_silent_loses_consent_and_the_stream_ends_after_the_grac
     assert!(
         ended,
         "ENDLIST after consent expiry and the 1 s grace:\n{log}"
+    );
+}
+
+#[test]
+fn a_long_keyframe_interval_gets_whip_advice_not_rtmp_advice() {
+    // A 1 s segment target against a publisher that sends a keyframe every 3 s and, like
+    // this test's publisher, never answers the server's keyframe requests (RTCP PLI).
+    let server = Server::start(&["--segment-target-ms", "1000"]);
+    let aus = h264_access_units_gop(6, 90);
+    let stop = AtomicBool::new(false);
+    let mut p = Publisher::new();
+    assert_eq!(p.post(&server, "gop", &[]).status, 201);
+    assert!(p.connected(Duration::from_secs(10)));
+    p.stream(&aus, Abuse::default(), &stop);
+    let log = server.log_text();
+    let advice: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("stream=gop") && l.contains("keyframe"))
+        .collect();
+    assert!(
+        advice.iter().any(|l| l
+            .contains("did not answer the server's keyframe requests (RTCP PLI)")
+            && l.contains("1 s or less")),
+        "no WHIP keyframe advice:\n{log}"
+    );
+    assert!(
+        !advice.iter().any(|l| l.contains("ffmpeg: -g")),
+        "RTMP encoder advice given to a WHIP publisher:\n{log}"
     );
 }

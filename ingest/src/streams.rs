@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use llhls_origin::{wall_now, Command, Origin, StreamInput};
+use llhls_origin::{wall_now, Command, Origin, Publisher, StreamInput};
 use llhls_packager::{Frame, PackagerConfig, TrackConfig, WallClock};
 use tokio::sync::oneshot;
 
@@ -67,6 +67,8 @@ pub struct Publication {
     takeover: Option<oneshot::Receiver<StreamInput>>,
     /// The publisher said it is done (see [`Publication::stopped_by_publisher`]).
     stopped: bool,
+    /// What publishes ([`Publication::set_publisher`]), for the advice in the stream's warnings.
+    publisher: Publisher,
 }
 
 /// Where a displaced yielding source sends its stream: to the publisher that took the name.
@@ -189,7 +191,9 @@ impl Streams {
                 yield_to: Some(tx),
             },
         );
-        Ok((self.publication(name, id, None, None), Displaced(rx)))
+        let mut p = self.publication(name, id, None, None);
+        p.publisher = Publisher::File;
+        Ok((p, Displaced(rx)))
     }
 
     fn next_id(&self) -> u64 {
@@ -212,6 +216,7 @@ impl Streams {
             resumed,
             takeover,
             stopped: false,
+            publisher: Publisher::Encoder,
         }
     }
 
@@ -272,6 +277,12 @@ impl Publication {
         &self.name
     }
 
+    /// Says what publishes (an RTMP encoder unless told otherwise; the demo is a file), so the
+    /// stream's warnings give advice that fits it. Call before [`Publication::start`].
+    pub fn set_publisher(&mut self, publisher: Publisher) {
+        self.publisher = publisher;
+    }
+
     /// Starts (or resumes, within the grace period, or continues a yielding source's stream)
     /// the stream with these tracks. True when it continues an existing stream.
     pub async fn start(&mut self, tracks: Vec<TrackConfig>) -> anyhow::Result<bool> {
@@ -289,6 +300,7 @@ impl Publication {
                 .await
                 .is_ok()
             {
+                input.stream.set_publisher(self.publisher);
                 self.input = Some(input);
                 return Ok(true);
             }
@@ -306,6 +318,7 @@ impl Publication {
             .origin
             .create_stream_with(&self.name, config, tracks)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        input.stream.set_publisher(self.publisher);
         self.input = Some(input);
         Ok(false)
     }

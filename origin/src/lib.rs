@@ -41,6 +41,6 @@ pub mod stats;
 
 pub use body::Body;
 pub use error::Error;
-pub use live::{wall_now, Command, StreamInput};
+pub use live::{wall_now, Command, Publisher, StreamInput};
 pub use origin::{AlreadyLive, CreateError, Origin, OriginConfig};
 pub use router::{router, BodyError, BoxError, NestedService, OriginService, RequestBody};

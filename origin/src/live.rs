@@ -177,6 +177,38 @@ pub enum Command {
     End(WallClock),
 }
 
+/// What publishes a stream, so its log lines give advice that fits (a keyframe interval is
+/// set differently in an RTMP encoder, a WHIP publisher and a file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Publisher {
+    /// A live encoder over RTMP (OBS, ffmpeg, a hardware encoder).
+    #[default]
+    Encoder,
+    /// A WHIP (WebRTC) publisher, which the server asks for keyframes (RTCP PLI).
+    Whip,
+    /// A media file (the demo stream's loop).
+    File,
+}
+
+impl Publisher {
+    fn from_u8(v: u8) -> Publisher {
+        match v {
+            1 => Publisher::Whip,
+            2 => Publisher::File,
+            _ => Publisher::Encoder,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Publisher::Encoder => 0,
+            Publisher::Whip => 1,
+            Publisher::File => 2,
+        }
+    }
+}
+
 /// A live stream as the origin sees it.
 #[derive(Debug)]
 pub struct Stream {
@@ -193,9 +225,21 @@ pub struct Stream {
     pub ended: std::sync::atomic::AtomicBool,
     /// Per-stream counters (`/metrics`, `/streams.json`).
     pub stats: StreamStats,
+    /// What publishes it now ([`Publisher`]; a takeover or reconnect may change it).
+    publisher: std::sync::atomic::AtomicU8,
 }
 
 impl Stream {
+    /// What publishes the stream now.
+    pub fn publisher(&self) -> Publisher {
+        Publisher::from_u8(self.publisher.load(Ordering::Relaxed))
+    }
+
+    /// Says what publishes the stream from now on (for the advice in its warnings).
+    pub fn set_publisher(&self, p: Publisher) {
+        self.publisher.store(p.to_u8(), Ordering::Relaxed);
+    }
+
     /// Clones the current published state.
     pub fn current(&self) -> Option<Arc<Published>> {
         self.published.borrow().clone()
@@ -268,6 +312,7 @@ pub(crate) fn spawn_stream(
         held: AtomicUsize::new(0),
         ended: std::sync::atomic::AtomicBool::new(false),
         stats: StreamStats::default(),
+        publisher: std::sync::atomic::AtomicU8::new(Publisher::default().to_u8()),
     });
     let task_stream = stream.clone();
     let (ladder, mut events) = match ladder {
@@ -443,7 +488,14 @@ impl Task {
                     objects.remove(&key);
                 }
             }
-            Output::Warning(w) => tracing::warn!(stream = %self.name, "{}", w.for_live_encoder()),
+            Output::Warning(w) => {
+                let advice = match stream.publisher() {
+                    Publisher::Encoder => w.for_live_encoder(),
+                    Publisher::Whip => w.for_whip_publisher(),
+                    Publisher::File => w.for_file(),
+                };
+                tracing::warn!(stream = %self.name, "{advice}");
+            }
             Output::PlaylistChanged => {
                 if self.source_live.is_none() {
                     self.source_live = Some(Instant::now());

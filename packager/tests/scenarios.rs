@@ -834,4 +834,11 @@ fn keyframe_advice_follows_the_segment_target_and_the_input() {
     let file = w.for_file();
     assert!(!file.contains("OBS"), "{file}");
     assert!(file.contains("every 1 s"), "{file}");
+    // A WHIP publisher is asked for keyframes by the server: the advice says so, and gives
+    // the settings of WHIP publishers, not an RTMP encoder's ffmpeg flag.
+    let whip = w.for_whip_publisher();
+    assert!(whip.contains("keyframe requests (RTCP PLI)"), "{whip}");
+    assert!(whip.contains("1 s or less"), "{whip}");
+    assert!(whip.contains("OBS WHIP output"), "{whip}");
+    assert!(!whip.contains("ffmpeg"), "{whip}");
 }

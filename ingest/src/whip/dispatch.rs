@@ -80,12 +80,51 @@ impl<T> Routes<T> {
     }
 }
 
+/// How often at most a recurring datagram problem (strangers' datagrams, a session not keeping
+/// up) is logged; `/metrics` counts every occurrence.
+pub const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Keeps a recurring event from filling the log: the first occurrence is logged at once, then
+/// at most one line per period, carrying how many occurred since the previous line. Pure: the
+/// caller passes the time.
+#[derive(Debug)]
+pub struct LogLimit {
+    every: Duration,
+    last_line: Option<Instant>,
+    since: u64,
+}
+
+impl LogLimit {
+    /// At most one line per `every`.
+    pub fn new(every: Duration) -> Self {
+        LogLimit {
+            every,
+            last_line: None,
+            since: 0,
+        }
+    }
+
+    /// Counts one occurrence at `now`. `Some(n)` when it should be logged: `n` occurrences
+    /// (this one included) since the previous line.
+    pub fn hit(&mut self, now: Instant) -> Option<u64> {
+        self.since += 1;
+        let due = self
+            .last_line
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.every);
+        if !due {
+            return None;
+        }
+        self.last_line = Some(now);
+        Some(std::mem::take(&mut self.since))
+    }
+}
+
 /// Reads the shared socket until the endpoint is gone and routes each datagram to its
 /// session. Datagrams are read into one growing buffer and handed on as slices of it.
 pub(crate) async fn run(whip: std::sync::Weak<Whip>, socket: Arc<UdpSocket>) {
     let mut buf = BytesMut::with_capacity(64 * MAX_DATAGRAM);
-    let mut unknown: u64 = 0;
-    let mut dropped: u64 = 0;
+    let mut unknown = LogLimit::new(LOG_EVERY);
+    let mut dropped = LogLimit::new(LOG_EVERY);
     loop {
         if buf.capacity() < MAX_DATAGRAM {
             // The datagrams handed on keep the old buffer alive; read into a new one.
@@ -117,22 +156,20 @@ pub(crate) async fn run(whip: std::sync::Weak<Whip>, socket: Arc<UdpSocket>) {
                     at: Instant::now(),
                 };
                 if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(d) {
-                    dropped += 1;
                     whip.stats
                         .datagrams_dropped
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if dropped.is_power_of_two() {
-                        tracing::warn!(%source, dropped, "a WHIP session is not keeping up: datagrams dropped");
+                    if let Some(n) = dropped.hit(Instant::now()) {
+                        tracing::warn!(%source, dropped = n, "a WHIP session is not keeping up: datagrams dropped (`dropped` since the previous such line; llhls_whip_datagrams_dropped_total counts them all; logged at most once a minute)");
                     }
                 }
             }
             None => {
-                unknown += 1;
                 whip.stats
                     .datagrams_unknown
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if unknown.is_power_of_two() {
-                    tracing::warn!(%source, unknown, "datagram from an address with no WHIP session: ignored");
+                if let Some(n) = unknown.hit(Instant::now()) {
+                    tracing::warn!(%source, datagrams = n, "datagrams from addresses with no WHIP session: ignored (scans, or a publisher whose address changed; `datagrams` since the previous such line; llhls_whip_datagrams_unknown_total counts them all; logged at most once a minute)");
                 }
             }
         }
@@ -142,6 +179,23 @@ pub(crate) async fn run(whip: std::sync::Weak<Whip>, socket: Arc<UdpSocket>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_limit_logs_the_first_then_one_line_a_period_with_the_count() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut l = LogLimit::new(Duration::from_secs(60));
+        assert_eq!(l.hit(at(0)), Some(1), "the first occurrence is logged");
+        // A flood: 10 000 datagrams within the minute, none logged.
+        for i in 1..=10_000 {
+            assert_eq!(l.hit(at(i * 5)), None);
+        }
+        // The next one after the minute carries the flood's count and itself.
+        assert_eq!(l.hit(at(60_000)), Some(10_001));
+        assert_eq!(l.hit(at(60_001)), None);
+        // After a quiet spell, the next one is logged at once.
+        assert_eq!(l.hit(at(600_000)), Some(2));
+    }
 
     /// A STUN binding request with the ICE username `user`.
     fn binding_request(user: &[u8]) -> Vec<u8> {

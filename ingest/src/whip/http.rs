@@ -198,7 +198,10 @@ impl Whip {
             }
         };
         let publication = match self.streams.claim(name, key.as_deref()) {
-            Ok(p) => p,
+            Ok(mut p) => {
+                p.set_publisher(llhls_origin::Publisher::Whip);
+                p
+            }
             Err(e) => {
                 tracing::warn!(stream = %name, "WHIP publish refused: {e}");
                 let status = match e {

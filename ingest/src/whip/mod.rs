@@ -129,9 +129,10 @@ pub fn candidate_address(bind: SocketAddr, public_ip: Option<IpAddr>) -> SocketA
 impl Whip {
     /// Binds the UDP socket and starts the dispatcher.
     pub async fn start(config: WhipConfig, streams: Arc<Streams>) -> anyhow::Result<Arc<Whip>> {
-        let socket = UdpSocket::bind(config.udp)
-            .await
-            .map_err(|e| anyhow::anyhow!("binding WHIP UDP {}: {e}", config.udp))?;
+        // The I/O error stays in the chain: the caller explains an address in use.
+        let socket = UdpSocket::bind(config.udp).await.map_err(|e| {
+            anyhow::Error::new(e).context(format!("binding WHIP UDP {}", config.udp))
+        })?;
         let whip = Arc::new(Whip {
             stats: Arc::new(WhipStats::default()),
             config,

@@ -67,7 +67,7 @@ pub enum PackagerError {
 }
 
 /// Something the publisher should fix; the caller logs it with the advice that fits its input
-/// ([`Warning::for_live_encoder`] or [`Warning::for_file`]).
+/// ([`Warning::for_live_encoder`], [`Warning::for_whip_publisher`] or [`Warning::for_file`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Warning {
     /// What happened, for one log line.
@@ -83,6 +83,21 @@ impl Warning {
         match self.keyframe_interval_max {
             Some(max) => format!(
                 "{}. Set the encoder's keyframe interval to {} s or less (OBS: Settings > Output > Keyframe Interval; ffmpeg: -g), or raise segment_target_ms",
+                self.message,
+                trim(max)
+            ),
+            None => self.message.clone(),
+        }
+    }
+
+    /// The message with the advice for a WHIP (WebRTC) publisher. The server asks it for a
+    /// keyframe (RTCP PLI) before each segment target runs out, so a keyframe interval that is
+    /// too long means those requests went unanswered: browsers answer them, so the advice is
+    /// for publishers with a fixed interval (OBS's WHIP output, GStreamer).
+    pub fn for_whip_publisher(&self) -> String {
+        match self.keyframe_interval_max {
+            Some(max) => format!(
+                "{}. This WHIP publisher did not answer the server's keyframe requests (RTCP PLI) in time; if it cannot, set its keyframe interval to {} s or less (OBS WHIP output: Settings > Output > Keyframe Interval; GStreamer: the encoder's key-int-max), or raise segment_target_ms",
                 self.message,
                 trim(max)
             ),
