@@ -73,7 +73,19 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; an error is printed as its chain of reasons, without a backtrace even
+/// when RUST_BACKTRACE is set (a startup error is for the operator, not a bug report).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -232,14 +244,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         "?key=KEY"
     };
-    tracing::info!(
-        http = %http_addr,
-        rtmp = %rtmp_addr,
-        "llhls {} serving: player at {} ; publish to rtmp://{}/live/NAME{key}",
-        env!("CARGO_PKG_VERSION"),
-        players.join(" and "),
-        whip::candidate_address(rtmp_addr, None),
-    );
     // What the player page shows about publishing here (it knows the host it was loaded from).
     origin.add_page(
         "/server.json",
@@ -253,6 +257,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )),
     );
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
+    // Logged once every listener is bound, so that a port taken is the last thing said.
+    let mut whip_line = None;
     if let Some(udp) = config.whip_udp {
         source::init()?;
         let candidate = whip::candidate_address(udp, config.whip_public_ip);
@@ -295,10 +301,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(" or "),
         };
-        tracing::info!(udp = %w.local_addr()?, %candidate, "WHIP: POST offers to {}{bearer} (ICE candidate {candidate}); browser publishing at {publish_page}", whip_urls.join(" or "));
+        let udp = w.local_addr()?;
+        whip_line = Some(
+            move || tracing::info!(%udp, %candidate, "WHIP: POST offers to {}{bearer} (ICE candidate {candidate}); browser publishing at {publish_page}", whip_urls.join(" or ")),
+        );
         let wm = w.clone();
         origin.add_metrics(Arc::new(move || wm.render_metrics()));
         origin.nest("/whip", whip::WhipHttp(w));
+    }
+    tracing::info!(
+        http = %http_addr,
+        rtmp = %rtmp_addr,
+        "llhls {} serving: player at {} ; publish to rtmp://{}/live/NAME{key}",
+        env!("CARGO_PKG_VERSION"),
+        players.join(" and "),
+        whip::candidate_address(rtmp_addr, None),
+    );
+    if let Some(log) = whip_line {
+        log();
     }
     if config.demo {
         source::init()?;
