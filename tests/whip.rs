@@ -38,9 +38,14 @@ fn h264_access_units(secs: u32) -> Vec<Vec<u8>> {
 
 /// As [`h264_access_units`], with a keyframe every `gop` frames.
 fn h264_access_units_gop(secs: u32, gop: u32) -> Vec<Vec<u8>> {
+    h264_access_units_sized(secs, gop, "320x240")
+}
+
+/// As [`h264_access_units_gop`], `size` pixels (`WxH`).
+fn h264_access_units_sized(secs: u32, gop: u32, size: &str) -> Vec<Vec<u8>> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=320x240:rate=30:duration={secs}"))
+        .arg(format!("testsrc2=size={size}:rate=30:duration={secs}"))
         .args([
             "-c:v",
             "libx264",
@@ -802,4 +807,74 @@ fn a_long_keyframe_interval_gets_whip_advice_not_rtmp_advice() {
         !advice.iter().any(|l| l.contains("ffmpeg: -g")),
         "RTMP encoder advice given to a WHIP publisher:\n{log}"
     );
+}
+
+#[test]
+fn a_whip_publish_gets_the_ladder_on_the_source_grid() {
+    // A video-only WHIP publisher at 640x360: the 240p rung is transcoded below it, and both
+    // renditions list the same segments and parts.
+    let server = Server::start(&["--ladder", "240p"]);
+    let aus = h264_access_units_sized(8, 30, "640x360");
+    let stop = AtomicBool::new(false);
+    let mut p = Publisher::new();
+    assert_eq!(p.post(&server, "abr", &[]).status, 201);
+    assert!(p.connected(Duration::from_secs(10)));
+    p.stream(&aus, Abuse::default(), &stop);
+    let mv = http_get(server.http, "/live/abr/index.m3u8", &[]).text();
+    let variants: Vec<&str> = mv.lines().filter(|l| l.ends_with(".m3u8")).collect();
+    assert_eq!(
+        variants,
+        ["video.m3u8", "240p.m3u8"],
+        "{mv}\n{}",
+        server.log_text()
+    );
+    assert!(mv.contains("RESOLUTION=426x240"), "{mv}");
+    // Same MSNs, the same parts in each segment, INDEPENDENT on the same parts.
+    let grid = |name: &str| -> Vec<String> {
+        let text = http_get(server.http, &format!("/live/abr/{name}.m3u8"), &[]).text();
+        let msn = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .unwrap()
+            .to_string();
+        let mut out = vec![msn];
+        for l in text.lines() {
+            if let Some(part) = l.strip_prefix("#EXT-X-PART:") {
+                let uri = part.split("URI=\"").nth(1).unwrap();
+                let file = uri.rsplit('/').next().unwrap().trim_end_matches('"');
+                out.push(format!(
+                    "{file}{}",
+                    if part.contains("INDEPENDENT=YES") {
+                        " I"
+                    } else {
+                        ""
+                    }
+                ));
+            } else if l.starts_with("#EXTINF") {
+                out.push("segment".into());
+            }
+        }
+        out
+    };
+    let (source, rung) = (grid("video"), grid("240p"));
+    assert!(
+        source.iter().filter(|l| *l == "segment").count() >= 3,
+        "{source:?}"
+    );
+    assert_eq!(source, rung, "the rung is off the source's grid");
+    // The rung's media is 240 lines, as ffprobe reads it.
+    let text = http_get(server.http, "/live/abr/240p.m3u8", &[]).text();
+    let media = fetch_media(&server, "abr", &text);
+    let dir = std::env::temp_dir().join(format!("llhls-whip-ladder-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("240p.mp4");
+    std::fs::write(&f, &media).unwrap();
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["stream=width,height", "-of", "csv=p=0"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "426,240");
 }
