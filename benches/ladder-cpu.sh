@@ -1,6 +1,6 @@
 #!/bin/bash
 # CPU of the ABR ladder (issue 11) beside ffmpeg doing the same work on the same input.
-#   benches/ladder-cpu.sh [target/release/llhls] [720|1080]
+#   benches/ladder-cpu.sh [target/release/llhls] [720|1080|1440]
 # A 20 s testsrc2 H.264 30 fps file (keyframe every second, no B-frames) + AAC is published with
 # `ffmpeg -re -c copy` over RTMP to `llhls serve --ladder RUNGS`; the server's CPU seconds
 # (utime + stime from /proc) minus those of `--ladder off` are the ladder's cost. The reference
@@ -11,7 +11,7 @@ BIN=${1:-target/release/llhls}
 SRC=${2:-720}
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
-if [ "$SRC" = 1080 ]; then SIZE=1920x1080; LADDERS="720p 720p,480p,360p"; else SIZE=1280x720; LADDERS="240p 360p 480p 540p 480p,360p,240p"; fi
+if [ "$SRC" = 1440 ]; then SIZE=2560x1440; LADDERS="1080p"; elif [ "$SRC" = 1080 ]; then SIZE=1920x1080; LADDERS="720p 720p,480p,360p"; else SIZE=1280x720; LADDERS="240p 360p 480p 540p 480p,360p,240p"; fi
 ffmpeg -v error -y -f lavfi -i "testsrc2=size=$SIZE:rate=30:duration=20" -f lavfi -i sine=frequency=440:sample_rate=48000:duration=20 \
   -c:v libx264 -preset veryfast -g 30 -keyint_min 30 -sc_threshold 0 -bf 0 -pix_fmt yuv420p -c:a aac "$DIR/in.mp4"
 PORT=$((20000 + RANDOM % 20000))
