@@ -278,6 +278,8 @@ pub fn run(script: &Script, domain: Domain) -> u64 {
         segment_target: Duration::from_millis(seg_ms.saturating_sub(10)),
         max_target_duration: 1 + u32::from(s.max_td % 20),
         window_segments: 5 + usize::from(s.window % 20),
+        // A DVR window of 0 (none), 10, 20 or 30 s: spills and the seconds-based slide.
+        dvr_window: Duration::from_secs(u64::from(s.window / 20 % 4) * 10),
         layout: if s.separate {
             Layout::Separate
         } else {
@@ -698,6 +700,10 @@ impl Checker {
                 // Not checked: that each was output. GAP segments are listed and expired
                 // although they never were objects (harmless: deleting nothing).
                 self.expired.extend(uris.iter().map(|k| k.to_string()));
+            }
+            Output::Spill(key) => {
+                let uri = key.to_string();
+                assert!(self.objects.contains_key(&uri), "spilled {uri} was never output");
             }
             Output::Warning(_) | Output::PlaylistChanged => {}
         }

@@ -462,6 +462,10 @@ impl Ladder {
                         step.outputs.push(Output::Expired(keys));
                     }
                 }
+                Output::Spill(key) if key.rendition() == "video" => {
+                    step.outputs
+                        .push(Output::Spill(rename_key(&key, &rung.info.name)));
+                }
                 Output::PlaylistChanged => step.changed = true,
                 // The rung's audio is the source's (published once, by the source) and its
                 // warnings are the source's too.

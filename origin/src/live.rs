@@ -443,6 +443,8 @@ impl Task {
                     objects.remove(&key);
                 }
             }
+            // Kept in memory for now.
+            Output::Spill(_) => {}
             Output::Warning(w) => tracing::warn!(stream = %self.name, "{}", w.for_live_encoder()),
             Output::PlaylistChanged => {
                 if self.source_live.is_none() {
