@@ -487,6 +487,19 @@ impl Ladder {
         self.trim();
     }
 
+    /// DVR: a segment of MSN `msn` could not be kept on disk: every rung's DVR window drops
+    /// it and everything older, as the source's does (the renditions keep one window).
+    pub fn drop_dvr_through(&mut self, msn: u64) -> Step {
+        let mut step = Step::default();
+        for i in 0..self.rungs.len() {
+            if !self.rungs[i].withdrawn {
+                self.rungs[i].packager.drop_dvr_through(msn);
+                self.drain(i, &mut step);
+            }
+        }
+        step
+    }
+
     /// Withdraws every rung still on air.
     pub fn withdraw_all(&mut self, why: &str) -> Step {
         let mut step = Step::default();
