@@ -183,6 +183,55 @@ fn a_dvr_window_lists_its_seconds_and_serves_old_segments_from_disk() {
 }
 
 #[test]
+fn a_failing_disk_shrinks_the_window_and_the_stream_goes_on() {
+    let dir = data_dir("fail");
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = Server::start(&[
+        "--dvr-window-secs",
+        "60",
+        "--window-segments",
+        "6",
+        "--segment-target-ms",
+        "1000",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    // A file where the stream's directory would go: every write fails, as on a full disk.
+    std::fs::write(dir.join("dvr/fail.0"), b"in the way").unwrap();
+    let mut ff = publish(&s.rtmp_url("fail"), 25, false);
+    s.wait_for("/live/fail/media.m3u8", Duration::from_secs(20));
+    let errors = || {
+        s.get("/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("llhls_dvr_write_errors_total "))
+            .map(|v| v.parse::<u64>().unwrap())
+            .unwrap_or(0)
+    };
+    until(Duration::from_secs(30), "no write error counted", || {
+        errors() >= 3
+    });
+    // The window holds the live window only, and the stream keeps advancing.
+    let (msn, durations, _) = listing(&s.get("/live/fail/media.m3u8").text());
+    assert!(durations.len() <= 7, "{} segments listed", durations.len());
+    until(Duration::from_secs(10), "the stream stopped", || {
+        listing(&s.get("/live/fail/media.m3u8").text()).0 > msn + 1
+    });
+    validate_served(&s, "fail");
+    let log = s.log_text();
+    assert!(log.contains("writing a DVR segment failed"), "{log}");
+    let lines = log.matches("writing a DVR segment failed").count();
+    assert!(
+        lines <= 5 + errors() as usize / 100,
+        "{lines} log lines: rate-limited"
+    );
+    let _ = ff.kill();
+    let _ = ff.wait();
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_unusable_data_directory_stops_startup_with_its_path() {
     let blocker = data_dir("blocker");
     std::fs::write(&blocker, b"a file, not a directory").unwrap();
