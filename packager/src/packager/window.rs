@@ -79,25 +79,33 @@ impl Rendition {
         removed
     }
 
-    /// DVR: drops segments from the front while the rest still holds `dvr` seconds of media,
-    /// keeping at least `window` segments; returns the keys of their objects.
-    fn slide_dvr(
+    /// DVR: the MSN of the oldest segment to keep so that the window holds `dvr` seconds of
+    /// media (the fewest segments that do) and at least `window` segments. Computed on the
+    /// lead rendition and applied to every rendition ([`Rendition::slide_before`]), so that
+    /// all keep one MSN grid although their EXTINFs differ slightly (audio frames do not end
+    /// on video frame boundaries).
+    fn dvr_first_kept(&self, window: usize, dvr: f64) -> Option<u64> {
+        let mut total = 0.0;
+        for (kept, segment) in self.segments.iter().rev().enumerate() {
+            total += segment.duration;
+            // Tolerance: durations are sums of part durations in floating point.
+            if kept + 1 >= window && total >= dvr - 1e-6 {
+                return Some(segment.msn);
+            }
+        }
+        self.segments.front().map(|s| s.msn)
+    }
+
+    /// Drops the segments older than `msn` from the front, keeping at least `window`;
+    /// returns the keys of their objects.
+    fn slide_before(
         &mut self,
+        msn: u64,
         window: usize,
-        dvr: f64,
         addressing: Addressing,
     ) -> Vec<Vec<ObjectKey>> {
-        let mut total: f64 = self.segments.iter().map(|s| s.duration).sum();
         let mut removed = Vec::new();
-        while self.segments.len() > window {
-            let Some(front) = self.segments.front().map(|s| s.duration) else {
-                break;
-            };
-            // Tolerance: durations are sums of part durations in floating point.
-            if total - front < dvr - 1e-6 {
-                break;
-            }
-            total -= front;
+        while self.segments.len() > window && self.segments.front().is_some_and(|s| s.msn < msn) {
             removed.extend(self.pop_oldest(addressing));
         }
         removed
@@ -183,11 +191,13 @@ impl Packager {
         let dvr = self.config.dvr_window.as_secs_f64();
         let mut expired = Vec::new();
         let mut spilled = Vec::new();
-        for r in &mut self.renditions {
+        let mut closed = vec![false; self.renditions.len()];
+        for (ri, r) in self.renditions.iter_mut().enumerate() {
             let Some(open) = r.open.take() else { continue };
             if open.parts.is_empty() {
                 continue;
             }
+            closed[ri] = true;
             let duration: f64 = open.parts.iter().map(|p| p.duration).sum();
             let key = ObjectKey::segment(&r.name, open.msn);
             let total: usize = open.part_bytes.iter().map(|part| part.len()).sum();
@@ -216,11 +226,19 @@ impl Packager {
                 independent: open.independent,
             });
             r.segment_starts.push_back(open.start);
+        }
+        // DVR: the lead rendition's seconds decide where every rendition's window starts.
+        let first_kept = (dvr > 0.0)
+            .then(|| self.renditions.first()?.dvr_first_kept(window, dvr))
+            .flatten();
+        for (ri, r) in self.renditions.iter_mut().enumerate() {
+            if !closed[ri] {
+                continue;
+            }
             // Sliding window (rule 36: removals in order, never below 6 segments).
-            let removed = if dvr > 0.0 {
-                r.slide_dvr(window, dvr, addressing)
-            } else {
-                r.slide(window, addressing)
+            let removed = match first_kept {
+                Some(msn) => r.slide_before(msn, window, addressing),
+                None => r.slide(window, addressing),
             };
             for keys in removed {
                 expired.push((boundary + three_td, keys));
@@ -349,7 +367,8 @@ mod tests {
         for s in &mut r.segments {
             s.parts_listed = s.msn > 8;
         }
-        let removed = r.slide_dvr(6, 9.0, Addressing::Files);
+        assert_eq!(r.dvr_first_kept(6, 9.0), Some(4));
+        let removed = r.slide_before(4, 6, Addressing::Files);
         assert_eq!(removed.len(), 3, "12 s of media, 9 s kept");
         assert_eq!(r.segments.len(), 9);
         assert_eq!(r.media_sequence, 4);
@@ -376,7 +395,8 @@ mod tests {
             "each segment once"
         );
         // Never below the live window, however short the DVR window.
-        r.slide_dvr(6, 0.5, Addressing::Files);
+        assert_eq!(r.dvr_first_kept(6, 0.5), Some(r.segments[3].msn));
+        r.slide_before(u64::MAX, 6, Addressing::Files);
         assert_eq!(r.segments.len(), 6);
     }
 
