@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use llhls_packager::{render_media, Output, PackagerConfig, SkipMode, WallClock};
+use llhls_packager::{render_media, Addressing, Output, PackagerConfig, SkipMode, WallClock};
 
 /// 1 s segments (a keyframe every 30 frames at 30 fps), a 30 s DVR window. The publisher
 /// sends about 77 frames a second (30 video, 47 audio).
@@ -185,11 +185,21 @@ fn a_failed_spill_shortens_the_window_to_the_live_window() {
 
 #[test]
 fn the_independent_parser_reads_a_long_window() {
-    let dir = std::env::temp_dir().join(format!("llhls-dvr-views-{}", std::process::id()));
+    for addressing in [Addressing::Files, Addressing::ByteRange] {
+        long_window(addressing);
+    }
+}
+
+fn long_window(addressing: Addressing) {
+    let dir = std::env::temp_dir().join(format!(
+        "llhls-dvr-views-{addressing:?}-{}",
+        std::process::id()
+    ));
     let mut pub_ = Publisher::new(30.0, 30);
     let config = PackagerConfig {
         dvr_window: Duration::from_secs(120),
         layout: llhls_packager::Layout::Separate,
+        addressing,
         ..cfg()
     };
     let mut h = Harness::new(config, pub_.tracks());
@@ -197,6 +207,10 @@ fn the_independent_parser_reads_a_long_window() {
     let snap = h.last();
     let r = &snap.renditions[0];
     assert_eq!(r.segments.len(), 120);
+    for other in &snap.renditions[1..] {
+        assert_eq!(other.media_sequence, r.media_sequence, "{}", other.name);
+        assert_eq!(other.segments.len(), 120, "{}", other.name);
+    }
     // The delta update costs about what it costs with the default window: a small fraction.
     let full = render_media(snap, r, SkipMode::Full).len();
     let yes = render_media(snap, r, SkipMode::Yes).len();
