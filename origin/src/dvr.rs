@@ -97,6 +97,7 @@ pub(crate) struct Spiller {
     tx: mpsc::UnboundedSender<(ObjectKey, Bytes)>,
     /// MSNs of segments that could not be written.
     pub(crate) failed: mpsc::UnboundedReceiver<u64>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Spiller {
@@ -104,8 +105,13 @@ impl Spiller {
     pub(crate) fn start(dir: PathBuf, stream: Arc<Stream>, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (failed_tx, failed) = mpsc::unbounded_channel();
-        tokio::spawn(writer(dir.clone(), stream, metrics, rx, failed_tx));
-        Spiller { dir, tx, failed }
+        let writer = tokio::spawn(writer(dir.clone(), stream, metrics, rx, failed_tx));
+        Spiller {
+            dir,
+            tx,
+            failed,
+            writer,
+        }
     }
 
     /// Queues the segment `key` for writing (it stays served from memory meanwhile).
@@ -114,9 +120,20 @@ impl Spiller {
         let _ = self.tx.send((key, bytes));
     }
 
-    /// The stream's directory (deleted when the stream is gone).
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
+    /// The stream is gone: lets the writer finish what it has queued, then deletes the
+    /// stream's directory and everything in it (a write after the deletion would create the
+    /// directory again).
+    pub(crate) async fn remove(self) {
+        let Spiller {
+            dir, tx, writer, ..
+        } = self;
+        drop(tx);
+        let _ = writer.await;
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), "removing a stream's DVR directory: {e}");
+            }
+        }
     }
 }
 

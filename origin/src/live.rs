@@ -429,22 +429,18 @@ pub(crate) fn spawn_stream(
         stream.ended.store(true, Ordering::Relaxed);
         tracing::info!(stream = %name, "stream ended; keeping the final playlist for {linger:?}");
         t.metrics.live_streams.fetch_sub(1, Ordering::Relaxed);
-        let dvr_dir = t.spiller.as_ref().map(|s| s.dir().to_path_buf());
+        let spiller = t.spiller.take();
         drop(t);
         tokio::time::sleep(linger).await;
         on_gone(&stream);
-        if let Some(dir) = dvr_dir {
+        if let Some(spiller) = spiller {
             // The stream is gone: so are its DVR segments (recording is not DVR).
             stream
                 .objects
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
-            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(stream = %name, dir = %dir.display(), "removing the DVR directory: {e}");
-                }
-            }
+            spiller.remove().await;
         }
     });
     StreamInput { tx, stream }
