@@ -103,6 +103,18 @@ fn dvr_window(c: &mut Criterion) {
         b.iter(|| black_box(render_media(&snap, r, SkipMode::Yes)))
     });
     g.bench_function("snapshot", |b| b.iter(|| black_box(p.snapshot())));
+    // The origin gzips every view once per change (flate2, fast level), as it does here.
+    g.bench_function("gzip media full", |b| {
+        b.iter(|| {
+            use std::io::Write;
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(full.len() / 3),
+                flate2::Compression::fast(),
+            );
+            enc.write_all(full.as_bytes()).unwrap();
+            black_box(enc.finish().unwrap().len())
+        })
+    });
     g.finish();
 }
 
