@@ -44,6 +44,15 @@ pub struct ServeArgs {
     /// Complete segments kept in each playlist, at least 6 [default: 12].
     #[arg(long, env = "LLHLS_WINDOW_SEGMENTS")]
     pub window_segments: Option<usize>,
+    /// DVR window in seconds: media playlists list this much of the stream, so players can
+    /// seek back; segments older than the live window are kept on disk under `data_dir`.
+    /// 0: no DVR, the playlist is the live window [default: 0].
+    #[arg(long, env = "LLHLS_DVR_WINDOW_SECS")]
+    pub dvr_window_secs: Option<u64>,
+    /// Directory for data kept on disk (DVR segments under `dvr/`, cleared at startup); used
+    /// only with a DVR window [default: ./llhls-data].
+    #[arg(long, env = "LLHLS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// `muxed` (audio and video in one playlist) or `separate` (audio rendition) [default: muxed].
     #[arg(long, env = "LLHLS_LAYOUT")]
     pub layout: Option<String>,
@@ -222,6 +231,8 @@ pub struct Config {
     pub demo_ladder_is_default: bool,
     /// The rungs' H.264 encoder.
     pub ladder_encoder: String,
+    /// Where DVR segments go (`None`: no DVR window).
+    pub dvr_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -281,6 +292,14 @@ impl Config {
         if window < 6 {
             bail!("window_segments must be at least 6 (Apple requires six segments in a live playlist), not {window}");
         }
+        let dvr_secs = pick!(dvr_window_secs, 0);
+        if dvr_secs > llhls_packager::MAX_DVR_WINDOW_SECS {
+            bail!(
+                "dvr_window_secs must be at most {} (30 days), not {dvr_secs}",
+                llhls_packager::MAX_DVR_WINDOW_SECS
+            );
+        }
+        let data_dir = pick!(data_dir, PathBuf::from("./llhls-data"));
         let tls = match (
             args.tls_cert.clone().or(file.tls_cert),
             args.tls_key.clone().or(file.tls_key),
@@ -316,6 +335,7 @@ impl Config {
                 segment_target: Duration::from_millis(seg_ms),
                 max_target_duration: 10,
                 window_segments: window,
+                dvr_window: Duration::from_secs(dvr_secs),
                 layout,
                 addressing,
                 first_msn: 1,
@@ -339,6 +359,7 @@ impl Config {
             demo_ladder,
             demo_ladder_is_default,
             ladder_encoder: pick!(ladder_encoder, "libx264".into()),
+            dvr_dir: (dvr_secs > 0).then(|| data_dir.join("dvr")),
         })
     }
 }
@@ -517,10 +538,22 @@ mod tests {
         .is_err());
         std::fs::write(&f, "nonsense = 1\n").unwrap();
         assert!(Config::load(&ServeArgs {
-            config: Some(f),
+            config: Some(f.clone()),
             ..Default::default()
         })
         .is_err());
+        // The DVR settings from a file: the window in seconds, the data directory.
+        std::fs::write(&f, "dvr_window_secs = 120\ndata_dir = \"/srv/llhls\"\n").unwrap();
+        let c = Config::load(&ServeArgs {
+            config: Some(f.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.packager.dvr_window, Duration::from_secs(120));
+        assert_eq!(c.dvr_dir, Some(PathBuf::from("/srv/llhls/dvr")));
+        let c = Config::load(&ServeArgs::default()).unwrap();
+        assert_eq!(c.packager.dvr_window, Duration::ZERO);
+        assert_eq!(c.dvr_dir, None, "no DVR window, no data directory");
         let bad = ServeArgs {
             window_segments: Some(3),
             ..Default::default()

@@ -153,11 +153,20 @@ fn run() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    if let Some(dir) = &config.dvr_dir {
+        llhls_origin::dvr::prepare(dir).map_err(anyhow::Error::msg)?;
+        tracing::info!(
+            window_secs = config.packager.dvr_window.as_secs(),
+            dir = %dir.display(),
+            "DVR: segments past the live window are kept on disk"
+        );
+    }
     let origin = Origin::new(OriginConfig {
         max_held_per_stream: config.max_held_per_stream,
         codecs_override: config
             .break_codecs
             .then(|| "avc1.ffffff,mp4a.40.99".to_string()),
+        dvr_dir: config.dvr_dir.clone(),
         ..OriginConfig::default()
     });
     let html = Bytes::from_static(include_bytes!("player/index.html"));

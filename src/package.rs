@@ -87,7 +87,10 @@ pub fn run(
                     tx.send((outdir.join(key.to_string()), b))
                         .map_err(|_| anyhow::anyhow!("the file writer stopped"))?;
                 }
-                Output::Append { .. } | Output::PlaylistChanged | Output::Expired(_) => {}
+                Output::Append { .. }
+                | Output::PlaylistChanged
+                | Output::Expired(_)
+                | Output::Spill(_) => {}
                 Output::Warning(w) => {
                     if warned < 10 {
                         if tty {

@@ -90,7 +90,7 @@ fn stored_chunks(live: &Live, uri: &str) -> Vec<Bytes> {
     match live.input.stream.object(&key) {
         Some(Object::Growing(rope)) => rope.parts().to_vec(),
         Some(Object::Complete(b)) => vec![b],
-        None => Vec::new(),
+        Some(Object::OnDisk(_)) | None => Vec::new(),
     }
 }
 

@@ -70,6 +70,54 @@ fn rendering(c: &mut Criterion) {
     g.finish();
 }
 
+/// A 4-hour DVR window (2 s segments: 7,200 of them): the cost of each playlist change, full
+/// view against `_HLS_skip=YES`, and the snapshot that copies the window's metadata.
+fn dvr_window(c: &mut Criterion) {
+    let hours = 4;
+    let (input, publisher) = frames(77 * 3600 * hours);
+    let config = PackagerConfig {
+        dvr_window: std::time::Duration::from_secs(3600 * hours as u64),
+        ..PackagerConfig::default()
+    };
+    let mut p = Packager::new(config, publisher.tracks()).unwrap();
+    for (f, w) in input {
+        p.handle_frame(f, w).unwrap();
+        while p.poll_output().is_some() {}
+    }
+    let snap = p.snapshot().unwrap();
+    let r = &snap.renditions[0];
+    let full = render_media(&snap, r, SkipMode::Full);
+    let yes = render_media(&snap, r, SkipMode::Yes);
+    eprintln!(
+        "4-hour DVR window: {} segments, full view {} bytes, _HLS_skip=YES {} bytes",
+        r.segments.len(),
+        full.len(),
+        yes.len()
+    );
+    let mut g = c.benchmark_group("dvr 4 h");
+    g.sample_size(20);
+    g.bench_function("media full", |b| {
+        b.iter(|| black_box(render_media(&snap, r, SkipMode::Full)))
+    });
+    g.bench_function("media delta YES", |b| {
+        b.iter(|| black_box(render_media(&snap, r, SkipMode::Yes)))
+    });
+    g.bench_function("snapshot", |b| b.iter(|| black_box(p.snapshot())));
+    // The origin gzips every view once per change (flate2, fast level), as it does here.
+    g.bench_function("gzip media full", |b| {
+        b.iter(|| {
+            use std::io::Write;
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(full.len() / 3),
+                flate2::Compression::fast(),
+            );
+            enc.write_all(full.as_bytes()).unwrap();
+            black_box(enc.finish().unwrap().len())
+        })
+    });
+    g.finish();
+}
+
 fn directives(c: &mut Criterion) {
     c.bench_function("directives/parse hls.js query", |b| {
         b.iter(|| {
@@ -123,5 +171,5 @@ fn boxes(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, packaging, rendering, directives, boxes);
+criterion_group!(benches, packaging, rendering, dvr_window, directives, boxes);
 criterion_main!(benches);

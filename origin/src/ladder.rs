@@ -462,6 +462,10 @@ impl Ladder {
                         step.outputs.push(Output::Expired(keys));
                     }
                 }
+                Output::Spill(key) if key.rendition() == "video" => {
+                    step.outputs
+                        .push(Output::Spill(rename_key(&key, &rung.info.name)));
+                }
                 Output::PlaylistChanged => step.changed = true,
                 // The rung's audio is the source's (published once, by the source) and its
                 // warnings are the source's too.
@@ -481,6 +485,19 @@ impl Ladder {
         step.withdrawn.push(rung.info.name.clone());
         step.changed = true;
         self.trim();
+    }
+
+    /// DVR: a segment of MSN `msn` could not be kept on disk: every rung's DVR window drops
+    /// it and everything older, as the source's does (the renditions keep one window).
+    pub fn drop_dvr_through(&mut self, msn: u64) -> Step {
+        let mut step = Step::default();
+        for i in 0..self.rungs.len() {
+            if !self.rungs[i].withdrawn {
+                self.rungs[i].packager.drop_dvr_through(msn);
+                self.drain(i, &mut step);
+            }
+        }
+        step
     }
 
     /// Withdraws every rung still on air.

@@ -15,6 +15,8 @@
 //!   (init, parts, segments, hinted-part holds), `growing` (byte ranges of a growing segment,
 //!   RFC 8673 open-ended hints), [`range`] (Range parsing, 206/416), `headers` (Cache-Control
 //!   per object class, CORS, gzip), [`error`] (one error type mapped to statuses).
+//! - [`dvr`]: DVR segments past the live window written to disk, served from there, deleted
+//!   when they leave the DVR window.
 //! - [`server`]: HTTP/1.1 and h2c on one port, HTTPS with ALPN h2, connection and header
 //!   limits, graceful shutdown.
 //! - [`metrics`]: Prometheus counters; [`stats`]: per-stream counters and the `/streams.json`
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod dvr;
 pub mod error;
 mod growing;
 mod headers;

@@ -20,6 +20,7 @@ use llhls_packager::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::dvr::{self, DiskFile, Spiller};
 use crate::ladder::{Ladder, RungEvent, Step as LadderStep};
 use crate::metrics::Metrics;
 use crate::rope::Rope;
@@ -133,6 +134,8 @@ pub enum Object {
     Complete(Bytes),
     /// A segment still growing part by part (byte-range addressing).
     Growing(Rope),
+    /// A DVR segment written to disk (read it with [`DiskFile::read`]).
+    OnDisk(Arc<DiskFile>),
 }
 
 impl Object {
@@ -141,6 +144,7 @@ impl Object {
         match self {
             Object::Complete(b) => b.len() as u64,
             Object::Growing(rope) => rope.len(),
+            Object::OnDisk(file) => file.len,
         }
     }
 
@@ -150,7 +154,7 @@ impl Object {
     }
 
     /// Bytes `[start, end)` of what is available (clamped to it), as slices of the stored
-    /// buffers: no payload is copied.
+    /// buffers: no payload is copied. Nothing for a file on disk (read it instead).
     pub fn slice(&self, start: u64, end: u64) -> Vec<Bytes> {
         match self {
             Object::Complete(b) => {
@@ -162,6 +166,7 @@ impl Object {
                 vec![b.slice(start as usize..end as usize)]
             }
             Object::Growing(rope) => rope.slice(start, end),
+            Object::OnDisk(_) => Vec::new(),
         }
     }
 }
@@ -291,6 +296,18 @@ struct Task {
     source_live: Option<Instant>,
     /// Something changed since the last publish.
     pending: bool,
+    /// DVR storage on disk, when the origin has a DVR directory.
+    spiller: Option<Spiller>,
+}
+
+/// Per-stream settings from the origin's configuration.
+pub(crate) struct StreamSettings {
+    /// How long the final playlist stays after the end.
+    pub(crate) linger: Duration,
+    /// Test only: the CODECS string to advertise.
+    pub(crate) codecs_override: Option<String>,
+    /// This stream's DVR directory, if segments past the live window go to disk.
+    pub(crate) dvr_dir: Option<std::path::PathBuf>,
 }
 
 /// Starts the task that owns `packager` (and `ladder`'s rung packagers) for stream `name`.
@@ -300,9 +317,13 @@ pub(crate) fn spawn_stream(
     ladder: Option<(Ladder, mpsc::UnboundedReceiver<RungEvent>)>,
     metrics: Arc<Metrics>,
     on_gone: impl FnOnce(&Arc<Stream>) + Send + 'static,
-    linger: Duration,
-    codecs_override: Option<String>,
+    settings: StreamSettings,
 ) -> StreamInput {
+    let StreamSettings {
+        linger,
+        codecs_override,
+        dvr_dir,
+    } = settings;
     let (tx, mut rx) = mpsc::channel::<Command>(1024);
     let (ptx, prx) = watch::channel(None);
     let stream = Arc::new(Stream {
@@ -319,6 +340,7 @@ pub(crate) fn spawn_stream(
         Some((l, e)) => (Some(l), Some(e)),
         None => (None, None),
     };
+    let spiller = dvr_dir.map(|dir| Spiller::start(dir, stream.clone(), metrics.clone()));
     tokio::spawn(async move {
         let mut t = Task {
             p: packager,
@@ -331,6 +353,7 @@ pub(crate) fn spawn_stream(
             gap_cursor: None,
             source_live: None,
             pending: false,
+            spiller,
         };
         let name = t.name.clone();
         t.metrics.live_streams.fetch_add(1, Ordering::Relaxed);
@@ -451,9 +474,19 @@ pub(crate) fn spawn_stream(
         stream.ended.store(true, Ordering::Relaxed);
         tracing::info!(stream = %name, "stream ended; keeping the final playlist for {linger:?}");
         t.metrics.live_streams.fetch_sub(1, Ordering::Relaxed);
+        let spiller = t.spiller.take();
         drop(t);
         tokio::time::sleep(linger).await;
         on_gone(&stream);
+        if let Some(spiller) = spiller {
+            // The stream is gone: so are its DVR segments (recording is not DVR).
+            stream
+                .objects
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            spiller.remove().await;
+        }
     });
     StreamInput { tx, stream }
 }
@@ -479,13 +512,23 @@ impl Task {
                     .or_insert_with(|| Object::Growing(Rope::default()))
                 {
                     Object::Growing(rope) => rope.push(bytes),
-                    Object::Complete(_) => {}
+                    Object::Complete(_) | Object::OnDisk(_) => {}
                 }
             }
             Output::Expired(keys) => {
                 let mut objects = stream.objects.write().unwrap_or_else(|e| e.into_inner());
                 for key in keys {
-                    objects.remove(&key);
+                    if let Some(Object::OnDisk(file)) = objects.remove(&key) {
+                        dvr::delete(file);
+                    }
+                }
+            }
+            // Without a DVR directory the segment stays in memory.
+            Output::Spill(key) => {
+                if let Some(spiller) = &self.spiller {
+                    if let Some(Object::Complete(bytes)) = stream.object(&key) {
+                        spiller.spill(key, bytes);
+                    }
                 }
             }
             Output::Warning(w) => {
@@ -505,8 +548,21 @@ impl Task {
         }
     }
 
-    /// Drains the source packager's outputs into the store.
+    /// Drains the source packager's outputs into the store, after shortening the DVR window
+    /// past any segment the disk could not take.
     fn drain(&mut self) {
+        let mut failed = None;
+        if let Some(spiller) = self.spiller.as_mut() {
+            while let Ok(msn) = spiller.failed.try_recv() {
+                failed = failed.max(Some(msn));
+            }
+        }
+        if let Some(msn) = failed {
+            self.p.drop_dvr_through(msn);
+            if let Some(step) = self.ladder.as_mut().map(|l| l.drop_dvr_through(msn)) {
+                self.apply(step);
+            }
+        }
         while let Some(out) = self.p.poll_output() {
             self.store(out);
         }

@@ -11,9 +11,10 @@ use std::time::Duration;
 use http::HeaderValue;
 use llhls_packager::{Availability, ObjectKey, ObjectKind};
 
+use crate::dvr::DiskFile;
 use crate::error::Error;
 use crate::growing::serve_growing;
-use crate::headers::Reply;
+use crate::headers::{media_reply, Reply};
 use crate::live::{Object, Stream};
 use crate::metrics::Class;
 use crate::range::{self, serve_bytes};
@@ -55,7 +56,31 @@ async fn serve(origin: &Origin, req: &ObjectRequest<'_>, class: Class) -> Result
     match obj {
         Object::Complete(bytes) => serve_bytes(class, content_type, bytes, range),
         Object::Growing(_) => serve_growing(origin, &s, &req.key, class, content_type, range).await,
+        Object::OnDisk(file) => serve_file(class, content_type, &file, range).await,
     }
+}
+
+/// A DVR segment from disk, whole or a range of it, with the headers of one in memory. A
+/// file deleted meanwhile (it left the window) is a 404.
+async fn serve_file(
+    class: Class,
+    content_type: &'static str,
+    file: &DiskFile,
+    range: Option<range::ByteRange>,
+) -> Result<Reply, Error> {
+    let (start, last) = match range {
+        Some(r) => range::resolve(r, file.len)?,
+        None if file.len == 0 => return Ok(media_reply(class, content_type, Vec::new())),
+        None => (0, file.len - 1),
+    };
+    let bytes = file.read(start, last - start + 1).await.map_err(|e| {
+        tracing::debug!(path = %file.path.display(), "reading a DVR segment: {e}");
+        Error::NoSuchObject
+    })?;
+    Ok(match range {
+        Some(_) => range::ranged(class, content_type, bytes, (start, last), file.len),
+        None => media_reply(class, content_type, vec![bytes]),
+    })
 }
 
 /// An object that is not stored (yet): the packager's [`Availability`] for it in the current

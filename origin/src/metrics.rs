@@ -54,6 +54,8 @@ pub struct Metrics {
     pub parts_published: AtomicU64,
     /// ABR ladder rungs withdrawn (encoder behind, failed or skipping frames).
     pub rungs_withdrawn: AtomicU64,
+    /// DVR segments that could not be written to disk.
+    pub dvr_write_errors: AtomicU64,
     wake_buckets: [AtomicU64; 11],
     wake_count: AtomicU64,
     wake_sum_us: AtomicU64,
@@ -148,6 +150,13 @@ impl Metrics {
             "llhls_ladder_rungs_withdrawn_total",
             "ABR ladder rungs withdrawn (encoder behind, failed, or skipping frames).",
             self.rungs_withdrawn.load(Ordering::Relaxed),
+            "counter",
+        );
+        gauge(
+            &mut out,
+            "llhls_dvr_write_errors_total",
+            "DVR segments that could not be written to disk (the DVR window shrinks instead).",
+            self.dvr_write_errors.load(Ordering::Relaxed),
             "counter",
         );
         gauge(

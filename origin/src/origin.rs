@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::body::Body;
 use crate::error::Error;
 use crate::ladder::{Ladder, LadderFactory, RungEvent};
-use crate::live::{spawn_stream, Published, Stream, StreamInput};
+use crate::live::{spawn_stream, Published, Stream, StreamInput, StreamSettings};
 use crate::metrics::Metrics;
 use crate::router::{router, NestedService, OriginService, RequestBody};
 
@@ -30,6 +30,9 @@ pub struct OriginConfig {
     /// Test only: advertise this CODECS string in multivariant playlists instead of the real
     /// one, so player tests can show that they catch a broken stream.
     pub codecs_override: Option<String>,
+    /// Where DVR segments past the live window are written (`None`: they stay in memory).
+    /// Call [`crate::dvr::prepare`] on it first.
+    pub dvr_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for OriginConfig {
@@ -38,6 +41,7 @@ impl Default for OriginConfig {
             max_held_per_stream: 50_000,
             ended_linger: Duration::from_secs(60),
             codecs_override: None,
+            dvr_dir: None,
         }
     }
 }
@@ -70,6 +74,8 @@ pub struct Origin {
     ladder: RwLock<Option<Arc<dyn LadderFactory>>>,
     /// True once shutdown began: held requests are released and no new ones are held.
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Streams started so far: each gets its own DVR directory.
+    instances: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Origin {
@@ -92,6 +98,7 @@ impl Origin {
             nested: RwLock::new(Vec::new()),
             ladder: RwLock::new(None),
             shutdown: watch::channel(false).0,
+            instances: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -242,8 +249,14 @@ impl Origin {
                     }
                 }
             },
-            self.config.ended_linger,
-            self.config.codecs_override.clone(),
+            StreamSettings {
+                linger: self.config.ended_linger,
+                codecs_override: self.config.codecs_override.clone(),
+                dvr_dir: self.config.dvr_dir.as_ref().map(|root| {
+                    let n = self.instances.fetch_add(1, Ordering::Relaxed);
+                    crate::dvr::stream_dir(root, name, n)
+                }),
+            },
         );
         streams.insert(name.to_string(), input.stream.clone());
         Ok(input)

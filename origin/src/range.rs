@@ -70,6 +70,15 @@ pub(crate) fn serve_bytes(
     let Some(range) = range else {
         return Ok(media_reply(class, ct, vec![bytes]));
     };
+    let (start, last) = resolve(range, len)?;
+    // `start <= last < len`.
+    let body = bytes.slice(start as usize..=last as usize);
+    Ok(ranged(class, ct, body, (start, last), len))
+}
+
+/// The first and last byte `range` names in an object of `len` bytes (`start <= last < len`),
+/// or 416.
+pub(crate) fn resolve(range: ByteRange, len: u64) -> Result<(u64, u64), Error> {
     let (start, last) = match range {
         ByteRange::FromTo(a, b) => (a, b.min(len.saturating_sub(1))),
         ByteRange::From(a) => (a, len.saturating_sub(1)),
@@ -78,12 +87,21 @@ pub(crate) fn serve_bytes(
     if start >= len || last < start {
         return Err(Error::RangeNotSatisfiable { len });
     }
-    // `start <= last < len`.
-    let body = bytes.slice(start as usize..=last as usize);
-    Ok(partial(
+    Ok((start, last))
+}
+
+/// 206 with `body`, bytes `start..=last` of an object of `len` bytes.
+pub(crate) fn ranged(
+    class: Class,
+    ct: &'static str,
+    body: Bytes,
+    (start, last): (u64, u64),
+    len: u64,
+) -> Reply {
+    partial(
         media_reply(class, ct, vec![body]),
         format!("bytes {start}-{last}/{len}"),
-    ))
+    )
 }
 
 /// Turns a media reply into 206 Partial Content with this Content-Range.

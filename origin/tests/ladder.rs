@@ -369,3 +369,79 @@ async fn a_starved_rung_is_withdrawn_and_never_holds_back_the_source() {
         "{metrics}"
     );
 }
+
+/// A DVR window with a ladder: every rung keeps the source's window, its segments past the
+/// live window go to disk like the source's and are served from there, and no rung is
+/// withdrawn for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rungs_keep_the_dvr_window_and_spill_like_the_source() {
+    let dir = std::env::temp_dir().join(format!("llhls-ladder-dvr-{}", std::process::id()));
+    llhls_origin::dvr::prepare(&dir).unwrap();
+    let origin = Origin::new(OriginConfig {
+        dvr_dir: Some(dir.clone()),
+        ..OriginConfig::default()
+    });
+    origin.set_ladder(Arc::new(EchoFactory { stall: None }));
+    let mut publisher = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        layout: Layout::Separate,
+        window_segments: 6,
+        dvr_window: Duration::from_secs(30),
+        first_msn: 40,
+        ..PackagerConfig::default()
+    };
+    let input = origin
+        .create_stream_with("test", config, publisher.tracks())
+        .unwrap();
+    let mut last_version = None;
+    for _ in 0..(50.0 * 77.0) as usize {
+        let (f, w) = publisher.next_frame();
+        input.send(Command::Frame(f, w)).await.unwrap();
+        tokio::time::sleep(Duration::from_micros(500)).await;
+        if let Some(p) = input.stream.current() {
+            let v = Arc::as_ptr(&p);
+            if last_version != Some(v) {
+                last_version = Some(v);
+                check_published(&p);
+            }
+        }
+    }
+    let p = input.stream.current().unwrap();
+    let video = &p.snapshot.renditions[0];
+    assert!(
+        video.window_duration() >= 30.0 - 1e-3,
+        "{}",
+        video.window_duration()
+    );
+    assert!(video.segments.len() > 6);
+    for r in &p.snapshot.renditions[1..] {
+        assert_eq!(r.media_sequence, video.media_sequence, "{}", r.name);
+    }
+    assert_eq!(
+        origin
+            .metrics
+            .rungs_withdrawn
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    // The oldest listed segment of every rendition is on disk (bounded wait for the writer)
+    // and served from there.
+    let oldest = video.segments[0].msn;
+    for name in ["video", "360p", "240p", "audio"] {
+        let file = dir.join("test.0").join(format!("{name}/{oldest}.m4s"));
+        for _ in 0..500 {
+            if file.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let on_disk = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let r = call(&origin, &format!("/live/test/{name}/{oldest}.m4s")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{name}");
+        use http_body_util::BodyExt;
+        let served = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(served, on_disk, "{name}");
+    }
+    drop(input);
+    let _ = std::fs::remove_dir_all(&dir);
+}

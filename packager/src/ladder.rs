@@ -105,8 +105,18 @@ pub fn check_aligned(a: &RenditionSnapshot, b: &RenditionSnapshot) -> Result<(),
     let a_last = a.last_msn();
     let b_last = b.last_msn();
     let mut compared = 0;
+    // MSNs are consecutive within a window: find b's segment by offset, not by a scan (a DVR
+    // window holds thousands of segments, and this runs on every publish).
+    let b_first = b.segments.first().map(|s| s.msn);
+    let in_b = |msn: u64| {
+        let offset = msn.checked_sub(b_first?)?;
+        let found = b.segments.get(usize::try_from(offset).ok()?)?;
+        (found.msn == msn)
+            .then_some(found)
+            .or_else(|| b.segments.iter().find(|s| s.msn == msn))
+    };
     for sa in &a.segments {
-        let Some(sb) = b.segments.iter().find(|s| s.msn == sa.msn) else {
+        let Some(sb) = in_b(sa.msn) else {
             continue;
         };
         compared += 1;

@@ -26,7 +26,7 @@
 //!                 assert_eq!(key.to_string().parse::<ObjectKey>()?, key);
 //!                 let _ = bytes;
 //!             }
-//!             Output::Append { .. } | Output::Expired(_) | Output::Warning(_) => {}
+//!             Output::Append { .. } | Output::Expired(_) | Output::Spill(_) | Output::Warning(_) => {}
 //!             Output::PlaylistChanged => {
 //!                 let snap = p.snapshot().expect("timing is fixed once a playlist exists");
 //!                 let text = llhls_packager::render::render_media(&snap, &snap.renditions[0], llhls_packager::SkipMode::Full);
@@ -107,7 +107,8 @@ pub use directives::{classify, Decision, DirectiveError, Directives};
 pub use key::{ObjectKey, ObjectKeyError, ObjectKind};
 pub use media::{Frame, MediaTime, Timescale, TrackConfig, TrackId, TrackKind, WallClock};
 pub use packager::{
-    Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning, MAX_FIRST_MSN,
+    Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning,
+    MAX_DVR_WINDOW_SECS, MAX_FIRST_MSN,
 };
 pub use playlist::{RenditionSnapshot, StreamSnapshot, StreamTiming};
 pub use render::{render_media, render_multivariant, render_vod, SkipMode};

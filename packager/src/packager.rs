@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use crate::media::{Frame, TrackConfig, TrackKind, WallClock};
 use crate::playlist::{RenditionKind, StreamTiming};
 
-pub use config::{Addressing, Layout, PackagerConfig, MAX_FIRST_MSN};
+pub use config::{Addressing, Layout, PackagerConfig, MAX_DVR_WINDOW_SECS, MAX_FIRST_MSN};
 use gap::Stall;
 pub use output::{Output, PackagerError, Warning};
 use probe::Phase;

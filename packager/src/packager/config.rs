@@ -35,8 +35,14 @@ pub struct PackagerConfig {
     pub segment_target: Duration,
     /// Largest EXT-X-TARGETDURATION accepted when the keyframe interval is long (seconds).
     pub max_target_duration: u32,
-    /// Complete segments kept in the playlist (at least 6).
+    /// Complete segments kept in the playlist (at least 6), and without a DVR window the whole
+    /// playlist. With one, the segments that stay in memory (the live window): older ones are
+    /// announced with [`Output::Spill`](super::Output::Spill) so the caller can move their
+    /// bytes to slower storage.
     pub window_segments: usize,
+    /// DVR window: media playlists list the last this-much of media (never fewer than
+    /// `window_segments` segments). Zero: no DVR, the playlist is the live window.
+    pub dvr_window: Duration,
     /// Muxed or separate audio.
     pub layout: Layout,
     /// Part files or byte ranges.
@@ -56,6 +62,7 @@ impl Default for PackagerConfig {
             segment_target: Duration::from_secs(2),
             max_target_duration: 10,
             window_segments: 12,
+            dvr_window: Duration::ZERO,
             layout: Layout::Muxed,
             addressing: Addressing::Files,
             first_msn: 1,
@@ -68,6 +75,9 @@ impl Default for PackagerConfig {
 /// player holds exactly) minus room for 2^40 segments (tens of thousands of years).
 pub const MAX_FIRST_MSN: u64 = (1 << 53) - (1 << 40);
 
+/// Longest DVR window accepted (seconds): 30 days.
+pub const MAX_DVR_WINDOW_SECS: u64 = 30 * 24 * 3600;
+
 impl PackagerConfig {
     /// Checks the settings can produce a valid stream.
     pub(super) fn validate(&self) -> Result<(), PackagerError> {
@@ -75,6 +85,12 @@ impl PackagerConfig {
             return Err(PackagerError::Config(
                 "window_segments must be at least 6 (Apple authoring spec 8.11)".into(),
             ));
+        }
+        if self.dvr_window > Duration::from_secs(MAX_DVR_WINDOW_SECS) {
+            return Err(PackagerError::Config(format!(
+                "the DVR window {} s is longer than {MAX_DVR_WINDOW_SECS} s",
+                self.dvr_window.as_secs()
+            )));
         }
         if self.first_msn == 0 {
             return Err(PackagerError::Config("first_msn must be at least 1".into()));

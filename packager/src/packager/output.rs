@@ -147,6 +147,11 @@ pub enum Output {
     },
     /// Objects no longer listed and past their retention (3 × TD): they may be deleted.
     Expired(Vec<ObjectKey>),
+    /// DVR only: the segment `key` (already output) left the in-memory live window
+    /// (`window_segments`) but stays listed in the DVR window until an [`Output::Expired`]
+    /// names it. The caller may move its bytes to slower storage; it must keep serving it.
+    /// Its parts are expired separately (they are no longer listed).
+    Spill(ObjectKey),
     /// The playlists changed: read [`Packager::snapshot`](super::Packager::snapshot).
     PlaylistChanged,
     /// A problem with the input the publisher should know about.

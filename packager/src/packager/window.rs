@@ -47,6 +47,9 @@ pub(super) struct Rendition {
     pub(super) map_uri: String,
     /// `mfhd` sequence number of the last fragment.
     pub(super) fragment_seq: u32,
+    /// DVR: MSN of the oldest segment not yet announced as left the live window
+    /// ([`Output::Spill`]).
+    pub(super) spilled_until: u64,
 }
 
 impl Rendition {
@@ -63,6 +66,7 @@ impl Rendition {
             discontinuity_sequence: 0,
             map_uri: String::new(),
             fragment_seq: 0,
+            spilled_until: first_msn,
         }
     }
 
@@ -70,26 +74,95 @@ impl Rendition {
     fn slide(&mut self, window: usize, addressing: Addressing) -> Vec<Vec<ObjectKey>> {
         let mut removed = Vec::new();
         while self.segments.len() > window {
-            let Some(old) = self.segments.pop_front() else {
-                break;
-            };
-            self.segment_starts.pop_front();
-            self.media_sequence += 1;
-            if old.discontinuity {
-                self.discontinuity_sequence += 1;
+            removed.extend(self.pop_oldest(addressing));
+        }
+        removed
+    }
+
+    /// DVR: the MSN of the oldest segment to keep so that the window holds `dvr` seconds of
+    /// media (the fewest segments that do) and at least `window` segments. Computed on the
+    /// lead rendition and applied to every rendition ([`Rendition::slide_before`]), so that
+    /// all keep one MSN grid although their EXTINFs differ slightly (audio frames do not end
+    /// on video frame boundaries).
+    fn dvr_first_kept(&self, window: usize, dvr: f64) -> Option<u64> {
+        let mut total = 0.0;
+        for (kept, segment) in self.segments.iter().rev().enumerate() {
+            total += segment.duration;
+            // Tolerance: durations are sums of part durations in floating point.
+            if kept + 1 >= window && total >= dvr - 1e-6 {
+                return Some(segment.msn);
             }
-            let mut keys: Vec<ObjectKey> = old
-                .parts
+        }
+        self.segments.front().map(|s| s.msn)
+    }
+
+    /// Drops the segments older than `msn` from the front, keeping at least `window`;
+    /// returns the keys of their objects.
+    fn slide_before(
+        &mut self,
+        msn: u64,
+        window: usize,
+        addressing: Addressing,
+    ) -> Vec<Vec<ObjectKey>> {
+        let mut removed = Vec::new();
+        while self.segments.len() > window && self.segments.front().is_some_and(|s| s.msn < msn) {
+            removed.extend(self.pop_oldest(addressing));
+        }
+        removed
+    }
+
+    /// Removes the oldest segment (rule 36: in order), counting it in MEDIA-SEQUENCE and,
+    /// when it carried EXT-X-DISCONTINUITY, in DISCONTINUITY-SEQUENCE; returns the keys of its
+    /// objects (parts already expired by [`Rendition::spill`] are not named again).
+    fn pop_oldest(&mut self, addressing: Addressing) -> Option<Vec<ObjectKey>> {
+        let old = self.segments.pop_front()?;
+        self.segment_starts.pop_front();
+        self.media_sequence += 1;
+        if old.discontinuity {
+            self.discontinuity_sequence += 1;
+        }
+        let mut keys: Vec<ObjectKey> = old
+            .parts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.gap)
+            .map(|(index, _)| part_key(addressing, &self.name, old.msn, index as u32))
+            .collect();
+        keys.push(ObjectKey::segment(&self.name, old.msn));
+        keys.dedup();
+        Some(keys)
+    }
+
+    /// DVR: the segments older than the last `window` (the live window) whose parts are no
+    /// longer listed leave memory, oldest first, each once. Returns, per segment, its key (none
+    /// for a GAP segment, which has no object) and the keys of its part files, whose entries
+    /// are dropped: the window keeps per-segment metadata only, however long it is.
+    fn spill(
+        &mut self,
+        window: usize,
+        addressing: Addressing,
+    ) -> Vec<(Option<ObjectKey>, Vec<ObjectKey>)> {
+        let older = self.segments.len().saturating_sub(window);
+        let mut out = Vec::new();
+        for segment in self.segments.iter_mut().take(older) {
+            if segment.msn < self.spilled_until {
+                continue;
+            }
+            if segment.parts_listed {
+                break;
+            }
+            self.spilled_until = segment.msn + 1;
+            let key = ObjectKey::segment(&self.name, segment.msn);
+            let parts: Vec<ObjectKey> = std::mem::take(&mut segment.parts)
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| !p.gap)
-                .map(|(index, _)| part_key(addressing, &self.name, old.msn, index as u32))
+                .map(|(index, _)| part_key(addressing, &self.name, segment.msn, index as u32))
+                .filter(|k| *k != key)
                 .collect();
-            keys.push(ObjectKey::segment(&self.name, old.msn));
-            keys.dedup();
-            removed.push(keys);
+            out.push(((!segment.gap).then_some(key), parts));
         }
-        removed
+        out
     }
 
     /// Parts stay listed only for parents overlapping the last `horizon` ticks before `now`,
@@ -115,12 +188,16 @@ impl Packager {
         let three_td = LeadTicks(3 * i64::from(locked.target_duration) * self.lead_scale);
         let addressing = self.config.addressing;
         let window = self.config.window_segments;
+        let dvr = self.config.dvr_window.as_secs_f64();
         let mut expired = Vec::new();
-        for r in &mut self.renditions {
+        let mut spilled = Vec::new();
+        let mut closed = vec![false; self.renditions.len()];
+        for (ri, r) in self.renditions.iter_mut().enumerate() {
             let Some(open) = r.open.take() else { continue };
             if open.parts.is_empty() {
                 continue;
             }
+            closed[ri] = true;
             let duration: f64 = open.parts.iter().map(|p| p.duration).sum();
             let key = ObjectKey::segment(&r.name, open.msn);
             let total: usize = open.part_bytes.iter().map(|part| part.len()).sum();
@@ -149,12 +226,34 @@ impl Packager {
                 independent: open.independent,
             });
             r.segment_starts.push_back(open.start);
+        }
+        // DVR: the lead rendition's seconds decide where every rendition's window starts.
+        let first_kept = (dvr > 0.0)
+            .then(|| self.renditions.first()?.dvr_first_kept(window, dvr))
+            .flatten();
+        for (ri, r) in self.renditions.iter_mut().enumerate() {
+            if !closed[ri] {
+                continue;
+            }
             // Sliding window (rule 36: removals in order, never below 6 segments).
-            for keys in r.slide(window, addressing) {
+            let removed = match first_kept {
+                Some(msn) => r.slide_before(msn, window, addressing),
+                None => r.slide(window, addressing),
+            };
+            for keys in removed {
                 expired.push((boundary + three_td, keys));
             }
             r.unlist_old_parts(boundary, three_td);
+            if dvr > 0.0 {
+                for (key, parts) in r.spill(window, addressing) {
+                    spilled.extend(key);
+                    if !parts.is_empty() {
+                        expired.push((boundary + three_td, parts));
+                    }
+                }
+            }
         }
+        self.outputs.extend(spilled.into_iter().map(Output::Spill));
         self.retention.extend(expired);
         let mut due = Vec::new();
         while self
@@ -171,6 +270,32 @@ impl Packager {
         }
         self.timeline.end = self.timeline.end.max(boundary);
         self.changed();
+    }
+}
+
+impl Packager {
+    /// DVR: the caller could not keep the segment `msn` it was told to spill (a disk write
+    /// failed): that segment and every older one leave the DVR window now, in order, so no
+    /// playlist lists a segment that cannot be served. The live window is never touched.
+    /// Their objects expire after the usual retention. Drain the outputs afterwards.
+    pub fn drop_dvr_through(&mut self, msn: u64) {
+        let Some(locked) = self.locked() else { return };
+        let three_td = LeadTicks(3 * i64::from(locked.target_duration) * self.lead_scale);
+        let expires = self.timeline.end + three_td;
+        let (window, addressing) = (self.config.window_segments, self.config.addressing);
+        let mut expired = Vec::new();
+        for r in &mut self.renditions {
+            while r.segments.len() > window && r.segments.front().is_some_and(|s| s.msn <= msn) {
+                expired.extend(r.pop_oldest(addressing));
+            }
+        }
+        if expired.is_empty() {
+            return;
+        }
+        self.retention
+            .extend(expired.into_iter().map(|keys| (expires, keys)));
+        self.changed();
+        self.publish();
     }
 }
 
@@ -233,6 +358,46 @@ mod tests {
         assert_eq!(r.discontinuity_sequence, 1);
         assert_eq!(r.segments.len(), 6);
         assert_eq!(r.segment_starts.front(), Some(&LeadTicks(400)));
+    }
+
+    #[test]
+    fn the_dvr_window_keeps_its_seconds_and_spills_each_old_segment_once() {
+        // Segments of 1 s, a 9 s DVR window, a live window of 6 segments.
+        let mut r = rendition(12);
+        for s in &mut r.segments {
+            s.parts_listed = s.msn > 8;
+        }
+        assert_eq!(r.dvr_first_kept(6, 9.0), Some(4));
+        let removed = r.slide_before(4, 6, Addressing::Files);
+        assert_eq!(removed.len(), 3, "12 s of media, 9 s kept");
+        assert_eq!(r.segments.len(), 9);
+        assert_eq!(r.media_sequence, 4);
+        assert_eq!(
+            r.discontinuity_sequence, 1,
+            "segment 3 carried a discontinuity"
+        );
+        let spilled = r.spill(6, Addressing::Files);
+        let keys: Vec<String> = spilled
+            .iter()
+            .map(|(k, _)| k.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(keys, ["video/4.m4s", "video/5.m4s", "video/6.m4s"]);
+        assert_eq!(
+            spilled[0].1,
+            vec![
+                ObjectKey::part("video", 4, 0),
+                ObjectKey::part("video", 4, 1)
+            ]
+        );
+        assert!(r.segments[0].parts.is_empty(), "metadata only once spilled");
+        assert!(
+            r.spill(6, Addressing::Files).is_empty(),
+            "each segment once"
+        );
+        // Never below the live window, however short the DVR window.
+        assert_eq!(r.dvr_first_kept(6, 0.5), Some(r.segments[3].msn));
+        r.slide_before(u64::MAX, 6, Addressing::Files);
+        assert_eq!(r.segments.len(), 6);
     }
 
     #[test]

@@ -1,0 +1,264 @@
+//! The DVR window with the real binary and an ffmpeg publisher: a 20 s window of 1 s
+//! segments, segments past the live window served from disk byte for byte as they were from
+//! memory, deleted when they leave the window, and a clear error for an unusable data
+//! directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn data_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("llhls-dvr-{tag}-{}", std::process::id()))
+}
+
+/// Polls `what` every 100 ms until it holds; panics with `why` after `limit` (a generous
+/// bound for a stream running in real time, not a performance assertion).
+fn until(limit: Duration, why: &str, mut what: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !what() {
+        assert!(start.elapsed() < limit, "{why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (MSN of the first segment, EXTINF durations, skipped segments) of a media playlist.
+fn listing(text: &str) -> (u64, Vec<f64>, usize) {
+    let field = |tag: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(tag))
+            .map(|v| v.split(',').next().unwrap().parse::<u64>().unwrap())
+    };
+    let durations = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|v| v.trim_end_matches(',').parse().unwrap())
+        .collect();
+    let skipped = field("#EXT-X-SKIP:SKIPPED-SEGMENTS=").unwrap_or(0) as usize;
+    (field("#EXT-X-MEDIA-SEQUENCE:").unwrap(), durations, skipped)
+}
+
+fn segment_uris(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_dvr_window_lists_its_seconds_and_serves_old_segments_from_disk() {
+    let dir = data_dir("serve");
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = Server::start(&[
+        "--dvr-window-secs",
+        "20",
+        "--window-segments",
+        "6",
+        "--segment-target-ms",
+        "1000",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let mut ff = publish(&s.rtmp_url("dvr"), 45, false);
+    s.wait_for("/live/dvr/media.m3u8", Duration::from_secs(20));
+    let playlist = || s.get("/live/dvr/media.m3u8").text();
+
+    // The oldest segment, served from memory while it is in the live window.
+    let first = segment_uris(&playlist())[0].clone();
+    let live = s.get(&format!("/live/dvr/{first}"));
+    assert_eq!(live.status, 200);
+    let file = dir.join("dvr/dvr.0").join(&first);
+    assert!(!file.exists(), "{first} on disk while in the live window");
+
+    // Once it left the live window it is written to disk, and served from there the same.
+    until(Duration::from_secs(30), "segment never spilled", || {
+        file.exists()
+    });
+    // The store switches to the file right after the rename; give the writer a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let disk = s.get(&format!("/live/dvr/{first}"));
+    assert_eq!(disk.status, 200);
+    assert_eq!(disk.body, live.body, "{first} differs from disk");
+    assert_eq!(std::fs::read(&file).unwrap(), live.body);
+    for h in [
+        "content-type",
+        "cache-control",
+        "accept-ranges",
+        "content-length",
+    ] {
+        assert_eq!(disk.header(h), live.header(h), "{h}");
+    }
+    let ranged = http_get(
+        s.http,
+        &format!("/live/dvr/{first}"),
+        &[("range", "bytes=10-99")],
+    );
+    assert_eq!(ranged.status, 206);
+    assert_eq!(ranged.body, live.body[10..100]);
+    let len = live.body.len();
+    assert_eq!(
+        ranged.header("content-range"),
+        Some(format!("bytes 10-99/{len}").as_str())
+    );
+    let tail = http_get(
+        s.http,
+        &format!("/live/dvr/{first}"),
+        &[("range", "bytes=-7")],
+    );
+    assert_eq!(tail.body, live.body[len - 7..]);
+    let beyond = format!("bytes={len}-");
+    let past = http_get(s.http, &format!("/live/dvr/{first}"), &[("range", &beyond)]);
+    assert_eq!(past.status, 416);
+
+    // The window fills up to 20 s of 1 s segments, then slides.
+    let first_msn = listing(&playlist()).0;
+    until(Duration::from_secs(40), "the window never slid", || {
+        listing(&playlist()).0 > first_msn
+    });
+    let full = playlist();
+    let (_, durations, _) = listing(&full);
+    let total: f64 = durations.iter().sum();
+    assert!(total >= 20.0 - 1e-3, "{total} s listed");
+    assert!(
+        total - durations[0] < 20.0,
+        "{total} s listed, more than needed"
+    );
+    assert!((19..=22).contains(&durations.len()), "{}", durations.len());
+    // Parts only near the live edge.
+    let parents_with_parts = full
+        .split("#EXTINF:")
+        .filter(|chunk| chunk.contains("#EXT-X-PART:"))
+        .count();
+    assert!(
+        parents_with_parts <= 6,
+        "{parents_with_parts} parents list parts"
+    );
+
+    // The delta update stays small: it lists about CAN-SKIP-UNTIL (6 s) of segments.
+    let delta = s.get("/live/dvr/media.m3u8?_HLS_skip=YES").text();
+    let (msn, listed, skipped) = listing(&delta);
+    assert!(skipped >= durations.len() - 9, "skipped {skipped}");
+    assert!(
+        listed.len() <= 8,
+        "{} segments after the skip",
+        listed.len()
+    );
+    let uris = segment_uris(&delta);
+    // The first segment after the skip is MEDIA-SEQUENCE + SKIPPED-SEGMENTS.
+    assert_eq!(uris[0], format!("media/{}.m4s", msn + skipped as u64));
+    // Its size does not grow with the window: only the EXT-X-SKIP line stands for the rest.
+    assert!(
+        delta.len() < full.len(),
+        "delta {} bytes, full {}",
+        delta.len(),
+        full.len()
+    );
+
+    // Every view parses, and every listed object (old segments from disk) is served.
+    validate_served(&s, "dvr");
+
+    // The oldest segment leaves the window: 404, and its file is deleted.
+    until(
+        Duration::from_secs(30),
+        "the first segment's file stays",
+        || !file.exists(),
+    );
+    assert_eq!(s.get(&format!("/live/dvr/{first}")).status, 404);
+    // Disk use is bounded by the window (plus the 3 target durations of retention).
+    let on_disk = std::fs::read_dir(file.parent().unwrap()).unwrap().count();
+    assert!(on_disk <= 20 + 4, "{on_disk} files on disk");
+
+    let metrics = s.get("/metrics").text();
+    assert!(
+        metrics.contains("llhls_dvr_write_errors_total 0"),
+        "{metrics}"
+    );
+    let _ = ff.kill();
+    let _ = ff.wait();
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failing_disk_shrinks_the_window_and_the_stream_goes_on() {
+    let dir = data_dir("fail");
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = Server::start(&[
+        "--dvr-window-secs",
+        "60",
+        "--window-segments",
+        "6",
+        "--segment-target-ms",
+        "1000",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    // A file where the stream's directory would go: every write fails, as on a full disk.
+    std::fs::write(dir.join("dvr/fail.0"), b"in the way").unwrap();
+    let mut ff = publish(&s.rtmp_url("fail"), 25, false);
+    s.wait_for("/live/fail/media.m3u8", Duration::from_secs(20));
+    let errors = || {
+        s.get("/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("llhls_dvr_write_errors_total "))
+            .map(|v| v.parse::<u64>().unwrap())
+            .unwrap_or(0)
+    };
+    until(Duration::from_secs(30), "no write error counted", || {
+        errors() >= 3
+    });
+    // The window holds the live window only, and the stream keeps advancing.
+    let (msn, durations, _) = listing(&s.get("/live/fail/media.m3u8").text());
+    assert!(durations.len() <= 7, "{} segments listed", durations.len());
+    until(Duration::from_secs(10), "the stream stopped", || {
+        listing(&s.get("/live/fail/media.m3u8").text()).0 > msn + 1
+    });
+    validate_served(&s, "fail");
+    let log = s.log_text();
+    assert!(log.contains("writing a DVR segment failed"), "{log}");
+    let lines = log.matches("writing a DVR segment failed").count();
+    assert!(
+        lines <= 5 + errors() as usize / 100,
+        "{lines} log lines: rate-limited"
+    );
+    let _ = ff.kill();
+    let _ = ff.wait();
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unusable_data_directory_stops_startup_with_its_path() {
+    let blocker = data_dir("blocker");
+    std::fs::write(&blocker, b"a file, not a directory").unwrap();
+    let bad = blocker.join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_llhls"))
+        .args(["serve", "--demo", "false", "--whip-udp", "off"])
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--rtmp", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--dvr-window-secs",
+            "60",
+            "--data-dir",
+            bad.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&Path::new(&bad).join("dvr").display().to_string()),
+        "{err}"
+    );
+    assert!(
+        err.contains("data_dir"),
+        "says which setting to change: {err}"
+    );
+    std::fs::remove_file(&blocker).unwrap();
+}
