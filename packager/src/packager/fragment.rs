@@ -150,9 +150,16 @@ impl Packager {
             };
             let index = open.parts.len() as u32;
             if runs_owned.is_empty() {
-                // Nothing for this rendition yet (audio not arrived): a GAP part keeps the grid.
+                // Nothing for this rendition yet (audio not arrived): a GAP part keeps the grid,
+                // for the time its segment lacks beside the lead's. Audio that already reaches
+                // the boundary (its frames are longer than the lead's hole parts) gets no part:
+                // a GAP there would count that time twice and outgrow TARGETDURATION.
+                let lacking = lead_open_secs - audio_open_secs;
+                if !has_lead && lacking <= 1e-9 {
+                    continue;
+                }
                 open.parts.push(PartEntry {
-                    duration: lead_dur.secs(lead_scale).min(r.part_target),
+                    duration: lead_dur.secs(lead_scale).min(r.part_target).min(lacking),
                     uri: ObjectKey::part(&r.name, open.msn, index).to_string(),
                     independent: false,
                     gap: true,
