@@ -1,6 +1,7 @@
 // What the player-test scripts share: their folders, command-line options, the llhls binary
-// to test, free ports and sleeping.
-import { mkdirSync } from 'node:fs';
+// to test, free ports, sleeping, Chromium and the test player page.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
@@ -31,3 +32,34 @@ export const freePort = () => new Promise((res, rej) => {
 });
 
 export const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+
+/** Debian's headless Chromium (or $CHROMIUM) with the flags every test uses, plus `extra`. */
+export async function launchChromium(extra = []) {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required', ...extra] });
+}
+
+/**
+ * The test player page (page.html: hls.js, Shaka or Chromium's own player, `?player=`),
+ * publish.html, hls.js and Shaka (its debug build with `shakaDebug`), served on a free port of
+ * 127.0.0.1: another origin than the server's, so CORS is exercised. Resolves to
+ * `{ port, server }`.
+ */
+export async function servePlayerPages({ shakaDebug = false } = {}) {
+  const hlsJs = readFileSync(join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js'));
+  const shakaJs = readFileSync(join(here, 'node_modules', 'shaka-player', 'dist',
+    shakaDebug ? 'shaka-player.compiled.debug.js' : 'shaka-player.compiled.js'));
+  const pageHtml = readFileSync(join(here, 'page.html'));
+  const publishHtml = readFileSync(join(here, 'publish.html'));
+  const server = createServer((req, res) => {
+    if (req.url.startsWith('/hls.js')) { res.writeHead(200, { 'content-type': 'application/javascript' }); res.end(hlsJs); }
+    else if (req.url.startsWith('/shaka.js')) { res.writeHead(200, { 'content-type': 'application/javascript' }); res.end(shakaJs); }
+    else if (req.url.startsWith('/publish')) { res.writeHead(200, { 'content-type': 'text/html' }); res.end(publishHtml); }
+    else { res.writeHead(200, { 'content-type': 'text/html' }); res.end(pageHtml); }
+  });
+  const port = await freePort();
+  await new Promise(r => server.listen(port, '127.0.0.1', r));
+  return { port, server };
+}

@@ -39,7 +39,7 @@
 // `rtmp-clock` is ffmpeg over RTMP (x264 zerolatency, keyframe every second, 1280x720 unless
 // --size) fed raw frames by clock-source.mjs, which carry the same wall-clock barcode.
 import { spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:http';
+import { launchChromium, servePlayerPages } from './common.mjs';
 import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -139,27 +139,8 @@ const server = run(llhlsBin, serverArgs, 'llhls.log', { RUST_LOG: process.env.RU
 await waitFor(`${origin}/healthz`, 'llhls serve');
 
 // Pages come from another origin (another port), so CORS is exercised for WHIP and HLS.
-const hlsJs = readFileSync(join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js'));
-const shakaJs = readFileSync(join(here, 'node_modules', 'shaka-player', 'dist',
-  flag('shaka-debug') ? 'shaka-player.compiled.debug.js' : 'shaka-player.compiled.js'));
-const pageHtml = readFileSync(join(here, 'page.html'));
-const publishHtml = readFileSync(join(here, 'publish.html'));
-const pageServer = createServer((req, res) => {
-  if (req.url.startsWith('/hls.js')) { res.writeHead(200, { 'content-type': 'application/javascript' }); res.end(hlsJs); }
-  else if (req.url.startsWith('/shaka.js')) { res.writeHead(200, { 'content-type': 'application/javascript' }); res.end(shakaJs); }
-  else if (req.url.startsWith('/publish')) { res.writeHead(200, { 'content-type': 'text/html' }); res.end(publishHtml); }
-  else { res.writeHead(200, { 'content-type': 'text/html' }); res.end(pageHtml); }
-});
-const pagePort = await freePort();
-await new Promise(r => pageServer.listen(pagePort, '127.0.0.1', r));
-
-const { chromium } = await import('playwright-core');
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
-});
+const { port: pagePort, server: pageServer } = await servePlayerPages({ shakaDebug: flag('shaka-debug') });
+const browser = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
 
 // One browser context per viewer: separate HTTP caches and connection pools, like separate
 // people (in one page, Chromium would collapse identical requests and share 6 connections).

@@ -102,6 +102,21 @@ fn golden_playlists() {
     let mut h = Harness::new(config, pub_.tracks());
     h.feed(&mut pub_, 77 * 19);
     let snap = h.last();
+    // Every segment's PROGRAM-DATE-TIME dates its first sample: plus its EXTINF, it is the
+    // next segment's, to the millisecond, in every rendition (audio segments start on an AAC
+    // frame, up to 21 ms after the video's boundary).
+    for r in &snap.renditions {
+        for w in r.segments.windows(2) {
+            let step = w[1].program_date_time.0 - w[0].program_date_time.0;
+            let extinf_ms = w[0].duration * 1000.0;
+            assert!(
+                (step as f64 - extinf_ms).abs() <= 1.0,
+                "{} segment {}: PDT step {step} ms, EXTINF {extinf_ms:.3} ms",
+                r.name,
+                w[0].msn
+            );
+        }
+    }
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut views = vec![("multivariant.m3u8".to_string(), render_multivariant(snap))];
     for r in &snap.renditions {

@@ -79,6 +79,8 @@ impl Packager {
         for ri in 0..self.renditions.len() {
             let mut runs_owned: Vec<(u32, u64, bool, Vec<Sample>)> = Vec::new();
             let mut rendition_dur_secs: f64 = 0.0;
+            // Lead time of this rendition's first sample in the part.
+            let mut first_lead: Option<LeadTicks> = None;
             let has_lead = self.renditions[ri].tracks.contains(&self.lead);
             let part_target_secs = self.renditions[ri].part_target;
             // An audio-only rendition beside video: its segment may outgrow the lead's by at
@@ -128,6 +130,8 @@ impl Packager {
                 if samples.is_empty() {
                     continue;
                 }
+                let first = samples[0].dts.to_lead(track.scale, lead_scale);
+                first_lead = Some(first_lead.map_or(first, |f| f.min(first)));
                 let base = samples[0].dts.get().max(0) as u64;
                 let video = track.cfg.kind() == TrackKind::Video;
                 let out: Vec<Sample> = samples
@@ -166,6 +170,18 @@ impl Packager {
                     byterange: None,
                 });
                 continue;
+            }
+            if !has_lead && open.parts.is_empty() {
+                // An audio rendition's segment starts at the first audio frame at or after the
+                // video's boundary, up to a frame (21 ms of AAC) later: its PROGRAM-DATE-TIME is
+                // that frame's (the tag dates the segment's first sample), so that one
+                // segment's PDT plus its EXTINF is the next one's, and the date maps to the
+                // same media time in every rendition. With the video's date, each audio segment
+                // overran the next one's date by up to a frame (hls.js 1.7 logs the audio
+                // playlist "sliding" by those milliseconds).
+                if let Some(first) = first_lead {
+                    open.pdt = self.timeline.pdt_at(first, lead_scale);
+                }
             }
             r.fragment_seq += 1;
             let runs: Vec<TrackRun<'_>> = runs_owned
