@@ -43,7 +43,8 @@ server.stdout.on('data', d => log.push(d)); server.stderr.on('data', d => log.pu
 let ffmpeg = null, pages = null;
 const failures = [], notes = [];
 // Checks of an open acceptance criterion, named in LLHLS_PLAYER_KNOWN (comma-separated), are
-// reported as KNOWN-OPEN instead of failing the run, as in run.mjs: `abr-stalls` (0 stalls
+// reported as KNOWN-OPEN instead of failing the run, as in run.mjs: `abr-shaka-up` (below),
+// `abr-stalls` (0 stalls
 // during ABR with throttling, issue 11: hls.js 1.7 and Shaka 5.2 still stall in some runs; the
 // README's player notes say where).
 const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
@@ -247,7 +248,10 @@ for (let i = 0; i < 150 && !up; i++) {
   up = h === top && (throttledHeight === top ? [freedAt, top] : sw.find(([t, x]) => t >= freedAt && x === top));
 }
 await page.screenshot({ path: join(outDir, '4-unthrottled.png') });
-if (!up) failures.push(`unthrottled, ${playerName} did not switch back up to ${top}p within 45 s`);
+// Shaka 5.2's estimator ignores downloads under 16 kB (abr.advanced.minBytes): every part of
+// a small rung and of the audio, so it climbs back slowly (34-40 s in the runs that did, README
+// player notes). `abr-shaka-up` reports its miss as KNOWN-OPEN (issue 11); hls.js is held to it.
+if (!up) ((playerName === 'Shaka' && knownOpen.has('abr-shaka-up')) ? knownFailures : failures).push(`unthrottled, ${playerName} did not switch back up to ${top}p within 45 s`);
 else notes.push(`unthrottled: ${throttledHeight === top ? 'still' : 'up to'} ${top}p${throttledHeight === top ? '' : ` after ${((up[0] - freedAt) / 1000).toFixed(1)} s`}`);
 // A few seconds on the higher rung, for a stall after the switch up.
 await sleep(5000);
