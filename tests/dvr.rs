@@ -48,20 +48,25 @@ fn segment_uris(text: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_dvr_window_lists_its_seconds_and_serves_old_segments_from_disk() {
-    let dir = data_dir("serve");
-    let _ = std::fs::remove_dir_all(&dir);
-    let s = Server::start(&[
+/// A server with a DVR window of `secs` seconds on `dir`: 1 s segments, a live window of 6.
+fn dvr_server(dir: &std::path::Path, secs: &str) -> Server {
+    Server::start(&[
         "--dvr-window-secs",
-        "20",
+        secs,
         "--window-segments",
         "6",
         "--segment-target-ms",
         "1000",
         "--data-dir",
         dir.to_str().unwrap(),
-    ]);
+    ])
+}
+
+#[test]
+fn a_dvr_window_lists_its_seconds_and_serves_old_segments_from_disk() {
+    let dir = data_dir("serve");
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = dvr_server(&dir, "20");
     let mut ff = publish(&s.rtmp_url("dvr"), 45, false);
     s.wait_for("/live/dvr/media.m3u8", Duration::from_secs(20));
     let playlist = || s.get("/live/dvr/media.m3u8").text();
@@ -186,16 +191,7 @@ fn a_dvr_window_lists_its_seconds_and_serves_old_segments_from_disk() {
 fn a_failing_disk_shrinks_the_window_and_the_stream_goes_on() {
     let dir = data_dir("fail");
     let _ = std::fs::remove_dir_all(&dir);
-    let s = Server::start(&[
-        "--dvr-window-secs",
-        "60",
-        "--window-segments",
-        "6",
-        "--segment-target-ms",
-        "1000",
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let s = dvr_server(&dir, "60");
     // A file where the stream's directory would go: every write fails, as on a full disk.
     std::fs::write(dir.join("dvr/fail.0"), b"in the way").unwrap();
     let mut ff = publish(&s.rtmp_url("fail"), 25, false);

@@ -19,22 +19,6 @@ fn cfg() -> PackagerConfig {
     }
 }
 
-fn validate(files: &[PathBuf]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/validate_playlists.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg("--same-snapshot")
-        .args(files)
-        .output()
-        .expect("python3 runs (scripts/setup.sh installs it and the m3u8 package)");
-    assert!(
-        out.status.success(),
-        "the independent parser rejected a playlist:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("llhls-views-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();

@@ -356,3 +356,22 @@ pub fn first_video_sample_is_sync(part: &[u8]) -> bool {
         .expect("sample flags");
     flags & 0x0001_0000 == 0
 }
+
+/// Runs scripts/validate_playlists.py (the independent `m3u8` parser and the Apple authoring
+/// spec rules) on playlist views dumped from one snapshot; fails the test with its output.
+pub fn validate(files: &[std::path::PathBuf]) {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/validate_playlists.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg("--same-snapshot")
+        .args(files)
+        .output()
+        .expect("python3 runs (scripts/setup.sh installs it and the m3u8 package)");
+    assert!(
+        out.status.success(),
+        "the independent parser rejected a playlist:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
