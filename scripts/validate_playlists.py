@@ -39,8 +39,8 @@ OPEN_FINDINGS = [
     # Auth 6.1 "I-frame playlists (EXT-X-I-FRAME-STREAM-INF) MUST be provided": llhls
     # publishes none (no scrubbing thumbnails or fast trick play on Apple devices).
     ("Auth 6.1", "", "no I-frame playlists"),
-    # Auth 9.9 "You MUST provide multiple bit rates of video": llhls does not transcode; it
-    # packages the one encode it receives (a ladder needs a publisher sending several).
+    # Auth 9.9 "You MUST provide multiple bit rates of video": without `ladder` llhls packages
+    # the one encode it receives (with it, the rungs make several; the demo has one).
     ("Auth 9.9", "", "one variant per stream"),
     # Auth 8.11 "You MUST provide at least six segments in a live (linear) playlist": a young
     # stream's first playlists are offered from three complete segments (commit f98c13d, for
