@@ -268,9 +268,8 @@ const partsOf = (h, from, to) => requests.filter(r => r.t >= from && r.t < to &&
 if (down && !partsOf(down[1], throttledAt, freedAt)) failures.push(`no ${down[1]}p part fetched while throttled`);
 if (up && !partsOf(up[1], freedAt, Date.now())) failures.push(`no ${up[1]}p part fetched after the throttle`);
 
-// 4. Media playlist requests from the throttle on. hls.js: every one blocks (_HLS_msn), the
-// first one for the rendition it moves to included, which it builds from the rendition report
-// of the playlist it leaves. Shaka: on a switch it loads the new rendition's playlist plainly
+// 4. Media playlist requests from the throttle on. hls.js: the first one for each rendition it
+// moves to blocks (_HLS_msn), built from the rendition report of the playlist it leaves. Shaka: on a switch it loads the new rendition's playlist plainly
 // (a request without _HLS_msn: HlsParser's createSegmentIndex), then blocks on its updates.
 const videoPlaylists = [...playlistOf.values()];
 const playlistRequests = requests.filter(r => r.t >= throttledAt)
@@ -280,8 +279,13 @@ const short = (r) => r.url.split('/').pop();
 const plain = playlistRequests.filter(r => !r.blocking);
 const moves = playlistRequests.filter((r, i) => i > 0 && r.name !== playlistRequests[i - 1].name);
 if (!shaka) {
-  if (plain.length) failures.push(`${plain.length} media playlist request(s) did not block: ${plain.slice(0, 5).map(short).join(', ')}`);
+  // The first request for each rendition it moves to must block. A later plain reload is
+  // hls.js's own choice when its playlist is stale (seen on a loaded machine, behind by
+  // seconds: `240p.m3u8?_HLS_skip=YES`), which the protocol allows: counted, not failed.
+  const plainMoves = moves.filter(r => !r.blocking);
+  if (plainMoves.length) failures.push(`${plainMoves.length} switch(es) began with a playlist request that did not block: ${plainMoves.slice(0, 5).map(short).join(', ')}`);
   notes.push(`first playlist request after each switch: ${moves.map(short).join(', ')}`);
+  if (plain.length) notes.push(`${plain.length} later plain reload(s): ${plain.slice(0, 3).map(short).join(', ')}`);
 } else {
   const switchedAfter = switches.filter(([t]) => t >= throttledAt).length;
   if (switchedAfter && !plain.length) failures.push('Shaka switched without a plain playlist load (does it read rendition reports now? update the README\'s player notes)');
