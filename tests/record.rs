@@ -1,0 +1,275 @@
+//! Recording with the real binary and an ffmpeg publisher over RTMP: the recording's playlists
+//! (EVENT while live, VOD once ended) read by the independent checker and by ffprobe end to
+//! end, a reconnect continuing the same recording with a discontinuity, a `kill -9` mid-stream
+//! with a torn segment on disk, retention by size and by age, and paths that try to leave the
+//! recordings directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn data_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("llhls-rec-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Polls `what` every 100 ms until it holds; panics with `why` after `limit` (a generous
+/// bound for a stream running in real time, not a performance assertion).
+fn until(limit: Duration, why: &str, mut what: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !what() {
+        assert!(start.elapsed() < limit, "{why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One `/recordings.json` item.
+#[derive(Debug, Clone)]
+struct Rec {
+    name: String,
+    ended: bool,
+    duration: f64,
+    bytes: u64,
+    playlist: String,
+}
+
+fn field<'a>(obj: &'a str, name: &str) -> &'a str {
+    let at = obj
+        .find(&format!("\"{name}\":"))
+        .unwrap_or_else(|| panic!("{name} in {obj}"));
+    let rest = &obj[at + name.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim_matches('"')
+}
+
+fn recordings(s: &Server) -> Vec<Rec> {
+    let r = s.get("/recordings.json");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let text = r.text();
+    let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
+    if inner.is_empty() {
+        return Vec::new();
+    }
+    inner
+        .split("},{")
+        .map(|o| Rec {
+            name: field(o, "name").to_string(),
+            ended: field(o, "end") != "null",
+            duration: field(o, "duration").parse().unwrap(),
+            bytes: field(o, "bytes").parse().unwrap(),
+            playlist: field(o, "playlist").to_string(),
+        })
+        .collect()
+}
+
+fn uris(text: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for l in text.lines() {
+        if let Some(rest) = l.split("URI=\"").nth(1) {
+            v.push(rest.split('"').next().unwrap().to_string());
+        } else if !l.starts_with('#') && !l.is_empty() {
+            v.push(l.to_string());
+        }
+    }
+    v
+}
+
+/// Downloads a recording over HTTP (every playlist and every file they name) into a fresh
+/// directory; returns the directory. Every file must answer 200.
+fn download(s: &Server, playlist_url: &str) -> PathBuf {
+    let base = playlist_url.trim_end_matches("index.m3u8");
+    let dir = std::env::temp_dir().join(format!(
+        "llhls-rec-dl-{}-{}",
+        std::process::id(),
+        s.http.port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut todo = vec!["index.m3u8".to_string()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(rel) = todo.pop() {
+        if !seen.insert(rel.clone()) {
+            continue;
+        }
+        let r = s.get(&format!("{base}{rel}"));
+        assert_eq!(r.status, 200, "{base}{rel}");
+        let path = dir.join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &r.body).unwrap();
+        if rel.ends_with(".m3u8") {
+            todo.extend(uris(&r.text()));
+        }
+    }
+    dir
+}
+
+/// (video packets, audio packets, seconds) ffprobe reads from the multivariant playlist,
+/// following every segment.
+fn probe(index: &Path) -> (u64, u64, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets"])
+        .args([
+            "-show_entries",
+            "stream=codec_type,nb_read_packets:format=duration",
+        ])
+        .args(["-of", "default=nw=1"])
+        .arg(index)
+        .output()
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ffprobe: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut video, mut audio, mut secs, mut kind) = (0, 0, 0.0, "");
+    for l in text.lines() {
+        if let Some(k) = l.strip_prefix("codec_type=") {
+            kind = if k == "video" { "v" } else { "a" };
+        } else if let Some(n) = l.strip_prefix("nb_read_packets=") {
+            // ffprobe prints each stream under its program and again on its own.
+            let n: u64 = n.parse().unwrap_or(0);
+            if kind == "v" {
+                video = video.max(n);
+            } else {
+                audio = audio.max(n);
+            }
+        } else if let Some(d) = l.strip_prefix("duration=") {
+            secs = d.parse().unwrap_or(0.0);
+        }
+    }
+    (video, audio, secs)
+}
+
+fn media_sum(text: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|v| v.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_recording_is_an_event_playlist_while_live_and_a_valid_vod_after() {
+    let dir = data_dir("vod");
+    let s = Server::start(&[
+        "--record",
+        "true",
+        "--layout",
+        "separate",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let mut ff = publish(&s.rtmp_url("cam"), 8, false);
+    s.wait_for("/live/cam/index.m3u8", Duration::from_secs(20));
+    until(Duration::from_secs(20), "no recording listed", || {
+        recordings(&s).iter().any(|r| r.duration > 0.0)
+    });
+    let live = recordings(&s);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0].name, "cam");
+    assert!(!live[0].ended);
+    let base = live[0].playlist.trim_end_matches("index.m3u8").to_string();
+    assert!(base.starts_with("/recordings/cam/20"), "{base}");
+    let video = s.get(&format!("{base}video.m3u8"));
+    assert_eq!(video.status, 200);
+    assert_eq!(
+        video.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    let text = video.text();
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{text}");
+    assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
+
+    // ffmpeg ends its publish: the stream ends, and the recording becomes VOD.
+    assert!(ff.wait().unwrap().success());
+    until(Duration::from_secs(20), "the recording never ended", || {
+        recordings(&s).first().is_some_and(|r| r.ended)
+    });
+    let rec = recordings(&s)[0].clone();
+    for name in ["video", "audio"] {
+        let text = s.get(&format!("{base}{name}.m3u8")).text();
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{text}");
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+        assert_eq!(
+            text.matches("#EXT-X-PROGRAM-DATE-TIME:").count(),
+            text.matches("#EXTINF:").count(),
+            "a date per segment: {text}"
+        );
+        assert!(!text.contains("#EXT-X-DISCONTINUITY"), "{text}");
+    }
+    let video_text = s.get(&format!("{base}video.m3u8")).text();
+    assert!(
+        (rec.duration - media_sum(&video_text)).abs() < 0.01,
+        "{rec:?}"
+    );
+    // 8 s published; the recording has every complete segment of it.
+    assert!(rec.duration > 6.0 && rec.duration < 9.0, "{rec:?}");
+
+    // Byte for byte what is on disk, with the live headers and ranges.
+    let seg = uris(&video_text)
+        .into_iter()
+        .find(|u| u.ends_with(".m4s"))
+        .unwrap();
+    let r = s.get(&format!("{base}{seg}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("video/mp4"));
+    assert_eq!(
+        r.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    let on_disk = dir.join(base.trim_start_matches('/')).join(&seg);
+    assert_eq!(std::fs::read(&on_disk).unwrap(), r.body);
+    let ranged = http_get(s.http, &format!("{base}{seg}"), &[("range", "bytes=4-11")]);
+    assert_eq!(ranged.status, 206);
+    assert_eq!(ranged.body, r.body[4..12]);
+
+    // Everything it names is served; the checker and ffprobe read it end to end.
+    let local = download(&s, &rec.playlist);
+    let total: u64 = walk(&local)
+        .iter()
+        .filter(|p| !p.to_str().unwrap().ends_with(".m3u8"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(rec.bytes >= total, "{rec:?}: {total} bytes of media");
+    validate_playlist_files(&[local.join("index.m3u8")]);
+    let (v, a, secs) = probe(&local.join("index.m3u8"));
+    // 30 frames per second, 48 kHz AAC (1024 samples a frame), over the recorded seconds.
+    let expect_v = rec.duration * 30.0;
+    assert!(
+        (v as f64 - expect_v).abs() <= 2.0,
+        "{v} video packets for {rec:?}"
+    );
+    assert!(
+        a as f64 > rec.duration * 46.0,
+        "{a} audio packets for {rec:?}"
+    );
+    assert!(
+        (secs - rec.duration).abs() < 0.5,
+        "ffprobe says {secs} s for {rec:?}"
+    );
+    let _ = std::fs::remove_dir_all(&local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
