@@ -273,3 +273,233 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_reconnect_within_the_grace_period_continues_the_recording_after_a_discontinuity() {
+    let dir = data_dir("reconnect");
+    let s = Server::start(&[
+        "--record",
+        "true",
+        "--reconnect-grace-secs",
+        "8",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    // A publisher that vanishes without unpublishing (a crash, a dropped network): killed.
+    let mut ff = publish(&s.rtmp_url("re"), 30, false);
+    s.wait_for("/live/re/index.m3u8", Duration::from_secs(20));
+    until(Duration::from_secs(20), "no recorded segment", || {
+        recordings(&s).first().is_some_and(|r| r.duration >= 2.0)
+    });
+    let _ = ff.kill();
+    let _ = ff.wait();
+    let mut again = publish(&s.rtmp_url("re"), 5, false);
+    until(Duration::from_secs(20), "no discontinuity", || {
+        s.get("/live/re/media.m3u8")
+            .text()
+            .contains("#EXT-X-DISCONTINUITY\n")
+    });
+    let live_text = s.get("/live/re/media.m3u8").text();
+    assert!(again.wait().unwrap().success());
+    until(Duration::from_secs(20), "the recording never ended", || {
+        recordings(&s).first().is_some_and(|r| r.ended)
+    });
+    let recs = recordings(&s);
+    assert_eq!(
+        recs.len(),
+        1,
+        "one recording across the reconnect: {recs:?}"
+    );
+    let base = recs[0].playlist.trim_end_matches("index.m3u8");
+    let text = s.get(&format!("{base}media.m3u8")).text();
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    // The init sections are the live stream's: a new EXT-X-MAP only where the live playlist
+    // had one (the same publisher settings give the same codec configuration, so none here).
+    let maps = |t: &str| t.matches("#EXT-X-MAP:").count();
+    let (before, after) = text.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
+    assert_eq!(maps(before), 1, "{text}");
+    let (_, after_live) = live_text.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
+    assert_eq!(maps(after), maps(after_live), "{text}\n{live_text}");
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    let local = download(&s, &recs[0].playlist);
+    validate_playlist_files(&[local.join("index.m3u8")]);
+    let (v, _, secs) = probe(&local.join("index.m3u8"));
+    assert!(v > 0 && secs > 5.0, "{v} packets, {secs} s");
+    let _ = std::fs::remove_dir_all(&local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn after_kill_9_mid_stream_the_recording_is_closed_and_a_torn_segment_discarded() {
+    let dir = data_dir("restart");
+    let args = [
+        "--record",
+        "true",
+        "--layout",
+        "separate",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ];
+    let mut s = Server::start(&args);
+    let mut ff = publish(&s.rtmp_url("crash"), 60, false);
+    s.wait_for("/live/crash/index.m3u8", Duration::from_secs(20));
+    until(Duration::from_secs(30), "no recorded segments", || {
+        recordings(&s).first().is_some_and(|r| r.duration >= 4.0)
+    });
+    let live = recordings(&s)[0].clone();
+    assert!(!live.ended);
+    // kill -9 while the stream is live.
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    let _ = ff.kill();
+    let _ = ff.wait();
+    let rec_dir = dir.join(
+        live.playlist
+            .trim_start_matches('/')
+            .trim_end_matches("/index.m3u8"),
+    );
+    let before = std::fs::read_to_string(rec_dir.join("video.m3u8")).unwrap();
+    assert!(!before.contains("#EXT-X-ENDLIST"), "{before}");
+    // A segment the writer was in the middle of, as a crash leaves it.
+    let torn = rec_dir.join("video/99999999999.m4s.tmp");
+    std::fs::write(&torn, b"half a segm").unwrap();
+
+    let s = Server::start(&args);
+    let recs = recordings(&s);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert!(recs[0].ended, "closed at startup: {recs:?}");
+    assert_eq!(recs[0].playlist, live.playlist);
+    assert!(recs[0].duration >= live.duration, "{recs:?} {live:?}");
+    assert!(!torn.exists(), "the torn segment is deleted");
+    let base = live.playlist.trim_end_matches("index.m3u8");
+    for name in ["video", "audio"] {
+        let text = s.get(&format!("{base}{name}.m3u8")).text();
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{text}");
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+        assert!(!text.contains(".tmp"), "{text}");
+    }
+    assert!(s.log_text().contains("closed a recording left open"));
+    let local = download(&s, &live.playlist);
+    validate_playlist_files(&[local.join("index.m3u8")]);
+    let (v, a, secs) = probe(&local.join("index.m3u8"));
+    assert!(v > 0 && a > 0, "{v} video and {a} audio packets");
+    assert!(
+        (secs - recs[0].duration).abs() < 1.0,
+        "{secs} s for {recs:?}"
+    );
+    // A new publish of the same name starts a new recording beside it.
+    let mut ff = publish(&s.rtmp_url("crash"), 3, false);
+    assert!(ff.wait().unwrap().success());
+    until(Duration::from_secs(20), "no second recording", || {
+        recordings(&s).iter().filter(|r| r.ended).count() == 2
+    });
+    let _ = std::fs::remove_dir_all(&local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn retention_deletes_whole_finished_recordings_oldest_first_by_size() {
+    let dir = data_dir("bytes");
+    let s = Server::start(&[
+        "--record",
+        "true",
+        "--record-max-bytes",
+        "1",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    // A live recording is never deleted, however far over the limit.
+    let mut live = publish(&s.rtmp_url("live"), 30, false);
+    s.wait_for("/live/live/index.m3u8", Duration::from_secs(20));
+    let mut short = publish(&s.rtmp_url("short"), 3, false);
+    assert!(short.wait().unwrap().success());
+    until(
+        Duration::from_secs(30),
+        "the finished recording stays",
+        || {
+            let recs = recordings(&s);
+            recs.len() == 1 && recs[0].name == "live" && recs[0].bytes > 1
+        },
+    );
+    assert!(!dir.join("recordings/short").exists());
+    let log = s.log_text();
+    assert!(
+        log.contains("recording deleted")
+            && log.contains("short/")
+            && log.contains("record_max_bytes"),
+        "{log}"
+    );
+    let _ = live.kill();
+    let _ = live.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn retention_deletes_finished_recordings_past_their_age() {
+    let dir = data_dir("age");
+    let s = Server::start(&[
+        "--record",
+        "true",
+        "--record-max-age-secs",
+        "2",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let mut ff = publish(&s.rtmp_url("old"), 3, false);
+    assert!(ff.wait().unwrap().success());
+    until(Duration::from_secs(20), "the recording never ended", || {
+        recordings(&s).first().is_some_and(|r| r.ended)
+    });
+    until(Duration::from_secs(20), "the recording was kept", || {
+        recordings(&s).is_empty()
+    });
+    assert!(!dir.join("recordings/old").exists());
+    let log = s.log_text();
+    assert!(log.contains("record_max_age_secs"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_recording_url_reaches_outside_the_recordings_directory() {
+    let dir = data_dir("traversal");
+    let s = Server::start(&["--record", "true", "--data-dir", dir.to_str().unwrap()]);
+    let mut ff = publish(&s.rtmp_url("t"), 3, false);
+    assert!(ff.wait().unwrap().success());
+    until(Duration::from_secs(20), "the recording never ended", || {
+        recordings(&s).first().is_some_and(|r| r.ended)
+    });
+    let rec = recordings(&s)[0].clone();
+    let id = rec.playlist.split('/').nth(3).unwrap().to_string();
+    // Files beside and above the recordings, which no URL may serve.
+    std::fs::write(dir.join("secret.m3u8"), "#EXTM3U secret").unwrap();
+    std::fs::write(dir.join("recordings/secret.m3u8"), "#EXTM3U secret").unwrap();
+    std::fs::write(dir.join("recordings/t/secret.m3u8"), "#EXTM3U secret").unwrap();
+    assert_eq!(s.get(&rec.playlist).status, 200);
+    for path in [
+        "/recordings/t/../secret.m3u8".to_string(),
+        format!("/recordings/t/{id}/../secret.m3u8"),
+        format!("/recordings/t/{id}/../../secret.m3u8"),
+        format!("/recordings/t/{id}/..%2Fsecret.m3u8"),
+        format!("/recordings/t/{id}/%2E%2E%2Fsecret.m3u8"),
+        "/recordings/t/%2E%2E/secret.m3u8".to_string(),
+        "/recordings/..%2F..%2F/x/secret.m3u8".to_string(),
+        "/recordings/t//secret.m3u8".to_string(),
+        format!("/recordings//{}/secret.m3u8", dir.display()),
+        format!("/recordings/t/{id}/media/..%2F..%2F..%2Fsecret.m3u8"),
+        format!("/recordings/t/{id}/media/%2e%2e/1.m4s"),
+        format!("/recordings/t/{id}/..\\..\\secret.m3u8"),
+        "/recordings/t/nonexistent/index.m3u8".to_string(),
+        "/recordings/nobody/20261201T133000Z/index.m3u8".to_string(),
+        format!("/recordings/t/{id}/media/1.0.m4s"),
+    ] {
+        let r = s.get(&path);
+        assert!(
+            r.status == 404 || r.status == 400,
+            "{path}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(!r.text().contains("secret"), "{path}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
