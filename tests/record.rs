@@ -503,3 +503,47 @@ fn no_recording_url_reaches_outside_the_recordings_directory() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_rendition_of_a_ladder_is_recorded_on_the_same_segments() {
+    let dir = data_dir("ladder");
+    let s = Server::start(&[
+        "--record",
+        "la*",
+        "--ladder",
+        "240p",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let mut ff = publish_sized(&s.rtmp_url("ladder"), 6, false, "640x480");
+    // Not matched by the pattern: not recorded.
+    let mut other = publish(&s.rtmp_url("other"), 3, false);
+    assert!(ff.wait().unwrap().success());
+    assert!(other.wait().unwrap().success());
+    until(Duration::from_secs(30), "the recording never ended", || {
+        recordings(&s).first().is_some_and(|r| r.ended)
+    });
+    let recs = recordings(&s);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0].name, "ladder");
+    let base = recs[0].playlist.trim_end_matches("index.m3u8");
+    let mv = s.get(&recs[0].playlist).text();
+    let variants: Vec<&str> = mv.lines().filter(|l| l.ends_with(".m3u8")).collect();
+    assert_eq!(variants, ["video.m3u8", "240p.m3u8"], "{mv}");
+    assert!(mv.contains("URI=\"audio.m3u8\""), "{mv}");
+    // The rung has the source's segments: the same MSNs, durations and dates.
+    let listing = |name: &str| -> Vec<String> {
+        s.get(&format!("{base}{name}.m3u8"))
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("#EXTINF") || l.starts_with("#EXT-X-PROGRAM"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(listing("video"), listing("240p"));
+    assert!(!listing("240p").is_empty());
+    let local = download(&s, &recs[0].playlist);
+    validate_playlist_files(&[local.join("index.m3u8")]);
+    let _ = std::fs::remove_dir_all(&local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
