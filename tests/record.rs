@@ -547,3 +547,48 @@ fn every_rendition_of_a_ladder_is_recorded_on_the_same_segments() {
     let _ = std::fs::remove_dir_all(&local);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_recording_that_cannot_be_written_is_logged_and_counted_and_the_live_stream_goes_on() {
+    let dir = data_dir("full");
+    let s = Server::start(&["--record", "true", "--data-dir", dir.to_str().unwrap()]);
+    let mut ff = publish(&s.rtmp_url("full"), 30, false);
+    s.wait_for("/live/full/index.m3u8", Duration::from_secs(20));
+    until(Duration::from_secs(20), "no recorded segment", || {
+        recordings(&s).first().is_some_and(|r| r.duration > 0.0)
+    });
+    // The recording's directory turns into a file: every later write fails, as on a full or
+    // broken disk.
+    let rec = recordings(&s)[0].clone();
+    let rec_dir = dir.join(
+        rec.playlist
+            .trim_start_matches('/')
+            .trim_end_matches("/index.m3u8"),
+    );
+    std::fs::remove_dir_all(&rec_dir).unwrap();
+    std::fs::write(&rec_dir, b"not a directory").unwrap();
+    let errors = || -> u64 {
+        s.get("/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("llhls_record_write_errors_total "))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    until(Duration::from_secs(20), "no write error counted", || {
+        errors() > 0
+    });
+    let before = s.get("/live/full/media.m3u8").text();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = s.get("/live/full/media.m3u8").text();
+    assert_ne!(before, after, "the live stream stopped");
+    assert!(!after.contains("#EXT-X-ENDLIST"));
+    let log = s.log_text();
+    assert!(log.contains("recording: writing"), "{log}");
+    assert!(
+        log.matches("recording: writing").count() <= 5,
+        "the log is not flooded"
+    );
+    let _ = ff.kill();
+    let _ = ff.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
