@@ -837,6 +837,69 @@ mod tests {
         assert!(!c(&["*"]).records(".."));
     }
 
+    fn config(root: PathBuf) -> RecordConfig {
+        RecordConfig {
+            root,
+            patterns: vec!["*".into()],
+            max_age: None,
+            max_bytes: None,
+        }
+    }
+
+    #[test]
+    fn an_unusable_directory_is_named_in_the_error() {
+        let file = std::env::temp_dir().join(format!("llhls-rec-file-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        let dir = file.join("recordings");
+        let e = Recordings::open(config(dir.clone())).unwrap_err();
+        assert!(e.contains(&dir.display().to_string()), "{e}");
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn an_open_recording_is_closed_at_its_last_listed_segment() {
+        let root = std::env::temp_dir().join(format!("llhls-rec-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("cam/20261201T133000Z");
+        std::fs::create_dir_all(dir.join("video")).unwrap();
+        let mut r = Rendition {
+            target_duration: 2,
+            ..Rendition::default()
+        };
+        for (i, msn) in [7u64, 8].into_iter().enumerate() {
+            r.lines.push(Line {
+                msn,
+                duration: 2.0,
+                pdt: WallClock(1_796_139_000_000 + 2000 * i as i64),
+                discontinuity: false,
+                gap: false,
+                uri: format!("video/{msn}.m4s"),
+                map_uri: "video/init-7.mp4".into(),
+            });
+            std::fs::write(dir.join(format!("video/{msn}.m4s")), [0u8; 100]).unwrap();
+        }
+        std::fs::write(dir.join("video/init-7.mp4"), [0u8; 10]).unwrap();
+        std::fs::write(dir.join("video.m3u8"), r.render(false)).unwrap();
+        std::fs::write(dir.join("video/9.m4s.tmp"), [0u8; 50]).unwrap();
+        // Not a recording: names that could not come from a URL are ignored.
+        std::fs::create_dir_all(root.join("a.b/c")).unwrap();
+
+        let recs = Recordings::open(config(root.clone())).unwrap();
+        let list = recs.list();
+        assert_eq!(list.len(), 1, "{list:?}");
+        let (name, id, info) = &list[0];
+        assert_eq!((name.as_str(), id.as_str()), ("cam", "20261201T133000Z"));
+        assert_eq!(info.start, WallClock(1_796_139_000_000));
+        assert_eq!(info.end, Some(WallClock(1_796_139_004_000)));
+        assert!((info.duration - 4.0).abs() < 1e-9);
+        assert!(!dir.join("video/9.m4s.tmp").exists());
+        let text = std::fs::read_to_string(dir.join("video.m3u8")).unwrap();
+        assert_eq!(text, r.render(true));
+        // Segments, init section and the playlist as found; not the deleted half-written file.
+        assert_eq!(info.bytes, 210 + r.render(false).len() as u64, "{info:?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     #[test]
     fn timestamps() {
         let t = WallClock(1_796_139_000_123);
