@@ -240,6 +240,36 @@ fn a_recording_is_an_event_playlist_while_live_and_a_valid_vod_after() {
         .sum();
     assert!(rec.bytes >= total, "{rec:?}: {total} bytes of media");
     validate_playlist_files(&[local.join("index.m3u8")]);
+    // BANDWIDTH covers the recording's peak segment (video plus audio), measured at the end.
+    let peak = |name: &str| -> f64 {
+        let text = std::fs::read_to_string(local.join(format!("{name}.m3u8"))).unwrap();
+        let mut peak = 0f64;
+        let mut dur = 0f64;
+        for l in text.lines() {
+            if let Some(d) = l.strip_prefix("#EXTINF:") {
+                dur = d.trim_end_matches(',').parse().unwrap();
+            } else if l.ends_with(".m4s") {
+                let len = std::fs::metadata(local.join(l)).unwrap().len() as f64;
+                peak = peak.max(len * 8.0 / dur);
+            }
+        }
+        peak
+    };
+    let mv = std::fs::read_to_string(local.join("index.m3u8")).unwrap();
+    let bw: f64 = mv
+        .split("BANDWIDTH=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let measured = peak("video") + peak("audio");
+    assert!(
+        bw >= measured && bw < measured * 1.01,
+        "BANDWIDTH {bw}, peak {measured}: {mv}"
+    );
     let (v, a, secs) = probe(&local.join("index.m3u8"));
     // 30 frames per second, 48 kHz AAC (1024 samples a frame), over the recorded seconds.
     let expect_v = rec.duration * 30.0;

@@ -625,6 +625,10 @@ struct Rendition {
     target_duration: u32,
     /// A segment could not be written: the next one starts a discontinuity.
     broken: bool,
+    /// Peak segment bit rate, media bytes and seconds (for the final BANDWIDTH values).
+    peak: f64,
+    media_bytes: u64,
+    media_secs: f64,
 }
 
 #[derive(Debug)]
@@ -676,6 +680,7 @@ async fn writer(
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
     let mut renditions: BTreeMap<String, Rendition> = BTreeMap::new();
+    let mut multivariant: Option<Bytes> = None;
     let label = format!("{}/{}", entry.name, entry.id);
     let fail = |what: &str, e: std::io::Error| {
         let n = recordings.count_error();
@@ -689,6 +694,7 @@ async fn writer(
                 if let Err(e) = write_once(&dir.join("index.m3u8"), &b).await {
                     fail("the multivariant playlist", e);
                 }
+                multivariant = Some(b);
                 continue;
             }
             Msg::Segment(s) => s,
@@ -707,7 +713,15 @@ async fn writer(
         }
         if let Some(b) = &seg.bytes {
             match write_once(&dir.join(&seg.uri), b).await {
-                Ok(()) => written += b.len() as u64,
+                Ok(()) => {
+                    written += b.len() as u64;
+                    if seg.duration > 0.0 {
+                        let bits = b.len() as f64 * 8.0;
+                        r.peak = r.peak.max(bits / seg.duration);
+                        r.media_bytes += b.len() as u64;
+                        r.media_secs += seg.duration;
+                    }
+                }
                 Err(e) => {
                     fail(&seg.uri, e);
                     r.broken = true;
@@ -745,6 +759,14 @@ async fn writer(
         let path = dir.join(format!("{name}.m3u8"));
         if let Err(e) = write_once(&path, r.render(true).as_bytes()).await {
             fail("a playlist", e);
+        }
+    }
+    // The multivariant playlist was written with the bit rates of the live window when the
+    // recording began: now they are measured over the whole recording.
+    if let Some(mv) = multivariant {
+        let text = final_bandwidths(&String::from_utf8_lossy(&mv), &renditions);
+        if let Err(e) = write_once(&dir.join("index.m3u8"), text.as_bytes()).await {
+            fail("the multivariant playlist", e);
         }
     }
     let mut info = entry.info.lock().unwrap_or_else(|e| e.into_inner());
@@ -815,6 +837,61 @@ pub(crate) async fn serve(
                 .unwrap_or_else(|e| e.reply(class))
         }
     }
+}
+
+/// `mv` with each variant's BANDWIDTH and AVERAGE-BANDWIDTH measured over the recorded
+/// segments: the variant's rendition plus the audio rendition it names, as the live
+/// multivariant playlist measures them over its window.
+fn final_bandwidths(mv: &str, renditions: &BTreeMap<String, Rendition>) -> String {
+    let rates = |name: &str| -> Option<(f64, f64)> {
+        let r = renditions.get(name)?;
+        let avg = if r.media_secs > 0.0 {
+            r.media_bytes as f64 * 8.0 / r.media_secs
+        } else {
+            0.0
+        };
+        Some((r.peak, avg))
+    };
+    let audio = mv
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+        .find_map(|l| l.split("URI=\"").nth(1)?.split(".m3u8\"").next())
+        .and_then(rates)
+        .unwrap_or((0.0, 0.0));
+    let lines: Vec<&str> = mv.lines().collect();
+    let mut out = String::with_capacity(mv.len() + 32);
+    for (i, line) in lines.iter().enumerate() {
+        let uri = lines.get(i + 1).and_then(|u| u.strip_suffix(".m3u8"));
+        let measured = uri.and_then(rates);
+        match (line.strip_prefix("#EXT-X-STREAM-INF:"), measured) {
+            (Some(attrs), Some((peak, avg))) if peak > 0.0 => {
+                let (peak, avg) = if uri.is_some_and(|u| mv.contains(&format!("URI=\"{u}.m3u8\"")))
+                {
+                    // An audio-only stream: its variant is the audio rendition.
+                    (peak, avg)
+                } else {
+                    (peak + audio.0, avg + audio.1)
+                };
+                let fields: Vec<String> = attrs
+                    .split(',')
+                    .map(|f| {
+                        if f.starts_with("BANDWIDTH=") {
+                            format!("BANDWIDTH={}", peak.ceil() as u64)
+                        } else if f.starts_with("AVERAGE-BANDWIDTH=") {
+                            format!("AVERAGE-BANDWIDTH={}", avg.ceil() as u64)
+                        } else {
+                            f.to_string()
+                        }
+                    })
+                    .collect();
+                out.push_str("#EXT-X-STREAM-INF:");
+                out.push_str(&fields.join(","));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -898,6 +975,26 @@ mod tests {
         // Segments, init section and the playlist as found; not the deleted half-written file.
         assert_eq!(info.bytes, 210 + r.render(false).len() as u64, "{info:?}");
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn final_bandwidths_are_measured_over_the_recording() {
+        let rend = |peak: f64, bytes: u64, secs: f64| Rendition {
+            peak,
+            media_bytes: bytes,
+            media_secs: secs,
+            ..Rendition::default()
+        };
+        let mut r = BTreeMap::new();
+        r.insert("video".to_string(), rend(2_000_000.0, 1_000_000, 10.0));
+        r.insert("audio".to_string(), rend(130_000.0, 150_000, 10.0));
+        let mv = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=1,AVERAGE-BANDWIDTH=1,CODECS=\"avc1.64001f,mp4a.40.2\",AUDIO=\"audio\"\nvideo.m3u8\n";
+        assert_eq!(
+            final_bandwidths(mv, &r),
+            "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=2130000,AVERAGE-BANDWIDTH=920000,CODECS=\"avc1.64001f,mp4a.40.2\",AUDIO=\"audio\"\nvideo.m3u8\n"
+        );
+        // Nothing measured: unchanged.
+        assert_eq!(final_bandwidths(mv, &BTreeMap::new()), mv);
     }
 
     #[test]
