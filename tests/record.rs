@@ -401,6 +401,11 @@ fn after_kill_9_mid_stream_the_recording_is_closed_and_a_torn_segment_discarded(
     assert_eq!(recs[0].playlist, live.playlist);
     assert!(recs[0].duration >= live.duration, "{recs:?} {live:?}");
     assert!(!torn.exists(), "the torn segment is deleted");
+    let on_disk: u64 = walk(&rec_dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(recs[0].bytes, on_disk, "{recs:?}");
     let base = live.playlist.trim_end_matches("index.m3u8");
     for name in ["video", "audio"] {
         let text = s.get(&format!("{base}{name}.m3u8")).text();

@@ -362,6 +362,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 fn recover(dir: &Path) -> Option<RecordingInfo> {
     let mut bytes = 0u64;
     let mut playlists = Vec::new();
+    // Media files (under a rendition's directory) and their sizes.
+    let mut media: HashMap<PathBuf, u64> = HashMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else {
@@ -380,6 +382,8 @@ fn recover(dir: &Path) -> Option<RecordingInfo> {
                 bytes += meta.len();
                 if d == dir && name.ends_with(".m3u8") && name != "index.m3u8" {
                     playlists.push(path);
+                } else if d != dir {
+                    media.insert(path, meta.len());
                 }
             }
         }
@@ -390,14 +394,36 @@ fn recover(dir: &Path) -> Option<RecordingInfo> {
     };
     let mut start: Option<WallClock> = None;
     let mut end: Option<WallClock> = None;
+    let mut listed = std::collections::HashSet::new();
+    let mut all_read = true;
+    let mut renditions = BTreeMap::new();
     for p in playlists {
         let Ok(text) = std::fs::read_to_string(&p) else {
+            all_read = false;
             continue;
         };
         let mut duration = 0.0;
         let mut pdt = None;
         let mut seg_end = None;
+        let mut extinf = 0.0;
+        let mut r = Rendition::default();
         for line in text.lines() {
+            if let Some(uri) = line
+                .strip_prefix("#EXT-X-MAP:URI=\"")
+                .and_then(|u| u.strip_suffix('"'))
+            {
+                listed.insert(dir.join(uri));
+            } else if !line.starts_with('#') && !line.is_empty() {
+                let path = dir.join(line);
+                if let Some(&len) = media.get(&path) {
+                    if extinf > 0.0 {
+                        r.peak = r.peak.max(len as f64 * 8.0 / extinf);
+                        r.media_bytes += len;
+                        r.media_secs += extinf;
+                    }
+                }
+                listed.insert(path);
+            }
             if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
                 pdt = parse_rfc3339(v);
                 if start.is_none_or(|s| pdt.is_some_and(|p| p < s)) {
@@ -405,20 +431,47 @@ fn recover(dir: &Path) -> Option<RecordingInfo> {
                 }
             } else if let Some(v) = line.strip_prefix("#EXTINF:") {
                 let d: f64 = v.trim_end_matches(',').parse().unwrap_or(0.0);
+                extinf = d;
                 duration += d;
                 seg_end = pdt.map(|p| WallClock(p.0 + (d * 1000.0).round() as i64));
             }
         }
         info.duration = info.duration.max(duration);
         end = end.max(seg_end);
-        if !text.contains("#EXT-X-ENDLIST") {
+        let open = !text.contains("#EXT-X-ENDLIST");
+        if open {
             let closed = text.replace("#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD")
                 + "#EXT-X-ENDLIST\n";
             match write_once_sync(&p, closed.as_bytes()) {
                 Ok(()) => {
+                    info.bytes += (closed.len() - text.len()) as u64;
                     tracing::info!(playlist = %p.display(), "closed a recording left open by the previous run")
                 }
                 Err(e) => tracing::warn!(playlist = %p.display(), "closing a recording: {e}"),
+            }
+        }
+        if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+            renditions.insert(stem.to_string(), (r, open));
+        }
+    }
+    // Files the previous run wrote but no playlist lists yet (it stopped between writing a
+    // segment and listing it) are not part of the recording.
+    if all_read {
+        for (path, len) in &media {
+            if !listed.contains(path) && std::fs::remove_file(path).is_ok() {
+                tracing::info!(path = %path.display(), "deleting a recording file no playlist lists");
+                info.bytes -= (*len).min(info.bytes);
+            }
+        }
+    }
+    // A recording closed here never had its bit rates measured at its end: measure them now.
+    if renditions.values().any(|(_, open)| *open) {
+        let index = dir.join("index.m3u8");
+        if let Ok(mv) = std::fs::read_to_string(&index) {
+            let renditions = renditions.into_iter().map(|(k, (r, _))| (k, r)).collect();
+            let text = final_bandwidths(&mv, &renditions);
+            if write_once_sync(&index, text.as_bytes()).is_ok() {
+                info.bytes = (info.bytes + text.len() as u64).saturating_sub(mv.len() as u64);
             }
         }
     }
@@ -958,6 +1011,8 @@ mod tests {
         std::fs::write(dir.join("video/init-7.mp4"), [0u8; 10]).unwrap();
         std::fs::write(dir.join("video.m3u8"), r.render(false)).unwrap();
         std::fs::write(dir.join("video/9.m4s.tmp"), [0u8; 50]).unwrap();
+        // Written, but the run stopped before its playlist listed it.
+        std::fs::write(dir.join("video/9.m4s"), [0u8; 70]).unwrap();
         // Not a recording: names that could not come from a URL are ignored.
         std::fs::create_dir_all(root.join("a.b/c")).unwrap();
 
@@ -970,10 +1025,12 @@ mod tests {
         assert_eq!(info.end, Some(WallClock(1_796_139_004_000)));
         assert!((info.duration - 4.0).abs() < 1e-9);
         assert!(!dir.join("video/9.m4s.tmp").exists());
+        assert!(!dir.join("video/9.m4s").exists());
+        assert!(dir.join("video/8.m4s").exists() && dir.join("video/init-7.mp4").exists());
         let text = std::fs::read_to_string(dir.join("video.m3u8")).unwrap();
         assert_eq!(text, r.render(true));
-        // Segments, init section and the playlist as found; not the deleted half-written file.
-        assert_eq!(info.bytes, 210 + r.render(false).len() as u64, "{info:?}");
+        // Segments, init section and the closed playlist; not the deleted files.
+        assert_eq!(info.bytes, 210 + r.render(true).len() as u64, "{info:?}");
         let _ = std::fs::remove_dir_all(&root);
     }
 
