@@ -627,3 +627,35 @@ fn a_recording_that_cannot_be_written_is_logged_and_counted_and_the_live_stream_
     let _ = ff.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_byterange_stream_is_recorded_as_whole_segments() {
+    let dir = data_dir("byterange");
+    let s = Server::start(&[
+        "--record",
+        "true",
+        "--addressing",
+        "byterange",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let mut ff = publish(&s.rtmp_url("br"), 5, false);
+    assert!(ff.wait().unwrap().success());
+    until(Duration::from_secs(20), "the recording never ended", || {
+        recordings(&s).first().is_some_and(|r| r.ended)
+    });
+    let rec = recordings(&s)[0].clone();
+    let base = rec.playlist.trim_end_matches("index.m3u8");
+    let text = s.get(&format!("{base}media.m3u8")).text();
+    assert!(!text.contains("BYTERANGE"), "{text}");
+    let local = download(&s, &rec.playlist);
+    validate_playlist_files(&[local.join("index.m3u8")]);
+    let (v, _, secs) = probe(&local.join("index.m3u8"));
+    assert!(
+        (v as f64 - rec.duration * 30.0).abs() <= 2.0,
+        "{v} for {rec:?}"
+    );
+    assert!((secs - rec.duration).abs() < 0.5, "{secs} s for {rec:?}");
+    let _ = std::fs::remove_dir_all(&local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
