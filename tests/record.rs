@@ -239,6 +239,12 @@ fn a_recording_is_an_event_playlist_while_live_and_a_valid_vod_after() {
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum();
     assert!(rec.bytes >= total, "{rec:?}: {total} bytes of media");
+    let rec_dir = dir.join(base.trim_start_matches('/'));
+    let on_disk: u64 = walk(&rec_dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(rec.bytes, on_disk, "{rec:?}");
     validate_playlist_files(&[local.join("index.m3u8")]);
     // BANDWIDTH covers the recording's peak segment (video plus audio), measured at the end.
     let peak = |name: &str| -> f64 {

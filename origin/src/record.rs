@@ -5,8 +5,10 @@
 //! - The stream task hands each newly completed segment (its bytes, already in memory, and
 //!   its playlist entry) to a writer task per recording ([`Recorder`]); the packager knows
 //!   nothing of it. The writer writes each file once, to a temporary name first and then
-//!   renamed, then rewrites that rendition's playlist the same way, so a playlist only ever
-//!   lists complete files, and no reader ever sees a partial one.
+//!   renamed, then appends the segment's entry to that rendition's playlist (written whole,
+//!   the same way, at first and at the end), so a playlist only ever lists complete files;
+//!   a playlist is served (and recovered) up to its last whole entry, so no reader ever sees
+//!   a partial one.
 //! - While the stream is live the playlists are `EXT-X-PLAYLIST-TYPE:EVENT`; when it ends they
 //!   become `VOD` with `EXT-X-ENDLIST`. A reconnect within the grace period is the same live
 //!   stream (with a discontinuity), so it continues the same recording.
@@ -398,10 +400,12 @@ fn recover(dir: &Path) -> Option<RecordingInfo> {
     let mut all_read = true;
     let mut renditions = BTreeMap::new();
     for p in playlists {
-        let Ok(text) = std::fs::read_to_string(&p) else {
+        let Ok(found) = std::fs::read_to_string(&p) else {
             all_read = false;
             continue;
         };
+        // An entry the previous run was appending when it stopped is not part of it.
+        let text = complete_prefix(&found).to_string();
         let mut duration = 0.0;
         let mut pdt = None;
         let mut seg_end = None;
@@ -444,7 +448,8 @@ fn recover(dir: &Path) -> Option<RecordingInfo> {
                 + "#EXT-X-ENDLIST\n";
             match write_once_sync(&p, closed.as_bytes()) {
                 Ok(()) => {
-                    info.bytes += (closed.len() - text.len()) as u64;
+                    info.bytes =
+                        (info.bytes + closed.len() as u64).saturating_sub(found.len() as u64);
                     tracing::info!(playlist = %p.display(), "closed a recording left open by the previous run")
                 }
                 Err(e) => tracing::warn!(playlist = %p.display(), "closing a recording: {e}"),
@@ -478,6 +483,22 @@ fn recover(dir: &Path) -> Option<RecordingInfo> {
     info.start = start?;
     info.end = Some(end.unwrap_or(info.start));
     Some(info)
+}
+
+/// Bytes of every file under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 fn tmp_name(path: &Path) -> PathBuf {
@@ -678,6 +699,11 @@ struct Rendition {
     target_duration: u32,
     /// A segment could not be written: the next one starts a discontinuity.
     broken: bool,
+    /// The playlist on disk: its TARGETDURATION and length, when it can be appended to
+    /// (`None`: write it whole next time).
+    on_disk: Option<(u32, u64)>,
+    /// Seconds listed.
+    secs: f64,
     /// Peak segment bit rate, media bytes and seconds (for the final BANDWIDTH values).
     peak: f64,
     media_bytes: u64,
@@ -704,26 +730,62 @@ impl Rendition {
         let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:{kind}");
         let first = self.lines.first().map_or(0, |l| l.msn);
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
-        let mut map: Option<&str> = None;
-        for (i, l) in self.lines.iter().enumerate() {
-            if l.discontinuity && i > 0 {
-                out.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            if map != Some(l.map_uri.as_str()) {
-                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", l.map_uri);
-                map = Some(&l.map_uri);
-            }
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", l.pdt.to_rfc3339());
-            if l.gap {
-                out.push_str("#EXT-X-GAP\n");
-            }
-            let _ = writeln!(out, "#EXTINF:{:.5},\n{}", l.duration, l.uri);
+        for i in 0..self.lines.len() {
+            self.entry(i, &mut out);
         }
         if ended {
             out.push_str("#EXT-X-ENDLIST\n");
         }
         out
     }
+
+    /// The lines of segment `i`, ending with its URI: what is appended to the playlist.
+    fn entry(&self, i: usize, out: &mut String) {
+        let l = &self.lines[i];
+        let prev = i.checked_sub(1).map(|p| &self.lines[p]);
+        if l.discontinuity && prev.is_some() {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if prev.is_none_or(|p| p.map_uri != l.map_uri) {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", l.map_uri);
+        }
+        let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", l.pdt.to_rfc3339());
+        if l.gap {
+            out.push_str("#EXT-X-GAP\n");
+        }
+        let _ = writeln!(out, "#EXTINF:{:.5},\n{}", l.duration, l.uri);
+    }
+}
+
+/// What may be served of a recording's media playlist as it is on disk: all of it once it
+/// ends with EXT-X-ENDLIST, else up to the end of the last complete segment entry (its URI
+/// line and newline), so a reader never sees a half-appended entry.
+pub(crate) fn complete_prefix(text: &str) -> &str {
+    if text.ends_with("#EXT-X-ENDLIST\n") {
+        return text;
+    }
+    let mut end = 0;
+    let mut start = 0;
+    while let Some(nl) = text[start..].find('\n') {
+        let line = &text[start..start + nl];
+        if !line.is_empty() && !line.starts_with('#') {
+            end = start + nl + 1;
+        }
+        start += nl + 1;
+    }
+    // A playlist without any segment yet: its header lines only (never written so).
+    &text[..end]
+}
+
+/// Appends `bytes` to the file at `path` in one write.
+async fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .await?;
+    f.write_all(bytes).await?;
+    f.flush().await
 }
 
 async fn writer(
@@ -794,14 +856,39 @@ async fn writer(
             uri: seg.uri,
             map_uri: seg.map_uri,
         });
+        r.secs += seg.duration;
+        // The playlist only grows while the stream is live (EVENT): each segment's lines are
+        // appended, so a recording of hours does not rewrite its whole playlist every
+        // segment. It is written whole (temporary name, rename) at first, when its
+        // TARGETDURATION changes, after a failed append, and at the end.
         let path = dir.join(format!("{}.m3u8", seg.rendition));
-        if let Err(e) = write_once(&path, r.render(false).as_bytes()).await {
-            fail("a playlist", e);
-        }
-        let duration: f64 = r.lines.iter().map(|l| l.duration).sum();
+        let old_len = r.on_disk.map_or(0, |(_, len)| len);
+        let new_len = match r.on_disk {
+            Some((td, len)) if td == r.target_duration => {
+                let mut text = String::new();
+                r.entry(r.lines.len() - 1, &mut text);
+                append(&path, text.as_bytes())
+                    .await
+                    .map(|()| len + text.len() as u64)
+            }
+            _ => {
+                let text = r.render(false);
+                write_once(&path, text.as_bytes())
+                    .await
+                    .map(|()| text.len() as u64)
+            }
+        };
+        r.on_disk = match new_len {
+            Ok(len) => Some((r.target_duration, len)),
+            Err(e) => {
+                fail("a playlist", e);
+                None
+            }
+        };
+        let new_len = r.on_disk.map_or(old_len, |(_, len)| len);
         let mut info = entry.info.lock().unwrap_or_else(|e| e.into_inner());
-        info.bytes += written;
-        info.duration = info.duration.max(duration);
+        info.bytes = (info.bytes + written + new_len).saturating_sub(old_len);
+        info.duration = info.duration.max(r.secs);
     }
     // The stream ended: every playlist becomes VOD.
     let mut end = WallClock(0);
@@ -822,7 +909,17 @@ async fn writer(
             fail("the multivariant playlist", e);
         }
     }
+    // What is on disk now, exactly (the playlists were rewritten).
+    let measured = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || dir_size(&dir)
+    })
+    .await
+    .ok();
     let mut info = entry.info.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bytes) = measured {
+        info.bytes = bytes;
+    }
     let start = info.start;
     info.end = Some(end.max(start));
     tracing::info!(recording = %label, duration = info.duration, bytes = info.bytes, "recording finished");
@@ -852,8 +949,17 @@ pub(crate) async fn serve(
     };
     match file {
         RecordingFile::Playlist(p) => {
-            let Ok(text) = tokio::fs::read(dir.join(format!("{p}.m3u8"))).await else {
+            let Ok(text) = tokio::fs::read_to_string(dir.join(format!("{p}.m3u8"))).await else {
                 return Error::NotFound.reply(class);
+            };
+            // A media playlist grows by appends: only whole entries are served.
+            let text = if p == "index" {
+                text
+            } else {
+                let end = complete_prefix(&text).len();
+                let mut text = text;
+                text.truncate(end);
+                text
             };
             // A live recording's playlists grow (like a live playlist's plain reload); a
             // finished one's change no more.
@@ -1009,7 +1115,12 @@ mod tests {
             std::fs::write(dir.join(format!("video/{msn}.m4s")), [0u8; 100]).unwrap();
         }
         std::fs::write(dir.join("video/init-7.mp4"), [0u8; 10]).unwrap();
-        std::fs::write(dir.join("video.m3u8"), r.render(false)).unwrap();
+        // The entry of segment 9 half appended.
+        let torn = format!(
+            "{}#EXT-X-PROGRAM-DATE-TIME:2026-12-01T13:30:04.000Z\n#EXTINF:2.0",
+            r.render(false)
+        );
+        std::fs::write(dir.join("video.m3u8"), torn).unwrap();
         std::fs::write(dir.join("video/9.m4s.tmp"), [0u8; 50]).unwrap();
         // Written, but the run stopped before its playlist listed it.
         std::fs::write(dir.join("video/9.m4s"), [0u8; 70]).unwrap();
@@ -1052,6 +1163,24 @@ mod tests {
         );
         // Nothing measured: unchanged.
         assert_eq!(final_bandwidths(mv, &BTreeMap::new()), mv);
+    }
+
+    #[test]
+    fn only_whole_entries_of_a_growing_playlist_are_served() {
+        let head = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n";
+        let one =
+            "#EXT-X-PROGRAM-DATE-TIME:2026-12-01T13:30:00.000Z\n#EXTINF:2.00000,\nvideo/7.m4s\n";
+        let whole = format!("{head}{one}");
+        assert_eq!(complete_prefix(&whole), whole);
+        for torn in [
+            "#EXT-X-PROGRAM-DATE-TIME:2026",
+            "#EXTINF:2.00000,\nvid",
+            "#EXTINF:2.00000,\nvideo/8.m4s",
+        ] {
+            assert_eq!(complete_prefix(&format!("{whole}{torn}")), whole, "{torn}");
+        }
+        let ended = format!("{whole}#EXT-X-ENDLIST\n");
+        assert_eq!(complete_prefix(&ended), ended);
     }
 
     #[test]
