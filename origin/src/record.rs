@@ -699,6 +699,8 @@ struct Rendition {
     target_duration: u32,
     /// A segment could not be written: the next one starts a discontinuity.
     broken: bool,
+    /// The init section in use: its URI, bytes, and whether it is on disk.
+    init: Option<(String, Bytes, bool)>,
     /// The playlist on disk: its TARGETDURATION and length, when it can be appended to
     /// (`None`: write it whole next time).
     on_disk: Option<(u32, u64)>,
@@ -816,13 +818,23 @@ async fn writer(
         };
         let r = renditions.entry(seg.rendition.clone()).or_default();
         let mut written = 0u64;
-        if let Some(init) = &seg.init {
-            match write_once(&dir.join(&seg.map_uri), init).await {
-                Ok(()) => written += init.len() as u64,
-                Err(e) => {
-                    fail(&seg.map_uri, e);
-                    r.broken = true;
-                    continue;
+        if let Some(init) = seg.init {
+            r.init = Some((seg.map_uri.clone(), init, false));
+        }
+        // The init section this segment uses, until it is on disk (a failed write is tried
+        // again with the next segment).
+        if let Some((uri, init, on_disk)) = r.init.as_mut().filter(|i| i.0 == seg.map_uri) {
+            if !*on_disk {
+                match write_once(&dir.join(&*uri), init).await {
+                    Ok(()) => {
+                        written += init.len() as u64;
+                        *on_disk = true;
+                    }
+                    Err(e) => {
+                        fail(uri, e);
+                        r.broken = true;
+                        continue;
+                    }
                 }
             }
         }
