@@ -1,14 +1,18 @@
 #!/usr/bin/env node
-// Plays a packaged directory (llhls package output) to the end in hls.js (headless
+// Plays a packaged directory (llhls package output), or a VOD playlist URL (a recording on a
+// running llhls: http://HOST/recordings/NAME/START/index.m3u8), to the end in hls.js (headless
 // Chromium). Exits non-zero on a fatal error, or if playback does not reach the end.
-//   node player-test/play-vod.mjs DIR
+//   node player-test/play-vod.mjs DIR|URL
 import { createServer } from 'node:http';
 import { readFileSync, statSync, existsSync } from 'node:fs';
 import { join, resolve, dirname, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dir = resolve(process.argv[2] || '.');
+const arg = process.argv[2] || '.';
+const remote = /^https?:\/\//.test(arg);
+const dir = remote ? arg : resolve(arg);
+const source = remote ? arg : '/index.m3u8';
 const types = { m3u8: 'application/vnd.apple.mpegurl', mp4: 'video/mp4', m4s: 'video/mp4' };
 const server = createServer((req, res) => {
   const url = new URL(req.url, 'http://x');
@@ -17,7 +21,7 @@ const server = createServer((req, res) => {
     return res.end(`<!doctype html><video id=v muted autoplay></video><script src="/hls.js"></script><script>
       const v = document.getElementById('v'); window.__r = { ended: false, fatal: null, duration: 0, t: 0 };
       const hls = new Hls(); hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.__r.fatal = d.details; });
-      hls.loadSource('/index.m3u8'); hls.attachMedia(v); v.playbackRate = 4; v.play().catch(() => {});
+      hls.loadSource(${JSON.stringify(source)}); hls.attachMedia(v); v.playbackRate = 4; v.play().catch(() => {});
       v.addEventListener('ended', () => window.__r.ended = true);
       setInterval(() => { window.__r.t = v.currentTime; window.__r.duration = v.duration; }, 200);
     </script>`);
@@ -26,6 +30,7 @@ const server = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'application/javascript' });
     return res.end(readFileSync(join(here, 'node_modules/hls.js/dist/hls.min.js')));
   }
+  if (remote) { res.writeHead(404); return res.end(); }
   const file = normalize(join(dir, decodeURIComponent(url.pathname)));
   if (!file.startsWith(dir) || !existsSync(file) || !statSync(file).isFile()) { res.writeHead(404); return res.end(); }
   const body = readFileSync(file);

@@ -58,6 +58,30 @@ for clip in bikes bframes; do
 done
 rm -rf "$vod"
 
+# A recording (record = true) plays to the end in hls.js from the origin's /recordings/ URL.
+rec=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+rec_http=127.0.0.1:$(free_port)
+rec_rtmp=127.0.0.1:$(free_port)
+target/debug/llhls serve --http "$rec_http" --rtmp "$rec_rtmp" --whip-udp off --demo false \
+  --record true --data-dir "$rec" 2>"$rec/log" &
+rec_pid=$!
+for _ in $(seq 100); do curl -fsS "http://$rec_http/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+ffmpeg -hide_banner -v error -re -f lavfi -i testsrc2=size=320x180:rate=30 \
+  -f lavfi -i sine=frequency=440:sample_rate=48000 -t 8 -c:v libx264 -preset veryfast -g 30 \
+  -tune zerolatency -pix_fmt yuv420p -c:a aac -f flv "rtmp://$rec_rtmp/live/rec"
+# The stream ended with ffmpeg; its recording is VOD once `end` is set.
+rec_url=
+for _ in $(seq 100); do
+  rec_url=$(curl -fsS "http://$rec_http/recordings.json" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0]["playlist"] if r and r[0]["end"] else "")')
+  [ -n "$rec_url" ] && break
+  sleep 0.2
+done
+node player-test/play-vod.mjs "http://$rec_http$rec_url"
+kill "$rec_pid"
+wait "$rec_pid" || true
+rm -rf "$rec"
+
 # The built-in pages: the player (errors in words, picker and link follow the stream, what to
 # do next for this host) and /publish with fake devices (screenshots in player-test/out/page/).
 node player-test/page-test.mjs

@@ -49,10 +49,23 @@ pub struct ServeArgs {
     /// 0: no DVR, the playlist is the live window [default: 0].
     #[arg(long, env = "LLHLS_DVR_WINDOW_SECS")]
     pub dvr_window_secs: Option<u64>,
-    /// Directory for data kept on disk (DVR segments under `dvr/`, cleared at startup); used
-    /// only with a DVR window [default: ./llhls-data].
+    /// Directory for data kept on disk: DVR segments under `dvr/` (cleared at startup),
+    /// recordings under `recordings/` (kept) [default: ./llhls-data].
     #[arg(long, env = "LLHLS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Record streams to `data_dir/recordings/`: `true` (every stream), `false`, or stream
+    /// name patterns, comma-separated, where `*` matches any characters (`cam-*,show`). In
+    /// TOML also `true`/`false` or a list of patterns [default: false].
+    #[arg(long, env = "LLHLS_RECORD", value_parser = parse_record)]
+    #[serde(deserialize_with = "record_setting")]
+    pub record: Option<RecordPatterns>,
+    /// Delete finished recordings this many seconds after their end [default: keep them].
+    #[arg(long, env = "LLHLS_RECORD_MAX_AGE_SECS")]
+    pub record_max_age_secs: Option<u64>,
+    /// Delete the oldest finished recordings while all of them together take more than this
+    /// many bytes [default: no limit].
+    #[arg(long, env = "LLHLS_RECORD_MAX_BYTES")]
+    pub record_max_bytes: Option<u64>,
     /// `muxed` (audio and video in one playlist) or `separate` (audio rendition) [default: muxed].
     #[arg(long, env = "LLHLS_LAYOUT")]
     pub layout: Option<String>,
@@ -154,6 +167,55 @@ fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Strin
     }))
 }
 
+/// The `record` setting: which stream names are recorded (empty: none).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordPatterns(pub Vec<String>);
+
+impl RecordPatterns {
+    fn from_list(items: Vec<String>) -> Result<RecordPatterns, String> {
+        let mut v = Vec::new();
+        for p in items.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+            if !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*')
+            {
+                return Err(format!(
+                    "record: {p:?} is not a stream name pattern (letters, digits, `-`, `_`, `*`)"
+                ));
+            }
+            v.push(p.to_string());
+        }
+        Ok(RecordPatterns(v))
+    }
+}
+
+fn parse_record(s: &str) -> Result<RecordPatterns, String> {
+    match s.trim() {
+        "true" => Ok(RecordPatterns(vec!["*".into()])),
+        "false" | "" => Ok(RecordPatterns(Vec::new())),
+        list => RecordPatterns::from_list(list.split(',').map(str::to_string).collect()),
+    }
+}
+
+fn record_setting<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<RecordPatterns>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Setting {
+        Flag(bool),
+        One(String),
+        Many(Vec<String>),
+    }
+    let r = match Setting::deserialize(d)? {
+        Setting::Flag(true) => Ok(RecordPatterns(vec!["*".into()])),
+        Setting::Flag(false) => Ok(RecordPatterns(Vec::new())),
+        Setting::One(s) => parse_record(&s),
+        Setting::Many(v) => RecordPatterns::from_list(v),
+    };
+    r.map(Some).map_err(serde::de::Error::custom)
+}
+
 /// One `ladder` entry: a preset name, `off`, or (TOML only) a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LadderEntry {
@@ -233,6 +295,8 @@ pub struct Config {
     pub ladder_encoder: String,
     /// Where DVR segments go (`None`: no DVR window).
     pub dvr_dir: Option<PathBuf>,
+    /// Recording (`None`: no stream is recorded).
+    pub record: Option<llhls_origin::record::RecordConfig>,
 }
 
 impl Config {
@@ -360,6 +424,18 @@ impl Config {
             demo_ladder_is_default,
             ladder_encoder: pick!(ladder_encoder, "libx264".into()),
             dvr_dir: (dvr_secs > 0).then(|| data_dir.join("dvr")),
+            record: {
+                let patterns = pick!(record, RecordPatterns::default()).0;
+                (!patterns.is_empty()).then(|| llhls_origin::record::RecordConfig {
+                    root: data_dir.join("recordings"),
+                    patterns,
+                    max_age: args
+                        .record_max_age_secs
+                        .or(file.record_max_age_secs)
+                        .map(Duration::from_secs),
+                    max_bytes: args.record_max_bytes.or(file.record_max_bytes),
+                })
+            },
         })
     }
 }
@@ -462,6 +538,73 @@ mod tests {
         })
         .unwrap();
         assert!(c.ladder.is_empty());
+    }
+
+    #[test]
+    fn record_takes_a_flag_or_name_patterns() {
+        let dir = std::env::temp_dir().join(format!("llhls-cfg-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            Config::load(&ServeArgs {
+                config: Some(f.clone()),
+                ..Default::default()
+            })
+        };
+        assert!(load("").unwrap().record.is_none(), "off by default");
+        assert!(load(
+            "record = false
+"
+        )
+        .unwrap()
+        .record
+        .is_none());
+        let c = load(
+            "record = true
+data_dir = \"/srv/l\"
+record_max_age_secs = 60
+record_max_bytes = 1000
+",
+        )
+        .unwrap();
+        let r = c.record.unwrap();
+        assert_eq!(r.root, PathBuf::from("/srv/l/recordings"));
+        assert!(r.records("anything"));
+        assert_eq!(r.max_age, Some(Duration::from_secs(60)));
+        assert_eq!(r.max_bytes, Some(1000));
+        let r = load(
+            "record = [\"cam-*\", \"show\"]
+",
+        )
+        .unwrap()
+        .record
+        .unwrap();
+        assert!(r.records("cam-2") && r.records("show") && !r.records("demo"));
+        let r = load(
+            "record = \"cam-*,show\"
+",
+        )
+        .unwrap()
+        .record
+        .unwrap();
+        assert_eq!(r.patterns, ["cam-*", "show"]);
+        assert!(load(
+            "record = [\"../x\"]
+"
+        )
+        .is_err());
+        assert!(load(
+            "record = 3
+"
+        )
+        .is_err());
+        // The flag (and LLHLS_RECORD) take the same forms.
+        assert_eq!(parse_record("true").unwrap().0, ["*"]);
+        assert!(parse_record("false").unwrap().0.is_empty());
+        assert_eq!(parse_record("a,b*").unwrap().0, ["a", "b*"]);
+        assert!(parse_record("a/b").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -161,12 +161,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "DVR: segments past the live window are kept on disk"
         );
     }
+    let recordings = match &config.record {
+        Some(rc) => {
+            let r =
+                llhls_origin::record::Recordings::open(rc.clone()).map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                dir = %rc.root.display(),
+                streams = %rc.patterns.join(","),
+                recordings = r.list().len(),
+                "recording streams"
+            );
+            r.spawn_retention();
+            Some(r)
+        }
+        None => None,
+    };
     let origin = Origin::new(OriginConfig {
         max_held_per_stream: config.max_held_per_stream,
         codecs_override: config
             .break_codecs
             .then(|| "avc1.ffffff,mp4a.40.99".to_string()),
         dvr_dir: config.dvr_dir.clone(),
+        recordings,
         ..OriginConfig::default()
     });
     let html = Bytes::from_static(include_bytes!("player/index.html"));

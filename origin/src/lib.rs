@@ -17,6 +17,8 @@
 //!   per object class, CORS, gzip), [`error`] (one error type mapped to statuses).
 //! - [`dvr`]: DVR segments past the live window written to disk, served from there, deleted
 //!   when they leave the DVR window.
+//! - [`record`]: recordings: every segment of a recorded stream kept on disk with VOD
+//!   playlists, served under `/recordings/`, recovered after a restart, retention.
 //! - [`server`]: HTTP/1.1 and h2c on one port, HTTPS with ALPN h2, connection and header
 //!   limits, graceful shutdown.
 //! - [`metrics`]: Prometheus counters; [`stats`]: per-stream counters and the `/streams.json`
@@ -36,6 +38,7 @@ pub mod metrics;
 mod origin;
 mod playlist;
 pub mod range;
+pub mod record;
 pub mod rope;
 pub mod route;
 pub mod router;

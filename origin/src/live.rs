@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::dvr::{self, DiskFile, Spiller};
 use crate::ladder::{Ladder, RungEvent, Step as LadderStep};
 use crate::metrics::Metrics;
+use crate::record::Recorder;
 use crate::rope::Rope;
 use crate::stats::{new_gap_parts, StreamStats};
 
@@ -298,6 +299,8 @@ struct Task {
     pending: bool,
     /// DVR storage on disk, when the origin has a DVR directory.
     spiller: Option<Spiller>,
+    /// The stream's recording, when it is recorded.
+    recorder: Option<Recorder>,
 }
 
 /// Per-stream settings from the origin's configuration.
@@ -308,6 +311,8 @@ pub(crate) struct StreamSettings {
     pub(crate) codecs_override: Option<String>,
     /// This stream's DVR directory, if segments past the live window go to disk.
     pub(crate) dvr_dir: Option<std::path::PathBuf>,
+    /// Its recording, when it is recorded.
+    pub(crate) recorder: Option<Recorder>,
 }
 
 /// Starts the task that owns `packager` (and `ladder`'s rung packagers) for stream `name`.
@@ -323,6 +328,7 @@ pub(crate) fn spawn_stream(
         linger,
         codecs_override,
         dvr_dir,
+        recorder,
     } = settings;
     let (tx, mut rx) = mpsc::channel::<Command>(1024);
     let (ptx, prx) = watch::channel(None);
@@ -354,6 +360,7 @@ pub(crate) fn spawn_stream(
             source_live: None,
             pending: false,
             spiller,
+            recorder,
         };
         let name = t.name.clone();
         t.metrics.live_streams.fetch_add(1, Ordering::Relaxed);
@@ -475,7 +482,12 @@ pub(crate) fn spawn_stream(
         tracing::info!(stream = %name, "stream ended; keeping the final playlist for {linger:?}");
         t.metrics.live_streams.fetch_sub(1, Ordering::Relaxed);
         let spiller = t.spiller.take();
+        let recorder = t.recorder.take();
         drop(t);
+        if let Some(r) = recorder {
+            // Closes the recording as VOD once its last segments are on disk.
+            r.finish().await;
+        }
         tokio::time::sleep(linger).await;
         on_gone(&stream);
         if let Some(spiller) = spiller {
@@ -630,6 +642,13 @@ impl Task {
             None => source,
         };
         let published = Arc::new(Published::render(snap, self.codecs_override.as_deref()));
+        if let Some(r) = self.recorder.as_mut() {
+            r.observe(
+                &published.snapshot,
+                &published.multivariant.plain,
+                &self.stream,
+            );
+        }
         if first {
             let s = &published.snapshot;
             let renditions: Vec<&str> = s.renditions.iter().map(|r| r.name.as_str()).collect();

@@ -62,7 +62,7 @@ async fn serve(origin: &Origin, req: &ObjectRequest<'_>, class: Class) -> Result
 
 /// A DVR segment from disk, whole or a range of it, with the headers of one in memory. A
 /// file deleted meanwhile (it left the window) is a 404.
-async fn serve_file(
+pub(crate) async fn serve_file(
     class: Class,
     content_type: &'static str,
     file: &DiskFile,

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub rungs_withdrawn: AtomicU64,
     /// DVR segments that could not be written to disk.
     pub dvr_write_errors: AtomicU64,
+    /// Recording files (segments, init sections, playlists) that could not be written.
+    pub record_write_errors: AtomicU64,
     wake_buckets: [AtomicU64; 11],
     wake_count: AtomicU64,
     wake_sum_us: AtomicU64,
@@ -157,6 +159,13 @@ impl Metrics {
             "llhls_dvr_write_errors_total",
             "DVR segments that could not be written to disk (the DVR window shrinks instead).",
             self.dvr_write_errors.load(Ordering::Relaxed),
+            "counter",
+        );
+        gauge(
+            &mut out,
+            "llhls_record_write_errors_total",
+            "Recording files that could not be written (the recording skips them).",
+            self.record_write_errors.load(Ordering::Relaxed),
             "counter",
         );
         gauge(

@@ -33,6 +33,8 @@ pub struct OriginConfig {
     /// Where DVR segments past the live window are written (`None`: they stay in memory).
     /// Call [`crate::dvr::prepare`] on it first.
     pub dvr_dir: Option<std::path::PathBuf>,
+    /// Recordings (`None`: nothing is recorded): which streams, where, retention.
+    pub recordings: Option<Arc<crate::record::Recordings>>,
 }
 
 impl Default for OriginConfig {
@@ -42,6 +44,7 @@ impl Default for OriginConfig {
             ended_linger: Duration::from_secs(60),
             codecs_override: None,
             dvr_dir: None,
+            recordings: None,
         }
     }
 }
@@ -89,9 +92,13 @@ impl std::fmt::Debug for Origin {
 impl Origin {
     /// A new origin with no streams.
     pub fn new(config: OriginConfig) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::default());
+        if let Some(r) = &config.recordings {
+            r.set_metrics(metrics.clone());
+        }
         Arc::new(Origin {
             streams: RwLock::new(HashMap::new()),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             config,
             pages: RwLock::new(HashMap::new()),
             extra_metrics: RwLock::new(Vec::new()),
@@ -256,10 +263,21 @@ impl Origin {
                     let n = self.instances.fetch_add(1, Ordering::Relaxed);
                     crate::dvr::stream_dir(root, name, n)
                 }),
+                recorder: self
+                    .config
+                    .recordings
+                    .as_ref()
+                    .filter(|r| r.config().records(name))
+                    .map(|r| crate::record::Recorder::new(r.clone(), name)),
             },
         );
         streams.insert(name.to_string(), input.stream.clone());
         Ok(input)
+    }
+
+    /// The recordings, when recording is on.
+    pub fn recordings(&self) -> Option<&Arc<crate::record::Recordings>> {
+        self.config.recordings.as_ref()
     }
 
     /// The stream called `name`, if live.

@@ -33,8 +33,29 @@ pub enum Route<'a> {
     Metrics,
     /// `/streams.json`.
     StreamList,
+    /// `/recordings.json`.
+    RecordingList,
+    /// `/recordings/NAME/START/FILE`: a file of a recording. NAME and START are
+    /// `[A-Za-z0-9_-]` only ([`crate::record::valid_name`]).
+    Recording {
+        /// The stream name.
+        name: &'a str,
+        /// The recording's start (`20261201T133000Z`).
+        id: &'a str,
+        /// The file.
+        file: RecordingFile<'a>,
+    },
     /// Anything else: a page, a nested service, or 404.
     Other,
+}
+
+/// A file of a recording.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecordingFile<'a> {
+    /// `index.m3u8` (the multivariant playlist) or `RENDITION.m3u8`: the name without `.m3u8`.
+    Playlist(&'a str),
+    /// `RENDITION/FILE`: an init section or a segment (never a part: recordings keep none).
+    Object(ObjectKey),
 }
 
 /// One path segment we accept: short, no leading dot, only `[A-Za-z0-9._-]`.
@@ -52,7 +73,11 @@ pub fn parse(path: &str) -> Route<'_> {
         "/healthz" => return Route::Healthz,
         "/metrics" => return Route::Metrics,
         "/streams.json" => return Route::StreamList,
+        "/recordings.json" => return Route::RecordingList,
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/recordings/") {
+        return recording(rest);
     }
     let Some(rest) = path.strip_prefix("/live/") else {
         return Route::Other;
@@ -72,6 +97,33 @@ pub fn parse(path: &str) -> Route<'_> {
             Err(_) => Route::Other,
         },
         _ => Route::Other,
+    }
+}
+
+/// `NAME/START/FILE` under `/recordings/`.
+fn recording(rest: &str) -> Route<'_> {
+    use crate::record::valid_name;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let file = match parts.as_slice() {
+        [_, _, file] => match file.strip_suffix(".m3u8") {
+            Some(p) if valid_name(p) => RecordingFile::Playlist(p),
+            _ => return Route::Other,
+        },
+        [_, _, rendition, file] if valid_name(rendition) && valid_segment(file) => {
+            match format!("{rendition}/{file}").parse::<ObjectKey>() {
+                Ok(key) if !key.is_part() => RecordingFile::Object(key),
+                _ => return Route::Other,
+            }
+        }
+        _ => return Route::Other,
+    };
+    if !valid_name(parts[0]) || !valid_name(parts[1]) {
+        return Route::Other;
+    }
+    Route::Recording {
+        name: parts[0],
+        id: parts[1],
+        file,
     }
 }
 
@@ -104,6 +156,44 @@ mod tests {
         assert_eq!(parse("/live/demo/%2e%2e/x"), Route::Other);
         assert_eq!(parse("/live//index.m3u8"), Route::Other);
         assert_eq!(parse("/live/demo/a/b/c"), Route::Other);
+    }
+
+    #[test]
+    fn recordings_stay_inside_their_directory() {
+        assert_eq!(parse("/recordings.json"), Route::RecordingList);
+        assert_eq!(
+            parse("/recordings/cam-1/20261201T133000Z/index.m3u8"),
+            Route::Recording {
+                name: "cam-1",
+                id: "20261201T133000Z",
+                file: RecordingFile::Playlist("index")
+            }
+        );
+        assert_eq!(
+            parse("/recordings/cam/20261201T133000Z/video/12.m4s"),
+            Route::Recording {
+                name: "cam",
+                id: "20261201T133000Z",
+                file: RecordingFile::Object(ObjectKey::segment("video", 12))
+            }
+        );
+        for bad in [
+            "/recordings/../x/index.m3u8",
+            "/recordings/cam/../index.m3u8",
+            "/recordings/cam/..%2f..%2fetc/index.m3u8",
+            "/recordings/cam/a%2Fb/index.m3u8",
+            "/recordings/cam/s/../../../../etc/passwd",
+            "/recordings//etc/passwd",
+            "/recordings/cam/s//etc/passwd",
+            "/recordings/cam/s/video/12.3.m4s",
+            "/recordings/cam/s/.m3u8",
+            "/recordings/cam/s/a.b.m3u8",
+            "/recordings/c.m/s/index.m3u8",
+            "/recordings/cam/s/video/../../x.m4s",
+            "/recordings/cam/s/video/init-1.mp4/x",
+        ] {
+            assert_eq!(parse(bad), Route::Other, "{bad}");
+        }
     }
 
     #[test]

@@ -154,6 +154,23 @@ async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head) -> R
                 "no-store",
             )
         }
+        Route::RecordingList => match origin.recordings() {
+            Some(r) => text_reply(
+                Class::Other,
+                "application/json",
+                Bytes::from(r.json()),
+                "no-store",
+            ),
+            None => text_reply(
+                Class::Other,
+                "application/json",
+                Bytes::from_static(b"[]"),
+                "no-store",
+            ),
+        },
+        Route::Recording { name, id, file } => {
+            crate::record::serve(origin, name, id, file, head.range).await
+        }
         Route::Multivariant { stream } => multivariant(origin, stream, head.gzip),
         Route::Media { stream, rendition } => {
             media(origin, stream, rendition, &head.query, head.gzip).await

@@ -1,0 +1,1212 @@
+//! Recording: every segment of a recorded stream (every rendition) is also kept on disk, with
+//! its init sections and a playlist per rendition, under `ROOT/NAME/START/`, and served at
+//! `/recordings/NAME/START/index.m3u8` (listed at `/recordings.json`).
+//!
+//! - The stream task hands each newly completed segment (its bytes, already in memory, and
+//!   its playlist entry) to a writer task per recording ([`Recorder`]); the packager knows
+//!   nothing of it. The writer writes each file once, to a temporary name first and then
+//!   renamed, then appends the segment's entry to that rendition's playlist (written whole,
+//!   the same way, at first and at the end), so a playlist only ever lists complete files;
+//!   a playlist is served (and recovered) up to its last whole entry, so no reader ever sees
+//!   a partial one.
+//! - While the stream is live the playlists are `EXT-X-PLAYLIST-TYPE:EVENT`; when it ends they
+//!   become `VOD` with `EXT-X-ENDLIST`. A reconnect within the grace period is the same live
+//!   stream (with a discontinuity), so it continues the same recording.
+//! - At startup ([`Recordings::open`]) the recordings on disk are listed again; one whose
+//!   stream was live when the process died is closed as VOD at the last segment its playlist
+//!   lists, and half-written files (temporary names) are deleted.
+//! - Retention ([`Recordings::spawn_retention`]) deletes whole finished recordings, oldest
+//!   first, past `max_age` or while all of them together are over `max_bytes`, each deletion
+//!   logged.
+//!
+//! Names on disk and in URLs are only ever `[A-Za-z0-9_-]` (stream names that are not are not
+//! recorded), rendition files are named by [`ObjectKey`], so no request can name a path
+//! outside the recordings directory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use llhls_packager::{ObjectKey, ObjectKind, StreamSnapshot, WallClock};
+use tokio::sync::mpsc;
+
+use crate::live::{Object, Stream};
+use crate::metrics::Metrics;
+
+/// Recording settings.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// The directory recordings go to (`recordings/` in the data directory).
+    pub root: PathBuf,
+    /// Names of the streams recorded: patterns where `*` matches any run of characters
+    /// (`*` alone: every stream).
+    pub patterns: Vec<String>,
+    /// Finished recordings older than this (since their end) are deleted.
+    pub max_age: Option<Duration>,
+    /// While all recordings together take more bytes than this, the oldest finished one is
+    /// deleted.
+    pub max_bytes: Option<u64>,
+}
+
+impl RecordConfig {
+    /// Is stream `name` recorded? Only names that are safe as a directory name can be.
+    pub fn records(&self, name: &str) -> bool {
+        valid_name(name)
+            && self
+                .patterns
+                .iter()
+                .any(|p| glob(p.as_bytes(), name.as_bytes()))
+    }
+}
+
+/// `*` matches any run of bytes, everything else itself.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+    }
+}
+
+/// A recording or stream name as it may appear on disk and in URLs: 1 to 128 of
+/// `[A-Za-z0-9_-]`.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What is known about one recording.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingInfo {
+    /// Wall-clock time of its first segment.
+    pub start: WallClock,
+    /// The end of its last segment, once the recording is finished (`None`: still live).
+    pub end: Option<WallClock>,
+    /// Seconds of media (the longest rendition).
+    pub duration: f64,
+    /// Bytes on disk (every rendition, init sections and segments).
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    id: String,
+    info: Mutex<RecordingInfo>,
+}
+
+impl Entry {
+    fn info(&self) -> RecordingInfo {
+        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Every recording: the index behind `/recordings.json`, the recordings' directory, retention.
+#[derive(Debug)]
+pub struct Recordings {
+    config: RecordConfig,
+    entries: RwLock<BTreeMap<(String, String), Arc<Entry>>>,
+    metrics: RwLock<Option<Arc<Metrics>>>,
+}
+
+impl Recordings {
+    /// Opens the recordings directory (creating it), lists the recordings in it and closes
+    /// those a previous run left open: see the module docs. The error names the path.
+    pub fn open(config: RecordConfig) -> Result<Arc<Recordings>, String> {
+        let root = config.root.clone();
+        let fail = |what: &str, e: std::io::Error| {
+            format!(
+                "the recordings directory {} is not usable ({what}: {e}); set data_dir (--data-dir, LLHLS_DATA_DIR) to a writable directory",
+                root.display()
+            )
+        };
+        std::fs::create_dir_all(&root).map_err(|e| fail("creating it", e))?;
+        let probe = root.join(".write-test");
+        std::fs::write(&probe, b"ok").map_err(|e| fail("writing a file in it", e))?;
+        std::fs::remove_file(&probe).map_err(|e| fail("removing a file in it", e))?;
+        let mut entries = BTreeMap::new();
+        for name in read_dir_names(&root) {
+            for id in read_dir_names(&root.join(&name)) {
+                let dir = root.join(&name).join(&id);
+                match recover(&dir) {
+                    Some(info) => {
+                        tracing::info!(
+                            recording = %format!("{name}/{id}"),
+                            duration = info.duration,
+                            bytes = info.bytes,
+                            "recording found"
+                        );
+                        let entry = Entry {
+                            name: name.clone(),
+                            id: id.clone(),
+                            info: Mutex::new(info),
+                        };
+                        entries.insert((name.clone(), id), Arc::new(entry));
+                    }
+                    None => {
+                        tracing::warn!(dir = %dir.display(), "a recording without any complete segment: deleting it");
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
+                }
+            }
+        }
+        Ok(Arc::new(Recordings {
+            config,
+            entries: RwLock::new(entries),
+            metrics: RwLock::new(None),
+        }))
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RecordConfig {
+        &self.config
+    }
+
+    /// Where write errors are counted.
+    pub(crate) fn set_metrics(&self, m: Arc<Metrics>) {
+        *self.metrics.write().unwrap_or_else(|e| e.into_inner()) = Some(m);
+    }
+
+    fn count_error(&self) -> u64 {
+        match &*self.metrics.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(m) => m.record_write_errors.fetch_add(1, Ordering::Relaxed) + 1,
+            None => 0,
+        }
+    }
+
+    /// Every recording: (name, id, info), by name then start.
+    pub fn list(&self) -> Vec<(String, String, RecordingInfo)> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|e| (e.name.clone(), e.id.clone(), e.info()))
+            .collect()
+    }
+
+    /// `/recordings.json`.
+    pub fn json(&self) -> String {
+        let items: Vec<String> = self
+            .list()
+            .into_iter()
+            .map(|(name, id, i)| {
+                let end = match i.end {
+                    Some(e) => format!("\"{}\"", e.to_rfc3339()),
+                    None => "null".into(),
+                };
+                format!(
+                    "{{\"name\":\"{name}\",\"start\":\"{}\",\"end\":{end},\"duration\":{:.3},\"bytes\":{},\"playlist\":\"/recordings/{name}/{id}/index.m3u8\"}}",
+                    i.start.to_rfc3339(),
+                    i.duration,
+                    i.bytes
+                )
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+
+    /// The directory of recording `name`/`id` and whether it is still being written, if it is
+    /// listed. Both parts must be valid names (see [`valid_name`]).
+    pub(crate) fn dir(&self, name: &str, id: &str) -> Option<(PathBuf, bool)> {
+        if !valid_name(name) || !valid_name(id) {
+            return None;
+        }
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let e = entries.get(&(name.to_string(), id.to_string()))?;
+        let live = e.info().end.is_none();
+        Some((self.config.root.join(name).join(id), live))
+    }
+
+    /// Starts a new recording of stream `name` whose first segment began at `start`.
+    fn begin(&self, name: &str, start: WallClock) -> Arc<Entry> {
+        let base = compact(start);
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut id = base.clone();
+        let mut n = 1;
+        while entries.contains_key(&(name.to_string(), id.clone()))
+            || self.config.root.join(name).join(&id).exists()
+        {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        let entry = Arc::new(Entry {
+            name: name.to_string(),
+            id: id.clone(),
+            info: Mutex::new(RecordingInfo {
+                start,
+                ..RecordingInfo::default()
+            }),
+        });
+        entries.insert((name.to_string(), id), entry.clone());
+        entry
+    }
+
+    /// Starts the retention task (when a limit is set): every few seconds, deletes finished
+    /// recordings past `max_age`, then the oldest finished ones while the total is over
+    /// `max_bytes`.
+    pub fn spawn_retention(self: &Arc<Self>) {
+        if self.config.max_age.is_none() && self.config.max_bytes.is_none() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                me.retain(crate::live::wall_now()).await;
+            }
+        });
+    }
+
+    /// One retention pass at wall-clock time `now`.
+    async fn retain(&self, now: WallClock) {
+        let mut all: Vec<(String, String, RecordingInfo)> = self.list();
+        all.sort_by_key(|(_, _, i)| i.start);
+        let mut total: u64 = all.iter().map(|(_, _, i)| i.bytes).sum();
+        let mut doomed = Vec::new();
+        for (name, id, info) in &all {
+            let Some(end) = info.end else { continue };
+            let age = Duration::from_millis(u64::try_from(now.0 - end.0).unwrap_or(0));
+            let reason = if self.config.max_age.is_some_and(|max| age > max) {
+                format!(
+                    "older than record_max_age_secs (ended {} s ago)",
+                    age.as_secs()
+                )
+            } else if self.config.max_bytes.is_some_and(|max| total > max) {
+                format!("recordings take {total} bytes, over record_max_bytes")
+            } else {
+                continue;
+            };
+            total -= info.bytes.min(total);
+            doomed.push((name.clone(), id.clone(), info.bytes, reason));
+        }
+        for (name, id, bytes, reason) in doomed {
+            self.entries
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(name.clone(), id.clone()));
+            let dir = self.config.root.join(&name).join(&id);
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {
+                    tracing::info!(recording = %format!("{name}/{id}"), bytes, "recording deleted: {reason}")
+                }
+                Err(e) => {
+                    tracing::warn!(recording = %format!("{name}/{id}"), "deleting a recording: {e}")
+                }
+            }
+            // The stream's directory goes with its last recording.
+            let _ = tokio::fs::remove_dir(self.config.root.join(&name)).await;
+        }
+    }
+}
+
+/// Names of the subdirectories of `dir` that are valid names.
+fn read_dir_names(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| valid_name(n))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `20261201T133000Z` for 2026-12-01T13:30:00.xxxZ.
+fn compact(t: WallClock) -> String {
+    let s = t.to_rfc3339();
+    let s = s.split('.').next().unwrap_or_default();
+    let mut out: String = s.chars().filter(|c| *c != '-' && *c != ':').collect();
+    out.push('Z');
+    out
+}
+
+/// Parses `YYYY-MM-DDThh:mm:ss.SSSZ` (what [`WallClock::to_rfc3339`] writes).
+fn parse_rfc3339(s: &str) -> Option<WallClock> {
+    let b = s.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[10] != b'T' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss, ms) = (n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    Some(WallClock(
+        ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms,
+    ))
+}
+
+/// Howard Hinnant's civil-to-days algorithm.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Restart recovery of one recording directory: deletes temporary (half-written) files,
+/// closes every playlist still open as VOD, and measures the recording. `None` when no
+/// rendition lists a segment.
+fn recover(dir: &Path) -> Option<RecordingInfo> {
+    let mut bytes = 0u64;
+    let mut playlists = Vec::new();
+    // Media files (under a rendition's directory) and their sizes.
+    let mut media: HashMap<PathBuf, u64> = HashMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".tmp") {
+                tracing::info!(path = %path.display(), "deleting a half-written recording file");
+                let _ = std::fs::remove_file(&path);
+            } else {
+                bytes += meta.len();
+                if d == dir && name.ends_with(".m3u8") && name != "index.m3u8" {
+                    playlists.push(path);
+                } else if d != dir {
+                    media.insert(path, meta.len());
+                }
+            }
+        }
+    }
+    let mut info = RecordingInfo {
+        bytes,
+        ..RecordingInfo::default()
+    };
+    let mut start: Option<WallClock> = None;
+    let mut end: Option<WallClock> = None;
+    let mut listed = std::collections::HashSet::new();
+    let mut all_read = true;
+    let mut renditions = BTreeMap::new();
+    for p in playlists {
+        let Ok(found) = std::fs::read_to_string(&p) else {
+            all_read = false;
+            continue;
+        };
+        // An entry the previous run was appending when it stopped is not part of it.
+        let text = complete_prefix(&found).to_string();
+        let mut duration = 0.0;
+        let mut pdt = None;
+        let mut seg_end = None;
+        let mut extinf = 0.0;
+        let mut r = Rendition::default();
+        for line in text.lines() {
+            if let Some(uri) = line
+                .strip_prefix("#EXT-X-MAP:URI=\"")
+                .and_then(|u| u.strip_suffix('"'))
+            {
+                listed.insert(dir.join(uri));
+            } else if !line.starts_with('#') && !line.is_empty() {
+                let path = dir.join(line);
+                if let Some(&len) = media.get(&path) {
+                    if extinf > 0.0 {
+                        r.peak = r.peak.max(len as f64 * 8.0 / extinf);
+                        r.media_bytes += len;
+                        r.media_secs += extinf;
+                    }
+                }
+                listed.insert(path);
+            }
+            if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+                pdt = parse_rfc3339(v);
+                if start.is_none_or(|s| pdt.is_some_and(|p| p < s)) {
+                    start = pdt.or(start);
+                }
+            } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+                let d: f64 = v.trim_end_matches(',').parse().unwrap_or(0.0);
+                extinf = d;
+                duration += d;
+                seg_end = pdt.map(|p| WallClock(p.0 + (d * 1000.0).round() as i64));
+            }
+        }
+        info.duration = info.duration.max(duration);
+        end = end.max(seg_end);
+        let open = !text.contains("#EXT-X-ENDLIST");
+        if open {
+            let closed = text.replace("#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD")
+                + "#EXT-X-ENDLIST\n";
+            match write_once_sync(&p, closed.as_bytes()) {
+                Ok(()) => {
+                    info.bytes =
+                        (info.bytes + closed.len() as u64).saturating_sub(found.len() as u64);
+                    tracing::info!(playlist = %p.display(), "closed a recording left open by the previous run")
+                }
+                Err(e) => tracing::warn!(playlist = %p.display(), "closing a recording: {e}"),
+            }
+        }
+        if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+            renditions.insert(stem.to_string(), (r, open));
+        }
+    }
+    // Files the previous run wrote but no playlist lists yet (it stopped between writing a
+    // segment and listing it) are not part of the recording.
+    if all_read {
+        for (path, len) in &media {
+            if !listed.contains(path) && std::fs::remove_file(path).is_ok() {
+                tracing::info!(path = %path.display(), "deleting a recording file no playlist lists");
+                info.bytes -= (*len).min(info.bytes);
+            }
+        }
+    }
+    // A recording closed here never had its bit rates measured at its end: measure them now.
+    if renditions.values().any(|(_, open)| *open) {
+        let index = dir.join("index.m3u8");
+        if let Ok(mv) = std::fs::read_to_string(&index) {
+            let renditions = renditions.into_iter().map(|(k, (r, _))| (k, r)).collect();
+            let text = final_bandwidths(&mv, &renditions);
+            if write_once_sync(&index, text.as_bytes()).is_ok() {
+                info.bytes = (info.bytes + text.len() as u64).saturating_sub(mv.len() as u64);
+            }
+        }
+    }
+    info.start = start?;
+    info.end = Some(end.unwrap_or(info.start));
+    Some(info)
+}
+
+/// Bytes of every file under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn tmp_name(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    PathBuf::from(tmp)
+}
+
+fn write_once_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = tmp_name(path);
+    let r = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Writes `bytes` to `path` through a temporary name, so the file appears complete or not at
+/// all.
+async fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    let tmp = tmp_name(path);
+    let result = async {
+        tokio::fs::write(&tmp, bytes).await?;
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+/// One segment for the writer.
+#[derive(Debug)]
+struct Segment {
+    rendition: String,
+    msn: u64,
+    duration: f64,
+    pdt: WallClock,
+    discontinuity: bool,
+    gap: bool,
+    uri: String,
+    map_uri: String,
+    bytes: Option<Bytes>,
+    /// The init section, when this segment is the first to use it.
+    init: Option<Bytes>,
+    target_duration: u32,
+}
+
+#[derive(Debug)]
+enum Msg {
+    Segment(Segment),
+    Multivariant(Bytes),
+}
+
+/// The stream task's side of one stream's recording.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    recordings: Arc<Recordings>,
+    name: String,
+    /// The writer, once the first segment arrived.
+    tx: Option<(mpsc::UnboundedSender<Msg>, tokio::task::JoinHandle<()>)>,
+    /// Per rendition: the last MSN handed to the writer and the init section it used.
+    last: HashMap<String, (u64, String)>,
+    /// The renditions the last written multivariant playlist lists.
+    listed: Vec<String>,
+    /// A discontinuity since the multivariant playlist was written (codecs may differ).
+    mv_stale: bool,
+}
+
+impl Recorder {
+    /// A recorder for stream `name` (a recording starts with its first segment).
+    pub(crate) fn new(recordings: Arc<Recordings>, name: &str) -> Recorder {
+        Recorder {
+            recordings,
+            name: name.to_string(),
+            tx: None,
+            last: HashMap::new(),
+            listed: Vec::new(),
+            mv_stale: false,
+        }
+    }
+
+    /// Hands every segment of `snap` not recorded yet to the writer (bytes from `stream`'s
+    /// store: a reference, no copy), and the multivariant playlist when the renditions changed.
+    pub(crate) fn observe(&mut self, snap: &StreamSnapshot, multivariant: &Bytes, stream: &Stream) {
+        let td = snap.timing.target_duration;
+        let mut msgs = Vec::new();
+        for r in &snap.renditions {
+            let last = self.last.get(&r.name).map(|l| l.0);
+            let new_from = r
+                .segments
+                .iter()
+                .rposition(|s| last.is_some_and(|l| s.msn <= l))
+                .map_or(0, |i| i + 1);
+            for s in &r.segments[new_from..] {
+                let bytes = if s.gap {
+                    None
+                } else {
+                    match stream.object(&ObjectKey::segment(&r.name, s.msn)) {
+                        Some(Object::Complete(b)) => Some(b),
+                        Some(Object::Growing(rope)) => {
+                            let mut b = BytesMut::with_capacity(rope.len() as usize);
+                            for c in rope.slice(0, rope.len()) {
+                                b.extend_from_slice(&c);
+                            }
+                            Some(b.freeze())
+                        }
+                        _ => {
+                            tracing::warn!(stream = %self.name, segment = %s.uri, "recording: segment no longer in memory, skipped");
+                            continue;
+                        }
+                    }
+                };
+                let prev_map = self.last.get(&r.name).map(|l| l.1.as_str());
+                let init = if prev_map != Some(s.map_uri.as_str()) {
+                    s.map_uri
+                        .parse::<ObjectKey>()
+                        .ok()
+                        .filter(|k| k.kind() == ObjectKind::Init)
+                        .and_then(|k| match stream.object(&k) {
+                            Some(Object::Complete(b)) => Some(b),
+                            _ => None,
+                        })
+                } else {
+                    None
+                };
+                if s.discontinuity && last.is_some() {
+                    self.mv_stale = true;
+                }
+                self.last.insert(r.name.clone(), (s.msn, s.map_uri.clone()));
+                msgs.push(Msg::Segment(Segment {
+                    rendition: r.name.clone(),
+                    msn: s.msn,
+                    duration: s.duration,
+                    pdt: s.program_date_time,
+                    discontinuity: s.discontinuity,
+                    gap: s.gap,
+                    uri: s.uri.clone(),
+                    map_uri: s.map_uri.clone(),
+                    bytes,
+                    init,
+                    target_duration: td,
+                }));
+            }
+        }
+        if msgs.is_empty() && !self.mv_stale {
+            return;
+        }
+        // The multivariant playlist, once every rendition it lists has a playlist of its own.
+        let names: Vec<String> = snap.renditions.iter().map(|r| r.name.clone()).collect();
+        if (names != self.listed || self.mv_stale)
+            && names.iter().all(|n| self.last.contains_key(n))
+        {
+            msgs.push(Msg::Multivariant(multivariant.clone()));
+            self.listed = names;
+            self.mv_stale = false;
+        }
+        if self.tx.is_none() {
+            let Some(Msg::Segment(first)) = msgs.first() else {
+                return;
+            };
+            let entry = self.recordings.begin(&self.name, first.pdt);
+            let dir = self
+                .recordings
+                .config
+                .root
+                .join(&entry.name)
+                .join(&entry.id);
+            tracing::info!(stream = %self.name, recording = %format!("{}/{}", entry.name, entry.id), "recording started");
+            let (tx, rx) = mpsc::unbounded_channel();
+            let writer = tokio::spawn(writer(dir, entry, self.recordings.clone(), rx));
+            self.tx = Some((tx, writer));
+        }
+        if let Some((tx, _)) = &self.tx {
+            for m in msgs {
+                let _ = tx.send(m);
+            }
+        }
+    }
+
+    /// The stream ended: lets the writer finish what it has queued and close the recording.
+    pub(crate) async fn finish(self) {
+        if let Some((tx, writer)) = self.tx {
+            drop(tx);
+            let _ = writer.await;
+        }
+    }
+}
+
+/// One rendition's recorded segments.
+#[derive(Debug, Default)]
+struct Rendition {
+    lines: Vec<Line>,
+    target_duration: u32,
+    /// A segment could not be written: the next one starts a discontinuity.
+    broken: bool,
+    /// The init section in use: its URI, bytes, and whether it is on disk.
+    init: Option<(String, Bytes, bool)>,
+    /// The playlist on disk: its TARGETDURATION and length, when it can be appended to
+    /// (`None`: write it whole next time).
+    on_disk: Option<(u32, u64)>,
+    /// Seconds listed.
+    secs: f64,
+    /// Peak segment bit rate, media bytes and seconds (for the final BANDWIDTH values).
+    peak: f64,
+    media_bytes: u64,
+    media_secs: f64,
+}
+
+#[derive(Debug)]
+struct Line {
+    msn: u64,
+    duration: f64,
+    pdt: WallClock,
+    discontinuity: bool,
+    gap: bool,
+    uri: String,
+    map_uri: String,
+}
+
+impl Rendition {
+    fn render(&self, ended: bool) -> String {
+        let mut out = String::with_capacity(128 + 96 * self.lines.len());
+        let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:6");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration);
+        let kind = if ended { "VOD" } else { "EVENT" };
+        let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:{kind}");
+        let first = self.lines.first().map_or(0, |l| l.msn);
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
+        for i in 0..self.lines.len() {
+            self.entry(i, &mut out);
+        }
+        if ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        out
+    }
+
+    /// The lines of segment `i`, ending with its URI: what is appended to the playlist.
+    fn entry(&self, i: usize, out: &mut String) {
+        let l = &self.lines[i];
+        let prev = i.checked_sub(1).map(|p| &self.lines[p]);
+        if l.discontinuity && prev.is_some() {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if prev.is_none_or(|p| p.map_uri != l.map_uri) {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", l.map_uri);
+        }
+        let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", l.pdt.to_rfc3339());
+        if l.gap {
+            out.push_str("#EXT-X-GAP\n");
+        }
+        let _ = writeln!(out, "#EXTINF:{:.5},\n{}", l.duration, l.uri);
+    }
+}
+
+/// What may be served of a recording's media playlist as it is on disk: all of it once it
+/// ends with EXT-X-ENDLIST, else up to the end of the last complete segment entry (its URI
+/// line and newline), so a reader never sees a half-appended entry.
+pub(crate) fn complete_prefix(text: &str) -> &str {
+    if text.ends_with("#EXT-X-ENDLIST\n") {
+        return text;
+    }
+    let mut end = 0;
+    let mut start = 0;
+    while let Some(nl) = text[start..].find('\n') {
+        let line = &text[start..start + nl];
+        if !line.is_empty() && !line.starts_with('#') {
+            end = start + nl + 1;
+        }
+        start += nl + 1;
+    }
+    // A playlist without any segment yet: its header lines only (never written so).
+    &text[..end]
+}
+
+/// Appends `bytes` to the file at `path` in one write.
+async fn append(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .await?;
+    f.write_all(bytes).await?;
+    f.flush().await
+}
+
+async fn writer(
+    dir: PathBuf,
+    entry: Arc<Entry>,
+    recordings: Arc<Recordings>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
+    let mut renditions: BTreeMap<String, Rendition> = BTreeMap::new();
+    let mut multivariant: Option<Bytes> = None;
+    let label = format!("{}/{}", entry.name, entry.id);
+    let fail = |what: &str, e: std::io::Error| {
+        let n = recordings.count_error();
+        if n <= 5 || n.is_multiple_of(100) {
+            tracing::warn!(recording = %label, errors = n, "recording: writing {what} failed: {e}; the recording skips it, the live stream goes on");
+        }
+    };
+    while let Some(msg) = rx.recv().await {
+        let seg = match msg {
+            Msg::Multivariant(b) => {
+                if let Err(e) = write_once(&dir.join("index.m3u8"), &b).await {
+                    fail("the multivariant playlist", e);
+                }
+                multivariant = Some(b);
+                continue;
+            }
+            Msg::Segment(s) => s,
+        };
+        let r = renditions.entry(seg.rendition.clone()).or_default();
+        let mut written = 0u64;
+        if let Some(init) = seg.init {
+            r.init = Some((seg.map_uri.clone(), init, false));
+        }
+        // The init section this segment uses, until it is on disk (a failed write is tried
+        // again with the next segment).
+        if let Some((uri, init, on_disk)) = r.init.as_mut().filter(|i| i.0 == seg.map_uri) {
+            if !*on_disk {
+                match write_once(&dir.join(&*uri), init).await {
+                    Ok(()) => {
+                        written += init.len() as u64;
+                        *on_disk = true;
+                    }
+                    Err(e) => {
+                        fail(uri, e);
+                        r.broken = true;
+                        continue;
+                    }
+                }
+            }
+        }
+        if let Some(b) = &seg.bytes {
+            match write_once(&dir.join(&seg.uri), b).await {
+                Ok(()) => {
+                    written += b.len() as u64;
+                    if seg.duration > 0.0 {
+                        let bits = b.len() as f64 * 8.0;
+                        r.peak = r.peak.max(bits / seg.duration);
+                        r.media_bytes += b.len() as u64;
+                        r.media_secs += seg.duration;
+                    }
+                }
+                Err(e) => {
+                    fail(&seg.uri, e);
+                    r.broken = true;
+                    continue;
+                }
+            }
+        }
+        let mut td = seg.target_duration;
+        td = td.max(seg.duration.round() as u32);
+        r.target_duration = r.target_duration.max(td);
+        r.lines.push(Line {
+            msn: seg.msn,
+            duration: seg.duration,
+            pdt: seg.pdt,
+            discontinuity: seg.discontinuity || std::mem::take(&mut r.broken),
+            gap: seg.gap,
+            uri: seg.uri,
+            map_uri: seg.map_uri,
+        });
+        r.secs += seg.duration;
+        // The playlist only grows while the stream is live (EVENT): each segment's lines are
+        // appended, so a recording of hours does not rewrite its whole playlist every
+        // segment. It is written whole (temporary name, rename) at first, when its
+        // TARGETDURATION changes, after a failed append, and at the end.
+        let path = dir.join(format!("{}.m3u8", seg.rendition));
+        let old_len = r.on_disk.map_or(0, |(_, len)| len);
+        let new_len = match r.on_disk {
+            Some((td, len)) if td == r.target_duration => {
+                let mut text = String::new();
+                r.entry(r.lines.len() - 1, &mut text);
+                append(&path, text.as_bytes())
+                    .await
+                    .map(|()| len + text.len() as u64)
+            }
+            _ => {
+                let text = r.render(false);
+                write_once(&path, text.as_bytes())
+                    .await
+                    .map(|()| text.len() as u64)
+            }
+        };
+        r.on_disk = match new_len {
+            Ok(len) => Some((r.target_duration, len)),
+            Err(e) => {
+                fail("a playlist", e);
+                None
+            }
+        };
+        let new_len = r.on_disk.map_or(old_len, |(_, len)| len);
+        let mut info = entry.info.lock().unwrap_or_else(|e| e.into_inner());
+        info.bytes = (info.bytes + written + new_len).saturating_sub(old_len);
+        info.duration = info.duration.max(r.secs);
+    }
+    // The stream ended: every playlist becomes VOD.
+    let mut end = WallClock(0);
+    for (name, r) in &renditions {
+        if let Some(l) = r.lines.last() {
+            end = end.max(WallClock(l.pdt.0 + (l.duration * 1000.0).round() as i64));
+        }
+        let path = dir.join(format!("{name}.m3u8"));
+        if let Err(e) = write_once(&path, r.render(true).as_bytes()).await {
+            fail("a playlist", e);
+        }
+    }
+    // The multivariant playlist was written with the bit rates of the live window when the
+    // recording began: now they are measured over the whole recording.
+    if let Some(mv) = multivariant {
+        let text = final_bandwidths(&String::from_utf8_lossy(&mv), &renditions);
+        if let Err(e) = write_once(&dir.join("index.m3u8"), text.as_bytes()).await {
+            fail("the multivariant playlist", e);
+        }
+    }
+    // What is on disk now, exactly (the playlists were rewritten).
+    let measured = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || dir_size(&dir)
+    })
+    .await
+    .ok();
+    let mut info = entry.info.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bytes) = measured {
+        info.bytes = bytes;
+    }
+    let start = info.start;
+    info.end = Some(end.max(start));
+    tracing::info!(recording = %label, duration = info.duration, bytes = info.bytes, "recording finished");
+}
+
+/// `GET /recordings/NAME/START/FILE`: a playlist (read from disk: it is rewritten as
+/// segments arrive) or an init section or segment (immutable, byte ranges accepted), with the
+/// headers of the live ones. 404 for a recording or file that is not there.
+pub(crate) async fn serve(
+    origin: &crate::Origin,
+    name: &str,
+    id: &str,
+    file: crate::route::RecordingFile<'_>,
+    range: Option<http::HeaderValue>,
+) -> crate::headers::Reply {
+    use crate::error::Error;
+    use crate::metrics::Class;
+    use crate::route::RecordingFile;
+    let class = match &file {
+        RecordingFile::Playlist("index") => Class::Multivariant,
+        RecordingFile::Playlist(_) => Class::Playlist,
+        RecordingFile::Object(k) if k.is_init() => Class::Init,
+        RecordingFile::Object(_) => Class::Segment,
+    };
+    let Some((dir, live)) = origin.recordings().and_then(|r| r.dir(name, id)) else {
+        return Error::NotFound.reply(class);
+    };
+    match file {
+        RecordingFile::Playlist(p) => {
+            let Ok(text) = tokio::fs::read_to_string(dir.join(format!("{p}.m3u8"))).await else {
+                return Error::NotFound.reply(class);
+            };
+            // A media playlist grows by appends: only whole entries are served.
+            let text = if p == "index" {
+                text
+            } else {
+                let end = complete_prefix(&text).len();
+                let mut text = text;
+                text.truncate(end);
+                text
+            };
+            // A live recording's playlists grow (like a live playlist's plain reload); a
+            // finished one's change no more.
+            let cc = if live {
+                "public, max-age=1"
+            } else {
+                "public, max-age=3600"
+            };
+            crate::headers::text_reply(
+                class,
+                "application/vnd.apple.mpegurl",
+                Bytes::from(text),
+                cc,
+            )
+        }
+        RecordingFile::Object(key) => {
+            let path = dir.join(key.to_string());
+            let Ok(meta) = tokio::fs::metadata(&path).await else {
+                return Error::NoSuchObject.reply(class);
+            };
+            let range = match &range {
+                None => None,
+                Some(v) => match crate::range::parse(v.as_bytes()) {
+                    Ok(r) => r,
+                    Err(e) => return Error::from(e).reply(class),
+                },
+            };
+            let file = crate::dvr::DiskFile {
+                path,
+                len: meta.len(),
+            };
+            crate::media::serve_file(class, key.content_type(), &file, range)
+                .await
+                .unwrap_or_else(|e| e.reply(class))
+        }
+    }
+}
+
+/// `mv` with each variant's BANDWIDTH and AVERAGE-BANDWIDTH measured over the recorded
+/// segments: the variant's rendition plus the audio rendition it names, as the live
+/// multivariant playlist measures them over its window.
+fn final_bandwidths(mv: &str, renditions: &BTreeMap<String, Rendition>) -> String {
+    let rates = |name: &str| -> Option<(f64, f64)> {
+        let r = renditions.get(name)?;
+        let avg = if r.media_secs > 0.0 {
+            r.media_bytes as f64 * 8.0 / r.media_secs
+        } else {
+            0.0
+        };
+        Some((r.peak, avg))
+    };
+    let audio = mv
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+        .find_map(|l| l.split("URI=\"").nth(1)?.split(".m3u8\"").next())
+        .and_then(rates)
+        .unwrap_or((0.0, 0.0));
+    let lines: Vec<&str> = mv.lines().collect();
+    let mut out = String::with_capacity(mv.len() + 32);
+    for (i, line) in lines.iter().enumerate() {
+        let uri = lines.get(i + 1).and_then(|u| u.strip_suffix(".m3u8"));
+        let measured = uri.and_then(rates);
+        match (line.strip_prefix("#EXT-X-STREAM-INF:"), measured) {
+            (Some(attrs), Some((peak, avg))) if peak > 0.0 => {
+                let (peak, avg) = if uri.is_some_and(|u| mv.contains(&format!("URI=\"{u}.m3u8\"")))
+                {
+                    // An audio-only stream: its variant is the audio rendition.
+                    (peak, avg)
+                } else {
+                    (peak + audio.0, avg + audio.1)
+                };
+                let fields: Vec<String> = attrs
+                    .split(',')
+                    .map(|f| {
+                        if f.starts_with("BANDWIDTH=") {
+                            format!("BANDWIDTH={}", peak.ceil() as u64)
+                        } else if f.starts_with("AVERAGE-BANDWIDTH=") {
+                            format!("AVERAGE-BANDWIDTH={}", avg.ceil() as u64)
+                        } else {
+                            f.to_string()
+                        }
+                    })
+                    .collect();
+                out.push_str("#EXT-X-STREAM-INF:");
+                out.push_str(&fields.join(","));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        let c = |p: &[&str]| RecordConfig {
+            root: PathBuf::new(),
+            patterns: p.iter().map(|s| s.to_string()).collect(),
+            max_age: None,
+            max_bytes: None,
+        };
+        assert!(c(&["*"]).records("demo"));
+        assert!(c(&["cam-*", "x"]).records("cam-1"));
+        assert!(!c(&["cam-*", "x"]).records("demo"));
+        assert!(!c(&[]).records("demo"));
+        assert!(!c(&["*"]).records("a.b"), "not a safe directory name");
+        assert!(!c(&["*"]).records(".."));
+    }
+
+    fn config(root: PathBuf) -> RecordConfig {
+        RecordConfig {
+            root,
+            patterns: vec!["*".into()],
+            max_age: None,
+            max_bytes: None,
+        }
+    }
+
+    #[test]
+    fn an_unusable_directory_is_named_in_the_error() {
+        let file = std::env::temp_dir().join(format!("llhls-rec-file-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        let dir = file.join("recordings");
+        let e = Recordings::open(config(dir.clone())).unwrap_err();
+        assert!(e.contains(&dir.display().to_string()), "{e}");
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn an_open_recording_is_closed_at_its_last_listed_segment() {
+        let root = std::env::temp_dir().join(format!("llhls-rec-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("cam/20261201T133000Z");
+        std::fs::create_dir_all(dir.join("video")).unwrap();
+        let mut r = Rendition {
+            target_duration: 2,
+            ..Rendition::default()
+        };
+        for (i, msn) in [7u64, 8].into_iter().enumerate() {
+            r.lines.push(Line {
+                msn,
+                duration: 2.0,
+                pdt: WallClock(1_796_139_000_000 + 2000 * i as i64),
+                discontinuity: false,
+                gap: false,
+                uri: format!("video/{msn}.m4s"),
+                map_uri: "video/init-7.mp4".into(),
+            });
+            std::fs::write(dir.join(format!("video/{msn}.m4s")), [0u8; 100]).unwrap();
+        }
+        std::fs::write(dir.join("video/init-7.mp4"), [0u8; 10]).unwrap();
+        // The entry of segment 9 half appended.
+        let torn = format!(
+            "{}#EXT-X-PROGRAM-DATE-TIME:2026-12-01T13:30:04.000Z\n#EXTINF:2.0",
+            r.render(false)
+        );
+        std::fs::write(dir.join("video.m3u8"), torn).unwrap();
+        std::fs::write(dir.join("video/9.m4s.tmp"), [0u8; 50]).unwrap();
+        // Written, but the run stopped before its playlist listed it.
+        std::fs::write(dir.join("video/9.m4s"), [0u8; 70]).unwrap();
+        // Not a recording: names that could not come from a URL are ignored.
+        std::fs::create_dir_all(root.join("a.b/c")).unwrap();
+
+        let recs = Recordings::open(config(root.clone())).unwrap();
+        let list = recs.list();
+        assert_eq!(list.len(), 1, "{list:?}");
+        let (name, id, info) = &list[0];
+        assert_eq!((name.as_str(), id.as_str()), ("cam", "20261201T133000Z"));
+        assert_eq!(info.start, WallClock(1_796_139_000_000));
+        assert_eq!(info.end, Some(WallClock(1_796_139_004_000)));
+        assert!((info.duration - 4.0).abs() < 1e-9);
+        assert!(!dir.join("video/9.m4s.tmp").exists());
+        assert!(!dir.join("video/9.m4s").exists());
+        assert!(dir.join("video/8.m4s").exists() && dir.join("video/init-7.mp4").exists());
+        let text = std::fs::read_to_string(dir.join("video.m3u8")).unwrap();
+        assert_eq!(text, r.render(true));
+        // Segments, init section and the closed playlist; not the deleted files.
+        assert_eq!(info.bytes, 210 + r.render(true).len() as u64, "{info:?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn final_bandwidths_are_measured_over_the_recording() {
+        let rend = |peak: f64, bytes: u64, secs: f64| Rendition {
+            peak,
+            media_bytes: bytes,
+            media_secs: secs,
+            ..Rendition::default()
+        };
+        let mut r = BTreeMap::new();
+        r.insert("video".to_string(), rend(2_000_000.0, 1_000_000, 10.0));
+        r.insert("audio".to_string(), rend(130_000.0, 150_000, 10.0));
+        let mv = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=1,AVERAGE-BANDWIDTH=1,CODECS=\"avc1.64001f,mp4a.40.2\",AUDIO=\"audio\"\nvideo.m3u8\n";
+        assert_eq!(
+            final_bandwidths(mv, &r),
+            "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"audio.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=2130000,AVERAGE-BANDWIDTH=920000,CODECS=\"avc1.64001f,mp4a.40.2\",AUDIO=\"audio\"\nvideo.m3u8\n"
+        );
+        // Nothing measured: unchanged.
+        assert_eq!(final_bandwidths(mv, &BTreeMap::new()), mv);
+    }
+
+    #[test]
+    fn only_whole_entries_of_a_growing_playlist_are_served() {
+        let head = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n";
+        let one =
+            "#EXT-X-PROGRAM-DATE-TIME:2026-12-01T13:30:00.000Z\n#EXTINF:2.00000,\nvideo/7.m4s\n";
+        let whole = format!("{head}{one}");
+        assert_eq!(complete_prefix(&whole), whole);
+        for torn in [
+            "#EXT-X-PROGRAM-DATE-TIME:2026",
+            "#EXTINF:2.00000,\nvid",
+            "#EXTINF:2.00000,\nvideo/8.m4s",
+        ] {
+            assert_eq!(complete_prefix(&format!("{whole}{torn}")), whole, "{torn}");
+        }
+        let ended = format!("{whole}#EXT-X-ENDLIST\n");
+        assert_eq!(complete_prefix(&ended), ended);
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = WallClock(1_796_139_000_123);
+        assert_eq!(parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(compact(t).len(), 16);
+        assert!(compact(t).ends_with('Z') && valid_name(&compact(t)));
+        assert_eq!(
+            parse_rfc3339("2026-12-01T13:30:00.000Z")
+                .map(compact)
+                .as_deref(),
+            Some("20261201T133000Z")
+        );
+        assert_eq!(parse_rfc3339("garbage"), None);
+    }
+}
