@@ -48,4 +48,5 @@ pub mod rtmp;
 pub mod source;
 pub mod streams;
 pub mod tracks;
+pub mod ts;
 pub mod whip;
