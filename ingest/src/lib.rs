@@ -46,6 +46,7 @@ pub mod flv;
 pub mod ladder;
 pub mod rtmp;
 pub mod source;
+pub mod srt;
 pub mod streams;
 pub mod tracks;
 pub mod ts;

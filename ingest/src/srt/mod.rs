@@ -1,0 +1,324 @@
+//! SRT ingest: publishers (hardware encoders, OBS, vMix, Larix, ffmpeg, `srt-live-transmit`)
+//! call the listener in caller mode with MPEG-TS over SRT. The SRT protocol (handshake,
+//! latency negotiation, retransmission, packet delivery on time) is `srt-tokio`, a pure-Rust
+//! implementation that interoperates with libsrt callers (see README "Dependencies"). This
+//! shell checks the stream id at the handshake ([`publish::parse_stream_id`], then a claim
+//! in the registry: key, name, one publisher per name) and refuses with an SRT reject code,
+//! then runs one task per publisher that feeds [`publish::TsPublish`] and sends what it
+//! outputs to the stream. A connection that ends (shutdown or timeout) leaves the stream in
+//! its reconnect grace period: an encoder that reconnects continues it with a
+//! discontinuity.
+
+pub mod publish;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use srt_tokio::access::{RejectReason, ServerRejectReason};
+use srt_tokio::{ConnectionRequest, SrtListener, SrtSocket};
+
+use crate::streams::{Publication, PublishError, Streams};
+use publish::{parse_stream_id, Output, TsPublish};
+
+/// SRT listener settings.
+#[derive(Debug, Clone)]
+pub struct SrtConfig {
+    /// The UDP address to listen on.
+    pub addr: SocketAddr,
+    /// The receive latency offered to publishers; the larger of this and the publisher's
+    /// own wins (SRT's rule).
+    pub latency: Duration,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct SrtStats {
+    sessions: AtomicU64,
+    started: AtomicU64,
+    refused: AtomicU64,
+    lost: AtomicU64,
+    retransmitted: AtomicU64,
+    dropped: AtomicU64,
+    cc_errors: AtomicU64,
+    ts_errors: AtomicU64,
+}
+
+impl SrtStats {
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
+            (
+                "llhls_srt_sessions",
+                "gauge",
+                "Connected SRT publishers.",
+                &self.sessions,
+            ),
+            (
+                "llhls_srt_sessions_started_total",
+                "counter",
+                "SRT publishers accepted.",
+                &self.started,
+            ),
+            (
+                "llhls_srt_sessions_refused_total",
+                "counter",
+                "SRT connections refused (stream id, key, name taken).",
+                &self.refused,
+            ),
+            (
+                "llhls_srt_packets_lost_total",
+                "counter",
+                "SRT data packets found missing on arrival (most are then retransmitted).",
+                &self.lost,
+            ),
+            (
+                "llhls_srt_packets_retransmitted_total",
+                "counter",
+                "Retransmitted SRT data packets received.",
+                &self.retransmitted,
+            ),
+            (
+                "llhls_srt_packets_dropped_total",
+                "counter",
+                "SRT data packets that came too late (or never) and were given up.",
+                &self.dropped,
+            ),
+            (
+                "llhls_srt_ts_cc_errors_total",
+                "counter",
+                "MPEG-TS continuity counter errors in SRT publishers' streams.",
+                &self.cc_errors,
+            ),
+            (
+                "llhls_srt_ts_errors_total",
+                "counter",
+                "Malformed MPEG-TS packets, sections, PES and frames dropped.",
+                &self.ts_errors,
+            ),
+        ];
+        rows.iter()
+            .map(|(name, kind, help, v)| {
+                let v = v.load(Relaxed);
+                format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n")
+            })
+            .collect()
+    }
+}
+
+/// A bound SRT listener.
+pub struct Srt {
+    listener: SrtListener,
+    incoming: srt_tokio::SrtIncoming,
+    local: SocketAddr,
+    /// The counters, for `/metrics`.
+    pub stats: Arc<SrtStats>,
+}
+
+impl Srt {
+    /// Binds the UDP socket.
+    pub async fn bind(config: &SrtConfig) -> anyhow::Result<Srt> {
+        // Bind the UDP socket ourselves, so that the error keeps the I/O kind (address in use)
+        // and a port of 0 tells its real port.
+        let socket = tokio::net::UdpSocket::bind(config.addr)
+            .await
+            .map_err(|e| {
+                anyhow::Error::new(e).context(format!("binding SRT UDP {}", config.addr))
+            })?;
+        let local = socket.local_addr()?;
+        let (listener, incoming) = SrtListener::builder()
+            .latency(config.latency)
+            .socket(socket)
+            .bind(local)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context(format!("binding SRT UDP {local}")))?;
+        Ok(Srt {
+            listener,
+            incoming,
+            local,
+            stats: Arc::new(SrtStats::default()),
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Accepts SRT publishers forever.
+    pub async fn run(mut self, streams: Arc<Streams>) {
+        // The listener stops when dropped: it lives as long as this task.
+        let _listener = &self.listener;
+        while let Some(request) = self.incoming.incoming().next().await {
+            let streams = streams.clone();
+            let stats = self.stats.clone();
+            tokio::spawn(async move {
+                let peer = request.remote();
+                if let Err(e) = connection(request, streams, stats).await {
+                    tracing::warn!(%peer, "SRT connection closed: {e:#}");
+                }
+            });
+        }
+    }
+}
+
+async fn refuse(
+    request: ConnectionRequest,
+    stats: &SrtStats,
+    reason: ServerRejectReason,
+) -> anyhow::Result<()> {
+    stats.refused.fetch_add(1, Relaxed);
+    request
+        .reject(RejectReason::Server(reason))
+        .await
+        .map_err(Into::into)
+}
+
+async fn connection(
+    request: ConnectionRequest,
+    streams: Arc<Streams>,
+    stats: Arc<SrtStats>,
+) -> anyhow::Result<()> {
+    let peer = request.remote();
+    let id = request.stream_id().map(|s| s.to_string());
+    let want = match parse_stream_id(id.as_deref()) {
+        Ok(w) => w,
+        Err(why) => {
+            tracing::warn!(%peer, "SRT publish refused: {why}");
+            return refuse(request, &stats, ServerRejectReason::BadRequest).await;
+        }
+    };
+    let publication = match streams.claim(&want.name, want.key.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(%peer, stream = %want.name, "SRT publish refused: {e}");
+            let reason = match e {
+                PublishError::Duplicate(_) => ServerRejectReason::Conflict,
+                PublishError::Unauthorized(_) => ServerRejectReason::Unauthorized,
+                PublishError::BadName(_) => ServerRejectReason::BadRequest,
+            };
+            return refuse(request, &stats, reason).await;
+        }
+    };
+    let socket = request.accept(None).await?;
+    let latency = socket.settings().recv_tsbpd_latency;
+    tracing::info!(%peer, stream = %want.name, latency_ms = latency.as_millis() as u64, "SRT publish accepted; waiting for codec configurations");
+    stats.started.fetch_add(1, Relaxed);
+    stats.sessions.fetch_add(1, Relaxed);
+    let mut session = Session {
+        peer,
+        publication,
+        ts: TsPublish::new(),
+        stats: stats.clone(),
+        counted: Counted::default(),
+    };
+    let result = session.run(socket).await;
+    stats.sessions.fetch_sub(1, Relaxed);
+    let ts = session.ts.stats();
+    tracing::info!(
+        %peer,
+        stream = %session.publication.name(),
+        ts_packets = ts.packets,
+        cc_errors = ts.cc_errors,
+        ts_errors = ts.errors,
+        lost = session.counted.lost,
+        retransmitted = session.counted.retransmitted,
+        dropped = session.counted.dropped,
+        "SRT publisher gone; the stream waits for a reconnect"
+    );
+    result
+}
+
+/// What of one socket's cumulative statistics is already in [`SrtStats`].
+#[derive(Debug, Default)]
+struct Counted {
+    lost: u64,
+    retransmitted: u64,
+    dropped: u64,
+    cc_errors: u64,
+    ts_errors: u64,
+}
+
+struct Session {
+    peer: SocketAddr,
+    publication: Publication,
+    ts: TsPublish,
+    stats: Arc<SrtStats>,
+    counted: Counted,
+}
+
+impl Session {
+    async fn run(&mut self, mut socket: SrtSocket) -> anyhow::Result<()> {
+        let mut statistics = socket.statistics().clone();
+        loop {
+            tokio::select! {
+                item = socket.next() => match item {
+                    Some(Ok((_, bytes))) => {
+                        self.ts.handle_input(&bytes);
+                        self.drain().await?;
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => break,
+                },
+                Some(s) = statistics.next() => {
+                    add(&self.stats.lost, &mut self.counted.lost, s.rx_loss_data);
+                    add(&self.stats.retransmitted, &mut self.counted.retransmitted, s.rx_retransmit_data);
+                    add(&self.stats.dropped, &mut self.counted.dropped, s.rx_dropped_data);
+                }
+            }
+        }
+        self.ts.finish();
+        self.drain().await
+    }
+
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        let ts = self.ts.stats();
+        add(
+            &self.stats.cc_errors,
+            &mut self.counted.cc_errors,
+            ts.cc_errors,
+        );
+        add(
+            &self.stats.ts_errors,
+            &mut self.counted.ts_errors,
+            ts.errors,
+        );
+        while let Some(out) = self.ts.poll_output() {
+            let p = &mut self.publication;
+            match out {
+                Output::Start(tracks) => {
+                    let codecs: Vec<String> = tracks.iter().map(|t| t.codec.describe()).collect();
+                    let resumed = p.start(tracks).await?;
+                    tracing::info!(
+                        peer = %self.peer,
+                        stream = %p.name(),
+                        codecs = %codecs.join(", "),
+                        resumed,
+                        "publishing over SRT: {}",
+                        p.playlist_url()
+                    );
+                }
+                Output::Reconfigure(tracks) => {
+                    if p.started() {
+                        p.discontinuity(tracks).await?;
+                    }
+                }
+                Output::Frame(f) => p.frame(f).await?,
+                Output::Warning(w) => {
+                    tracing::warn!(peer = %self.peer, stream = %p.name(), "{w}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds what a cumulative counter gained since last time to a shared counter.
+fn add(total: &AtomicU64, counted: &mut u64, now: u64) {
+    if now > *counted {
+        total.fetch_add(now - *counted, Relaxed);
+        *counted = now;
+    }
+}
