@@ -236,3 +236,45 @@ fn corrupted_input_never_panics() {
     }
     let _ = whole(&data);
 }
+
+#[test]
+fn srt_publish_starts_with_both_tracks_and_interleaves_by_dts() {
+    use llhls_ingest::srt::publish::{Output, TsPublish};
+    // 1316-byte messages, as SRT delivers them.
+    let mut p = TsPublish::new();
+    let mut outs = Vec::new();
+    for chunk in PLAIN.chunks(1316) {
+        p.handle_input(chunk);
+        while let Some(o) = p.poll_output() {
+            outs.push(o);
+        }
+    }
+    p.finish();
+    while let Some(o) = p.poll_output() {
+        outs.push(o);
+    }
+    let Some(Output::Start(tracks)) = outs.first() else {
+        panic!("starts first: {:?}", outs.first());
+    };
+    assert_eq!(tracks.len(), 2);
+    let frames: Vec<&Frame> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Frame(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    // Every frame comes out, video from the first keyframe, audio from the first picture.
+    assert_eq!(frames.iter().filter(|f| f.track == VIDEO).count(), 60);
+    assert!(frames.iter().filter(|f| f.track == AUDIO).count() >= 93);
+    assert!(frames[0].track == VIDEO && frames[0].keyframe);
+    // In DTS order across the tracks (ffmpeg sends audio in bursts, late).
+    for w in frames.windows(2) {
+        assert!(
+            w[1].dts.ticks >= w[0].dts.ticks,
+            "{:?} then {:?}",
+            w[0],
+            w[1]
+        );
+    }
+}

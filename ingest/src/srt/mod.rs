@@ -7,14 +7,19 @@
 //! then runs one task per publisher that feeds [`publish::TsPublish`] and sends what it
 //! outputs to the stream. A connection that ends (shutdown or timeout) leaves the stream in
 //! its reconnect grace period: an encoder that reconnects continues it with a
-//! discontinuity.
+//! discontinuity. An encoder that restarts without closing its connection (a crash, a lost
+//! network) comes back while its old connection still waits for SRT's 5 s peer timeout: a
+//! publisher with a valid key for a name whose connection has sent nothing for
+//! [`STALE_AFTER`] ends that connection and takes over (instead of being refused as a second
+//! publisher).
 
 pub mod publish;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
@@ -22,6 +27,19 @@ use srt_tokio::{ConnectionRequest, SrtListener, SrtSocket};
 
 use crate::streams::{Publication, PublishError, Streams};
 use publish::{parse_stream_id, Output, TsPublish};
+
+/// A publisher that has sent nothing for this long can be replaced by a new connection for
+/// its name (see the module docs).
+pub const STALE_AFTER: Duration = Duration::from_millis(1500);
+
+/// A connected publisher, as a newcomer for its name sees it.
+#[derive(Debug)]
+struct Held {
+    last_data: Mutex<Instant>,
+    stop: tokio::sync::Notify,
+}
+
+type Sessions = Arc<Mutex<HashMap<String, Arc<Held>>>>;
 
 /// SRT listener settings.
 #[derive(Debug, Clone)]
@@ -113,6 +131,7 @@ pub struct Srt {
     listener: SrtListener,
     incoming: srt_tokio::SrtIncoming,
     local: SocketAddr,
+    sessions: Sessions,
     /// The counters, for `/metrics`.
     pub stats: Arc<SrtStats>,
 }
@@ -138,6 +157,7 @@ impl Srt {
             listener,
             incoming,
             local,
+            sessions: Sessions::default(),
             stats: Arc::new(SrtStats::default()),
         })
     }
@@ -154,9 +174,10 @@ impl Srt {
         while let Some(request) = self.incoming.incoming().next().await {
             let streams = streams.clone();
             let stats = self.stats.clone();
+            let sessions = self.sessions.clone();
             tokio::spawn(async move {
                 let peer = request.remote();
-                if let Err(e) = connection(request, streams, stats).await {
+                if let Err(e) = connection(request, streams, stats, sessions).await {
                     tracing::warn!(%peer, "SRT connection closed: {e:#}");
                 }
             });
@@ -180,6 +201,7 @@ async fn connection(
     request: ConnectionRequest,
     streams: Arc<Streams>,
     stats: Arc<SrtStats>,
+    sessions: Sessions,
 ) -> anyhow::Result<()> {
     let peer = request.remote();
     let id = request.stream_id().map(|s| s.to_string());
@@ -190,7 +212,34 @@ async fn connection(
             return refuse(request, &stats, ServerRejectReason::BadRequest).await;
         }
     };
-    let publication = match streams.claim(&want.name, want.key.as_deref()) {
+    let mut claimed = streams.claim(&want.name, want.key.as_deref());
+    if matches!(claimed, Err(PublishError::Duplicate(_))) {
+        // The key is good (checked before the name): replace a publisher that went silent.
+        let stale = sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&want.name)
+            .filter(|h| {
+                h.last_data
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .elapsed()
+                    >= STALE_AFTER
+            })
+            .cloned();
+        if let Some(old) = stale {
+            tracing::info!(%peer, stream = %want.name, "SRT publisher reconnected while its old connection was silent: the old connection is closed");
+            old.stop.notify_one();
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                claimed = streams.claim(&want.name, want.key.as_deref());
+                if !matches!(claimed, Err(PublishError::Duplicate(_))) {
+                    break;
+                }
+            }
+        }
+    }
+    let publication = match claimed {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(%peer, stream = %want.name, "SRT publish refused: {e}");
@@ -207,14 +256,29 @@ async fn connection(
     tracing::info!(%peer, stream = %want.name, latency_ms = latency.as_millis() as u64, "SRT publish accepted; waiting for codec configurations");
     stats.started.fetch_add(1, Relaxed);
     stats.sessions.fetch_add(1, Relaxed);
+    let held = Arc::new(Held {
+        last_data: Mutex::new(Instant::now()),
+        stop: tokio::sync::Notify::new(),
+    });
+    sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(want.name.clone(), held.clone());
     let mut session = Session {
         peer,
         publication,
         ts: TsPublish::new(),
         stats: stats.clone(),
         counted: Counted::default(),
+        held: held.clone(),
     };
     let result = session.run(socket).await;
+    {
+        let mut map = sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&want.name).is_some_and(|h| Arc::ptr_eq(h, &held)) {
+            map.remove(&want.name);
+        }
+    }
     stats.sessions.fetch_sub(1, Relaxed);
     let ts = session.ts.stats();
     tracing::info!(
@@ -247,6 +311,7 @@ struct Session {
     ts: TsPublish,
     stats: Arc<SrtStats>,
     counted: Counted,
+    held: Arc<Held>,
 }
 
 impl Session {
@@ -256,12 +321,14 @@ impl Session {
             tokio::select! {
                 item = socket.next() => match item {
                     Some(Ok((_, bytes))) => {
+                        *self.held.last_data.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                         self.ts.handle_input(&bytes);
                         self.drain().await?;
                     }
                     Some(Err(e)) => return Err(e.into()),
                     None => break,
                 },
+                _ = self.held.stop.notified() => break,
                 Some(s) = statistics.next() => {
                     add(&self.stats.lost, &mut self.counted.lost, s.rx_loss_data);
                     add(&self.stats.retransmitted, &mut self.counted.retransmitted, s.rx_retransmit_data);

@@ -1,9 +1,18 @@
 //! One SRT publisher as machines without I/O: the stream id it connects with
 //! ([`parse_stream_id`]), and its MPEG-TS bytes into the track set and frames
-//! ([`TsPublish`]: the [`crate::ts`] demuxer plus the start-up rule: the stream starts once
-//! every track the PMT announces has its configuration).
+//! ([`TsPublish`]: the [`crate::ts`] demuxer, the start-up rule: the stream starts once
+//! every track the PMT announces has its configuration, and an interleaver).
+//!
+//! The interleaver is there because TS muxers send audio late: ffmpeg packs several AAC
+//! frames into one PES (a third of a second of mono AAC), and hardware encoders have their own
+//! buffering. The packager cuts parts as video arrives, so audio that comes after the video of
+//! the same time would land in the next part, and every segment's first part would lack its
+//! audio. Frames are therefore released in DTS order once every track has a frame queued (a
+//! track that falls [`MAX_INTERLEAVE_WAIT_TICKS`] behind is not waited for).
 
 use std::collections::VecDeque;
+
+use llhls_packager::Timescale;
 
 use llhls_packager::codec::CodecConfig;
 use llhls_packager::{Frame, TrackConfig, TrackKind};
@@ -14,6 +23,9 @@ use crate::ts::{TsDemuxer, TsEvent, TsStats};
 
 /// Frames buffered while waiting for every announced track's configuration.
 pub const MAX_STARTUP_FRAMES: usize = 600;
+/// The longest a track waits for the other (90 kHz ticks: 1 s) before its frames go out
+/// without it.
+pub const MAX_INTERLEAVE_WAIT_TICKS: i64 = 90_000;
 
 /// What a publisher asked for in its stream id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +120,10 @@ pub struct TsPublish {
     pending: Vec<Frame>,
     started: bool,
     early: u64,
+    /// Started frames not released yet, per track (video, audio), in arrival order.
+    queued: [VecDeque<Frame>; 2],
+    /// Which tracks the stream was started with (video, audio).
+    live: [bool; 2],
     out: VecDeque<Output>,
 }
 
@@ -137,6 +153,7 @@ impl TsPublish {
     pub fn finish(&mut self) {
         self.demux.flush();
         self.drain();
+        self.release(true);
     }
 
     /// The next thing to do, if any.
@@ -161,6 +178,8 @@ impl TsPublish {
                     let changed = slot.as_ref().is_some_and(|old| *old != c);
                     *slot = Some(c);
                     if changed && self.started {
+                        // The frames before the change go out before the discontinuity.
+                        self.release(true);
                         self.out.push_back(Output::Warning(
                             "codec configuration changed mid-stream; the next segment starts a new init section".into(),
                         ));
@@ -171,11 +190,43 @@ impl TsPublish {
                 TsEvent::Frame(f) => self.frame(f),
             }
         }
+        self.release(false);
+    }
+
+    /// Moves queued frames out in DTS order, as far as every live track has frames to
+    /// compare (or all of them at the end).
+    fn release(&mut self, all: bool) {
+        let dts = |f: &Frame| f.dts.rescale(Timescale::MPEG);
+        loop {
+            let heads: Vec<Option<i64>> = self.queued.iter().map(|q| q.front().map(dts)).collect();
+            let pick = match (heads[0], heads[1]) {
+                (Some(v), Some(a)) => Some(if a < v { 1 } else { 0 }),
+                (Some(_), None) | (None, Some(_)) => {
+                    let i = if heads[0].is_some() { 0 } else { 1 };
+                    let other_live = self.live[1 - i];
+                    let q = &self.queued[i];
+                    let span = q.back().map(dts).unwrap_or(0) - q.front().map(dts).unwrap_or(0);
+                    (all || !other_live || span > MAX_INTERLEAVE_WAIT_TICKS).then_some(i)
+                }
+                (None, None) => None,
+            };
+            let Some(i) = pick else { break };
+            if let Some(f) = self.queued[i].pop_front() {
+                self.out.push_back(Output::Frame(f));
+            }
+        }
+    }
+
+    fn queue(&mut self, f: Frame) {
+        let i = usize::from(f.track != VIDEO);
+        if self.live[i] {
+            self.queued[i].push_back(f);
+        }
     }
 
     fn frame(&mut self, f: Frame) {
         if self.started {
-            self.out.push_back(Output::Frame(f));
+            self.queue(f);
             return;
         }
         let configured = if f.track == VIDEO {
@@ -200,21 +251,18 @@ impl TsPublish {
             return;
         }
         self.started = true;
+        self.live = [self.video.is_some(), self.audio.is_some()];
         let tracks = self.tracks();
         self.out.push_back(Output::Start(tracks));
         let pending = std::mem::take(&mut self.pending);
         // Audio from before the first video frame would start the stream without a picture:
         // the stream starts with the video when there is some.
         let first_video = pending.iter().find(|f| f.track == VIDEO).map(|f| f.dts);
-        self.out.extend(
-            pending
-                .into_iter()
-                .filter(|f| {
-                    first_video
-                        .is_none_or(|v| f.track == VIDEO || f.dts.rescale(v.scale) >= v.ticks)
-                })
-                .map(Output::Frame),
-        );
+        for f in pending {
+            if first_video.is_none_or(|v| f.track == VIDEO || f.dts.rescale(v.scale) >= v.ticks) {
+                self.queue(f);
+            }
+        }
     }
 }
 
