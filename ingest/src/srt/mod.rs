@@ -57,7 +57,7 @@ pub struct SrtStats {
     sessions: AtomicU64,
     started: AtomicU64,
     refused: AtomicU64,
-    lost: AtomicU64,
+    loss_reports: AtomicU64,
     retransmitted: AtomicU64,
     dropped: AtomicU64,
     cc_errors: AtomicU64,
@@ -87,10 +87,10 @@ impl SrtStats {
                 &self.refused,
             ),
             (
-                "llhls_srt_packets_lost_total",
+                "llhls_srt_loss_reports_total",
                 "counter",
-                "SRT data packets found missing on arrival (most are then retransmitted).",
-                &self.lost,
+                "SRT loss reports (NAK) sent to publishers, each asking again for missing packets.",
+                &self.loss_reports,
             ),
             (
                 "llhls_srt_packets_retransmitted_total",
@@ -287,7 +287,7 @@ async fn connection(
         ts_packets = ts.packets,
         cc_errors = ts.cc_errors,
         ts_errors = ts.errors,
-        lost = session.counted.lost,
+        loss_reports = session.counted.loss_reports,
         retransmitted = session.counted.retransmitted,
         dropped = session.counted.dropped,
         "SRT publisher gone; the stream waits for a reconnect"
@@ -298,7 +298,7 @@ async fn connection(
 /// What of one socket's cumulative statistics is already in [`SrtStats`].
 #[derive(Debug, Default)]
 struct Counted {
-    lost: u64,
+    loss_reports: u64,
     retransmitted: u64,
     dropped: u64,
     cc_errors: u64,
@@ -330,7 +330,9 @@ impl Session {
                 },
                 _ = self.held.stop.notified() => break,
                 Some(s) = statistics.next() => {
-                    add(&self.stats.lost, &mut self.counted.lost, s.rx_loss_data);
+                    // srt-tokio 0.4 does not count lost packets (rx_loss_data stays 0); the
+                    // loss reports it sends do count them, in batches.
+                    add(&self.stats.loss_reports, &mut self.counted.loss_reports, s.tx_nak);
                     add(&self.stats.retransmitted, &mut self.counted.retransmitted, s.rx_retransmit_data);
                     add(&self.stats.dropped, &mut self.counted.dropped, s.rx_dropped_data);
                 }
