@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// publisher's own is used [default: 120].
     #[arg(long, env = "LLHLS_SRT_LATENCY_MS")]
     pub srt_latency_ms: Option<u64>,
+    /// SRT passphrase (10-79 characters): publishers must encrypt with it (AES, any key
+    /// length); unset: publishers must not encrypt [default: none].
+    #[arg(long, env = "LLHLS_SRT_PASSPHRASE")]
+    pub srt_passphrase: Option<String>,
     /// WHIP (WebRTC) UDP address every session shares; `off` disables WHIP
     /// [default: 0.0.0.0:8189].
     #[arg(long, env = "LLHLS_WHIP_UDP")]
@@ -228,6 +232,8 @@ pub struct Config {
     pub srt: Option<SocketAddr>,
     /// SRT receive latency.
     pub srt_latency: Duration,
+    /// SRT encryption passphrase (None: no encryption).
+    pub srt_passphrase: Option<String>,
     /// WHIP UDP socket (None: WHIP off).
     pub whip_udp: Option<SocketAddr>,
     pub whip_public_ip: Option<std::net::IpAddr>,
@@ -340,6 +346,19 @@ impl Config {
             ),
         };
         let srt_latency = Duration::from_millis(pick!(srt_latency_ms, 120).clamp(20, 10_000));
+        let srt_passphrase = args
+            .srt_passphrase
+            .clone()
+            .or(file.srt_passphrase.clone())
+            .filter(|p| !p.is_empty());
+        if let Some(p) = &srt_passphrase {
+            if !(10..=79).contains(&p.chars().count()) {
+                bail!(
+                    "srt_passphrase must be 10 to 79 characters (SRT's rule), not {}",
+                    p.chars().count()
+                );
+            }
+        }
         let whip_opus_passthrough = match pick!(whip_audio, "aac".into()).as_str() {
             "aac" => false,
             "opus" => true,
@@ -372,6 +391,7 @@ impl Config {
             break_av_sync: args.break_av_sync,
             srt,
             srt_latency,
+            srt_passphrase,
             whip_udp,
             whip_public_ip: args.whip_public_ip.or(file.whip_public_ip),
             whip_opus_passthrough,
@@ -454,6 +474,12 @@ mod tests {
         };
         let e = Config::load(&bad).unwrap_err().to_string();
         assert!(e.contains("IP:PORT or `off`"), "{e}");
+        let short = ServeArgs {
+            srt_passphrase: Some("short".into()),
+            ..Default::default()
+        };
+        let e = Config::load(&short).unwrap_err().to_string();
+        assert!(e.contains("10 to 79"), "{e}");
     }
 
     #[test]

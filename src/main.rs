@@ -271,6 +271,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let listener = srt::Srt::bind(&srt::SrtConfig {
             addr,
             latency: config.srt_latency,
+            passphrase: config.srt_passphrase.clone(),
         })
         .await
         .map_err(|e| bind_error(&Listener::SRT, addr, e))?;

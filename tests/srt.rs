@@ -321,3 +321,29 @@ fn two_percent_loss_is_repaired_by_retransmission() {
     assert_eq!(metric(&s, "llhls_srt_ts_cc_errors_total"), 0);
     assert_eq!(metric(&s, "llhls_srt_packets_dropped_total"), 0);
 }
+
+#[test]
+fn passphrase_encryption() {
+    let (s, srt) = start(&["--srt-passphrase", "correct-horse-1"]);
+    // Wrong passphrase, and none: refused at the handshake, with a log line.
+    for params in ["&passphrase=wrong-horse-22&pbkeylen=16", ""] {
+        let mut ff = publish_srt(srt, &format!("publish:live/enc{params}"), 3);
+        assert!(!ff.wait().unwrap().success(), "{params:?}");
+    }
+    assert_eq!(s.get("/live/enc/index.m3u8").status, 404);
+    let log = s.log_text();
+    assert!(log.contains("wrong passphrase"), "{log}");
+    assert!(log.contains("no passphrase"), "{log}");
+    assert_eq!(metric(&s, "llhls_srt_sessions_refused_total"), 2);
+    // The right one (AES-256 here) plays.
+    let mut ff = publish_srt(
+        srt,
+        "publish:live/enc&passphrase=correct-horse-1&pbkeylen=32",
+        8,
+    );
+    s.wait_for("/live/enc/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    check_stream(&s, "enc");
+    assert_eq!(metric(&s, "llhls_srt_ts_errors_total"), 0);
+    assert!(ff.wait().unwrap().success());
+}

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use srt_protocol::settings::{KeySettings, Passphrase};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
+use srt_tokio::options::KeySize;
 use srt_tokio::{ConnectionRequest, SrtListener, SrtSocket};
 
 use crate::streams::{Publication, PublishError, Streams};
@@ -49,6 +51,8 @@ pub struct SrtConfig {
     /// The receive latency offered to publishers; the larger of this and the publisher's
     /// own wins (SRT's rule).
     pub latency: Duration,
+    /// Publishers must encrypt with this passphrase (None: they must not encrypt).
+    pub passphrase: Option<String>,
 }
 
 /// Counters for `/metrics`.
@@ -83,7 +87,7 @@ impl SrtStats {
             (
                 "llhls_srt_sessions_refused_total",
                 "counter",
-                "SRT connections refused (stream id, key, name taken).",
+                "SRT connections refused (stream id, key, passphrase, name taken).",
                 &self.refused,
             ),
             (
@@ -132,6 +136,7 @@ pub struct Srt {
     incoming: srt_tokio::SrtIncoming,
     local: SocketAddr,
     sessions: Sessions,
+    passphrase: Option<Arc<str>>,
     /// The counters, for `/metrics`.
     pub stats: Arc<SrtStats>,
 }
@@ -158,6 +163,7 @@ impl Srt {
             incoming,
             local,
             sessions: Sessions::default(),
+            passphrase: config.passphrase.as_deref().map(Arc::from),
             stats: Arc::new(SrtStats::default()),
         })
     }
@@ -175,9 +181,10 @@ impl Srt {
             let streams = streams.clone();
             let stats = self.stats.clone();
             let sessions = self.sessions.clone();
+            let passphrase = self.passphrase.clone();
             tokio::spawn(async move {
                 let peer = request.remote();
-                if let Err(e) = connection(request, streams, stats, sessions).await {
+                if let Err(e) = connection(request, streams, stats, sessions, passphrase).await {
                     tracing::warn!(%peer, "SRT connection closed: {e:#}");
                 }
             });
@@ -202,8 +209,25 @@ async fn connection(
     streams: Arc<Streams>,
     stats: Arc<SrtStats>,
     sessions: Sessions,
+    passphrase: Option<Arc<str>>,
 ) -> anyhow::Result<()> {
     let peer = request.remote();
+    let encrypted = request.key_size() != KeySize::Unspecified;
+    let keys = match (&passphrase, encrypted) {
+        (Some(p), true) => Some(KeySettings {
+            key_size: request.key_size(),
+            passphrase: Passphrase::from(&**p),
+        }),
+        (None, false) => None,
+        (Some(_), false) => {
+            tracing::warn!(%peer, "SRT publish refused: no passphrase, and this server requires one (srt_passphrase)");
+            return refuse(request, &stats, ServerRejectReason::Unauthorized).await;
+        }
+        (None, true) => {
+            tracing::warn!(%peer, "SRT publish refused: the publisher encrypts (passphrase), and this server has no srt_passphrase");
+            return refuse(request, &stats, ServerRejectReason::BadRequest).await;
+        }
+    };
     let id = request.stream_id().map(|s| s.to_string());
     let want = match parse_stream_id(id.as_deref()) {
         Ok(w) => w,
@@ -251,7 +275,12 @@ async fn connection(
             return refuse(request, &stats, reason).await;
         }
     };
-    let socket = request.accept(None).await?;
+    let Ok(socket) = request.accept(keys).await else {
+        // The passphrase is checked in the handshake after our answer: a wrong one ends it.
+        stats.refused.fetch_add(1, Relaxed);
+        tracing::warn!(%peer, stream = %want.name, "SRT publish refused: wrong passphrase (the handshake failed)");
+        return Ok(());
+    };
     let latency = socket.settings().recv_tsbpd_latency;
     tracing::info!(%peer, stream = %want.name, latency_ms = latency.as_millis() as u64, "SRT publish accepted; waiting for codec configurations");
     stats.started.fetch_add(1, Relaxed);
