@@ -122,7 +122,8 @@ pub struct TsDemuxer {
     audio: Option<CodecConfig>,
     stats: TsStats,
     out: VecDeque<TsEvent>,
-    /// The last warning per kind, so a flood of one fault logs a few lines.
+    /// Warnings so far: the first five and every hundredth come out, so a flood of faults
+    /// logs a few lines.
     warned: u64,
 }
 
