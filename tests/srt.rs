@@ -107,7 +107,7 @@ fn check_stream(s: &Server, stream: &str) {
     );
     let mv = s.get(&format!("/live/{stream}/index.m3u8")).text();
     assert!(
-        mv.contains("avc1.") && mv.contains("mp4a.40.2"),
+        (mv.contains("avc1.") || mv.contains("hvc1.")) && mv.contains("mp4a.40.2"),
         "video and audio: {mv}"
     );
 }
@@ -345,5 +345,30 @@ fn passphrase_encryption() {
     std::thread::sleep(Duration::from_secs(3));
     check_stream(&s, "enc");
     assert_eq!(metric(&s, "llhls_srt_ts_errors_total"), 0);
+    assert!(ff.wait().unwrap().success());
+}
+
+#[test]
+fn hevc_over_srt_is_packaged() {
+    let (s, srt) = start(&[]);
+    let mut args = ts_source_args(8);
+    let codec = args.iter().position(|a| a == "libx264").unwrap();
+    args[codec] = "libx265".into();
+    args.splice(
+        codec + 1..codec + 1,
+        ["-x265-params", "log-level=none"].map(String::from),
+    );
+    args.push(format!("srt://{srt}?streamid=publish:live/hevc"));
+    let mut ff = Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    s.wait_for("/live/hevc/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    check_stream(&s, "hevc");
+    let mv = s.get("/live/hevc/index.m3u8").text();
+    assert!(mv.contains("hvc1."), "{mv}");
     assert!(ff.wait().unwrap().success());
 }

@@ -4,7 +4,8 @@
 //! - Packets: 188 bytes from a `0x47` sync byte; after a bad sync byte the demuxer searches
 //!   for the next byte that starts two consecutive packets (counted in [`TsStats::resyncs`]).
 //! - PSI: the PAT names the first program's PMT, the PMT names the streams. H.264
-//!   (stream type `0x1B`) and AAC in ADTS (`0x0F`) are demuxed; other streams are reported
+//!   (stream type `0x1B`), HEVC (`0x24`) and AAC in ADTS (`0x0F`) are demuxed (the first video
+//!   and the first audio stream); other streams are reported
 //!   once ([`TsEvent::Warning`]) and ignored, as are null packets and unknown PIDs. A new PMT
 //!   version replaces the stream set. Sections must fit one packet and pass their CRC.
 //! - PES: reassembled per PID from one payload-unit start to the next (or to the PES length
@@ -12,8 +13,9 @@
 //!   the PES in progress on that PID ([`TsStats::cc_errors`]).
 //! - Timestamps: the 33-bit PTS/DTS are widened across their wrap (one timeline for every
 //!   PID, so audio and video stay aligned) and come out in 90 kHz ticks.
-//! - H.264: Annex B access units become length-prefixed NAL units without SPS, PPS or access
-//!   unit delimiters; new SPS/PPS come out as a [`TsEvent::Config`] before the frame.
+//! - H.264 and HEVC: Annex B access units become length-prefixed NAL units without parameter
+//!   sets or access unit delimiters; new parameter sets come out as a [`TsEvent::Config`]
+//!   before the frame.
 //! - AAC: each ADTS frame becomes a raw AAC frame; its header gives the [`AacConfig`].
 //!
 //! Nothing here panics on any input; malformed pieces are counted and dropped.
@@ -21,7 +23,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use llhls_packager::codec::{split_annex_b, AacConfig, AvcConfig, CodecConfig};
+use llhls_packager::codec::{split_annex_b, AacConfig, AvcConfig, CodecConfig, HevcConfig};
 use llhls_packager::{Frame, MediaTime, Timescale};
 
 use crate::tracks::{AUDIO, VIDEO};
@@ -64,6 +66,7 @@ pub struct TsStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     H264,
+    Hevc,
     AdtsAac,
 }
 
@@ -116,6 +119,7 @@ pub struct TsDemuxer {
     /// Stream types already reported as unsupported.
     unsupported: Vec<u8>,
     clock: Unwrapper,
+    vps: Vec<Vec<u8>>,
     sps: Vec<Vec<u8>>,
     pps: Vec<Vec<u8>>,
     video: Option<CodecConfig>,
@@ -140,7 +144,10 @@ impl TsDemuxer {
 
     /// Which tracks the current PMT announces that this demuxer decodes: (video, audio).
     pub fn announced(&self) -> (bool, bool) {
-        let v = self.streams.iter().any(|s| s.kind == Kind::H264);
+        let v = self
+            .streams
+            .iter()
+            .any(|s| matches!(s.kind, Kind::H264 | Kind::Hevc));
         let a = self.streams.iter().any(|s| s.kind == Kind::AdtsAac);
         (v, a)
     }
@@ -374,14 +381,19 @@ impl TsDemuxer {
             i += 5 + es_len;
             let kind = match stream_type {
                 0x1b => Kind::H264,
+                0x24 => Kind::Hevc,
                 0x0f => Kind::AdtsAac,
                 t => {
                     unsupported.push(t);
                     continue;
                 }
             };
-            // One stream of each kind: the first.
-            if !streams.iter().any(|s: &Es| s.kind == kind) {
+            // One video and one audio stream: the first of each.
+            let video = |k: Kind| matches!(k, Kind::H264 | Kind::Hevc);
+            if !streams
+                .iter()
+                .any(|s: &Es| s.kind == kind || (video(s.kind) && video(kind)))
+            {
                 let old = self.streams.iter().find(|s| s.pid == pid && s.kind == kind);
                 streams.push(Es {
                     pid,
@@ -403,7 +415,7 @@ impl TsDemuxer {
             if !self.unsupported.contains(&t) {
                 self.unsupported.push(t);
                 self.out.push_back(TsEvent::Warning(format!(
-                    "stream type 0x{t:02x} ({}) is not supported and is ignored; send H.264 video and AAC (ADTS) audio",
+                    "stream type 0x{t:02x} ({}) is not supported and is ignored; send H.264 or HEVC video and AAC (ADTS) audio",
                     stream_type_name(t)
                 )));
             }
@@ -425,42 +437,75 @@ impl TsDemuxer {
             None => pts,
         };
         match kind {
-            Kind::H264 => self.h264(pts, dts, data),
+            Kind::H264 => self.video(false, pts, dts, data),
+            Kind::Hevc => self.video(true, pts, dts, data),
             Kind::AdtsAac => self.adts(pts, data),
         }
     }
 
-    fn h264(&mut self, pts: i64, dts: i64, data: &[u8]) {
+    /// One H.264 or HEVC access unit (Annex B): parameter sets to a configuration, the rest
+    /// to a length-prefixed sample.
+    fn video(&mut self, hevc: bool, pts: i64, dts: i64, data: &[u8]) {
         let mut keyframe = false;
-        let mut sps = Vec::new();
-        let mut pps = Vec::new();
+        let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
         let mut out = Vec::with_capacity(data.len() + 16);
         for nal in split_annex_b(data) {
             let Some(&h) = nal.first() else { continue };
-            match h & 0x1f {
-                7 => sps.push(nal.to_vec()),
-                8 => pps.push(nal.to_vec()),
-                9 => {}
-                t => {
-                    if t == 5 {
-                        keyframe = true;
-                    }
+            // (parameter set slot: 0 VPS, 1 SPS, 2 PPS; 3 delimiter; else a picture's NAL)
+            let (slot, key) = if hevc {
+                match (h >> 1) & 0x3f {
+                    32 => (0, false),
+                    33 => (1, false),
+                    34 => (2, false),
+                    35 => (3, false),
+                    t => (4, (16..=23).contains(&t)),
+                }
+            } else {
+                match h & 0x1f {
+                    7 => (1, false),
+                    8 => (2, false),
+                    9 => (3, false),
+                    t => (4, t == 5),
+                }
+            };
+            match slot {
+                0 => vps.push(nal.to_vec()),
+                1 => sps.push(nal.to_vec()),
+                2 => pps.push(nal.to_vec()),
+                3 => {}
+                _ => {
+                    keyframe |= key;
                     out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
                     out.extend_from_slice(nal);
                 }
             }
         }
-        if (!sps.is_empty() && sps != self.sps) || (!pps.is_empty() && pps != self.pps) {
-            if !sps.is_empty() {
-                self.sps = sps;
+        let changed = |new: &Vec<Vec<u8>>, old: &Vec<Vec<u8>>| !new.is_empty() && new != old;
+        if changed(&vps, &self.vps) || changed(&sps, &self.sps) || changed(&pps, &self.pps) {
+            for (new, old) in [
+                (vps, &mut self.vps),
+                (sps, &mut self.sps),
+                (pps, &mut self.pps),
+            ] {
+                if !new.is_empty() {
+                    *old = new;
+                }
             }
-            if !pps.is_empty() {
-                self.pps = pps;
-            }
-            if !self.sps.is_empty() && !self.pps.is_empty() {
-                match AvcConfig::from_parameter_sets(self.sps.clone(), self.pps.clone()) {
+            let complete = !self.sps.is_empty() && !self.pps.is_empty();
+            if complete && (!hevc || !self.vps.is_empty()) {
+                let parsed = if hevc {
+                    HevcConfig::from_parameter_sets(
+                        self.vps.clone(),
+                        self.sps.clone(),
+                        self.pps.clone(),
+                    )
+                    .map(CodecConfig::Hevc)
+                } else {
+                    AvcConfig::from_parameter_sets(self.sps.clone(), self.pps.clone())
+                        .map(CodecConfig::H264)
+                };
+                match parsed {
                     Ok(c) => {
-                        let c = CodecConfig::H264(c);
                         if self.video.as_ref() != Some(&c) {
                             self.video = Some(c.clone());
                             self.out.push_back(TsEvent::Config(c));
@@ -468,7 +513,8 @@ impl TsDemuxer {
                     }
                     Err(e) => {
                         self.sps.clear();
-                        self.error(&format!("H.264 parameter sets that do not parse: {e}"));
+                        let codec = if hevc { "HEVC" } else { "H.264" };
+                        self.error(&format!("{codec} parameter sets that do not parse: {e}"));
                     }
                 }
             }
@@ -619,7 +665,6 @@ fn stream_type_name(t: u8) -> &'static str {
         0x01 | 0x02 => "MPEG-2 video",
         0x03 | 0x04 => "MPEG audio",
         0x11 => "AAC in LATM",
-        0x24 => "HEVC",
         0x06 => "private data (Opus, AC-3, subtitles...)",
         0x15 => "metadata",
         0x81 => "AC-3",

@@ -8,6 +8,7 @@ use llhls_packager::{CodecConfig, Frame};
 
 const PLAIN: &[u8] = include_bytes!("fixtures/ffmpeg-h264-aac.ts");
 const WRAP: &[u8] = include_bytes!("fixtures/ffmpeg-h264-aac-wrap.ts");
+const HEVC: &[u8] = include_bytes!("fixtures/ffmpeg-hevc-aac.ts");
 
 #[derive(Default)]
 struct Run {
@@ -277,4 +278,29 @@ fn srt_publish_starts_with_both_tracks_and_interleaves_by_dts() {
             w[1]
         );
     }
+}
+
+#[test]
+fn hevc_in_ts() {
+    let r = whole(HEVC);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let hevc = r.configs.iter().find_map(|c| match c {
+        CodecConfig::Hevc(h) => Some(h),
+        _ => None,
+    });
+    let hevc = hevc.expect("an HEVC configuration from the in-band VPS/SPS/PPS");
+    assert_eq!((hevc.width, hevc.height), (320, 180));
+    assert!(hevc.codec_string().starts_with("hvc1."));
+    let v = video(&r);
+    assert_eq!(v.len(), 30);
+    assert!(v[0].keyframe);
+    assert_eq!(v.iter().filter(|f| f.keyframe).count(), 1);
+    for f in &v {
+        let nals = llhls_packager::codec::length_prefixed_nals(&f.data).unwrap();
+        // No VPS/SPS/PPS/AUD left in the samples.
+        assert!(nals
+            .iter()
+            .all(|n| !(32..=35).contains(&((n[0] >> 1) & 0x3f))));
+    }
+    assert!(!audio(&r).is_empty());
 }
