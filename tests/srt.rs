@@ -147,7 +147,7 @@ fn access_control_stream_id_and_srt_live_transmit() {
     // `#!::` stream id form.
     let (s, srt) = start(&[]);
     let udp = free_udp_port();
-    let mut relay = Command::new("srt-live-transmit")
+    let relay = Command::new("srt-live-transmit")
         .args([
             "-q".to_string(),
             format!("udp://127.0.0.1:{udp}"),
@@ -157,6 +157,8 @@ fn access_control_stream_id_and_srt_live_transmit() {
         .stderr(Stdio::null())
         .spawn()
         .expect("srt-live-transmit runs (Debian's srt-tools, installed by scripts/setup.sh)");
+    // Stopped however the test ends (it runs until killed).
+    let _relay = KillOnDrop(relay);
     std::thread::sleep(Duration::from_millis(500));
     let mut args = ts_source_args(8);
     args.push(format!("udp://127.0.0.1:{udp}?pkt_size=1316"));
@@ -170,8 +172,15 @@ fn access_control_stream_id_and_srt_live_transmit() {
     std::thread::sleep(Duration::from_secs(3));
     check_stream(&s, "slt");
     let _ = ff.wait();
-    let _ = relay.kill();
-    let _ = relay.wait();
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
