@@ -8,7 +8,7 @@
 //        [--llhls target/debug/llhls] [--out player-test/out/NAME] [--name NAME]
 //        [--delay-ms 25]   (a delaying TCP proxy between the players and the server: 25 ms
 //                           each way = 50 ms RTT; tc netem is not available on these VMs)
-//        [--publisher rtmp|whip-gst|whip-gst-sync|whip-chromium|whip-canvas] [--whip-audio aac|opus]
+//        [--publisher rtmp|srt|whip-gst|whip-gst-sync|whip-chromium|whip-canvas] [--whip-audio aac|opus]
 //        [--impair-loss 0.02] [--impair-reorder 0.05]  (Chromium publishers: their media goes
 //                           through a UDP relay that drops and reorders RTP/RTCP packets)
 //        [--break-av-sync]  (negative control: llhls publishes WHIP audio 400 ms late)
@@ -31,7 +31,8 @@
 //        [--video-codec vp8|vp9]  (Chromium publishers offer only this codec; llhls runs with
 //                           --whip-transcode-video true)
 //
-// Publishers: `rtmp` is ffmpeg over RTMP; `whip-gst` is GStreamer's simple-whip-client (H.264 +
+// Publishers: `rtmp` is ffmpeg over RTMP; `srt` the same ffmpeg sending MPEG-TS over SRT
+// (caller mode, stream id publish:live/test) to llhls's SRT listener; `whip-gst` is GStreamer's simple-whip-client (H.264 +
 // Opus; `whip-gst-sync` replays files with a flash and a beep each second for the lip-sync check); `whip-chromium` is headless Chromium's fake camera and microphone over WHIP from a
 // page on another origin; `whip-canvas` is Chromium publishing a synthetic source that carries
 // the wall clock as a barcode (glass-to-glass latency, read back in the player page) and a
@@ -88,7 +89,7 @@ if (stallSecs > 0) {
   if (stallAt < 10) throw new Error('--stall-at must leave 10 s of playing before the stall');
   duration = Math.max(duration, stallAt + stallSecs + 12);
 }
-if (!['rtmp', 'rtmp-clock', 'whip-gst', 'whip-gst-sync', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
+if (!['rtmp', 'srt', 'rtmp-clock', 'whip-gst', 'whip-gst-sync', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
 const children = [];
 const cleanup = () => {
   for (const c of children) {
@@ -127,10 +128,12 @@ async function waitFor(url, what, timeoutMs = 30000, everyMs = 200) {
 const httpPort = await freePort();
 const rtmpPort = await freePort();
 const whipPort = await freePort();
+const srtPort = await freePort();
 const origin = `http://127.0.0.1:${httpPort}`;
 const serverArgs = ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
   '--whip-udp', `0.0.0.0:${whipPort}`, '--whip-audio', whipAudio,
   '--demo', 'false', '--layout', layout, '--part-target-ms', partMs];
+if (publisherKind === 'srt') serverArgs.push('--srt', `127.0.0.1:${srtPort}`);
 if (flag('break-codecs')) serverArgs.push('--break-codecs');
 if (flag('break-av-sync')) serverArgs.push('--break-av-sync');
 const videoCodec = opt('video-codec', '');
@@ -169,7 +172,7 @@ if (publisherKind === 'rtmp-clock') {
     publisher.on('exit', () => rej(new Error('clock-source.mjs exited at start')));
   });
   stallPids = [pid];
-} else if (publisherKind === 'rtmp') {
+} else if (publisherKind === 'rtmp' || publisherKind === 'srt') {
   // Real-time ffmpeg, H.264 + AAC, keyframe every second, wall clock in the picture.
   const font = '/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf';
   const vf = `drawtext=fontfile=${font}:text='%{localtime\\:%H\\\\\\:%M\\\\\\:%S}':fontsize=48:fontcolor=white:box=1:boxcolor=black@0.6:x=20:y=20`;
@@ -178,7 +181,10 @@ if (publisherKind === 'rtmp-clock') {
     '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30',
     '-sc_threshold', '0', '-pix_fmt', 'yuv420p', '-b:v', '1500k',
     ...(flag('bframes') ? ['-bf', '2', '-x264-params', 'bframes=2'] : []),
-    '-c:a', 'aac', '-b:a', '96k', '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/test`];
+    '-c:a', 'aac', '-b:a', '96k',
+    ...(publisherKind === 'srt'
+      ? ['-f', 'mpegts', `srt://127.0.0.1:${srtPort}?streamid=publish:live/test`]
+      : ['-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/test`])];
   publisher = run('ffmpeg', ff, 'ffmpeg.log');
   stallPids = [publisher.pid];
 } else if (publisherKind.startsWith('whip-gst')) {

@@ -103,6 +103,18 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "LLHLS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// SRT listen address (UDP) for publishers sending MPEG-TS (stream id
+    /// `publish:live/NAME`); `off` disables SRT [default: off].
+    #[arg(long, env = "LLHLS_SRT")]
+    pub srt: Option<String>,
+    /// SRT receive latency in milliseconds offered to publishers; the larger of this and the
+    /// publisher's own is used [default: 120].
+    #[arg(long, env = "LLHLS_SRT_LATENCY_MS")]
+    pub srt_latency_ms: Option<u64>,
+    /// SRT passphrase (10-79 characters): publishers must encrypt with it (AES, any key
+    /// length); unset: publishers must not encrypt [default: none].
+    #[arg(long, env = "LLHLS_SRT_PASSPHRASE")]
+    pub srt_passphrase: Option<String>,
     /// WHIP (WebRTC) UDP address every session shares; `off` disables WHIP
     /// [default: 0.0.0.0:8189].
     #[arg(long, env = "LLHLS_WHIP_UDP")]
@@ -278,6 +290,12 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub break_codecs: bool,
     pub break_av_sync: bool,
+    /// SRT UDP socket (None: SRT off).
+    pub srt: Option<SocketAddr>,
+    /// SRT receive latency.
+    pub srt_latency: Duration,
+    /// SRT encryption passphrase (None: no encryption).
+    pub srt_passphrase: Option<String>,
     /// WHIP UDP socket (None: WHIP off).
     pub whip_udp: Option<SocketAddr>,
     pub whip_public_ip: Option<std::net::IpAddr>,
@@ -384,6 +402,27 @@ impl Config {
                     .with_context(|| format!("whip_udp must be IP:PORT or `off`, not `{a}`"))?,
             ),
         };
+        let srt = match pick!(srt, "off".into()).as_str() {
+            "off" | "" => None,
+            a => Some(
+                a.parse::<SocketAddr>()
+                    .with_context(|| format!("srt must be IP:PORT or `off`, not `{a}`"))?,
+            ),
+        };
+        let srt_latency = Duration::from_millis(pick!(srt_latency_ms, 120).clamp(20, 10_000));
+        let srt_passphrase = args
+            .srt_passphrase
+            .clone()
+            .or(file.srt_passphrase.clone())
+            .filter(|p| !p.is_empty());
+        if let Some(p) = &srt_passphrase {
+            if !(10..=79).contains(&p.chars().count()) {
+                bail!(
+                    "srt_passphrase must be 10 to 79 characters (SRT's rule), not {}",
+                    p.chars().count()
+                );
+            }
+        }
         let whip_opus_passthrough = match pick!(whip_audio, "aac".into()).as_str() {
             "aac" => false,
             "opus" => true,
@@ -414,6 +453,9 @@ impl Config {
             tls,
             break_codecs: args.break_codecs,
             break_av_sync: args.break_av_sync,
+            srt,
+            srt_latency,
+            srt_passphrase,
             whip_udp,
             whip_public_ip: args.whip_public_ip.or(file.whip_public_ip),
             whip_opus_passthrough,
@@ -483,6 +525,37 @@ mod tests {
         assert_eq!(c.rtmp.port(), 1935);
         assert_eq!(c.packager.part_target, Duration::from_millis(200));
         assert!(c.publish_keys.is_empty());
+        assert!(c.srt.is_none(), "SRT is off unless configured");
+        assert_eq!(c.srt_latency, Duration::from_millis(120));
+    }
+
+    #[test]
+    fn srt_address_or_off() {
+        let on = ServeArgs {
+            srt: Some("127.0.0.1:9000".into()),
+            srt_latency_ms: Some(300),
+            ..Default::default()
+        };
+        let c = Config::load(&on).unwrap();
+        assert_eq!(c.srt, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(c.srt_latency, Duration::from_millis(300));
+        let off = ServeArgs {
+            srt: Some("off".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(&off).unwrap().srt.is_none());
+        let bad = ServeArgs {
+            srt: Some("9000".into()),
+            ..Default::default()
+        };
+        let e = Config::load(&bad).unwrap_err().to_string();
+        assert!(e.contains("IP:PORT or `off`"), "{e}");
+        let short = ServeArgs {
+            srt_passphrase: Some("short".into()),
+            ..Default::default()
+        };
+        let e = Config::load(&short).unwrap_err().to_string();
+        assert!(e.contains("10 to 79"), "{e}");
     }
 
     #[test]

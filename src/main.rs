@@ -10,7 +10,7 @@ mod config;
 mod demo;
 mod package;
 
-use llhls_ingest::{rtmp, source, whip};
+use llhls_ingest::{rtmp, source, srt, whip};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -282,6 +282,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )),
     );
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
+    let mut srt_line = None;
+    if let Some(addr) = config.srt {
+        let listener = srt::Srt::bind(&srt::SrtConfig {
+            addr,
+            latency: config.srt_latency,
+            passphrase: config.srt_passphrase.clone(),
+        })
+        .await
+        .map_err(|e| bind_error(&Listener::SRT, addr, e))?;
+        let bound = listener.local_addr();
+        let stats = listener.stats.clone();
+        origin.add_metrics(Arc::new(move || stats.render_metrics()));
+        tokio::spawn(listener.run(streams.clone()));
+        let latency_ms = config.srt_latency.as_millis() as u64;
+        let host = whip::candidate_address(bound, None);
+        srt_line = Some(
+            move || tracing::info!(srt = %bound, latency_ms, "SRT: publish MPEG-TS to srt://{host}?streamid=publish:live/NAME{key}"),
+        );
+    }
     // Logged once every listener is bound, so that a port taken is the last thing said.
     let mut whip_line = None;
     if let Some(udp) = config.whip_udp {
@@ -342,6 +361,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         players.join(" and "),
         whip::candidate_address(rtmp_addr, None),
     );
+    if let Some(log) = srt_line {
+        log();
+    }
     if let Some(log) = whip_line {
         log();
     }
@@ -380,6 +402,11 @@ impl Listener {
         what: "RTMP",
         key: "rtmp",
         ss: "-ltnp",
+    };
+    const SRT: Listener = Listener {
+        what: "SRT",
+        key: "srt",
+        ss: "-lunp",
     };
     const WHIP_UDP: Listener = Listener {
         what: "WHIP UDP",

@@ -32,6 +32,7 @@ fn the_readme_documents_every_metric() {
         "origin/src/metrics.rs",
         "origin/src/stats.rs",
         "ingest/src/whip/mod.rs",
+        "ingest/src/srt/mod.rs",
     ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         names.extend(metric_names(&text));
@@ -40,6 +41,7 @@ fn the_readme_documents_every_metric() {
         "llhls_parts_published_total",
         "llhls_stream_gap_parts_total",
         "llhls_whip_sessions",
+        "llhls_srt_sessions",
     ] {
         assert!(
             names.iter().any(|n| n == must),

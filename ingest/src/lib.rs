@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  RTMP socket ──► rtmp (shell) ───► rtmp::publish::Publish (sans-IO) ─────┐
+//!  SRT (UDP) ────► srt (shell) ────► srt::publish::TsPublish, ts (sans-IO) ┤
 //!  WHIP HTTP/UDP ► whip (shells) ──► whip::{jitter, depacketize, ingest} ──┼─► Frames
 //!  media file ───► source::FileSource ─────────────────────────────────────┘       │
 //!                                                                                  ▼
@@ -22,6 +23,9 @@
 //!   [`rtmp::publish::Publish`]: handshake, chunk stream and AMF0 commands (through
 //!   `rml_rtmp`), the publish rules (application, stream name, key, codecs) and FLV tag
 //!   bodies ([`flv`]) into frames.
+//! - [`srt`]: the SRT listener (`srt-tokio`; one task per publisher) around
+//!   [`srt::publish::TsPublish`]: stream id, key and passphrase checks at the handshake, and
+//!   MPEG-TS ([`ts`]: PAT/PMT, PES, H.264 Annex B, AAC ADTS) into frames in DTS order.
 //! - [`whip`]: WHIP (RFC 9725) WebRTC publishers: the HTTP endpoint ([`whip::http`]), the
 //!   shared UDP socket and its routing ([`whip::dispatch`], [`whip::stun`]), one task per
 //!   session around `str0m` ([`whip::session`]), and the machines behind them:
@@ -46,6 +50,8 @@ pub mod flv;
 pub mod ladder;
 pub mod rtmp;
 pub mod source;
+pub mod srt;
 pub mod streams;
 pub mod tracks;
+pub mod ts;
 pub mod whip;

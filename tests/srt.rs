@@ -1,0 +1,383 @@
+//! The real binary on loopback with real SRT publishers (ffmpeg, and libsrt's own
+//! `srt-live-transmit`) sending MPEG-TS: the stream plays, the playlists pass the checker,
+//! the media decodes; a wrong key and a second publisher are refused; a reconnect continues
+//! the stream.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use llhls_packager::ObjectKey;
+
+/// A server with SRT on a free loopback port.
+fn start(extra: &[&str]) -> (Server, SocketAddr) {
+    let srt: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let addr = srt.to_string();
+    let mut args = vec!["--srt", addr.as_str()];
+    args.extend_from_slice(extra);
+    (Server::start(&args), srt)
+}
+
+/// The ffmpeg arguments of a real-time test pattern + tone as MPEG-TS (keyframe a second).
+fn ts_source_args(secs: u32) -> Vec<String> {
+    [
+        "-hide_banner",
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &secs.to_string(),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "30",
+        "-keyint_min",
+        "30",
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-f",
+        "mpegts",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// ffmpeg publishing over SRT (caller mode) with this stream id.
+fn publish_srt(srt: SocketAddr, stream_id: &str, secs: u32) -> Child {
+    let mut args = ts_source_args(secs);
+    args.push(format!("srt://{srt}?streamid={stream_id}"));
+    Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg runs")
+}
+
+/// Init + segments decode (ffprobe counts the frames, ffmpeg reports no error), and the
+/// playlists pass the checker.
+fn check_stream(s: &Server, stream: &str) {
+    validate_served(s, stream);
+    let media = s.get(&format!("/live/{stream}/media.m3u8"));
+    assert_eq!(media.status, 200);
+    let text = media.text();
+    let all = uris(&text);
+    let key = |u: &String| u.parse::<ObjectKey>().ok();
+    let init = all
+        .iter()
+        .find(|u| key(u).is_some_and(|k| k.is_init()))
+        .expect("EXT-X-MAP");
+    let mut bytes = s.get(&format!("/live/{stream}/{init}")).body;
+    let segments: Vec<&String> = all
+        .iter()
+        .filter(|u| key(u).is_some_and(|k| k.is_segment()))
+        .collect();
+    assert!(!segments.is_empty(), "{text}");
+    for seg in &segments {
+        let r = s.get(&format!("/live/{stream}/{seg}"));
+        assert_eq!(r.status, 200, "{seg}");
+        bytes.extend_from_slice(&r.body);
+    }
+    let (errors, frames) = ffmpeg_decode(&bytes);
+    assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
+    assert!(
+        frames >= 30 * segments.len() as u64,
+        "decoded {frames} frames from {} segments",
+        segments.len()
+    );
+    let mv = s.get(&format!("/live/{stream}/index.m3u8")).text();
+    assert!(
+        (mv.contains("avc1.") || mv.contains("hvc1.")) && mv.contains("mp4a.40.2"),
+        "video and audio: {mv}"
+    );
+}
+
+fn metric(s: &Server, name: &str) -> u64 {
+    let m = s.get("/metrics").text();
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} in {m}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn ffmpeg_over_srt_plays() {
+    let (s, srt) = start(&[]);
+    let mut ff = publish_srt(srt, "publish:live/cam", 8);
+    let t = s.wait_for("/live/cam/index.m3u8", Duration::from_secs(15));
+    eprintln!("first playlist {t:?} after the publisher started");
+    std::thread::sleep(Duration::from_secs(3));
+    check_stream(&s, "cam");
+    let log = s.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("publishing over SRT"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("/live/cam/index.m3u8"), "{line}");
+    assert_eq!(metric(&s, "llhls_srt_sessions"), 1);
+    assert_eq!(metric(&s, "llhls_srt_sessions_started_total"), 1);
+    assert_eq!(metric(&s, "llhls_srt_ts_cc_errors_total"), 0);
+    assert!(ff.wait().unwrap().success());
+}
+
+#[test]
+fn access_control_stream_id_and_srt_live_transmit() {
+    // libsrt's own tool as the SRT caller, relaying ffmpeg's TS from UDP, with the
+    // `#!::` stream id form.
+    let (s, srt) = start(&[]);
+    let udp = free_udp_port();
+    let relay = Command::new("srt-live-transmit")
+        .args([
+            "-q".to_string(),
+            format!("udp://127.0.0.1:{udp}"),
+            format!("srt://{srt}?streamid=#!::r=live/slt,m=publish"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("srt-live-transmit runs (Debian's srt-tools, installed by scripts/setup.sh)");
+    // Stopped however the test ends (it runs until killed).
+    let _relay = KillOnDrop(relay);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut args = ts_source_args(8);
+    args.push(format!("udp://127.0.0.1:{udp}?pkt_size=1316"));
+    let mut ff = Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    s.wait_for("/live/slt/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    check_stream(&s, "slt");
+    let _ = ff.wait();
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn wrong_key_is_refused_and_right_key_publishes() {
+    let (s, srt) = start(&["--publish-keys", "s3cret"]);
+    let mut bad = publish_srt(srt, "publish:live/locked?key=nope", 4);
+    assert!(
+        !bad.wait().unwrap().success(),
+        "ffmpeg fails on a refused connection"
+    );
+    let mut none = publish_srt(srt, "publish:live/locked", 4);
+    assert!(!none.wait().unwrap().success());
+    assert_eq!(s.get("/live/locked/index.m3u8").status, 404);
+    let log = s.log_text();
+    assert!(
+        log.contains("SRT publish refused") && log.contains("key missing or wrong"),
+        "{log}"
+    );
+    assert_eq!(metric(&s, "llhls_srt_sessions_refused_total"), 2);
+    let mut good = publish_srt(srt, "publish:live/locked?key=s3cret", 6);
+    s.wait_for("/live/locked/index.m3u8", Duration::from_secs(15));
+    let _ = good.wait();
+}
+
+#[test]
+fn a_stream_id_that_does_not_publish_is_refused() {
+    let (s, srt) = start(&[]);
+    for id in ["live/x", "#!::r=live/x,m=request", "publish:other/x"] {
+        let mut ff = publish_srt(srt, id, 3);
+        assert!(!ff.wait().unwrap().success(), "{id}");
+    }
+    assert_eq!(s.get("/live/x/index.m3u8").status, 404);
+    assert_eq!(metric(&s, "llhls_srt_sessions_refused_total"), 3);
+}
+
+#[test]
+fn duplicate_publisher_is_refused() {
+    let (s, srt) = start(&[]);
+    let mut first = publish_srt(srt, "publish:live/dup", 10);
+    s.wait_for("/live/dup/index.m3u8", Duration::from_secs(15));
+    let mut second = publish_srt(srt, "publish:live/dup", 4);
+    assert!(
+        !second.wait().unwrap().success(),
+        "second publisher must be refused"
+    );
+    assert!(
+        s.log_text().contains("already has a publisher"),
+        "{}",
+        s.log_text()
+    );
+    assert!(first.wait().unwrap().success(), "the first one goes on");
+}
+
+#[test]
+fn reconnect_within_grace_continues_with_a_discontinuity() {
+    let (s, srt) = start(&["--reconnect-grace-secs", "8"]);
+    let mut ff = publish_srt(srt, "publish:live/re", 30);
+    s.wait_for("/live/re/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = ff.kill();
+    let _ = ff.wait();
+    let before = s.get("/live/re/media.m3u8").text();
+    let msn = |t: &str| -> u64 {
+        t.lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // The killed publisher sent no shutdown: its connection lingers until SRT's peer timeout
+    // (5 s), and a reconnect once it has been silent for STALE_AFTER (1.5 s) replaces it.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut again = publish_srt(srt, "publish:live/re", 30);
+    std::thread::sleep(Duration::from_secs(6));
+    let _ = again.kill();
+    let _ = again.wait();
+    let after = s.get("/live/re/media.m3u8").text();
+    assert!(after.contains("#EXT-X-DISCONTINUITY\n"), "{after}");
+    assert_eq!(msn(&after), msn(&before), "the same playlist continues");
+    assert!(!after.contains("#EXT-X-ENDLIST"));
+    validate_served(&s, "re");
+    assert!(s.log_text().contains("resumed=true"), "{}", s.log_text());
+}
+
+/// A UDP relay in front of `server` that drops every `nth` datagram from the publisher
+/// (after the first 20, so the handshake gets through; SRT would retry it anyway). Returns
+/// the address publishers call and a counter of the datagrams dropped.
+fn lossy_relay(
+    server: SocketAddr,
+    nth: u64,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::net::UdpSocket;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+    back.connect(server).unwrap();
+    let addr = front.local_addr().unwrap();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    {
+        let (front, back) = (front.try_clone().unwrap(), back.try_clone().unwrap());
+        let (client, dropped) = (client.clone(), dropped.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut n = 0u64;
+            while let Ok((len, from)) = front.recv_from(&mut buf) {
+                *client.lock().unwrap() = Some(from);
+                n += 1;
+                if n > 20 && n.is_multiple_of(nth) {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let _ = back.send(&buf[..len]);
+            }
+        });
+    }
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok(len) = back.recv(&mut buf) {
+            if let Some(to) = *client.lock().unwrap() {
+                let _ = front.send_to(&buf[..len], to);
+            }
+        }
+    });
+    (addr, dropped)
+}
+
+#[test]
+fn two_percent_loss_is_repaired_by_retransmission() {
+    let (s, srt) = start(&[]);
+    let (relay, dropped) = lossy_relay(srt, 50);
+    let mut ff = publish_srt(relay, "publish:live/lossy", 10);
+    s.wait_for("/live/lossy/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(4));
+    check_stream(&s, "lossy");
+    assert!(ff.wait().unwrap().success());
+    let dropped = dropped.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(dropped > 20, "the relay dropped {dropped} datagrams");
+    // Statistics are sampled each second: the last second may not be counted yet.
+    std::thread::sleep(Duration::from_millis(1500));
+    let naks = metric(&s, "llhls_srt_loss_reports_total");
+    let retransmitted = metric(&s, "llhls_srt_packets_retransmitted_total");
+    eprintln!("relay dropped {dropped}; SRT loss reports {naks}, retransmitted {retransmitted}");
+    assert!(naks > 0 && retransmitted > 0);
+    // Every loss was repaired in time: the TS arrived whole.
+    assert_eq!(metric(&s, "llhls_srt_ts_cc_errors_total"), 0);
+    assert_eq!(metric(&s, "llhls_srt_packets_dropped_total"), 0);
+}
+
+#[test]
+fn passphrase_encryption() {
+    let (s, srt) = start(&["--srt-passphrase", "correct-horse-1"]);
+    // Wrong passphrase, and none: refused at the handshake, with a log line.
+    for params in ["&passphrase=wrong-horse-22&pbkeylen=16", ""] {
+        let mut ff = publish_srt(srt, &format!("publish:live/enc{params}"), 3);
+        assert!(!ff.wait().unwrap().success(), "{params:?}");
+    }
+    assert_eq!(s.get("/live/enc/index.m3u8").status, 404);
+    let log = s.log_text();
+    assert!(log.contains("wrong passphrase"), "{log}");
+    assert!(log.contains("no passphrase"), "{log}");
+    assert_eq!(metric(&s, "llhls_srt_sessions_refused_total"), 2);
+    // The right one (AES-256 here) plays.
+    let mut ff = publish_srt(
+        srt,
+        "publish:live/enc&passphrase=correct-horse-1&pbkeylen=32",
+        8,
+    );
+    s.wait_for("/live/enc/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    check_stream(&s, "enc");
+    assert_eq!(metric(&s, "llhls_srt_ts_errors_total"), 0);
+    assert!(ff.wait().unwrap().success());
+}
+
+#[test]
+fn hevc_over_srt_is_packaged() {
+    let (s, srt) = start(&[]);
+    let mut args = ts_source_args(8);
+    let codec = args.iter().position(|a| a == "libx264").unwrap();
+    args[codec] = "libx265".into();
+    args.splice(
+        codec + 1..codec + 1,
+        ["-x265-params", "log-level=none"].map(String::from),
+    );
+    args.push(format!("srt://{srt}?streamid=publish:live/hevc"));
+    let mut ff = Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    s.wait_for("/live/hevc/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    check_stream(&s, "hevc");
+    let mv = s.get("/live/hevc/index.m3u8").text();
+    assert!(mv.contains("hvc1."), "{mv}");
+    assert!(ff.wait().unwrap().success());
+}
