@@ -101,7 +101,10 @@ class Proc:
 def llhls_serve(tmp, extra=()):
     http, rtmp = free_port(), free_port()
     p = Proc([os.path.join(REL, "llhls"), "serve", "--http", f"127.0.0.1:{http}", "--rtmp", f"127.0.0.1:{rtmp}",
-              "--whip-udp", f"0.0.0.0:{free_port()}", "--max-connections", "60000", *extra], os.path.join(tmp, f"llhls-{http}.log"), {"RUST_LOG": "warn"})
+              "--whip-udp", f"0.0.0.0:{free_port()}", "--max-connections", "60000",
+              # The demo without its default ABR ladder: one muxed media.m3u8, as the results
+              # in benches/README.md were measured (and no transcoding CPU in the figures).
+              "--demo-ladder", "off", *extra], os.path.join(tmp, f"llhls-{http}.log"), {"RUST_LOG": "warn"})
     wait_http(f"http://127.0.0.1:{http}/healthz")
     return p, http, rtmp
 

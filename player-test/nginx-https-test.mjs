@@ -107,11 +107,13 @@ const playFor = async (hash, shot) => {
 // 1. Live through nginx over HTTPS.
 const tLive = await playFor('/live/demo/index.m3u8', '1-live.png');
 if (tLive < 2) failures.push(`the demo played ${tLive.toFixed(2)} s over HTTPS`);
-const media = (await get('/live/demo/media.m3u8')).text;
-const open = [...media.matchAll(/#EXT-X-PART:.*URI="media\/(\d+)\.(\d+)\.m4s"/g)].pop();
+// The demo's first variant (its source rendition: video.m3u8 beside the default ladder's rungs).
+const variant = (await get('/live/demo/index.m3u8')).text.split('\n').find(l => l.endsWith('.m3u8'));
+const media = (await get(`/live/demo/${variant}`)).text;
+const open = [...media.matchAll(/#EXT-X-PART:.*URI="[a-z0-9]+\/(\d+)\.(\d+)\.m4s"/g)].pop();
 if (open) {
   const [msn, part] = [Number(open[1]), Number(open[2])];
-  const blocking = await get(`/live/demo/media.m3u8?_HLS_msn=${msn}&_HLS_part=${part + 1}`);
+  const blocking = await get(`/live/demo/${variant}?_HLS_msn=${msn}&_HLS_part=${part + 1}`);
   if (blocking.status !== 200) failures.push(`a blocking reload through nginx answered ${blocking.status}`);
 } else failures.push('no parts in the live playlist through nginx');
 

@@ -5,6 +5,7 @@
 //!
 //!     fanout --url http://127.0.0.1:8080/live/demo/media.m3u8 --viewers 1000 --secs 20
 //!            [--h2 STREAMS_PER_CONNECTION] [--server-pid PID] [--label NAME]
+//!     (the demo's muxed playlist: `llhls serve --demo-ladder off`)
 //!
 //! Prints one JSON line. Exits non-zero when a request errors or a viewer never wakes.
 
