@@ -606,8 +606,19 @@ fn a_recording_that_cannot_be_written_is_logged_and_counted_and_the_live_stream_
             .trim_start_matches('/')
             .trim_end_matches("/index.m3u8"),
     );
-    std::fs::remove_dir_all(&rec_dir).unwrap();
-    std::fs::write(&rec_dir, b"not a directory").unwrap();
+    // The writer may be adding a file at this very moment (removing the directory then fails
+    // with "not empty"): move it away in one step, then put a file in its place, again if the
+    // writer recreated the directory in between.
+    let moved = std::env::temp_dir().join(format!("llhls-rec-moved-{}", std::process::id()));
+    for attempt in 0.. {
+        let away = moved.join(attempt.to_string());
+        std::fs::create_dir_all(&moved).unwrap();
+        let _ = std::fs::rename(&rec_dir, &away);
+        if std::fs::write(&rec_dir, b"not a directory").is_ok() {
+            break;
+        }
+        assert!(attempt < 50, "the recording's directory keeps coming back");
+    }
     let errors = || -> u64 {
         s.get("/metrics")
             .text()
@@ -632,6 +643,7 @@ fn a_recording_that_cannot_be_written_is_logged_and_counted_and_the_live_stream_
     let _ = ff.kill();
     let _ = ff.wait();
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&moved);
 }
 
 #[test]
