@@ -842,3 +842,30 @@ fn keyframe_advice_follows_the_segment_target_and_the_input() {
     assert!(whip.contains("OBS WHIP output"), "{whip}");
     assert!(!whip.contains("ffmpeg"), "{whip}");
 }
+
+#[test]
+fn a_few_lost_audio_frames_leave_no_hole_in_the_audio() {
+    // A dropped packet loses an audio frame or a few (SRT past its latency, an encoder
+    // hiccup): every part's audio must still start where the previous one ended (Apple's
+    // validator; MSE buffers a hole that a player may stall on), muxed or separate.
+    for layout in [Layout::Muxed, Layout::Separate] {
+        let mut pub_ = Publisher::new(30.0, 30);
+        let mut h = Harness::new(PackagerConfig { layout, ..cfg() }, pub_.tracks());
+        let lost_frames = [100u64, 200, 201, 202, 377];
+        let (mut fed, mut lost) = (0, 0);
+        while pub_.frame_no < 30 * 16 {
+            let (f, w) = pub_.next_frame();
+            if f.track == AUDIO && lost_frames.contains(&(pub_.audio_no - 1)) {
+                lost += 1;
+                continue;
+            }
+            fed += usize::from(f.track == AUDIO);
+            h.p.handle_frame(f, w).expect("frame accepted");
+            h.drain();
+        }
+        assert_eq!(lost, lost_frames.len());
+        assert!(fed > 600);
+        assert!(h.tfdt_holes.is_empty(), "{layout:?}: {:#?}", h.tfdt_holes);
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+    }
+}

@@ -17,6 +17,9 @@ use super::{Packager, PackagerError};
 
 /// A DTS jump larger than this (either way) is read as a timestamp reset: a discontinuity.
 pub(super) const RESET_NS: i64 = 5_000_000_000;
+/// Audio holes up to this many frames are covered by stretching a frame (see
+/// `Packager::run_frame`); longer ones are kept as real gaps.
+const MAX_STRETCHED_AUDIO_FRAMES: i64 = 10;
 /// PTS may follow DTS by at most this much (B-frame reordering is well under a second).
 pub(super) const MAX_PTS_DELAY_NS: i64 = 3_600 * NS as i64;
 
@@ -321,6 +324,8 @@ impl Packager {
             CodecConfig::Opus(_) => opus_packet_samples(&frame.data),
             _ => None,
         };
+        // A short hole before this audio frame, to be covered by stretching a frame over it.
+        let mut hole = 0i64;
         if let (Some(dur), Some(expected)) = (audio_dur, self.tracks[ti].next_dts) {
             let frame_ticks = i64::from(dur);
             let drift = (dts - expected).get();
@@ -330,16 +335,34 @@ impl Packager {
                 // Would overlap audio already packaged (after a reconnect, or a publisher
                 // whose audio clock runs fast): drop it so tfdt never goes backwards.
                 return;
+            } else if !is_lead && drift <= MAX_STRETCHED_AUDIO_FRAMES * frame_ticks {
+                // A few frames lost (a dropped SRT or RTMP packet, an encoder hiccup): each
+                // fragment must start where the last one ended (Apple's validator, and MSE
+                // buffers a hole as a stall), so a frame is stretched over the hole below.
+                hole = drift;
             }
-            // drift > half a frame: a real gap in the audio; keep the timestamp.
+            // A longer hole: a real gap in the audio; keep the timestamp.
         }
         if !is_lead {
             // Non-lead samples before the lead's first sample of this timeline are dropped.
             if self.segmenter.lead_pending.is_none() && self.segmenter.part_samples.is_empty() {
                 return;
             }
-            let dur = audio_dur.unwrap_or(self.tracks[ti].last_dur.max(1));
+            let mut dur = audio_dur.unwrap_or(self.tracks[ti].last_dur.max(1));
             let track = &mut self.tracks[ti];
+            if hole > 0 {
+                let hole = u32::try_from(hole).unwrap_or(u32::MAX);
+                match track.pending.back_mut() {
+                    // The frame before the hole still waits for its part: it lasts until this
+                    // one starts, which stays on time.
+                    Some(prev) => prev.dur = Some(prev.dur.unwrap_or(0).saturating_add(hole)),
+                    // Already published: this frame starts where it ended and lasts longer.
+                    None => {
+                        dts = dts - TrackTicks(i64::from(hole));
+                        dur = dur.saturating_add(hole);
+                    }
+                }
+            }
             track.next_dts = Some(dts + TrackTicks(i64::from(dur)));
             track.pending.push_back(Pending {
                 dts,

@@ -29,6 +29,9 @@ pub struct Harness {
     pub spilled: Vec<String>,
     /// msn -> uri per rendition, to check MSNs never change meaning.
     pub msn_uris: HashMap<(String, u64), String>,
+    /// Parts whose track starts later than the previous part of that track ended (allowed
+    /// across a stall, a defect otherwise).
+    pub tfdt_holes: Vec<String>,
 }
 
 impl Harness {
@@ -44,6 +47,7 @@ impl Harness {
             expired: Vec::new(),
             spilled: Vec::new(),
             msn_uris: HashMap::new(),
+            tfdt_holes: Vec::new(),
         };
         h.drain();
         h
@@ -150,6 +154,12 @@ impl Harness {
                     "{uri}: track {} tfdt {tfdt} overlaps the previous part (expected {expected})",
                     traf.tfhd.track_id
                 );
+                if tfdt > expected {
+                    self.tfdt_holes.push(format!(
+                        "{uri}: track {} tfdt {tfdt}, previous part ended at {expected}",
+                        traf.tfhd.track_id
+                    ));
+                }
             }
             self.next_tfdt.insert(key, tfdt + dur);
         }
