@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::live::{Object, Stream};
 use crate::metrics::Metrics;
+use crate::record::{write_once, Backlog};
 
 /// A segment stored on disk.
 #[derive(Debug)]
@@ -97,7 +98,12 @@ pub(crate) struct Spiller {
     tx: mpsc::UnboundedSender<(ObjectKey, Bytes)>,
     /// MSNs of segments that could not be written.
     pub(crate) failed: mpsc::UnboundedReceiver<u64>,
+    failed_tx: mpsc::UnboundedSender<u64>,
     writer: tokio::task::JoinHandle<()>,
+    /// What the writer has yet to write.
+    queued: Arc<Backlog>,
+    stream: Arc<Stream>,
+    metrics: Arc<Metrics>,
 }
 
 impl Spiller {
@@ -105,17 +111,44 @@ impl Spiller {
     pub(crate) fn start(dir: PathBuf, stream: Arc<Stream>, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (failed_tx, failed) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(writer(dir.clone(), stream, metrics, rx, failed_tx));
+        let queued = Arc::new(Backlog::default());
+        let writer = tokio::spawn(writer(
+            dir.clone(),
+            stream.clone(),
+            metrics.clone(),
+            rx,
+            failed_tx.clone(),
+            queued.clone(),
+        ));
         Spiller {
             dir,
             tx,
             failed,
+            failed_tx,
             writer,
+            queued,
+            stream,
+            metrics,
         }
     }
 
-    /// Queues the segment `key` for writing (it stays served from memory meanwhile).
+    /// Queues the segment `key` for writing (it stays served from memory meanwhile). When the
+    /// disk is too far behind, the segment is not written: it leaves the DVR window as if its
+    /// write had failed (logged and counted), rather than memory growing without bound.
     pub(crate) fn spill(&self, key: ObjectKey, bytes: Bytes) {
+        if !self.queued.try_add(bytes.len() as u64) {
+            write_failed(
+                &self.metrics,
+                &self.stream.name,
+                &self.dir.join(key.to_string()),
+                &format!(
+                    "the disk is too slow: {} MiB wait to be written",
+                    Backlog::MAX_BYTES >> 20
+                ),
+            );
+            let _ = self.failed_tx.send(key.msn());
+            return;
+        }
         // The writer runs as long as this sender exists.
         let _ = self.tx.send((key, bytes));
     }
@@ -152,8 +185,10 @@ async fn writer(
     metrics: Arc<Metrics>,
     mut rx: mpsc::UnboundedReceiver<(ObjectKey, Bytes)>,
     failed: mpsc::UnboundedSender<u64>,
+    queued: Arc<Backlog>,
 ) {
     while let Some((key, bytes)) = rx.recv().await {
+        queued.done(bytes.len() as u64);
         let path = dir.join(key.to_string());
         match write_once(&path, &bytes).await {
             Ok(()) => {
@@ -171,39 +206,24 @@ async fn writer(
                 }
             }
             Err(e) => {
-                let n = metrics.dvr_write_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                if n <= 5 || n.is_multiple_of(100) {
-                    tracing::warn!(
-                        stream = %stream.name,
-                        path = %path.display(),
-                        errors = n,
-                        "writing a DVR segment failed: {e}; the DVR window drops it and older segments, the live stream goes on"
-                    );
-                }
+                write_failed(&metrics, &stream.name, &path, &e.to_string());
                 let _ = failed.send(key.msn());
             }
         }
     }
 }
 
-/// Writes `bytes` to `path` through a temporary name, so the file appears complete or not at
-/// all.
-async fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent).await?;
+/// Counts a segment that did not reach the disk, and logs the first few.
+fn write_failed(metrics: &Metrics, stream: &str, path: &Path, why: &str) {
+    let n = metrics.dvr_write_errors.fetch_add(1, Ordering::Relaxed) + 1;
+    if n <= 5 || n.is_multiple_of(100) {
+        tracing::warn!(
+            stream = %stream,
+            path = %path.display(),
+            errors = n,
+            "writing a DVR segment failed: {why}; the DVR window drops it and older segments, the live stream goes on"
+        );
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = async {
-        tokio::fs::write(&tmp, bytes).await?;
-        tokio::fs::rename(&tmp, path).await
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    result
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -516,9 +516,38 @@ fn write_once_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     r
 }
 
+/// Bytes queued for one stream's disk writer (recording or DVR), bounded: a disk slower than
+/// the stream must cost that stream's recording a few segments (logged, counted, marked with a
+/// discontinuity), never the server's memory.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog(AtomicU64);
+
+impl Backlog {
+    /// The most a stream's writer may have waiting: about 90 s of a 6 Mbit/s stream.
+    pub(crate) const MAX_BYTES: u64 = 64 << 20;
+
+    /// Counts `n` more bytes queued, unless that would pass [`Backlog::MAX_BYTES`].
+    pub(crate) fn try_add(&self, n: u64) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                q.checked_add(n).filter(|&t| t <= Self::MAX_BYTES)
+            })
+            .is_ok()
+    }
+
+    /// `n` bytes left the queue.
+    pub(crate) fn done(&self, n: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(n))
+            });
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary name, so the file appears complete or not at
-/// all.
-async fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// all (also how the DVR spills its objects).
+pub(crate) async fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent).await?;
     }
@@ -551,10 +580,25 @@ struct Segment {
     target_duration: u32,
 }
 
+impl Segment {
+    /// The bytes it holds in the writer's queue.
+    fn queued_bytes(&self) -> u64 {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len() as u64);
+        len(&self.bytes) + len(&self.init)
+    }
+}
+
 #[derive(Debug)]
 enum Msg {
     Segment(Segment),
     Multivariant(Bytes),
+    /// A segment not queued, as the writer is too far behind: the recording skips it.
+    Dropped {
+        rendition: String,
+        uri: String,
+        map_uri: String,
+        init: Option<Bytes>,
+    },
 }
 
 /// The stream task's side of one stream's recording.
@@ -570,6 +614,8 @@ pub(crate) struct Recorder {
     listed: Vec<String>,
     /// A discontinuity since the multivariant playlist was written (codecs may differ).
     mv_stale: bool,
+    /// What the writer has yet to write.
+    queued: Arc<Backlog>,
 }
 
 impl Recorder {
@@ -582,6 +628,7 @@ impl Recorder {
             last: HashMap::new(),
             listed: Vec::new(),
             mv_stale: false,
+            queued: Arc::new(Backlog::default()),
         }
     }
 
@@ -673,11 +720,26 @@ impl Recorder {
                 .join(&entry.id);
             tracing::info!(stream = %self.name, recording = %format!("{}/{}", entry.name, entry.id), "recording started");
             let (tx, rx) = mpsc::unbounded_channel();
-            let writer = tokio::spawn(writer(dir, entry, self.recordings.clone(), rx));
+            let writer = tokio::spawn(writer(
+                dir,
+                entry,
+                self.recordings.clone(),
+                rx,
+                self.queued.clone(),
+            ));
             self.tx = Some((tx, writer));
         }
         if let Some((tx, _)) = &self.tx {
             for m in msgs {
+                let m = match m {
+                    Msg::Segment(s) if !self.queued.try_add(s.queued_bytes()) => Msg::Dropped {
+                        rendition: s.rendition,
+                        uri: s.uri,
+                        map_uri: s.map_uri,
+                        init: s.init,
+                    },
+                    m => m,
+                };
                 let _ = tx.send(m);
             }
         }
@@ -795,6 +857,7 @@ async fn writer(
     entry: Arc<Entry>,
     recordings: Arc<Recordings>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
+    queued: Arc<Backlog>,
 ) {
     let mut renditions: BTreeMap<String, Rendition> = BTreeMap::new();
     let mut multivariant: Option<Bytes> = None;
@@ -814,7 +877,30 @@ async fn writer(
                 multivariant = Some(b);
                 continue;
             }
-            Msg::Segment(s) => s,
+            Msg::Dropped {
+                rendition,
+                uri,
+                map_uri,
+                init,
+            } => {
+                let r = renditions.entry(rendition).or_default();
+                if let Some(init) = init {
+                    r.init = Some((map_uri, init, false));
+                }
+                r.broken = true;
+                fail(
+                    &uri,
+                    std::io::Error::other(format!(
+                        "the disk is too slow: {} MiB wait to be written",
+                        Backlog::MAX_BYTES >> 20
+                    )),
+                );
+                continue;
+            }
+            Msg::Segment(s) => {
+                queued.done(s.queued_bytes());
+                s
+            }
         };
         let r = renditions.entry(seg.rendition.clone()).or_default();
         let mut written = 0u64;
@@ -1068,6 +1154,20 @@ fn final_bandwidths(mv: &str, renditions: &BTreeMap<String, Rendition>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_writer_backlog_is_bounded_and_drains() {
+        let q = Backlog::default();
+        assert!(q.try_add(Backlog::MAX_BYTES - 10));
+        assert!(!q.try_add(11), "past the bound");
+        assert!(q.try_add(10), "up to the bound");
+        assert!(!q.try_add(1));
+        q.done(Backlog::MAX_BYTES);
+        assert!(q.try_add(Backlog::MAX_BYTES));
+        assert!(!q.try_add(u64::MAX), "no overflow");
+        q.done(u64::MAX);
+        assert!(q.try_add(1), "never below zero");
+    }
 
     #[test]
     fn patterns() {
