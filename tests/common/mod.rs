@@ -389,6 +389,40 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
+/// Fetches media playlist `media_pl` of `stream`, its init and every listed segment, and
+/// asserts that they decode with ffmpeg (no error, at least 30 frames per segment). Returns
+/// the playlist's URIs.
+pub fn assert_segments_decode(s: &Server, stream: &str, media_pl: &str) -> Vec<String> {
+    let media = s.get(&format!("/live/{stream}/{media_pl}"));
+    assert_eq!(media.status, 200);
+    let text = media.text();
+    let all = uris(&text);
+    let key = |u: &String| u.parse::<llhls_packager::ObjectKey>().ok();
+    let init = all
+        .iter()
+        .find(|u| key(u).is_some_and(|k| k.is_init()))
+        .expect("EXT-X-MAP");
+    let mut bytes = s.get(&format!("/live/{stream}/{init}")).body;
+    let segments: Vec<&String> = all
+        .iter()
+        .filter(|u| key(u).is_some_and(|k| k.is_segment()))
+        .collect();
+    assert!(!segments.is_empty(), "{text}");
+    for seg in &segments {
+        let r = s.get(&format!("/live/{stream}/{seg}"));
+        assert_eq!(r.status, 200, "{seg}");
+        bytes.extend_from_slice(&r.body);
+    }
+    let (errors, frames) = ffmpeg_decode(&bytes);
+    assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
+    assert!(
+        frames >= 30 * segments.len() as u64,
+        "decoded {frames} frames from {} segments",
+        segments.len()
+    );
+    all
+}
+
 /// Decodes `bytes` (init + media) with ffmpeg; returns its error output (empty when clean)
 /// and the number of decoded video frames.
 pub fn ffmpeg_decode(bytes: &[u8]) -> (String, u64) {
