@@ -116,7 +116,8 @@ pub struct ServeArgs {
     /// Seconds a client may take to send request headers / stay idle [default: 30].
     #[arg(long, env = "LLHLS_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
-    /// Largest request header block in bytes [default: 16384].
+    /// Largest request header block in bytes; above 8192 every HTTP/1.1 connection reads into
+    /// a 16 KB buffer instead of 8 KB [default: 8192].
     #[arg(long, env = "LLHLS_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
     /// PEM certificate chain: serve HTTPS with HTTP/2 (ALPN) instead of plain HTTP.
@@ -503,7 +504,7 @@ impl Config {
             max_publish_kbps: pick!(max_publish_kbps, 0),
             playback_secret,
             header_timeout: Duration::from_secs(pick!(header_timeout_secs, 30).max(1)),
-            max_header_bytes: pick!(max_header_bytes, 16 * 1024).max(1024),
+            max_header_bytes: pick!(max_header_bytes, 8 * 1024).max(1024),
             tls,
             break_codecs: args.break_codecs,
             break_av_sync: args.break_av_sync,

@@ -32,7 +32,10 @@ pub struct ServerConfig {
     /// Time allowed for a client to send request headers (also the keep-alive idle limit on
     /// HTTP/1.1).
     pub header_read_timeout: Duration,
-    /// Largest request head accepted on HTTP/1.1 (bytes).
+    /// Largest request head accepted (bytes). On HTTP/1.1 this is also the connection's read
+    /// buffer: at 8192 (hyper's smallest) the buffer stays at 8 KB; above it, hyper grows every
+    /// connection's buffer to 16 KB on the first request that arrives in more than one read
+    /// (always, behind the protocol sniffing), 8 KB more for each held viewer.
     pub max_header_bytes: usize,
     /// HTTP/2 streams per connection.
     pub h2_max_streams: u32,
@@ -48,7 +51,7 @@ impl Default for ServerConfig {
             max_connections: 25_000,
             max_connections_per_ip: 0,
             header_read_timeout: Duration::from_secs(30),
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 8 * 1024,
             h2_max_streams: 1000,
             tls: None,
             drain_timeout: Duration::from_secs(5),
