@@ -28,10 +28,11 @@
 //                           within 10 s of the resume, with no fatal error)
 // Every run polls the media playlist every 200 ms and fails if the end of its last part
 // (EXT-X-PROGRAM-DATE-TIME + durations) is more than 100 ms ahead of the wall clock.
-//        [--playback-secret S]  (a private stream: llhls runs with --playback-secret S and the
+//        [--playback-secret S [--token-per-viewer]]  (a private stream: llhls runs with --playback-secret S and the
 //                           players get /live/t/TOKEN/test/index.m3u8, a token minted as the README
 //                           shows; the run fails unless /live/test/... answers 403 and the token's
-//                           signature stays out of llhls's log)
+//                           signature stays out of llhls's log; --token-per-viewer gives each
+//                           viewer its own token, the negative control for edge collapsing)
 //        [--video-codec vp8|vp9]  (Chromium publishers offer only this codec; llhls runs with
 //                           --whip-transcode-video true)
 //
@@ -462,7 +463,16 @@ for (const p of pages) {
 if (join_ === 'late') await sleep(Math.max(0, firstPlaylistAt + joinDelaySecs * 1000 - Date.now()));
 const joinedAt = Date.now();
 const joinAfterFirstPlaylistMs = joinedAt - firstPlaylistAt;
-await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}${flag('player-debug') ? '&debug=1' : ''}&src=${encodeURIComponent(src)}`)));
+// --token-per-viewer (with --playback-secret): each viewer gets its own token (expiry one
+// second apart), as a site minting tokens per viewer would: the negative control of the edge
+// collapsing measured with tokens (every viewer's URLs differ, so the edge cannot share them).
+const viewerSrc = (i) => {
+  if (!playbackSecret || !flag('token-per-viewer')) return src;
+  const exp = tokenExpires + i;
+  const sig = createHmac('sha256', playbackSecret).update(`test:${exp}`).digest('hex');
+  return `${playBase}/live/t/${exp}-${sig}/test/index.m3u8`;
+};
+await Promise.all(pages.map((p, i) => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}${flag('player-debug') ? '&debug=1' : ''}&src=${encodeURIComponent(viewerSrc(i))}`)));
 let stallStart = null, stallEnd = null;
 if (stallSecs > 0) {
   await sleep(Math.max(0, joinedAt + stallAt * 1000 - Date.now()));
