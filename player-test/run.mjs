@@ -28,6 +28,11 @@
 //                           within 10 s of the resume, with no fatal error)
 // Every run polls the media playlist every 200 ms and fails if the end of its last part
 // (EXT-X-PROGRAM-DATE-TIME + durations) is more than 100 ms ahead of the wall clock.
+//        [--playback-secret S [--token-per-viewer]]  (a private stream: llhls runs with --playback-secret S and the
+//                           players get /live/t/TOKEN/test/index.m3u8, a token minted as the README
+//                           shows; the run fails unless /live/test/... answers 403 and the token's
+//                           signature stays out of llhls's log; --token-per-viewer gives each
+//                           viewer its own token, the negative control for edge collapsing)
 //        [--video-codec vp8|vp9]  (Chromium publishers offer only this codec; llhls runs with
 //                           --whip-transcode-video true)
 //
@@ -40,6 +45,7 @@
 // `rtmp-clock` is ffmpeg over RTMP (x264 zerolatency, keyframe every second, 1280x720 unless
 // --size) fed raw frames by clock-source.mjs, which carry the same wall-clock barcode.
 import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { launchChromium, servePlayerPages } from './common.mjs';
 import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -74,7 +80,13 @@ const stallAt = Number(opt('stall-at', '20'));
 // 1.1 s behind after rebuffering, issue 12).
 const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
 const knownFailures = [];
-const name = opt('name', `${playerKind === 'hlsjs' ? '' : playerKind + '-'}${join_ ? join_ + '-' : ''}${stallSecs ? 'stall-' : ''}${useEdge ? 'edge' : 'direct'}-${nPlayers}p-${layout}-${partMs}ms`);
+// --playback-secret: every playlist and media URL goes under the stream's token path, minted
+// per stream and hour (README, "Private streams"), so viewers and the edge share URLs.
+const playbackSecret = opt('playback-secret', '');
+const tokenExpires = (Math.floor(Date.now() / 3600000) + 2) * 3600;
+const tokenSig = playbackSecret ? createHmac('sha256', playbackSecret).update(`test:${tokenExpires}`).digest('hex') : '';
+const streamPath = playbackSecret ? `/live/t/${tokenExpires}-${tokenSig}/test` : '/live/test';
+const name = opt('name', `${playbackSecret ? 'private-' : ''}${playerKind === 'hlsjs' ? '' : playerKind + '-'}${join_ ? join_ + '-' : ''}${stallSecs ? 'stall-' : ''}${useEdge ? 'edge' : 'direct'}-${nPlayers}p-${layout}-${partMs}ms`);
 const outDir = resolve(opt('out', join(here, 'out', name)));
 const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
 mkdirSync(outDir, { recursive: true });
@@ -134,6 +146,7 @@ const serverArgs = ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0
   '--whip-udp', `0.0.0.0:${whipPort}`, '--whip-audio', whipAudio,
   '--demo', 'false', '--layout', layout, '--part-target-ms', partMs];
 if (publisherKind === 'srt') serverArgs.push('--srt', `127.0.0.1:${srtPort}`);
+if (playbackSecret) serverArgs.push('--playback-secret', playbackSecret);
 if (flag('break-codecs')) serverArgs.push('--break-codecs');
 if (flag('break-av-sync')) serverArgs.push('--break-av-sync');
 const videoCodec = opt('video-codec', '');
@@ -231,7 +244,7 @@ if (publisherKind === 'rtmp-clock') {
 if (stallSecs > 0 && !stallPids.length) throw new Error(`--stall is not supported with --publisher ${publisherKind}`);
 
 try {
-  await waitFor(`${origin}/live/test/index.m3u8`, 'the first playlist', 30000, join_ === 'early' ? 50 : 200);
+  await waitFor(`${origin}${streamPath}/index.m3u8`, 'the first playlist', 30000, join_ === 'early' ? 50 : 200);
 } catch (e) {
   if (publisherPage) console.error('publisher state:', JSON.stringify(await publisherPage.evaluate(() => window.__pub)));
   throw e;
@@ -244,9 +257,9 @@ const firstPlaylistMs = firstPlaylistAt - publishStarted;
 // the response. Positive = the playlist claims media from the future.
 const pdt = { polls: 0, maxLeadMs: null, maxLeadAt: null, noPdt: 0, samples: [] };
 const mediaPlaylistUrl = async () => {
-  const mv = await (await fetch(`${origin}/live/test/index.m3u8`)).text();
+  const mv = await (await fetch(`${origin}${streamPath}/index.m3u8`)).text();
   const uri = mv.split('\n').find(l => l && !l.startsWith('#')) || 'media.m3u8';
-  return mv.includes('#EXTINF') ? `${origin}/live/test/index.m3u8` : new URL(uri.trim(), `${origin}/live/test/index.m3u8`).href;
+  return mv.includes('#EXTINF') ? `${origin}${streamPath}/index.m3u8` : new URL(uri.trim(), `${origin}${streamPath}/index.m3u8`).href;
 };
 function lastPartEnd(text) {
   let cur = null, seg = 0, parts = 0;
@@ -306,7 +319,7 @@ if (useEdge) {
   writeFileSync(join(edgeDir, 'nginx.conf'), conf);
   nginx = run('nginx', ['-c', join(edgeDir, 'nginx.conf'), '-p', edgeDir], 'nginx.log');
   playBase = `http://127.0.0.1:${edgePort}`;
-  await waitFor(`${playBase}/live/test/index.m3u8`, 'the nginx edge');
+  await waitFor(`${playBase}${streamPath}/index.m3u8`, 'the nginx edge');
 }
 
 // Optional link delay: every chunk is held delayMs in each direction (order preserved).
@@ -328,7 +341,7 @@ if (delayMs > 0) {
   playBase = `http://127.0.0.1:${proxyPort}`;
 }
 
-const src = `${playBase}/live/test/index.m3u8`;
+const src = `${playBase}${streamPath}/index.m3u8`;
 const metricValue = async (name) => {
   const text = await (await fetch(`${origin}/metrics`)).text();
   const m = text.match(new RegExp(`^${name} (\\d+)`, 'm'));
@@ -366,13 +379,13 @@ async function startRelay() {
 // from the origin, decode them with ffmpeg, find each white flash (frame luma) and each beep
 // onset (10 ms RMS windows), and pair them. Positive: the beep comes after the flash.
 async function measureAvSync() {
-  const pl = await (await fetch(`${origin}/live/test/media.m3u8`)).text();
+  const pl = await (await fetch(`${origin}${streamPath}/media.m3u8`)).text();
   writeFileSync(join(outDir, 'media.m3u8'), pl);
   const map = pl.match(/#EXT-X-MAP:URI="([^"]+)"/);
   const segs = pl.split('\n').filter(l => l && !l.startsWith('#'));
   if (!map || segs.length < 2) return { pairs: 0, reason: 'no segments' };
-  const parts = [Buffer.from(await (await fetch(`${origin}/live/test/${map[1]}`)).arrayBuffer())];
-  for (const u of segs) parts.push(Buffer.from(await (await fetch(`${origin}/live/test/${u}`)).arrayBuffer()));
+  const parts = [Buffer.from(await (await fetch(`${origin}${streamPath}/${map[1]}`)).arrayBuffer())];
+  for (const u of segs) parts.push(Buffer.from(await (await fetch(`${origin}${streamPath}/${u}`)).arrayBuffer()));
   const file = join(outDir, 'avsync.mp4');
   writeFileSync(file, Buffer.concat(parts));
   const ff = (filter, stream) => spawnSync('ffmpeg', ['-hide_banner', '-v', 'error', '-i', file, '-map', stream,
@@ -430,7 +443,7 @@ for (const p of pages) {
 // prevents (Shaka's caption probing of a young live playlist; README, player notes).
 if (flag('strip-closed-captions')) {
   for (const p of pages) {
-    await p.route(`${playBase}/live/test/index.m3u8`, async route => {
+    await p.route(`${playBase}${streamPath}/index.m3u8`, async route => {
       const r = await route.fetch();
       await route.fulfill({ response: r, body: (await r.text()).replaceAll(',CLOSED-CAPTIONS=NONE', '') });
     });
@@ -450,7 +463,16 @@ for (const p of pages) {
 if (join_ === 'late') await sleep(Math.max(0, firstPlaylistAt + joinDelaySecs * 1000 - Date.now()));
 const joinedAt = Date.now();
 const joinAfterFirstPlaylistMs = joinedAt - firstPlaylistAt;
-await Promise.all(pages.map(p => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}${flag('player-debug') ? '&debug=1' : ''}&src=${encodeURIComponent(src)}`)));
+// --token-per-viewer (with --playback-secret): each viewer gets its own token (expiry one
+// second apart), as a site minting tokens per viewer would: the negative control of the edge
+// collapsing measured with tokens (every viewer's URLs differ, so the edge cannot share them).
+const viewerSrc = (i) => {
+  if (!playbackSecret || !flag('token-per-viewer')) return src;
+  const exp = tokenExpires + i;
+  const sig = createHmac('sha256', playbackSecret).update(`test:${exp}`).digest('hex');
+  return `${playBase}/live/t/${exp}-${sig}/test/index.m3u8`;
+};
+await Promise.all(pages.map((p, i) => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}${flag('player-debug') ? '&debug=1' : ''}&src=${encodeURIComponent(viewerSrc(i))}`)));
 let stallStart = null, stallEnd = null;
 if (stallSecs > 0) {
   await sleep(Math.max(0, joinedAt + stallAt * 1000 - Date.now()));
@@ -486,6 +508,16 @@ const originRequests = {
   part: counter('part'), segment: counter('segment'), init: counter('init'),
 };
 
+const privateChecks = { failures: [] };
+if (playbackSecret) {
+  // Private: the stream without its token is refused, and the token never reaches the log.
+  const bare = await fetch(`${origin}/live/test/index.m3u8`);
+  privateChecks.withoutTokenStatus = bare.status;
+  if (bare.status !== 403) privateChecks.failures.push(`a private stream answered ${bare.status} without its token`);
+  const bad = await fetch(`${origin}/live/t/${tokenExpires}-${'0'.repeat(64)}/test/index.m3u8`);
+  if (bad.status !== 403) privateChecks.failures.push(`a private stream answered ${bad.status} to a wrong token`);
+  if (server.logText().includes(tokenSig.slice(8))) privateChecks.failures.push('the playback token appears in llhls.log');
+}
 publisher?.kill('SIGINT');
 if (nginx) nginx.kill('SIGQUIT');
 server.kill('SIGTERM');
@@ -595,6 +627,7 @@ if (syncChecked) {
   if (!avSync || avSync.pairs < 3) failures.push(`audio/video sync: too few flash/beep pairs (${JSON.stringify(avSync)})`);
   else if (avSync.medianMs < -90 || avSync.medianMs > 185) failures.push(`audio/video out of sync: beep - flash median ${avSync.medianMs} ms`);
 }
+if (playbackSecret) { summary.private = { withoutTokenStatus: privateChecks.withoutTokenStatus }; failures.push(...privateChecks.failures); }
 summary.failures = failures;
 summary.knownOpen = knownFailures;
 if (playerConsole.length) writeFileSync(join(outDir, 'player-console.log'), playerConsole.map(l => l.replace(/^(\d+)/, (_, t) => String(Number(t) - joinedAt))).join('\n'));

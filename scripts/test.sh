@@ -102,12 +102,15 @@ done
 node player-test/nginx-https-test.mjs
 
 # Short player runs (about 20 s each): one viewer through the nginx edge (the direct viewer is
-# the hls.js cell of the player matrix below), WHIP
+# the hls.js cell of the player matrix below), a private stream, WHIP
 # publishers (GStreamer's simple-whip-client, live and replaying flash/beep files for lip sync;
 # Chromium's fake camera and microphone; Chromium's synthetic source for glass-to-glass latency
 # and lip sync, also over a link that loses 1% and reorders 3% of its packets), and two
 # negative controls: deliberately broken streams must fail the harness.
 node player-test/run.mjs --duration 20 --edge
+# A private stream (playback tokens) through the edge: two viewers share the token's URLs, the
+# stream without its token answers 403, the token stays out of the log.
+node player-test/run.mjs --duration 15 --edge --players 2 --playback-secret ci-playback-secret-0123 --name private-edge
 node player-test/run.mjs --duration 20 --publisher whip-gst --name whip-gst
 node player-test/run.mjs --duration 20 --publisher whip-gst-sync --name whip-gst-sync
 node player-test/run.mjs --duration 20 --publisher whip-chromium --name whip-chromium

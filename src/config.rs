@@ -91,10 +91,33 @@ pub struct ServeArgs {
     /// Maximum held requests (blocking playlists, hinted parts) per stream [default: 50000].
     #[arg(long, env = "LLHLS_MAX_HELD_PER_STREAM")]
     pub max_held_per_stream: Option<usize>,
+    /// Maximum open HTTP connections from one client IP; more are closed at once. 0: no
+    /// limit. Leave it off behind a CDN, where one edge address carries many viewers
+    /// [default: 0].
+    #[arg(long, env = "LLHLS_MAX_CONNS_PER_IP")]
+    pub max_conns_per_ip: Option<usize>,
+    /// Maximum held requests (blocking playlists, hinted parts) from one client IP; more are
+    /// answered 429 with Retry-After. 0: no limit. Leave it off behind a CDN [default: 0].
+    #[arg(long, env = "LLHLS_MAX_HELD_PER_IP")]
+    pub max_held_per_ip: Option<usize>,
+    /// Maximum live streams (publishers and streams waiting for a reconnect); a publish
+    /// beyond it is refused. 0: no limit [default: 0].
+    #[arg(long, env = "LLHLS_MAX_STREAMS")]
+    pub max_streams: Option<usize>,
+    /// Maximum bitrate of one publisher in kbit/s, averaged over 5 seconds; a publisher above
+    /// it is disconnected. 0: no limit [default: 0].
+    #[arg(long, env = "LLHLS_MAX_PUBLISH_KBPS")]
+    pub max_publish_kbps: Option<u64>,
+    /// Playback secret (at least 16 characters): streams become private, and every live
+    /// playlist and media URL needs a signed, expiring token (README "Playback tokens")
+    /// [default: none, streams are public].
+    #[arg(long, env = "LLHLS_PLAYBACK_SECRET")]
+    pub playback_secret: Option<String>,
     /// Seconds a client may take to send request headers / stay idle [default: 30].
     #[arg(long, env = "LLHLS_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
-    /// Largest request header block in bytes [default: 16384].
+    /// Largest request header block in bytes; above 8192 every HTTP/1.1 connection reads into
+    /// a 16 KB buffer instead of 8 KB [default: 8192].
     #[arg(long, env = "LLHLS_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
     /// PEM certificate chain: serve HTTPS with HTTP/2 (ALPN) instead of plain HTTP.
@@ -134,6 +157,10 @@ pub struct ServeArgs {
     /// Most simultaneous WHIP sessions [default: 100].
     #[arg(long, env = "LLHLS_WHIP_MAX_SESSIONS")]
     pub whip_max_sessions: Option<usize>,
+    /// Most simultaneous WHIP sessions from one client IP; more offers are answered 429.
+    /// 0: no limit [default: 0].
+    #[arg(long, env = "LLHLS_WHIP_MAX_SESSIONS_PER_IP")]
+    pub whip_max_sessions_per_ip: Option<usize>,
     /// ABR ladder: transcoded H.264 renditions below the source, e.g. `720p,480p,360p`
     /// (presets 1080p, 720p, 540p, 480p, 360p, 240p), or `off`. Rungs at or above the source's
     /// height are skipped. In TOML also a list of tables `{ name, height, video_kbps, profile }`.
@@ -285,6 +312,15 @@ pub struct Config {
     pub reconnect_grace: Duration,
     pub max_connections: usize,
     pub max_held_per_stream: usize,
+    /// Per-client-IP limits (0: none).
+    pub max_conns_per_ip: usize,
+    pub max_held_per_ip: usize,
+    /// Live streams at once (0: no limit).
+    pub max_streams: usize,
+    /// A publisher's bitrate limit in kbit/s (0: none).
+    pub max_publish_kbps: u64,
+    /// Playback token secret (None: public streams).
+    pub playback_secret: Option<String>,
     pub header_timeout: Duration,
     pub max_header_bytes: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -301,6 +337,7 @@ pub struct Config {
     pub whip_public_ip: Option<std::net::IpAddr>,
     pub whip_opus_passthrough: bool,
     pub whip_max_sessions: usize,
+    pub whip_max_sessions_per_ip: usize,
     pub whip_transcode_video: bool,
     /// ABR ladder rungs (empty: off).
     pub ladder: Vec<RungSpec>,
@@ -423,6 +460,19 @@ impl Config {
                 );
             }
         }
+        let playback_secret = args
+            .playback_secret
+            .clone()
+            .or(file.playback_secret.clone())
+            .filter(|p| !p.is_empty());
+        if let Some(p) = &playback_secret {
+            if p.len() < 16 {
+                bail!(
+                    "playback_secret must be at least 16 characters (e.g. `openssl rand -hex 32`), not {}",
+                    p.len()
+                );
+            }
+        }
         let whip_opus_passthrough = match pick!(whip_audio, "aac".into()).as_str() {
             "aac" => false,
             "opus" => true,
@@ -448,8 +498,13 @@ impl Config {
             reconnect_grace: Duration::from_secs(pick!(reconnect_grace_secs, 10)),
             max_connections: pick!(max_connections, 25_000),
             max_held_per_stream: pick!(max_held_per_stream, 50_000),
+            max_conns_per_ip: pick!(max_conns_per_ip, 0),
+            max_held_per_ip: pick!(max_held_per_ip, 0),
+            max_streams: pick!(max_streams, 0),
+            max_publish_kbps: pick!(max_publish_kbps, 0),
+            playback_secret,
             header_timeout: Duration::from_secs(pick!(header_timeout_secs, 30).max(1)),
-            max_header_bytes: pick!(max_header_bytes, 16 * 1024).max(1024),
+            max_header_bytes: pick!(max_header_bytes, 8 * 1024).max(1024),
             tls,
             break_codecs: args.break_codecs,
             break_av_sync: args.break_av_sync,
@@ -460,6 +515,7 @@ impl Config {
             whip_public_ip: args.whip_public_ip.or(file.whip_public_ip),
             whip_opus_passthrough,
             whip_max_sessions: pick!(whip_max_sessions, 100).max(1),
+            whip_max_sessions_per_ip: pick!(whip_max_sessions_per_ip, 0),
             whip_transcode_video: pick!(whip_transcode_video, false),
             ladder,
             demo_ladder,

@@ -183,6 +183,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .then(|| "avc1.ffffff,mp4a.40.99".to_string()),
         dvr_dir: config.dvr_dir.clone(),
         recordings,
+        max_held_per_ip: config.max_held_per_ip,
+        playback_tokens: config
+            .playback_secret
+            .as_ref()
+            .map(|s| Arc::new(llhls_origin::token::PlaybackTokens::new(s.as_bytes()))),
         ..OriginConfig::default()
     });
     let html = Bytes::from_static(include_bytes!("player/index.html"));
@@ -244,6 +249,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.publish_keys.clone(),
         config.reconnect_grace,
     );
+    streams.set_max_streams(config.max_streams);
+    streams.set_max_publish_kbps(config.max_publish_kbps);
+    if config.playback_secret.is_some() {
+        tracing::info!("streams are private: playlists and media need a playback token (/live/t/TOKEN/NAME/index.m3u8)");
+    }
     let http = tokio::net::TcpListener::bind(config.http)
         .await
         .map_err(|e| bind_error(&Listener::HTTP, config.http, e.into()))?;
@@ -317,6 +327,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 },
                 aac_bitrate: 128_000,
                 max_sessions: config.whip_max_sessions,
+                max_sessions_per_ip: config.whip_max_sessions_per_ip,
                 segment_target: config.packager.segment_target,
                 break_av_sync_ms: if config.break_av_sync { 400 } else { 0 },
                 transcode_video: config.whip_transcode_video,
@@ -373,6 +384,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let server_config = ServerConfig {
         max_connections: config.max_connections,
+        max_connections_per_ip: config.max_conns_per_ip,
         header_read_timeout: config.header_timeout,
         max_header_bytes: config.max_header_bytes,
         tls: config.tls.clone(),

@@ -652,6 +652,42 @@ fn hostile_rtp_is_survived_and_other_streams_do_not_notice() {
 }
 
 #[test]
+fn sessions_beyond_the_per_ip_limit_get_429_until_one_ends() {
+    let server = Server::start(&["--whip-max-sessions-per-ip", "1"]);
+    let mut a = Publisher::new();
+    assert_eq!(a.post(&server, "first", &[]).status, 201);
+    let mut b = Publisher::new();
+    let r = b.post(&server, "second", &[]);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert!(r
+        .text()
+        .contains("too many WHIP sessions from this address"));
+    assert!(server
+        .log_text()
+        .contains("too many sessions from this address"));
+    let loc = a.resource.clone().unwrap();
+    assert_eq!(
+        http_request(server.http, "DELETE", &loc, &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    // The session ends (and frees its place) just after the DELETE is answered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Publisher::new();
+        let r = c.post(&server, "second", &[]);
+        if r.status == 201 {
+            break;
+        }
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert!(Instant::now() < deadline, "the place was never freed");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn duplicate_publisher_refused_then_delete_ends_the_stream_and_the_name_is_free() {
     let server = Server::start(&["--reconnect-grace-secs", "10"]);
     let aus = h264_access_units(2);

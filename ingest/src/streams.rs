@@ -9,8 +9,9 @@
 //! EXT-X-DISCONTINUITY).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use llhls_origin::{wall_now, Command, Origin, Publisher, StreamInput};
@@ -40,6 +41,9 @@ pub enum PublishError {
     /// Missing or wrong key.
     #[error("publish key missing or wrong for stream {0}")]
     Unauthorized(String),
+    /// The server carries as many streams as it may (`max_streams`).
+    #[error("stream {0} refused: the server is at its limit of {1} streams")]
+    TooManyStreams(String, usize),
 }
 
 /// The registry of publishing sessions.
@@ -52,6 +56,19 @@ pub struct Streams {
     generation: Mutex<u64>,
     next_id: std::sync::atomic::AtomicU64,
     playback_base: std::sync::OnceLock<String>,
+    /// Most streams at once (0: no limit): see [`Streams::set_max_streams`].
+    max_streams: AtomicUsize,
+    /// A publisher's bitrate limit in kbit/s (0: none): see [`Streams::set_max_publish_kbps`].
+    max_publish_kbps: AtomicU64,
+}
+
+/// A publisher's bitrate is averaged over windows this long.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// Bytes a publication received in the current window.
+struct RateMeter {
+    since: Instant,
+    bytes: u64,
 }
 
 /// A claimed stream name. Start it with the track set, then send frames.
@@ -69,6 +86,9 @@ pub struct Publication {
     stopped: bool,
     /// What publishes ([`Publication::set_publisher`]), for the advice in the stream's warnings.
     publisher: Publisher,
+    /// Its bitrate, measured against the limit (`None`: not limited, a source inside this
+    /// process such as the demo).
+    meter: Option<Mutex<RateMeter>>,
 }
 
 /// Where a displaced yielding source sends its stream: to the publisher that took the name.
@@ -138,7 +158,21 @@ impl Streams {
             generation: Mutex::new(0),
             next_id: std::sync::atomic::AtomicU64::new(1),
             playback_base: std::sync::OnceLock::new(),
+            max_streams: AtomicUsize::new(0),
+            max_publish_kbps: AtomicU64::new(0),
         })
+    }
+
+    /// Refuses a publish that would make more than `n` streams (0: no limit). A reconnect
+    /// within the grace period, or a publisher taking over the demo, does not add one.
+    pub fn set_max_streams(&self, n: usize) {
+        self.max_streams.store(n, Ordering::Relaxed);
+    }
+
+    /// Disconnects a publisher whose bitrate, averaged over 5 s, is above `kbps` (0: no
+    /// limit). The demo and other sources inside this process are not limited.
+    pub fn set_max_publish_kbps(&self, kbps: u64) {
+        self.max_publish_kbps.store(kbps, Ordering::Relaxed);
     }
 
     /// Where viewers reach the HTTP server (e.g. `http://192.0.2.10:8080`), for log lines that
@@ -217,6 +251,7 @@ impl Streams {
             takeover,
             stopped: false,
             publisher: Publisher::Encoder,
+            meter: None,
         }
     }
 
@@ -232,6 +267,10 @@ impl Streams {
             return Err(PublishError::Unauthorized(name.to_string()));
         }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let max = self.max_streams.load(Ordering::Relaxed);
+        if max > 0 && !slots.contains_key(name) && slots.len() >= max {
+            return Err(PublishError::TooManyStreams(name.to_string(), max));
+        }
         let mut takeover = None;
         let resumed = match slots.remove(name) {
             Some(Slot::Publishing {
@@ -254,7 +293,12 @@ impl Streams {
         };
         let id = self.next_id();
         slots.insert(name.to_string(), Slot::Publishing { id, yield_to: None });
-        Ok(self.publication(name, id, resumed, takeover))
+        let mut p = self.publication(name, id, resumed, takeover);
+        p.meter = Some(Mutex::new(RateMeter {
+            since: Instant::now(),
+            bytes: 0,
+        }));
+        Ok(p)
     }
 
     /// Is `name` claimed, or waiting for its publisher to come back?
@@ -337,10 +381,40 @@ impl Publication {
     /// arrival, so PROGRAM-DATE-TIME does not include its buffering).
     pub async fn frame_at(&self, f: Frame, arrived: WallClock) -> anyhow::Result<()> {
         let input = self.input.as_ref().context("stream not started")?;
+        self.meter(f.data.len())?;
         input
             .send(Command::Frame(f, arrived))
             .await
             .map_err(|_| anyhow::anyhow!("stream task stopped"))
+    }
+
+    /// Counts `bytes` against the bitrate limit; an error (disconnect the publisher) when a
+    /// whole window averaged above it.
+    fn meter(&self, bytes: usize) -> anyhow::Result<()> {
+        let Some(meter) = &self.meter else {
+            return Ok(());
+        };
+        let limit = self.streams.max_publish_kbps.load(Ordering::Relaxed);
+        if limit == 0 {
+            return Ok(());
+        }
+        let mut m = meter.lock().unwrap_or_else(|e| e.into_inner());
+        m.bytes += bytes as u64;
+        let elapsed = m.since.elapsed();
+        if elapsed < RATE_WINDOW {
+            return Ok(());
+        }
+        let kbps = m.bytes * 8 / elapsed.as_millis().max(1) as u64;
+        m.since = Instant::now();
+        m.bytes = 0;
+        if kbps > limit {
+            tracing::warn!(stream = %self.name, kbps, limit_kbps = limit, "publisher disconnected: bitrate above the limit");
+            anyhow::bail!(
+                "publishing {kbps} kbit/s over the last {} s, above the limit of {limit} kbit/s (max_publish_kbps)",
+                elapsed.as_secs()
+            );
+        }
+        Ok(())
     }
 
     /// A codec change mid-stream: a discontinuity carrying the new configuration.
@@ -496,6 +570,33 @@ mod tests {
         drop(publisher);
         assert!(!streams.is_claimed("demo"));
         assert!(streams.claim_yielding("demo").is_ok());
+    }
+
+    #[tokio::test]
+    async fn max_streams_counts_new_names_only() {
+        let origin = Origin::new(llhls_origin::OriginConfig::default());
+        let streams = Streams::new(
+            origin,
+            PackagerConfig::default(),
+            Vec::new(),
+            Duration::from_secs(1),
+        );
+        streams.set_max_streams(2);
+        let (demo, displaced) = streams.claim_yielding("demo").unwrap();
+        let a = streams.claim("a", None).unwrap();
+        let refused = streams.claim("b", None).err().expect("a third stream");
+        assert!(matches!(refused, PublishError::TooManyStreams(_, 2)));
+        assert!(
+            refused.to_string().contains("limit of 2 streams"),
+            "{refused}"
+        );
+        // Taking the demo's name over adds no stream.
+        let publisher = streams.claim("demo", None).unwrap();
+        demo.hand_over(displaced.wait().await);
+        drop(a);
+        // A name freed is a place freed.
+        let _b = streams.claim("b", None).unwrap();
+        drop(publisher);
     }
 
     #[test]

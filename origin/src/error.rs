@@ -56,6 +56,12 @@ pub enum Error {
     /// A blocking reload's part did not appear within 3 target durations (503, `Retry-After`).
     #[error("the requested part did not become available in time")]
     HoldTimedOut,
+    /// This client IP holds as many requests as it may (429, `Retry-After`).
+    #[error("too many held requests from this address")]
+    TooManyHeldFromIp,
+    /// The stream is private and the playback token is missing, wrong or expired (403).
+    #[error("{0}")]
+    Forbidden(crate::token::TokenError),
 }
 
 impl Error {
@@ -73,6 +79,8 @@ impl Error {
             Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooManyHeld | Error::HoldTimedOut => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyHeldFromIp => StatusCode::TOO_MANY_REQUESTS,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -91,7 +99,7 @@ impl Error {
                 header::ALLOW,
                 HeaderValue::from_static("GET, HEAD, OPTIONS"),
             )),
-            Error::HoldTimedOut => {
+            Error::HoldTimedOut | Error::TooManyHeldFromIp => {
                 headers.push((header::RETRY_AFTER, HeaderValue::from_static("1")))
             }
             Error::RangeNotSatisfiable { len } => headers.push((

@@ -50,7 +50,7 @@ pub(crate) async fn serve_growing(
         Some(ByteRange::From(a)) => (a, None),
         Some(ByteRange::Suffix(_)) | None => {
             // The whole segment: wait for it to complete.
-            let _g = origin.hold(s).ok_or(Error::TooManyHeld)?;
+            let _g = origin.hold(s)?;
             return match wait_object(s, key, deadline, |o| matches!(o, Object::Complete(_))).await {
                 Some(Object::Complete(b)) => serve_bytes(class, content_type, b, range),
                 _ => Err(Error::SegmentIncomplete),
@@ -64,7 +64,7 @@ pub(crate) async fn serve_growing(
             return open_ended(origin, s, key, reply, (start, end), deadline);
         }
     };
-    let _g = origin.hold(s).ok_or(Error::TooManyHeld)?;
+    let _g = origin.hold(s)?;
     let o = wait_object(s, key, deadline, |o| {
         o.len() > end || matches!(o, Object::Complete(_))
     })
@@ -109,7 +109,7 @@ fn open_ended(
     (start, end): (u64, Option<u64>),
     deadline: tokio::time::Instant,
 ) -> Result<Reply, Error> {
-    let guard = origin.hold(s).ok_or(Error::TooManyHeld)?;
+    let guard = origin.hold(s)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(STREAM_QUEUE);
     let stream = s.clone();
     let key = key.clone();

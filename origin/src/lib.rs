@@ -21,6 +21,8 @@
 //!   playlists, served under `/recordings/`, recovered after a restart, retention.
 //! - [`server`]: HTTP/1.1 and h2c on one port, HTTPS with ALPN h2, connection and header
 //!   limits, graceful shutdown.
+//! - [`limits`]: per-IP limits on connections and held requests (off unless configured);
+//!   [`token`]: signed, expiring playback tokens for private streams.
 //! - [`metrics`]: Prometheus counters; [`stats`]: per-stream counters and the `/streams.json`
 //!   summary.
 #![deny(missing_docs)]
@@ -32,6 +34,7 @@ pub mod error;
 mod growing;
 mod headers;
 pub mod ladder;
+pub mod limits;
 pub mod live;
 mod media;
 pub mod metrics;
@@ -44,6 +47,7 @@ pub mod route;
 pub mod router;
 pub mod server;
 pub mod stats;
+pub mod token;
 
 pub use body::Body;
 pub use error::Error;

@@ -50,7 +50,7 @@ async fn serve(origin: &Origin, req: &ObjectRequest<'_>, class: Class) -> Result
     let obj = match s.object(&req.key) {
         Some(o) => o,
         None => await_object(origin, &s, &req.key)
-            .await
+            .await?
             .ok_or(Error::NoSuchObject)?,
     };
     match obj {
@@ -93,10 +93,18 @@ pub(crate) async fn serve_file(
 ///   an abandoned hint, after the end of the stream): `None` at once (rule 49), never held.
 /// - `Available`: listed, so stored before the snapshot went out (rule 46); it is looked up
 ///   once more, and is `None` only if it expired meanwhile.
-async fn await_object(origin: &Origin, s: &Arc<Stream>, key: &ObjectKey) -> Option<Object> {
-    let p = s.current()?;
+///
+/// An error when the request may not be held (the stream's or the client's limit).
+async fn await_object(
+    origin: &Origin,
+    s: &Arc<Stream>,
+    key: &ObjectKey,
+) -> Result<Option<Object>, Error> {
+    let Some(p) = s.current() else {
+        return Ok(None);
+    };
     if p.snapshot.availability(key) != Availability::Pending {
-        return s.object(key);
+        return Ok(s.object(key));
     }
     let _guard = origin.hold(s)?;
     let td = u64::from(p.snapshot.timing.target_duration);
@@ -119,5 +127,5 @@ async fn await_object(origin: &Origin, s: &Arc<Stream>, key: &ObjectKey) -> Opti
             origin.metrics.wake(p.at.elapsed().as_secs_f64());
         }
     }
-    s.object(key)
+    Ok(s.object(key))
 }

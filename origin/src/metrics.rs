@@ -31,7 +31,7 @@ const CLASSES: [&str; 7] = [
     "segment",
     "other",
 ];
-const STATUSES: [u16; 10] = [200, 204, 206, 400, 404, 405, 416, 431, 503, 0];
+const STATUSES: [u16; 12] = [200, 204, 206, 400, 403, 404, 405, 416, 429, 431, 503, 0];
 const WAKE_BUCKETS_MS: [f64; 11] = [
     0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
 ];
@@ -39,7 +39,7 @@ const WAKE_BUCKETS_MS: [f64; 11] = [
 /// All counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: [[AtomicU64; 10]; 7],
+    requests: [[AtomicU64; 12]; 7],
     /// Bytes of response bodies sent (as queued to the connection).
     pub bytes_out: AtomicU64,
     /// Requests currently held (blocking playlists and hinted parts).
@@ -171,7 +171,7 @@ impl Metrics {
         gauge(
             &mut out,
             "llhls_connections_refused_total",
-            "Connections refused at the connection limit.",
+            "Connections refused at the connection limit (in all, or per client IP).",
             self.connections_refused.load(Ordering::Relaxed),
             "counter",
         );

@@ -35,6 +35,11 @@ pub struct OriginConfig {
     pub dvr_dir: Option<std::path::PathBuf>,
     /// Recordings (`None`: nothing is recorded): which streams, where, retention.
     pub recordings: Option<Arc<crate::record::Recordings>>,
+    /// Held requests allowed per client IP (0: no limit). Off by default: behind a CDN one
+    /// edge address carries many viewers.
+    pub max_held_per_ip: usize,
+    /// Playback tokens (`None`: streams are public): see [`crate::token`].
+    pub playback_tokens: Option<Arc<crate::token::PlaybackTokens>>,
 }
 
 impl Default for OriginConfig {
@@ -45,6 +50,8 @@ impl Default for OriginConfig {
             codecs_override: None,
             dvr_dir: None,
             recordings: None,
+            max_held_per_ip: 0,
+            playback_tokens: None,
         }
     }
 }
@@ -79,6 +86,10 @@ pub struct Origin {
     pub(crate) shutdown: watch::Sender<bool>,
     /// Streams started so far: each gets its own DVR directory.
     instances: std::sync::atomic::AtomicU64,
+    /// Held requests per client IP.
+    held_per_ip: Arc<crate::limits::PerIp>,
+    /// Refused playback tokens, logged at most once a second.
+    pub(crate) token_log: crate::limits::RateLimitedLog,
 }
 
 impl std::fmt::Debug for Origin {
@@ -96,7 +107,10 @@ impl Origin {
         if let Some(r) = &config.recordings {
             r.set_metrics(metrics.clone());
         }
+        let held_per_ip = crate::limits::PerIp::new(config.max_held_per_ip, "held requests");
         Arc::new(Origin {
+            held_per_ip,
+            token_log: Default::default(),
             streams: RwLock::new(HashMap::new()),
             metrics,
             config,
@@ -373,22 +387,38 @@ impl Origin {
         Ok((s, p))
     }
 
-    /// Counts a held request on `s` for as long as the guard lives; `None` (answer 503) when
-    /// the stream's limit is reached or shutdown began.
-    pub(crate) fn hold(&self, s: &Arc<Stream>) -> Option<HoldGuard> {
+    /// The playback tokens, when streams are private.
+    pub(crate) fn playback_tokens(&self) -> Option<&crate::token::PlaybackTokens> {
+        self.config.playback_tokens.as_deref()
+    }
+
+    /// Counts a held request on `s` (and on the client's IP, when there is a per-IP limit)
+    /// for as long as the guard lives. [`Error::TooManyHeld`] (503) when the stream's limit is
+    /// reached or shutdown began, [`Error::TooManyHeldFromIp`] (429) when the client's IP is
+    /// at its limit.
+    pub(crate) fn hold(&self, s: &Arc<Stream>) -> Result<HoldGuard, Error> {
         if *self.shutdown.borrow() {
-            return None;
+            return Err(Error::TooManyHeld);
         }
+        let ip = match crate::limits::client_ip().filter(|_| self.held_per_ip.enabled()) {
+            Some(ip) => Some(
+                self.held_per_ip
+                    .acquire(ip)
+                    .ok_or(Error::TooManyHeldFromIp)?,
+            ),
+            None => None,
+        };
         let n = s.held.fetch_add(1, Ordering::Relaxed);
         let g = HoldGuard {
             stream: s.clone(),
             metrics: self.metrics.clone(),
+            _ip: ip,
         };
         self.metrics.held.fetch_add(1, Ordering::Relaxed);
         if n >= self.config.max_held_per_stream {
-            return None;
+            return Err(Error::TooManyHeld);
         }
-        Some(g)
+        Ok(g)
     }
 }
 
@@ -396,6 +426,7 @@ impl Origin {
 pub(crate) struct HoldGuard {
     stream: Arc<Stream>,
     metrics: Arc<Metrics>,
+    _ip: Option<crate::limits::PerIpGuard>,
 }
 
 impl Drop for HoldGuard {

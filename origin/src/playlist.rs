@@ -93,7 +93,7 @@ async fn reload(
             view_reply(view, &p, skip, cc)
         }
         Decision::Wait { msn, part, skip } => {
-            let _guard = origin.hold(&s).ok_or(Error::TooManyHeld)?;
+            let _guard = origin.hold(&s)?;
             let _player = PlayerGuard::new(&s.stats.held_playlists);
             let mut rx = s.published.clone();
             let mut shutdown = origin.shutdown.subscribe();

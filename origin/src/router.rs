@@ -26,6 +26,7 @@ use crate::media::{object, ObjectRequest};
 use crate::metrics::Class;
 use crate::playlist::{media, multivariant};
 use crate::route::{self, Route};
+use crate::token;
 use crate::Origin;
 
 /// An error a request body may yield.
@@ -82,10 +83,18 @@ where
     /// and object). Never panics on any input.
     fn call(&mut self, req: Request<B>) -> Self::Future {
         use tracing::Instrument;
-        let span =
-            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path());
+        let span = tracing::debug_span!("request", method = %req.method(), path = %token::redact(req.uri().path()));
         let origin = self.0.clone();
-        Box::pin(async move { Ok(handle(&origin, req).await) }.instrument(span))
+        let ip = req
+            .extensions()
+            .get::<crate::server::PeerAddr>()
+            .map(|p| p.0.ip());
+        let fut = async move { Ok(handle(&origin, req).await) }.instrument(span);
+        match ip {
+            // Held requests count against the client's IP wherever they are held.
+            Some(ip) => Box::pin(crate::limits::CLIENT_IP.scope(ip, fut)),
+            None => Box::pin(fut),
+        }
     }
 }
 
@@ -104,33 +113,69 @@ where
         origin.metrics.request(Class::Other, resp.status().as_u16());
         return resp;
     }
+    let (tail, token) = token::split(&path);
     let head = Head {
         gzip: accepts_gzip(&req),
         range: req.headers().get(header::RANGE).cloned(),
         query: req.uri().query().unwrap_or("").to_string(),
+        token,
     };
     // Only the head is needed from here on; the body is not read.
     drop(req);
     let reply = if method == Method::OPTIONS && path != "/" {
         preflight()
     } else {
-        dispatch(origin, &method, &path, head).await
+        dispatch(origin, &method, &tail, head).await
     };
-    finish(origin, reply, &method, &path, started)
+    finish(origin, reply, &method, &token::redact(&path), started)
 }
 
 /// What the origin's own handlers read from a request.
-struct Head {
+struct Head<'a> {
     gzip: bool,
     range: Option<HeaderValue>,
     query: String,
+    /// The playback token of a token path (`/live/t/TOKEN/...`).
+    token: Option<&'a str>,
 }
 
-async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head) -> Reply {
+/// With playback tokens on, a live playlist or object of `stream` needs a valid token.
+fn check_token(origin: &Origin, stream: &str, token: Option<&str>) -> Result<(), Error> {
+    let Some(tokens) = origin.playback_tokens() else {
+        return Ok(());
+    };
+    tokens
+        .check(stream, token, token::unix_now())
+        .map_err(|why| {
+            let shown = token.map(token::prefix).unwrap_or("");
+            origin.token_log.refused(|suppressed| {
+                tracing::info!(
+                    stream,
+                    token_prefix = shown,
+                    refused_since_last_line = suppressed,
+                    "403: {why}"
+                )
+            });
+            Error::Forbidden(why)
+        })
+}
+
+async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head<'_>) -> Reply {
     let route = route::parse(path);
     let get_or_head = method == Method::GET || method == Method::HEAD;
     if !matches!(route, Route::Other) && !get_or_head {
         return Error::MethodNotAllowed.reply(Class::Other);
+    }
+    let private = match &route {
+        Route::Multivariant { stream } => Some((*stream, Class::Multivariant)),
+        Route::Media { stream, .. } => Some((*stream, Class::Playlist)),
+        Route::Object { stream, .. } => Some((*stream, Class::Other)),
+        _ => None,
+    };
+    if let Some((stream, class)) = private {
+        if let Err(e) = check_token(origin, stream, head.token) {
+            return e.reply(class);
+        }
     }
     match route {
         Route::Healthz => text_reply(

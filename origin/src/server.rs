@@ -26,10 +26,16 @@ pub struct PeerAddr(pub SocketAddr);
 pub struct ServerConfig {
     /// Open connections allowed; more are closed at once.
     pub max_connections: usize,
+    /// Open connections allowed per client IP; more are closed at once (0: no limit, the
+    /// default, since behind a CDN one edge address carries many viewers).
+    pub max_connections_per_ip: usize,
     /// Time allowed for a client to send request headers (also the keep-alive idle limit on
     /// HTTP/1.1).
     pub header_read_timeout: Duration,
-    /// Largest request head accepted on HTTP/1.1 (bytes).
+    /// Largest request head accepted (bytes). On HTTP/1.1 this is also the connection's read
+    /// buffer: at 8192 (hyper's smallest) the buffer stays at 8 KB; above it, hyper grows every
+    /// connection's buffer to 16 KB on the first request that arrives in more than one read
+    /// (always, behind the protocol sniffing), 8 KB more for each held viewer.
     pub max_header_bytes: usize,
     /// HTTP/2 streams per connection.
     pub h2_max_streams: u32,
@@ -43,8 +49,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_connections: 25_000,
+            max_connections_per_ip: 0,
             header_read_timeout: Duration::from_secs(30),
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 8 * 1024,
             h2_max_streams: 1000,
             tls: None,
             drain_timeout: Duration::from_secs(5),
@@ -117,6 +124,7 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip, "connections");
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
@@ -140,6 +148,15 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
+        let Some(ip_permit) = per_ip.acquire(peer.ip()) else {
+            origin
+                .metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            drop(tcp);
+            continue;
+        };
+        let permit = (permit, ip_permit);
         let _ = tcp.set_nodelay(true);
         // Nested services (WHIP) and handlers read the client's address from the request.
         let svc = TowerToHyperService::new(origin.service().map_request(

@@ -271,6 +271,7 @@ async fn connection(
                 PublishError::Duplicate(_) => ServerRejectReason::Conflict,
                 PublishError::Unauthorized(_) => ServerRejectReason::Unauthorized,
                 PublishError::BadName(_) => ServerRejectReason::BadRequest,
+                PublishError::TooManyStreams(..) => ServerRejectReason::Overload,
             };
             return refuse(request, &stats, reason).await;
         }

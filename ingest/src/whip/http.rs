@@ -114,6 +114,10 @@ impl Whip {
 
     async fn publish(self: &Arc<Self>, name: &str, req: Request<RequestBody>) -> Response<Body> {
         // The socket's address, and the client a proxy in front says it forwards (for the log).
+        let ip = req
+            .extensions()
+            .get::<llhls_origin::server::PeerAddr>()
+            .map(|p| p.0.ip());
         let socket = req
             .extensions()
             .get::<llhls_origin::server::PeerAddr>()
@@ -162,6 +166,18 @@ impl Whip {
                 "too many WHIP sessions on this server",
             );
         }
+        if let Some(ip) = ip.filter(|_| self.config.max_sessions_per_ip > 0) {
+            if self.sessions_from(ip) >= self.config.max_sessions_per_ip {
+                tracing::warn!(stream = %name, %ip, limit = self.config.max_sessions_per_ip, "WHIP offer refused: too many sessions from this address");
+                let mut r = reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many WHIP sessions from this address",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return r;
+            }
+        }
         // Read the body before claiming the name: a slow upload must not hold the stream.
         let body = match Limited::new(req.into_body(), MAX_OFFER_BYTES)
             .collect()
@@ -208,6 +224,7 @@ impl Whip {
                     PublishError::Duplicate(_) => StatusCode::CONFLICT,
                     PublishError::BadName(_) => StatusCode::BAD_REQUEST,
                     PublishError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                    PublishError::TooManyStreams(..) => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 let mut r = reply(status, &e.to_string());
                 if status == StatusCode::UNAUTHORIZED {
@@ -276,6 +293,7 @@ impl Whip {
                 id.clone(),
                 Entry {
                     name: name.to_string(),
+                    ip,
                     ufrag: ufrag.clone(),
                     stop: Some(stop_tx),
                 },

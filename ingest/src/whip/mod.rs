@@ -60,6 +60,8 @@ pub struct WhipConfig {
     pub aac_bitrate: usize,
     /// Most sessions at once; more offers answer 503.
     pub max_sessions: usize,
+    /// Most sessions at once from one client IP (0: no limit); more offers answer 429.
+    pub max_sessions_per_ip: usize,
     /// The packager's segment target (keyframe requests aim at it).
     pub segment_target: Duration,
     /// Test only: publish audio this many ms late (player-test's negative control).
@@ -70,6 +72,8 @@ pub struct WhipConfig {
 
 struct Entry {
     name: String,
+    /// The publisher's IP (the socket's), for the per-IP limit.
+    ip: Option<std::net::IpAddr>,
     ufrag: String,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -156,6 +160,16 @@ impl Whip {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+
+    /// Live WHIP sessions from `ip`.
+    pub fn sessions_from(&self, ip: std::net::IpAddr) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|e| e.ip == Some(ip))
+            .count()
     }
 
     /// Prometheus text for `/metrics`.

@@ -512,11 +512,10 @@ impl State {
     }
 
     async fn send(&mut self, f: llhls_packager::Frame, wall: WallClock) -> Result<(), Ended> {
-        self.p
-            .publication
-            .frame_at(f, wall)
-            .await
-            .map_err(|_| Ended::StreamStopped)
+        self.p.publication.frame_at(f, wall).await.map_err(|e| {
+            tracing::warn!(session = %self.p.id, "WHIP session ended: {e:#}");
+            Ended::StreamStopped
+        })
     }
 }
 

@@ -1,0 +1,323 @@
+//! Limits and private streams over real loopback sockets: playback tokens (403 for a missing,
+//! wrong, malformed or expired token; the whole playback path under a valid one), and the
+//! per-IP limits on connections and held requests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use llhls_origin::server::{serve, ServerConfig};
+use llhls_origin::token::PlaybackTokens;
+use llhls_origin::{Command, Origin, OriginConfig, StreamInput};
+use llhls_packager::synth::Publisher;
+use llhls_packager::{Packager, PackagerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Running {
+    addr: std::net::SocketAddr,
+    input: StreamInput,
+    publisher: Publisher,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(origin: OriginConfig, server: ServerConfig) -> Running {
+    let origin = Origin::new(origin);
+    let publisher = Publisher::new(30.0, 30);
+    let p = Packager::new(PackagerConfig::default(), publisher.tracks()).unwrap();
+    let input = origin.create_stream("cam", p).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(serve(origin, listener, server, async move {
+        let _ = rx.await;
+    }));
+    let mut r = Running {
+        addr,
+        input,
+        publisher,
+        _stop: stop,
+    };
+    r.feed(77 * 4).await;
+    r
+}
+
+impl Running {
+    async fn feed(&mut self, n: usize) {
+        for _ in 0..n {
+            let (f, w) = self.publisher.next_frame();
+            self.input.send(Command::Frame(f, w)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fn last_part(&self) -> (u64, u32) {
+        self.input.stream.current().unwrap().snapshot.renditions[0]
+            .last_part()
+            .unwrap()
+    }
+    async fn feed_part(&mut self) {
+        let before = self.last_part();
+        while self.last_part() == before {
+            self.feed(1).await;
+        }
+    }
+    fn held(&self) -> usize {
+        self.input
+            .stream
+            .held
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    async fn wait_held(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.held() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} held, expected {n}",
+                self.held()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn connect(addr: std::net::SocketAddr) -> Sender {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+async fn get(send: &mut Sender, path: &str) -> (StatusCode, http::HeaderMap, String) {
+    let req = Request::builder()
+        .uri(path)
+        .header("host", "localhost")
+        .body(Empty::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let (head, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        head.status,
+        head.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+const SECRET: &[u8] = b"a test secret, 32 bytes or so...";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn a_private_stream_plays_with_a_token_and_refuses_without_one() {
+    let tokens = Arc::new(PlaybackTokens::new(SECRET));
+    let r = start(
+        OriginConfig {
+            playback_tokens: Some(tokens.clone()),
+            ..OriginConfig::default()
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    let mut c = connect(r.addr).await;
+    let good = tokens.mint("cam", now() + 3600);
+
+    // The whole playback path under the token: multivariant, media playlist, a blocking
+    // reload, init section, part, segment: every URI as the playlists give it, relative.
+    let base = format!("/live/t/{good}/cam");
+    let (status, _, mv) = get(&mut c, &format!("{base}/index.m3u8")).await;
+    assert_eq!(status, StatusCode::OK, "{mv}");
+    let media = mv
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
+        .expect("a media playlist URI");
+    assert!(!media.contains('/'), "relative URIs: {media}");
+    let (status, _, pl) = get(&mut c, &format!("{base}/{media}")).await;
+    assert_eq!(status, StatusCode::OK, "{pl}");
+    let (msn, part) = r.last_part();
+    let (status, _, _) = get(
+        &mut c,
+        &format!("{base}/{media}?_HLS_msn={msn}&_HLS_part={part}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let map = pl
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("EXT-X-MAP");
+    let part_uri = pl
+        .lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+        .find_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
+        .expect("a part");
+    let segment = pl
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .expect("a segment");
+    for uri in [map, part_uri, segment] {
+        let (status, _, body) = get(&mut c, &format!("{base}/{uri}")).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    }
+
+    // Every refusal: 403, no-store, a text that says why.
+    let expired = tokens.mint("cam", now() - 10);
+    let other_stream = tokens.mint("other", now() + 3600);
+    let other_secret =
+        PlaybackTokens::new(b"not the server's secret at all!!").mint("cam", now() + 3600);
+    let forged = good.replacen(&good[..10], &(now() + 999_999).to_string(), 1);
+    let cases = [
+        ("/live/cam/index.m3u8".to_string(), "needs a playback token"),
+        (format!("/live/cam/{media}"), "needs a playback token"),
+        (format!("/live/cam/{part_uri}"), "needs a playback token"),
+        (format!("/live/t/{expired}/cam/index.m3u8"), "expired"),
+        (format!("/live/t/{expired}/cam/{part_uri}"), "expired"),
+        (
+            format!("/live/t/{other_stream}/cam/index.m3u8"),
+            "not valid",
+        ),
+        (
+            format!("/live/t/{other_secret}/cam/index.m3u8"),
+            "not valid",
+        ),
+        (format!("/live/t/{forged}/cam/index.m3u8"), "not valid"),
+        ("/live/t/12345/cam/index.m3u8".to_string(), "malformed"),
+        ("/live/t/x-y/cam/video/1.m4s".to_string(), "malformed"),
+    ];
+    for (path, why) in cases {
+        let (status, headers, body) = get(&mut c, &path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert!(body.contains(why), "{path}: {body}");
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
+    }
+    // Paths that are not a stream's stay public.
+    let (status, _, _) = get(&mut c, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn public_streams_ignore_token_paths() {
+    let r = start(OriginConfig::default(), ServerConfig::default()).await;
+    let mut c = connect(r.addr).await;
+    for path in [
+        "/live/cam/index.m3u8",
+        "/live/t/anything-at-all/cam/index.m3u8",
+    ] {
+        let (status, _, body) = get(&mut c, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+}
+
+/// True when the server closed `s` without answering a request.
+async fn closed_unanswered(mut s: TcpStream) -> bool {
+    let _ = s
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn connections_beyond_the_per_ip_limit_are_closed() {
+    let r = start(
+        OriginConfig::default(),
+        ServerConfig {
+            max_connections_per_ip: 2,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let mut a = connect(r.addr).await;
+    let mut b = connect(r.addr).await;
+    assert_eq!(get(&mut a, "/healthz").await.0, StatusCode::OK);
+    assert_eq!(get(&mut b, "/healthz").await.0, StatusCode::OK);
+    let third = TcpStream::connect(r.addr).await.unwrap();
+    assert!(closed_unanswered(third).await, "the third connection");
+    // A connection that closes frees its place.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = TcpStream::connect(r.addr).await.unwrap();
+        let io = TokioIo::new(s);
+        if let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(io).await {
+            tokio::spawn(conn);
+            let req = Request::builder()
+                .uri("/healthz")
+                .header("host", "x")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            if let Ok(resp) = send.send_request(req).await {
+                assert_eq!(resp.status(), StatusCode::OK);
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The other connection was never affected.
+    assert_eq!(get(&mut b, "/healthz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn held_requests_beyond_the_per_ip_limit_get_429() {
+    let mut r = start(
+        OriginConfig {
+            max_held_per_ip: 2,
+            ..OriginConfig::default()
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    let (msn, part) = r.last_part();
+    let next = format!("/live/cam/media.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = connect(r.addr).await;
+        let path = next.clone();
+        held.push(tokio::spawn(async move { get(&mut c, &path).await.0 }));
+    }
+    r.wait_held(2).await;
+    // A third, a blocking playlist or a hinted part: 429 at once, with Retry-After.
+    let mut c = connect(r.addr).await;
+    let (status, headers, body) = get(&mut c, &next).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        body.contains("too many held requests from this address"),
+        "{body}"
+    );
+    let hint = format!("/live/cam/media/{msn}.{}.m4s", part + 1);
+    let (status, _, body) = get(&mut c, &hint).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // Requests that are not held are not limited.
+    let (status, _, _) = get(&mut c, "/live/cam/media.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r.held(), 2, "refused requests are not counted");
+    r.feed_part().await;
+    for h in held {
+        assert_eq!(h.await.unwrap(), StatusCode::OK);
+    }
+    // Released: this IP may hold again.
+    let (msn, part) = r.last_part();
+    let next = format!("/live/cam/media.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
+    let again = tokio::spawn(async move { get(&mut c, &next).await.0 });
+    r.wait_held(1).await;
+    r.feed_part().await;
+    assert_eq!(again.await.unwrap(), StatusCode::OK);
+}
