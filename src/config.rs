@@ -152,6 +152,22 @@ pub struct ServeArgs {
     /// lacks it or cannot open it) [default: libx264].
     #[arg(long, env = "LLHLS_LADDER_ENCODER")]
     pub ladder_encoder: Option<String>,
+    /// Publish authorization by HTTP callback: every RTMP, WHIP and SRT publish is POSTed
+    /// here as JSON and admitted only on a 2xx answer, which may rename the stream and set
+    /// its options (README, "Platform integration"); `http://` only [default: none].
+    #[arg(long, env = "LLHLS_AUTH_WEBHOOK")]
+    pub auth_webhook: Option<String>,
+    /// Milliseconds the auth webhook may take to answer [default: 3000].
+    #[arg(long, env = "LLHLS_AUTH_WEBHOOK_TIMEOUT_MS")]
+    pub auth_webhook_timeout_ms: Option<u64>,
+    /// When the auth webhook fails (no answer in time, 5xx, a garbled answer): `closed`
+    /// refuses the publish, `open` admits it under the name asked for [default: closed].
+    #[arg(long, env = "LLHLS_AUTH_WEBHOOK_FAIL")]
+    pub auth_webhook_fail: Option<String>,
+    /// Seconds an auth webhook answer is reused for the same stream name and key; 0: ask
+    /// every time [default: 0].
+    #[arg(long, env = "LLHLS_AUTH_WEBHOOK_CACHE_SECS")]
+    pub auth_webhook_cache_secs: Option<u64>,
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
@@ -315,6 +331,8 @@ pub struct Config {
     pub dvr_dir: Option<PathBuf>,
     /// Recording (`None`: no stream is recorded).
     pub record: Option<llhls_origin::record::RecordConfig>,
+    /// The publish webhook (`None`: static keys only).
+    pub auth_webhook: Option<llhls_ingest::admission::AdmissionConfig>,
 }
 
 impl Config {
@@ -428,7 +446,24 @@ impl Config {
             "opus" => true,
             other => bail!("whip_audio must be `aac` or `opus`, not `{other}`"),
         };
+        let auth_webhook = match args.auth_webhook.clone().or(file.auth_webhook.clone()) {
+            Some(url) if !url.is_empty() => Some(llhls_ingest::admission::AdmissionConfig {
+                url: llhls_ingest::webhook::WebhookUrl::parse(&url)
+                    .map_err(|e| anyhow::anyhow!("auth_webhook: {e}"))?,
+                timeout: Duration::from_millis(
+                    pick!(auth_webhook_timeout_ms, 3000).clamp(10, 60_000),
+                ),
+                fail_open: match pick!(auth_webhook_fail, "closed".into()).as_str() {
+                    "closed" => false,
+                    "open" => true,
+                    other => bail!("auth_webhook_fail must be `open` or `closed`, not `{other}`"),
+                },
+                cache: Duration::from_secs(pick!(auth_webhook_cache_secs, 0)),
+            }),
+            _ => None,
+        };
         Ok(Config {
+            auth_webhook,
             http: pick!(http, "0.0.0.0:8080".parse().expect("valid literal")),
             rtmp: pick!(rtmp, "0.0.0.0:1935".parse().expect("valid literal")),
             demo: pick!(demo, true),

@@ -201,7 +201,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let publish = Bytes::from_static(include_bytes!("player/publish.html"));
         origin.add_page("/publish", "text/html; charset=utf-8", publish);
     }
-    if config.publish_keys.is_empty() {
+    if let Some(ac) = &config.auth_webhook {
+        tracing::info!(webhook = %ac.url, timeout_ms = ac.timeout.as_millis() as u64, fail_open = ac.fail_open, cache_secs = ac.cache.as_secs(), "publishes are admitted by the auth webhook");
+        let admission = llhls_ingest::admission::Admission::install(ac.clone(), origin.clone());
+        origin.add_metrics(Arc::new(move || admission.render_metrics()));
+    } else if config.publish_keys.is_empty() {
         let where_ = if config.whip_udp.is_some() {
             "the RTMP port or the WHIP endpoint"
         } else {

@@ -46,6 +46,7 @@
 //! [`TrackConfig`]: llhls_packager::TrackConfig
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod flv;
 pub mod ladder;
 pub mod rtmp;
@@ -54,4 +55,5 @@ pub mod srt;
 pub mod streams;
 pub mod tracks;
 pub mod ts;
+pub mod webhook;
 pub mod whip;

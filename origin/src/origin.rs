@@ -49,6 +49,16 @@ impl Default for OriginConfig {
     }
 }
 
+/// Per-stream choices made when a publish is admitted (by the publish webhook): they apply to
+/// the next stream of that name that starts. `None` keeps the server-wide setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Record this stream (needs recording configured: `record` set to some pattern).
+    pub record: Option<bool>,
+    /// Give this stream the ABR ladder (needs a ladder configured).
+    pub ladder: Option<bool>,
+}
+
 /// A stream name is already live.
 #[derive(Debug, thiserror::Error)]
 #[error("stream {0} is already live")]
@@ -79,6 +89,8 @@ pub struct Origin {
     pub(crate) shutdown: watch::Sender<bool>,
     /// Streams started so far: each gets its own DVR directory.
     instances: std::sync::atomic::AtomicU64,
+    /// Per-stream options set at admission ([`Origin::set_stream_options`]).
+    options: RwLock<HashMap<String, StreamOptions>>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -106,6 +118,7 @@ impl Origin {
             ladder: RwLock::new(None),
             shutdown: watch::channel(false).0,
             instances: std::sync::atomic::AtomicU64::new(0),
+            options: RwLock::new(HashMap::new()),
         })
     }
 
@@ -170,6 +183,27 @@ impl Origin {
         *self.ladder.write().unwrap_or_else(|e| e.into_inner()) = Some(factory);
     }
 
+    /// Sets the options of the next stream called `name` (all `None`: the server-wide
+    /// settings again). A stream already live keeps the options it started with.
+    pub fn set_stream_options(&self, name: &str, options: StreamOptions) {
+        let mut map = self.options.write().unwrap_or_else(|e| e.into_inner());
+        if options == StreamOptions::default() {
+            map.remove(name);
+        } else {
+            map.insert(name.to_string(), options);
+        }
+    }
+
+    /// The options set for stream `name` (see [`Origin::set_stream_options`]).
+    pub fn stream_options(&self, name: &str) -> StreamOptions {
+        self.options
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Starts a live stream `name` packaged with `config` from `tracks`, with an ABR ladder
     /// when one is set ([`Origin::set_ladder`]) and has rungs for this source; a stream with a
     /// ladder uses the separate layout (the rungs share the source's audio rendition).
@@ -186,7 +220,8 @@ impl Origin {
             .ladder
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .clone()
+            .filter(|_| self.stream_options(name).ladder != Some(false));
         let mut config = config;
         let mut ladder = None;
         if let Some(start) = factory.and_then(|f| f.start(name, &tracks)) {
@@ -267,7 +302,13 @@ impl Origin {
                     .config
                     .recordings
                     .as_ref()
-                    .filter(|r| r.config().records(name))
+                    .filter(|r| {
+                        let configured = r.config().records(name);
+                        match self.stream_options(name).record {
+                            Some(on) => on && crate::record::valid_name(name),
+                            None => configured,
+                        }
+                    })
                     .map(|r| crate::record::Recorder::new(r.clone(), name)),
             },
         );

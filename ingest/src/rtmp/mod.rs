@@ -102,6 +102,23 @@ impl Conn {
             match out {
                 Output::Transmit(bytes) => sock.write_all(&bytes).await?,
                 Output::PublishRequested { name, key, .. } => {
+                    // The auth webhook, when set, admits (and may rename) the publish first.
+                    let asked = crate::admission::PublishRequest {
+                        protocol: "rtmp",
+                        stream: name.clone(),
+                        key: key.clone(),
+                        remote_addr: Some(self.peer),
+                        forwarded_for: None,
+                        user_agent: None,
+                    };
+                    let name = match crate::admission::admit(asked).await {
+                        Ok(n) => n,
+                        Err(why) => {
+                            tracing::warn!(peer = %self.peer, stream = %name, "publish refused: {why}");
+                            self.rtmp.refuse_publish(&why)?;
+                            continue;
+                        }
+                    };
                     match self.streams.claim(&name, key.as_deref()) {
                         Ok(p) => {
                             tracing::info!(peer = %self.peer, stream = %name, "publish accepted; waiting for codec headers");

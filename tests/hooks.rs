@@ -1,0 +1,540 @@
+//! Platform integration against the real `llhls` binary: the publish (auth) webhook, answered
+//! by a real HTTP server run by the test on a loopback port, with real ffmpeg RTMP publishers
+//! and a str0m WHIP offer: admit, refuse, rename, per-stream options, timeout, 5xx, a garbled
+//! answer, failing open, caching, and a slow webhook that must not hold other publishers.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// One request the webhook received.
+#[derive(Debug, Clone)]
+struct Call {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Call {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the webhook answers: status and body, after an optional wait.
+struct Reply {
+    status: u16,
+    body: String,
+    wait: Option<Arc<Gate>>,
+}
+
+impl Reply {
+    fn new(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            body: body.to_string(),
+            wait: None,
+        }
+    }
+}
+
+/// Holds an answer until opened (a webhook that hangs until the test says otherwise).
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    fn wait(&self, limit: Duration) {
+        let g = self.open.lock().unwrap();
+        let _ = self.cv.wait_timeout_while(g, limit, |open| !*open).unwrap();
+    }
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+type Answer = dyn Fn(&Call) -> Reply + Send + Sync;
+
+/// A real HTTP/1.1 webhook server on loopback: every request is recorded (when it arrived,
+/// and whether it was answered) and answered by `answer`.
+struct Hook {
+    addr: SocketAddr,
+    calls: Arc<Mutex<Vec<(Call, bool)>>>,
+}
+
+impl Hook {
+    fn start(answer: impl Fn(&Call) -> Reply + Send + Sync + 'static) -> Hook {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let answer: Arc<Answer> = Arc::new(answer);
+        let c2 = calls.clone();
+        std::thread::spawn(move || {
+            for sock in listener.incoming().flatten() {
+                let calls = c2.clone();
+                let answer = answer.clone();
+                std::thread::spawn(move || serve_one(sock, &calls, &*answer));
+            }
+        });
+        Hook { addr, calls }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// Calls about stream `name`: (received, answered).
+    fn about(&self, name: &str) -> Vec<bool> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| c.body["stream"] == name)
+            .map(|(_, answered)| *answered)
+            .collect()
+    }
+}
+
+fn serve_one(mut sock: TcpStream, calls: &Mutex<Vec<(Call, bool)>>, answer: &Answer) {
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let path = lines
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = raw[head_end + 4..].to_vec();
+    while body.len() < len {
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    let call = Call {
+        path,
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
+    let index = {
+        let mut c = calls.lock().unwrap();
+        c.push((call.clone(), false));
+        c.len() - 1
+    };
+    let reply = answer(&call);
+    if let Some(g) = &reply.wait {
+        g.wait(Duration::from_secs(60));
+    }
+    let _ = sock.write_all(
+        format!(
+            "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            reply.status,
+            reply.body.len(),
+            reply.body
+        )
+        .as_bytes(),
+    );
+    calls.lock().unwrap()[index].1 = true;
+}
+
+/// Polls `what` every 100 ms until it holds; panics with `why` after `limit` (a generous
+/// bound for real-time streams, not a performance assertion).
+fn until(limit: Duration, why: impl Fn() -> String, mut what: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !what() {
+        assert!(start.elapsed() < limit, "{}", why());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn metric(s: &Server, line: &str) -> u64 {
+    let text = s.get("/metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line} in {text}"))
+}
+
+fn data_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("llhls-hooks-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn the_webhook_admits_renames_and_sets_per_stream_options() {
+    let hook = Hook::start(|c| match c.body["stream"].as_str() {
+        // A platform maps a secret name to a public one, records it and skips the ladder.
+        Some("secret-cam") => Reply::new(
+            200,
+            r#"{"name":"public-1","record":true,"ladder":false,"note":"ignored"}"#,
+        ),
+        // No answer body: admitted as asked, with the server's settings (ladder on, and
+        // `record` matches nothing).
+        _ => Reply::new(204, ""),
+    });
+    let dir = data_dir("admit");
+    let s = Server::start(&[
+        "--auth-webhook",
+        &hook.url(),
+        "--ladder",
+        "240p",
+        "--record",
+        "nothing-matches",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let mut renamed = publish_sized(&s.rtmp_url("secret-cam?key=k-123"), 12, false, "640x360");
+    let mut control = publish_sized(&s.rtmp_url("control"), 12, false, "640x360");
+    s.wait_for("/live/public-1/index.m3u8", Duration::from_secs(20));
+    s.wait_for("/live/control/index.m3u8", Duration::from_secs(20));
+    // The secret name is never served.
+    assert_eq!(s.get("/live/secret-cam/index.m3u8").status, 404);
+
+    // What the webhook was told.
+    let calls = hook.calls();
+    let call = calls
+        .iter()
+        .find(|c| c.body["stream"] == "secret-cam")
+        .expect("the webhook was asked about secret-cam");
+    assert_eq!(call.path, "/hook");
+    assert_eq!(call.header("content-type"), Some("application/json"));
+    assert_eq!(call.body["protocol"], "rtmp");
+    assert_eq!(call.body["action"], "publish");
+    assert_eq!(call.body["key"], "k-123");
+    let remote = call.body["remote_addr"].as_str().unwrap();
+    assert!(remote.starts_with("127.0.0.1:"), "{remote}");
+    let control_call = calls
+        .iter()
+        .find(|c| c.body["stream"] == "control")
+        .unwrap();
+    assert!(
+        control_call.body["key"].is_null(),
+        "{:?}",
+        control_call.body
+    );
+
+    // The ladder: on for the control stream (the server's setting), off for public-1.
+    until(
+        Duration::from_secs(30),
+        || s.get("/live/control/index.m3u8").text(),
+        || {
+            s.get("/live/control/index.m3u8")
+                .text()
+                .contains("240p.m3u8")
+        },
+    );
+    let mv = s.get("/live/public-1/index.m3u8").text();
+    assert!(
+        !mv.contains("240p"),
+        "the webhook turned the ladder off: {mv}"
+    );
+
+    // Recording: on for public-1 (the webhook), off for control (the server's patterns).
+    until(
+        Duration::from_secs(20),
+        || s.get("/recordings.json").text(),
+        || s.get("/recordings.json").text().contains("\"public-1\""),
+    );
+    assert!(!s.get("/recordings.json").text().contains("\"control\""));
+    assert!(dir.join("recordings/public-1").is_dir());
+    assert!(!dir.join("recordings/control").exists());
+    let log = s.log_text();
+    assert!(log.contains("renamed=public-1"), "{log}");
+    assert_eq!(
+        metric(&s, "llhls_publish_admissions_total{result=\"admitted\"}"),
+        2
+    );
+    let _ = renamed.kill();
+    let _ = control.kill();
+    let _ = renamed.wait();
+    let _ = control.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_4xx_answer_refuses_the_publish_with_the_reason() {
+    let hook = Hook::start(|c| match c.body["key"].as_str() {
+        Some("good") => Reply::new(200, "{}"),
+        _ => Reply::new(403, "stream key revoked"),
+    });
+    let s = Server::start(&["--auth-webhook", &hook.url()]);
+    let mut bad = publish(&s.rtmp_url("cam?key=bad"), 4, false);
+    assert!(
+        !bad.wait().unwrap().success(),
+        "ffmpeg fails on a refused publish"
+    );
+    assert_eq!(s.get("/live/cam/index.m3u8").status, 404);
+    let log = s.log_text();
+    assert!(
+        log.contains("refused by the auth webhook (status 403: stream key revoked)"),
+        "{log}"
+    );
+    // The same name with a key the platform accepts publishes.
+    let mut good = publish(&s.rtmp_url("cam?key=good"), 6, false);
+    s.wait_for("/live/cam/index.m3u8", Duration::from_secs(15));
+    let _ = good.wait();
+    assert_eq!(
+        metric(&s, "llhls_publish_admissions_total{result=\"refused\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&s, "llhls_publish_admissions_total{result=\"admitted\"}"),
+        1
+    );
+}
+
+/// The webhook's failures: hanging past the timeout, 5xx, a redirect, an answer that is not
+/// JSON, a rename to an invalid name.
+fn failing(c: &Call) -> Reply {
+    match c.body["stream"].as_str().unwrap_or("") {
+        "hangs" => Reply {
+            wait: Some(Arc::new(Gate::default())),
+            ..Reply::new(200, "{}")
+        },
+        "errors" => Reply::new(503, "down for maintenance"),
+        "redirects" => Reply::new(302, ""),
+        "garbage" => Reply::new(200, "<html>oops</html>"),
+        "bad-rename" => Reply::new(200, r#"{"name":"../../etc"}"#),
+        _ => Reply::new(200, "{}"),
+    }
+}
+
+const FAILING: [(&str, &str); 5] = [
+    ("hangs", "no answer within 700 ms"),
+    ("errors", "status 503"),
+    ("redirects", "status 302"),
+    ("garbage", "not the expected JSON"),
+    ("bad-rename", "not a valid stream name"),
+];
+
+#[test]
+fn webhook_failures_refuse_by_default() {
+    let hook = Hook::start(failing);
+    let s = Server::start(&[
+        "--auth-webhook",
+        &hook.url(),
+        "--auth-webhook-timeout-ms",
+        "700",
+    ]);
+    for (name, why) in FAILING {
+        let mut ff = publish(&s.rtmp_url(name), 4, false);
+        assert!(!ff.wait().unwrap().success(), "{name} must be refused");
+        assert_eq!(s.get(&format!("/live/{name}/index.m3u8")).status, 404);
+        let log = s.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("publish refused") && l.contains(name) && l.contains(why)),
+            "{name}: {why}\n{log}"
+        );
+    }
+    assert_eq!(
+        metric(&s, "llhls_publish_admissions_total{result=\"failed\"}"),
+        FAILING.len() as u64
+    );
+    // Still working: a publisher the webhook admits.
+    let mut ok = publish(&s.rtmp_url("fine"), 5, false);
+    s.wait_for("/live/fine/index.m3u8", Duration::from_secs(15));
+    let _ = ok.wait();
+}
+
+#[test]
+fn webhook_failures_admit_under_the_asked_name_when_failing_open() {
+    let hook = Hook::start(failing);
+    let s = Server::start(&[
+        "--auth-webhook",
+        &hook.url(),
+        "--auth-webhook-timeout-ms",
+        "700",
+        "--auth-webhook-fail",
+        "open",
+    ]);
+    let mut pubs: Vec<_> = ["hangs", "errors", "garbage"]
+        .iter()
+        .map(|n| publish(&s.rtmp_url(n), 8, false))
+        .collect();
+    for n in ["hangs", "errors", "garbage"] {
+        s.wait_for(&format!("/live/{n}/index.m3u8"), Duration::from_secs(20));
+    }
+    assert!(s
+        .log_text()
+        .contains("admitting, as auth_webhook_fail is open"));
+    for p in &mut pubs {
+        let _ = p.wait();
+    }
+}
+
+#[test]
+fn a_hanging_webhook_holds_only_its_own_publisher() {
+    let gate = Arc::new(Gate::default());
+    let g2 = gate.clone();
+    let hook = Hook::start(move |c| match c.body["stream"].as_str() {
+        Some("slow") => Reply {
+            wait: Some(g2.clone()),
+            ..Reply::new(200, "{}")
+        },
+        _ => Reply::new(200, "{}"),
+    });
+    let s = Server::start(&[
+        "--auth-webhook",
+        &hook.url(),
+        "--auth-webhook-timeout-ms",
+        "60000",
+    ]);
+    let mut slow = publish(&s.rtmp_url("slow"), 20, false);
+    until(
+        Duration::from_secs(15),
+        || "the webhook was never asked about slow".into(),
+        || !hook.about("slow").is_empty(),
+    );
+    let mut fast = publish(&s.rtmp_url("fast"), 20, false);
+    s.wait_for("/live/fast/index.m3u8", Duration::from_secs(20));
+    // The fast publisher was admitted and is live while the slow one's webhook call is still
+    // unanswered.
+    assert_eq!(hook.about("slow"), [false]);
+    assert_eq!(s.get("/live/slow/index.m3u8").status, 404);
+    gate.open();
+    s.wait_for("/live/slow/index.m3u8", Duration::from_secs(20));
+    let _ = slow.kill();
+    let _ = fast.kill();
+    let _ = slow.wait();
+    let _ = fast.wait();
+}
+
+#[test]
+fn answers_are_cached_for_the_configured_time() {
+    let hook = Hook::start(|_| Reply::new(200, r#"{"name":"mapped"}"#));
+    let s = Server::start(&[
+        "--auth-webhook",
+        &hook.url(),
+        "--auth-webhook-cache-secs",
+        "600",
+    ]);
+    for _ in 0..2 {
+        let mut ff = publish(&s.rtmp_url("cam?key=k"), 3, false);
+        s.wait_for("/live/mapped/index.m3u8", Duration::from_secs(15));
+        assert!(ff.wait().unwrap().success());
+        // The stream ends when the publisher stops (ENDLIST): the name is free again.
+        until(
+            Duration::from_secs(20),
+            || s.log_text(),
+            || {
+                s.get("/live/mapped/media.m3u8")
+                    .text()
+                    .contains("#EXT-X-ENDLIST")
+            },
+        );
+    }
+    assert_eq!(hook.calls().len(), 1, "the second publish used the cache");
+    assert_eq!(
+        metric(&s, "llhls_publish_admissions_total{result=\"cached\"}"),
+        1
+    );
+}
+
+/// A WHIP offer (video only) from a str0m peer.
+fn whip_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .build(Instant::now());
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rtc.add_local_candidate(str0m::Candidate::host(sock.local_addr().unwrap(), "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, _pending) = api.apply().unwrap();
+    offer.to_sdp_string()
+}
+
+#[test]
+fn whip_publishes_ask_the_webhook_with_the_bearer_token_and_user_agent() {
+    let hook = Hook::start(|c| match c.body["key"].as_str() {
+        Some("tok-good") => Reply::new(200, r#"{"name":"whip-public"}"#),
+        _ => Reply::new(401, "unknown token"),
+    });
+    let s = Server::start(&["--auth-webhook", &hook.url()]);
+    let offer = whip_offer();
+    let post = |token: &str| {
+        http_request(
+            s.http,
+            "POST",
+            "/whip/live/studio",
+            &[
+                ("Content-Type", "application/sdp"),
+                ("Authorization", &format!("Bearer {token}")),
+                ("User-Agent", "TestEncoder/1.0"),
+            ],
+            offer.as_bytes(),
+        )
+        .unwrap()
+    };
+    let refused = post("tok-bad");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(
+        refused.text().contains("unknown token"),
+        "{}",
+        refused.text()
+    );
+    let admitted = post("tok-good");
+    assert_eq!(admitted.status, 201, "{}", admitted.text());
+    let calls = hook.calls();
+    assert_eq!(calls.len(), 2);
+    for c in &calls {
+        assert_eq!(c.body["protocol"], "whip");
+        assert_eq!(c.body["stream"], "studio");
+        assert_eq!(c.body["user_agent"], "TestEncoder/1.0");
+        assert!(c.body["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"));
+    }
+    assert!(
+        s.log_text().contains("renamed=whip-public"),
+        "{}",
+        s.log_text()
+    );
+}
