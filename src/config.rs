@@ -168,6 +168,18 @@ pub struct ServeArgs {
     /// every time [default: 0].
     #[arg(long, env = "LLHLS_AUTH_WEBHOOK_CACHE_SECS")]
     pub auth_webhook_cache_secs: Option<u64>,
+    /// Lifecycle webhook: stream started and ended, publisher disconnected and reconnected,
+    /// publish refused, each POSTed as JSON, at least once and in order (README, "Platform
+    /// integration"); `http://` only [default: none].
+    #[arg(long, env = "LLHLS_EVENTS_WEBHOOK")]
+    pub events_webhook: Option<String>,
+    /// Milliseconds one delivery to the events webhook may take [default: 5000].
+    #[arg(long, env = "LLHLS_EVENTS_WEBHOOK_TIMEOUT_MS")]
+    pub events_webhook_timeout_ms: Option<u64>,
+    /// Lifecycle events held while the events webhook is down; later ones are dropped and
+    /// counted [default: 10000].
+    #[arg(long, env = "LLHLS_EVENTS_QUEUE")]
+    pub events_queue: Option<usize>,
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
@@ -333,6 +345,8 @@ pub struct Config {
     pub record: Option<llhls_origin::record::RecordConfig>,
     /// The publish webhook (`None`: static keys only).
     pub auth_webhook: Option<llhls_ingest::admission::AdmissionConfig>,
+    /// The lifecycle webhook (`None`: no events sent).
+    pub events_webhook: Option<llhls_ingest::events::EventsConfig>,
 }
 
 impl Config {
@@ -462,8 +476,20 @@ impl Config {
             }),
             _ => None,
         };
+        let events_webhook = match args.events_webhook.clone().or(file.events_webhook.clone()) {
+            Some(url) if !url.is_empty() => Some(llhls_ingest::events::EventsConfig {
+                url: llhls_ingest::webhook::WebhookUrl::parse(&url)
+                    .map_err(|e| anyhow::anyhow!("events_webhook: {e}"))?,
+                timeout: Duration::from_millis(
+                    pick!(events_webhook_timeout_ms, 5000).clamp(10, 60_000),
+                ),
+                queue: pick!(events_queue, 10_000).max(1),
+            }),
+            _ => None,
+        };
         Ok(Config {
             auth_webhook,
+            events_webhook,
             http: pick!(http, "0.0.0.0:8080".parse().expect("valid literal")),
             rtmp: pick!(rtmp, "0.0.0.0:1935".parse().expect("valid literal")),
             demo: pick!(demo, true),

@@ -201,6 +201,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let publish = Bytes::from_static(include_bytes!("player/publish.html"));
         origin.add_page("/publish", "text/html; charset=utf-8", publish);
     }
+    if let Some(ec) = &config.events_webhook {
+        tracing::info!(webhook = %ec.url, queue = ec.queue, "lifecycle events go to the events webhook");
+        let events = llhls_ingest::events::Events::install(ec.clone());
+        origin.set_event_sink(llhls_ingest::events::Events::origin_sink());
+        origin.add_metrics(Arc::new(move || events.render_metrics()));
+    }
     if let Some(ac) = &config.auth_webhook {
         tracing::info!(webhook = %ac.url, timeout_ms = ac.timeout.as_millis() as u64, fail_open = ac.fail_open, cache_secs = ac.cache.as_secs(), "publishes are admitted by the auth webhook");
         let admission = llhls_ingest::admission::Admission::install(ac.clone(), origin.clone());

@@ -538,3 +538,145 @@ fn whip_publishes_ask_the_webhook_with_the_bearer_token_and_user_agent() {
         s.log_text()
     );
 }
+
+/// Every delivery attempt: the event, its `Idempotency-Key` header, the status answered.
+type Attempts = Arc<Mutex<Vec<(Value, Option<String>, u16)>>>;
+
+#[test]
+fn lifecycle_events_arrive_in_order_with_retries_after_an_outage() {
+    // The webhook is down (503) until the test brings it up; every attempt is noted.
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let attempts: Attempts = Arc::default();
+    let (d2, a2) = (down.clone(), attempts.clone());
+    let hook = Hook::start(move |c| {
+        let status = if d2.load(std::sync::atomic::Ordering::SeqCst) {
+            503
+        } else {
+            200
+        };
+        a2.lock().unwrap().push((
+            c.body.clone(),
+            c.header("idempotency-key").map(str::to_string),
+            status,
+        ));
+        Reply::new(status, "")
+    });
+    let s = Server::start(&["--events-webhook", &hook.url()]);
+    let mut first = publish(&s.rtmp_url("ev"), 60, false);
+    s.wait_for("/live/ev/index.m3u8", Duration::from_secs(20));
+    // A second publisher on the same name is refused.
+    let mut dup = publish(&s.rtmp_url("ev"), 4, false);
+    assert!(!dup.wait().unwrap().success());
+    // The outage: the started event has been tried and refused at least twice.
+    until(
+        Duration::from_secs(20),
+        || format!("{:?}", attempts.lock().unwrap()),
+        || attempts.lock().unwrap().len() >= 2,
+    );
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The publisher vanishes (no unpublish) and comes back within the grace period, then
+    // stops, which ends the stream.
+    let _ = first.kill();
+    let _ = first.wait();
+    until(
+        Duration::from_secs(20),
+        || s.log_text(),
+        || {
+            s.log_text()
+                .contains("publisher gone; waiting for a reconnect")
+        },
+    );
+    let mut again = publish(&s.rtmp_url("ev"), 4, false);
+    assert!(again.wait().unwrap().success());
+    let delivered = || -> Vec<Value> {
+        attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, st)| *st == 200)
+            .map(|(b, _, _)| b.clone())
+            .collect()
+    };
+    until(
+        Duration::from_secs(30),
+        || format!("{:?}", attempts.lock().unwrap()),
+        || delivered().iter().any(|e| e["type"] == "stream_ended"),
+    );
+    let events = delivered();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "stream_started",
+            "publish_refused",
+            "publisher_disconnected",
+            "publisher_reconnected",
+            "stream_ended"
+        ],
+        "{events:?}"
+    );
+    for e in &events {
+        assert_eq!(e["stream"], "ev", "{e}");
+    }
+    // In order, each with its own id; the ids repeat only on retries.
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let all = attempts.lock().unwrap().clone();
+    for (body, key, _) in &all {
+        assert_eq!(
+            key.as_deref(),
+            body["id"].as_str(),
+            "header and field agree"
+        );
+    }
+    let first_id = events[0]["id"].as_str().unwrap();
+    let tries = all.iter().filter(|(b, _, _)| b["id"] == first_id).count();
+    assert!(tries >= 3, "retried through the outage: {tries} attempts");
+    // What the events say.
+    let started = &events[0];
+    assert_eq!(started["width"], 320);
+    assert_eq!(started["height"], 180);
+    assert_eq!(started["publisher"], "encoder");
+    let codecs = started["codecs"].to_string();
+    assert!(
+        codecs.contains("avc1.") && codecs.contains("mp4a.40.2"),
+        "{codecs}"
+    );
+    assert!(!started["renditions"].as_array().unwrap().is_empty());
+    assert_eq!(events[1]["protocol"], "rtmp");
+    assert!(events[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("already has a publisher"));
+    let ended = &events[4];
+    assert!(ended["bytes_in"].as_u64().unwrap() > 0, "{ended}");
+    assert!(ended["duration_secs"].as_f64().unwrap() > 0.0, "{ended}");
+    assert_eq!(ended["discontinuities"], 1, "{ended}");
+    assert!(ended["recording"].is_null());
+    assert!(metric(&s, "llhls_events_retries_total") >= 2);
+    assert_eq!(metric(&s, "llhls_events_delivered_total"), 5);
+    assert_eq!(metric(&s, "llhls_events_dropped_total"), 0);
+}
+
+#[test]
+fn a_full_event_queue_drops_and_counts_new_events() {
+    let hook = Hook::start(|_| Reply::new(500, ""));
+    let s = Server::start(&["--events-webhook", &hook.url(), "--events-queue", "1"]);
+    let mut first = publish(&s.rtmp_url("q"), 30, false);
+    s.wait_for("/live/q/index.m3u8", Duration::from_secs(20));
+    // Refused duplicates: events that find the queue full (the started event is stuck in it).
+    for _ in 0..2 {
+        let mut dup = publish(&s.rtmp_url("q"), 2, false);
+        assert!(!dup.wait().unwrap().success());
+    }
+    assert_eq!(metric(&s, "llhls_events_dropped_total"), 2);
+    assert_eq!(metric(&s, "llhls_events_queued"), 1);
+    assert_eq!(metric(&s, "llhls_events_delivered_total"), 0);
+    // The stream is unaffected.
+    assert_eq!(s.get("/live/q/index.m3u8").status, 200);
+    let _ = first.kill();
+    let _ = first.wait();
+}

@@ -260,6 +260,7 @@ pub async fn admit(req: PublishRequest) -> Result<String, String> {
         }
         Err(why) => {
             tracing::warn!(protocol = req.protocol, stream = %req.stream, remote = ?req.remote_addr, webhook_ms = ms, "publish refused: {why}");
+            crate::events::refused(req.protocol, &req.stream, req.remote_addr, &why);
             Err(why)
         }
     }

@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod events;
 pub mod flv;
 pub mod ladder;
 pub mod rtmp;

@@ -289,6 +289,7 @@ impl Publication {
         if self.input.is_some() {
             return Ok(false);
         }
+        let takeover = self.takeover.is_some();
         if let Some(rx) = self.takeover.take() {
             // The yielding source stops feeding, then sends its stream (promptly: it only
             // finishes the frame it is sending).
@@ -300,6 +301,9 @@ impl Publication {
                 .await
                 .is_ok()
             {
+                if !takeover {
+                    crate::events::emit("publisher_reconnected", &self.name, serde_json::json!({}));
+                }
                 input.stream.set_publisher(self.publisher);
                 self.input = Some(input);
                 return Ok(true);
@@ -402,6 +406,11 @@ impl Drop for Publication {
                     tracing::debug!(stream = %name, "publisher disconnected by the shutdown");
                 } else {
                     tracing::info!(stream = %name, grace_secs = streams.grace.as_secs(), "publisher gone; waiting for a reconnect");
+                    crate::events::emit(
+                        "publisher_disconnected",
+                        &name,
+                        serde_json::json!({ "grace_secs": streams.grace.as_secs() }),
+                    );
                 }
                 slots.insert(name.clone(), Slot::Grace { input, generation });
                 let grace = streams.grace;

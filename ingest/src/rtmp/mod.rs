@@ -127,12 +127,14 @@ impl Conn {
                         }
                         Err(e) => {
                             tracing::warn!(peer = %self.peer, stream = %name, "publish refused: {e}");
+                            crate::events::refused("rtmp", &name, Some(self.peer), &e.to_string());
                             self.rtmp.refuse_publish(&e.to_string())?;
                         }
                     }
                 }
                 Output::Refused(why) => {
                     tracing::warn!(peer = %self.peer, "publish refused: {why}");
+                    crate::events::refused("rtmp", "", Some(self.peer), &why);
                 }
                 Output::Start { tracks, encoder } => {
                     let Some(p) = self.publication.as_mut() else {

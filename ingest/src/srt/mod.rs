@@ -281,6 +281,7 @@ async fn connection(
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(%peer, stream = %want.name, "SRT publish refused: {e}");
+            crate::events::refused("srt", &want.name, Some(peer), &e.to_string());
             let reason = match e {
                 PublishError::Duplicate(_) => ServerRejectReason::Conflict,
                 PublishError::Unauthorized(_) => ServerRejectReason::Unauthorized,

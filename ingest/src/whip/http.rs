@@ -234,6 +234,7 @@ impl Whip {
             }
             Err(e) => {
                 tracing::warn!(stream = %name, "WHIP publish refused: {e}");
+                crate::events::refused("whip", name, socket_addr, &e.to_string());
                 let status = match e {
                     PublishError::Duplicate(_) => StatusCode::CONFLICT,
                     PublishError::BadName(_) => StatusCode::BAD_REQUEST,
