@@ -180,6 +180,10 @@ pub struct ServeArgs {
     /// counted [default: 10000].
     #[arg(long, env = "LLHLS_EVENTS_QUEUE")]
     pub events_queue: Option<usize>,
+    /// Admin API bearer token (at least 16 characters): turns on `/api/v1/` (stream list,
+    /// kick, key revocation, info); unset: the API answers 404 [default: none].
+    #[arg(long, env = "LLHLS_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
@@ -347,6 +351,8 @@ pub struct Config {
     pub auth_webhook: Option<llhls_ingest::admission::AdmissionConfig>,
     /// The lifecycle webhook (`None`: no events sent).
     pub events_webhook: Option<llhls_ingest::events::EventsConfig>,
+    /// The admin API's bearer token (`None`: no admin API).
+    pub admin_token: Option<String>,
 }
 
 impl Config {
@@ -487,7 +493,18 @@ impl Config {
             }),
             _ => None,
         };
+        let admin_token = args
+            .admin_token
+            .clone()
+            .or(file.admin_token.clone())
+            .filter(|t| !t.is_empty());
+        if let Some(t) = &admin_token {
+            if t.chars().count() < 16 || t.chars().any(char::is_whitespace) {
+                bail!("admin_token must be at least 16 characters, without spaces (a random one: `openssl rand -hex 24`)");
+            }
+        }
         Ok(Config {
+            admin_token,
             auth_webhook,
             events_webhook,
             http: pick!(http, "0.0.0.0:8080".parse().expect("valid literal")),
@@ -539,6 +556,60 @@ impl Config {
                     max_bytes: args.record_max_bytes.or(file.record_max_bytes),
                 })
             },
+        })
+    }
+}
+
+impl Config {
+    /// The settings for the admin API's `/api/v1/info`, secrets redacted: publish keys, the
+    /// SRT passphrase and the admin token are never shown (only whether they are set), and
+    /// webhook URLs lose their query and user info (which may carry a secret).
+    pub fn redacted_json(&self) -> serde_json::Value {
+        fn url(u: &llhls_ingest::webhook::WebhookUrl) -> String {
+            let s = u.to_string();
+            let s = s.split('?').next().unwrap_or("").to_string();
+            match (s.find("://"), s.find('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    format!("{}{}", &s[..scheme + 3], &s[at + 1..])
+                }
+                _ => s,
+            }
+        }
+        let p = &self.packager;
+        serde_json::json!({
+            "http": self.http.to_string(),
+            "rtmp": self.rtmp.to_string(),
+            "srt": self.srt.map(|a| a.to_string()),
+            "whip_udp": self.whip_udp.map(|a| a.to_string()),
+            "tls": self.tls.is_some(),
+            "demo": self.demo,
+            "part_target_ms": p.part_target.as_millis() as u64,
+            "segment_target_ms": p.segment_target.as_millis() as u64,
+            "window_segments": p.window_segments,
+            "dvr_window_secs": p.dvr_window.as_secs(),
+            "layout": format!("{:?}", p.layout).to_lowercase(),
+            "addressing": format!("{:?}", p.addressing).to_lowercase(),
+            "delta_updates": p.delta_updates,
+            "ladder": self.ladder.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "record": self.record.as_ref().map(|r| r.patterns.clone()),
+            "publish_keys": if self.publish_keys.is_empty() { "none" } else { "redacted" },
+            "publish_keys_count": self.publish_keys.len(),
+            "srt_passphrase": self.srt_passphrase.as_ref().map(|_| "redacted"),
+            "reconnect_grace_secs": self.reconnect_grace.as_secs(),
+            "max_connections": self.max_connections,
+            "max_held_per_stream": self.max_held_per_stream,
+            "auth_webhook": self.auth_webhook.as_ref().map(|a| serde_json::json!({
+                "url": url(&a.url),
+                "timeout_ms": a.timeout.as_millis() as u64,
+                "fail": if a.fail_open { "open" } else { "closed" },
+                "cache_secs": a.cache.as_secs(),
+            })),
+            "events_webhook": self.events_webhook.as_ref().map(|e| serde_json::json!({
+                "url": url(&e.url),
+                "timeout_ms": e.timeout.as_millis() as u64,
+                "queue": e.queue,
+            })),
+            "admin_token": self.admin_token.as_ref().map(|_| "redacted"),
         })
     }
 }

@@ -291,6 +291,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.whip_udp.is_some(),
         )),
     );
+    if let Some(token) = &config.admin_token {
+        let admin = llhls_ingest::admin::Admin::new(
+            token.clone(),
+            config.redacted_json(),
+            origin.clone(),
+            streams.clone(),
+        );
+        origin.nest("/api/v1", llhls_ingest::admin::AdminHttp(Arc::new(admin)));
+        tracing::info!("admin API on at /api/v1/ (bearer token: admin_token)");
+    }
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
     let mut srt_line = None;
     if let Some(addr) = config.srt {

@@ -680,3 +680,177 @@ fn a_full_event_queue_drops_and_counts_new_events() {
     let _ = first.kill();
     let _ = first.wait();
 }
+
+const TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+fn admin(s: &Server, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    http_request(s.http, method, path, &headers, body).unwrap()
+}
+
+fn json_of(r: &Response) -> Value {
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
+}
+
+#[test]
+fn the_admin_api_is_off_without_a_token() {
+    let s = Server::start(&[]);
+    for p in ["/api/v1/streams", "/api/v1/info", "/api/v1/openapi.json"] {
+        assert_eq!(admin(&s, "GET", p, Some(TOKEN), b"").status, 404, "{p}");
+    }
+}
+
+#[test]
+fn the_admin_api_lists_kicks_and_revokes_over_real_sockets() {
+    let s = Server::start(&["--admin-token", TOKEN, "--publish-keys", "k-one,k-two"]);
+
+    // The served description is the checked-in file, without a token.
+    let spec = admin(&s, "GET", "/api/v1/openapi.json", None, b"");
+    assert_eq!(spec.status, 200);
+    let file = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ingest/api/openapi.json"),
+    )
+    .unwrap();
+    assert_eq!(spec.body, file);
+
+    // Everything else needs the token.
+    for (token, what) in [
+        (None, "no token"),
+        (Some("wrong"), "a wrong token"),
+        (Some(&TOKEN[..TOKEN.len() - 1]), "a prefix of the token"),
+    ] {
+        let r = admin(&s, "GET", "/api/v1/streams", token, b"");
+        assert_eq!(r.status, 401, "{what}");
+        assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+        assert_eq!(
+            admin(&s, "DELETE", "/api/v1/streams/x", token, b"").status,
+            401
+        );
+    }
+    let basic = http_request(
+        s.http,
+        "GET",
+        "/api/v1/info",
+        &[("Authorization", &format!("Basic {TOKEN}"))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(basic.status, 401, "only the Bearer scheme");
+
+    let mut one = publish(&s.rtmp_url("one?key=k-one"), 60, false);
+    let mut two = publish(&s.rtmp_url("two?key=k-two"), 60, false);
+    s.wait_for("/live/one/index.m3u8", Duration::from_secs(20));
+    s.wait_for("/live/two/index.m3u8", Duration::from_secs(20));
+
+    let list = json_of(&admin(&s, "GET", "/api/v1/streams", Some(TOKEN), b""));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    for st in list {
+        assert_eq!(st["publisher"]["protocol"], "rtmp", "{st}");
+        let remote = st["publisher"]["remote_addr"].as_str().unwrap();
+        assert!(remote.starts_with("127.0.0.1:"), "{st}");
+        assert!(st["frames_in"].as_u64().unwrap() > 0, "{st}");
+        assert!(st["bytes_in"].as_u64().unwrap() > 0, "{st}");
+        assert_eq!(st["width"], 320);
+        assert!(!st["renditions"].as_array().unwrap().is_empty(), "{st}");
+        assert!(st["codecs"].to_string().contains("avc1."), "{st}");
+    }
+    let one_json = json_of(&admin(&s, "GET", "/api/v1/streams/one", Some(TOKEN), b""));
+    assert_eq!(one_json["name"], "one");
+    assert_eq!(one_json["playlist"], "/live/one/index.m3u8");
+    assert_eq!(
+        admin(&s, "GET", "/api/v1/streams/nope", Some(TOKEN), b"").status,
+        404
+    );
+
+    // Kick: unknown names are 404; a live one ends at once (no reconnect grace).
+    assert_eq!(
+        admin(&s, "DELETE", "/api/v1/streams/nope", Some(TOKEN), b"").status,
+        404
+    );
+    assert_eq!(
+        admin(&s, "DELETE", "/api/v1/streams/..", Some(TOKEN), b"").status,
+        404
+    );
+    assert_eq!(
+        admin(&s, "DELETE", "/api/v1/streams/one", Some(TOKEN), b"").status,
+        204
+    );
+    assert!(
+        !one.wait().unwrap().success(),
+        "the kicked publisher's connection closed"
+    );
+    until(
+        Duration::from_secs(20),
+        || s.get("/live/one/media.m3u8").text(),
+        || {
+            s.get("/live/one/media.m3u8")
+                .text()
+                .contains("#EXT-X-ENDLIST")
+        },
+    );
+    assert!(s.log_text().contains("publisher stopped by the admin API"));
+
+    // Revoking a key stops its publisher and refuses it from then on; other keys still work.
+    let r = admin(
+        &s,
+        "POST",
+        "/api/v1/keys/revoke",
+        Some(TOKEN),
+        br#"{"key":"k-two"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = json_of(&r);
+    assert_eq!(v["kicked"], serde_json::json!(["two"]));
+    assert!(!two.wait().unwrap().success());
+    let mut again = publish(&s.rtmp_url("two?key=k-two"), 3, false);
+    assert!(!again.wait().unwrap().success(), "a revoked key is refused");
+    assert!(s.log_text().contains("the publish key was revoked"));
+    let mut other = publish(&s.rtmp_url("three?key=k-one"), 4, false);
+    s.wait_for("/live/three/index.m3u8", Duration::from_secs(20));
+    let _ = other.wait();
+
+    // Bad bodies are 400, wrong methods 405.
+    for body in [
+        &b"{"[..],
+        b"",
+        b"[]",
+        br#"{"key":""}"#,
+        br#"{"key":7}"#,
+        &vec![b' '; 20_000][..],
+    ] {
+        let r = admin(&s, "POST", "/api/v1/keys/revoke", Some(TOKEN), body);
+        assert_eq!(
+            r.status,
+            400,
+            "{:?}",
+            String::from_utf8_lossy(&body[..body.len().min(20)])
+        );
+        assert!(json_of(&r)["error"].is_string());
+    }
+    assert_eq!(
+        admin(&s, "PUT", "/api/v1/streams", Some(TOKEN), b"").status,
+        405
+    );
+    assert_eq!(
+        admin(&s, "GET", "/api/v1/nothing", Some(TOKEN), b"").status,
+        404
+    );
+
+    // Info: no secret in it.
+    let r = admin(&s, "GET", "/api/v1/info", Some(TOKEN), b"");
+    let text = r.text();
+    let info = json_of(&r);
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert!(info["uptime_secs"].is_u64());
+    assert_eq!(info["config"]["publish_keys"], "redacted");
+    assert_eq!(info["config"]["admin_token"], "redacted");
+    for secret in ["k-one", "k-two", TOKEN] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use llhls_origin::{Origin, StreamOptions};
@@ -240,12 +240,18 @@ fn verdict(asked: &str, status: u16, body: &[u8]) -> Result<Verdict, String> {
 /// claim (the webhook may rename the stream), or why not (for the log and the publisher).
 /// Without a webhook the name asked for, unchanged (static keys are checked by the claim).
 /// The chosen per-stream options are set on the origin for the stream about to start.
-pub async fn admit(req: PublishRequest) -> Result<String, String> {
+pub async fn admit(req: &PublishRequest) -> Result<String, String> {
+    if let Some(key) = req.key.as_deref().filter(|k| is_revoked(k)) {
+        let why = "the publish key was revoked".to_string();
+        tracing::warn!(protocol = req.protocol, stream = %req.stream, remote = ?req.remote_addr, key_len = key.len(), "publish refused: {why}");
+        crate::events::refused(req.protocol, &req.stream, req.remote_addr, &why);
+        return Err(why);
+    }
     let Some(a) = ADMISSION.get() else {
-        return Ok(req.stream);
+        return Ok(req.stream.clone());
     };
     let started = Instant::now();
-    let r = a.decide(&req).await;
+    let r = a.decide(req).await;
     let ms = started.elapsed().as_millis() as u64;
     match r {
         Ok(admitted) => {
@@ -264,6 +270,87 @@ pub async fn admit(req: PublishRequest) -> Result<String, String> {
             Err(why)
         }
     }
+}
+
+/// Who publishes a stream, as told at admission: for the admin API's stream list and for
+/// kicking the publishers of a revoked key.
+#[derive(Debug, Clone)]
+pub struct PublisherInfo {
+    /// `rtmp`, `whip` or `srt`.
+    pub protocol: &'static str,
+    /// The publisher's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// The client a proxy in front says it forwards.
+    pub forwarded_for: Option<String>,
+    /// The encoder or user agent, if said.
+    pub user_agent: Option<String>,
+    /// When it claimed the name.
+    pub since: llhls_packager::WallClock,
+    key: Option<String>,
+}
+
+static PUBLISHERS: LazyLock<Mutex<HashMap<String, PublisherInfo>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+static REVOKED: LazyLock<Mutex<Vec<String>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+
+/// Notes that `req`'s publisher now holds stream `name` (call after a successful claim).
+pub fn claimed(name: &str, req: &PublishRequest) {
+    PUBLISHERS.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        name.to_string(),
+        PublisherInfo {
+            protocol: req.protocol,
+            remote_addr: req.remote_addr,
+            forwarded_for: req.forwarded_for.clone(),
+            user_agent: req.user_agent.clone(),
+            since: llhls_origin::wall_now(),
+            key: req.key.clone(),
+        },
+    );
+}
+
+/// The last publisher admitted for stream `name`.
+pub fn publisher(name: &str) -> Option<PublisherInfo> {
+    PUBLISHERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+        .cloned()
+}
+
+fn is_revoked(key: &str) -> bool {
+    REVOKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .fold(false, |acc, k| {
+            acc | crate::streams::constant_time_eq(k.as_bytes(), key.as_bytes())
+        })
+}
+
+/// Refuses `key` from now on (until a restart), forgets cached webhook answers for it, and
+/// returns the streams whose publishers presented it (for the caller to stop them).
+pub fn revoke(key: &str) -> Vec<String> {
+    {
+        let mut r = REVOKED.lock().unwrap_or_else(|e| e.into_inner());
+        if !r.iter().any(|k| k == key) {
+            r.push(key.to_string());
+        }
+    }
+    if let Some(a) = ADMISSION.get() {
+        a.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, k), _| k.as_deref() != Some(key));
+    }
+    let mut names: Vec<String> = PUBLISHERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(_, p)| p.key.as_deref() == Some(key))
+        .map(|(n, _)| n.clone())
+        .collect();
+    names.sort();
+    names
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@
 //! [`TrackConfig`]: llhls_packager::TrackConfig
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod admission;
 pub mod events;
 pub mod flv;

@@ -52,6 +52,8 @@ pub struct Streams {
     generation: Mutex<u64>,
     next_id: std::sync::atomic::AtomicU64,
     playback_base: std::sync::OnceLock<String>,
+    /// Each publisher's stop flag, by stream name ([`Streams::kick`]).
+    kicks: Mutex<HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 /// A claimed stream name. Start it with the track set, then send frames.
@@ -69,6 +71,8 @@ pub struct Publication {
     stopped: bool,
     /// What publishes ([`Publication::set_publisher`]), for the advice in the stream's warnings.
     publisher: Publisher,
+    /// Set by [`Streams::kick`]: the next frame fails, and the stream ends at once.
+    kicked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where a displaced yielding source sends its stream: to the publisher that took the name.
@@ -138,6 +142,7 @@ impl Streams {
             generation: Mutex::new(0),
             next_id: std::sync::atomic::AtomicU64::new(1),
             playback_base: std::sync::OnceLock::new(),
+            kicks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -208,7 +213,13 @@ impl Streams {
         resumed: Option<StreamInput>,
         takeover: Option<oneshot::Receiver<StreamInput>>,
     ) -> Publication {
+        let kicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.kicks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), kicked.clone());
         Publication {
+            kicked,
             streams: self.clone(),
             name: name.to_string(),
             id,
@@ -255,6 +266,33 @@ impl Streams {
         let id = self.next_id();
         slots.insert(name.to_string(), Slot::Publishing { id, yield_to: None });
         Ok(self.publication(name, id, resumed, takeover))
+    }
+
+    /// Stops the publisher of `name` (the admin API's kick): its next frame fails, which
+    /// closes its connection, and the stream ends at once (no reconnect grace). A stream
+    /// waiting in the grace period ends now. False when `name` has no publisher and does not
+    /// wait for one.
+    pub fn kick(&self, name: &str) -> bool {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match slots.get(name) {
+            Some(Slot::Publishing { .. }) => {
+                if let Some(k) = self
+                    .kicks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(name)
+                {
+                    k.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                true
+            }
+            Some(Slot::Grace { .. }) => {
+                // Dropping the waiting input ends the stream.
+                slots.remove(name);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Is `name` claimed, or waiting for its publisher to come back?
@@ -340,6 +378,9 @@ impl Publication {
     /// Feeds one frame that arrived at `arrived` (an ingest that buffers frames passes their
     /// arrival, so PROGRAM-DATE-TIME does not include its buffering).
     pub async fn frame_at(&self, f: Frame, arrived: WallClock) -> anyhow::Result<()> {
+        if self.kicked.load(std::sync::atomic::Ordering::Relaxed) {
+            anyhow::bail!("stopped by the admin API");
+        }
         let input = self.input.as_ref().context("stream not started")?;
         input
             .send(Command::Frame(f, arrived))
@@ -387,6 +428,18 @@ impl Drop for Publication {
         if !matches!(slots.get(&name), Some(Slot::Publishing { id, .. }) if *id == self.id) {
             // Taken over: the name belongs to another publication now.
             return;
+        }
+        {
+            let mut kicks = streams.kicks.lock().unwrap_or_else(|e| e.into_inner());
+            if kicks
+                .get(&name)
+                .is_some_and(|k| Arc::ptr_eq(k, &self.kicked))
+            {
+                kicks.remove(&name);
+            }
+        }
+        if self.kicked.load(std::sync::atomic::Ordering::Relaxed) {
+            self.stopped = true;
         }
         match input {
             None => {

@@ -111,7 +111,7 @@ impl Conn {
                         forwarded_for: None,
                         user_agent: None,
                     };
-                    let name = match crate::admission::admit(asked).await {
+                    let name = match crate::admission::admit(&asked).await {
                         Ok(n) => n,
                         Err(why) => {
                             tracing::warn!(peer = %self.peer, stream = %name, "publish refused: {why}");
@@ -121,6 +121,7 @@ impl Conn {
                     };
                     match self.streams.claim(&name, key.as_deref()) {
                         Ok(p) => {
+                            crate::admission::claimed(&name, &asked);
                             tracing::info!(peer = %self.peer, stream = %name, "publish accepted; waiting for codec headers");
                             self.publication = Some(p);
                             self.rtmp.accept_publish()?;

@@ -246,7 +246,7 @@ async fn connection(
         user_agent: None,
     };
     let mut want = want;
-    match crate::admission::admit(asked).await {
+    match crate::admission::admit(&asked).await {
         Ok(name) => want.name = name,
         Err(_) => return refuse(request, &stats, ServerRejectReason::Unauthorized).await,
     }
@@ -278,7 +278,10 @@ async fn connection(
         }
     }
     let publication = match claimed {
-        Ok(p) => p,
+        Ok(p) => {
+            crate::admission::claimed(&want.name, &asked);
+            p
+        }
         Err(e) => {
             tracing::warn!(%peer, stream = %want.name, "SRT publish refused: {e}");
             crate::events::refused("srt", &want.name, Some(peer), &e.to_string());

@@ -215,7 +215,7 @@ impl Whip {
             forwarded_for: forwarded_for.clone(),
             user_agent: user_agent.clone(),
         };
-        let admitted = match crate::admission::admit(asked).await {
+        let admitted = match crate::admission::admit(&asked).await {
             Ok(n) => n,
             Err(why) => {
                 let mut r = reply(StatusCode::FORBIDDEN, &why);
@@ -229,6 +229,7 @@ impl Whip {
         let name = admitted.as_str();
         let publication = match self.streams.claim(name, key.as_deref()) {
             Ok(mut p) => {
+                crate::admission::claimed(name, &asked);
                 p.set_publisher(llhls_origin::Publisher::Whip);
                 p
             }
