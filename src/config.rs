@@ -662,6 +662,50 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_and_admin_token() {
+        let c = Config::load(&ServeArgs::default()).unwrap();
+        assert!(c.auth_webhook.is_none() && c.events_webhook.is_none() && c.admin_token.is_none());
+        let c = Config::load(&ServeArgs {
+            auth_webhook: Some("http://127.0.0.1:9/auth?secret=x".into()),
+            auth_webhook_fail: Some("open".into()),
+            events_webhook: Some("http://user:pw@10.0.0.5/events".into()),
+            admin_token: Some("0123456789abcdef".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let a = c.auth_webhook.as_ref().unwrap();
+        assert!(a.fail_open);
+        assert_eq!(a.timeout, Duration::from_secs(3));
+        assert_eq!(a.cache, Duration::ZERO);
+        assert_eq!(c.events_webhook.as_ref().unwrap().queue, 10_000);
+        let shown = c.redacted_json().to_string();
+        for secret in ["secret=x", "pw@", "0123456789abcdef"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for bad in [
+            ServeArgs {
+                auth_webhook: Some("https://example.net/".into()),
+                ..Default::default()
+            },
+            ServeArgs {
+                auth_webhook: Some("http://127.0.0.1/".into()),
+                auth_webhook_fail: Some("maybe".into()),
+                ..Default::default()
+            },
+            ServeArgs {
+                events_webhook: Some("not a url".into()),
+                ..Default::default()
+            },
+            ServeArgs {
+                admin_token: Some("short".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(Config::load(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn srt_address_or_off() {
         let on = ServeArgs {
             srt: Some("127.0.0.1:9000".into()),

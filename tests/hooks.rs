@@ -216,9 +216,12 @@ fn the_webhook_admits_renames_and_sets_per_stream_options() {
         _ => Reply::new(204, ""),
     });
     let dir = data_dir("admit");
+    // The same server takes the lifecycle events (they carry a `type`), answered 204.
     let s = Server::start(&[
         "--auth-webhook",
         &hook.url(),
+        "--events-webhook",
+        &format!("{}?events", hook.url()),
         "--ladder",
         "240p",
         "--record",
@@ -234,7 +237,11 @@ fn the_webhook_admits_renames_and_sets_per_stream_options() {
     assert_eq!(s.get("/live/secret-cam/index.m3u8").status, 404);
 
     // What the webhook was told.
-    let calls = hook.calls();
+    let calls: Vec<Call> = hook
+        .calls()
+        .into_iter()
+        .filter(|c| c.path == "/hook")
+        .collect();
     let call = calls
         .iter()
         .find(|c| c.body["stream"] == "secret-cam")
@@ -287,10 +294,49 @@ fn the_webhook_admits_renames_and_sets_per_stream_options() {
         metric(&s, "llhls_publish_admissions_total{result=\"admitted\"}"),
         2
     );
-    let _ = renamed.kill();
-    let _ = control.kill();
-    let _ = renamed.wait();
-    let _ = control.wait();
+    // The publishers stop: the end events give the recording's playlist for public-1 only.
+    assert!(renamed.wait().unwrap().success());
+    assert!(control.wait().unwrap().success());
+    let events = || -> Vec<Value> {
+        hook.calls()
+            .into_iter()
+            .filter(|c| c.path == "/hook?events")
+            .map(|c| c.body)
+            .collect()
+    };
+    until(
+        Duration::from_secs(30),
+        || format!("{:?}", events()),
+        || {
+            events()
+                .iter()
+                .filter(|e| e["type"] == "stream_ended")
+                .count()
+                == 2
+        },
+    );
+    let events = events();
+    let of = |kind: &str, stream: &str| -> Value {
+        events
+            .iter()
+            .find(|e| e["type"] == kind && e["stream"] == stream)
+            .unwrap_or_else(|| panic!("{kind} {stream} in {events:?}"))
+            .clone()
+    };
+    let recording = of("stream_ended", "public-1")["recording"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        recording.starts_with("/recordings/public-1/") && recording.ends_with("/index.m3u8"),
+        "{recording}"
+    );
+    assert_eq!(s.get(&recording).status, 200);
+    assert!(of("stream_ended", "control")["recording"].is_null());
+    let renditions = of("stream_started", "control")["renditions"].to_string();
+    assert!(renditions.contains("240p"), "{renditions}");
+    let renditions = of("stream_started", "public-1")["renditions"].to_string();
+    assert!(!renditions.contains("240p"), "{renditions}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
