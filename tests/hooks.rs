@@ -286,7 +286,12 @@ fn the_webhook_admits_renames_and_sets_per_stream_options() {
         || s.get("/recordings.json").text().contains("\"public-1\""),
     );
     assert!(!s.get("/recordings.json").text().contains("\"control\""));
-    assert!(dir.join("recordings/public-1").is_dir());
+    // The listing can come before the recording's first file is on disk.
+    until(
+        Duration::from_secs(20),
+        || format!("{} has no recordings/public-1", dir.display()),
+        || dir.join("recordings/public-1").is_dir(),
+    );
     assert!(!dir.join("recordings/control").exists());
     let log = s.log_text();
     assert!(log.contains("renamed=public-1"), "{log}");

@@ -289,13 +289,21 @@ pub struct PublisherInfo {
     key: Option<String>,
 }
 
+/// Publisher entries kept before those of names no longer claimed are dropped.
+const PRUNE_AT: usize = 1024;
+
 static PUBLISHERS: LazyLock<Mutex<HashMap<String, PublisherInfo>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 static REVOKED: LazyLock<Mutex<Vec<String>>> = LazyLock::new(|| Mutex::new(Vec::new()));
 
 /// Notes that `req`'s publisher now holds stream `name` (call after a successful claim).
-pub fn claimed(name: &str, req: &PublishRequest) {
-    PUBLISHERS.lock().unwrap_or_else(|e| e.into_inner()).insert(
+/// Entries of names no longer claimed are pruned once there are many.
+pub fn claimed(streams: &crate::streams::Streams, name: &str, req: &PublishRequest) {
+    let mut publishers = PUBLISHERS.lock().unwrap_or_else(|e| e.into_inner());
+    if publishers.len() >= PRUNE_AT {
+        publishers.retain(|n, _| streams.is_claimed(n));
+    }
+    publishers.insert(
         name.to_string(),
         PublisherInfo {
             protocol: req.protocol,

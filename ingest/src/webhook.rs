@@ -76,9 +76,10 @@ async fn exchange(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(sock))
         .await
         .map_err(|e| format!("HTTP handshake: {e}"))?;
-    // The connection task ends with the exchange, or at the latest with the timeout.
+    // The connection task ends with the exchange, or at the latest a second after the
+    // timeout (after the caller's own timeout has said why).
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(timeout, conn).await;
+        let _ = tokio::time::timeout(timeout + Duration::from_secs(1), conn).await;
     });
     let path = url.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let authority = url

@@ -121,7 +121,7 @@ impl Conn {
                     };
                     match self.streams.claim(&name, key.as_deref()) {
                         Ok(p) => {
-                            crate::admission::claimed(&name, &asked);
+                            crate::admission::claimed(&self.streams, &name, &asked);
                             tracing::info!(peer = %self.peer, stream = %name, "publish accepted; waiting for codec headers");
                             self.publication = Some(p);
                             self.rtmp.accept_publish()?;

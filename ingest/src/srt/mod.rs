@@ -279,7 +279,7 @@ async fn connection(
     }
     let publication = match claimed {
         Ok(p) => {
-            crate::admission::claimed(&want.name, &asked);
+            crate::admission::claimed(&streams, &want.name, &asked);
             p
         }
         Err(e) => {

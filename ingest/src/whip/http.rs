@@ -229,7 +229,7 @@ impl Whip {
         let name = admitted.as_str();
         let publication = match self.streams.claim(name, key.as_deref()) {
             Ok(mut p) => {
-                crate::admission::claimed(name, &asked);
+                crate::admission::claimed(&self.streams, name, &asked);
                 p.set_publisher(llhls_origin::Publisher::Whip);
                 p
             }
