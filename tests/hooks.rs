@@ -905,3 +905,93 @@ fn the_admin_api_lists_kicks_and_revokes_over_real_sockets() {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
 }
+
+#[test]
+fn srt_publishes_ask_the_webhook_too_and_can_be_kicked() {
+    let hook = Hook::start(|c| match c.body["key"].as_str() {
+        Some("good") => Reply::new(200, r#"{"name":"srt-public"}"#),
+        _ => Reply::new(403, "no"),
+    });
+    let srt: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let s = Server::start(&[
+        "--srt",
+        &srt.to_string(),
+        "--auth-webhook",
+        &hook.url(),
+        "--admin-token",
+        TOKEN,
+    ]);
+    let ts = |id: &str, secs: u32| {
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-v",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x180:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                &secs.to_string(),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "30",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-f",
+                "mpegts",
+                &format!("srt://{srt}?streamid={id}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ffmpeg runs")
+    };
+    let mut bad = ts("publish:live/cam?key=bad", 4);
+    assert!(!bad.wait().unwrap().success(), "refused by the webhook");
+    let mut good = ts("publish:live/cam?key=good", 60);
+    s.wait_for("/live/srt-public/index.m3u8", Duration::from_secs(20));
+    assert_eq!(s.get("/live/cam/index.m3u8").status, 404);
+    let calls = hook.calls();
+    assert_eq!(calls.len(), 2);
+    for c in &calls {
+        assert_eq!(c.body["protocol"], "srt");
+        assert_eq!(c.body["stream"], "cam");
+    }
+    let st = json_of(&admin(
+        &s,
+        "GET",
+        "/api/v1/streams/srt-public",
+        Some(TOKEN),
+        b"",
+    ));
+    assert_eq!(st["publisher"]["protocol"], "srt", "{st}");
+    // Kicked: the stream ends at once.
+    assert_eq!(
+        admin(&s, "DELETE", "/api/v1/streams/srt-public", Some(TOKEN), b"").status,
+        204
+    );
+    until(
+        Duration::from_secs(20),
+        || s.get("/live/srt-public/media.m3u8").text(),
+        || {
+            s.get("/live/srt-public/media.m3u8")
+                .text()
+                .contains("#EXT-X-ENDLIST")
+        },
+    );
+    let _ = good.kill();
+    let _ = good.wait();
+}
