@@ -103,7 +103,7 @@ fn run() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
-                .block_on(serve(config))
+                .block_on(serve(config, *args))
         }
         Command::Package {
             input,
@@ -152,7 +152,43 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// On SIGHUP, reads the configuration again and applies the publish keys: publishes are
+/// checked against the new list, and the streams of publishers whose key was taken out are
+/// stopped. Other settings need a restart (the log says so).
+fn reload_keys_on_sighup(args: ServeArgs, streams: Arc<Streams>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let config = match Config::load(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("SIGHUP: the configuration does not load ({e:#}); the publish keys stay as they were");
+                    continue;
+                }
+            };
+            let old = streams.keys();
+            let new = config.publish_keys;
+            let mut kicked = Vec::new();
+            for gone in old.iter().filter(|k| !new.contains(k)) {
+                for name in llhls_ingest::admission::streams_with_key(gone) {
+                    if streams.kick(&name) {
+                        kicked.push(name);
+                    }
+                }
+            }
+            tracing::info!(keys = new.len(), was = old.len(), kicked = %kicked.join(","), "SIGHUP: publish keys reloaded (other settings take a restart)");
+            streams.set_keys(new);
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (args, streams);
+}
+
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = &config.dvr_dir {
         llhls_origin::dvr::prepare(dir).map_err(anyhow::Error::msg)?;
         tracing::info!(
@@ -301,6 +337,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         origin.nest("/api/v1", llhls_ingest::admin::AdminHttp(Arc::new(admin)));
         tracing::info!("admin API on at /api/v1/ (bearer token: admin_token)");
     }
+    reload_keys_on_sighup(args, streams.clone());
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
     let mut srt_line = None;
     if let Some(addr) = config.srt {

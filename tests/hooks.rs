@@ -995,3 +995,58 @@ fn srt_publishes_ask_the_webhook_too_and_can_be_kicked() {
     let _ = good.kill();
     let _ = good.wait();
 }
+
+#[test]
+fn sighup_reloads_the_publish_keys_from_the_config_file() {
+    let dir = data_dir("sighup");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("llhls.toml");
+    std::fs::write(&file, "publish_keys = [\"old-key\"]\n").unwrap();
+    let s = Server::start(&["--config", file.to_str().unwrap()]);
+    let mut old = publish(&s.rtmp_url("cam?key=old-key"), 60, false);
+    s.wait_for("/live/cam/index.m3u8", Duration::from_secs(20));
+
+    std::fs::write(&file, "publish_keys = [\"new-key\"]\n").unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    until(
+        Duration::from_secs(20),
+        || s.log_text(),
+        || s.log_text().contains("SIGHUP: publish keys reloaded"),
+    );
+    // The publisher whose key was taken out is stopped; the key is refused from now on.
+    assert!(!old.wait().unwrap().success());
+    until(
+        Duration::from_secs(20),
+        || s.get("/live/cam/media.m3u8").text(),
+        || {
+            s.get("/live/cam/media.m3u8")
+                .text()
+                .contains("#EXT-X-ENDLIST")
+        },
+    );
+    let mut again = publish(&s.rtmp_url("other?key=old-key"), 3, false);
+    assert!(!again.wait().unwrap().success(), "the old key is refused");
+    let mut new = publish(&s.rtmp_url("other?key=new-key"), 4, false);
+    s.wait_for("/live/other/index.m3u8", Duration::from_secs(20));
+    let _ = new.wait();
+
+    // A file that no longer loads keeps the keys as they were.
+    std::fs::write(&file, "publish_keys = 7\n").unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    until(
+        Duration::from_secs(20),
+        || s.log_text(),
+        || s.log_text().contains("the publish keys stay as they were"),
+    );
+    let mut still = publish(&s.rtmp_url("third?key=new-key"), 4, false);
+    s.wait_for("/live/third/index.m3u8", Duration::from_secs(20));
+    let _ = still.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -325,6 +325,19 @@ pub fn publisher(name: &str) -> Option<PublisherInfo> {
         .cloned()
 }
 
+/// The streams whose last admitted publisher presented `key`, by name.
+pub fn streams_with_key(key: &str) -> Vec<String> {
+    let mut names: Vec<String> = PUBLISHERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(_, p)| p.key.as_deref() == Some(key))
+        .map(|(n, _)| n.clone())
+        .collect();
+    names.sort();
+    names
+}
+
 fn is_revoked(key: &str) -> bool {
     REVOKED
         .lock()
@@ -350,15 +363,7 @@ pub fn revoke(key: &str) -> Vec<String> {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(_, k), _| k.as_deref() != Some(key));
     }
-    let mut names: Vec<String> = PUBLISHERS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter(|(_, p)| p.key.as_deref() == Some(key))
-        .map(|(n, _)| n.clone())
-        .collect();
-    names.sort();
-    names
+    streams_with_key(key)
 }
 
 #[cfg(test)]

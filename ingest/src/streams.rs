@@ -46,7 +46,8 @@ pub enum PublishError {
 pub struct Streams {
     origin: Arc<Origin>,
     packager: PackagerConfig,
-    keys: Vec<String>,
+    /// The publish keys; replaced by [`Streams::set_keys`] (a reload).
+    keys: std::sync::RwLock<Vec<String>>,
     grace: Duration,
     slots: Mutex<HashMap<String, Slot>>,
     generation: Mutex<u64>,
@@ -136,7 +137,7 @@ impl Streams {
         Arc::new(Streams {
             origin,
             packager,
-            keys,
+            keys: std::sync::RwLock::new(keys),
             grace,
             slots: Mutex::new(HashMap::new()),
             generation: Mutex::new(0),
@@ -159,8 +160,14 @@ impl Streams {
     }
 
     /// The publish keys (empty: anyone may publish).
-    pub fn keys(&self) -> &[String] {
-        &self.keys
+    pub fn keys(&self) -> Vec<String> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the publish keys (the configuration was reloaded). Publishers already
+    /// admitted keep publishing; new publishes are checked against `keys`.
+    pub fn set_keys(&self, keys: Vec<String>) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
     }
 
     /// Claims `name` for a publisher presenting `key`.
@@ -239,7 +246,7 @@ impl Streams {
         if !valid_name(name) {
             return Err(PublishError::BadName(name.to_string()));
         }
-        if !key_allowed(&self.keys, key) {
+        if !key_allowed(&self.keys.read().unwrap_or_else(|e| e.into_inner()), key) {
             return Err(PublishError::Unauthorized(name.to_string()));
         }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());

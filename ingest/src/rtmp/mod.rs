@@ -51,7 +51,7 @@ async fn connection(
     let _ = sock.set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
     let mut conn = Conn {
-        rtmp: Publish::new(streams.keys().to_vec()),
+        rtmp: Publish::new(streams.keys()),
         streams,
         peer,
         publication: None,
