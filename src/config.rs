@@ -78,7 +78,12 @@ pub struct ServeArgs {
     /// Publish keys, comma-separated. Publishers append `?key=KEY` to the stream name. Empty:
     /// anyone can publish.
     /// In TOML either an array of strings or one comma-separated string.
-    #[arg(long, env = "LLHLS_PUBLISH_KEYS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "LLHLS_PUBLISH_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     #[serde(deserialize_with = "comma_list")]
     pub publish_keys: Option<Vec<String>>,
     /// Seconds a stream whose publisher vanished (no unpublish) waits for a reconnect before it
@@ -113,7 +118,7 @@ pub struct ServeArgs {
     pub srt_latency_ms: Option<u64>,
     /// SRT passphrase (10-79 characters): publishers must encrypt with it (AES, any key
     /// length); unset: publishers must not encrypt [default: none].
-    #[arg(long, env = "LLHLS_SRT_PASSPHRASE")]
+    #[arg(long, env = "LLHLS_SRT_PASSPHRASE", hide_env_values = true)]
     pub srt_passphrase: Option<String>,
     /// WHIP (WebRTC) UDP address every session shares; `off` disables WHIP
     /// [default: 0.0.0.0:8189].
@@ -155,7 +160,7 @@ pub struct ServeArgs {
     /// Publish authorization by HTTP callback: every RTMP, WHIP and SRT publish is POSTed
     /// here as JSON and admitted only on a 2xx answer, which may rename the stream and set
     /// its options (README, "Platform integration"); `http://` only [default: none].
-    #[arg(long, env = "LLHLS_AUTH_WEBHOOK")]
+    #[arg(long, env = "LLHLS_AUTH_WEBHOOK", hide_env_values = true)]
     pub auth_webhook: Option<String>,
     /// Milliseconds the auth webhook may take to answer [default: 3000].
     #[arg(long, env = "LLHLS_AUTH_WEBHOOK_TIMEOUT_MS")]
@@ -171,7 +176,7 @@ pub struct ServeArgs {
     /// Lifecycle webhook: stream started and ended, publisher disconnected and reconnected,
     /// publish refused, each POSTed as JSON, at least once and in order (README, "Platform
     /// integration"); `http://` only [default: none].
-    #[arg(long, env = "LLHLS_EVENTS_WEBHOOK")]
+    #[arg(long, env = "LLHLS_EVENTS_WEBHOOK", hide_env_values = true)]
     pub events_webhook: Option<String>,
     /// Milliseconds one delivery to the events webhook may take [default: 5000].
     #[arg(long, env = "LLHLS_EVENTS_WEBHOOK_TIMEOUT_MS")]
@@ -182,7 +187,7 @@ pub struct ServeArgs {
     pub events_queue: Option<usize>,
     /// Admin API bearer token (at least 16 characters): turns on `/api/v1/` (stream list,
     /// kick, key revocation, info); unset: the API answers 404 [default: none].
-    #[arg(long, env = "LLHLS_ADMIN_TOKEN")]
+    #[arg(long, env = "LLHLS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.

@@ -310,11 +310,9 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|a| format!("{scheme}://{a}/"))
         .collect();
-    let key = if config.publish_keys.is_empty() {
-        ""
-    } else {
-        "?key=KEY"
-    };
+    // With an auth webhook the platform decides; publishers usually present a key it knows.
+    let keys_required = !config.publish_keys.is_empty() || config.auth_webhook.is_some();
+    let key = if !keys_required { "" } else { "?key=KEY" };
     // What the player page shows about publishing here (it knows the host it was loaded from).
     origin.add_page(
         "/server.json",
@@ -323,7 +321,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
             "{{\"version\":\"{}\",\"rtmp_port\":{},\"keys_required\":{},\"whip\":{}}}",
             env!("CARGO_PKG_VERSION"),
             rtmp_addr.port(),
-            !config.publish_keys.is_empty(),
+            keys_required,
             config.whip_udp.is_some(),
         )),
     );
