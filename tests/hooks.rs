@@ -1050,3 +1050,35 @@ fn sighup_reloads_the_publish_keys_from_the_config_file() {
     let _ = still.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_event_the_webhook_rejects_does_not_hold_back_later_ones() {
+    let hook = Hook::start(|c| match c.body["type"].as_str() {
+        Some("publish_refused") => Reply::new(422, "unknown event"),
+        _ => Reply::new(200, ""),
+    });
+    let s = Server::start(&["--events-webhook", &hook.url()]);
+    let mut first = publish(&s.rtmp_url("rej"), 6, false);
+    s.wait_for("/live/rej/index.m3u8", Duration::from_secs(20));
+    let mut dup = publish(&s.rtmp_url("rej"), 2, false);
+    assert!(!dup.wait().unwrap().success());
+    assert!(first.wait().unwrap().success());
+    let types = || -> Vec<String> {
+        hook.calls()
+            .iter()
+            .map(|c| c.body["type"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    until(
+        Duration::from_secs(30),
+        || format!("{:?}", types()),
+        || types().iter().any(|t| t == "stream_ended"),
+    );
+    // Each sent once: the rejected one was not retried.
+    assert_eq!(
+        types(),
+        ["stream_started", "publish_refused", "stream_ended"]
+    );
+    assert_eq!(metric(&s, "llhls_events_rejected_total"), 1);
+    assert_eq!(metric(&s, "llhls_events_delivered_total"), 2);
+}

@@ -3,7 +3,8 @@
 //!
 //! Delivery is at least once, in the order the events happened: one task sends the queue's
 //! oldest event until the webhook answers 2xx, retrying with a growing pause (250 ms doubling
-//! to 30 s) while it fails, then moves on. Every event carries an `id`, also sent as the
+//! to 30 s) while it fails, then moves on. A 4xx other than 408 and 429 rejects that event:
+//! it is counted and not retried (it would hold every later event back). Every event carries an `id`, also sent as the
 //! `Idempotency-Key` header, so the platform can drop a repeat (a retry whose earlier answer
 //! was lost). The queue is bounded: when the webhook has been down long enough to fill it, new
 //! events are dropped and counted (`llhls_events_dropped_total`). Emitting never waits.
@@ -45,6 +46,7 @@ pub struct Events {
     delivered: AtomicU64,
     retries: AtomicU64,
     dropped: AtomicU64,
+    rejected: AtomicU64,
 }
 
 static EVENTS: OnceLock<Arc<Events>> = OnceLock::new();
@@ -63,6 +65,7 @@ impl Events {
             delivered: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
         });
         if EVENTS.set(e.clone()).is_ok() {
             tokio::spawn(e.clone().deliver());
@@ -161,12 +164,29 @@ impl Events {
             let id = ev["id"].as_str().unwrap_or_default().to_string();
             let body = serde_json::to_vec(&ev).unwrap_or_default();
             let headers = [("idempotency-key", id.clone())];
-            let failure =
-                match post_json(&self.config.url, body, &headers, self.config.timeout).await {
-                    Ok((status, _)) if status.is_success() => None,
-                    Ok((status, _)) => Some(format!("status {status}")),
-                    Err(e) => Some(e),
-                };
+            let answer = post_json(&self.config.url, body, &headers, self.config.timeout).await;
+            let failure = match answer {
+                Ok((status, _)) if status.is_success() => None,
+                // The platform refuses this event (not a passing fault: 408 and 429 are
+                // retried): retrying it would hold every later event back for good.
+                Ok((status, text))
+                    if status.is_client_error()
+                        && status != http::StatusCode::REQUEST_TIMEOUT
+                        && status != http::StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    let text = String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned();
+                    tracing::warn!(event = %id, status = status.as_u16(), "the events webhook rejected this event ({}); not retried", text.trim());
+                    self.queue
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .pop_front();
+                    self.rejected.fetch_add(1, Relaxed);
+                    backoff = FIRST_BACKOFF;
+                    continue;
+                }
+                Ok((status, _)) => Some(format!("status {status}")),
+                Err(e) => Some(e),
+            };
             match failure {
                 None => {
                     self.queue
@@ -201,12 +221,16 @@ impl Events {
              # HELP llhls_events_dropped_total Lifecycle events dropped because the queue was full.\n\
              # TYPE llhls_events_dropped_total counter\n\
              llhls_events_dropped_total {}\n\
+             # HELP llhls_events_rejected_total Lifecycle events the events webhook answered with a 4xx (other than 408 and 429): not retried.\n\
+             # TYPE llhls_events_rejected_total counter\n\
+             llhls_events_rejected_total {}\n\
              # HELP llhls_events_queued Lifecycle events waiting for delivery.\n\
              # TYPE llhls_events_queued gauge\n\
              llhls_events_queued {queued}\n",
             self.delivered.load(Relaxed),
             self.retries.load(Relaxed),
             self.dropped.load(Relaxed),
+            self.rejected.load(Relaxed),
         )
     }
 }
