@@ -749,6 +749,31 @@ fn json_of(r: &Response) -> Value {
 }
 
 #[test]
+fn the_demo_stream_is_listed_but_cannot_be_kicked() {
+    let s = Server::start(&[
+        "--demo",
+        "true",
+        "--demo-ladder",
+        "off",
+        "--admin-token",
+        TOKEN,
+    ]);
+    s.wait_for("/live/demo/index.m3u8", Duration::from_secs(30));
+    let list = json_of(&admin(&s, "GET", "/api/v1/streams", Some(TOKEN), b""));
+    assert_eq!(list[0]["name"], "demo", "{list}");
+    assert!(list[0]["publisher"].is_null(), "{list}");
+    let r = admin(&s, "DELETE", "/api/v1/streams/demo", Some(TOKEN), b"");
+    assert_eq!(r.status, 409, "{}", r.text());
+    // Still live.
+    let a = s.get("/live/demo/media.m3u8").text();
+    until(
+        Duration::from_secs(20),
+        || a.clone(),
+        || s.get("/live/demo/media.m3u8").text() != a,
+    );
+}
+
+#[test]
 fn the_admin_api_is_off_without_a_token() {
     let s = Server::start(&[]);
     for p in ["/api/v1/streams", "/api/v1/info", "/api/v1/openapi.json"] {

@@ -89,7 +89,18 @@ impl Admin {
                 None => error(StatusCode::NOT_FOUND, "no such live stream"),
             },
             (Method::DELETE, ["api", "v1", "streams", name]) => {
-                if valid_name(name) && self.streams.kick(name) {
+                let file = self
+                    .origin
+                    .stream(name)
+                    .filter(|s| !s.ended.load(std::sync::atomic::Ordering::Relaxed))
+                    .is_some_and(|s| s.publisher() == llhls_origin::Publisher::File);
+                if file {
+                    // The demo loops a file inside the server: nobody to kick.
+                    error(
+                        StatusCode::CONFLICT,
+                        "this stream is the built-in demo, not a publisher (turn it off with demo = false)",
+                    )
+                } else if valid_name(name) && self.streams.kick(name) {
                     tracing::info!(stream = %name, "publisher stopped by the admin API");
                     let mut r = Response::new(Body::full(Bytes::new()));
                     *r.status_mut() = StatusCode::NO_CONTENT;
