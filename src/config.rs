@@ -78,7 +78,12 @@ pub struct ServeArgs {
     /// Publish keys, comma-separated. Publishers append `?key=KEY` to the stream name. Empty:
     /// anyone can publish.
     /// In TOML either an array of strings or one comma-separated string.
-    #[arg(long, env = "LLHLS_PUBLISH_KEYS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "LLHLS_PUBLISH_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     #[serde(deserialize_with = "comma_list")]
     pub publish_keys: Option<Vec<String>>,
     /// Seconds a stream whose publisher vanished (no unpublish) waits for a reconnect before it
@@ -136,7 +141,7 @@ pub struct ServeArgs {
     pub srt_latency_ms: Option<u64>,
     /// SRT passphrase (10-79 characters): publishers must encrypt with it (AES, any key
     /// length); unset: publishers must not encrypt [default: none].
-    #[arg(long, env = "LLHLS_SRT_PASSPHRASE")]
+    #[arg(long, env = "LLHLS_SRT_PASSPHRASE", hide_env_values = true)]
     pub srt_passphrase: Option<String>,
     /// WHIP (WebRTC) UDP address every session shares; `off` disables WHIP
     /// [default: 0.0.0.0:8189].
@@ -179,6 +184,38 @@ pub struct ServeArgs {
     /// lacks it or cannot open it) [default: libx264].
     #[arg(long, env = "LLHLS_LADDER_ENCODER")]
     pub ladder_encoder: Option<String>,
+    /// Publish authorization by HTTP callback: every RTMP, WHIP and SRT publish is POSTed
+    /// here as JSON and admitted only on a 2xx answer, which may rename the stream and set
+    /// its options (README, "Platform integration"); `http://` only [default: none].
+    #[arg(long, env = "LLHLS_AUTH_WEBHOOK", hide_env_values = true)]
+    pub auth_webhook: Option<String>,
+    /// Milliseconds the auth webhook may take to answer [default: 3000].
+    #[arg(long, env = "LLHLS_AUTH_WEBHOOK_TIMEOUT_MS")]
+    pub auth_webhook_timeout_ms: Option<u64>,
+    /// When the auth webhook fails (no answer in time, 5xx, a garbled answer): `closed`
+    /// refuses the publish, `open` admits it under the name asked for [default: closed].
+    #[arg(long, env = "LLHLS_AUTH_WEBHOOK_FAIL")]
+    pub auth_webhook_fail: Option<String>,
+    /// Seconds an auth webhook answer is reused for the same stream name and key; 0: ask
+    /// every time [default: 0].
+    #[arg(long, env = "LLHLS_AUTH_WEBHOOK_CACHE_SECS")]
+    pub auth_webhook_cache_secs: Option<u64>,
+    /// Lifecycle webhook: stream started and ended, publisher disconnected and reconnected,
+    /// publish refused, each POSTed as JSON, at least once and in order (README, "Platform
+    /// integration"); `http://` only [default: none].
+    #[arg(long, env = "LLHLS_EVENTS_WEBHOOK", hide_env_values = true)]
+    pub events_webhook: Option<String>,
+    /// Milliseconds one delivery to the events webhook may take [default: 5000].
+    #[arg(long, env = "LLHLS_EVENTS_WEBHOOK_TIMEOUT_MS")]
+    pub events_webhook_timeout_ms: Option<u64>,
+    /// Lifecycle events held while the events webhook is down; later ones are dropped and
+    /// counted [default: 10000].
+    #[arg(long, env = "LLHLS_EVENTS_QUEUE")]
+    pub events_queue: Option<usize>,
+    /// Admin API bearer token (at least 16 characters): turns on `/api/v1/` (stream list,
+    /// kick, key revocation, info); unset: the API answers 404 [default: none].
+    #[arg(long, env = "LLHLS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Test only: advertise a wrong CODECS string, so player tests can prove they catch a
     /// broken stream.
     #[arg(long, hide = true, env = "LLHLS_BREAK_CODECS")]
@@ -352,6 +389,12 @@ pub struct Config {
     pub dvr_dir: Option<PathBuf>,
     /// Recording (`None`: no stream is recorded).
     pub record: Option<llhls_origin::record::RecordConfig>,
+    /// The publish webhook (`None`: static keys only).
+    pub auth_webhook: Option<llhls_ingest::admission::AdmissionConfig>,
+    /// The lifecycle webhook (`None`: no events sent).
+    pub events_webhook: Option<llhls_ingest::events::EventsConfig>,
+    /// The admin API's bearer token (`None`: no admin API).
+    pub admin_token: Option<String>,
 }
 
 impl Config {
@@ -478,7 +521,47 @@ impl Config {
             "opus" => true,
             other => bail!("whip_audio must be `aac` or `opus`, not `{other}`"),
         };
+        let auth_webhook = match args.auth_webhook.clone().or(file.auth_webhook.clone()) {
+            Some(url) if !url.is_empty() => Some(llhls_ingest::admission::AdmissionConfig {
+                url: llhls_ingest::webhook::WebhookUrl::parse(&url)
+                    .map_err(|e| anyhow::anyhow!("auth_webhook: {e}"))?,
+                timeout: Duration::from_millis(
+                    pick!(auth_webhook_timeout_ms, 3000).clamp(10, 60_000),
+                ),
+                fail_open: match pick!(auth_webhook_fail, "closed".into()).as_str() {
+                    "closed" => false,
+                    "open" => true,
+                    other => bail!("auth_webhook_fail must be `open` or `closed`, not `{other}`"),
+                },
+                cache: Duration::from_secs(pick!(auth_webhook_cache_secs, 0)),
+            }),
+            _ => None,
+        };
+        let events_webhook = match args.events_webhook.clone().or(file.events_webhook.clone()) {
+            Some(url) if !url.is_empty() => Some(llhls_ingest::events::EventsConfig {
+                url: llhls_ingest::webhook::WebhookUrl::parse(&url)
+                    .map_err(|e| anyhow::anyhow!("events_webhook: {e}"))?,
+                timeout: Duration::from_millis(
+                    pick!(events_webhook_timeout_ms, 5000).clamp(10, 60_000),
+                ),
+                queue: pick!(events_queue, 10_000).max(1),
+            }),
+            _ => None,
+        };
+        let admin_token = args
+            .admin_token
+            .clone()
+            .or(file.admin_token.clone())
+            .filter(|t| !t.is_empty());
+        if let Some(t) = &admin_token {
+            if t.chars().count() < 16 || t.chars().any(char::is_whitespace) {
+                bail!("admin_token must be at least 16 characters, without spaces (a random one: `openssl rand -hex 24`)");
+            }
+        }
         Ok(Config {
+            admin_token,
+            auth_webhook,
+            events_webhook,
             http: pick!(http, "0.0.0.0:8080".parse().expect("valid literal")),
             rtmp: pick!(rtmp, "0.0.0.0:1935".parse().expect("valid literal")),
             demo: pick!(demo, true),
@@ -538,6 +621,60 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The settings for the admin API's `/api/v1/info`, secrets redacted: publish keys, the
+    /// SRT passphrase and the admin token are never shown (only whether they are set), and
+    /// webhook URLs lose their query and user info (which may carry a secret).
+    pub fn redacted_json(&self) -> serde_json::Value {
+        fn url(u: &llhls_ingest::webhook::WebhookUrl) -> String {
+            let s = u.to_string();
+            let s = s.split('?').next().unwrap_or("").to_string();
+            match (s.find("://"), s.find('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    format!("{}{}", &s[..scheme + 3], &s[at + 1..])
+                }
+                _ => s,
+            }
+        }
+        let p = &self.packager;
+        serde_json::json!({
+            "http": self.http.to_string(),
+            "rtmp": self.rtmp.to_string(),
+            "srt": self.srt.map(|a| a.to_string()),
+            "whip_udp": self.whip_udp.map(|a| a.to_string()),
+            "tls": self.tls.is_some(),
+            "demo": self.demo,
+            "part_target_ms": p.part_target.as_millis() as u64,
+            "segment_target_ms": p.segment_target.as_millis() as u64,
+            "window_segments": p.window_segments,
+            "dvr_window_secs": p.dvr_window.as_secs(),
+            "layout": format!("{:?}", p.layout).to_lowercase(),
+            "addressing": format!("{:?}", p.addressing).to_lowercase(),
+            "delta_updates": p.delta_updates,
+            "ladder": self.ladder.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "record": self.record.as_ref().map(|r| r.patterns.clone()),
+            "publish_keys": if self.publish_keys.is_empty() { "none" } else { "redacted" },
+            "publish_keys_count": self.publish_keys.len(),
+            "srt_passphrase": self.srt_passphrase.as_ref().map(|_| "redacted"),
+            "reconnect_grace_secs": self.reconnect_grace.as_secs(),
+            "max_connections": self.max_connections,
+            "max_held_per_stream": self.max_held_per_stream,
+            "auth_webhook": self.auth_webhook.as_ref().map(|a| serde_json::json!({
+                "url": url(&a.url),
+                "timeout_ms": a.timeout.as_millis() as u64,
+                "fail": if a.fail_open { "open" } else { "closed" },
+                "cache_secs": a.cache.as_secs(),
+            })),
+            "events_webhook": self.events_webhook.as_ref().map(|e| serde_json::json!({
+                "url": url(&e.url),
+                "timeout_ms": e.timeout.as_millis() as u64,
+                "queue": e.queue,
+            })),
+            "admin_token": self.admin_token.as_ref().map(|_| "redacted"),
+        })
+    }
+}
+
 /// The demo stream's ladder when neither `demo_ladder` nor `ladder` is configured.
 pub const DEFAULT_DEMO_LADDER: [&str; 2] = ["360p", "240p"];
 
@@ -583,6 +720,50 @@ mod tests {
         assert!(c.publish_keys.is_empty());
         assert!(c.srt.is_none(), "SRT is off unless configured");
         assert_eq!(c.srt_latency, Duration::from_millis(120));
+    }
+
+    #[test]
+    fn webhooks_and_admin_token() {
+        let c = Config::load(&ServeArgs::default()).unwrap();
+        assert!(c.auth_webhook.is_none() && c.events_webhook.is_none() && c.admin_token.is_none());
+        let c = Config::load(&ServeArgs {
+            auth_webhook: Some("http://127.0.0.1:9/auth?secret=x".into()),
+            auth_webhook_fail: Some("open".into()),
+            events_webhook: Some("http://user:pw@10.0.0.5/events".into()),
+            admin_token: Some("0123456789abcdef".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let a = c.auth_webhook.as_ref().unwrap();
+        assert!(a.fail_open);
+        assert_eq!(a.timeout, Duration::from_secs(3));
+        assert_eq!(a.cache, Duration::ZERO);
+        assert_eq!(c.events_webhook.as_ref().unwrap().queue, 10_000);
+        let shown = c.redacted_json().to_string();
+        for secret in ["secret=x", "pw@", "0123456789abcdef"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        for bad in [
+            ServeArgs {
+                auth_webhook: Some("https://example.net/".into()),
+                ..Default::default()
+            },
+            ServeArgs {
+                auth_webhook: Some("http://127.0.0.1/".into()),
+                auth_webhook_fail: Some("maybe".into()),
+                ..Default::default()
+            },
+            ServeArgs {
+                events_webhook: Some("not a url".into()),
+                ..Default::default()
+            },
+            ServeArgs {
+                admin_token: Some("short".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(Config::load(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn run() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
-                .block_on(serve(config))
+                .block_on(serve(config, *args))
         }
         Command::Package {
             input,
@@ -152,7 +152,43 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// On SIGHUP, reads the configuration again and applies the publish keys: publishes are
+/// checked against the new list, and the streams of publishers whose key was taken out are
+/// stopped. Other settings need a restart (the log says so).
+fn reload_keys_on_sighup(args: ServeArgs, streams: Arc<Streams>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let config = match Config::load(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("SIGHUP: the configuration does not load ({e:#}); the publish keys stay as they were");
+                    continue;
+                }
+            };
+            let old = streams.keys();
+            let new = config.publish_keys;
+            let mut kicked = Vec::new();
+            for gone in old.iter().filter(|k| !new.contains(k)) {
+                for name in llhls_ingest::admission::streams_with_key(gone) {
+                    if streams.kick(&name) {
+                        kicked.push(name);
+                    }
+                }
+            }
+            tracing::info!(keys = new.len(), was = old.len(), kicked = %kicked.join(","), "SIGHUP: publish keys reloaded (other settings take a restart)");
+            streams.set_keys(new);
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (args, streams);
+}
+
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = &config.dvr_dir {
         llhls_origin::dvr::prepare(dir).map_err(anyhow::Error::msg)?;
         tracing::info!(
@@ -206,7 +242,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let publish = Bytes::from_static(include_bytes!("player/publish.html"));
         origin.add_page("/publish", "text/html; charset=utf-8", publish);
     }
-    if config.publish_keys.is_empty() {
+    if let Some(ec) = &config.events_webhook {
+        tracing::info!(webhook = %ec.url, queue = ec.queue, "lifecycle events go to the events webhook");
+        let events = llhls_ingest::events::Events::install(ec.clone());
+        origin.set_event_sink(llhls_ingest::events::Events::origin_sink());
+        origin.add_metrics(Arc::new(move || events.render_metrics()));
+    }
+    if let Some(ac) = &config.auth_webhook {
+        tracing::info!(webhook = %ac.url, timeout_ms = ac.timeout.as_millis() as u64, fail_open = ac.fail_open, cache_secs = ac.cache.as_secs(), "publishes are admitted by the auth webhook");
+        let admission = llhls_ingest::admission::Admission::install(ac.clone(), origin.clone());
+        origin.add_metrics(Arc::new(move || admission.render_metrics()));
+    } else if config.publish_keys.is_empty() {
         let where_ = if config.whip_udp.is_some() {
             "the RTMP port or the WHIP endpoint"
         } else {
@@ -274,11 +320,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .into_iter()
         .map(|a| format!("{scheme}://{a}/"))
         .collect();
-    let key = if config.publish_keys.is_empty() {
-        ""
-    } else {
-        "?key=KEY"
-    };
+    // With an auth webhook the platform decides; publishers usually present a key it knows.
+    let keys_required = !config.publish_keys.is_empty() || config.auth_webhook.is_some();
+    let key = if !keys_required { "" } else { "?key=KEY" };
     // What the player page shows about publishing here (it knows the host it was loaded from).
     origin.add_page(
         "/server.json",
@@ -287,10 +331,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "{{\"version\":\"{}\",\"rtmp_port\":{},\"keys_required\":{},\"whip\":{}}}",
             env!("CARGO_PKG_VERSION"),
             rtmp_addr.port(),
-            !config.publish_keys.is_empty(),
+            keys_required,
             config.whip_udp.is_some(),
         )),
     );
+    if let Some(token) = &config.admin_token {
+        let admin = llhls_ingest::admin::Admin::new(
+            token.clone(),
+            config.redacted_json(),
+            origin.clone(),
+            streams.clone(),
+        );
+        origin.nest("/api/v1", llhls_ingest::admin::AdminHttp(Arc::new(admin)));
+        tracing::info!("admin API on at /api/v1/ (bearer token: admin_token)");
+    }
+    reload_keys_on_sighup(args, streams.clone());
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
     let mut srt_line = None;
     if let Some(addr) = config.srt {

@@ -46,6 +46,9 @@
 //! [`TrackConfig`]: llhls_packager::TrackConfig
 #![deny(missing_docs)]
 
+pub mod admin;
+pub mod admission;
+pub mod events;
 pub mod flv;
 pub mod ladder;
 pub mod rtmp;
@@ -54,4 +57,5 @@ pub mod srt;
 pub mod streams;
 pub mod tracks;
 pub mod ts;
+pub mod webhook;
 pub mod whip;

@@ -50,7 +50,8 @@ pub enum PublishError {
 pub struct Streams {
     origin: Arc<Origin>,
     packager: PackagerConfig,
-    keys: Vec<String>,
+    /// The publish keys; replaced by [`Streams::set_keys`] (a reload).
+    keys: std::sync::RwLock<Vec<String>>,
     grace: Duration,
     slots: Mutex<HashMap<String, Slot>>,
     generation: Mutex<u64>,
@@ -60,6 +61,8 @@ pub struct Streams {
     max_streams: AtomicUsize,
     /// A publisher's bitrate limit in kbit/s (0: none): see [`Streams::set_max_publish_kbps`].
     max_publish_kbps: AtomicU64,
+    /// Each publisher's stop flag, by stream name ([`Streams::kick`]).
+    kicks: Mutex<HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 /// A publisher's bitrate is averaged over windows this long.
@@ -89,6 +92,8 @@ pub struct Publication {
     /// Its bitrate, measured against the limit (`None`: not limited, a source inside this
     /// process such as the demo).
     meter: Option<Mutex<RateMeter>>,
+    /// Set by [`Streams::kick`]: the next frame fails, and the stream ends at once.
+    kicked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where a displaced yielding source sends its stream: to the publisher that took the name.
@@ -152,7 +157,7 @@ impl Streams {
         Arc::new(Streams {
             origin,
             packager,
-            keys,
+            keys: std::sync::RwLock::new(keys),
             grace,
             slots: Mutex::new(HashMap::new()),
             generation: Mutex::new(0),
@@ -160,6 +165,7 @@ impl Streams {
             playback_base: std::sync::OnceLock::new(),
             max_streams: AtomicUsize::new(0),
             max_publish_kbps: AtomicU64::new(0),
+            kicks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -188,8 +194,14 @@ impl Streams {
     }
 
     /// The publish keys (empty: anyone may publish).
-    pub fn keys(&self) -> &[String] {
-        &self.keys
+    pub fn keys(&self) -> Vec<String> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the publish keys (the configuration was reloaded). Publishers already
+    /// admitted keep publishing; new publishes are checked against `keys`.
+    pub fn set_keys(&self, keys: Vec<String>) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
     }
 
     /// Claims `name` for a publisher presenting `key`.
@@ -242,7 +254,13 @@ impl Streams {
         resumed: Option<StreamInput>,
         takeover: Option<oneshot::Receiver<StreamInput>>,
     ) -> Publication {
+        let kicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.kicks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), kicked.clone());
         Publication {
+            kicked,
             streams: self.clone(),
             name: name.to_string(),
             id,
@@ -263,7 +281,7 @@ impl Streams {
         if !valid_name(name) {
             return Err(PublishError::BadName(name.to_string()));
         }
-        if !key_allowed(&self.keys, key) {
+        if !key_allowed(&self.keys.read().unwrap_or_else(|e| e.into_inner()), key) {
             return Err(PublishError::Unauthorized(name.to_string()));
         }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -301,6 +319,33 @@ impl Streams {
         Ok(p)
     }
 
+    /// Stops the publisher of `name` (the admin API's kick): its next frame fails, which
+    /// closes its connection, and the stream ends at once (no reconnect grace). A stream
+    /// waiting in the grace period ends now. False when `name` has no publisher and does not
+    /// wait for one.
+    pub fn kick(&self, name: &str) -> bool {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match slots.get(name) {
+            Some(Slot::Publishing { .. }) => {
+                if let Some(k) = self
+                    .kicks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(name)
+                {
+                    k.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                true
+            }
+            Some(Slot::Grace { .. }) => {
+                // Dropping the waiting input ends the stream.
+                slots.remove(name);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Is `name` claimed, or waiting for its publisher to come back?
     pub fn is_claimed(&self, name: &str) -> bool {
         self.slots
@@ -333,6 +378,7 @@ impl Publication {
         if self.input.is_some() {
             return Ok(false);
         }
+        let takeover = self.takeover.is_some();
         if let Some(rx) = self.takeover.take() {
             // The yielding source stops feeding, then sends its stream (promptly: it only
             // finishes the frame it is sending).
@@ -344,6 +390,9 @@ impl Publication {
                 .await
                 .is_ok()
             {
+                if !takeover {
+                    crate::events::emit("publisher_reconnected", &self.name, serde_json::json!({}));
+                }
                 input.stream.set_publisher(self.publisher);
                 self.input = Some(input);
                 return Ok(true);
@@ -380,6 +429,9 @@ impl Publication {
     /// Feeds one frame that arrived at `arrived` (an ingest that buffers frames passes their
     /// arrival, so PROGRAM-DATE-TIME does not include its buffering).
     pub async fn frame_at(&self, f: Frame, arrived: WallClock) -> anyhow::Result<()> {
+        if self.kicked.load(std::sync::atomic::Ordering::Relaxed) {
+            anyhow::bail!("stopped by the admin API");
+        }
         let input = self.input.as_ref().context("stream not started")?;
         self.meter(f.data.len())?;
         input
@@ -458,6 +510,18 @@ impl Drop for Publication {
             // Taken over: the name belongs to another publication now.
             return;
         }
+        {
+            let mut kicks = streams.kicks.lock().unwrap_or_else(|e| e.into_inner());
+            if kicks
+                .get(&name)
+                .is_some_and(|k| Arc::ptr_eq(k, &self.kicked))
+            {
+                kicks.remove(&name);
+            }
+        }
+        if self.kicked.load(std::sync::atomic::Ordering::Relaxed) {
+            self.stopped = true;
+        }
         match input {
             None => {
                 slots.remove(&name);
@@ -476,6 +540,11 @@ impl Drop for Publication {
                     tracing::debug!(stream = %name, "publisher disconnected by the shutdown");
                 } else {
                     tracing::info!(stream = %name, grace_secs = streams.grace.as_secs(), "publisher gone; waiting for a reconnect");
+                    crate::events::emit(
+                        "publisher_disconnected",
+                        &name,
+                        serde_json::json!({ "grace_secs": streams.grace.as_secs() }),
+                    );
                 }
                 slots.insert(name.clone(), Slot::Grace { input, generation });
                 let grace = streams.grace;

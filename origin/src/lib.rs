@@ -52,5 +52,7 @@ pub mod token;
 pub use body::Body;
 pub use error::Error;
 pub use live::{wall_now, Command, Publisher, StreamInput};
-pub use origin::{AlreadyLive, CreateError, Origin, OriginConfig};
+pub use origin::{
+    AlreadyLive, CreateError, EventSink, Origin, OriginConfig, StreamEvent, StreamOptions,
+};
 pub use router::{router, BodyError, BoxError, NestedService, OriginService, RequestBody};

@@ -56,6 +56,56 @@ impl Default for OriginConfig {
     }
 }
 
+/// Per-stream choices made when a publish is admitted (by the publish webhook): they apply to
+/// the next stream of that name that starts. `None` keeps the server-wide setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Record this stream (needs recording configured: `record` set to some pattern).
+    pub record: Option<bool>,
+    /// Give this stream the ABR ladder (needs a ladder configured).
+    pub ladder: Option<bool>,
+}
+
+/// What the origin says about a stream's life, for the lifecycle webhook (see
+/// [`Origin::set_event_sink`]).
+#[derive(Debug, Clone)]
+pub enum StreamEvent {
+    /// The stream published its first playlist.
+    Started {
+        /// Stream name.
+        stream: String,
+        /// What publishes it: `encoder` (RTMP or SRT), `whip` or `file`.
+        publisher: &'static str,
+        /// RFC 6381 codecs of every rendition.
+        codecs: Vec<String>,
+        /// Picture size of the source.
+        resolution: Option<(u32, u32)>,
+        /// Frame rate of the source.
+        frame_rate: Option<f64>,
+        /// Rendition names (the source's, then the ladder's rungs, then audio).
+        renditions: Vec<String>,
+    },
+    /// The stream ended (EXT-X-ENDLIST): its publisher stopped, or did not come back within
+    /// the grace period.
+    Ended {
+        /// Stream name.
+        stream: String,
+        /// Seconds from the first playlist to the end.
+        duration_secs: f64,
+        /// Payload bytes received from its publishers.
+        bytes_in: u64,
+        /// Frames received from its publishers.
+        frames_in: u64,
+        /// Reconnects, takeovers and codec changes.
+        discontinuities: u64,
+        /// The recording's playlist path (`/recordings/NAME/ID/index.m3u8`), when recorded.
+        recording: Option<String>,
+    },
+}
+
+/// Receives [`StreamEvent`]s (it must not block: queue and return).
+pub type EventSink = Arc<dyn Fn(StreamEvent) + Send + Sync>;
+
 /// A stream name is already live.
 #[derive(Debug, thiserror::Error)]
 #[error("stream {0} is already live")]
@@ -90,6 +140,10 @@ pub struct Origin {
     held_per_ip: Arc<crate::limits::PerIp>,
     /// Refused playback tokens, logged at most once a second.
     pub(crate) token_log: crate::limits::RateLimitedLog,
+    /// Per-stream options set at admission ([`Origin::set_stream_options`]).
+    options: RwLock<HashMap<String, StreamOptions>>,
+    /// Where stream lifecycle events go ([`Origin::set_event_sink`]).
+    events: RwLock<Option<EventSink>>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -120,6 +174,8 @@ impl Origin {
             ladder: RwLock::new(None),
             shutdown: watch::channel(false).0,
             instances: std::sync::atomic::AtomicU64::new(0),
+            options: RwLock::new(HashMap::new()),
+            events: RwLock::new(None),
         })
     }
 
@@ -184,6 +240,106 @@ impl Origin {
         *self.ladder.write().unwrap_or_else(|e| e.into_inner()) = Some(factory);
     }
 
+    /// Sends the start and end of every stream created from now on to `sink`.
+    pub fn set_event_sink(&self, sink: EventSink) {
+        *self.events.write().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    }
+
+    /// Watches a new stream for its first playlist and its end, and tells the event sink.
+    fn watch_lifecycle(&self, stream: Arc<Stream>, recorded: bool) {
+        let Some(sink) = self
+            .events
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let recordings = self.config.recordings.clone();
+        let mut rx = stream.published.clone();
+        tokio::spawn(async move {
+            // The first playlist (none: the stream ended before it had one).
+            let first = loop {
+                if let Some(p) = rx.borrow_and_update().clone() {
+                    break Some(p);
+                }
+                if rx.changed().await.is_err() {
+                    break None;
+                }
+            };
+            let Some(first) = first else { return };
+            let started = std::time::Instant::now();
+            let summary = crate::stats::StreamSummary::new(&stream, &first.snapshot);
+            sink(StreamEvent::Started {
+                stream: stream.name.clone(),
+                publisher: match stream.publisher() {
+                    crate::Publisher::Encoder => "encoder",
+                    crate::Publisher::Whip => "whip",
+                    crate::Publisher::File => "file",
+                },
+                codecs: summary.codecs,
+                resolution: summary.resolution,
+                frame_rate: summary.frame_rate,
+                renditions: first
+                    .snapshot
+                    .renditions
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect(),
+            });
+            // The stream task publishes ENDLIST, then drops its sender.
+            loop {
+                if rx
+                    .borrow_and_update()
+                    .as_ref()
+                    .is_some_and(|p| p.snapshot.ended)
+                {
+                    break;
+                }
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+            let recording = recordings.filter(|_| recorded).and_then(|r| {
+                r.list()
+                    .into_iter()
+                    .filter(|(n, _, _)| *n == stream.name)
+                    .max_by_key(|(_, _, i)| i.start.millis())
+                    .map(|(n, id, _)| format!("/recordings/{n}/{id}/index.m3u8"))
+            });
+            let st = &stream.stats;
+            sink(StreamEvent::Ended {
+                stream: stream.name.clone(),
+                duration_secs: started.elapsed().as_secs_f64(),
+                bytes_in: st.bytes_in.load(Ordering::Relaxed),
+                frames_in: st.frames_in.load(Ordering::Relaxed),
+                discontinuities: st.discontinuities.load(Ordering::Relaxed),
+                recording,
+            });
+        });
+    }
+
+    /// Sets the options of the next stream called `name` (all `None`: the server-wide
+    /// settings again). A stream already live keeps the options it started with.
+    pub fn set_stream_options(&self, name: &str, options: StreamOptions) {
+        let mut map = self.options.write().unwrap_or_else(|e| e.into_inner());
+        if options == StreamOptions::default() {
+            map.remove(name);
+        } else {
+            map.insert(name.to_string(), options);
+        }
+    }
+
+    /// The options set for stream `name` (see [`Origin::set_stream_options`]).
+    pub fn stream_options(&self, name: &str) -> StreamOptions {
+        self.options
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Starts a live stream `name` packaged with `config` from `tracks`, with an ABR ladder
     /// when one is set ([`Origin::set_ladder`]) and has rungs for this source; a stream with a
     /// ladder uses the separate layout (the rungs share the source's audio rendition).
@@ -200,7 +356,8 @@ impl Origin {
             .ladder
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .clone()
+            .filter(|_| self.stream_options(name).ladder != Some(false));
         let mut config = config;
         let mut ladder = None;
         if let Some(start) = factory.and_then(|f| f.start(name, &tracks)) {
@@ -254,6 +411,15 @@ impl Origin {
                 return Err(AlreadyLive(name.to_string()));
             }
         }
+        let recorder =
+            self.config
+                .recordings
+                .clone()
+                .filter(|r| match self.stream_options(name).record {
+                    Some(on) => on && crate::record::valid_name(name),
+                    None => r.config().records(name),
+                });
+        let recorded = recorder.is_some();
         let weak = Arc::downgrade(self);
         let key = name.to_string();
         let input = spawn_stream(
@@ -277,15 +443,12 @@ impl Origin {
                     let n = self.instances.fetch_add(1, Ordering::Relaxed);
                     crate::dvr::stream_dir(root, name, n)
                 }),
-                recorder: self
-                    .config
-                    .recordings
-                    .as_ref()
-                    .filter(|r| r.config().records(name))
-                    .map(|r| crate::record::Recorder::new(r.clone(), name)),
+                recorder: recorder.map(|r| crate::record::Recorder::new(r, name)),
             },
         );
         streams.insert(name.to_string(), input.stream.clone());
+        drop(streams);
+        self.watch_lifecycle(input.stream.clone(), recorded);
         Ok(input)
     }
 

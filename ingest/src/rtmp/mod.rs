@@ -51,7 +51,7 @@ async fn connection(
     let _ = sock.set_nodelay(true);
     let mut buf = vec![0u8; 64 * 1024];
     let mut conn = Conn {
-        rtmp: Publish::new(streams.keys().to_vec()),
+        rtmp: Publish::new(streams.keys()),
         streams,
         peer,
         publication: None,
@@ -102,20 +102,40 @@ impl Conn {
             match out {
                 Output::Transmit(bytes) => sock.write_all(&bytes).await?,
                 Output::PublishRequested { name, key, .. } => {
+                    // The auth webhook, when set, admits (and may rename) the publish first.
+                    let asked = crate::admission::PublishRequest {
+                        protocol: "rtmp",
+                        stream: name.clone(),
+                        key: key.clone(),
+                        remote_addr: Some(self.peer),
+                        forwarded_for: None,
+                        user_agent: None,
+                    };
+                    let name = match crate::admission::admit(&asked).await {
+                        Ok(n) => n,
+                        Err(why) => {
+                            tracing::warn!(peer = %self.peer, stream = %name, "publish refused: {why}");
+                            self.rtmp.refuse_publish(&why)?;
+                            continue;
+                        }
+                    };
                     match self.streams.claim(&name, key.as_deref()) {
                         Ok(p) => {
+                            crate::admission::claimed(&self.streams, &name, &asked);
                             tracing::info!(peer = %self.peer, stream = %name, "publish accepted; waiting for codec headers");
                             self.publication = Some(p);
                             self.rtmp.accept_publish()?;
                         }
                         Err(e) => {
                             tracing::warn!(peer = %self.peer, stream = %name, "publish refused: {e}");
+                            crate::events::refused("rtmp", &name, Some(self.peer), &e.to_string());
                             self.rtmp.refuse_publish(&e.to_string())?;
                         }
                     }
                 }
                 Output::Refused(why) => {
                     tracing::warn!(peer = %self.peer, "publish refused: {why}");
+                    crate::events::refused("rtmp", "", Some(self.peer), &why);
                 }
                 Output::Start { tracks, encoder } => {
                     let Some(p) = self.publication.as_mut() else {

@@ -236,6 +236,20 @@ async fn connection(
             return refuse(request, &stats, ServerRejectReason::BadRequest).await;
         }
     };
+    // The auth webhook, when set, admits (and may rename) the publish first.
+    let asked = crate::admission::PublishRequest {
+        protocol: "srt",
+        stream: want.name.clone(),
+        key: want.key.clone(),
+        remote_addr: Some(peer),
+        forwarded_for: None,
+        user_agent: None,
+    };
+    let mut want = want;
+    match crate::admission::admit(&asked).await {
+        Ok(name) => want.name = name,
+        Err(_) => return refuse(request, &stats, ServerRejectReason::Unauthorized).await,
+    }
     let mut claimed = streams.claim(&want.name, want.key.as_deref());
     if matches!(claimed, Err(PublishError::Duplicate(_))) {
         // The key is good (checked before the name): replace a publisher that went silent.
@@ -264,9 +278,13 @@ async fn connection(
         }
     }
     let publication = match claimed {
-        Ok(p) => p,
+        Ok(p) => {
+            crate::admission::claimed(&streams, &want.name, &asked);
+            p
+        }
         Err(e) => {
             tracing::warn!(%peer, stream = %want.name, "SRT publish refused: {e}");
+            crate::events::refused("srt", &want.name, Some(peer), &e.to_string());
             let reason = match e {
                 PublishError::Duplicate(_) => ServerRejectReason::Conflict,
                 PublishError::Unauthorized(_) => ServerRejectReason::Unauthorized,

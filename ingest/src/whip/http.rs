@@ -127,6 +127,16 @@ impl Whip {
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_string());
+        let socket_addr = req
+            .extensions()
+            .get::<llhls_origin::server::PeerAddr>()
+            .map(|p| p.0);
+        let forwarded_for = forwarded.clone();
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let peer = match (socket, forwarded) {
             (Some(s), Some(f)) => format!("{s} (forwarded for {f})"),
             (Some(s), None) => s,
@@ -213,13 +223,35 @@ impl Whip {
                 );
             }
         };
+        let asked = crate::admission::PublishRequest {
+            protocol: "whip",
+            stream: name.to_string(),
+            key: key.clone(),
+            remote_addr: socket_addr,
+            forwarded_for: forwarded_for.clone(),
+            user_agent: user_agent.clone(),
+        };
+        let admitted = match crate::admission::admit(&asked).await {
+            Ok(n) => n,
+            Err(why) => {
+                let mut r = reply(StatusCode::FORBIDDEN, &why);
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"llhls\""),
+                );
+                return r;
+            }
+        };
+        let name = admitted.as_str();
         let publication = match self.streams.claim(name, key.as_deref()) {
             Ok(mut p) => {
+                crate::admission::claimed(&self.streams, name, &asked);
                 p.set_publisher(llhls_origin::Publisher::Whip);
                 p
             }
             Err(e) => {
                 tracing::warn!(stream = %name, "WHIP publish refused: {e}");
+                crate::events::refused("whip", name, socket_addr, &e.to_string());
                 let status = match e {
                     PublishError::Duplicate(_) => StatusCode::CONFLICT,
                     PublishError::BadName(_) => StatusCode::BAD_REQUEST,
