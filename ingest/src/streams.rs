@@ -42,6 +42,15 @@ pub enum PublishError {
     Unauthorized(String),
 }
 
+/// Admission across several nodes (`--cluster-redis`): asked by [`Streams::claim`] after this
+/// node's own checks pass, while the name is still free here.
+pub trait ClusterClaim: Send + Sync {
+    /// Claims `name` for this node. `Err(Duplicate)` when another live node owns it. `Ok(floor)`:
+    /// the stream's first MSN must be at least `floor` (above what another node published of
+    /// it before).
+    fn claim(&self, name: &str) -> Result<Option<u64>, PublishError>;
+}
+
 /// The registry of publishing sessions.
 pub struct Streams {
     origin: Arc<Origin>,
@@ -52,6 +61,7 @@ pub struct Streams {
     generation: Mutex<u64>,
     next_id: std::sync::atomic::AtomicU64,
     playback_base: std::sync::OnceLock<String>,
+    cluster: std::sync::OnceLock<Arc<dyn ClusterClaim>>,
 }
 
 /// A claimed stream name. Start it with the track set, then send frames.
@@ -69,6 +79,8 @@ pub struct Publication {
     stopped: bool,
     /// What publishes ([`Publication::set_publisher`]), for the advice in the stream's warnings.
     publisher: Publisher,
+    /// The lowest first MSN a new stream may have (from [`ClusterClaim::claim`]).
+    msn_floor: Option<u64>,
 }
 
 /// Where a displaced yielding source sends its stream: to the publisher that took the name.
@@ -138,7 +150,13 @@ impl Streams {
             generation: Mutex::new(0),
             next_id: std::sync::atomic::AtomicU64::new(1),
             playback_base: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Publishes are also admitted by `cluster` (one node of several). Set once, at startup.
+    pub fn set_cluster(&self, cluster: Arc<dyn ClusterClaim>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// Where viewers reach the HTTP server (e.g. `http://192.0.2.10:8080`), for log lines that
@@ -217,6 +235,7 @@ impl Streams {
             takeover,
             stopped: false,
             publisher: Publisher::Encoder,
+            msn_floor: None,
         }
     }
 
@@ -232,6 +251,18 @@ impl Streams {
             return Err(PublishError::Unauthorized(name.to_string()));
         }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // One node of several: the cluster admits the name too, once it is free here (this
+        // node keeps the name while the stream is live here, grace included, so a reconnect
+        // here is admitted).
+        let mut msn_floor = None;
+        if let Some(cluster) = self.cluster.get() {
+            if !matches!(
+                slots.get(name),
+                Some(Slot::Publishing { yield_to: None, .. })
+            ) {
+                msn_floor = cluster.claim(name)?;
+            }
+        }
         let mut takeover = None;
         let resumed = match slots.remove(name) {
             Some(Slot::Publishing {
@@ -254,7 +285,9 @@ impl Streams {
         };
         let id = self.next_id();
         slots.insert(name.to_string(), Slot::Publishing { id, yield_to: None });
-        Ok(self.publication(name, id, resumed, takeover))
+        let mut p = self.publication(name, id, resumed, takeover);
+        p.msn_floor = msn_floor;
+        Ok(p)
     }
 
     /// Is `name` claimed, or waiting for its publisher to come back?
@@ -306,11 +339,17 @@ impl Publication {
             }
         }
         let config = PackagerConfig {
-            first_msn: first_msn(self.streams.origin.stream(&self.name).and_then(|s| {
-                let p = s.current()?;
-                let r = p.snapshot.renditions.first()?;
-                r.open.as_ref().map(|o| o.msn).or(r.last_msn())
-            })),
+            first_msn: first_msn(
+                self.streams
+                    .origin
+                    .stream(&self.name)
+                    .and_then(|s| {
+                        let p = s.current()?;
+                        let r = p.snapshot.renditions.first()?;
+                        r.open.as_ref().map(|o| o.msn).or(r.last_msn())
+                    })
+                    .max(self.msn_floor.map(|f| f.saturating_sub(1))),
+            ),
             ..self.streams.packager.clone()
         };
         let input = self

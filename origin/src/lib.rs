@@ -21,12 +21,15 @@
 //!   playlists, served under `/recordings/`, recovered after a restart, retention.
 //! - [`server`]: HTTP/1.1 and h2c on one port, HTTPS with ALPN h2, connection and header
 //!   limits, graceful shutdown.
+//! - [`cluster`]: several origins behind one name: requests for a stream another node owns
+//!   are proxied to it.
 //! - [`metrics`]: Prometheus counters; [`stats`]: per-stream counters and the `/streams.json`
 //!   summary.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod cluster;
 pub mod dvr;
 pub mod error;
 mod growing;

@@ -79,6 +79,8 @@ pub struct Origin {
     pub(crate) shutdown: watch::Sender<bool>,
     /// Streams started so far: each gets its own DVR directory.
     instances: std::sync::atomic::AtomicU64,
+    /// Set when this node is one of several (see [`Origin::set_cluster`]).
+    cluster: std::sync::OnceLock<(Arc<dyn crate::cluster::Cluster>, crate::cluster::Proxy)>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -106,7 +108,21 @@ impl Origin {
             ladder: RwLock::new(None),
             shutdown: watch::channel(false).0,
             instances: std::sync::atomic::AtomicU64::new(0),
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes this origin one node of several: viewer requests for a stream another node owns
+    /// are proxied to that node, `/streams.json` lists the cluster's streams with their owners
+    /// and `/metrics` counts proxied requests. Set once, before serving.
+    pub fn set_cluster(&self, cluster: Arc<dyn crate::cluster::Cluster>) {
+        let _ = self.cluster.set((cluster, crate::cluster::Proxy::new()));
+    }
+
+    pub(crate) fn cluster(
+        &self,
+    ) -> Option<&(Arc<dyn crate::cluster::Cluster>, crate::cluster::Proxy)> {
+        self.cluster.get()
     }
 
     /// Serves `body` at `path` (e.g. the player page at `/`).
@@ -355,6 +371,9 @@ impl Origin {
     pub(crate) fn render_metrics(&self) -> String {
         let mut text = self.metrics.render();
         text.push_str(&crate::stats::render(&self.live_streams()));
+        if let Some((_, proxy)) = self.cluster() {
+            text.push_str(&proxy.stats.render());
+        }
         for f in self
             .extra_metrics
             .read()

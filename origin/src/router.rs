@@ -104,6 +104,27 @@ where
         origin.metrics.request(Class::Other, resp.status().as_u16());
         return resp;
     }
+    // A stream another node of the cluster owns: its owner answers (never for a request that
+    // was itself forwarded, so nodes cannot bounce one between them).
+    if let Some((cluster, proxy)) = origin.cluster() {
+        if !req.headers().contains_key(crate::cluster::PROXIED_HEADER) {
+            if let Some(stream) = route::parse(&path).stream() {
+                if let Some(owner) = cluster.owner(stream).await {
+                    let pq = req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or(&path)
+                        .to_string();
+                    let mut resp = proxy
+                        .forward(&owner, cluster.advertise(), &method, &pq, req.headers())
+                        .await;
+                    add_cors(resp.headers_mut());
+                    return resp;
+                }
+            }
+        }
+    }
     let head = Head {
         gzip: accepts_gzip(&req),
         range: req.headers().get(header::RANGE).cloned(),
@@ -146,11 +167,26 @@ async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head) -> R
             "no-store",
         ),
         Route::StreamList => {
-            let streams: Vec<String> = origin.stream_summaries().iter().map(|s| s.json()).collect();
+            let body = match origin.cluster() {
+                Some((cluster, _)) => {
+                    let local: Vec<(String, String)> = origin
+                        .stream_summaries()
+                        .iter()
+                        .map(|s| (s.name.clone(), s.json()))
+                        .collect();
+                    let all = cluster.streams().await;
+                    crate::cluster::stream_list(&local, cluster.advertise(), &all)
+                }
+                None => {
+                    let streams: Vec<String> =
+                        origin.stream_summaries().iter().map(|s| s.json()).collect();
+                    format!("[{}]", streams.join(","))
+                }
+            };
             text_reply(
                 Class::Other,
                 "application/json",
-                Bytes::from(format!("[{}]", streams.join(","))),
+                Bytes::from(body),
                 "no-store",
             )
         }
