@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use llhls_ingest::streams::{ClusterClaim, PublishError, Streams};
+use llhls_ingest::streams::{ClusterClaim, Continuation, PublishError, Streams};
 use llhls_origin::cluster::{BoxFuture, Cluster};
 use llhls_origin::Origin;
 
@@ -130,8 +130,9 @@ impl RedisCluster {
         Ok(r?)
     }
 
-    /// Claims `name`: Ok(MSN floor) when this node now owns it.
-    fn try_claim(&self, name: &str) -> anyhow::Result<Result<Option<u64>, String>> {
+    /// Claims `name`: Ok(where to continue) when this node now owns it, Err(owner) when
+    /// another node does.
+    fn try_claim(&self, name: &str) -> anyhow::Result<Result<Option<Continuation>, String>> {
         let lease_ms = LEASE.as_millis() as u64;
         let ours: i64 = self.query_sync(
             redis::cmd("EVAL")
@@ -153,16 +154,30 @@ impl RedisCluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        let last: Option<u64> = self.query_sync(redis::cmd("GET").arg(msn_key(name)))?;
-        Ok(Ok(last.map(|m| m + 1 + MSN_MARGIN)))
+        let last: Option<String> = self.query_sync(redis::cmd("GET").arg(msn_key(name)))?;
+        Ok(Ok(last.as_deref().and_then(parse_last).map(|(msn, ds)| {
+            Continuation {
+                msn: msn + 1 + MSN_MARGIN,
+                discontinuity_sequence: ds + 1,
+            }
+        })))
     }
 
-    /// The last MSN this node published of `name`, if it has the stream.
-    fn last_msn(&self, name: &str) -> Option<u64> {
+    /// The last MSN this node published of `name` and a discontinuity sequence number no
+    /// segment of it exceeds, if it has the stream.
+    fn last_published(&self, name: &str) -> Option<(u64, u64)> {
         let s = self.origin.stream(name)?;
         let p = s.current()?;
         let r = p.snapshot.renditions.first()?;
-        r.open.as_ref().map(|o| o.msn).or(r.last_msn())
+        let msn = r.open.as_ref().map(|o| o.msn).or(r.last_msn())?;
+        // Every segment in the window may start a discontinuity: an upper bound.
+        let ds = p
+            .snapshot
+            .renditions
+            .iter()
+            .map(|r| r.discontinuity_sequence + r.segments.len() as u64 + 1)
+            .max()?;
+        Some((msn, ds))
     }
 
     /// Renews this node's leases every second and stores each stream's last MSN; releases a
@@ -191,20 +206,23 @@ impl RedisCluster {
     }
 
     async fn renew(&self, streams: &Streams, name: &str) -> anyhow::Result<()> {
-        if let Some(msn) = self.last_msn(name) {
-            let day = 86_400;
+        if let Some((msn, ds)) = self.last_published(name) {
+            // Kept for a minute after the last renewal: the window in which a takeover
+            // continues from it (later, the wall-clock start of MSNs is above it anyway) and
+            // viewers are told the stream is moving.
             let _: () = self
                 .query(
                     redis::cmd("SET")
                         .arg(msn_key(name))
-                        .arg(msn)
+                        .arg(format!("{msn} {ds}"))
                         .arg("EX")
-                        .arg(day),
+                        .arg(60),
                 )
                 .await?;
         }
         if !streams.is_claimed(name) {
-            // The stream ended here: give the name back at once.
+            // The stream ended here: give the name back at once (it is not moving anywhere).
+            let _: i64 = self.query(redis::cmd("DEL").arg(msn_key(name))).await?;
             let _: i64 = self
                 .query(
                     redis::cmd("EVAL")
@@ -238,6 +256,12 @@ impl RedisCluster {
     }
 }
 
+/// The stored `MSN DISCONTINUITY-SEQUENCE` of a stream.
+fn parse_last(v: &str) -> Option<(u64, u64)> {
+    let mut it = v.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some((it.next()??, it.next().flatten().unwrap_or(0)))
+}
+
 /// Runs blocking Redis I/O from synchronous code that may be on a runtime worker.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
@@ -249,11 +273,11 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl ClusterClaim for RedisCluster {
-    fn claim(&self, name: &str) -> Result<Option<u64>, PublishError> {
+    fn claim(&self, name: &str) -> Result<Option<Continuation>, PublishError> {
         match blocking(|| self.try_claim(name)) {
-            Ok(Ok(floor)) => {
-                tracing::info!(stream = %name, node = %self.advertise, msn_floor = ?floor, "cluster: this node owns the stream");
-                Ok(floor)
+            Ok(Ok(continues)) => {
+                tracing::info!(stream = %name, node = %self.advertise, ?continues, "cluster: this node owns the stream");
+                Ok(continues)
             }
             Ok(Err(owner)) => {
                 tracing::warn!(stream = %name, %owner, "publish refused: another node has this stream");
@@ -316,6 +340,16 @@ impl Cluster for RedisCluster {
         })
     }
 
+    fn moving<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // Called when nobody owns the stream: a last MSN stored within the last minute
+            // means its node died while it was live.
+            self.query::<bool>(redis::cmd("EXISTS").arg(msn_key(stream)))
+                .await
+                .unwrap_or(false)
+        })
+    }
+
     fn streams(&self) -> BoxFuture<'_, Vec<(String, String)>> {
         Box::pin(async move {
             let mut out = Vec::new();
@@ -351,5 +385,18 @@ impl Cluster for RedisCluster {
             out.sort();
             out
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_positions_parse() {
+        assert_eq!(parse_last("17961400079 3"), Some((17961400079, 3)));
+        assert_eq!(parse_last("42"), Some((42, 0)));
+        assert_eq!(parse_last("x 3"), None);
+        assert_eq!(parse_last(""), None);
     }
 }

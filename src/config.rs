@@ -456,6 +456,7 @@ impl Config {
                 addressing,
                 first_msn: 1,
                 delta_updates: pick!(delta_updates, true),
+                first_discontinuity_sequence: 0,
             },
             publish_keys: keys,
             reconnect_grace: Duration::from_secs(pick!(reconnect_grace_secs, 10)),

@@ -90,6 +90,14 @@ fn msn(uri: &str) -> u64 {
     uri.parse::<ObjectKey>().expect("an object URI").msn()
 }
 
+/// EXT-X-DISCONTINUITY-SEQUENCE (0 when absent).
+fn discontinuity_sequence(playlist: &str) -> u64 {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:"))
+        .map_or(0, |v| v.trim().parse().expect("a number"))
+}
+
 fn metric(s: &Server, name: &str) -> u64 {
     s.get("/metrics")
         .text()
@@ -226,6 +234,7 @@ fn nodes_share_streams_through_redis() {
         }
     }
     let old_max = seen.keys().map(|u| msn(u)).max().expect("objects");
+    let old_ds = discontinuity_sequence(&last);
 
     // The owner dies; its publisher goes too and reconnects to C, retried until A's claim
     // has expired.
@@ -264,6 +273,11 @@ fn nodes_share_streams_through_redis() {
             );
         }
     }
+    // Players must see a discontinuity (new timestamps), not a continuation of A's media.
+    assert!(
+        discontinuity_sequence(&pl_c) > old_ds,
+        "the new owner's discontinuity sequence is not above A's {old_ds}:\n{pl_c}"
+    );
     // B now proxies to C.
     let via_b = b.get(&format!("/live/cam/{media_c}"));
     assert_eq!(via_b.status, 200, "{}", via_b.text());

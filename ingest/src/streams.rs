@@ -45,10 +45,19 @@ pub enum PublishError {
 /// Admission across several nodes (`--cluster-redis`): asked by [`Streams::claim`] after this
 /// node's own checks pass, while the name is still free here.
 pub trait ClusterClaim: Send + Sync {
-    /// Claims `name` for this node. `Err(Duplicate)` when another live node owns it. `Ok(floor)`:
-    /// the stream's first MSN must be at least `floor` (above what another node published of
-    /// it before).
-    fn claim(&self, name: &str) -> Result<Option<u64>, PublishError>;
+    /// Claims `name` for this node. `Err(Duplicate)` when another live node owns it.
+    /// `Ok(Some(..))`: another node published the stream until recently; a new stream here
+    /// continues above it.
+    fn claim(&self, name: &str) -> Result<Option<Continuation>, PublishError>;
+}
+
+/// Where a stream taken over from another node starts (see [`ClusterClaim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Continuation {
+    /// The lowest first media sequence number.
+    pub msn: u64,
+    /// The first EXT-X-DISCONTINUITY-SEQUENCE.
+    pub discontinuity_sequence: u64,
 }
 
 /// The registry of publishing sessions.
@@ -79,8 +88,8 @@ pub struct Publication {
     stopped: bool,
     /// What publishes ([`Publication::set_publisher`]), for the advice in the stream's warnings.
     publisher: Publisher,
-    /// The lowest first MSN a new stream may have (from [`ClusterClaim::claim`]).
-    msn_floor: Option<u64>,
+    /// Where a new stream starts when it continues another node's (from [`ClusterClaim::claim`]).
+    continues: Option<Continuation>,
 }
 
 /// Where a displaced yielding source sends its stream: to the publisher that took the name.
@@ -235,7 +244,7 @@ impl Streams {
             takeover,
             stopped: false,
             publisher: Publisher::Encoder,
-            msn_floor: None,
+            continues: None,
         }
     }
 
@@ -254,13 +263,13 @@ impl Streams {
         // One node of several: the cluster admits the name too, once it is free here (this
         // node keeps the name while the stream is live here, grace included, so a reconnect
         // here is admitted).
-        let mut msn_floor = None;
+        let mut continues = None;
         if let Some(cluster) = self.cluster.get() {
             if !matches!(
                 slots.get(name),
                 Some(Slot::Publishing { yield_to: None, .. })
             ) {
-                msn_floor = cluster.claim(name)?;
+                continues = cluster.claim(name)?;
             }
         }
         let mut takeover = None;
@@ -286,7 +295,7 @@ impl Streams {
         let id = self.next_id();
         slots.insert(name.to_string(), Slot::Publishing { id, yield_to: None });
         let mut p = self.publication(name, id, resumed, takeover);
-        p.msn_floor = msn_floor;
+        p.continues = continues;
         Ok(p)
     }
 
@@ -348,8 +357,9 @@ impl Publication {
                         let r = p.snapshot.renditions.first()?;
                         r.open.as_ref().map(|o| o.msn).or(r.last_msn())
                     })
-                    .max(self.msn_floor.map(|f| f.saturating_sub(1))),
+                    .max(self.continues.map(|c| c.msn.saturating_sub(1))),
             ),
+            first_discontinuity_sequence: self.continues.map_or(0, |c| c.discontinuity_sequence),
             ..self.streams.packager.clone()
         };
         let input = self

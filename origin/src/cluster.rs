@@ -27,6 +27,11 @@ use crate::body::Body;
 /// Set on requests one node forwards to another (its value: the forwarding node's address).
 pub const PROXIED_HEADER: &str = "llhls-proxied-by";
 
+/// How long a viewer request for a stream between owners (its node died, no node has taken it
+/// over yet) is held before 503: longer than a claim lasts (3 s) plus a publisher's reconnect,
+/// shorter than players' playlist timeouts (hls.js: 10 s to the first byte).
+pub const MOVE_WAIT: Duration = Duration::from_secs(8);
+
 /// A boxed future, for the object-safe [`Cluster`] trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -39,6 +44,10 @@ pub trait Cluster: Send + Sync {
     fn owner<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Option<String>>;
     /// Every stream the cluster knows with its owner's address.
     fn streams(&self) -> BoxFuture<'_, Vec<(String, String)>>;
+    /// Is `stream` between owners: its node stopped renewing its claim (it died) while it was
+    /// live, and no node has taken it over yet? Viewers then get 503 (retried by players)
+    /// instead of 404 (which players give up on).
+    fn moving<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, bool>;
 }
 
 /// Proxied requests, for `/metrics`.
@@ -54,7 +63,7 @@ impl ProxyStats {
             "# HELP llhls_cluster_proxied_requests_total Viewer requests forwarded to the node that owns the stream.\n\
              # TYPE llhls_cluster_proxied_requests_total counter\n\
              llhls_cluster_proxied_requests_total {}\n\
-             # HELP llhls_cluster_proxy_errors_total Forwarded requests the owner did not answer (502).\n\
+             # HELP llhls_cluster_proxy_errors_total Forwarded requests the owner did not answer.\n\
              # TYPE llhls_cluster_proxy_errors_total counter\n\
              llhls_cluster_proxy_errors_total {}\n",
             self.proxied.load(Ordering::Relaxed),
@@ -106,7 +115,8 @@ impl Proxy {
     }
 
     /// Forwards a GET/HEAD for `path_and_query` with the viewer's headers to `owner`; the
-    /// owner's answer comes back as it is (502 when the owner cannot be reached).
+    /// owner's answer comes back as it is. Err (with the reason) when the owner cannot be
+    /// reached: the request can be tried again (it has no body).
     pub(crate) async fn forward(
         &self,
         owner: &str,
@@ -114,14 +124,14 @@ impl Proxy {
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, String> {
         self.stats.proxied.fetch_add(1, Ordering::Relaxed);
         let uri = format!("{}{}", owner.trim_end_matches('/'), path_and_query);
         let mut req = Request::new(Empty::<Bytes>::new());
         *req.method_mut() = method.clone();
         match uri.parse() {
             Ok(u) => *req.uri_mut() = u,
-            Err(_) => return self.failed(owner, "bad owner address"),
+            Err(_) => return Err(format!("bad owner address {owner}")),
         }
         for (k, v) in headers {
             if !hop_by_hop(k) {
@@ -134,7 +144,11 @@ impl Proxy {
         }
         let resp = match self.client.request(req).await {
             Ok(r) => r,
-            Err(e) => return self.failed(owner, &e.to_string()),
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%owner, "proxying to the stream's owner failed: {e}");
+                return Err(e.to_string());
+            }
         };
         let (parts, mut incoming) = resp.into_parts();
         // The body as the owner sends it, frame by frame (a hinted part grows while it is
@@ -157,12 +171,27 @@ impl Proxy {
                 out.headers_mut().append(k.clone(), v.clone());
             }
         }
-        out
+        Ok(out)
     }
 
-    fn failed(&self, owner: &str, why: &str) -> Response<Body> {
-        self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(%owner, "proxying to the stream's owner failed: {why}");
+    /// The answer for a stream that is moving to another node (see [`Cluster::moving`]).
+    pub(crate) fn moving(&self) -> Response<Body> {
+        let mut r = Response::new(Body::full(Bytes::from_static(
+            b"this stream is moving to another node: try again in a second\n",
+        )));
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        let h = r.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    }
+
+    /// The answer when the owner did not answer.
+    pub(crate) fn failed(&self) -> Response<Body> {
         let mut r = Response::new(Body::full(Bytes::from_static(
             b"the node that has this stream did not answer\n",
         )));

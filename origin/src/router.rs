@@ -105,22 +105,57 @@ where
         return resp;
     }
     // A stream another node of the cluster owns: its owner answers (never for a request that
-    // was itself forwarded, so nodes cannot bounce one between them).
+    // was itself forwarded, so nodes cannot bounce one between them). A stream between owners
+    // (its node died, its publisher not yet back on another node), or whose owner does not
+    // answer, is waited for, up to MOVE_WAIT: players give up on errors sooner than a
+    // takeover takes.
     if let Some((cluster, proxy)) = origin.cluster() {
-        if !req.headers().contains_key(crate::cluster::PROXIED_HEADER) {
+        let forwarded = req.headers().contains_key(crate::cluster::PROXIED_HEADER);
+        {
             if let Some(stream) = route::parse(&path).stream() {
-                if let Some(owner) = cluster.owner(stream).await {
-                    let pq = req
-                        .uri()
-                        .path_and_query()
-                        .map(|p| p.as_str())
-                        .unwrap_or(&path)
-                        .to_string();
-                    let mut resp = proxy
-                        .forward(&owner, cluster.advertise(), &method, &pq, req.headers())
-                        .await;
-                    add_cors(resp.headers_mut());
-                    return resp;
+                let deadline = tokio::time::Instant::now() + crate::cluster::MOVE_WAIT;
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or(&path)
+                    .to_string();
+                loop {
+                    let late = tokio::time::Instant::now() >= deadline;
+                    let owner = if forwarded {
+                        None
+                    } else {
+                        cluster.owner(stream).await
+                    };
+                    if let Some(owner) = owner {
+                        let fwd = proxy
+                            .forward(&owner, cluster.advertise(), &method, &pq, req.headers())
+                            .await;
+                        let resp = match fwd {
+                            Ok(r) => Some(r),
+                            Err(_) if late => Some(proxy.failed()),
+                            Err(_) => None,
+                        };
+                        if let Some(mut resp) = resp {
+                            add_cors(resp.headers_mut());
+                            return resp;
+                        }
+                    } else {
+                        // Here with a playlist, or nowhere and not moving: answered here. (A
+                        // forwarded request is answered here in any case, after waiting for a
+                        // takeover here to publish its first playlist.)
+                        let here = origin.stream(stream).is_some_and(|s| s.current().is_some());
+                        if here || !cluster.moving(stream).await {
+                            break;
+                        }
+                        if late {
+                            let mut resp = proxy.moving();
+                            add_cors(resp.headers_mut());
+                            origin.metrics.request(Class::Other, resp.status().as_u16());
+                            return resp;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 }
             }
         }

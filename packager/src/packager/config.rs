@@ -53,6 +53,10 @@ pub struct PackagerConfig {
     pub first_msn: u64,
     /// Offer delta updates (CAN-SKIP-UNTIL = 6 × TD).
     pub delta_updates: bool,
+    /// First EXT-X-DISCONTINUITY-SEQUENCE (0 for a new stream). A stream that continues
+    /// another one's URIs elsewhere (a cluster takeover) starts above the old one's, so players
+    /// see a discontinuity and re-map timestamps instead of appending over old media.
+    pub first_discontinuity_sequence: u64,
 }
 
 impl Default for PackagerConfig {
@@ -67,6 +71,7 @@ impl Default for PackagerConfig {
             addressing: Addressing::Files,
             first_msn: 1,
             delta_updates: true,
+            first_discontinuity_sequence: 0,
         }
     }
 }
