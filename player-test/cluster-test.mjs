@@ -158,8 +158,17 @@ for (const name of names) {
   const p = await ctx.newPage();
   const errors = [];
   p.on('pageerror', e => errors.push(String(e)));
+  // What the player asked the edge for and got, for the report (the last 200).
+  const requests = [];
+  p.on('requestfinished', async r => {
+    if (!r.url().startsWith(edge)) return;
+    const resp = await r.response().catch(() => null);
+    requests.push({ t: Date.now(), url: r.url().slice(edge.length), status: resp ? resp.status() : null });
+    if (requests.length > 200) requests.shift();
+  });
+  p.on('requestfailed', r => { if (r.url().startsWith(edge)) requests.push({ t: Date.now(), url: r.url().slice(edge.length), failed: r.failure()?.errorText }); });
   await p.goto(`http://127.0.0.1:${pages.port}/?n=1&player=hlsjs&src=${encodeURIComponent(`${edge}/live/${name}/index.m3u8`)}`);
-  viewers.push({ name, page: p, errors });
+  viewers.push({ name, page: p, errors, requests });
 }
 const stats = async () => Promise.all(viewers.map(async v => ({ name: v.name, ...(await v.page.evaluate(() => window.__stats()))[0] })));
 await sleep(duration * 1000);
@@ -259,6 +268,8 @@ for (const s of report.after) {
   if (!(s.movedSecs > 2)) failures.push(`viewer ${s.name}: not playing after the takeover (moved ${s.movedSecs} s in 5 s)`);
 }
 for (const v of viewers) if (v.errors.length) failures.push(`viewer ${v.name}: page errors ${v.errors.join('; ')}`);
+report.requestsAfterKill = Object.fromEntries(viewers.filter(v => moved.includes(v.name))
+  .map(v => [v.name, v.requests.filter(r => r.t >= killedAt - 2000).map(r => ({ ...r, t: r.t - killedAt }))]));
 
 // No stream lost.
 const ownersAfter = await owners();
