@@ -12,8 +12,8 @@
 //   - no URI is served with other bytes than before (the new MSNs are above the old ones);
 //   - every viewer plays again afterwards (its playback position moves on), no fatal error;
 //   - no stream is lost (all six listed in /streams.json with a living owner).
-//   node player-test/cluster-test.mjs [--duration 20] [--streams 6] [--llhls target/debug/llhls]
-import { llhlsBin, outDirNamed, freePort, sleep, opt, launchChromium, servePlayerPages } from './common.mjs';
+//   node player-test/cluster-test.mjs [--duration 20] [--streams 6] [--llhls target/debug/llhls] [--player-debug]
+import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync, readFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -167,7 +167,11 @@ for (const name of names) {
     if (requests.length > 200) requests.shift();
   });
   p.on('requestfailed', r => { if (r.url().startsWith(edge)) requests.push({ t: Date.now(), url: r.url().slice(edge.length), failed: r.failure()?.errorText }); });
-  await p.goto(`http://127.0.0.1:${pages.port}/?n=1&player=hlsjs&src=${encodeURIComponent(`${edge}/live/${name}/index.m3u8`)}`);
+  // --player-debug: hls.js's own log (debug: true) in player-console-NAME.log.
+  const consoleLines = [];
+  if (flag('player-debug')) p.on('console', m => { consoleLines.push(`${Date.now()} ${m.type()} ${m.text()}`); if (consoleLines.length > 20000) consoleLines.shift(); });
+  p.consoleLines = consoleLines;
+  await p.goto(`http://127.0.0.1:${pages.port}/?n=1&player=hlsjs${flag('player-debug') ? '&debug=1' : ''}&src=${encodeURIComponent(`${edge}/live/${name}/index.m3u8`)}`);
   viewers.push({ name, page: p, errors, requests });
 }
 const stats = async () => Promise.all(viewers.map(async v => ({ name: v.name, ...(await v.page.evaluate(() => window.__stats()))[0] })));
@@ -268,6 +272,7 @@ for (const s of report.after) {
   if (!(s.movedSecs > 2)) failures.push(`viewer ${s.name}: not playing after the takeover (moved ${s.movedSecs} s in 5 s)`);
 }
 for (const v of viewers) if (v.errors.length) failures.push(`viewer ${v.name}: page errors ${v.errors.join('; ')}`);
+for (const v of viewers) if (v.page.consoleLines.length) writeFileSync(join(outDir, `player-console-${v.name}.log`), v.page.consoleLines.map(l => l.replace(/^(\d+)/, (_, t) => String(Number(t) - killedAt))).join('\n'));
 report.requestsAfterKill = Object.fromEntries(viewers.filter(v => moved.includes(v.name))
   .map(v => [v.name, v.requests.filter(r => r.t >= killedAt - 2000).map(r => ({ ...r, t: r.t - killedAt }))]));
 

@@ -21,10 +21,10 @@ use llhls_origin::Origin;
 pub const LEASE: Duration = Duration::from_secs(3);
 /// How often the node renews its claims.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
-/// A takeover starts this many MSNs above the last one stored: a real-time stream advances by
-/// at most ten a second (segments are at least 100 ms), and the old node may have published
-/// for up to a lease after its last renewal.
-const MSN_MARGIN: u64 = 10 * LEASE.as_secs();
+/// A takeover starts above the last MSN stored by as many segments as the old node could have
+/// published since it stored it (the time since, over its shortest segment in the window),
+/// plus this many.
+const MSN_MARGIN: u64 = 2;
 /// Redis round trips that take longer fail (a publish is then refused, a lookup answered here).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a looked-up owner is trusted before asking Redis again; nobody-owns-it answers
@@ -155,29 +155,41 @@ impl RedisCluster {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         let last: Option<String> = self.query_sync(redis::cmd("GET").arg(msn_key(name)))?;
-        Ok(Ok(last.as_deref().and_then(parse_last).map(|(msn, ds)| {
+        Ok(Ok(last.as_deref().and_then(parse_last).map(|l| {
+            // MSNs go on at about the rate the old node published them, so players that
+            // place segments by MSN and target duration find the new ones where the wall
+            // clock says they are (hls.js does when the playlist jumps).
+            let elapsed_ms = unix_ms().saturating_sub(l.stored_ms);
+            let missed = elapsed_ms.div_ceil(l.min_segment_ms.max(100));
             Continuation {
-                msn: msn + 1 + MSN_MARGIN,
-                discontinuity_sequence: ds + 1,
+                msn: l.msn + 1 + missed + MSN_MARGIN,
+                discontinuity_sequence: l.discontinuity_sequence + 1,
             }
         })))
     }
 
-    /// The last MSN this node published of `name` and a discontinuity sequence number no
-    /// segment of it exceeds, if it has the stream.
-    fn last_published(&self, name: &str) -> Option<(u64, u64)> {
+    /// Where this node is in stream `name`, if it has it.
+    fn last_published(&self, name: &str) -> Option<Last> {
         let s = self.origin.stream(name)?;
         let p = s.current()?;
         let r = p.snapshot.renditions.first()?;
         let msn = r.open.as_ref().map(|o| o.msn).or(r.last_msn())?;
-        // Every segment in the window may start a discontinuity: an upper bound.
-        let ds = p
-            .snapshot
-            .renditions
-            .iter()
-            .map(|r| r.discontinuity_sequence + r.segments.len() as u64 + 1)
-            .max()?;
-        Some((msn, ds))
+        let renditions = &p.snapshot.renditions;
+        Some(Last {
+            msn,
+            // Every segment in the window may start a discontinuity: an upper bound.
+            discontinuity_sequence: renditions
+                .iter()
+                .map(|r| r.discontinuity_sequence + r.segments.len() as u64 + 1)
+                .max()?,
+            min_segment_ms: renditions
+                .iter()
+                .flat_map(|r| r.segments.iter())
+                .map(|s| (s.duration * 1000.0) as u64)
+                .min()
+                .unwrap_or(100),
+            stored_ms: unix_ms(),
+        })
     }
 
     /// Renews this node's leases every second and stores each stream's last MSN; releases a
@@ -206,7 +218,7 @@ impl RedisCluster {
     }
 
     async fn renew(&self, streams: &Streams, name: &str) -> anyhow::Result<()> {
-        if let Some((msn, ds)) = self.last_published(name) {
+        if let Some(last) = self.last_published(name) {
             // Kept for a minute after the last renewal: the window in which a takeover
             // continues from it (later, the wall-clock start of MSNs is above it anyway) and
             // viewers are told the stream is moving.
@@ -214,7 +226,7 @@ impl RedisCluster {
                 .query(
                     redis::cmd("SET")
                         .arg(msn_key(name))
-                        .arg(format!("{msn} {ds}"))
+                        .arg(last.to_string())
                         .arg("EX")
                         .arg(60),
                 )
@@ -256,10 +268,50 @@ impl RedisCluster {
     }
 }
 
-/// The stored `MSN DISCONTINUITY-SEQUENCE` of a stream.
-fn parse_last(v: &str) -> Option<(u64, u64)> {
-    let mut it = v.split_whitespace().map(|x| x.parse::<u64>().ok());
-    Some((it.next()??, it.next().flatten().unwrap_or(0)))
+/// Where a node is in a stream, as stored in Redis at each renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Last {
+    /// The last media sequence number published.
+    msn: u64,
+    /// No segment's discontinuity sequence number is above this.
+    discontinuity_sequence: u64,
+    /// The shortest segment in the window (milliseconds).
+    min_segment_ms: u64,
+    /// When this was stored (Unix milliseconds).
+    stored_ms: u64,
+}
+
+impl std::fmt::Display for Last {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.msn, self.discontinuity_sequence, self.min_segment_ms, self.stored_ms
+        )
+    }
+}
+
+/// The stored `MSN DISCONTINUITY-SEQUENCE MIN-SEGMENT-MS STORED-MS` of a stream.
+fn parse_last(v: &str) -> Option<Last> {
+    let n: Vec<u64> = v
+        .split_whitespace()
+        .map(|x| x.parse::<u64>().ok())
+        .collect::<Option<_>>()?;
+    match n[..] {
+        [msn, discontinuity_sequence, min_segment_ms, stored_ms] => Some(Last {
+            msn,
+            discontinuity_sequence,
+            min_segment_ms,
+            stored_ms,
+        }),
+        _ => None,
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs blocking Redis I/O from synchronous code that may be on a runtime worker.
@@ -394,9 +446,15 @@ mod tests {
 
     #[test]
     fn stored_positions_parse() {
-        assert_eq!(parse_last("17961400079 3"), Some((17961400079, 3)));
-        assert_eq!(parse_last("42"), Some((42, 0)));
-        assert_eq!(parse_last("x 3"), None);
+        let l = Last {
+            msn: 17961400079,
+            discontinuity_sequence: 3,
+            min_segment_ms: 1000,
+            stored_ms: 1796140007900,
+        };
+        assert_eq!(parse_last(&l.to_string()), Some(l));
+        assert_eq!(parse_last("42 1 1000"), None);
+        assert_eq!(parse_last("x 3 1 1"), None);
         assert_eq!(parse_last(""), None);
     }
 }

@@ -54,7 +54,7 @@ pub trait ClusterClaim: Send + Sync {
 /// Where a stream taken over from another node starts (see [`ClusterClaim`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Continuation {
-    /// The lowest first media sequence number.
+    /// The first media sequence number: above every one the other node may have published.
     pub msn: u64,
     /// The first EXT-X-DISCONTINUITY-SEQUENCE.
     pub discontinuity_sequence: u64,
@@ -348,17 +348,19 @@ impl Publication {
             }
         }
         let config = PackagerConfig {
-            first_msn: first_msn(
-                self.streams
-                    .origin
-                    .stream(&self.name)
-                    .and_then(|s| {
-                        let p = s.current()?;
-                        let r = p.snapshot.renditions.first()?;
-                        r.open.as_ref().map(|o| o.msn).or(r.last_msn())
-                    })
-                    .max(self.continues.map(|c| c.msn.saturating_sub(1))),
-            ),
+            first_msn: {
+                let lingering = self.streams.origin.stream(&self.name).and_then(|s| {
+                    let p = s.current()?;
+                    let r = p.snapshot.renditions.first()?;
+                    r.open.as_ref().map(|o| o.msn).or(r.last_msn())
+                });
+                match self.continues {
+                    // Continues another node's stream where it left off (not at the wall
+                    // clock's MSN), so players see the MSNs go on at the usual pace.
+                    Some(c) => c.msn.max(lingering.map_or(0, |l| l + 1)),
+                    None => first_msn(lingering),
+                }
+            },
             first_discontinuity_sequence: self.continues.map_or(0, |c| c.discontinuity_sequence),
             ..self.streams.packager.clone()
         };
