@@ -155,17 +155,26 @@ impl RedisCluster {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         let last: Option<String> = self.query_sync(redis::cmd("GET").arg(msn_key(name)))?;
-        Ok(Ok(last.as_deref().and_then(parse_last).map(|l| {
-            // MSNs go on at about the rate the old node published them, so players that
-            // place segments by MSN and target duration find the new ones where the wall
-            // clock says they are (hls.js does when the playlist jumps).
-            let elapsed_ms = unix_ms().saturating_sub(l.stored_ms);
-            let missed = elapsed_ms.div_ceil(l.min_segment_ms.max(100));
-            Continuation {
-                msn: l.msn + 1 + missed + MSN_MARGIN,
-                discontinuity_sequence: l.discontinuity_sequence + 1,
-            }
-        })))
+        Ok(Ok(last
+            .as_deref()
+            .and_then(parse_last)
+            .map(|l| {
+                // MSNs go on at about the rate the old node published them, so players that
+                // place segments by MSN and target duration find the new ones where the wall
+                // clock says they are (hls.js does when the playlist jumps).
+                let elapsed_ms = unix_ms().saturating_sub(l.stored_ms);
+                let missed = elapsed_ms.div_ceil(l.min_segment_ms.max(100));
+                Continuation {
+                    msn: l.msn.saturating_add(1 + MSN_MARGIN).saturating_add(missed),
+                    discontinuity_sequence: l.discontinuity_sequence.saturating_add(1),
+                }
+            })
+            // Values no stream of ours reaches (a foreign or damaged entry): start as a new
+            // stream (the wall clock's MSN) rather than refuse the publish.
+            .filter(|c| {
+                c.msn <= llhls_packager::MAX_FIRST_MSN
+                    && c.discontinuity_sequence <= llhls_packager::MAX_FIRST_MSN
+            })))
     }
 
     /// Where this node is in stream `name`, if it has it.

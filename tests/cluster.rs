@@ -224,6 +224,25 @@ fn nodes_share_streams_through_redis() {
         "A's stream goes on"
     );
 
+    // A stores where it is in Redis once a second: wait until its playlist has two complete
+    // segments, so it has stored a position with segments (a node that dies in its stream's
+    // first second leaves nothing to continue from: the takeover then starts at the wall
+    // clock's MSN, also above A's, but without the discontinuity sequence checked below).
+    let start = Instant::now();
+    while a
+        .get(&format!("/live/cam/{media}"))
+        .text()
+        .matches("#EXTINF")
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "A's playlist never had two segments"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1100));
     // Everything A served of the stream so far, through B: URI -> bytes.
     let mut seen: HashMap<String, Vec<u8>> = HashMap::new();
     let last = b.get(&format!("/live/cam/{media}")).text();

@@ -106,6 +106,12 @@ impl PackagerConfig {
                 self.first_msn
             )));
         }
+        if self.first_discontinuity_sequence > MAX_FIRST_MSN {
+            return Err(PackagerError::Config(format!(
+                "first_discontinuity_sequence {} is above {MAX_FIRST_MSN}: players parse it as a JavaScript number, and it needs room to count up",
+                self.first_discontinuity_sequence
+            )));
+        }
         let part_secs = self.part_target.as_secs_f64();
         if !(0.05..=2.0).contains(&part_secs) {
             return Err(PackagerError::Config(format!(
@@ -157,6 +163,10 @@ mod tests {
             },
             PackagerConfig {
                 first_msn: 0,
+                ..Default::default()
+            },
+            PackagerConfig {
+                first_discontinuity_sequence: MAX_FIRST_MSN + 1,
                 ..Default::default()
             },
             PackagerConfig {
