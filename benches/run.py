@@ -5,7 +5,7 @@ writes benches/results/<commit>.jsonl.
 
     python3 benches/run.py            # the whole suite (about 15 minutes)
     python3 benches/run.py --quick    # a quick variant (under 5 minutes)
-    python3 benches/run.py --only fanout,objects,package,ingest,latency,micro
+    python3 benches/run.py --only fanout,objects,package,ingest,latency,micro,edges,cluster
     python3 benches/run.py --only players [--players-cells hlsjs-late,shaka-early]
 
 Benchmarks, not tests: nothing here asserts a time, but a run whose requests fail exits
@@ -502,6 +502,236 @@ def whip(args, quick, tmp):
         row("whip", "WHIP stalls", cmd, "-", None, s["stalls"], "count", False, "0")
 
 
+def start_edge(kind, tmp, origin_port):
+    """The shipped edge configuration (player-test/nginx-edge.conf or varnish-edge.vcl) in front
+    of llhls at origin_port, rewritten only for its ports and folders, as player-test/run.mjs
+    does. Returns (Proc, port)."""
+    port = free_port()
+    # Not under tmp: varnishd, run as root, reads its VCL and work folder as its own users, who
+    # cannot enter the bench's private temp folder. The caller removes it (Proc.folder).
+    d = tempfile.mkdtemp(prefix=f"llhls-edge-{kind}-")
+    os.chmod(d, 0o755)
+    if kind == "varnish":
+        vcl = open(os.path.join(ROOT, "player-test/varnish-edge.vcl")).read().replace('.port = "8080";', f'.port = "{origin_port}";')
+        assert f'"{origin_port}"' in vcl, "varnish-edge.vcl no longer has the line this bench rewrites"
+        with open(os.path.join(d, "edge.vcl"), "w") as f:
+            f.write(vcl)
+        p = Proc(["varnishd", "-F", "-a", f"127.0.0.1:{port}", "-f", os.path.join(d, "edge.vcl"), "-n", os.path.join(d, "work"),
+                  "-s", "malloc,256m"], os.path.join(d, "varnish.log"))
+    else:
+        conf = open(os.path.join(ROOT, "player-test/nginx-edge.conf")).read() \
+            .replace("proxy_cache_path /var/cache/llhls ", f"proxy_cache_path {d}/cache ") \
+            .replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{origin_port};") \
+            .replace("listen 80;", f"listen 127.0.0.1:{port};")
+        assert f":{port};" in conf and f":{origin_port};" in conf, "nginx-edge.conf no longer has the lines this bench rewrites"
+        with open(os.path.join(d, "edge.conf"), "w") as f:
+            f.write(conf)
+        user = "user root;\n" if os.getuid() == 0 else ""
+        temps = "".join(f"  {t}_temp_path {d}/{t}_temp;\n" for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(f"{user}worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log warn;\n"
+                    f"events {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n{temps}  include {d}/edge.conf;\n}}\n")
+        p = Proc(["nginx", "-c", os.path.join(d, "nginx.conf"), "-p", d], os.path.join(d, "nginx.log"))
+    p.folder = d
+    return p, port
+
+
+def llhls_viewers(base, n, secs):
+    """n LL-HLS viewers as hls.js behaves at the live edge, without decoding: each holds a
+    blocking playlist request for the preload-hinted part and, in parallel, requests the hinted
+    part itself, then moves on to the next hint. Wake latency: when the playlist answering a
+    blocking request arrived, minus when llhls published it (the `llhls-published-us` header,
+    passed through by the edge; same machine, same clock). Returns (wake samples in ms, errors)."""
+    import gzip
+    import http.client
+    import queue
+    import threading
+    from urllib.parse import urlsplit
+    u = urlsplit(base)
+    wakes, errors = [], []
+    stop_at = time.time() + secs
+    hint_re = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"')
+
+    def get(conn, path):
+        conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
+        r = conn.getresponse()
+        body = r.read()
+        if r.getheader("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return r, body
+
+    def parts(q):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        while True:
+            uri = q.get()
+            if uri is None:
+                return
+            try:
+                r, _ = get(conn, f"{u.path}/{uri}")
+                if r.status != 200:
+                    errors.append(f"part {uri}: {r.status}")
+            except Exception as e:
+                errors.append(f"part {uri}: {e}")
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+
+    def viewer():
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        q = queue.Queue()
+        t = threading.Thread(target=parts, args=(q,), daemon=True)
+        t.start()
+        try:
+            _, body = get(conn, f"{u.path}/media.m3u8")
+            while time.time() < stop_at:
+                hint = hint_re.search(body.decode()).group(1)
+                q.put(hint)
+                msn, part = hint.rsplit("/", 1)[1].split(".")[:2]
+                r, body = get(conn, f"{u.path}/media.m3u8?_HLS_msn={msn}&_HLS_part={part}")
+                now = time.time()
+                if r.status != 200:
+                    errors.append(f"playlist {msn}.{part}: {r.status}")
+                    time.sleep(0.2)
+                    _, body = get(conn, f"{u.path}/media.m3u8")
+                    continue
+                wakes.append((now - int(r.getheader("llhls-published-us")) / 1e6) * 1000)
+        except Exception as e:
+            errors.append(f"viewer: {e}")
+        q.put(None)
+        t.join(35)
+
+    threads = [threading.Thread(target=viewer, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(secs + 40)
+    return wakes, errors
+
+
+def edges(args, quick, tmp):
+    """Issue 17: 20 LL-HLS viewers (llhls_viewers) on the demo stream through the shipped nginx
+    edge and the shipped Varnish edge, alternating, in the same run against one llhls, and the
+    same viewers straight at llhls as the reference: origin requests per published part
+    (blocking playlists + parts reaching llhls, from its /metrics) and wake latency after the
+    part's publication. nginx's proxy_cache_lock wakes the requests waiting for a fetch only
+    every 500 ms; Varnish wakes its waiting list when the origin answers."""
+    missing = [b for b in ("nginx", "varnishd") if not shutil.which(b)]
+    if missing:
+        print(f"  edges: {', '.join(missing)} missing (apt-get install nginx varnish)")
+        return
+    n = 20
+    secs = 10 if quick else 20
+    rounds = 1 if quick else 2
+    p, port, _ = llhls_serve(tmp)
+    origin = f"http://127.0.0.1:{port}"
+    wait_http(f"{origin}/live/demo/media.m3u8")
+    import urllib.request
+
+    def counters():
+        m = urllib.request.urlopen(f"{origin}/metrics").read().decode()
+        req = sum(int(x) for x in re.findall(r'llhls_requests_total\{class="(?:blocking_playlist|part)",status="\d+"\} (\d+)', m))
+        parts = sum(int(x) for x in re.findall(r'llhls_parts_published_total(?:\{[^}]*\})? (\d+)', m))
+        return req, parts
+
+    res = {k: {"wakes": [], "req": 0, "parts": 0, "errors": []} for k in ("direct", "nginx", "varnish")}
+    for _ in range(rounds):
+        for kind in ("direct", "nginx", "varnish"):
+            edge = None
+            base = origin
+            if kind != "direct":
+                edge, eport = start_edge(kind, tmp, port)
+                base = f"http://127.0.0.1:{eport}"
+                wait_http(f"{base}/live/demo/media.m3u8")
+            r0, p0 = counters()
+            wakes, errors = llhls_viewers(f"{base}/live/demo", n, secs)
+            r1, p1 = counters()
+            if edge:
+                edge.stop()
+                shutil.rmtree(edge.folder, ignore_errors=True)
+            res[kind]["wakes"] += wakes
+            res[kind]["req"] += r1 - r0
+            res[kind]["parts"] += p1 - p0
+            res[kind]["errors"] += errors
+            print(f"  {kind}: {len(wakes)} wakes, {r1 - r0} origin requests for {p1 - p0} parts, {len(errors)} errors", flush=True)
+    p.stop()
+
+    def pct(xs, q):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q / 100 * len(xs)))] if xs else None
+
+    cmd = f"python3 benches/run.py --only edges  ({n} LL-HLS viewers, {secs} s per edge, x{rounds} alternating)"
+    d = res["direct"]
+    for kind in ("nginx", "varnish"):
+        e = res[kind]
+        name = {"nginx": "nginx 1.22 (nginx-edge.conf)", "varnish": "Varnish 7.1 (varnish-edge.vcl)"}[kind]
+        row("edges", f"{name}: origin requests per published part", cmd, f"{n} viewers direct",
+            d["req"] / d["parts"] if d["parts"] else None, e["req"] / e["parts"] if e["parts"] else None, "req/part", False, "")
+        for q in (50, 90, 99):
+            row("edges", f"{name}: wake latency after publication p{q}", cmd, f"{n} viewers direct", pct(d["wakes"], q),
+                pct(e["wakes"], q), "ms", False, "")
+        if e["errors"]:
+            ROWS[-1]["note"] = f"{len(e['errors'])} errors, first: {e['errors'][0]}"
+    if any(res[k]["errors"] for k in res):
+        for k in res:
+            if res[k]["errors"]:
+                print(f"  {k} errors: {res[k]['errors'][:5]}", file=sys.stderr)
+        raise SystemExit("edges: viewers saw errors")
+
+
+def cluster(args, quick, tmp):
+    """Issue 17: what proxying between cluster nodes adds. Redis and two llhls nodes
+    (--cluster-redis); ffmpeg publishes one stream (360p30, keyframe every second) to node A;
+    20 LL-HLS viewers (llhls_viewers) read it from A (the owner) and from B (which proxies
+    every request to A), alternating, in the same run. Wake latency after publication as in
+    the edges bench (A's `llhls-published-us`, passed through B)."""
+    if not shutil.which("redis-server"):
+        print("  cluster: redis-server missing (apt-get install redis-server)")
+        return
+    n = 20
+    secs = 10 if quick else 20
+    rounds = 1 if quick else 2
+    rport = free_port()
+    redis = Proc(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                 os.path.join(tmp, "redis.log"))
+    time.sleep(0.5)
+    url = f"redis://127.0.0.1:{rport}"
+    a, a_http, a_rtmp = llhls_serve(tmp, ["--demo", "false", "--cluster-redis", url])
+    b, b_http, _ = llhls_serve(tmp, ["--demo", "false", "--cluster-redis", url])
+    pub = subprocess.Popen(["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+                            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-c:v", "libx264", "-preset", "veryfast",
+                            "-tune", "zerolatency", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+                            "-b:v", "1000k", "-c:a", "aac", "-f", "flv", f"rtmp://127.0.0.1:{a_rtmp}/live/bench"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "ffmpeg.log"), "w"))
+    try:
+        wait_http(f"http://127.0.0.1:{a_http}/live/bench/media.m3u8")
+        wait_http(f"http://127.0.0.1:{b_http}/live/bench/media.m3u8")
+        time.sleep(2)
+        res = {"owner": [], "proxied": []}
+        errs = []
+        for _ in range(rounds):
+            for kind, port in (("owner", a_http), ("proxied", b_http)):
+                wakes, errors = llhls_viewers(f"http://127.0.0.1:{port}/live/bench", n, secs)
+                res[kind] += wakes
+                errs += errors
+                print(f"  {kind}: {len(wakes)} wakes, {len(errors)} errors", flush=True)
+    finally:
+        pub.kill()
+        pub.wait()
+        b.stop()
+        a.stop()
+        redis.stop()
+
+    def pct(xs, q):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q / 100 * len(xs)))] if xs else None
+
+    cmd = f"python3 benches/run.py --only cluster  ({n} LL-HLS viewers, {secs} s per node, x{rounds} alternating)"
+    for q in (50, 90, 99):
+        row("cluster", f"viewer on a non-owner node (proxied): wake latency p{q}", cmd, "viewer on the owner",
+            pct(res["owner"], q), pct(res["proxied"], q), "ms", False, "")
+    if errs:
+        ROWS[-1]["note"] = f"{len(errs)} errors, first: {errs[0]}"
+        raise SystemExit(f"cluster: viewers saw errors: {errs[:5]}")
+
+
 def micro(args, quick, tmp):
     t = "1" if quick else "3"
     out = sh(["cargo", "bench", "-p", "llhls-benches", "--bench", "packager", "--", "--warm-up-time", "1",
@@ -522,7 +752,7 @@ def micro(args, quick, tmp):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="micro,package,objects,ingest,whip,fanout,latency",
+    ap.add_argument("--only", default="micro,package,objects,ingest,whip,fanout,latency,edges,cluster",
                     help="also: players (issue 12's player matrix, about 20 minutes; not in the default set)")
     ap.add_argument("--players-cells", default="", help="with --only players: e.g. hlsjs-late,shaka-early")
     a = ap.parse_args()
@@ -531,7 +761,8 @@ def main():
     print(f"machine: {mach}; commit {commit}", flush=True)
     tmp = tempfile.mkdtemp(prefix="llhls-bench-")
     benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency,
-               "ingest": ingest, "whip": whip, "players": players}
+               "ingest": ingest, "whip": whip, "players": players, "edges": edges,
+               "cluster": cluster}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
         benches[name](a, a.quick, tmp)

@@ -3,7 +3,7 @@
 // nginx edge, and real hls.js players in Debian's headless Chromium. Measures what viewers
 // notice and exits non-zero when playback breaks.
 //
-//   node player-test/run.mjs [--duration 20] [--players 1] [--edge] [--layout muxed|separate]
+//   node player-test/run.mjs [--duration 20] [--players 1] [--edge [nginx|varnish]] [--layout muxed|separate]
 //        [--part-target-ms 200] [--size 640x360] [--bframes] [--break-codecs]
 //        [--llhls target/debug/llhls] [--out player-test/out/NAME] [--name NAME]
 //        [--delay-ms 25]   (a delaying TCP proxy between the players and the server: 25 ms
@@ -47,7 +47,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { launchChromium, servePlayerPages } from './common.mjs';
-import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,6 +62,9 @@ const flag = (name) => args.includes('--' + name);
 let duration = Number(opt('duration', '20'));
 const nPlayers = Number(opt('players', '1'));
 const useEdge = flag('edge');
+// --edge alone is the nginx edge (player-test/nginx-edge.conf); --edge varnish is
+// player-test/varnish-edge.vcl.
+const edgeKind = useEdge && ['nginx', 'varnish'].includes(opt('edge', '')) ? opt('edge', '') : 'nginx';
 const layout = opt('layout', 'muxed');
 const partMs = opt('part-target-ms', '200');
 const publisherKind = opt('publisher', 'rtmp');
@@ -86,7 +89,7 @@ const playbackSecret = opt('playback-secret', '');
 const tokenExpires = (Math.floor(Date.now() / 3600000) + 2) * 3600;
 const tokenSig = playbackSecret ? createHmac('sha256', playbackSecret).update(`test:${tokenExpires}`).digest('hex') : '';
 const streamPath = playbackSecret ? `/live/t/${tokenExpires}-${tokenSig}/test` : '/live/test';
-const name = opt('name', `${playbackSecret ? 'private-' : ''}${playerKind === 'hlsjs' ? '' : playerKind + '-'}${join_ ? join_ + '-' : ''}${stallSecs ? 'stall-' : ''}${useEdge ? 'edge' : 'direct'}-${nPlayers}p-${layout}-${partMs}ms`);
+const name = opt('name', `${playbackSecret ? 'private-' : ''}${playerKind === 'hlsjs' ? '' : playerKind + '-'}${join_ ? join_ + '-' : ''}${stallSecs ? 'stall-' : ''}${useEdge ? (edgeKind === 'varnish' ? 'edge-varnish' : 'edge') : 'direct'}-${nPlayers}p-${layout}-${partMs}ms`);
 const outDir = resolve(opt('out', join(here, 'out', name)));
 const llhlsBin = resolve(opt('llhls', join(root, 'target', 'debug', 'llhls')));
 mkdirSync(outDir, { recursive: true });
@@ -293,10 +296,24 @@ const pdtPoller = (async () => {
   }
 })();
 
-// Optional nginx edge in front of the origin.
+// Optional edge cache in front of the origin: nginx or Varnish.
 let playBase = origin;
-let nginx = null, edgeDir = null;
-if (useEdge) {
+let edgeProc = null, edgeDir = null;
+if (useEdge && edgeKind === 'varnish') {
+  edgeDir = mkdtempSync(join(tmpdir(), 'llhls-edge-'));
+  const edgePort = await freePort();
+  // The shipped VCL with this run's origin port; varnishd in the foreground with its working
+  // directory in the temp folder.
+  const vcl = readFileSync(join(here, 'varnish-edge.vcl'), 'utf8').replace('.port = "8080";', `.port = "${httpPort}";`);
+  if (!vcl.includes(`.port = "${httpPort}";`)) throw new Error('varnish-edge.vcl no longer has the line this harness rewrites');
+  writeFileSync(join(edgeDir, 'llhls-edge.vcl'), vcl);
+  // Run as root, varnishd reads the VCL and its working directory as its own unprivileged users.
+  chmodSync(edgeDir, 0o755);
+  edgeProc = run('varnishd', ['-F', '-a', `127.0.0.1:${edgePort}`, '-f', join(edgeDir, 'llhls-edge.vcl'), '-n', join(edgeDir, 'work'),
+    '-s', 'malloc,256m'], 'varnish.log');
+  playBase = `http://127.0.0.1:${edgePort}`;
+  await waitFor(`${playBase}/live/test/index.m3u8`, 'the Varnish edge');
+} else if (useEdge) {
   edgeDir = mkdtempSync(join(tmpdir(), 'llhls-edge-'));
   const edgePort = await freePort();
   // The shipped conf.d file, with this run's port, origin and cache folder, inside a minimal
@@ -317,7 +334,7 @@ if (useEdge) {
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(t => `  ${t}_temp_path ${edgeDir}/${t}_temp;`),
     `  include ${join(edgeDir, 'llhls-edge.conf')};`, '}', ''].join('\n');
   writeFileSync(join(edgeDir, 'nginx.conf'), conf);
-  nginx = run('nginx', ['-c', join(edgeDir, 'nginx.conf'), '-p', edgeDir], 'nginx.log');
+  edgeProc = run('nginx', ['-c', join(edgeDir, 'nginx.conf'), '-p', edgeDir], 'nginx.log');
   playBase = `http://127.0.0.1:${edgePort}`;
   await waitFor(`${playBase}${streamPath}/index.m3u8`, 'the nginx edge');
 }
@@ -519,7 +536,8 @@ if (playbackSecret) {
   if (server.logText().includes(tokenSig.slice(8))) privateChecks.failures.push('the playback token appears in llhls.log');
 }
 publisher?.kill('SIGINT');
-if (nginx) nginx.kill('SIGQUIT');
+// nginx stops gracefully on SIGQUIT; varnishd's manager on SIGTERM (it stops its child too).
+if (edgeProc) edgeProc.kill(edgeKind === 'varnish' ? 'SIGTERM' : 'SIGQUIT');
 server.kill('SIGTERM');
 await sleep(500);
 if (edgeDir) rmSync(edgeDir, { recursive: true, force: true });
@@ -528,7 +546,7 @@ const pct = (xs, p) => { if (!xs.length) return null; const s = [...xs].sort((a,
 const all = (k) => stats.flatMap(s => s[k]);
 const wall = all('wallLatency'), hl = all('latency');
 const summary = {
-  name, player: playerKind, join: join_ || 'default', joinAfterFirstPlaylistMs, players: nPlayers, edge: useEdge, linkDelayMsEachWay: delayMs, layout, partTargetMs: Number(partMs), durationSecs: duration,
+  name, player: playerKind, join: join_ || 'default', joinAfterFirstPlaylistMs, players: nPlayers, edge: useEdge ? edgeKind : false, linkDelayMsEachWay: delayMs, layout, partTargetMs: Number(partMs), durationSecs: duration,
   firstPlaylistMsAfterPublish: firstPlaylistMs,
   timeToFirstFrameMs: pct(stats.map(s => s.firstFrameMs).filter(x => x !== null), 50),
   wallLatencyP50: pct(wall, 50), wallLatencyP95: pct(wall, 95),

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything llhls needs on Debian 12: FFmpeg (libraries and CLI), clang for the
 # ffmpeg-next bindings, OpenSSL for WebRTC's DTLS (and its CLI for test certificates), nginx
-# for the edge and HTTPS tests, libsrt's srt-live-transmit (a second SRT publisher beside
-# ffmpeg), Chromium and GStreamer's simple-whip-client for the player tests, the npm and PyPI
-# packages the tests use, and the sample media. Idempotent; safe to run again.
+# for the edge and HTTPS tests (its stream module balances RTMP in the cluster test), Varnish
+# for the other edge test, Redis for the cluster test, libsrt's srt-live-transmit (a second SRT
+# publisher beside ffmpeg), Chromium and GStreamer's simple-whip-client for the player tests,
+# the npm and PyPI packages the tests use, and the sample media. Idempotent; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,7 @@ pkgs=(ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswre
       nginx openssl chromium fonts-dejavu-core python3-pip curl ca-certificates systemd
       simple-whip-client gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
       gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-nice
-      srt-tools)
+      srt-tools varnish redis-server libnginx-mod-stream)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: formatting, clippy, unit/scenario/in-process/loopback tests,
-# and the short player runs (hls.js in Chromium, direct and through an nginx edge).
+# and the short player runs (hls.js in Chromium, direct and through nginx and Varnish edges).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -101,13 +101,15 @@ done
 # packaged files with byte ranges (screenshots in player-test/out/nginx-https/).
 node player-test/nginx-https-test.mjs
 
-# Short player runs (about 20 s each): one viewer through the nginx edge (the direct viewer is
+# Short player runs (about 20 s each): one viewer through the nginx edge and one through the
+# Varnish edge (player-test/varnish-edge.vcl as shipped; the direct viewer is
 # the hls.js cell of the player matrix below), a private stream, WHIP
 # publishers (GStreamer's simple-whip-client, live and replaying flash/beep files for lip sync;
 # Chromium's fake camera and microphone; Chromium's synthetic source for glass-to-glass latency
 # and lip sync, also over a link that loses 1% and reorders 3% of its packets), and two
 # negative controls: deliberately broken streams must fail the harness.
 node player-test/run.mjs --duration 20 --edge
+node player-test/run.mjs --duration 20 --edge varnish
 # A private stream (playback tokens) through the edge: two viewers share the token's URLs, the
 # stream without its token answers 403, the token stays out of the log.
 node player-test/run.mjs --duration 15 --edge --players 2 --playback-secret ci-playback-secret-0123 --name private-edge

@@ -166,6 +166,15 @@ pub struct ServeArgs {
     /// 0: no limit [default: 0].
     #[arg(long, env = "LLHLS_WHIP_MAX_SESSIONS_PER_IP")]
     pub whip_max_sessions_per_ip: Option<usize>,
+    /// Redis URL (`redis://10.0.0.2:6379`): run as one node of several sharing streams
+    /// through Redis (publishes claim their stream there; viewer requests for a stream another
+    /// node has are proxied to it) [default: off, a single node].
+    #[arg(long, env = "LLHLS_CLUSTER_REDIS")]
+    pub cluster_redis: Option<String>,
+    /// This node's HTTP address as the other nodes reach it, with --cluster-redis
+    /// (`http://10.0.0.5:8080`) [default: http:// and the HTTP listener's address].
+    #[arg(long, env = "LLHLS_ADVERTISE")]
+    pub advertise: Option<String>,
     /// ABR ladder: transcoded H.264 renditions below the source, e.g. `720p,480p,360p`
     /// (presets 1080p, 720p, 540p, 480p, 360p, 240p), or `off`. Rungs at or above the source's
     /// height are skipped. In TOML also a list of tables `{ name, height, video_kbps, profile }`.
@@ -375,6 +384,10 @@ pub struct Config {
     pub whip_opus_passthrough: bool,
     pub whip_max_sessions: usize,
     pub whip_max_sessions_per_ip: usize,
+    /// Redis URL of the cluster (None: a single node).
+    pub cluster_redis: Option<String>,
+    /// This node's address for the other nodes (None: from the HTTP listener).
+    pub advertise: Option<String>,
     pub whip_transcode_video: bool,
     /// ABR ladder rungs (empty: off).
     pub ladder: Vec<RungSpec>,
@@ -576,6 +589,7 @@ impl Config {
                 addressing,
                 first_msn: 1,
                 delta_updates: pick!(delta_updates, true),
+                first_discontinuity_sequence: 0,
             },
             publish_keys: keys,
             reconnect_grace: Duration::from_secs(pick!(reconnect_grace_secs, 10)),
@@ -599,6 +613,17 @@ impl Config {
             whip_opus_passthrough,
             whip_max_sessions: pick!(whip_max_sessions, 100).max(1),
             whip_max_sessions_per_ip: pick!(whip_max_sessions_per_ip, 0),
+            cluster_redis: args
+                .cluster_redis
+                .clone()
+                .or(file.cluster_redis.clone())
+                .filter(|u| !u.is_empty() && u != "off"),
+            advertise: args
+                .advertise
+                .clone()
+                .or(file.advertise.clone())
+                .map(|a| a.trim_end_matches('/').to_string())
+                .filter(|a| !a.is_empty()),
             whip_transcode_video: pick!(whip_transcode_video, false),
             ladder,
             demo_ladder,

@@ -6,6 +6,7 @@
 //! media file to disk. Every ingest claims a stream name through [`llhls_ingest::streams`], which owns the
 //! reconnect grace period. See the README for use.
 
+mod cluster;
 mod config;
 mod demo;
 mod package;
@@ -346,6 +347,17 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("admin API on at /api/v1/ (bearer token: admin_token)");
     }
     reload_keys_on_sighup(args, streams.clone());
+    if let Some(url) = &config.cluster_redis {
+        let advertise = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{http_host}"));
+        let c = cluster::RedisCluster::connect(url, advertise.clone(), origin.clone()).await?;
+        streams.set_cluster(c.clone());
+        origin.set_cluster(c.clone());
+        c.spawn_renewal(streams.clone());
+        tracing::info!(redis = %url, node = %advertise, "cluster: streams are shared through Redis; requests for another node's stream are proxied to it");
+    }
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
     let mut srt_line = None;
     if let Some(addr) = config.srt {

@@ -292,6 +292,8 @@ pub fn run(script: &Script, domain: Domain) -> u64 {
         },
         first_msn,
         delta_updates: !s.no_delta,
+        // A stream continued from another node starts at a higher discontinuity sequence.
+        first_discontinuity_sequence: u64::from(s.max_td),
     };
     let tracks = track_set(s.video, s.audio, true);
     let Ok(p) = Packager::new(config, tracks) else {

@@ -46,6 +46,24 @@ pub enum PublishError {
     TooManyStreams(String, usize),
 }
 
+/// Admission across several nodes (`--cluster-redis`): asked by [`Streams::claim`] after this
+/// node's own checks pass, while the name is still free here.
+pub trait ClusterClaim: Send + Sync {
+    /// Claims `name` for this node. `Err(Duplicate)` when another live node owns it.
+    /// `Ok(Some(..))`: another node published the stream until recently; a new stream here
+    /// continues above it.
+    fn claim(&self, name: &str) -> Result<Option<Continuation>, PublishError>;
+}
+
+/// Where a stream taken over from another node starts (see [`ClusterClaim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Continuation {
+    /// The first media sequence number: above every one the other node may have published.
+    pub msn: u64,
+    /// The first EXT-X-DISCONTINUITY-SEQUENCE.
+    pub discontinuity_sequence: u64,
+}
+
 /// The registry of publishing sessions.
 pub struct Streams {
     origin: Arc<Origin>,
@@ -63,6 +81,7 @@ pub struct Streams {
     max_publish_kbps: AtomicU64,
     /// Each publisher's stop flag, by stream name ([`Streams::kick`]).
     kicks: Mutex<HashMap<String, Arc<std::sync::atomic::AtomicBool>>>,
+    cluster: std::sync::OnceLock<Arc<dyn ClusterClaim>>,
 }
 
 /// A publisher's bitrate is averaged over windows this long.
@@ -94,6 +113,8 @@ pub struct Publication {
     meter: Option<Mutex<RateMeter>>,
     /// Set by [`Streams::kick`]: the next frame fails, and the stream ends at once.
     kicked: Arc<std::sync::atomic::AtomicBool>,
+    /// Where a new stream starts when it continues another node's (from [`ClusterClaim::claim`]).
+    continues: Option<Continuation>,
 }
 
 /// Where a displaced yielding source sends its stream: to the publisher that took the name.
@@ -166,7 +187,13 @@ impl Streams {
             max_streams: AtomicUsize::new(0),
             max_publish_kbps: AtomicU64::new(0),
             kicks: Mutex::new(HashMap::new()),
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Publishes are also admitted by `cluster` (one node of several). Set once, at startup.
+    pub fn set_cluster(&self, cluster: Arc<dyn ClusterClaim>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// Refuses a publish that would make more than `n` streams (0: no limit). A reconnect
@@ -270,6 +297,7 @@ impl Streams {
             stopped: false,
             publisher: Publisher::Encoder,
             meter: None,
+            continues: None,
         }
     }
 
@@ -288,6 +316,18 @@ impl Streams {
         let max = self.max_streams.load(Ordering::Relaxed);
         if max > 0 && !slots.contains_key(name) && slots.len() >= max {
             return Err(PublishError::TooManyStreams(name.to_string(), max));
+        }
+        // One node of several: the cluster admits the name too, once it is free here (this
+        // node keeps the name while the stream is live here, grace included, so a reconnect
+        // here is admitted).
+        let mut continues = None;
+        if let Some(cluster) = self.cluster.get() {
+            if !matches!(
+                slots.get(name),
+                Some(Slot::Publishing { yield_to: None, .. })
+            ) {
+                continues = cluster.claim(name)?;
+            }
         }
         let mut takeover = None;
         let resumed = match slots.remove(name) {
@@ -316,6 +356,7 @@ impl Streams {
             since: Instant::now(),
             bytes: 0,
         }));
+        p.continues = continues;
         Ok(p)
     }
 
@@ -399,11 +440,20 @@ impl Publication {
             }
         }
         let config = PackagerConfig {
-            first_msn: first_msn(self.streams.origin.stream(&self.name).and_then(|s| {
-                let p = s.current()?;
-                let r = p.snapshot.renditions.first()?;
-                r.open.as_ref().map(|o| o.msn).or(r.last_msn())
-            })),
+            first_msn: {
+                let lingering = self.streams.origin.stream(&self.name).and_then(|s| {
+                    let p = s.current()?;
+                    let r = p.snapshot.renditions.first()?;
+                    r.open.as_ref().map(|o| o.msn).or(r.last_msn())
+                });
+                match self.continues {
+                    // Continues another node's stream where it left off (not at the wall
+                    // clock's MSN), so players see the MSNs go on at the usual pace.
+                    Some(c) => c.msn.max(lingering.map_or(0, |l| l + 1)),
+                    None => first_msn(lingering),
+                }
+            },
+            first_discontinuity_sequence: self.continues.map_or(0, |c| c.discontinuity_sequence),
             ..self.streams.packager.clone()
         };
         let input = self

@@ -23,12 +23,15 @@
 //!   limits, graceful shutdown.
 //! - [`limits`]: per-IP limits on connections and held requests (off unless configured);
 //!   [`token`]: signed, expiring playback tokens for private streams.
+//! - [`cluster`]: several origins behind one name: requests for a stream another node owns
+//!   are proxied to it.
 //! - [`metrics`]: Prometheus counters; [`stats`]: per-stream counters and the `/streams.json`
 //!   summary.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod cluster;
 pub mod dvr;
 pub mod error;
 mod growing;

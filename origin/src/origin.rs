@@ -144,6 +144,8 @@ pub struct Origin {
     options: RwLock<HashMap<String, StreamOptions>>,
     /// Where stream lifecycle events go ([`Origin::set_event_sink`]).
     events: RwLock<Option<EventSink>>,
+    /// Set when this node is one of several (see [`Origin::set_cluster`]).
+    cluster: std::sync::OnceLock<(Arc<dyn crate::cluster::Cluster>, crate::cluster::Proxy)>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -176,7 +178,21 @@ impl Origin {
             instances: std::sync::atomic::AtomicU64::new(0),
             options: RwLock::new(HashMap::new()),
             events: RwLock::new(None),
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes this origin one node of several: viewer requests for a stream another node owns
+    /// are proxied to that node, `/streams.json` lists the cluster's streams with their owners
+    /// and `/metrics` counts proxied requests. Set once, before serving.
+    pub fn set_cluster(&self, cluster: Arc<dyn crate::cluster::Cluster>) {
+        let _ = self.cluster.set((cluster, crate::cluster::Proxy::new()));
+    }
+
+    pub(crate) fn cluster(
+        &self,
+    ) -> Option<&(Arc<dyn crate::cluster::Cluster>, crate::cluster::Proxy)> {
+        self.cluster.get()
     }
 
     /// Serves `body` at `path` (e.g. the player page at `/`).
@@ -532,6 +548,9 @@ impl Origin {
     pub(crate) fn render_metrics(&self) -> String {
         let mut text = self.metrics.render();
         text.push_str(&crate::stats::render(&self.live_streams()));
+        if let Some((_, proxy)) = self.cluster() {
+            text.push_str(&proxy.stats.render());
+        }
         for f in self
             .extra_metrics
             .read()

@@ -58,6 +58,18 @@ pub enum RecordingFile<'a> {
     Object(ObjectKey),
 }
 
+impl Route<'_> {
+    /// The live stream a request is for (its playlists and objects), if any.
+    pub fn stream(&self) -> Option<&str> {
+        match self {
+            Route::Multivariant { stream }
+            | Route::Media { stream, .. }
+            | Route::Object { stream, .. } => Some(stream),
+            _ => None,
+        }
+    }
+}
+
 /// One path segment we accept: short, no leading dot, only `[A-Za-z0-9._-]`.
 fn valid_segment(s: &str) -> bool {
     !s.is_empty()

@@ -114,6 +114,62 @@ where
         return resp;
     }
     let (tail, token) = token::split(&path);
+    // A stream another node of the cluster owns: its owner answers (never for a request that
+    // was itself forwarded, so nodes cannot bounce one between them). A stream between owners
+    // (its node died, its publisher not yet back on another node), or whose owner does not
+    // answer, is waited for, up to MOVE_WAIT: players give up on errors sooner than a
+    // takeover takes.
+    if let Some((cluster, proxy)) = origin.cluster() {
+        let forwarded = req.headers().contains_key(crate::cluster::PROXIED_HEADER);
+        {
+            if let Some(stream) = route::parse(&tail).stream() {
+                let deadline = tokio::time::Instant::now() + crate::cluster::MOVE_WAIT;
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or(&path)
+                    .to_string();
+                loop {
+                    let late = tokio::time::Instant::now() >= deadline;
+                    let owner = if forwarded {
+                        None
+                    } else {
+                        cluster.owner(stream).await
+                    };
+                    if let Some(owner) = owner {
+                        let fwd = proxy
+                            .forward(&owner, cluster.advertise(), &method, &pq, req.headers())
+                            .await;
+                        let resp = match fwd {
+                            Ok(r) => Some(r),
+                            Err(_) if late => Some(proxy.failed()),
+                            Err(_) => None,
+                        };
+                        if let Some(mut resp) = resp {
+                            add_cors(resp.headers_mut());
+                            return resp;
+                        }
+                    } else {
+                        // Here with a playlist, or nowhere and not moving: answered here. (A
+                        // forwarded request is answered here in any case, after waiting for a
+                        // takeover here to publish its first playlist.)
+                        let here = origin.stream(stream).is_some_and(|s| s.current().is_some());
+                        if here || !cluster.moving(stream).await {
+                            break;
+                        }
+                        if late {
+                            let mut resp = proxy.moving();
+                            add_cors(resp.headers_mut());
+                            origin.metrics.request(Class::Other, resp.status().as_u16());
+                            return resp;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
     let head = Head {
         gzip: accepts_gzip(&req),
         range: req.headers().get(header::RANGE).cloned(),
@@ -191,11 +247,26 @@ async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head<'_>) 
             "no-store",
         ),
         Route::StreamList => {
-            let streams: Vec<String> = origin.stream_summaries().iter().map(|s| s.json()).collect();
+            let body = match origin.cluster() {
+                Some((cluster, _)) => {
+                    let local: Vec<(String, String)> = origin
+                        .stream_summaries()
+                        .iter()
+                        .map(|s| (s.name.clone(), s.json()))
+                        .collect();
+                    let all = cluster.streams().await;
+                    crate::cluster::stream_list(&local, cluster.advertise(), &all)
+                }
+                None => {
+                    let streams: Vec<String> =
+                        origin.stream_summaries().iter().map(|s| s.json()).collect();
+                    format!("[{}]", streams.join(","))
+                }
+            };
             text_reply(
                 Class::Other,
                 "application/json",
-                Bytes::from(format!("[{}]", streams.join(","))),
+                Bytes::from(body),
                 "no-store",
             )
         }

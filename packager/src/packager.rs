@@ -105,8 +105,12 @@ impl Packager {
             .iter()
             .position(|track| track.cfg.kind() == TrackKind::Audio);
         let first_msn = config.first_msn;
-        let rendition =
-            |name: &str, kind, tracks: Vec<usize>| Rendition::new(name, kind, tracks, first_msn);
+        let first_ds = config.first_discontinuity_sequence;
+        let rendition = |name: &str, kind, tracks: Vec<usize>| {
+            let mut r = Rendition::new(name, kind, tracks, first_msn);
+            r.discontinuity_sequence = first_ds;
+            r
+        };
         match (video_idx, audio_idx, config.layout) {
             (Some(v), Some(a), Layout::Muxed) => {
                 renditions.push(rendition("media", RenditionKind::Muxed, vec![v, a]))

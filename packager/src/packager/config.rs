@@ -53,6 +53,10 @@ pub struct PackagerConfig {
     pub first_msn: u64,
     /// Offer delta updates (CAN-SKIP-UNTIL = 6 × TD).
     pub delta_updates: bool,
+    /// First EXT-X-DISCONTINUITY-SEQUENCE (0 for a new stream). A stream that continues
+    /// another one's URIs elsewhere (a cluster takeover) starts above the old one's, so players
+    /// see a discontinuity and re-map timestamps instead of appending over old media.
+    pub first_discontinuity_sequence: u64,
 }
 
 impl Default for PackagerConfig {
@@ -67,6 +71,7 @@ impl Default for PackagerConfig {
             addressing: Addressing::Files,
             first_msn: 1,
             delta_updates: true,
+            first_discontinuity_sequence: 0,
         }
     }
 }
@@ -99,6 +104,12 @@ impl PackagerConfig {
             return Err(PackagerError::Config(format!(
                 "first_msn {} is above {MAX_FIRST_MSN}: players parse MSNs as JavaScript numbers (exact up to 2^53), and the stream needs room to count up",
                 self.first_msn
+            )));
+        }
+        if self.first_discontinuity_sequence > MAX_FIRST_MSN {
+            return Err(PackagerError::Config(format!(
+                "first_discontinuity_sequence {} is above {MAX_FIRST_MSN}: players parse it as a JavaScript number, and it needs room to count up",
+                self.first_discontinuity_sequence
             )));
         }
         let part_secs = self.part_target.as_secs_f64();
@@ -152,6 +163,10 @@ mod tests {
             },
             PackagerConfig {
                 first_msn: 0,
+                ..Default::default()
+            },
+            PackagerConfig {
+                first_discontinuity_sequence: MAX_FIRST_MSN + 1,
                 ..Default::default()
             },
             PackagerConfig {

@@ -1,0 +1,294 @@
+#!/usr/bin/env node
+// Issue 17's acceptance: several origins behind one name. Redis, three `llhls serve` nodes
+// (--cluster-redis) on loopback ports, an nginx load balancer in front of their HTTP and RTMP
+// ports (http upstream + stream module), and the shipped Varnish edge
+// (player-test/varnish-edge.vcl) in front of the balancer. Six ffmpeg publishers go through the
+// balancer (round robin spreads them over the nodes); one hls.js viewer per stream plays
+// through the edge. Then the node with the most streams is killed, its publishers reconnect
+// through the balancer (retried until the dead node's claims expire), and:
+//   - before the kill every viewer played with 0 stalls and no fatal error;
+//   - every stream of the dead node is back (a playlist through the edge with new media
+//     sequence numbers) within 5 s of its publisher's accepted reconnect;
+//   - no URI is served with other bytes than before (the new MSNs are above the old ones);
+//   - every viewer plays again afterwards (its playback position moves on), no fatal error;
+//   - no stream is lost (all six listed in /streams.json with a living owner).
+//   node player-test/cluster-test.mjs [--duration 20] [--streams 6] [--llhls target/debug/llhls] [--player-debug]
+import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages } from './common.mjs';
+import { spawn } from 'node:child_process';
+import { writeFileSync, readFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { here } from './common.mjs';
+
+const duration = Number(opt('duration', '20'));
+const nStreams = Number(opt('streams', '6'));
+const outDir = outDirNamed('cluster');
+const work = mkdtempSync(join(tmpdir(), 'llhls-cluster-'));
+chmodSync(work, 0o755); // varnishd, run as root, reads its VCL and work folder as its own users
+const children = [];
+function run(name, cmd, argv) {
+  const log = [];
+  const c = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  c.stdout.on('data', d => log.push(d)); c.stderr.on('data', d => log.push(d));
+  c.logText = () => Buffer.concat(log).toString();
+  c.on('exit', () => { try { writeFileSync(join(outDir, `${name}.log`), Buffer.concat(log)); } catch {} });
+  c.on('error', () => {});
+  children.push(c);
+  return c;
+}
+const failures = [];
+let browser = null, pageServer = null;
+async function finish() {
+  try { if (browser) await browser.close(); } catch {}
+  try { pageServer?.close(); } catch {}
+  for (const c of children) { try { c.kill('SIGKILL'); } catch {} }
+  await sleep(300);
+  rmSync(work, { recursive: true, force: true });
+  writeFileSync(join(outDir, 'report.json'), JSON.stringify(report, null, 2));
+  console.log(`${failures.length ? 'FAIL' : 'PASS'} cluster: ${JSON.stringify(report.summary)} -> ${join(outDir, 'report.json')}`);
+  for (const f of failures) console.log('  ' + f);
+  process.exit(failures.length ? 1 : 0);
+}
+process.on('SIGINT', () => { failures.push('interrupted'); finish(); });
+setTimeout(() => { failures.push('timed out after 300 s'); finish(); }, 300000).unref();
+const report = { summary: {} };
+
+async function waitOk(url, what, ms = 30000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    try { const r = await fetch(url); if (r.ok) return; } catch {}
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what} (${url})`);
+}
+
+// Redis and three nodes.
+const redisPort = await freePort();
+run('redis', 'redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+await sleep(500);
+const nodes = [];
+for (let i = 0; i < 3; i++) {
+  const http = await freePort(), rtmp = await freePort();
+  const proc = run(`llhls-${i}`, llhlsBin, ['serve', '--http', `127.0.0.1:${http}`, '--rtmp', `127.0.0.1:${rtmp}`,
+    '--whip-udp', 'off', '--demo', 'false', '--cluster-redis', `redis://127.0.0.1:${redisPort}`]);
+  nodes.push({ i, http, rtmp, proc, base: `http://127.0.0.1:${http}`, alive: true });
+}
+for (const n of nodes) await waitOk(`${n.base}/healthz`, `node ${n.i}`);
+
+// The balancer: HTTP round robin with keep-alive and long reads (held requests), RTMP round
+// robin over TCP; a dead node is skipped (connect refused: next upstream).
+const lbHttp = await freePort(), lbRtmp = await freePort();
+const user = process.getuid && process.getuid() === 0 ? 'user root;\n' : '';
+writeFileSync(join(work, 'lb.conf'), `${user}load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1; daemon off; pid ${work}/lb.pid; error_log ${work}/lb-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(t => `  ${t}_temp_path ${work}/${t}_temp;`).join('\n')}
+  upstream llhls { ${nodes.map(n => `server 127.0.0.1:${n.http} max_fails=1 fail_timeout=5s;`).join(' ')} keepalive 64; }
+  server {
+    listen 127.0.0.1:${lbHttp};
+    location / {
+      proxy_pass http://llhls; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_read_timeout 30s; proxy_connect_timeout 1s; proxy_buffering off;
+      proxy_next_upstream error timeout;
+    }
+  }
+}
+stream {
+  upstream rtmp { ${nodes.map(n => `server 127.0.0.1:${n.rtmp} max_fails=1 fail_timeout=5s;`).join(' ')} }
+  server { listen 127.0.0.1:${lbRtmp}; proxy_pass rtmp; proxy_connect_timeout 1s; }
+}
+`);
+run('nginx-lb', 'nginx', ['-c', join(work, 'lb.conf'), '-p', work]);
+const lb = `http://127.0.0.1:${lbHttp}`;
+await waitOk(`${lb}/healthz`, 'the nginx balancer');
+
+// The shipped Varnish edge in front of the balancer.
+const edgePort = await freePort();
+const vcl = readFileSync(join(here, 'varnish-edge.vcl'), 'utf8').replace('.port = "8080";', `.port = "${lbHttp}";`);
+if (!vcl.includes(`"${lbHttp}"`)) throw new Error('varnish-edge.vcl no longer has the line this test rewrites');
+writeFileSync(join(work, 'edge.vcl'), vcl);
+run('varnish', 'varnishd', ['-F', '-a', `127.0.0.1:${edgePort}`, '-f', join(work, 'edge.vcl'), '-n', join(work, 'varnish'), '-s', 'malloc,256m']);
+const edge = `http://127.0.0.1:${edgePort}`;
+await waitOk(`${edge}/healthz`, 'the Varnish edge');
+
+// Publishers through the balancer.
+const names = Array.from({ length: nStreams }, (_, k) => `s${k}`);
+const publishers = {};
+function publish(name) {
+  const c = run(`ffmpeg-${name}-${Date.now()}`, 'ffmpeg', ['-nostdin', '-hide_banner', '-v', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=30',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency',
+    '-g', '30', '-keyint_min', '30', '-sc_threshold', '0', '-pix_fmt', 'yuv420p', '-b:v', '300k', '-c:a', 'aac', '-b:a', '64k',
+    '-f', 'flv', `rtmp://127.0.0.1:${lbRtmp}/live/${name}`]);
+  publishers[name] = c;
+  return c;
+}
+for (const name of names) { publish(name); await sleep(200); }
+for (const name of names) await waitOk(`${edge}/live/${name}/index.m3u8`, `stream ${name} through the edge`);
+
+async function owners() {
+  const n = nodes.find(x => x.alive);
+  const list = await (await fetch(`${n.base}/streams.json`)).json();
+  return Object.fromEntries(list.map(s => [s.name, s.owner]));
+}
+const ownersBefore = await owners();
+report.ownersBefore = ownersBefore;
+const perNode = nodes.map(n => names.filter(s => ownersBefore[s] === n.base).length);
+if (names.some(s => !ownersBefore[s])) failures.push(`streams without an owner: ${JSON.stringify(ownersBefore)}`);
+if (perNode.filter(c => c > 0).length < 2) failures.push(`the balancer did not spread the publishers: ${perNode}`);
+
+// Media playlist URL of a stream, and its published object URIs.
+const mediaUrl = async (base, name) => {
+  const mv = await (await fetch(`${base}/live/${name}/index.m3u8`)).text();
+  return `${base}/live/${name}/${mv.split('\n').find(l => l.endsWith('.m3u8') && !l.startsWith('#'))}`;
+};
+const objectUris = (pl) => pl.split('\n').filter(l => !l.startsWith('#EXT-X-PRELOAD-HINT') && !l.startsWith('#EXT-X-RENDITION'))
+  .flatMap(l => l.startsWith('#') ? [...l.matchAll(/URI="([^"]+)"/g)].map(m => m[1]) : (l ? [l] : []));
+const msnOf = (u) => Number((u.match(/(?:init-)?(\d+)(?:\.\d+)?\.(?:m4s|mp4)$/) || [])[1]);
+
+// Viewers: one hls.js per stream, each in its own browser context, through the edge.
+const pages = await servePlayerPages();
+pageServer = pages.server;
+browser = await launchChromium();
+const viewers = [];
+for (const name of names) {
+  const ctx = await browser.newContext({ viewport: { width: 400, height: 240 } });
+  const p = await ctx.newPage();
+  const errors = [];
+  p.on('pageerror', e => errors.push(String(e)));
+  // What the player asked the edge for and got, for the report (the last 200).
+  const requests = [];
+  p.on('requestfinished', async r => {
+    if (!r.url().startsWith(edge)) return;
+    const resp = await r.response().catch(() => null);
+    requests.push({ t: Date.now(), url: r.url().slice(edge.length), status: resp ? resp.status() : null });
+    if (requests.length > 200) requests.shift();
+  });
+  p.on('requestfailed', r => { if (r.url().startsWith(edge)) requests.push({ t: Date.now(), url: r.url().slice(edge.length), failed: r.failure()?.errorText }); });
+  // --player-debug: hls.js's own log (debug: true) in player-console-NAME.log.
+  const consoleLines = [];
+  if (flag('player-debug')) p.on('console', m => { consoleLines.push(`${Date.now()} ${m.type()} ${m.text()}`); if (consoleLines.length > 20000) consoleLines.shift(); });
+  p.consoleLines = consoleLines;
+  await p.goto(`http://127.0.0.1:${pages.port}/?n=1&player=hlsjs${flag('player-debug') ? '&debug=1' : ''}&src=${encodeURIComponent(`${edge}/live/${name}/index.m3u8`)}`);
+  viewers.push({ name, page: p, errors, requests });
+}
+const stats = async () => Promise.all(viewers.map(async v => ({ name: v.name, ...(await v.page.evaluate(() => window.__stats()))[0] })));
+await sleep(duration * 1000);
+const before = await stats();
+report.before = before.map(s => ({ name: s.name, stalls: s.stalls, fatal: s.fatal, firstFrameMs: s.firstFrameMs, wallLatencyP50: s.wallLatency.sort((a, b) => a - b)[Math.floor(s.wallLatency.length / 2)],
+  errors: s.errors.slice(-5).map(e => `${e.details}${e.fatal ? ' (fatal)' : ''} ${e.reason || ''} ${e.url || ''}`) }));
+for (const s of before) {
+  if (s.firstFrameMs === null) failures.push(`viewer ${s.name}: never started before the kill`);
+  if (s.stalls > 0) failures.push(`viewer ${s.name}: ${s.stalls} stall(s) before the kill`);
+  if (s.fatal) failures.push(`viewer ${s.name}: fatal ${s.fatal} before the kill`);
+}
+
+// What was served so far, straight from the balancer (not the edge's cache): URI -> sha256.
+const seen = {};
+const oldMax = {};
+for (const name of names) {
+  const url = await mediaUrl(lb, name);
+  const pl = await (await fetch(url)).text();
+  seen[name] = {};
+  for (const u of objectUris(pl)) {
+    const r = await fetch(new URL(u, url));
+    if (r.ok) seen[name][u] = createHash('sha256').update(Buffer.from(await r.arrayBuffer())).digest('hex');
+  }
+  oldMax[name] = Math.max(...Object.keys(seen[name]).map(msnOf));
+}
+
+// Kill the node with the most streams; its publishers reconnect through the balancer.
+const victim = nodes.reduce((a, b) => (perNode[b.i] > perNode[a.i] ? b : a));
+const moved = names.filter(s => ownersBefore[s] === victim.base);
+victim.proc.kill('SIGKILL');
+victim.alive = false;
+const killedAt = Date.now();
+report.killed = { node: victim.base, streams: moved };
+const recovery = {};
+await Promise.all(moved.map(async name => {
+  try { publishers[name].kill('SIGKILL'); } catch {}
+  // Reconnect at once and every 500 ms while refused (the dead node's claim lasts up to 3 s).
+  let pub = null, acceptedAt = null, attempts = 0;
+  while (Date.now() - killedAt < 60000) {
+    attempts++;
+    const c = publish(name);
+    const t = Date.now();
+    const exited = await Promise.race([new Promise(r => c.on('exit', () => r(true))), sleep(1500).then(() => false)]);
+    if (!exited) { pub = c; acceptedAt = t; break; }
+    await sleep(500);
+  }
+  if (!pub) { recovery[name] = { attempts, back: false }; return; }
+  // Back: the playlist through the edge lists objects above the old MSNs.
+  let backAt = null;
+  while (Date.now() - acceptedAt < 30000 && backAt === null) {
+    try {
+      const url = await mediaUrl(edge, name);
+      const pl = await (await fetch(url)).text();
+      const us = objectUris(pl);
+      if (us.length && us.some(u => msnOf(u) > oldMax[name])) backAt = Date.now();
+    } catch {}
+    if (backAt === null) await sleep(100);
+  }
+  recovery[name] = { attempts, reconnectAfterKillMs: acceptedAt - killedAt,
+    backAfterReconnectMs: backAt === null ? null : backAt - acceptedAt, backAfterKillMs: backAt === null ? null : backAt - killedAt };
+}));
+report.recovery = recovery;
+for (const name of moved) {
+  const r = recovery[name];
+  if (r.backAfterReconnectMs === null || r.backAfterReconnectMs === undefined) failures.push(`stream ${name}: not back after its publisher's reconnect (${JSON.stringify(r)})`);
+  else if (r.backAfterReconnectMs > 5000) failures.push(`stream ${name}: back ${r.backAfterReconnectMs} ms after its publisher's reconnect (> 5 s)`);
+}
+
+// No URI reused with other bytes; new MSNs above the old ones.
+let compared = 0;
+for (const name of names) {
+  const url = await mediaUrl(lb, name);
+  const pl = await (await fetch(url)).text();
+  for (const u of objectUris(pl)) {
+    if (!(u in seen[name])) continue;
+    const r = await fetch(new URL(u, url));
+    const h = createHash('sha256').update(Buffer.from(await r.arrayBuffer())).digest('hex');
+    compared++;
+    if (!r.ok || h !== seen[name][u]) failures.push(`stream ${name}: ${u} served again with other bytes (status ${r.status})`);
+  }
+  if (moved.includes(name)) {
+    const low = Math.min(...objectUris(pl).map(msnOf));
+    if (!(low > oldMax[name])) failures.push(`stream ${name}: after the takeover the playlist starts at MSN ${low}, not above ${oldMax[name]}`);
+  }
+}
+report.urisComparedAgain = compared;
+
+// Viewers recover: after every stream is back, each playback position moves on.
+await sleep(Math.max(10, duration / 2) * 1000);
+const mid = await stats();
+await sleep(5000);
+const after = await stats();
+report.after = after.map((s, k) => ({ name: s.name, stalls: s.stalls, fatal: s.fatal, movedSecs: Number((s.currentTime - mid[k].currentTime).toFixed(2)),
+  errors: s.errors.slice(-5).map(e => `${e.details}${e.fatal ? ' (fatal)' : ''} ${e.reason || ''} ${e.url || ''}`) }));
+for (const s of report.after) {
+  if (s.fatal) failures.push(`viewer ${s.name}: fatal ${s.fatal} after the kill`);
+  if (!(s.movedSecs > 2)) failures.push(`viewer ${s.name}: not playing after the takeover (moved ${s.movedSecs} s in 5 s)`);
+}
+for (const v of viewers) if (v.errors.length) failures.push(`viewer ${v.name}: page errors ${v.errors.join('; ')}`);
+for (const v of viewers) if (v.page.consoleLines.length) writeFileSync(join(outDir, `player-console-${v.name}.log`), v.page.consoleLines.map(l => l.replace(/^(\d+)/, (_, t) => String(Number(t) - killedAt))).join('\n'));
+report.requestsAfterKill = Object.fromEntries(viewers.filter(v => moved.includes(v.name))
+  .map(v => [v.name, v.requests.filter(r => r.t >= killedAt - 2000).map(r => ({ ...r, t: r.t - killedAt }))]));
+
+// No stream lost.
+const ownersAfter = await owners();
+report.ownersAfter = ownersAfter;
+for (const name of names) {
+  if (!ownersAfter[name] || ownersAfter[name] === victim.base) failures.push(`stream ${name}: lost (owner after: ${ownersAfter[name]})`);
+}
+report.summary = {
+  streams: nStreams, perNodeBefore: perNode, killed: victim.base, moved: moved.length,
+  stallsBeforeKill: before.reduce((a, s) => a + s.stalls, 0),
+  backAfterReconnectMsMax: Math.max(...moved.map(n => recovery[n].backAfterReconnectMs ?? Infinity)),
+  backAfterKillMsMax: Math.max(...moved.map(n => recovery[n].backAfterKillMs ?? Infinity)),
+  reconnectAttempts: moved.map(n => recovery[n].attempts),
+  viewersPlayingAfter: report.after.filter(s => s.movedSecs > 2).length,
+  urisComparedAgain: compared,
+};
+await finish();

@@ -1,0 +1,469 @@
+//! Several llhls nodes behind one name (`--cluster-redis`): who owns which stream lives in
+//! Redis. The node a publisher reaches claims `live/NAME` with a lease (`SET NX PX`) and renews
+//! it every second while the stream is live there (its reconnect grace included); a publish of
+//! a name another node holds is refused like a duplicate. A node that dies stops renewing: its
+//! leases expire within [`LEASE`] and the publisher's reconnect, to any node, takes the stream
+//! over. Each renewal also stores the stream's last media sequence number, and a takeover
+//! starts above it (plus what the old node may have published since), so no URI is ever
+//! reused with other bytes. Viewer requests for a stream another node owns are proxied to it
+//! (`llhls_origin::cluster`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use llhls_ingest::streams::{ClusterClaim, Continuation, PublishError, Streams};
+use llhls_origin::cluster::{BoxFuture, Cluster};
+use llhls_origin::Origin;
+
+/// How long a node's claim on a stream lasts without a renewal.
+pub const LEASE: Duration = Duration::from_secs(3);
+/// How often the node renews its claims.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// A takeover starts above the last MSN stored by as many segments as the old node could have
+/// published since it stored it (the time since, over its shortest segment in the window),
+/// plus this many.
+const MSN_MARGIN: u64 = 2;
+/// Redis round trips that take longer fail (a publish is then refused, a lookup answered here).
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a looked-up owner is trusted before asking Redis again; nobody-owns-it answers
+/// are kept shorter, so a stream that starts elsewhere is found quickly.
+const OWNER_TTL: Duration = Duration::from_millis(1000);
+const NO_OWNER_TTL: Duration = Duration::from_millis(250);
+
+fn owner_key(name: &str) -> String {
+    format!("llhls:owner:live/{name}")
+}
+
+fn msn_key(name: &str) -> String {
+    format!("llhls:msn:live/{name}")
+}
+
+/// Renews the lease when it is ours, takes it again when it expired: 1 = ours, 0 = another
+/// node's.
+const RENEW: &str = "local v = redis.call('GET', KEYS[1]) \
+    if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end \
+    if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+    return 0";
+/// Deletes the lease only when it is still ours.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('DEL', KEYS[1]) end return 0";
+
+/// This node's view of the cluster.
+pub struct RedisCluster {
+    client: redis::Client,
+    advertise: String,
+    origin: Arc<Origin>,
+    /// Streams this node holds a lease for.
+    owned: Mutex<HashSet<String>>,
+    /// Owners looked up recently (for proxying).
+    owners: Mutex<HashMap<String, (Option<String>, Instant)>>,
+    /// For claims, which come from synchronous code.
+    sync: Mutex<Option<redis::Connection>>,
+    aio: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+}
+
+impl RedisCluster {
+    /// Connects to Redis at `url` (checked now: a node that cannot reach it does not start).
+    pub async fn connect(
+        url: &str,
+        advertise: String,
+        origin: Arc<Origin>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(url).with_context(|| format!("cluster_redis {url}"))?;
+        let c = Arc::new(RedisCluster {
+            client,
+            advertise,
+            origin,
+            owned: Mutex::new(HashSet::new()),
+            owners: Mutex::new(HashMap::new()),
+            sync: Mutex::new(None),
+            aio: tokio::sync::Mutex::new(None),
+        });
+        let _: String = c
+            .query(&redis::cmd("PING"))
+            .await
+            .with_context(|| format!("cannot reach Redis at {url} (cluster_redis)"))?;
+        Ok(c)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> anyhow::Result<T> {
+        let mut slot = self.aio.lock().await;
+        if slot.is_none() {
+            let con = tokio::time::timeout(
+                REDIS_TIMEOUT,
+                self.client.get_multiplexed_async_connection(),
+            )
+            .await
+            .context("connecting to Redis timed out")??;
+            *slot = Some(con);
+        }
+        let mut con = slot.clone().context("no connection")?;
+        drop(slot);
+        match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut con)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                *self.aio.lock().await = None;
+                Err(e.into())
+            }
+            Err(_) => {
+                *self.aio.lock().await = None;
+                anyhow::bail!("Redis did not answer within {REDIS_TIMEOUT:?}")
+            }
+        }
+    }
+
+    fn query_sync<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> anyhow::Result<T> {
+        let mut slot = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let con = self.client.get_connection_with_timeout(REDIS_TIMEOUT)?;
+            con.set_read_timeout(Some(REDIS_TIMEOUT))?;
+            con.set_write_timeout(Some(REDIS_TIMEOUT))?;
+            *slot = Some(con);
+        }
+        let con = slot.as_mut().context("no connection")?;
+        let r = cmd.query::<T>(con);
+        if r.is_err() {
+            *slot = None;
+        }
+        Ok(r?)
+    }
+
+    /// Claims `name`: Ok(where to continue) when this node now owns it, Err(owner) when
+    /// another node does.
+    fn try_claim(&self, name: &str) -> anyhow::Result<Result<Option<Continuation>, String>> {
+        let lease_ms = LEASE.as_millis() as u64;
+        let ours: i64 = self.query_sync(
+            redis::cmd("EVAL")
+                .arg(RENEW)
+                .arg(1)
+                .arg(owner_key(name))
+                .arg(&self.advertise)
+                .arg(lease_ms),
+        )?;
+        if ours != 1 {
+            let owner: Option<String> = self.query_sync(redis::cmd("GET").arg(owner_key(name)))?;
+            return Ok(Err(owner.unwrap_or_default()));
+        }
+        self.owned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+        self.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let last: Option<String> = self.query_sync(redis::cmd("GET").arg(msn_key(name)))?;
+        Ok(Ok(last
+            .as_deref()
+            .and_then(parse_last)
+            .map(|l| {
+                // MSNs go on at about the rate the old node published them, so players that
+                // place segments by MSN and target duration find the new ones where the wall
+                // clock says they are (hls.js does when the playlist jumps).
+                let elapsed_ms = unix_ms().saturating_sub(l.stored_ms);
+                let missed = elapsed_ms.div_ceil(l.min_segment_ms.max(100));
+                Continuation {
+                    msn: l.msn.saturating_add(1 + MSN_MARGIN).saturating_add(missed),
+                    discontinuity_sequence: l.discontinuity_sequence.saturating_add(1),
+                }
+            })
+            // Values no stream of ours reaches (a foreign or damaged entry): start as a new
+            // stream (the wall clock's MSN) rather than refuse the publish.
+            .filter(|c| {
+                c.msn <= llhls_packager::MAX_FIRST_MSN
+                    && c.discontinuity_sequence <= llhls_packager::MAX_FIRST_MSN
+            })))
+    }
+
+    /// Where this node is in stream `name`, if it has it.
+    fn last_published(&self, name: &str) -> Option<Last> {
+        let s = self.origin.stream(name)?;
+        let p = s.current()?;
+        let r = p.snapshot.renditions.first()?;
+        let msn = r.open.as_ref().map(|o| o.msn).or(r.last_msn())?;
+        let renditions = &p.snapshot.renditions;
+        Some(Last {
+            msn,
+            // Every segment in the window may start a discontinuity: an upper bound.
+            discontinuity_sequence: renditions
+                .iter()
+                .map(|r| r.discontinuity_sequence + r.segments.len() as u64 + 1)
+                .max()?,
+            min_segment_ms: renditions
+                .iter()
+                .flat_map(|r| r.segments.iter())
+                .map(|s| (s.duration * 1000.0) as u64)
+                .min()
+                .unwrap_or(100),
+            stored_ms: unix_ms(),
+        })
+    }
+
+    /// Renews this node's leases every second and stores each stream's last MSN; releases a
+    /// lease once its stream has ended here.
+    pub fn spawn_renewal(self: &Arc<Self>, streams: Arc<Streams>) {
+        let c = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RENEW_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let names: Vec<String> = c
+                    .owned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                for name in names {
+                    if let Err(e) = c.renew(&streams, &name).await {
+                        tracing::warn!(stream = %name, "cluster: renewing the claim failed: {e:#}");
+                    }
+                }
+            }
+        });
+    }
+
+    async fn renew(&self, streams: &Streams, name: &str) -> anyhow::Result<()> {
+        if let Some(last) = self.last_published(name) {
+            // Kept for a minute after the last renewal: the window in which a takeover
+            // continues from it (later, the wall-clock start of MSNs is above it anyway) and
+            // viewers are told the stream is moving.
+            let _: () = self
+                .query(
+                    redis::cmd("SET")
+                        .arg(msn_key(name))
+                        .arg(last.to_string())
+                        .arg("EX")
+                        .arg(60),
+                )
+                .await?;
+        }
+        if !streams.is_claimed(name) {
+            // The stream ended here: give the name back at once (it is not moving anywhere).
+            let _: i64 = self.query(redis::cmd("DEL").arg(msn_key(name))).await?;
+            let _: i64 = self
+                .query(
+                    redis::cmd("EVAL")
+                        .arg(RELEASE)
+                        .arg(1)
+                        .arg(owner_key(name))
+                        .arg(&self.advertise),
+                )
+                .await?;
+            self.owned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(name);
+            tracing::info!(stream = %name, "cluster: stream ended here, claim released");
+            return Ok(());
+        }
+        let ours: i64 = self
+            .query(
+                redis::cmd("EVAL")
+                    .arg(RENEW)
+                    .arg(1)
+                    .arg(owner_key(name))
+                    .arg(&self.advertise)
+                    .arg(LEASE.as_millis() as u64),
+            )
+            .await?;
+        if ours != 1 {
+            tracing::warn!(stream = %name, "cluster: another node holds this stream's claim now (this node missed its renewals)");
+        }
+        Ok(())
+    }
+}
+
+/// Where a node is in a stream, as stored in Redis at each renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Last {
+    /// The last media sequence number published.
+    msn: u64,
+    /// No segment's discontinuity sequence number is above this.
+    discontinuity_sequence: u64,
+    /// The shortest segment in the window (milliseconds).
+    min_segment_ms: u64,
+    /// When this was stored (Unix milliseconds).
+    stored_ms: u64,
+}
+
+impl std::fmt::Display for Last {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.msn, self.discontinuity_sequence, self.min_segment_ms, self.stored_ms
+        )
+    }
+}
+
+/// The stored `MSN DISCONTINUITY-SEQUENCE MIN-SEGMENT-MS STORED-MS` of a stream.
+fn parse_last(v: &str) -> Option<Last> {
+    let n: Vec<u64> = v
+        .split_whitespace()
+        .map(|x| x.parse::<u64>().ok())
+        .collect::<Option<_>>()?;
+    match n[..] {
+        [msn, discontinuity_sequence, min_segment_ms, stored_ms] => Some(Last {
+            msn,
+            discontinuity_sequence,
+            min_segment_ms,
+            stored_ms,
+        }),
+        _ => None,
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs blocking Redis I/O from synchronous code that may be on a runtime worker.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl ClusterClaim for RedisCluster {
+    fn claim(&self, name: &str) -> Result<Option<Continuation>, PublishError> {
+        match blocking(|| self.try_claim(name)) {
+            Ok(Ok(continues)) => {
+                tracing::info!(stream = %name, node = %self.advertise, ?continues, "cluster: this node owns the stream");
+                Ok(continues)
+            }
+            Ok(Err(owner)) => {
+                tracing::warn!(stream = %name, %owner, "publish refused: another node has this stream");
+                Err(PublishError::Duplicate(name.to_string()))
+            }
+            Err(e) => {
+                tracing::warn!(stream = %name, "publish refused: the cluster's Redis is unreachable: {e:#}");
+                Err(PublishError::Duplicate(name.to_string()))
+            }
+        }
+    }
+}
+
+impl Cluster for RedisCluster {
+    fn advertise(&self) -> &str {
+        &self.advertise
+    }
+
+    fn owner<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            if self
+                .owned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(stream)
+            {
+                return None;
+            }
+            if let Some((owner, at)) = self
+                .owners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(stream)
+            {
+                let ttl = if owner.is_some() {
+                    OWNER_TTL
+                } else {
+                    NO_OWNER_TTL
+                };
+                if at.elapsed() < ttl {
+                    return owner.clone();
+                }
+            }
+            let owner = match self
+                .query::<Option<String>>(redis::cmd("GET").arg(owner_key(stream)))
+                .await
+            {
+                Ok(o) => o.filter(|o| *o != self.advertise),
+                Err(e) => {
+                    tracing::debug!(%stream, "cluster: owner lookup failed: {e:#}");
+                    None
+                }
+            };
+            let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+            if owners.len() > 10_000 {
+                owners.clear();
+            }
+            owners.insert(stream.to_string(), (owner.clone(), Instant::now()));
+            owner
+        })
+    }
+
+    fn moving<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // Called when nobody owns the stream: a last MSN stored within the last minute
+            // means its node died while it was live.
+            self.query::<bool>(redis::cmd("EXISTS").arg(msn_key(stream)))
+                .await
+                .unwrap_or(false)
+        })
+    }
+
+    fn streams(&self) -> BoxFuture<'_, Vec<(String, String)>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let page: anyhow::Result<(u64, Vec<String>)> = self
+                    .query(
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg("llhls:owner:live/*")
+                            .arg("COUNT")
+                            .arg(1000),
+                    )
+                    .await;
+                let Ok((next, keys)) = page else { break };
+                if !keys.is_empty() {
+                    let owners: Vec<Option<String>> = self
+                        .query(redis::cmd("MGET").arg(&keys))
+                        .await
+                        .unwrap_or_default();
+                    for (k, o) in keys.iter().zip(owners) {
+                        if let (Some(name), Some(o)) = (k.strip_prefix("llhls:owner:live/"), o) {
+                            out.push((name.to_string(), o));
+                        }
+                    }
+                }
+                cursor = next;
+                if cursor == 0 || out.len() > 100_000 {
+                    break;
+                }
+            }
+            out.sort();
+            out
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_positions_parse() {
+        let l = Last {
+            msn: 17961400079,
+            discontinuity_sequence: 3,
+            min_segment_ms: 1000,
+            stored_ms: 1796140007900,
+        };
+        assert_eq!(parse_last(&l.to_string()), Some(l));
+        assert_eq!(parse_last("42 1 1000"), None);
+        assert_eq!(parse_last("x 3 1 1"), None);
+        assert_eq!(parse_last(""), None);
+    }
+}
