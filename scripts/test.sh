@@ -110,6 +110,9 @@ node player-test/nginx-https-test.mjs
 # negative controls: deliberately broken streams must fail the harness.
 node player-test/run.mjs --duration 20 --edge
 node player-test/run.mjs --duration 20 --edge varnish
+# Several origins (issue 17): Redis, three nodes behind an nginx balancer and the Varnish edge,
+# six publishers and hls.js viewers; one node killed, its streams taken over on reconnect.
+node player-test/cluster-test.mjs --duration 20
 # A private stream (playback tokens) through the edge: two viewers share the token's URLs, the
 # stream without its token answers 403, the token stays out of the log.
 node player-test/run.mjs --duration 15 --edge --players 2 --playback-secret ci-playback-secret-0123 --name private-edge

@@ -21,10 +21,6 @@ use llhls_origin::Origin;
 pub const LEASE: Duration = Duration::from_secs(3);
 /// How often the node renews its claims.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
-/// A takeover starts above the last MSN stored by as many segments as the old node could have
-/// published since it stored it (the time since, over its shortest segment in the window),
-/// plus this many.
-const MSN_MARGIN: u64 = 2;
 /// Redis round trips that take longer fail (a publish is then refused, a lookup answered here).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a looked-up owner is trusted before asking Redis again; nobody-owns-it answers
@@ -158,17 +154,7 @@ impl RedisCluster {
         Ok(Ok(last
             .as_deref()
             .and_then(parse_last)
-            .map(|l| {
-                // MSNs go on at about the rate the old node published them, so players that
-                // place segments by MSN and target duration find the new ones where the wall
-                // clock says they are (hls.js does when the playlist jumps).
-                let elapsed_ms = unix_ms().saturating_sub(l.stored_ms);
-                let missed = elapsed_ms.div_ceil(l.min_segment_ms.max(100));
-                Continuation {
-                    msn: l.msn.saturating_add(1 + MSN_MARGIN).saturating_add(missed),
-                    discontinuity_sequence: l.discontinuity_sequence.saturating_add(1),
-                }
-            })
+            .map(|l| continuation(&l, unix_ms()))
             // Values no stream of ours reaches (a foreign or damaged entry): start as a new
             // stream (the wall clock's MSN) rather than refuse the publish.
             .filter(|c| {
@@ -197,6 +183,17 @@ impl RedisCluster {
                 .map(|s| (s.duration * 1000.0) as u64)
                 .min()
                 .unwrap_or(100),
+            avg_segment_ms: {
+                let (n, sum) = r
+                    .segments
+                    .iter()
+                    .fold((0u64, 0.0), |(n, sum), s| (n + 1, sum + s.duration));
+                if n == 0 {
+                    1000
+                } else {
+                    (sum * 1000.0 / n as f64) as u64
+                }
+            },
             stored_ms: unix_ms(),
         })
     }
@@ -286,6 +283,8 @@ struct Last {
     discontinuity_sequence: u64,
     /// The shortest segment in the window (milliseconds).
     min_segment_ms: u64,
+    /// The segments' mean duration (milliseconds).
+    avg_segment_ms: u64,
     /// When this was stored (Unix milliseconds).
     stored_ms: u64,
 }
@@ -294,26 +293,51 @@ impl std::fmt::Display for Last {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {} {} {}",
-            self.msn, self.discontinuity_sequence, self.min_segment_ms, self.stored_ms
+            "{} {} {} {} {}",
+            self.msn,
+            self.discontinuity_sequence,
+            self.min_segment_ms,
+            self.avg_segment_ms,
+            self.stored_ms
         )
     }
 }
 
-/// The stored `MSN DISCONTINUITY-SEQUENCE MIN-SEGMENT-MS STORED-MS` of a stream.
+/// The stored `MSN DISCONTINUITY-SEQUENCE MIN-SEGMENT-MS AVG-SEGMENT-MS STORED-MS` of a stream.
 fn parse_last(v: &str) -> Option<Last> {
     let n: Vec<u64> = v
         .split_whitespace()
         .map(|x| x.parse::<u64>().ok())
         .collect::<Option<_>>()?;
     match n[..] {
-        [msn, discontinuity_sequence, min_segment_ms, stored_ms] => Some(Last {
+        [msn, discontinuity_sequence, min_segment_ms, avg_segment_ms, stored_ms] => Some(Last {
             msn,
             discontinuity_sequence,
             min_segment_ms,
+            avg_segment_ms,
             stored_ms,
         }),
         _ => None,
+    }
+}
+
+/// Where a stream taken over from the node that stored `l` starts, at Unix time `now_ms`.
+///
+/// Two bounds. No URI may be reused: the old node renews (and stores) every second, so after
+/// its last store it can have opened at most two seconds' worth of its shortest segments more
+/// (a late renewal included). And players that place a playlist by its MSNs must find the new
+/// segments where the wall clock puts them, never ahead: hls.js, finding no segment in common
+/// with the playlist it had, places the new first segment at the old start plus the MSN
+/// difference times the mean segment duration; placed ahead of the playhead by more than it
+/// skips (2 s), it waits there for good, while placed at or a little behind, it loads from
+/// where its buffer ends. So the MSNs go on at the old node's mean pace, and no less than the
+/// first bound.
+fn continuation(l: &Last, now_ms: u64) -> Continuation {
+    let opened_since = (2 * RENEW_EVERY.as_millis() as u64).div_ceil(l.min_segment_ms.max(100));
+    let paced = now_ms.saturating_sub(l.stored_ms) / l.avg_segment_ms.max(100);
+    Continuation {
+        msn: l.msn.saturating_add(paced.max(opened_since + 1)),
+        discontinuity_sequence: l.discontinuity_sequence.saturating_add(1),
     }
 }
 
@@ -459,11 +483,41 @@ mod tests {
             msn: 17961400079,
             discontinuity_sequence: 3,
             min_segment_ms: 1000,
+            avg_segment_ms: 1000,
             stored_ms: 1796140007900,
         };
         assert_eq!(parse_last(&l.to_string()), Some(l));
-        assert_eq!(parse_last("42 1 1000"), None);
+        assert_eq!(parse_last("42 1 1000 1000"), None);
         assert_eq!(parse_last("x 3 1 1"), None);
         assert_eq!(parse_last(""), None);
+    }
+
+    #[test]
+    fn a_takeover_goes_on_at_the_old_pace_and_never_reuses_an_msn() {
+        let l = Last {
+            msn: 1000,
+            discontinuity_sequence: 3,
+            min_segment_ms: 900,
+            avg_segment_ms: 1000,
+            stored_ms: 1_000_000,
+        };
+        // Taken over 6 s after the last store: six 1 s segments later, as the wall clock says
+        // (not ahead of it, which left hls.js waiting).
+        let c = continuation(&l, 1_006_000);
+        assert_eq!(c.msn, 1006);
+        assert_eq!(c.discontinuity_sequence, 4);
+        // Taken over at once: still above what the old node may have opened after storing
+        // (two seconds of 0.9 s segments: 3 more).
+        assert_eq!(continuation(&l, 1_000_000).msn, 1004);
+        // 0.2 s segments: ten more may have been opened.
+        let short = Last {
+            min_segment_ms: 200,
+            avg_segment_ms: 200,
+            ..l
+        };
+        assert_eq!(continuation(&short, 1_000_500).msn, 1011);
+        assert_eq!(continuation(&short, 1_006_000).msn, 1030);
+        // A clock that went backwards: the bound still holds.
+        assert!(continuation(&l, 0).msn > 1003);
     }
 }
