@@ -118,6 +118,20 @@ pub struct ServeArgs {
     /// [default: none, streams are public].
     #[arg(long, env = "LLHLS_PLAYBACK_SECRET")]
     pub playback_secret: Option<String>,
+    /// Playback authorization by HTTP callback (needs playback_secret): a viewer asking for a
+    /// stream's multivariant playlist without a token is POSTed here as JSON, once, and on a
+    /// 2xx redirected to the stream's token path (README "Private streams"); `http://` only
+    /// [default: none, tokens come from the site only].
+    #[arg(long, env = "LLHLS_PLAYBACK_WEBHOOK", hide_env_values = true)]
+    pub playback_webhook: Option<String>,
+    /// Milliseconds the playback webhook may take; no answer in time refuses the viewer
+    /// [default: 2000].
+    #[arg(long, env = "LLHLS_PLAYBACK_WEBHOOK_TIMEOUT_MS")]
+    pub playback_webhook_timeout_ms: Option<u64>,
+    /// Period of the tokens minted for viewers the playback webhook admits: each lives one to
+    /// two periods and is shared by every viewer admitted in the same period [default: 3600].
+    #[arg(long, env = "LLHLS_PLAYBACK_TOKEN_SECS")]
+    pub playback_token_secs: Option<u64>,
     /// Seconds a client may take to send request headers / stay idle [default: 30].
     #[arg(long, env = "LLHLS_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
@@ -367,6 +381,10 @@ pub struct Config {
     pub max_publish_kbps: u64,
     /// Playback token secret (None: public streams).
     pub playback_secret: Option<String>,
+    /// The playback webhook and its timeout (None: no callback).
+    pub playback_webhook: Option<(llhls_ingest::webhook::WebhookUrl, Duration)>,
+    /// Period of the tokens minted for admitted viewers (seconds).
+    pub playback_token_secs: u64,
     pub header_timeout: Duration,
     pub max_header_bytes: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -529,6 +547,26 @@ impl Config {
                 );
             }
         }
+        let playback_webhook = match args
+            .playback_webhook
+            .clone()
+            .or(file.playback_webhook.clone())
+        {
+            Some(url) if !url.is_empty() => {
+                if playback_secret.is_none() {
+                    bail!("playback_webhook needs playback_secret: the webhook admits viewers to private streams");
+                }
+                Some((
+                    llhls_ingest::webhook::WebhookUrl::parse(&url)
+                        .map_err(|e| anyhow::anyhow!("playback_webhook: {e}"))?,
+                    Duration::from_millis(
+                        pick!(playback_webhook_timeout_ms, 2000).clamp(10, 60_000),
+                    ),
+                ))
+            }
+            _ => None,
+        };
+        let playback_token_secs = pick!(playback_token_secs, 3600).clamp(10, 7 * 24 * 3600);
         let whip_opus_passthrough = match pick!(whip_audio, "aac".into()).as_str() {
             "aac" => false,
             "opus" => true,
@@ -600,6 +638,8 @@ impl Config {
             max_streams: pick!(max_streams, 0),
             max_publish_kbps: pick!(max_publish_kbps, 0),
             playback_secret,
+            playback_webhook,
+            playback_token_secs,
             header_timeout: Duration::from_secs(pick!(header_timeout_secs, 30).max(1)),
             max_header_bytes: pick!(max_header_bytes, 8 * 1024).max(1024),
             tls,
@@ -694,6 +734,11 @@ impl Config {
                 "url": url(&e.url),
                 "timeout_ms": e.timeout.as_millis() as u64,
                 "queue": e.queue,
+            })),
+            "playback_webhook": self.playback_webhook.as_ref().map(|(u, t)| serde_json::json!({
+                "url": url(u),
+                "timeout_ms": t.as_millis() as u64,
+                "token_secs": self.playback_token_secs,
             })),
             "admin_token": self.admin_token.as_ref().map(|_| "redacted"),
         })

@@ -10,6 +10,7 @@ mod cluster;
 mod config;
 mod demo;
 mod package;
+mod playback;
 
 use llhls_ingest::{rtmp, source, srt, whip};
 
@@ -300,6 +301,13 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     streams.set_max_publish_kbps(config.max_publish_kbps);
     if config.playback_secret.is_some() {
         tracing::info!("streams are private: playlists and media need a playback token (/live/t/TOKEN/NAME/index.m3u8)");
+    }
+    if let Some((url, timeout)) = &config.playback_webhook {
+        origin.set_playback_auth(
+            Arc::new(playback::PlaybackWebhook::new(url.clone(), *timeout)),
+            config.playback_token_secs,
+        );
+        tracing::info!("playback webhook on: viewers without a token are admitted by the platform and redirected to a token path");
     }
     let http = tokio::net::TcpListener::bind(config.http)
         .await

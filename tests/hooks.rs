@@ -1107,3 +1107,135 @@ fn an_event_the_webhook_rejects_does_not_hold_back_later_ones() {
     assert_eq!(metric(&s, "llhls_events_rejected_total"), 1);
     assert_eq!(metric(&s, "llhls_events_delivered_total"), 2);
 }
+
+#[test]
+fn the_playback_webhook_admits_viewers_to_a_shared_token_path_and_refuses_others() {
+    let hook = Hook::start(|c: &Call| {
+        if c.body["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("session=good"))
+        {
+            Reply::new(204, "")
+        } else {
+            Reply::new(403, "not subscribed")
+        }
+    });
+    let s = Server::start(&[
+        "--playback-secret",
+        "0123456789abcdef0123456789abcdef",
+        "--playback-webhook",
+        &hook.url(),
+    ]);
+    let mut p = publish(&s.rtmp_url("priv"), 12, false);
+    // Admitted: redirected to the stream's token path, never cached (it is per viewer).
+    let admit = |session: &str| {
+        http_get(
+            s.http,
+            &format!("/live/priv/index.m3u8?session={session}"),
+            &[
+                ("user-agent", "test-player/1"),
+                ("referer", "https://site.example/watch"),
+            ],
+        )
+    };
+    // The platform is only asked about a stream that exists: until it does, 403.
+    let started = Instant::now();
+    let r = loop {
+        let r = admit("good");
+        if r.status == 302 || started.elapsed() > Duration::from_secs(15) {
+            break r;
+        }
+        assert_eq!(r.status, 403, "{}", r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let location = r.header("location").expect("Location").to_string();
+    assert!(
+        location.starts_with("/live/t/") && location.ends_with("/priv/index.m3u8"),
+        "{location}"
+    );
+    let prefix = location.trim_end_matches("/index.m3u8").to_string();
+    s.wait_for(&location, Duration::from_secs(15));
+    let mv = s.get(&location).text();
+    let media = mv
+        .lines()
+        .find(|l| l.ends_with(".m3u8"))
+        .expect("a variant");
+    let text = s.get(&format!("{prefix}/{media}")).text();
+    assert!(text.contains("#EXT-X-PART:"), "{text}");
+    // A second viewer in the same period gets the same URLs (the edge collapses them).
+    assert_eq!(admit("good").header("location"), Some(location.as_str()));
+    // Refused, with the platform's reason (and logged: refusals are logged at most once a
+    // second, so a second after the 403s above).
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = admit("bad");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("not subscribed"), "{}", r.text());
+    // The platform is asked once per multivariant request without a token, never for the
+    // playlists and media under the token path, nor for a tokenless media playlist (403).
+    let before = hook.calls().len();
+    assert!(before >= 3, "{:?}", hook.calls());
+    assert!(hook.calls().iter().all(|c| c.body["stream"] == "priv"));
+    assert_eq!(s.get(&format!("/live/priv/{media}")).status, 403);
+    for _ in 0..3 {
+        assert_eq!(s.get(&format!("{prefix}/{media}")).status, 200);
+    }
+    assert_eq!(hook.calls().len(), before);
+    let c = &hook.calls()[0];
+    assert_eq!(c.body["action"], "play");
+    assert_eq!(c.body["stream"], "priv");
+    assert_eq!(c.body["remote_addr"], "127.0.0.1");
+    assert_eq!(c.body["user_agent"], "test-player/1");
+    assert_eq!(c.body["referer"], "https://site.example/watch");
+    let _ = p.kill();
+    let _ = p.wait();
+    let log = s.log_text();
+    assert!(log.contains("403: playback webhook"), "{log}");
+    assert!(!log.contains(&location[8..60]), "a token in the log: {log}");
+}
+
+#[test]
+fn a_playback_webhook_that_cannot_be_asked_refuses_the_viewer() {
+    // Nothing listens there.
+    let port = free_port();
+    let s = Server::start(&[
+        "--playback-secret",
+        "0123456789abcdef0123456789abcdef",
+        "--playback-webhook",
+        &format!("http://127.0.0.1:{port}/hook"),
+        "--playback-webhook-timeout-ms",
+        "500",
+    ]);
+    let mut p = publish(&s.rtmp_url("cam"), 8, false);
+    let token = llhls_origin::token::PlaybackTokens::new(b"0123456789abcdef0123456789abcdef")
+        .mint("cam", u64::MAX / 2);
+    s.wait_for(
+        &format!("/live/t/{token}/cam/index.m3u8"),
+        Duration::from_secs(15),
+    );
+    let r = s.get("/live/cam/index.m3u8");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("could not be asked"), "{}", r.text());
+    assert!(r.header("location").is_none());
+    // A stream that does not exist is refused without asking anyone.
+    let r = s.get("/live/nosuch/index.m3u8");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("needs a playback token"), "{}", r.text());
+    let _ = p.kill();
+    let _ = p.wait();
+}
+
+#[test]
+fn a_playback_webhook_without_a_playback_secret_is_a_startup_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llhls"))
+        .args(["serve", "--playback-webhook", "http://127.0.0.1:9/hook"])
+        .output()
+        .expect("llhls runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("playback_webhook needs playback_secret"),
+        "{err}"
+    );
+}

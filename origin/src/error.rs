@@ -62,6 +62,9 @@ pub enum Error {
     /// The stream is private and the playback token is missing, wrong or expired (403).
     #[error("{0}")]
     Forbidden(crate::token::TokenError),
+    /// The platform's playback webhook refused this viewer, or could not be asked (403).
+    #[error("playback refused: {0}")]
+    PlaybackRefused(String),
 }
 
 impl Error {
@@ -80,7 +83,7 @@ impl Error {
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooManyHeld | Error::HoldTimedOut => StatusCode::SERVICE_UNAVAILABLE,
             Error::TooManyHeldFromIp => StatusCode::TOO_MANY_REQUESTS,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::PlaybackRefused(_) => StatusCode::FORBIDDEN,
         }
     }
 

@@ -146,6 +146,9 @@ pub struct Origin {
     events: RwLock<Option<EventSink>>,
     /// Set when this node is one of several (see [`Origin::set_cluster`]).
     cluster: std::sync::OnceLock<(Arc<dyn crate::cluster::Cluster>, crate::cluster::Proxy)>,
+    /// Who decides about viewers of private streams, and the minted tokens' period in seconds
+    /// (see [`Origin::set_playback_auth`]).
+    playback_auth: std::sync::OnceLock<(Arc<dyn crate::token::PlaybackAuth>, u64)>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -179,6 +182,7 @@ impl Origin {
             options: RwLock::new(HashMap::new()),
             events: RwLock::new(None),
             cluster: std::sync::OnceLock::new(),
+            playback_auth: std::sync::OnceLock::new(),
         })
     }
 
@@ -187,6 +191,18 @@ impl Origin {
     /// and `/metrics` counts proxied requests. Set once, before serving.
     pub fn set_cluster(&self, cluster: Arc<dyn crate::cluster::Cluster>) {
         let _ = self.cluster.set((cluster, crate::cluster::Proxy::new()));
+    }
+
+    /// With playback tokens on, a viewer without a token asking for a stream's multivariant
+    /// playlist is admitted by `auth` (the platform) and redirected to the stream's token path
+    /// with a token valid for one to two `token_secs` periods, instead of a 403. Set once,
+    /// before serving.
+    pub fn set_playback_auth(&self, auth: Arc<dyn crate::token::PlaybackAuth>, token_secs: u64) {
+        let _ = self.playback_auth.set((auth, token_secs));
+    }
+
+    pub(crate) fn playback_auth(&self) -> Option<&(Arc<dyn crate::token::PlaybackAuth>, u64)> {
+        self.playback_auth.get()
     }
 
     pub(crate) fn cluster(

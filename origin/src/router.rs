@@ -175,6 +175,8 @@ where
         range: req.headers().get(header::RANGE).cloned(),
         query: req.uri().query().unwrap_or("").to_string(),
         token,
+        user_agent: header_text(req.headers(), header::USER_AGENT),
+        referer: header_text(req.headers(), header::REFERER),
     };
     // Only the head is needed from here on; the body is not read.
     drop(req);
@@ -186,6 +188,14 @@ where
     finish(origin, reply, &method, &token::redact(&path), started)
 }
 
+/// A header's value as text (at most 512 characters), for the playback webhook.
+fn header_text(headers: &http::HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(512).collect())
+}
+
 /// What the origin's own handlers read from a request.
 struct Head<'a> {
     gzip: bool,
@@ -193,6 +203,61 @@ struct Head<'a> {
     query: String,
     /// The playback token of a token path (`/live/t/TOKEN/...`).
     token: Option<&'a str>,
+    /// `User-Agent` and `Referer`, for the playback webhook.
+    user_agent: Option<String>,
+    referer: Option<String>,
+}
+
+/// A viewer without a token asks for `stream`'s multivariant playlist: the platform decides;
+/// admitted, the viewer is redirected to the stream's token path (per viewer: never cached).
+async fn admit_viewer(
+    origin: &Origin,
+    auth: &dyn token::PlaybackAuth,
+    token_secs: u64,
+    stream: &str,
+    head: &Head<'_>,
+) -> Reply {
+    let req = token::PlaybackRequest {
+        stream: stream.to_string(),
+        remote_addr: crate::limits::client_ip(),
+        user_agent: head.user_agent.clone(),
+        referer: head.referer.clone(),
+        query: head.query.clone(),
+    };
+    match auth.authorize(req).await {
+        token::PlaybackDecision::Allow => {
+            let Some(tokens) = origin.playback_tokens() else {
+                return Error::PlaybackRefused("no playback secret".into())
+                    .reply(Class::Multivariant);
+            };
+            let expires = token::shared_expiry(token::unix_now(), token_secs);
+            let location = format!(
+                "/live/t/{}/{stream}/index.m3u8",
+                tokens.mint(stream, expires)
+            );
+            let mut reply = text_reply(
+                Class::Multivariant,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"admitted: follow the Location header\n"),
+                "no-store",
+            );
+            reply.status = http::StatusCode::FOUND;
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                reply.headers.push((header::LOCATION, v));
+            }
+            reply
+        }
+        token::PlaybackDecision::Deny(why) => {
+            origin.token_log.refused(|suppressed| {
+                tracing::info!(
+                    stream,
+                    refused_since_last_line = suppressed,
+                    "403: playback webhook: {why}"
+                )
+            });
+            Error::PlaybackRefused(why).reply(Class::Multivariant)
+        }
+    }
 }
 
 /// With playback tokens on, a live playlist or object of `stream` needs a valid token.
@@ -229,6 +294,18 @@ async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head<'_>) 
         _ => None,
     };
     if let Some((stream, class)) = private {
+        // A viewer without a token opening a stream's multivariant playlist, with a playback
+        // webhook set: the platform decides. It is asked only about streams that exist, so
+        // requests for made-up names do not turn into a flood of webhook calls.
+        if let (Route::Multivariant { .. }, None, Some((auth, secs)), Some(_), true) = (
+            &route,
+            head.token,
+            origin.playback_auth(),
+            origin.playback_tokens(),
+            origin.stream(stream).is_some(),
+        ) {
+            return admit_viewer(origin, auth.as_ref(), *secs, stream, &head).await;
+        }
         if let Err(e) = check_token(origin, stream, head.token) {
             return e.reply(class);
         }

@@ -16,8 +16,17 @@
 //!
 //! A wrong, missing or expired token is a 403; only the first characters of a token are ever
 //! logged.
+//!
+//! With a [`PlaybackAuth`] set (the binary's playback webhook), a viewer that asks for a
+//! private stream's multivariant playlist without a token is not refused at once: the
+//! platform is asked about that viewer, once, and on a yes the viewer is redirected (302) to
+//! the stream's token path with a token minted here, shared by every viewer admitted in the
+//! same period ([`shared_expiry`]) so the edge still collapses them. Parts and segments never
+//! call the platform.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 
 use ring::hmac;
 
@@ -162,6 +171,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn viewers_of_one_period_share_a_token_that_lives_at_least_a_period() {
+        assert_eq!(shared_expiry(3600, 3600), 3 * 3600);
+        assert_eq!(shared_expiry(7199, 3600), 3 * 3600);
+        assert_eq!(shared_expiry(7200, 3600), 4 * 3600);
+        for now in [0, 1, 3599, 3600, 1_796_140_000] {
+            let e = shared_expiry(now, 3600);
+            assert!(e - now >= 3600 && e - now <= 7200, "{now} -> {e}");
+        }
+        assert_eq!(shared_expiry(u64::MAX, 3600), u64::MAX, "saturates");
+        assert!(shared_expiry(5, 0) > 5);
+    }
+
+    #[test]
     fn a_minted_token_passes_until_it_expires() {
         let t = PlaybackTokens::new(b"0123456789abcdef");
         let tok = t.mint("cam", 2_000);
@@ -241,4 +263,45 @@ mod tests {
         assert!(!r.contains("0123456789abcdef"), "{r}");
         assert!(r.ends_with("/cam/index.m3u8"), "{r}");
     }
+}
+
+/// A viewer asking for a private stream's multivariant playlist without a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaybackRequest {
+    /// The stream.
+    pub stream: String,
+    /// The client's address as the socket saw it.
+    pub remote_addr: Option<std::net::IpAddr>,
+    /// `User-Agent`.
+    pub user_agent: Option<String>,
+    /// `Referer` (the page embedding the player).
+    pub referer: Option<String>,
+    /// The query string of the request (where a site passes its own viewer credential).
+    pub query: String,
+}
+
+/// The platform's answer about one viewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaybackDecision {
+    /// Admit: redirect to a token path.
+    Allow,
+    /// Refuse (403), with the reason said to the viewer and logged.
+    Deny(String),
+}
+
+/// Decides whether a viewer may watch a private stream (see the module's documentation).
+pub trait PlaybackAuth: Send + Sync {
+    /// Asks about one viewer.
+    fn authorize(
+        &self,
+        req: PlaybackRequest,
+    ) -> Pin<Box<dyn Future<Output = PlaybackDecision> + Send + 'static>>;
+}
+
+/// The expiry of tokens minted at Unix time `now` for a lifetime of `secs`: the end of the
+/// next whole period, so a token lives between `secs` and twice that, and every viewer
+/// admitted in one period shares one token (one set of URLs for the edge).
+pub fn shared_expiry(now: u64, secs: u64) -> u64 {
+    let secs = secs.max(1);
+    (now / secs).saturating_add(2).saturating_mul(secs)
 }
