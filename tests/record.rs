@@ -358,6 +358,40 @@ fn a_reconnect_within_the_grace_period_continues_the_recording_after_a_discontin
     let (v, _, secs) = probe(&local.join("index.m3u8"));
     assert!(v > 0 && secs > 5.0, "{v} packets, {secs} s");
     let _ = std::fs::remove_dir_all(&local);
+
+    // Clips across the discontinuity and after it (counted in EXT-X-DISCONTINUITY-SEQUENCE).
+    let all = segments(&text);
+    let (before_disc, _) = text.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
+    let first_after = segments(before_disc).len();
+    for (from, to, disc_seq) in [
+        (first_after - 1, first_after + 1, None),
+        (first_after, all.len() - 1, Some(1)),
+    ] {
+        let query = format!("start={}&end={}", all[from].0, all[to].0);
+        let clip = s.get(&format!("{base}media.m3u8?{query}")).text();
+        let got: Vec<String> = segments(&clip).into_iter().map(|s| s.2).collect();
+        let want: Vec<String> = all[from..to].iter().map(|s| s.2.clone()).collect();
+        assert_eq!(got, want, "{clip}");
+        match disc_seq {
+            None => assert!(clip.contains("#EXT-X-DISCONTINUITY\n"), "{clip}"),
+            Some(n) => assert!(
+                clip.contains(&format!("#EXT-X-DISCONTINUITY-SEQUENCE:{n}\n"))
+                    && !clip.contains("#EXT-X-DISCONTINUITY\n"),
+                "{clip}"
+            ),
+        }
+        let mv = s.get(&format!("{base}index.m3u8?{query}")).text();
+        let norm = uris(&mv)[0].split_once('?').unwrap().1.to_string();
+        let local = download_clip(&s, base, &norm);
+        validate_playlist_files(&[local.join("index.m3u8")]);
+        let _ = std::fs::remove_dir_all(&local);
+    }
+    // The whole recording as one file, across the reconnect (the same init section).
+    let r = s.get(&format!("{base}export.mp4"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (errors, frames) = ffmpeg_decode(&r.body);
+    assert!(errors.trim().is_empty(), "ffmpeg: {errors}");
+    assert!(frames > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -791,6 +825,14 @@ fn a_clip_of_a_recording_is_a_playlist_of_the_whole_segments_in_its_range() {
     assert!(
         (secs - clip_secs).abs() < 0.5,
         "ffprobe: {secs} s, clip {clip_secs} s"
+    );
+    // ffprobe over HTTP, following the URIs with their query as served.
+    let url = format!("http://{}{base}index.m3u8?{query}", s.http);
+    let (hv, ha, hsecs) = probe(Path::new(&url));
+    assert_eq!((hv, ha), (v, a), "the same clip over HTTP");
+    assert!(
+        (hsecs - clip_secs).abs() < 0.5,
+        "ffprobe over HTTP: {hsecs} s"
     );
     let audio = std::fs::read_to_string(local.join("audio.m3u8")).unwrap();
     let audio_secs: f64 = segments(&audio).iter().map(|s| s.1).sum();
