@@ -1169,7 +1169,14 @@ fn parse_bound(v: &str, rec_start: WallClock) -> Option<WallClock> {
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&m) || !(1..=month_days).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
     let mut rest = &v[19..];
@@ -1912,6 +1919,8 @@ mod tests {
             ("start=-3", "is not a time"),
             ("start=2026-12-01T13:30:00", "is not a time"),
             ("start=2026-12-01T25:30:00Z", "is not a time"),
+            ("start=2026-02-29T13:30:00Z", "is not a time"),
+            ("start=2026-04-31T13:30:00Z", "is not a time"),
             ("end=2026-02-01T13:30:00+1:00", "is not a time"),
             ("start=%zz", "is not a time"),
             ("start=1e400", "is not a time"),
