@@ -15,6 +15,12 @@
 //! - At startup ([`Recordings::open`]) the recordings on disk are listed again; one whose
 //!   stream was live when the process died is closed as VOD at the last segment its playlist
 //!   lists, and half-written files (temporary names) are deleted.
+//! - When the server stops, [`Recordings::finish_all`] has every writer close its recording as
+//!   VOD, as when its stream ends.
+//! - Clips (`?start=&end=` on the playlists, `parse_clip`) are rendered from the playlists on
+//!   disk: the whole segments overlapping the range. `export.mp4` streams one rendition's init
+//!   section and segments from disk as one file, each track's decode times shifted to start at
+//!   zero.
 //! - Retention ([`Recordings::spawn_retention`]) deletes whole finished recordings, oldest
 //!   first, past `max_age` or while all of them together are over `max_bytes`, each deletion
 //!   logged.
