@@ -1,15 +1,21 @@
 #!/usr/bin/env node
 // Plays a packaged directory (llhls package output), or a VOD playlist URL (a recording on a
 // running llhls: http://HOST/recordings/NAME/START/index.m3u8), to the end in hls.js (headless
-// Chromium). Exits non-zero on a fatal error, or if playback does not reach the end.
-//   node player-test/play-vod.mjs DIR|URL
+// Chromium), or in Chromium's own HLS player (--player native, <video src=...m3u8>). Exits
+// non-zero on a fatal error, if playback does not reach the end, or (--expect-secs S) if the
+// duration the player reports is more than half a second from S (a clip's length).
+//   node player-test/play-vod.mjs DIR|URL [--player hlsjs|native] [--expect-secs S]
 import { createServer } from 'node:http';
 import { readFileSync, statSync, existsSync } from 'node:fs';
 import { join, resolve, dirname, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
+const opt = (name, dflt) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt; };
 const arg = process.argv[2] || '.';
+const player = opt('player', 'hlsjs');
+if (!['hlsjs', 'native'].includes(player)) throw new Error(`unknown --player ${player}`);
+const expectSecs = opt('expect-secs', null);
 const remote = /^https?:\/\//.test(arg);
 const dir = remote ? arg : resolve(arg);
 const source = remote ? arg : '/index.m3u8';
@@ -20,8 +26,15 @@ const server = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
     return res.end(`<!doctype html><video id=v muted autoplay></video><script src="/hls.js"></script><script>
       const v = document.getElementById('v'); window.__r = { ended: false, fatal: null, duration: 0, t: 0 };
-      const hls = new Hls(); hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.__r.fatal = d.details; });
-      hls.loadSource(${JSON.stringify(source)}); hls.attachMedia(v); v.playbackRate = 4; v.play().catch(() => {});
+      if (${JSON.stringify(player)} === 'native') {
+        v.addEventListener('error', () => window.__r.fatal = 'MediaError ' + (v.error && v.error.code) + ' ' + (v.error && v.error.message));
+        v.src = ${JSON.stringify(source)};
+      } else {
+        const hls = new Hls(); hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) window.__r.fatal = d.details; });
+        hls.loadSource(${JSON.stringify(source)}); hls.attachMedia(v);
+      }
+      v.playbackRate = 4; v.play().catch(() => {});
+      v.addEventListener('loadedmetadata', () => v.playbackRate = 4);
       v.addEventListener('ended', () => window.__r.ended = true);
       setInterval(() => { window.__r.t = v.currentTime; window.__r.duration = v.duration; }, 200);
     </script>`);
@@ -58,6 +71,7 @@ while (Date.now() < end) {
   await new Promise(x => setTimeout(x, 300));
 }
 await browser.close(); server.close();
-const ok = r && r.ended && !r.fatal && r.duration > 0;
-console.log(`${ok ? 'PASS' : 'FAIL'} ${dir}: played ${r?.t?.toFixed(2)} of ${r?.duration?.toFixed(2)} s${r?.fatal ? ', fatal ' + r.fatal : ''}`);
+const lengthOk = expectSecs === null || (r && Math.abs(r.duration - Number(expectSecs)) <= 0.5);
+const ok = r && r.ended && !r.fatal && r.duration > 0 && lengthOk;
+console.log(`${ok ? 'PASS' : 'FAIL'} ${dir} [${player}${expectSecs === null ? '' : ', expected ' + Number(expectSecs).toFixed(2) + ' s'}]: played ${r?.t?.toFixed(2)} of ${r?.duration?.toFixed(2)} s${r?.fatal ? ', fatal ' + r.fatal : ''}`);
 process.exit(ok ? 0 : 1);

@@ -78,6 +78,14 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 node player-test/play-vod.mjs "http://$rec_http$rec_url"
+# ... and in Chromium's own HLS player; a clip of it (seconds 2 to 6: the whole segments over
+# them) in both, each reporting the clip's length (its playlist's EXTINF sum), not the recording's.
+node player-test/play-vod.mjs "http://$rec_http$rec_url" --player native
+clip_secs=$(curl -fsS "http://$rec_http${rec_url%index.m3u8}media.m3u8?start=2&end=6" |
+  python3 -c 'import sys; print(sum(float(l[8:].rstrip(",")) for l in sys.stdin.read().split() if l.startswith("#EXTINF:")))')
+for player in hlsjs native; do
+  node player-test/play-vod.mjs "http://$rec_http$rec_url?start=2&end=6" --player "$player" --expect-secs "$clip_secs"
+done
 kill "$rec_pid"
 wait "$rec_pid" || true
 rm -rf "$rec"

@@ -220,7 +220,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
             .break_codecs
             .then(|| "avc1.ffffff,mp4a.40.99".to_string()),
         dvr_dir: config.dvr_dir.clone(),
-        recordings,
+        recordings: recordings.clone(),
         max_held_per_ip: config.max_held_per_ip,
         playback_tokens: config
             .playback_secret
@@ -466,6 +466,11 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     server::serve(origin, http, server_config, shutdown_signal()).await?;
+    if let Some(r) = recordings {
+        // Every recording being written is closed as VOD with the segments it was handed,
+        // so a stop (SIGTERM, Ctrl-C) leaves playable recordings without restart recovery.
+        r.finish_all(std::time::Duration::from_secs(10)).await;
+    }
     Ok(())
 }
 

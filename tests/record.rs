@@ -358,6 +358,40 @@ fn a_reconnect_within_the_grace_period_continues_the_recording_after_a_discontin
     let (v, _, secs) = probe(&local.join("index.m3u8"));
     assert!(v > 0 && secs > 5.0, "{v} packets, {secs} s");
     let _ = std::fs::remove_dir_all(&local);
+
+    // Clips across the discontinuity and after it (counted in EXT-X-DISCONTINUITY-SEQUENCE).
+    let all = segments(&text);
+    let (before_disc, _) = text.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
+    let first_after = segments(before_disc).len();
+    for (from, to, disc_seq) in [
+        (first_after - 1, first_after + 1, None),
+        (first_after, all.len() - 1, Some(1)),
+    ] {
+        let query = format!("start={}&end={}", all[from].0, all[to].0);
+        let clip = s.get(&format!("{base}media.m3u8?{query}")).text();
+        let got: Vec<String> = segments(&clip).into_iter().map(|s| s.2).collect();
+        let want: Vec<String> = all[from..to].iter().map(|s| s.2.clone()).collect();
+        assert_eq!(got, want, "{clip}");
+        match disc_seq {
+            None => assert!(clip.contains("#EXT-X-DISCONTINUITY\n"), "{clip}"),
+            Some(n) => assert!(
+                clip.contains(&format!("#EXT-X-DISCONTINUITY-SEQUENCE:{n}\n"))
+                    && !clip.contains("#EXT-X-DISCONTINUITY\n"),
+                "{clip}"
+            ),
+        }
+        let mv = s.get(&format!("{base}index.m3u8?{query}")).text();
+        let norm = uris(&mv)[0].split_once('?').unwrap().1.to_string();
+        let local = download_clip(&s, base, &norm);
+        validate_playlist_files(&[local.join("index.m3u8")]);
+        let _ = std::fs::remove_dir_all(&local);
+    }
+    // The whole recording as one file, across the reconnect (the same init section).
+    let r = s.get(&format!("{base}export.mp4"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (errors, frames) = ffmpeg_decode(&r.body);
+    assert!(errors.trim().is_empty(), "ffmpeg: {errors}");
+    assert!(frames > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -639,5 +673,381 @@ fn a_byterange_stream_is_recorded_as_whole_segments() {
     );
     assert!((secs - rec.duration).abs() < 0.5, "{secs} s for {rec:?}");
     let _ = std::fs::remove_dir_all(&local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// (PDT, seconds, URI) of every segment of a recorded media playlist.
+fn segments(text: &str) -> Vec<(String, f64, String)> {
+    let mut out = Vec::new();
+    let (mut pdt, mut dur) = (String::new(), 0.0);
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            pdt = v.to_string();
+        } else if let Some(v) = l.strip_prefix("#EXTINF:") {
+            dur = v.trim_end_matches(',').parse().unwrap();
+        } else if !l.starts_with('#') && !l.is_empty() {
+            out.push((pdt.clone(), dur, l.to_string()));
+        }
+    }
+    out
+}
+
+/// `2026-12-01T13:30:00.120Z` plus `ms` milliseconds (the same day: the tests shift by a
+/// fraction of a second).
+fn shift(pdt: &str, ms: i64) -> String {
+    let (date, time) = pdt.split_once('T').unwrap();
+    let time = time.trim_end_matches('Z');
+    let (h, rest) = time.split_once(':').unwrap();
+    let (m, s) = rest.split_once(':').unwrap();
+    let total = (h.parse::<i64>().unwrap() * 3600 + m.parse::<i64>().unwrap() * 60) * 1000
+        + (s.parse::<f64>().unwrap() * 1000.0).round() as i64
+        + ms;
+    assert!(
+        (0..86_400_000).contains(&total),
+        "the test does not cross midnight"
+    );
+    format!(
+        "{date}T{:02}:{:02}:{:02}.{:03}Z",
+        total / 3_600_000,
+        total / 60_000 % 60,
+        total / 1000 % 60,
+        total % 1000
+    )
+}
+
+/// Fetches a clip (`index.m3u8?QUERY`) into a fresh directory as files a checker can read:
+/// every URI of the multivariant playlist must carry exactly `query`; the local copy names the
+/// files without it. Returns the directory.
+fn download_clip(s: &Server, base: &str, query: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "llhls-rec-clip-{}-{}",
+        std::process::id(),
+        s.http.port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mv = s.get(&format!("{base}index.m3u8?{query}"));
+    assert_eq!(mv.status, 200, "{}", mv.text());
+    let text = mv.text();
+    let suffix = format!("?{query}");
+    let mut playlists = Vec::new();
+    for u in uris(&text) {
+        let plain = u
+            .strip_suffix(&suffix)
+            .unwrap_or_else(|| panic!("{u} does not carry the clip's query: {text}"));
+        playlists.push(plain.to_string());
+    }
+    assert!(!playlists.is_empty(), "{text}");
+    std::fs::write(dir.join("index.m3u8"), text.replace(&suffix, "")).unwrap();
+    for p in playlists {
+        let r = s.get(&format!("{base}{p}{suffix}"));
+        assert_eq!(r.status, 200, "{p}: {}", r.text());
+        std::fs::write(dir.join(&p), &r.body).unwrap();
+        for u in uris(&r.text()) {
+            let f = s.get(&format!("{base}{u}"));
+            assert_eq!(f.status, 200, "{u}");
+            let path = dir.join(&u);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, &f.body).unwrap();
+        }
+    }
+    dir
+}
+
+#[test]
+fn a_clip_of_a_recording_is_a_playlist_of_the_whole_segments_in_its_range() {
+    let (s, dir) = recording_server("clip", &["--layout", "separate"]);
+    let mut ff = publish(&s.rtmp_url("clip"), 12, false);
+    s.wait_for("/live/clip/index.m3u8", Duration::from_secs(20));
+    until(Duration::from_secs(30), "no recorded segments", || {
+        recordings(&s).first().is_some_and(|r| r.duration >= 4.0)
+    });
+    let live = recordings(&s)[0].clone();
+    let base = live.playlist.trim_end_matches("index.m3u8").to_string();
+    // While the stream is live: a clip whose end the recording has passed is VOD, one whose
+    // end is still ahead is EVENT (it grows).
+    let passed = s.get(&format!("{base}video.m3u8?start=0&end=1.5"));
+    assert_eq!(passed.status, 200, "{}", passed.text());
+    let text = passed.text();
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{text}");
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    let ahead = s.get(&format!("{base}video.m3u8?start=1&end=3600"));
+    assert_eq!(ahead.status, 200, "{}", ahead.text());
+    let text = ahead.text();
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{text}");
+    assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert_eq!(ahead.header("cache-control"), Some("public, max-age=1"));
+
+    assert!(ff.wait().unwrap().success());
+    let rec = ended_recording(&s);
+    let full = s.get(&format!("{base}video.m3u8")).text();
+    let all = segments(&full);
+    assert!(all.len() >= 5, "{full}");
+    // From half a second into segment 1 to a tenth of a second into segment 3, as
+    // EXT-X-PROGRAM-DATE-TIME values (the colons percent-encoded, as a form would send them):
+    // whole segments 1, 2 and 3.
+    let t0 = shift(&all[1].0, 500);
+    let t1 = shift(&all[3].0, 100);
+    let query = format!("start={}&end={}", t0.replace(':', "%3A"), t1);
+    let clip = s.get(&format!("{base}video.m3u8?{query}"));
+    assert_eq!(clip.status, 200, "{}", clip.text());
+    assert_eq!(clip.header("cache-control"), Some("public, max-age=3600"));
+    let text = clip.text();
+    let got: Vec<String> = segments(&text).into_iter().map(|s| s.2).collect();
+    let want: Vec<String> = all[1..4].iter().map(|s| s.2.clone()).collect();
+    assert_eq!(got, want, "{text}");
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{text}");
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    assert!(text.contains("#EXT-X-MAP:URI=\"video/init-"), "{text}");
+    let msn: u64 = all[1]
+        .2
+        .trim_start_matches("video/")
+        .trim_end_matches(".m4s")
+        .parse()
+        .unwrap();
+    assert!(
+        text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{msn}\n")),
+        "{text}"
+    );
+    // The same range in seconds from the recording's start, and as the multivariant
+    // playlist's variants and renditions (the URIs carry the normalised range).
+    let mv = s.get(&format!("{base}index.m3u8?{query}")).text();
+    let norm = uris(&mv)[0].split_once('?').unwrap().1.to_string();
+    let local = download_clip(&s, &base, &norm);
+    validate_playlist_files(&[local.join("index.m3u8")]);
+    let clip_secs: f64 = all[1..4].iter().map(|s| s.1).sum();
+    let (v, a, secs) = probe(&local.join("index.m3u8"));
+    assert!(
+        (v as f64 - clip_secs * 30.0).abs() <= 2.0,
+        "{v} video packets for {clip_secs} s"
+    );
+    assert!(a as f64 > clip_secs * 46.0, "{a} audio packets");
+    assert!(
+        (secs - clip_secs).abs() < 0.5,
+        "ffprobe: {secs} s, clip {clip_secs} s"
+    );
+    // ffprobe over HTTP, following the URIs with their query as served.
+    let url = format!("http://{}{base}index.m3u8?{query}", s.http);
+    let (hv, ha, hsecs) = probe(Path::new(&url));
+    assert_eq!((hv, ha), (v, a), "the same clip over HTTP");
+    assert!(
+        (hsecs - clip_secs).abs() < 0.5,
+        "ffprobe over HTTP: {hsecs} s"
+    );
+    let audio = std::fs::read_to_string(local.join("audio.m3u8")).unwrap();
+    let audio_secs: f64 = segments(&audio).iter().map(|s| s.1).sum();
+    assert!((audio_secs - clip_secs).abs() < 0.2, "{audio}");
+    // Open ends: from a time to the end, and from the start to a time.
+    let tail = s
+        .get(&format!("{base}video.m3u8?start={}", all[all.len() - 1].0))
+        .text();
+    assert_eq!(segments(&tail).len(), 1, "{tail}");
+    let head = s.get(&format!("{base}video.m3u8?end={}", all[1].0)).text();
+    assert_eq!(segments(&head).len(), 1, "{head}");
+
+    // Bad ranges: 400 with the reason, never a playlist.
+    for (q, why) in [
+        ("start=yesterday", "is not a time"),
+        ("end=2026-13-01T00:00:00Z", "is not a time"),
+        ("start=4&end=2", "is not after start"),
+        ("start=3&end=3", "is not after start"),
+        ("start=3&start=4", "twice"),
+        ("start=100000", "outside the recording"),
+        ("end=1999-01-01T00:00:00Z", "outside the recording"),
+    ] {
+        for f in ["index.m3u8", "video.m3u8", "export.mp4"] {
+            let r = s.get(&format!("{base}{f}?{q}"));
+            assert_eq!(r.status, 400, "{f}?{q}: {}", r.text());
+            assert!(r.text().contains(why), "{f}?{q}: {}", r.text());
+        }
+    }
+    assert!(rec.duration > 10.0, "{rec:?}");
+    let _ = std::fs::remove_dir_all(&local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What ffprobe says of the file at `path`: its duration and the kinds of its streams.
+fn probe_file(path: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_type",
+        ])
+        .args(["-of", "default=nw=1"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_recording_exports_as_one_mp4_file_per_rendition() {
+    let (s, dir) = recording_server("export", &["--layout", "separate"]);
+    let mut ff = publish(&s.rtmp_url("exp"), 8, false);
+    s.wait_for("/live/exp/index.m3u8", Duration::from_secs(20));
+    assert!(ff.wait().unwrap().success());
+    let rec = ended_recording(&s);
+    let base = rec.playlist.trim_end_matches("index.m3u8").to_string();
+    let video_text = s.get(&format!("{base}video.m3u8")).text();
+    let all = segments(&video_text);
+
+    // The whole recording, the first variant's rendition (video) by default.
+    let r = s.get(&format!("{base}export.mp4"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("video/mp4"));
+    let cd = r.header("content-disposition").unwrap().to_string();
+    assert!(
+        cd.starts_with("attachment; filename=\"exp-video-20") && cd.ends_with(".mp4\""),
+        "{cd}"
+    );
+    assert_eq!(
+        r.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        r.body.len()
+    );
+    let init = uris(&video_text)[0].clone();
+    let mut expected = std::fs::read(dir.join(base.trim_start_matches('/')).join(&init)).unwrap();
+    for (_, _, u) in &all {
+        expected.extend(std::fs::read(dir.join(base.trim_start_matches('/')).join(u)).unwrap());
+    }
+    assert!(
+        r.body == expected,
+        "the init section and every segment, in order"
+    );
+    let (errors, frames) = ffmpeg_decode(&r.body);
+    assert!(errors.trim().is_empty(), "ffmpeg: {errors}");
+    assert!(
+        (frames as f64 - rec.duration * 30.0).abs() <= 2.0,
+        "{frames} frames for {rec:?}"
+    );
+    let file = std::env::temp_dir().join(format!("llhls-export-{}.mp4", std::process::id()));
+    std::fs::write(&file, &r.body).unwrap();
+    let info = probe_file(&file);
+    assert!(info.contains("codec_type=video"), "{info}");
+    let secs: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("duration="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (secs - rec.duration).abs() < 0.5,
+        "ffprobe: {secs} s for {rec:?}"
+    );
+
+    // The audio rendition of a range: whole segments 1 and 2 of it.
+    let audio_text = s.get(&format!("{base}audio.m3u8")).text();
+    let audio = segments(&audio_text);
+    let q = format!(
+        "rendition=audio&start={}&end={}",
+        audio[1].0,
+        shift(&audio[2].0, 10)
+    );
+    let r = s.get(&format!("{base}export.mp4?{q}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::fs::write(&file, &r.body).unwrap();
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        dec.status.success() && dec.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
+    let info = probe_file(&file);
+    assert!(
+        info.contains("codec_type=audio") && !info.contains("codec_type=video"),
+        "{info}"
+    );
+    let secs: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("duration="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let want = audio[1].1 + audio[2].1;
+    assert!(
+        (secs - want).abs() < 0.2,
+        "ffprobe: {secs} s, segments {want} s"
+    );
+    let _ = std::fs::remove_file(&file);
+
+    for q in ["rendition=nope", "rendition=..%2Fx", "rendition=index"] {
+        let r = s.get(&format!("{base}export.mp4?{q}"));
+        assert_eq!(r.status, 400, "{q}: {}", r.text());
+        assert!(r.text().contains("rendition"), "{q}: {}", r.text());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn after_sigterm_the_recording_is_a_closed_vod_with_every_segment() {
+    let dir = data_dir("sigterm");
+    let mut s = Server::start(&[
+        "--record",
+        "true",
+        "--layout",
+        "separate",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let mut ff = publish(&s.rtmp_url("term"), 60, false);
+    s.wait_for("/live/term/index.m3u8", Duration::from_secs(20));
+    until(Duration::from_secs(30), "no recorded segments", || {
+        recordings(&s).first().is_some_and(|r| r.duration >= 4.0)
+    });
+    let live = recordings(&s)[0].clone();
+    assert!(!live.ended);
+    let term = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = s.child.wait().unwrap();
+    let _ = ff.kill();
+    let _ = ff.wait();
+    assert!(
+        status.success(),
+        "a clean exit: {status:?}\n{}",
+        s.log_text()
+    );
+    let log = s.log_text();
+    assert!(log.contains("recording finished"), "{log}");
+    // On disk, as the stop left it (no restart): closed, every written segment listed.
+    let rec_dir = dir.join(
+        live.playlist
+            .trim_start_matches('/')
+            .trim_end_matches("/index.m3u8"),
+    );
+    for name in ["video", "audio"] {
+        let text = std::fs::read_to_string(rec_dir.join(format!("{name}.m3u8"))).unwrap();
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{text}");
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+        let listed: std::collections::BTreeSet<String> =
+            segments(&text).into_iter().map(|s| s.2).collect();
+        let on_disk: std::collections::BTreeSet<String> = walk(&rec_dir.join(name))
+            .iter()
+            .map(|p| format!("{name}/{}", p.file_name().unwrap().to_str().unwrap()))
+            .filter(|n| n.ends_with(".m4s"))
+            .collect();
+        assert_eq!(listed, on_disk, "{name}: every segment written is listed");
+        assert!(listed.len() as f64 >= live.duration / 2.5, "{text}");
+    }
+    validate_playlist_files(&[rec_dir.join("index.m3u8")]);
+    let (v, a, secs) = probe(&rec_dir.join("index.m3u8"));
+    assert!(v > 0 && a > 0, "{v} video and {a} audio packets");
+    assert!(secs >= live.duration - 0.5, "{secs} s, {live:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

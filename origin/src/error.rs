@@ -38,6 +38,10 @@ pub enum Error {
     /// Bad `_HLS_*` delivery directives: the parser's or classifier's own words (400).
     #[error("{0}")]
     BadDirectives(String),
+    /// A bad query on a recording (a clip's `start`/`end`, an export's rendition): the reason
+    /// (400).
+    #[error("{0}")]
+    BadQuery(String),
     /// A `Range` header we cannot parse (400).
     #[error("malformed Range header")]
     MalformedRange,
@@ -78,7 +82,9 @@ impl Error {
             | Error::NoSuchObject
             | Error::SegmentIncomplete
             | Error::RangeUnavailable => StatusCode::NOT_FOUND,
-            Error::BadDirectives(_) | Error::MalformedRange => StatusCode::BAD_REQUEST,
+            Error::BadDirectives(_) | Error::BadQuery(_) | Error::MalformedRange => {
+                StatusCode::BAD_REQUEST
+            }
             Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooManyHeld | Error::HoldTimedOut => StatusCode::SERVICE_UNAVAILABLE,

@@ -15,6 +15,12 @@
 //! - At startup ([`Recordings::open`]) the recordings on disk are listed again; one whose
 //!   stream was live when the process died is closed as VOD at the last segment its playlist
 //!   lists, and half-written files (temporary names) are deleted.
+//! - When the server stops, [`Recordings::finish_all`] has every writer close its recording as
+//!   VOD, as when its stream ends.
+//! - Clips (`?start=&end=` on the playlists, `parse_clip`) are rendered from the playlists on
+//!   disk: the whole segments overlapping the range. `export.mp4` streams one rendition's init
+//!   section and segments from disk as one file, each track's decode times shifted to start at
+//!   zero.
 //! - Retention ([`Recordings::spawn_retention`]) deletes whole finished recordings, oldest
 //!   first, past `max_age` or while all of them together are over `max_bytes`, each deletion
 //!   logged.
@@ -32,7 +38,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use llhls_packager::{ObjectKey, ObjectKind, StreamSnapshot, WallClock};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::live::{Object, Stream};
 use crate::metrics::Metrics;
@@ -107,12 +113,19 @@ impl Entry {
     }
 }
 
+/// A recording's writer task as seen from outside: where to send it [`Msg::Finish`], and a
+/// receiver whose sender the task drops when it has closed the recording.
+type Writer = (mpsc::UnboundedSender<Msg>, watch::Receiver<()>);
+
 /// Every recording: the index behind `/recordings.json`, the recordings' directory, retention.
 #[derive(Debug)]
 pub struct Recordings {
     config: RecordConfig,
     entries: RwLock<BTreeMap<(String, String), Arc<Entry>>>,
     metrics: RwLock<Option<Arc<Metrics>>>,
+    /// The writers of the recordings being written, by `NAME/ID`: how to tell each to finish,
+    /// and a receiver that closes when it has.
+    active: Mutex<HashMap<String, Writer>>,
 }
 
 impl Recordings {
@@ -160,6 +173,7 @@ impl Recordings {
             config,
             entries: RwLock::new(entries),
             metrics: RwLock::new(None),
+            active: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -211,16 +225,51 @@ impl Recordings {
         format!("[{}]", items.join(","))
     }
 
-    /// The directory of recording `name`/`id` and whether it is still being written, if it is
-    /// listed. Both parts must be valid names (see [`valid_name`]).
-    pub(crate) fn dir(&self, name: &str, id: &str) -> Option<(PathBuf, bool)> {
+    /// The directory of recording `name`/`id` and what is known of it (`end` is `None` while
+    /// it is being written), if it is listed. Both parts must be valid names (see
+    /// [`valid_name`]).
+    pub(crate) fn get(&self, name: &str, id: &str) -> Option<(PathBuf, RecordingInfo)> {
         if !valid_name(name) || !valid_name(id) {
             return None;
         }
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let e = entries.get(&(name.to_string(), id.to_string()))?;
-        let live = e.info().end.is_none();
-        Some((self.config.root.join(name).join(id), live))
+        Some((self.config.root.join(name).join(id), e.info()))
+    }
+
+    /// The server is stopping: every recording being written writes what it was handed and
+    /// is closed as VOD (as when its stream ends), waiting at most `limit` for all of them.
+    /// Segments the stream completes after this are not recorded.
+    pub async fn finish_all(&self, limit: Duration) {
+        let active: Vec<(String, Writer)> = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        tracing::info!(
+            recordings = active.len(),
+            "shutting down: closing the recordings being written"
+        );
+        let mut waits = Vec::new();
+        for (_, (tx, done)) in active {
+            let _ = tx.send(Msg::Finish);
+            waits.push(done);
+        }
+        // Each writer drops its side when it has closed its recording.
+        let all = async {
+            for mut done in waits {
+                while done.changed().await.is_ok() {}
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!(
+                "shutting down: recordings not closed within {limit:?}; the next start closes them"
+            );
+        }
     }
 
     /// Starts a new recording of stream `name` whose first segment began at `start`.
@@ -592,6 +641,9 @@ impl Segment {
 enum Msg {
     Segment(Segment),
     Multivariant(Bytes),
+    /// Close the recording after what was sent before (the stream ended, or the server is
+    /// stopping).
+    Finish,
     /// A segment not queued, as the writer is too far behind: the recording skips it.
     Dropped {
         rendition: String,
@@ -720,12 +772,22 @@ impl Recorder {
                 .join(&entry.id);
             tracing::info!(stream = %self.name, recording = %format!("{}/{}", entry.name, entry.id), "recording started");
             let (tx, rx) = mpsc::unbounded_channel();
+            let (done_tx, done_rx) = watch::channel(());
+            self.recordings
+                .active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    format!("{}/{}", entry.name, entry.id),
+                    (tx.clone(), done_rx),
+                );
             let writer = tokio::spawn(writer(
                 dir,
                 entry,
                 self.recordings.clone(),
                 rx,
                 self.queued.clone(),
+                done_tx,
             ));
             self.tx = Some((tx, writer));
         }
@@ -748,7 +810,7 @@ impl Recorder {
     /// The stream ended: lets the writer finish what it has queued and close the recording.
     pub(crate) async fn finish(self) {
         if let Some((tx, writer)) = self.tx {
-            drop(tx);
+            let _ = tx.send(Msg::Finish);
             let _ = writer.await;
         }
     }
@@ -768,6 +830,8 @@ struct Rendition {
     on_disk: Option<(u32, u64)>,
     /// Seconds listed.
     secs: f64,
+    /// Discontinuities before the first segment listed (a clip's, 0 for a recording).
+    discontinuity_sequence: u64,
     /// Peak segment bit rate, media bytes and seconds (for the final BANDWIDTH values).
     peak: f64,
     media_bytes: u64,
@@ -794,6 +858,13 @@ impl Rendition {
         let _ = writeln!(out, "#EXT-X-PLAYLIST-TYPE:{kind}");
         let first = self.lines.first().map_or(0, |l| l.msn);
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            );
+        }
         for i in 0..self.lines.len() {
             self.entry(i, &mut out);
         }
@@ -858,6 +929,8 @@ async fn writer(
     recordings: Arc<Recordings>,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     queued: Arc<Backlog>,
+    // Dropped when this returns: the recording is closed.
+    _done: watch::Sender<()>,
 ) {
     let mut renditions: BTreeMap<String, Rendition> = BTreeMap::new();
     let mut multivariant: Option<Bytes> = None;
@@ -870,6 +943,7 @@ async fn writer(
     };
     while let Some(msg) = rx.recv().await {
         let seg = match msg {
+            Msg::Finish => break,
             Msg::Multivariant(b) => {
                 if let Err(e) = write_once(&dir.join("index.m3u8"), &b).await {
                     fail("the multivariant playlist", e);
@@ -1021,16 +1095,288 @@ async fn writer(
     let start = info.start;
     info.end = Some(end.max(start));
     tracing::info!(recording = %label, duration = info.duration, bytes = info.bytes, "recording finished");
+    drop(info);
+    recordings
+        .active
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&label);
+}
+
+/// A time range of a recording (`?start=&end=`), in wall-clock time: either end may be open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Clip {
+    pub(crate) start: Option<WallClock>,
+    pub(crate) end: Option<WallClock>,
+}
+
+impl Clip {
+    /// The same range as a query (`start=...&end=...`, RFC 3339 in UTC, milliseconds), for
+    /// the URIs of a clip's multivariant playlist.
+    fn query(&self) -> String {
+        let mut q = Vec::new();
+        if let Some(t) = self.start {
+            q.push(format!("start={}", t.to_rfc3339()));
+        }
+        if let Some(t) = self.end {
+            q.push(format!("end={}", t.to_rfc3339()));
+        }
+        q.join("&")
+    }
+
+    /// Does a segment from `from` to `to` overlap the range?
+    fn overlaps(&self, from: WallClock, to: WallClock) -> bool {
+        self.start.is_none_or(|s| to > s) && self.end.is_none_or(|e| from < e)
+    }
+}
+
+/// `%XX` escapes decoded (a query value); `None` if one is malformed or the result is not UTF-8.
+fn percent_decode(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = v.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A clip bound: an RFC 3339 date-time (`2026-12-01T13:30:05Z`, fractions of a second and a
+/// `+hh:mm`/`-hh:mm` offset allowed, as EXT-X-PROGRAM-DATE-TIME writes them), or seconds from
+/// the recording's start (`12.5`).
+fn parse_bound(v: &str, rec_start: WallClock) -> Option<WallClock> {
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let secs: f64 = v.parse().ok()?;
+        if !secs.is_finite() || secs > 1e10 {
+            return None;
+        }
+        return Some(WallClock(rec_start.0 + (secs * 1000.0).round() as i64));
+    }
+    let b = v.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = v.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&m) || !(1..=month_days).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let mut rest = &v[19..];
+    let mut ms = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        let digits = &frac[..n];
+        let padded: String = digits.chars().chain("000".chars()).take(3).collect();
+        ms = padded.parse().ok()?;
+        rest = &frac[n..];
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let h = num_of(&rest[1..3])?;
+            let m = num_of(&rest[4..6])?;
+            sign * (h * 60 + m)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, m, d);
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss - offset_min * 60;
+    Some(WallClock(secs * 1000 + ms))
+}
+
+fn num_of(t: &str) -> Option<i64> {
+    if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
+}
+
+/// The clip a query asks for (`None`: no `start` or `end`, the whole recording), or why it is
+/// refused. Other parameters are ignored.
+pub(crate) fn parse_clip(query: &str, rec_start: WallClock) -> Result<Option<Clip>, String> {
+    let mut clip = Clip {
+        start: None,
+        end: None,
+    };
+    let mut any = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match k {
+            "start" => &mut clip.start,
+            "end" => &mut clip.end,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(format!("{k} is given twice"));
+        }
+        let decoded = percent_decode(v).unwrap_or_default();
+        *slot = Some(parse_bound(&decoded, rec_start).ok_or_else(|| {
+            format!(
+                "{k}={v} is not a time: give an RFC 3339 date-time like {} (as in EXT-X-PROGRAM-DATE-TIME) or seconds from the recording's start like 12.5",
+                rec_start.to_rfc3339()
+            )
+        })?);
+        any = true;
+    }
+    if let (Some(s), Some(e)) = (clip.start, clip.end) {
+        if e <= s {
+            return Err(format!(
+                "end ({}) is not after start ({})",
+                e.to_rfc3339(),
+                s.to_rfc3339()
+            ));
+        }
+    }
+    Ok(any.then_some(clip))
+}
+
+/// A recorded media playlist read back: its TARGETDURATION and segments.
+fn parse_media(text: &str) -> Rendition {
+    let mut r = Rendition::default();
+    let mut msn = 0u64;
+    let mut map = String::new();
+    let (mut pdt, mut dur, mut disc, mut gap) = (WallClock(0), 0.0, false, false);
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            r.target_duration = v.trim().parse().unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            msn = v.trim().parse().unwrap_or(0);
+        } else if let Some(v) = line
+            .strip_prefix("#EXT-X-MAP:URI=\"")
+            .and_then(|u| u.strip_suffix('"'))
+        {
+            map = v.to_string();
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            pdt = parse_rfc3339(v).unwrap_or(pdt);
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            dur = v.trim_end_matches(',').parse().unwrap_or(0.0);
+        } else if line == "#EXT-X-DISCONTINUITY" {
+            disc = true;
+        } else if line == "#EXT-X-GAP" {
+            gap = true;
+        } else if !line.is_empty() && !line.starts_with('#') {
+            r.lines.push(Line {
+                msn,
+                duration: dur,
+                pdt,
+                discontinuity: std::mem::take(&mut disc),
+                gap: std::mem::take(&mut gap),
+                uri: line.to_string(),
+                map_uri: map.clone(),
+            });
+            msn += 1;
+        }
+    }
+    r
+}
+
+/// The segments of `r` overlapping `clip`, as a rendition of their own (discontinuities
+/// before the first one counted in its discontinuity sequence), and whether the clip's end
+/// has passed (a segment reaches it).
+fn clip_rendition(mut r: Rendition, clip: &Clip) -> (Rendition, bool) {
+    // Where each segment ends on the EXT-X-PROGRAM-DATE-TIME timeline: where the next one
+    // begins (dates are rounded to the millisecond, so a range starting at a segment's date
+    // does not take in the one before), or its date plus its duration.
+    let ends: Vec<WallClock> = (0..r.lines.len())
+        .map(|i| match r.lines.get(i + 1) {
+            Some(next) if !next.discontinuity => next.pdt,
+            _ => {
+                let l = &r.lines[i];
+                WallClock(l.pdt.0 + (l.duration * 1000.0).round() as i64)
+            }
+        })
+        .collect();
+    let passed = clip.end.is_some_and(|e| ends.iter().any(|&t| t >= e));
+    let keep: Vec<bool> = r
+        .lines
+        .iter()
+        .zip(&ends)
+        .map(|(l, &to)| clip.overlaps(l.pdt, to))
+        .collect();
+    let Some(first) = keep.iter().position(|&k| k) else {
+        r.lines.clear();
+        return (r, passed);
+    };
+    let count = keep[first..].iter().take_while(|&&k| k).count();
+    let before = r.lines[..=first].iter().filter(|l| l.discontinuity).count();
+    r.discontinuity_sequence = before as u64;
+    r.lines = r.lines.drain(first..).take(count).collect();
+    (r, passed)
+}
+
+/// `uri` with `query` appended.
+fn with_query(uri: &str, query: &str) -> String {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}{query}")
+}
+
+/// A clip's multivariant playlist: every URI (variants and renditions) carries the clip's
+/// query, so every rendition a player picks covers the same range.
+fn clip_multivariant(mv: &str, query: &str) -> String {
+    let mut out = String::with_capacity(mv.len() + 256);
+    for line in mv.lines() {
+        if line.starts_with('#') {
+            match line.split_once("URI=\"") {
+                Some((head, rest)) => match rest.split_once('"') {
+                    Some((uri, tail)) => {
+                        let _ = write!(out, "{head}URI=\"{}\"{tail}", with_query(uri, query));
+                    }
+                    None => out.push_str(line),
+                },
+                None => out.push_str(line),
+            }
+        } else if line.is_empty() {
+            out.push_str(line);
+        } else {
+            out.push_str(&with_query(line, query));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `GET /recordings/NAME/START/FILE`: a playlist (read from disk: it is rewritten as
-/// segments arrive) or an init section or segment (immutable, byte ranges accepted), with the
-/// headers of the live ones. 404 for a recording or file that is not there.
+/// segments arrive; with `start`/`end`, a clip of it), an init section or segment (immutable,
+/// byte ranges accepted, the headers of the live ones), or `export.mp4`. 404 for a recording
+/// or file that is not there, 400 for a bad clip or export query.
 pub(crate) async fn serve(
     origin: &crate::Origin,
     name: &str,
     id: &str,
     file: crate::route::RecordingFile<'_>,
+    query: &str,
     range: Option<http::HeaderValue>,
 ) -> crate::headers::Reply {
     use crate::error::Error;
@@ -1041,27 +1387,55 @@ pub(crate) async fn serve(
         RecordingFile::Playlist(_) => Class::Playlist,
         RecordingFile::Object(k) if k.is_init() => Class::Init,
         RecordingFile::Object(_) => Class::Segment,
+        RecordingFile::Export => Class::Other,
     };
-    let Some((dir, live)) = origin.recordings().and_then(|r| r.dir(name, id)) else {
+    let Some((dir, info)) = origin.recordings().and_then(|r| r.get(name, id)) else {
         return Error::NotFound.reply(class);
     };
+    let live = info.end.is_none();
     match file {
         RecordingFile::Playlist(p) => {
+            let clip = match parse_clip(query, info.start) {
+                Ok(c) => c,
+                Err(why) => return Error::BadQuery(why).reply(class),
+            };
+            if let Some(c) = &clip {
+                if let Some(why) = outside(c, &info) {
+                    return Error::BadQuery(why).reply(class);
+                }
+            }
             let Ok(text) = tokio::fs::read_to_string(dir.join(format!("{p}.m3u8"))).await else {
                 return Error::NotFound.reply(class);
             };
             // A media playlist grows by appends: only whole entries are served.
-            let text = if p == "index" {
-                text
-            } else {
-                let end = complete_prefix(&text).len();
-                let mut text = text;
-                text.truncate(end);
-                text
+            let (text, growing) = match (p, &clip) {
+                ("index", None) => (text, live),
+                ("index", Some(c)) => (clip_multivariant(&text, &c.query()), live),
+                (_, None) => {
+                    let end = complete_prefix(&text).len();
+                    let mut text = text;
+                    text.truncate(end);
+                    (text, live)
+                }
+                (_, Some(c)) => {
+                    let (r, passed) = clip_rendition(parse_media(complete_prefix(&text)), c);
+                    if r.lines.is_empty() {
+                        return Error::BadQuery(format!(
+                            "no segment of {p} in this range yet (the recording has {:.3} s from {})",
+                            info.duration,
+                            info.start.to_rfc3339()
+                        ))
+                        .reply(class);
+                    }
+                    // A clip whose end the recording has not reached yet grows like the
+                    // recording (EVENT); it is VOD once a segment reaches its end.
+                    let ended = !live || passed;
+                    (r.render(ended), !ended)
+                }
             };
             // A live recording's playlists grow (like a live playlist's plain reload); a
             // finished one's change no more.
-            let cc = if live {
+            let cc = if growing {
                 "public, max-age=1"
             } else {
                 "public, max-age=3600"
@@ -1093,7 +1467,227 @@ pub(crate) async fn serve(
                 .await
                 .unwrap_or_else(|e| e.reply(class))
         }
+        RecordingFile::Export => export(name, id, &dir, &info, query)
+            .await
+            .unwrap_or_else(|e| e.reply(class)),
     }
+}
+
+/// The MP4 boxes in `buf`: (type, start of the box, start of its payload, end).
+fn boxes(buf: &[u8]) -> Vec<([u8; 4], usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= buf.len() {
+        let size32 = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as u64;
+        let kind = [buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]];
+        let (size, header) = match size32 {
+            0 => ((buf.len() - at) as u64, 8),
+            1 if at + 16 <= buf.len() => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&buf[at + 8..at + 16]);
+                (u64::from_be_bytes(b), 16)
+            }
+            1 => break,
+            n => (n, 8),
+        };
+        let Ok(size) = usize::try_from(size) else {
+            break;
+        };
+        if size < header || at + size > buf.len() {
+            break;
+        }
+        out.push((kind, at, at + header, at + size));
+        at += size;
+    }
+    out
+}
+
+/// Shifts every track fragment's decode time (`tfdt`) in a media segment by that track's
+/// first one, recorded in `bases` from the first segment that has the track: an exported
+/// clip's timeline starts at zero, as a file's should (players and ffprobe count a file's
+/// duration from zero). Boxes it cannot read are left as they are.
+fn rebase_decode_times(seg: &mut [u8], bases: &mut HashMap<u32, u64>) {
+    for (kind, _, body, end) in boxes(seg) {
+        if &kind != b"moof" {
+            continue;
+        }
+        for (kind, _, tbody, tend) in boxes(&seg[body..end]) {
+            if &kind != b"traf" {
+                continue;
+            }
+            let (tbody, tend) = (body + tbody, body + tend);
+            let children = boxes(&seg[tbody..tend]);
+            let track = children.iter().find(|c| &c.0 == b"tfhd").and_then(|c| {
+                let p = tbody + c.2 + 4;
+                seg.get(p..p + 4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            });
+            let (Some(track), Some(tfdt)) = (track, children.iter().find(|c| &c.0 == b"tfdt"))
+            else {
+                continue;
+            };
+            let p = tbody + tfdt.2;
+            let Some(&version) = seg.get(p) else { continue };
+            let at = p + 4;
+            let width = if version == 1 { 8 } else { 4 };
+            if at + width > tbody + tfdt.3 {
+                continue;
+            }
+            let mut v = 0u64;
+            for &b in &seg[at..at + width] {
+                v = (v << 8) | u64::from(b);
+            }
+            let base = *bases.entry(track).or_insert(v);
+            let shifted = v.saturating_sub(base);
+            let bytes = shifted.to_be_bytes();
+            seg[at..at + width].copy_from_slice(&bytes[8 - width..]);
+        }
+    }
+}
+
+/// Why a clip cannot be served: it lies wholly before or after the recording.
+fn outside(c: &Clip, info: &RecordingInfo) -> Option<String> {
+    let span = match info.end {
+        Some(e) => format!("{} to {}", info.start.to_rfc3339(), e.to_rfc3339()),
+        None => format!("{} on (still recording)", info.start.to_rfc3339()),
+    };
+    if c.end.is_some_and(|e| e <= info.start) || info.end.is_some_and(|e| c.start >= Some(e)) {
+        return Some(format!("the range is outside the recording ({span})"));
+    }
+    None
+}
+
+/// `export.mp4?rendition=R&start=&end=`: the init section and the segments of one rendition
+/// (the first variant's unless named), in the clip if one is given, as one fragmented MP4 file,
+/// streamed from disk (nothing is assembled in memory).
+async fn export(
+    name: &str,
+    id: &str,
+    dir: &Path,
+    info: &RecordingInfo,
+    query: &str,
+) -> Result<crate::headers::Reply, crate::error::Error> {
+    use crate::error::Error;
+    let bad = |why: String| Error::BadQuery(why);
+    let clip = parse_clip(query, info.start).map_err(bad)?;
+    if let Some(why) = clip.as_ref().and_then(|c| outside(c, info)) {
+        return Err(bad(why));
+    }
+    let asked = query
+        .split('&')
+        .filter_map(|p| p.strip_prefix("rendition="))
+        .next_back();
+    let rendition = match asked {
+        Some(r) if valid_name(r) && r != "index" => r.to_string(),
+        Some(r) => {
+            return Err(bad(format!(
+                "rendition={r} is not a rendition name (the name of one of the recording's media playlists, without .m3u8)"
+            )))
+        }
+        None => {
+            // The first variant's rendition.
+            let mv = tokio::fs::read_to_string(dir.join("index.m3u8"))
+                .await
+                .map_err(|_| Error::NotFound)?;
+            mv.lines()
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .and_then(|l| l.strip_suffix(".m3u8"))
+                .filter(|r| valid_name(r))
+                .ok_or(Error::NotFound)?
+                .to_string()
+        }
+    };
+    let text = tokio::fs::read_to_string(dir.join(format!("{rendition}.m3u8")))
+        .await
+        .map_err(|_| bad(format!("the recording has no rendition {rendition}")))?;
+    let mut r = parse_media(complete_prefix(&text));
+    if let Some(c) = &clip {
+        r = clip_rendition(r, c).0;
+    }
+    r.lines.retain(|l| !l.gap);
+    let Some(first) = r.lines.first() else {
+        return Err(bad(format!("no segment of {rendition} in this range yet")));
+    };
+    let map = first.map_uri.clone();
+    if let Some(other) = r.lines.iter().find(|l| l.map_uri != map) {
+        return Err(bad(format!(
+            "the range spans two init sections ({map} and {}: the publisher reconnected with other settings at {}); export each side with start and end",
+            other.map_uri,
+            other.pdt.to_rfc3339()
+        )));
+    }
+    let mut files = Vec::with_capacity(r.lines.len() + 1);
+    let mut total = 0u64;
+    for uri in std::iter::once(&map).chain(r.lines.iter().map(|l| &l.uri)) {
+        let path = dir.join(uri);
+        let len = tokio::fs::metadata(&path)
+            .await
+            .map_err(|_| Error::NoSuchObject)?
+            .len();
+        total += len;
+        files.push(path);
+    }
+    let (from, to) = match (r.lines.first(), r.lines.last()) {
+        (Some(f), Some(l)) => (
+            compact(f.pdt),
+            compact(WallClock(l.pdt.0 + (l.duration * 1000.0).round() as i64)),
+        ),
+        _ => return Err(Error::NotFound),
+    };
+    let file_name = format!("{name}-{rendition}-{from}-{to}.mp4");
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let label = format!("{name}/{id}");
+    tokio::spawn(async move {
+        // Each track's first decode time: the file's timeline starts at zero.
+        let mut bases = HashMap::new();
+        for (i, path) in files.into_iter().enumerate() {
+            // One file at a time (an init section, then one segment): never the whole export.
+            let bytes = match tokio::fs::read(&path).await {
+                Ok(b) => b,
+                Err(e) => {
+                    // The response is cut short (its length says so to the client).
+                    tracing::warn!(recording = %label, path = %path.display(), "export: {e}");
+                    return;
+                }
+            };
+            let mut bytes = bytes;
+            if i > 0 {
+                rebase_decode_times(&mut bytes, &mut bases);
+            }
+            let bytes = Bytes::from(bytes);
+            for at in (0..bytes.len()).step_by(256 << 10) {
+                let chunk = bytes.slice(at..bytes.len().min(at + (256 << 10)));
+                if tx.send(chunk).await.is_err() {
+                    // The client went away.
+                    return;
+                }
+            }
+        }
+    });
+    let cc = if info.end.is_none() {
+        "no-store"
+    } else {
+        "public, max-age=3600"
+    };
+    let disposition = http::HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
+        .unwrap_or(http::HeaderValue::from_static("attachment"));
+    Ok(crate::headers::Reply {
+        status: http::StatusCode::OK,
+        class: crate::metrics::Class::Other,
+        headers: vec![
+            (
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("video/mp4"),
+            ),
+            (
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static(cc),
+            ),
+            (http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        len: Some(total),
+        body: crate::body::Body::Stream(rx),
+    })
 }
 
 /// `mv` with each variant's BANDWIDTH and AVERAGE-BANDWIDTH measured over the recorded
@@ -1293,6 +1887,164 @@ mod tests {
         }
         let ended = format!("{whole}#EXT-X-ENDLIST\n");
         assert_eq!(complete_prefix(&ended), ended);
+    }
+
+    #[test]
+    fn clip_bounds_are_dates_or_seconds_and_bad_ones_say_why() {
+        let start = parse_rfc3339("2026-12-01T13:30:00.000Z").unwrap();
+        let at = |ms: i64| Some(WallClock(start.0 + ms));
+        let clip = |q: &str| parse_clip(q, start);
+        assert_eq!(clip(""), Ok(None));
+        assert_eq!(clip("x=1"), Ok(None), "other parameters are ignored");
+        assert_eq!(
+            clip("start=2.5&end=2026-12-01T13:30:10Z"),
+            Ok(Some(Clip {
+                start: at(2500),
+                end: at(10_000)
+            }))
+        );
+        // Fractions, offsets, percent-encoded colons and plus signs.
+        for (v, ms) in [
+            ("2026-12-01T13:30:01.5Z", 1500),
+            ("2026-12-01T13:30:01.123456Z", 1123),
+            ("2026-12-01T14:30:02%2B01:00", 2000),
+            ("2026-12-01T13%3A30%3A03Z", 3000),
+            ("2026-12-01T12:00:04-01:30", 4000),
+        ] {
+            assert_eq!(
+                clip(&format!("start={v}")),
+                Ok(Some(Clip {
+                    start: at(ms),
+                    end: None
+                })),
+                "{v}"
+            );
+        }
+        for (q, why) in [
+            ("start=soon", "is not a time"),
+            ("start=-3", "is not a time"),
+            ("start=2026-12-01T13:30:00", "is not a time"),
+            ("start=2026-12-01T25:30:00Z", "is not a time"),
+            ("start=2026-02-29T13:30:00Z", "is not a time"),
+            ("start=2026-04-31T13:30:00Z", "is not a time"),
+            ("end=2026-02-01T13:30:00+1:00", "is not a time"),
+            ("start=%zz", "is not a time"),
+            ("start=1e400", "is not a time"),
+            ("start=5&end=5", "is not after start"),
+            ("start=5&end=2", "is not after start"),
+            ("end=1&end=2", "twice"),
+        ] {
+            let e = clip(q).unwrap_err();
+            assert!(e.contains(why), "{q}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_clip_keeps_the_whole_segments_overlapping_its_range() {
+        let mut r = Rendition {
+            target_duration: 2,
+            ..Rendition::default()
+        };
+        let t0 = 1_796_139_000_000;
+        for i in 0..6u64 {
+            r.lines.push(Line {
+                msn: 10 + i,
+                duration: 2.002,
+                // Dates rounded to the millisecond, as recorded.
+                pdt: WallClock(t0 + 2002 * i as i64),
+                discontinuity: i == 4,
+                gap: false,
+                uri: format!("video/{}.m4s", 10 + i),
+                map_uri: if i < 4 {
+                    "video/init-10.mp4"
+                } else {
+                    "video/init-14.mp4"
+                }
+                .into(),
+            });
+        }
+        let text = r.render(true);
+        let clip = |s: i64, e: Option<i64>| Clip {
+            start: Some(WallClock(t0 + s)),
+            end: e.map(|e| WallClock(t0 + e)),
+        };
+        let uris = |r: &Rendition| r.lines.iter().map(|l| l.msn).collect::<Vec<_>>();
+        // Starting exactly at a segment's date: not the one before it.
+        let (c, passed) = clip_rendition(parse_media(&text), &clip(2002, Some(4500)));
+        assert_eq!(uris(&c), [11, 12]);
+        assert!(passed);
+        let out = c.render(true);
+        assert!(
+            out.contains("#EXT-X-MEDIA-SEQUENCE:11\n#EXT-X-MAP:URI=\"video/init-10.mp4\"\n"),
+            "{out}"
+        );
+        assert!(!out.contains("DISCONTINUITY"), "{out}");
+        // Across the discontinuity, and past it: the sequence counts the one skipped.
+        let (c, _) = clip_rendition(parse_media(&text), &clip(6100, Some(8100)));
+        assert_eq!(uris(&c), [13, 14]);
+        assert!(c
+            .render(true)
+            .contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"video/init-14.mp4\""));
+        let (c, _) = clip_rendition(parse_media(&text), &clip(8100, None));
+        assert_eq!(uris(&c), [14, 15]);
+        let out = c.render(true);
+        assert!(out.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{out}");
+        assert!(!out.contains("#EXT-X-DISCONTINUITY\n"), "{out}");
+        // An end the recording has not reached.
+        let (c, passed) = clip_rendition(parse_media(&text), &clip(0, Some(60_000)));
+        assert_eq!(c.lines.len(), 6);
+        assert!(!passed);
+        // Nothing in range.
+        assert!(clip_rendition(parse_media(&text), &clip(60_000, None))
+            .0
+            .lines
+            .is_empty());
+    }
+
+    #[test]
+    fn a_clips_multivariant_playlist_carries_its_range_on_every_uri() {
+        let mv = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"x\",URI=\"audio.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"\nvideo.m3u8\n";
+        assert_eq!(
+            clip_multivariant(mv, "start=a&end=b"),
+            "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"x\",URI=\"audio.m3u8?start=a&end=b\"\n#EXT-X-STREAM-INF:BANDWIDTH=1,AUDIO=\"a\"\nvideo.m3u8?start=a&end=b\n"
+        );
+    }
+
+    #[test]
+    fn an_export_starts_each_track_at_zero() {
+        // moof { mfhd, traf { tfhd(track 1), tfdt v1 } }, mdat.
+        let mk = |track: u32, t: u64| {
+            let mut tfhd = vec![0, 0, 0, 16, b't', b'f', b'h', b'd', 0, 0, 0, 0];
+            tfhd.extend(track.to_be_bytes());
+            let mut tfdt = vec![0, 0, 0, 20, b't', b'f', b'd', b't', 1, 0, 0, 0];
+            tfdt.extend(t.to_be_bytes());
+            let mut traf = ((8 + tfhd.len() + tfdt.len()) as u32)
+                .to_be_bytes()
+                .to_vec();
+            traf.extend(b"traf");
+            traf.extend(tfhd);
+            traf.extend(tfdt);
+            let mut moof = ((8 + traf.len()) as u32).to_be_bytes().to_vec();
+            moof.extend(b"moof");
+            moof.extend(traf);
+            moof.extend([0, 0, 0, 9, b'm', b'd', b'a', b't', 7]);
+            moof
+        };
+        let mut bases = HashMap::new();
+        let mut a = mk(1, 90_000);
+        rebase_decode_times(&mut a, &mut bases);
+        assert_eq!(a, mk(1, 0));
+        let mut b = mk(1, 180_000);
+        rebase_decode_times(&mut b, &mut bases);
+        assert_eq!(b, mk(1, 90_000));
+        let mut c = mk(2, 5);
+        rebase_decode_times(&mut c, &mut bases);
+        assert_eq!(c, mk(2, 0), "each track its own base");
+        // Truncated input is left alone, never a panic.
+        let mut t = mk(1, 7)[..30].to_vec();
+        let before = t.clone();
+        rebase_decode_times(&mut t, &mut bases);
+        assert_eq!(t, before);
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub enum RecordingFile<'a> {
     Playlist(&'a str),
     /// `RENDITION/FILE`: an init section or a segment (never a part: recordings keep none).
     Object(ObjectKey),
+    /// `export.mp4`: one rendition as a single fragmented MP4 file.
+    Export,
 }
 
 impl Route<'_> {
@@ -117,6 +119,7 @@ fn recording(rest: &str) -> Route<'_> {
     use crate::record::valid_name;
     let parts: Vec<&str> = rest.split('/').collect();
     let file = match parts.as_slice() {
+        [_, _, "export.mp4"] => RecordingFile::Export,
         [_, _, file] => match file.strip_suffix(".m3u8") {
             Some(p) if valid_name(p) => RecordingFile::Playlist(p),
             _ => return Route::Other,
@@ -182,6 +185,14 @@ mod tests {
             }
         );
         assert_eq!(
+            parse("/recordings/cam/20261201T133000Z/export.mp4"),
+            Route::Recording {
+                name: "cam",
+                id: "20261201T133000Z",
+                file: RecordingFile::Export
+            }
+        );
+        assert_eq!(
             parse("/recordings/cam/20261201T133000Z/video/12.m4s"),
             Route::Recording {
                 name: "cam",
@@ -203,6 +214,8 @@ mod tests {
             "/recordings/c.m/s/index.m3u8",
             "/recordings/cam/s/video/../../x.m4s",
             "/recordings/cam/s/video/init-1.mp4/x",
+            "/recordings/cam/s/video/export.mp4",
+            "/recordings/cam/../export.mp4",
         ] {
             assert_eq!(parse(bad), Route::Other, "{bad}");
         }

@@ -362,7 +362,7 @@ async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head<'_>) 
             ),
         },
         Route::Recording { name, id, file } => {
-            crate::record::serve(origin, name, id, file, head.range).await
+            crate::record::serve(origin, name, id, file, &head.query, head.range).await
         }
         Route::Multivariant { stream } => multivariant(origin, stream, head.gzip),
         Route::Media { stream, rendition } => {
