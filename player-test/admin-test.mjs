@@ -114,19 +114,22 @@ await viewer.goto(`${origin}/#/live/cam1/index.m3u8`);
 const api = await (await fetch(`${origin}/api/v1/streams/cam1`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json();
 // A few refreshes: the sparkline grows and the bit rate in is measured afresh each second.
 const bitrates = new Set();
-let r = {};
+let r = {}, viewersSeen = '';
 for (let i = 0; i < 10; i++) {
   const n = await page.evaluate(() => window.__admin.refreshes);
   if (!(await until((n) => window.__admin.refreshes > n, 3000, n))) failures.push(`no refresh within 3 s after refresh ${n}`);
   r = await rows();
   if (r.cam1) bitrates.add(r.cam1.bitrate);
+  // A held request is counted while it waits: between an answer and the player's next request
+  // it is not, so any refresh showing the viewer will do.
+  if (r.cam1 && /^[1-9]\d* \([1-9]\d* held\)$/.test(r.cam1.cells[4])) viewersSeen = r.cam1.cells[4];
 }
 const refreshes = await page.evaluate(() => window.__admin.refreshes);
 await viewer.close();
 const state = await page.evaluate(() => window.__admin.streams);
 shot = join(outDir, '2-streams.png');
 await page.screenshot({ path: shot, fullPage: true });
-console.log(`cam1 bit rates in over 10 refreshes: ${[...bitrates].join(', ')}; ${refreshes} refreshes; state ${JSON.stringify(state)}`);
+console.log(`cam1 bit rates in over 10 refreshes: ${[...bitrates].join(", ")}; viewers seen "${viewersSeen}"; ${refreshes} refreshes; state ${JSON.stringify(state)}`);
 if (!r.cam1 || !r.demo) failures.push(`streams listed: ${JSON.stringify(Object.keys(r))}`);
 else {
   const cam = r.cam1.cells.join(' | ');
@@ -136,7 +139,7 @@ else {
   }
   if (!/part [\d.]+ s, hold-back [\d.]+ s/.test(cam)) failures.push(`cam1 row has no part target and hold-back: "${cam}"`);
   if (r.cam1.cells[5] !== api.renditions.join(', ')) failures.push(`cam1 renditions: "${r.cam1.cells[5]}", the API says ${JSON.stringify(api.renditions)}`);
-  if (!/^[1-9]\d* \([1-9]\d* held\)$/.test(r.cam1.cells[4])) failures.push(`cam1 viewers with a player open: "${r.cam1.cells[4]}"`);
+  if (!viewersSeen) failures.push(`cam1 never showed a viewer with a player open (last: "${r.cam1.cells[4]}")`);
   if (!r.cam1.kick) failures.push('cam1 has no Kick button');
   if (r.cam1.points < 6) failures.push(`cam1 sparkline has ${r.cam1.points} points after ${refreshes} refreshes`);
   if (!/^demo \| built-in demo \(no publisher\)/.test(r.demo.cells.join(' | '))) failures.push(`demo row: "${r.demo.cells.join(' | ')}"`);
@@ -144,6 +147,8 @@ else {
 }
 if (bitrates.size < 3) failures.push(`the bit rate in did not change across refreshes: ${[...bitrates].join(', ')}`);
 if (!(state.cam1 && state.cam1.rate > 50000)) failures.push(`cam1 bit rate in: ${JSON.stringify(state.cam1)}`);
+// A stream fed in real time: its playlists changed within the last few parts.
+if (!(state.cam1 && state.cam1.edge_age_ms < 5000)) failures.push(`cam1 live edge age: ${JSON.stringify(state.cam1)}`);
 
 // 3. Kick cam1.
 let dialog = '';
