@@ -93,6 +93,9 @@ rm -rf "$rec"
 # The built-in pages: the player (errors in words, picker and link follow the stream, what to
 # do next for this host) and /publish with fake devices (screenshots in player-test/out/page/).
 node player-test/page-test.mjs
+# The operator view (/#/admin): wrong token and API off explained, the stream list with live bit
+# rate in and edge age, Kick ends an RTMP stream (screenshots in player-test/out/admin/, ~20 s).
+node player-test/admin-test.mjs
 
 # The ABR ladder in the player page (hls.js): the quality picker, a picked rung (first request
 # blocking, from the rendition report), and switching down and back up under throttling; then

@@ -826,7 +826,30 @@ fn the_admin_api_lists_kicks_and_revokes_over_real_sockets() {
     let list = json_of(&admin(&s, "GET", "/api/v1/streams", Some(TOKEN), b""));
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2, "{list:?}");
+    // Every field served is described, and every required one is served.
+    let spec: Value = serde_json::from_slice(&spec.body).unwrap();
+    let schema = &spec["components"]["schemas"]["Stream"];
     for st in list {
+        for key in st.as_object().unwrap().keys() {
+            assert!(
+                schema["properties"][key].is_object(),
+                "{key} is not in openapi.json"
+            );
+        }
+        for key in schema["required"].as_array().unwrap() {
+            assert!(
+                st.get(key.as_str().unwrap()).is_some(),
+                "{key} missing in {st}"
+            );
+        }
+        // What the operator view shows as the live edge: how long ago the playlists changed.
+        assert!(st["edge_age_ms"].is_u64(), "{st}");
+        assert!(st["part_target"].as_f64().unwrap() > 0.0, "{st}");
+        assert!(
+            st["part_hold_back"].as_f64().unwrap()
+                >= 3.0 * st["part_target"].as_f64().unwrap() - 1e-9,
+            "{st}"
+        );
         assert_eq!(st["publisher"]["protocol"], "rtmp", "{st}");
         let remote = st["publisher"]["remote_addr"].as_str().unwrap();
         assert!(remote.starts_with("127.0.0.1:"), "{st}");

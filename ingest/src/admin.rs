@@ -175,6 +175,13 @@ impl Admin {
             "discontinuities": load(&st.discontinuities),
             "held_playlists": st.held_playlists.load(std::sync::atomic::Ordering::Relaxed),
             "viewers": summary.viewers,
+            "edge_age_ms": u64::try_from(published.at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "part_target": published
+                .snapshot
+                .renditions
+                .first()
+                .map(|r| r.part_target),
+            "part_hold_back": published.snapshot.timing.part_hold_back,
             "renditions": published
                 .snapshot
                 .renditions
