@@ -683,7 +683,7 @@ def write_svg(path, samples, title):
         vmax *= 1.1
         out.append(f'<rect x="{left}" y="{y0}" width="{w - left - 20}" height="{ph}" fill="none" stroke="#999"/>')
         out.append(f'<text x="{left + 4}" y="{y0 + 12}">{label}</text>')
-        out.append(f'<text x="{left - 4}" y="{y0 + 10}" text-anchor="end">{vmax:.3g}</text>')
+        out.append(f'<text x="{left - 4}" y="{y0 + 10}" text-anchor="end">{vmax:.4g}</text>')
         out.append(f'<text x="{left - 4}" y="{y0 + ph}" text-anchor="end">0</text>')
         pts = " ".join(f"{left + (t / tmax) * (w - left - 20):.1f},{y0 + ph - (v / vmax) * ph:.1f}" for t, v in vals)
         out.append(f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>')
