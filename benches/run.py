@@ -7,6 +7,7 @@ writes benches/results/<commit>.jsonl.
     python3 benches/run.py --quick    # a quick variant (under 5 minutes)
     python3 benches/run.py --only fanout,objects,package,ingest,latency,micro,edges,cluster
     python3 benches/run.py --only players [--players-cells hlsjs-late,shaka-early]
+    python3 benches/run.py --only soak --minutes 20   # reliability over time (benches/README.md)
 
 Benchmarks, not tests: nothing here asserts a time, but a run whose requests fail exits
 non-zero."""
@@ -749,20 +750,206 @@ def micro(args, quick, tmp):
             name = None
 
 
+def soak(args, quick, tmp):
+    """Soak: N RTMP publishers (`flvpub`, a pre-encoded 720p30 ~2 Mbit/s FLV looped in real time)
+    and V held viewers (`fanout`, blocking reloads as hls.js makes them, spread over the streams)
+    for M minutes. Every 10 s: server RSS, open descriptors, threads, connections, held requests,
+    CPU, and the viewers' lag p99 in that interval. Writes benches/results/soak-<commit>.csv and
+    .json and an SVG plot, and checks flatness: RSS and descriptors over the last sixth of the
+    run within 5% of their mean over the second sixth (for 60 minutes: minutes 50-60 against
+    10-20), the median lag p99 of the last sixth at most 1.5x (+5 ms) that of the second sixth, no
+    errors.
+    Exits non-zero when a check fails."""
+    minutes = args.minutes
+    streams = args.soak_streams or (2 if minutes <= 3 else 10)
+    viewers = args.soak_viewers or (200 if minutes <= 3 else 2000)
+    every = 10
+    flv = os.path.join(ROOT, "samples/media/bench-720p.flv")
+    if not os.path.exists(flv):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-f", "lavfi",
+                        "-i", "sine=frequency=440:sample_rate=48000", "-t", "20", "-c:v", "libx264", "-preset", "ultrafast",
+                        "-g", "60", "-b:v", "2000k", "-maxrate", "2000k", "-bufsize", "1000k", "-pix_fmt", "yuv420p",
+                        "-c:a", "aac", "-b:a", "128k", "-f", "flv", flv], check=True)
+    secs = int(minutes * 60)
+    p, http, rtmp = llhls_serve(tmp, ["--demo", "false"])
+    pid = p.p.pid
+    pub = subprocess.Popen([os.path.join(REL, "flvpub"), "--rtmp", f"127.0.0.1:{rtmp}", "--file", flv,
+                            "--streams", str(streams), "--secs", str(secs + 60)],
+                           stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "flvpub.log"), "w"))
+    for i in range(streams):
+        wait_http(f"http://127.0.0.1:{http}/live/s{i}/media.m3u8", 60)
+    fans = []
+    for i in range(streams):
+        n = viewers // streams + (1 if i < viewers % streams else 0)
+        out = open(os.path.join(tmp, f"fanout{i}.out"), "w")
+        fans.append((subprocess.Popen([os.path.join(REL, "fanout"), "--url", f"http://127.0.0.1:{http}/live/s{i}/media.m3u8",
+                                       "--viewers", str(n), "--secs", str(secs), "--report-every", str(every),
+                                       "--label", f"s{i}"], stdout=out, stderr=open(os.path.join(tmp, f"fanout{i}.err"), "w")),
+                     os.path.join(tmp, f"fanout{i}.out")))
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def proc():
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / hz
+        status = dict(l.split(":", 1) for l in open(f"/proc/{pid}/status").read().splitlines() if ":" in l)
+        return cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["Threads"]), len(os.listdir(f"/proc/{pid}/fd"))
+
+    def metric(text, name):
+        m = re.search(r"^%s (\S+)$" % name, text, re.M)
+        return float(m.group(1)) if m else None
+
+    def intervals():
+        """Every fanout's interval lines so far, by process."""
+        out = []
+        for _, path in fans:
+            with open(path) as f:
+                out.append([json.loads(l) for l in f if l.startswith('{"interval"')])
+        return out
+
+    import urllib.request
+    samples = []
+    t0 = time.time()
+    cpu0, _, _, _ = proc()
+    last_cpu, last_t = cpu0, t0
+    seen = 0
+    # fanout measures after its ramp (viewers / 2 ms, at least 0.5 s) and 2 s more.
+    time.sleep(max(0.5, viewers / streams / 2000) + 2)
+    while time.time() - t0 < secs and p.p.poll() is None:
+        time.sleep(every)
+        if any(f.poll() is not None for f, _ in fans):
+            break  # the viewers are done: later samples would measure an idle server
+        now = time.time()
+        cpu, rss, threads, fds = proc()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=10).read().decode()
+        per = intervals()
+        k = min(len(x) for x in per)
+        lat = [x[k - 1] for x in per] if k > seen else []
+        seen = max(seen, k)
+        s = dict(t_s=round(now - t0, 1), rss_mib=round(rss, 1), fds=fds, threads=threads,
+                 connections=metric(text, "llhls_connections"), held=metric(text, "llhls_held_requests"),
+                 cpu_pct=round((cpu - last_cpu) / (now - last_t) * 100, 1),
+                 lag_p99_ms=max((x["lag_p99_ms"] for x in lat), default=None),
+                 responses=sum(x["responses"] for x in lat), errors=sum(x["errors"] for x in lat))
+        last_cpu, last_t = cpu, now
+        samples.append(s)
+        print(f"  soak {s['t_s']:6.0f} s: RSS {s['rss_mib']} MiB, fds {fds}, threads {threads}, held {s['held']}, "
+              f"CPU {s['cpu_pct']}%, lag p99 {s['lag_p99_ms']} ms, errors {s['errors']}", flush=True)
+    alive = p.p.poll() is None
+    finals = []
+    for f, path in fans:
+        f.wait(timeout=120)
+        with open(path) as fh:
+            finals += [json.loads(l) for l in fh if l.startswith("{") and '"interval"' not in l]
+    pub.kill()
+    pub.wait()
+    p.stop()
+    n = len(samples)
+    sixth = max(1, n // 6)
+    early, late = samples[sixth:2 * sixth], samples[-sixth:]
+
+    def mean(rows, k):
+        v = [r[k] for r in rows if r[k] is not None]
+        return sum(v) / len(v) if v else float("nan")
+
+    def median(rows, k):
+        v = sorted(r[k] for r in rows if r[k] is not None)
+        return v[len(v) // 2] if v else float("nan")
+
+    checks = {}
+    for k in ("rss_mib", "fds"):
+        a, b = mean(early, k), mean(late, k)
+        checks[f"{k} flat (last sixth within 5% of second sixth)"] = (b <= a * 1.05, f"{a:.1f} -> {b:.1f}")
+    # The median of the 10-second p99s: one interval where the machine was busy elsewhere does
+    # not decide it.
+    a, b = median(early, "lag_p99_ms"), median(late, "lag_p99_ms")
+    checks["lag p99 unchanged (median over the last sixth <= 1.5x the second sixth's + 5 ms)"] = (
+        b <= a * 1.5 + 5, f"{a:.1f} -> {b:.1f} ms")
+    errors = sum(s["errors"] for s in samples) + sum(f.get("errors", 0) for f in finals)
+    checks["no viewer errors"] = (errors == 0, str(errors))
+    checks["server up to the end"] = (alive, str(alive))
+    checks["every viewer woke"] = (all(f.get("woken", 0) > 0 for f in finals) and len(finals) == streams,
+                                   f"{len(finals)} of {streams} fanouts reported")
+    _, commit = machine()
+    res = os.path.join(ROOT, "benches/results")
+    os.makedirs(res, exist_ok=True)
+    base = os.path.join(res, f"soak-{commit}-{int(minutes)}min")
+    cols = list(samples[0].keys()) if samples else []
+    with open(base + ".csv", "w") as f:
+        f.write(",".join(cols) + "\n")
+        for s in samples:
+            f.write(",".join("" if s[c] is None else str(s[c]) for c in cols) + "\n")
+    with open(base + ".json", "w") as f:
+        json.dump(dict(minutes=minutes, streams=streams, viewers=viewers, commit=commit, samples=samples,
+                       checks={k: dict(ok=v[0], value=v[1]) for k, v in checks.items()}, fanout=finals), f, indent=1)
+    write_svg(base + ".svg", samples, f"llhls soak: {streams} RTMP streams, {viewers} held viewers, {minutes:g} min ({commit})")
+    print(f"  soak: wrote {base}.csv, .json, .svg", flush=True)
+    for k, (ok, v) in checks.items():
+        print(f"  soak check: {'ok  ' if ok else 'FAIL'} {k}: {v}", flush=True)
+    row("soak", f"{streams} RTMP streams + {viewers} held viewers, {minutes:g} min: RSS first -> last sixth",
+        f"python3 benches/run.py --only soak --minutes {minutes:g}", "", None, mean(late, "rss_mib"), "MiB", False,
+        "within 5% of minutes 10-20 (scaled)")
+    row("soak", f"{streams} RTMP streams + {viewers} held viewers, {minutes:g} min: lag p99 (median, last sixth)",
+        f"python3 benches/run.py --only soak --minutes {minutes:g}", "", None, median(late, "lag_p99_ms"), "ms", False,
+        "unchanged")
+    if not all(ok for ok, _ in checks.values()):
+        raise SystemExit("soak: a check failed")
+
+
+def write_svg(path, samples, title):
+    """A plot with the standard library only: one panel per series against minutes."""
+    series = [("rss_mib", "server RSS (MiB)"), ("fds", "open descriptors"), ("held", "held requests"),
+              ("cpu_pct", "server CPU (% of a core)"), ("lag_p99_ms", "viewer lag p99 (ms)")]
+    w, ph, left, top, gap = 760, 120, 70, 40, 30
+    h = top + len(series) * (ph + gap) + 20
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{left}" y="20" font-size="13">{title}</text>']
+    tmax = max((s["t_s"] for s in samples), default=1) or 1
+    for i, (k, label) in enumerate(series):
+        y0 = top + i * (ph + gap)
+        vals = [(s["t_s"], s[k]) for s in samples if s[k] is not None]
+        vmax = max((v for _, v in vals), default=1) or 1
+        vmax *= 1.1
+        out.append(f'<rect x="{left}" y="{y0}" width="{w - left - 20}" height="{ph}" fill="none" stroke="#999"/>')
+        out.append(f'<text x="{left + 4}" y="{y0 + 12}">{label}</text>')
+        out.append(f'<text x="{left - 4}" y="{y0 + 10}" text-anchor="end">{vmax:.4g}</text>')
+        out.append(f'<text x="{left - 4}" y="{y0 + ph}" text-anchor="end">0</text>')
+        pts = " ".join(f"{left + (t / tmax) * (w - left - 20):.1f},{y0 + ph - (v / vmax) * ph:.1f}" for t, v in vals)
+        out.append(f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="1.5"/>')
+        if i == len(series) - 1:
+            for m in range(0, int(tmax / 60) + 1, max(1, int(tmax / 60 / 10))):
+                x = left + (m * 60 / tmax) * (w - left - 20)
+                out.append(f'<text x="{x:.1f}" y="{y0 + ph + 14}" text-anchor="middle">{m} min</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="micro,package,objects,ingest,whip,fanout,latency,edges,cluster",
                     help="also: players (issue 12's player matrix, about 20 minutes; not in the default set)")
     ap.add_argument("--players-cells", default="", help="with --only players: e.g. hlsjs-late,shaka-early")
+    ap.add_argument("--minutes", type=float, default=2, help="with --only soak: how long (not in the default set)")
+    ap.add_argument("--soak-streams", type=int, default=0, help="with --only soak: RTMP publishers (2 up to 3 minutes, else 10)")
+    ap.add_argument("--soak-viewers", type=int, default=0, help="with --only soak: held viewers (200 up to 3 minutes, else 2000)")
+    ap.add_argument("--debug-binaries", action="store_true",
+                    help="use target/debug (no release build; for the short soak in CI, figures not comparable)")
     a = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "--bins", "--workspace"], cwd=ROOT, check=True)
+    global REL
+    if a.debug_binaries:
+        REL = os.path.join(ROOT, "target", "debug")
+        subprocess.run(["cargo", "build", "--bins", "--workspace"], cwd=ROOT, check=True)
+    else:
+        subprocess.run(["cargo", "build", "--release", "--bins", "--workspace"], cwd=ROOT, check=True)
     mach, commit = machine()
     print(f"machine: {mach}; commit {commit}", flush=True)
     tmp = tempfile.mkdtemp(prefix="llhls-bench-")
     benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency,
                "ingest": ingest, "whip": whip, "players": players, "edges": edges,
-               "cluster": cluster}
+               "cluster": cluster, "soak": soak}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
         benches[name](a, a.quick, tmp)

@@ -108,7 +108,11 @@ async fn reload(
             let deadline = Duration::from_secs(3 * td);
             let released = tokio::select! {
                 r = tokio::time::timeout(deadline, wait) => r.ok().and_then(|r| r.ok()).and_then(|p| p.clone()),
-                _ = shutdown.wait_for(|s| *s) => None,
+                _ = shutdown.wait_for(|s| *s) => {
+                    // Shutting down: answered now (503, Retry-After) so the drain need not
+                    // wait, without the timeout's log line (one per held request).
+                    return Err(Error::HoldTimedOut);
+                }
             };
             let Some(p) = released else {
                 tracing::info!(

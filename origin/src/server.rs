@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +95,28 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAccept
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// Runs a connection, closing it (by dropping it) when no request has started within
+/// `timeout` of the accept. hyper's HTTP/1.1 header timeout only starts once the automatic
+/// HTTP/1-or-2 detection has read the first bytes, and that detection waits forever: without
+/// this, connections that send nothing stay open until they fill `max_connections` (found by
+/// tests/hostile.rs). `None` when it was closed for that.
+async fn first_request_within<F: std::future::Future>(
+    conn: F,
+    started: &AtomicBool,
+    timeout: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(conn);
+    tokio::select! {
+        r = &mut conn => return Some(r),
+        _ = tokio::time::sleep(timeout) => {}
+    }
+    if !started.load(Ordering::Relaxed) {
+        tracing::debug!("connection closed: no request within {timeout:?}");
+        return None;
+    }
+    Some(conn.await)
+}
+
 /// Serves `origin` on `listener` until `shutdown` resolves, then answers held requests,
 /// drains connections (bounded by `drain_timeout`) and returns.
 pub async fn serve(
@@ -158,13 +180,17 @@ pub async fn serve(
         };
         let permit = (permit, ip_permit);
         let _ = tcp.set_nodelay(true);
+        let first_request = Arc::new(AtomicBool::new(false));
+        let seen = first_request.clone();
         // Nested services (WHIP) and handlers read the client's address from the request.
         let svc = TowerToHyperService::new(origin.service().map_request(
             move |mut req: http::Request<hyper::body::Incoming>| {
+                seen.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(PeerAddr(peer));
                 req
             },
         ));
+        let timeout = config.header_read_timeout;
         let metrics = origin.metrics.clone();
         metrics.connections.fetch_add(1, Ordering::Relaxed);
         let b = builder.clone();
@@ -175,7 +201,8 @@ pub async fn serve(
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    if let Some(Err(e)) = first_request_within(conn, &first_request, timeout).await
+                    {
                         tracing::trace!(%peer, "connection ended: {e}");
                     }
                     metrics.connections.fetch_sub(1, Ordering::Relaxed);
@@ -185,14 +212,16 @@ pub async fn serve(
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
-                let timeout = config.header_read_timeout;
                 tokio::spawn(async move {
                     match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {
                             let conn = b
                                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                                 .into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
+                            let conn = watcher.watch(conn);
+                            if let Some(Err(e)) =
+                                first_request_within(conn, &first_request, timeout).await
+                            {
                                 tracing::trace!(%peer, "connection ended: {e}");
                             }
                         }

@@ -2,6 +2,8 @@
 //! a tiny HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod viewer;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -37,11 +39,16 @@ impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let whip_port = free_udp_port();
+        Server::start_at(http, rtmp, free_udp_port(), extra)
+    }
+
+    /// [`Server::start`] on given ports (a restart on the ports of a server that died).
+    pub fn start_at(http: SocketAddr, rtmp: SocketAddr, whip_port: u16, extra: &[&str]) -> Server {
         let log = std::env::temp_dir().join(format!(
-            "llhls-test-{}-{}.log",
+            "llhls-test-{}-{}-{}.log",
             std::process::id(),
-            http.port()
+            http.port(),
+            rand_suffix()
         ));
         // No demo stream unless the test asks for one.
         let demo: &[&str] = if extra.contains(&"--demo") {

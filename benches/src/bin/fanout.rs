@@ -5,6 +5,7 @@
 //!
 //!     fanout --url http://127.0.0.1:8080/live/demo/media.m3u8 --viewers 1000 --secs 20
 //!            [--h2 STREAMS_PER_CONNECTION] [--server-pid PID] [--label NAME]
+//!            [--report-every SECS]   (also one JSON line per interval: lag p50/p99, errors)
 //!     (the demo's muxed playlist: `llhls serve --demo-ladder off`)
 //!
 //! Prints one JSON line. Exits non-zero when a request errors or a viewer never wakes.
@@ -26,6 +27,8 @@ struct Totals {
     responses: AtomicU64,
     errors: AtomicU64,
     woken_viewers: AtomicU64,
+    /// With `--report-every`: the wake latencies (us) of the current interval.
+    interval: Option<std::sync::Mutex<Vec<u32>>>,
 }
 
 fn now_us() -> u64 {
@@ -87,7 +90,11 @@ async fn viewer(
                 if next.is_some() && Instant::now() >= measure_from {
                     totals.responses.fetch_add(1, Ordering::Relaxed);
                     if let Some(p) = published {
-                        lat.push(recv.saturating_sub(p).min(u64::from(u32::MAX)) as u32);
+                        let us = recv.saturating_sub(p).min(u64::from(u32::MAX)) as u32;
+                        lat.push(us);
+                        if let Some(i) = &totals.interval {
+                            i.lock().unwrap_or_else(|e| e.into_inner()).push(us);
+                        }
                     }
                     if !woke {
                         woke = true;
@@ -136,8 +143,15 @@ async fn main() -> anyhow::Result<()> {
     let label = arg("--label").unwrap_or_else(|| "server".into());
     // --idle: open the connections and send nothing (memory of an idle connection alone).
     let idle_only = args.iter().any(|a| a == "--idle");
-    if viewers > 50_000 || secs > 600 {
-        bail!("bounded: at most 50,000 viewers and 600 s");
+    let report_every: Option<u64> = arg("--report-every").map(|v| v.parse()).transpose()?;
+    // Long runs are for the soak (benches/run.py --only soak), which reports per interval.
+    let max_secs = if report_every.is_some() {
+        4 * 3600
+    } else {
+        600
+    };
+    if viewers > 50_000 || secs > max_secs {
+        bail!("bounded: at most 50,000 viewers and {max_secs} s");
     }
     let rest = url.strip_prefix("http://").context("http:// URL")?;
     let (host, path) = rest.split_once('/').context("URL with a path")?;
@@ -147,7 +161,42 @@ async fn main() -> anyhow::Result<()> {
         bail!("loopback only");
     }
     let idle = pid.and_then(proc_usage);
-    let totals = Arc::new(Totals::default());
+    let totals = Arc::new(Totals {
+        interval: report_every.map(|_| std::sync::Mutex::new(Vec::new())),
+        ..Totals::default()
+    });
+    if let Some(every) = report_every {
+        // One line per interval, for a sampler that follows the run (the soak).
+        let t = totals.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_secs(every.max(1)));
+            tick.tick().await;
+            let mut last_errors = 0;
+            loop {
+                tick.tick().await;
+                let mut v = std::mem::take(
+                    &mut *t
+                        .interval
+                        .as_ref()
+                        .expect("set with report_every")
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+                v.sort_unstable();
+                let errors = t.errors.load(Ordering::Relaxed);
+                println!(
+                    "{{\"interval\":true,\"t_s\":{:.1},\"responses\":{},\"lag_p50_ms\":{:.1},\"lag_p99_ms\":{:.1},\"errors\":{}}}",
+                    start.elapsed().as_secs_f64(),
+                    v.len(),
+                    pct(&v, 50.0),
+                    pct(&v, 99.0),
+                    errors - last_errors
+                );
+                last_errors = errors;
+            }
+        });
+    }
     let ramp_start = Instant::now();
     let ramp = Duration::from_millis((viewers as u64 / 2).max(500));
     let measure_from = ramp_start + ramp + Duration::from_secs(2);

@@ -38,10 +38,17 @@ pub async fn listen(listener: TcpListener, streams: Arc<Streams>) {
     }
 }
 
-/// The handshake must complete within this (a half-open handshake cannot hold the task).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The handshake, `connect` and `publish` must all arrive within this of the TCP accept: a
+/// connection that handshakes and then says nothing (or never asks to publish) would otherwise
+/// hold a task and a buffer for the whole idle timeout. Encoders send all three in a few round
+/// trips.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A publisher that sends nothing for this long is gone.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read buffer until the connection publishes (the handshake's packets are 1.5 KiB), then the
+/// publisher's: a crowd of connections that never publish costs little memory.
+const SMALL_BUFFER: usize = 4 * 1024;
+const PUBLISHER_BUFFER: usize = 64 * 1024;
 
 async fn connection(
     mut sock: TcpStream,
@@ -49,7 +56,7 @@ async fn connection(
     streams: Arc<Streams>,
 ) -> anyhow::Result<()> {
     let _ = sock.set_nodelay(true);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; SMALL_BUFFER];
     let mut conn = Conn {
         rtmp: Publish::new(streams.keys()),
         streams,
@@ -57,13 +64,24 @@ async fn connection(
         publication: None,
     };
     let started = tokio::time::Instant::now();
+    let mut published = false;
     let result = loop {
-        let n = if conn.rtmp.handshake_done() {
+        // Once a publish was accepted the connection is a publisher's for good (an unpublish
+        // and a new publish on the same connection stay under the idle timeout).
+        published |= conn.publication.is_some();
+        let n = if published {
+            if buf.len() < PUBLISHER_BUFFER {
+                buf.resize(PUBLISHER_BUFFER, 0);
+            }
             tokio::time::timeout(IDLE_TIMEOUT, sock.read(&mut buf))
                 .await
                 .context("no data from the publisher for 30 s")??
+        } else if conn.rtmp.handshake_done() {
+            tokio::time::timeout_at(started + PUBLISH_TIMEOUT, sock.read(&mut buf))
+                .await
+                .context("no publish request within 10 s of connecting")??
         } else {
-            tokio::time::timeout_at(started + HANDSHAKE_TIMEOUT, sock.read(&mut buf))
+            tokio::time::timeout_at(started + PUBLISH_TIMEOUT, sock.read(&mut buf))
                 .await
                 .context("RTMP handshake timed out")??
         };

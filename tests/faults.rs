@@ -1,0 +1,365 @@
+//! Faults against the real `llhls` binary: publishers killed (`kill -9`) and frozen
+//! (SIGSTOP / SIGCONT), the server stopped with SIGTERM while viewers are held, and the server
+//! killed with `kill -9` and restarted while its publisher retries. Each checks the documented
+//! behaviour (GAP parts, a discontinuity on reconnect, EXT-X-ENDLIST after the grace period;
+//! every held request answered; no URI served twice with different bytes) and that a viewer of
+//! another stream keeps getting fresh parts. The viewer's figures print as `FAULT {json}`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::viewer::*;
+use common::*;
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// The media playlist the multivariant of `stream` lists first.
+fn media_path(s: &Server, stream: &str) -> String {
+    let mv = s.get(&format!("/live/{stream}/index.m3u8")).text();
+    let name = mv
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .expect("a variant")
+        .to_string();
+    format!("/live/{stream}/{name}")
+}
+
+/// Polls `path` until `pred` holds on its text; panics with the last text after `within`.
+fn wait_until(s: &Server, path: &str, within: Duration, pred: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let text = s.get(path).text();
+        if pred(&text) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{path} never matched:\n{text}\nserver log:\n{}",
+            s.log_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn report(name: &str, logs: &[PhaseLog; 3], extra: &str) {
+    let (b, f) = (&logs[1], &logs[2]);
+    println!(
+        "FAULT {{\"fault\":\"{name}\",\"baseline_parts_per_s\":{:.2},\"fault_parts_per_s\":{:.2},\"baseline_lag_p99_ms\":{:.1},\"fault_lag_p99_ms\":{:.1},\"viewer_errors\":{}{extra}}}",
+        b.rate(),
+        f.rate(),
+        p99_ms(&b.lags_us),
+        p99_ms(&f.lags_us),
+        b.errors + f.errors
+    );
+    assert!(b.fresh > 0, "{name}: the other stream's viewer got nothing");
+    assert!(
+        f.rate() * 2.0 >= b.rate(),
+        "{name}: the other stream's viewer got {:.1} parts/s during the fault, {:.1} before",
+        f.rate(),
+        b.rate()
+    );
+    assert_eq!(f.errors, 0, "{name}: the other stream's viewer saw errors");
+}
+
+#[test]
+fn a_killed_publisher_gets_gap_parts_a_discontinuity_on_return_then_endlist() {
+    // GAP parts start after 3 target durations (6 s) of silence; the grace period is longer.
+    let s = Server::start(&["--reconnect-grace-secs", "15"]);
+    let mut a = publish(&s.rtmp_url("a"), 120, false);
+    let mut b = publish(&s.rtmp_url("b"), 120, false);
+    s.wait_for("/live/a/index.m3u8", Duration::from_secs(20));
+    s.wait_for("/live/b/index.m3u8", Duration::from_secs(20));
+    let (pa, pb) = (media_path(&s, "a"), media_path(&s, "b"));
+    let mut viewer = Viewer::start(s.http, &pb);
+    thread::sleep(Duration::from_secs(2));
+    viewer.set_phase(1);
+    thread::sleep(Duration::from_secs(5));
+    viewer.set_phase(2);
+    // kill -9: no unpublish, the connection just drops.
+    let _ = a.kill();
+    let _ = a.wait();
+    let gaps = wait_until(&s, &pa, Duration::from_secs(15), |t| t.contains("GAP"));
+    assert!(!gaps.contains("#EXT-X-ENDLIST"), "{gaps}");
+    // Back within the grace period: the same playlist continues after a discontinuity.
+    let mut again = publish(&s.rtmp_url("a"), 120, false);
+    let back = wait_until(&s, &pa, Duration::from_secs(20), |t| {
+        t.contains("#EXT-X-DISCONTINUITY\n")
+    });
+    assert!(!back.contains("#EXT-X-ENDLIST"), "{back}");
+    thread::sleep(Duration::from_secs(2));
+    let _ = again.kill();
+    let _ = again.wait();
+    // Gone for good: EXT-X-ENDLIST once the grace period has passed.
+    let ended = wait_until(&s, &pa, Duration::from_secs(40), |t| {
+        t.ends_with("#EXT-X-ENDLIST\n")
+    });
+    let logs = viewer.finish();
+    validate_served(&s, "a");
+    report("publisher-kill-9", &logs, "");
+    assert!(ended.contains("GAP"), "{ended}");
+    let _ = b.kill();
+    let _ = b.wait();
+}
+
+#[test]
+fn a_frozen_publisher_resumes_without_ending_the_stream() {
+    frozen_publisher(false);
+}
+
+/// The same freezes, with the served stream run through the checker after each. Fails today:
+/// after a stall of two part targets or more and the publisher's burst of backlog, the audio
+/// track's next fragment starts 20-45 ms after the previous one ends (R68, `tfdt N, the previous
+/// fragment ends at M`) with no EXT-X-DISCONTINUITY. Run it with `--ignored` once the packager's
+/// stall resume keeps audio continuous.
+#[test]
+#[ignore = "known bug: audio tfdt hole after a publisher stall (R68)"]
+fn a_frozen_publishers_stream_stays_valid() {
+    frozen_publisher(true);
+}
+
+fn frozen_publisher(validate: bool) {
+    let s = Server::start(&["--reconnect-grace-secs", "10"]);
+    let mut a = publish(&s.rtmp_url("fa"), 120, false);
+    let mut b = publish(&s.rtmp_url("fb"), 120, false);
+    s.wait_for("/live/fa/index.m3u8", Duration::from_secs(20));
+    s.wait_for("/live/fb/index.m3u8", Duration::from_secs(20));
+    let (pa, pb) = (media_path(&s, "fa"), media_path(&s, "fb"));
+    let mut viewer = Viewer::start(s.http, &pb);
+    thread::sleep(Duration::from_secs(2));
+    viewer.set_phase(1);
+    thread::sleep(Duration::from_secs(5));
+    viewer.set_phase(2);
+    let mut notes = String::new();
+    for secs in [1u64, 5] {
+        let before = next_directive(&s.get(&pa).text()).expect("parts");
+        signal(&a, "-STOP");
+        thread::sleep(Duration::from_secs(secs));
+        signal(&a, "-CONT");
+        // New parts after the freeze, and the stream did not end.
+        let after = wait_until(&s, &pa, Duration::from_secs(20), |t| {
+            next_directive(t).is_some_and(|n| n > (before.0 + 2, 0))
+        });
+        assert!(!after.contains("#EXT-X-ENDLIST"), "{after}");
+        let gaps = s
+            .get("/metrics")
+            .text()
+            .lines()
+            .find(|l| l.starts_with("llhls_stream_gap_parts_total{stream=\"fa\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        notes.push_str(&format!(",\"gap_parts_after_{secs}s_freeze\":{gaps}"));
+        if validate {
+            validate_served(&s, "fa");
+        }
+    }
+    let logs = viewer.finish();
+    report("publisher-sigstop-1s-5s", &logs, &notes);
+    assert!(a.try_wait().unwrap().is_none(), "the publisher survived");
+    let _ = a.kill();
+    let _ = b.kill();
+    let _ = a.wait();
+    let _ = b.wait();
+}
+
+#[test]
+fn sigterm_answers_every_held_request_and_exits() {
+    let demo_file = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/media/demo.mp4");
+    let mut s = Server::start(&[
+        "--demo",
+        "true",
+        "--demo-file",
+        demo_file,
+        "--demo-ladder",
+        "off",
+        // Long parts: the next one is up to 2 s away, so requests are held when SIGTERM comes.
+        "--part-target-ms",
+        "2000",
+        "--segment-target-ms",
+        "4000",
+    ]);
+    s.wait_for("/live/demo/media.m3u8", Duration::from_secs(30));
+    let n = 500;
+    // Every viewer asks for the part after the next one (2 s parts): held for seconds.
+    let (msn, part) = next_directive(&s.get("/live/demo/media.m3u8").text()).unwrap();
+    let (msn, part) = if part == 0 { (msn, 1) } else { (msn + 1, 0) };
+    let req = format!(
+        "GET /live/demo/media.m3u8?_HLS_msn={msn}&_HLS_part={part} HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+    let mut held: Vec<TcpStream> = (0..n)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.http).unwrap();
+            c.write_all(req.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    // Once the server holds them all, stop it.
+    let held_now = || {
+        s.get("/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("llhls_held_requests "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    let mut held_at_term = held_now();
+    while held_at_term < n && start.elapsed() < Duration::from_secs(2) {
+        thread::sleep(Duration::from_millis(20));
+        held_at_term = held_now();
+    }
+    signal(&s.child, "-TERM");
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for c in held.iter_mut() {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut raw = Vec::new();
+        let _ = c.read_to_end(&mut raw);
+        let status = std::str::from_utf8(&raw)
+            .ok()
+            .and_then(|t| t.split(' ').nth(1)?.parse().ok())
+            .unwrap_or(0);
+        if status != 200 && status != 503 && !statuses.contains_key(&status) {
+            eprintln!("{}", String::from_utf8_lossy(&raw));
+        }
+        *statuses.entry(status).or_default() += 1;
+    }
+    let start = Instant::now();
+    let code = loop {
+        if let Some(c) = s.child.try_wait().unwrap() {
+            break c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "still running after SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "FAULT {{\"fault\":\"sigterm-held\",\"requests\":{n},\"held_at_sigterm\":{held_at_term},\"statuses\":\"{statuses:?}\"}}"
+    );
+    assert_eq!(
+        held_at_term, n,
+        "not all held when SIGTERM came: {statuses:?}"
+    );
+    let log = s.log_text();
+    assert!(code.success(), "exit {code:?}:\n{log}");
+    assert_eq!(
+        statuses.get(&0),
+        None,
+        "held requests closed unanswered: {statuses:?}"
+    );
+    assert!(
+        statuses.keys().all(|k| *k == 200 || *k == 503),
+        "{statuses:?}"
+    );
+    // Every connection finished inside the drain time.
+    assert!(log.contains("all connections closed"), "{log}");
+    assert!(!log.contains("drain timeout"), "{log}");
+    // Released by the shutdown, not timed out: no per-request timeout lines.
+    assert!(!log.contains("not available within"), "{log}");
+}
+
+/// Fetches `playlist` and every object it lists (not the preload hint, not GAPs): URI -> bytes.
+fn fetch_all(s: &Server, stream: &str, playlist: &str) -> HashMap<String, Vec<u8>> {
+    let text = s.get(playlist).text();
+    let mut out = HashMap::new();
+    let mut gap = false;
+    for l in text.lines() {
+        if l == "#EXT-X-GAP" {
+            gap = true;
+            continue;
+        }
+        let uri = if l.starts_with("#EXT-X-MAP:")
+            || (l.starts_with("#EXT-X-PART:") && !l.contains("GAP=YES"))
+        {
+            l.split("URI=\"").nth(1).and_then(|r| r.split('"').next())
+        } else if !l.starts_with('#') && !l.is_empty() && !std::mem::take(&mut gap) {
+            Some(l)
+        } else {
+            None
+        };
+        if let Some(u) = uri {
+            let r = s.get(&format!("/live/{stream}/{u}"));
+            if r.status == 200 {
+                out.insert(u.to_string(), r.body);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn server_kill_9_and_restart_while_the_publisher_retries_reuses_no_uri() {
+    let mut s = Server::start(&[]);
+    let (http, rtmp, whip) = (s.http, s.rtmp, s.whip_port);
+    let url = s.rtmp_url("loop");
+    // A publisher that reconnects whenever it is dropped, as an encoder set to retry does.
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let publisher = thread::spawn(move || {
+        let mut runs = 0;
+        while !st.load(Ordering::Relaxed) {
+            let mut ff = publish(&url, 120, false);
+            runs += 1;
+            while !st.load(Ordering::Relaxed) && ff.try_wait().unwrap().is_none() {
+                thread::sleep(Duration::from_millis(100));
+            }
+            let _ = ff.kill();
+            let _ = ff.wait();
+            thread::sleep(Duration::from_millis(500));
+        }
+        runs
+    });
+    s.wait_for("/live/loop/index.m3u8", Duration::from_secs(20));
+    thread::sleep(Duration::from_secs(4));
+    let path = media_path(&s, "loop");
+    let before = fetch_all(&s, "loop", &path);
+    let msn_before = next_directive(&s.get(&path).text()).unwrap().0;
+    assert!(before.len() > 5, "{:?}", before.keys());
+    // kill -9 and start again on the same ports.
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    drop(s);
+    let s = Server::start_at(http, rtmp, whip, &[]);
+    s.wait_for("/live/loop/index.m3u8", Duration::from_secs(30));
+    let path2 = media_path(&s, "loop");
+    wait_until(&s, &path2, Duration::from_secs(20), |t| {
+        t.matches("#EXTINF").count() >= 2
+    });
+    let after = fetch_all(&s, "loop", &path2);
+    let msn_after = next_directive(&s.get(&path2).text()).unwrap().0;
+    validate_served(&s, "loop");
+    stop.store(true, Ordering::Relaxed);
+    let runs = publisher.join().unwrap();
+    let mut same_uri = 0;
+    for (u, bytes) in &after {
+        if let Some(old) = before.get(u) {
+            same_uri += 1;
+            assert!(
+                old == bytes,
+                "{u} was served before and after the restart with different bytes"
+            );
+        }
+    }
+    println!(
+        "FAULT {{\"fault\":\"server-kill-9-restart\",\"uris_before\":{},\"uris_after\":{},\"uris_in_both\":{same_uri},\"msn_before\":{msn_before},\"msn_after\":{msn_after},\"publisher_runs\":{runs}}}",
+        before.len(),
+        after.len()
+    );
+    assert!(msn_after > msn_before, "{msn_before} -> {msn_after}");
+    assert!(runs >= 2, "the publisher reconnected");
+}
