@@ -121,13 +121,11 @@ fn a_frozen_publisher_resumes_without_ending_the_stream() {
     frozen_publisher(false);
 }
 
-/// The same freezes, with the served stream run through the checker after each. Fails today:
-/// after a stall of two part targets or more and the publisher's burst of backlog, the audio
-/// track's next fragment starts 20-45 ms after the previous one ends (R68, `tfdt N, the previous
-/// fragment ends at M`) with no EXT-X-DISCONTINUITY. Run it with `--ignored` once the packager's
-/// stall resume keeps audio continuous.
+/// The same freezes, with the served stream run through the checker after each. After a stall
+/// of two part targets or more and the publisher's burst of backlog, the audio track's next
+/// fragment started 20-45 ms after the previous one ended (R68) until the packager covered
+/// short audio holes (fails without it).
 #[test]
-#[ignore = "known bug: audio tfdt hole after a publisher stall (R68)"]
 fn a_frozen_publishers_stream_stays_valid() {
     frozen_publisher(true);
 }
