@@ -100,14 +100,17 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAccept
 /// HTTP/1-or-2 detection has read the first bytes, and that detection waits forever: without
 /// this, connections that send nothing stay open until they fill `max_connections` (found by
 /// tests/hostile.rs). `None` when it was closed for that.
+///
+/// The connection is pinned by the caller and borrowed here, so the task holds one copy of
+/// hyper's connection state, not two (moving it in cost 2 KB more heap per connection,
+/// `origin/tests/held_memory.rs`).
 async fn first_request_within<F: std::future::Future>(
-    conn: F,
+    mut conn: std::pin::Pin<&mut F>,
     started: &AtomicBool,
     timeout: Duration,
 ) -> Option<F::Output> {
-    tokio::pin!(conn);
     tokio::select! {
-        r = &mut conn => return Some(r),
+        r = conn.as_mut() => return Some(r),
         _ = tokio::time::sleep(timeout) => {}
     }
     if !started.load(Ordering::Relaxed) {
@@ -201,7 +204,9 @@ pub async fn serve(
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    if let Some(Err(e)) = first_request_within(conn, &first_request, timeout).await
+                    tokio::pin!(conn);
+                    if let Some(Err(e)) =
+                        first_request_within(conn.as_mut(), &first_request, timeout).await
                     {
                         tracing::trace!(%peer, "connection ended: {e}");
                     }
@@ -219,8 +224,9 @@ pub async fn serve(
                                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                                 .into_owned();
                             let conn = watcher.watch(conn);
+                            tokio::pin!(conn);
                             if let Some(Err(e)) =
-                                first_request_within(conn, &first_request, timeout).await
+                                first_request_within(conn.as_mut(), &first_request, timeout).await
                             {
                                 tracing::trace!(%peer, "connection ended: {e}");
                             }

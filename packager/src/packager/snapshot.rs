@@ -29,17 +29,27 @@ impl Packager {
                     parts: o.parts.clone(),
                     bytes: o.bytes,
                 });
+                // The next part: in the segment in progress, or, with none in progress (the
+                // input stalled, or a discontinuity closed the segment), the first part of the
+                // next segment, which comes when the input resumes or as a GAP part: a live
+                // playlist always hints (HLS2 App. B.1), so blocked players and edges wait on
+                // the part that comes next rather than polling.
+                let next = r
+                    .open
+                    .as_ref()
+                    .map(|o| (o.msn, o.parts.len() as u32, o.bytes))
+                    .or_else(|| r.segments.back().map(|s| (s.msn + 1, 0, 0)));
                 let preload_hint = if self.ended {
                     None
                 } else {
-                    r.open.as_ref().map(|o| match self.config.addressing {
+                    next.map(|(msn, part, bytes)| match self.config.addressing {
                         Addressing::Files => PreloadHint {
-                            uri: ObjectKey::part(&r.name, o.msn, o.parts.len() as u32).to_string(),
+                            uri: ObjectKey::part(&r.name, msn, part).to_string(),
                             byterange_start: None,
                         },
                         Addressing::ByteRange => PreloadHint {
-                            uri: ObjectKey::segment(&r.name, o.msn).to_string(),
-                            byterange_start: Some(o.bytes),
+                            uri: ObjectKey::segment(&r.name, msn).to_string(),
+                            byterange_start: Some(bytes),
                         },
                     })
                 };

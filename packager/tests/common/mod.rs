@@ -15,6 +15,9 @@ pub fn ms(t: i64) -> MediaTime {
     MediaTime::new(t, Timescale::MILLIS)
 }
 
+/// A part: (MSN, index).
+pub type PartId = (u64, u32);
+
 /// Drives a packager, keeps every object, checks invariants on each change.
 pub struct Harness {
     pub p: Packager,
@@ -32,6 +35,8 @@ pub struct Harness {
     /// Parts whose track starts later than the previous part of that track ended (allowed
     /// across a stall, a defect otherwise).
     pub tfdt_holes: Vec<String>,
+    /// Per rendition: the last part listed and the part hinted in the previous playlist.
+    pub hinted: HashMap<String, (Option<PartId>, Option<PartId>)>,
 }
 
 impl Harness {
@@ -48,6 +53,7 @@ impl Harness {
             spilled: Vec::new(),
             msn_uris: HashMap::new(),
             tfdt_holes: Vec::new(),
+            hinted: HashMap::new(),
         };
         h.drain();
         h
@@ -220,6 +226,45 @@ impl Harness {
         }
         let td = f64::from(snap.timing.target_duration);
         let mut max_pt: f64 = 0.0;
+        for r in &snap.renditions {
+            // The preload hint names the part that comes next: the first part a later playlist
+            // adds is the one the previous playlist hinted (players and edges wait on it).
+            let mut listed: Vec<(u64, u32)> = r
+                .segments
+                .iter()
+                .filter(|s| s.parts_listed)
+                .flat_map(|s| (0..s.parts.len() as u32).map(move |i| (s.msn, i)))
+                .collect();
+            if let Some(o) = &r.open {
+                listed.extend((0..o.parts.len() as u32).map(|i| (o.msn, i)));
+            }
+            let hint = r
+                .preload_hint
+                .as_ref()
+                .filter(|h| h.byterange_start.is_none())
+                .map(|h| {
+                    let k: ObjectKey = h.uri.parse().expect("hint URI is an object key");
+                    (k.msn(), k.part_index().expect("a part hint"))
+                });
+            if let Some((Some(prev_last), Some(prev_hint))) = self.hinted.get(&r.name).copied() {
+                if let Some(first_new) = listed.iter().copied().find(|&p| p > prev_last) {
+                    assert_eq!(
+                        first_new, prev_hint,
+                        "{}: the playlist hinted {prev_hint:?} after {prev_last:?}, then listed {first_new:?} next",
+                        r.name
+                    );
+                }
+            }
+            if !snap.ended {
+                assert!(
+                    hint.is_some() || r.preload_hint.is_some(),
+                    "{}: live playlist without a preload hint",
+                    r.name
+                );
+            }
+            self.hinted
+                .insert(r.name.clone(), (listed.last().copied(), hint));
+        }
         for r in &snap.renditions {
             max_pt = max_pt.max(r.part_target);
             assert!(
