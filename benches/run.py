@@ -8,6 +8,7 @@ writes benches/results/<commit>.jsonl.
     python3 benches/run.py --only fanout,objects,package,ingest,latency,micro,edges,cluster
     python3 benches/run.py --only players [--players-cells hlsjs-late,shaka-early]
     python3 benches/run.py --only soak --minutes 20   # reliability over time (benches/README.md)
+    python3 benches/run.py --only platform   # webhook admission latency, admin API cost
 
 Benchmarks, not tests: nothing here asserts a time, but a run whose requests fail exits
 non-zero."""
@@ -896,6 +897,103 @@ def soak(args, quick, tmp):
         raise SystemExit("soak: a check failed")
 
 
+
+def platform(args, quick, tmp):
+    """Issue 18's costs. Publish admission: 100 RTMP publishes started together (`flvpub`,
+    a small 180p FLV, 4 s each), the time from the RTMP `publish` to `NetStream.Publish.Start`,
+    with the auth webhook (a Python HTTP server in this process answering 200 at once) beside
+    the same server without it. Admin API: 5,000 held viewers (`fanout`) with the admin API
+    polled 10 times a second (ten operator views open) beside the same run without polling."""
+    import http.server
+    import threading
+    import urllib.request
+
+    flv = os.path.join(ROOT, "samples/media/bench-180p.flv")
+    if not os.path.exists(flv):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-f", "lavfi",
+                        "-i", "sine=frequency=440:sample_rate=48000", "-t", "10", "-c:v", "libx264", "-preset", "ultrafast",
+                        "-g", "30", "-b:v", "300k", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "flv", flv],
+                       check=True)
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = b"{}"
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    http.server.ThreadingHTTPServer.request_queue_size = 512
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    n = 50 if quick else 100
+    results = {}
+    for who, extra in (("without", []), ("with", ["--auth-webhook", f"http://127.0.0.1:{hook.server_port}/hook"])):
+        p, http_port, rtmp = llhls_serve(tmp, ["--demo", "false", *extra])
+        out = subprocess.run([os.path.join(REL, "flvpub"), "--rtmp", f"127.0.0.1:{rtmp}", "--file", flv, "--streams", str(n),
+                              "--secs", "4", "--admit-report"], capture_output=True, text=True)
+        p.stop()
+        line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
+        if not line:
+            print(out.stdout, out.stderr, file=sys.stderr)
+            raise SystemExit(f"platform: flvpub {who} the webhook failed")
+        results[who] = json.loads(line)
+    hook.shutdown()
+    cmd = f"python3 benches/run.py --only platform  (flvpub --streams {n} --admit-report)"
+    r, o = results["without"], results["with"]
+    for k, label in (("admit_p50_ms", "p50"), ("admit_p99_ms", "p99")):
+        row("platform", f"{n} RTMP publishes at once: admission {label}", cmd, "same server, no webhook", r[k], o[k], "ms",
+            False, "")
+    if o["failed"] or r["failed"]:
+        ROWS[-1]["note"] = f"failed publishes: {r['failed']} without, {o['failed']} with the webhook"
+
+    viewers = 2000 if quick else 5000
+    token = "bench-admin-token-0123456789"
+    lag = {}
+    for who in ("quiet", "polled"):
+        p, port, _ = llhls_serve(tmp, ["--admin-token", token])
+        url = f"http://127.0.0.1:{port}/live/demo/media.m3u8"
+        wait_http(url)
+        time.sleep(2)
+        stop = threading.Event()
+        polls = [0]
+
+        def poll():
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/streams",
+                                         headers={"authorization": f"Bearer {token}"})
+            while not stop.is_set():
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    resp.read()
+                polls[0] += 1
+                stop.wait(0.1)
+
+        t = threading.Thread(target=poll, daemon=True)
+        if who == "polled":
+            t.start()
+        out = subprocess.run([os.path.join(REL, "fanout"), "--url", url, "--viewers", str(viewers), "--secs", "15",
+                              "--server-pid", str(p.p.pid), "--label", who], capture_output=True, text=True)
+        stop.set()
+        if who == "polled":
+            t.join(5)
+        p.stop()
+        line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
+        if not line:
+            print(out.stdout, out.stderr, file=sys.stderr)
+            raise SystemExit(f"platform: fanout {who} failed")
+        lag[who] = json.loads(line)
+        lag[who]["polls"] = polls[0]
+    cmd = f"python3 benches/run.py --only platform  (fanout --viewers {viewers} --secs 15; GET /api/v1/streams 10/s)"
+    q, pl = lag["quiet"], lag["polled"]
+    row("platform", f"{viewers} held viewers, admin API polled 10/s: wake p99", cmd, "same run, no admin requests",
+        q["wake_p99_ms"], pl["wake_p99_ms"], "ms", False, "no change beyond noise")
+    ROWS[-1]["note"] = f"{pl['polls']} admin requests answered"
+    row("platform", f"{viewers} held viewers, admin API polled 10/s: server CPU", cmd, "same run, no admin requests",
+        q["server_cpu_s"], pl["server_cpu_s"], "s", False, "")
+
 def write_svg(path, samples, title):
     """A plot with the standard library only: one panel per series against minutes."""
     series = [("rss_mib", "server RSS (MiB)"), ("fds", "open descriptors"), ("held", "held requests"),
@@ -949,7 +1047,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="llhls-bench-")
     benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency,
                "ingest": ingest, "whip": whip, "players": players, "edges": edges,
-               "cluster": cluster, "soak": soak}
+               "cluster": cluster, "soak": soak, "platform": platform}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
         benches[name](a, a.quick, tmp)

@@ -150,6 +150,30 @@ const serverArgs = ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0
   '--demo', 'false', '--layout', layout, '--part-target-ms', partMs];
 if (publisherKind === 'srt') serverArgs.push('--srt', `127.0.0.1:${srtPort}`);
 if (playbackSecret) serverArgs.push('--playback-secret', playbackSecret);
+// --playback-webhook (with --playback-secret): the viewers open the plain URL with a session in
+// its query; a webhook run here admits `session=ok` (and counts its calls), and llhls redirects
+// each admitted viewer to the stream's token path, which the player must follow.
+const viaWebhook = playbackSecret && flag('playback-webhook');
+const webhookCalls = [];
+if (viaWebhook) {
+  const { createServer } = await import('node:http');
+  const hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', d => { body += d; });
+    req.on('end', () => {
+      let j = {};
+      try { j = JSON.parse(body); } catch {}
+      webhookCalls.push(j);
+      const ok = String(j.query || '').includes('session=ok');
+      res.writeHead(ok ? 204 : 403, { 'content-type': 'text/plain' });
+      res.end(ok ? '' : 'no such session');
+    });
+  });
+  const hookPort = await freePort();
+  await new Promise(r => hook.listen(hookPort, '127.0.0.1', r));
+  hook.unref();
+  serverArgs.push('--playback-webhook', `http://127.0.0.1:${hookPort}/play`);
+}
 if (flag('break-codecs')) serverArgs.push('--break-codecs');
 if (flag('break-av-sync')) serverArgs.push('--break-av-sync');
 const videoCodec = opt('video-codec', '');
@@ -484,6 +508,7 @@ const joinAfterFirstPlaylistMs = joinedAt - firstPlaylistAt;
 // second apart), as a site minting tokens per viewer would: the negative control of the edge
 // collapsing measured with tokens (every viewer's URLs differ, so the edge cannot share them).
 const viewerSrc = (i) => {
+  if (viaWebhook) return `${playBase}/live/test/index.m3u8?session=ok`;
   if (!playbackSecret || !flag('token-per-viewer')) return src;
   const exp = tokenExpires + i;
   const sig = createHmac('sha256', playbackSecret).update(`test:${exp}`).digest('hex');
@@ -534,6 +559,15 @@ if (playbackSecret) {
   const bad = await fetch(`${origin}/live/t/${tokenExpires}-${'0'.repeat(64)}/test/index.m3u8`);
   if (bad.status !== 403) privateChecks.failures.push(`a private stream answered ${bad.status} to a wrong token`);
   if (server.logText().includes(tokenSig.slice(8))) privateChecks.failures.push('the playback token appears in llhls.log');
+  if (viaWebhook) {
+    // Each viewer was admitted by the webhook (once: media playlists and parts never ask it),
+    // and a session it refuses gets a 403 with its reason.
+    const admitted = webhookCalls.filter(c => String(c.query || '').includes('session=ok')).length;
+    privateChecks.webhookAdmitted = admitted;
+    if (admitted < nPlayers || admitted > 3 * nPlayers) privateChecks.failures.push(`the playback webhook admitted ${admitted} times for ${nPlayers} viewers`);
+    const refused = await fetch(`${origin}/live/test/index.m3u8?session=nope`);
+    if (refused.status !== 403 || !(await refused.text()).includes('no such session')) privateChecks.failures.push(`a session the webhook refuses got ${refused.status}`);
+  }
 }
 publisher?.kill('SIGINT');
 // nginx stops gracefully on SIGQUIT; varnishd's manager on SIGTERM (it stops its child too).
@@ -645,7 +679,7 @@ if (syncChecked) {
   if (!avSync || avSync.pairs < 3) failures.push(`audio/video sync: too few flash/beep pairs (${JSON.stringify(avSync)})`);
   else if (avSync.medianMs < -90 || avSync.medianMs > 185) failures.push(`audio/video out of sync: beep - flash median ${avSync.medianMs} ms`);
 }
-if (playbackSecret) { summary.private = { withoutTokenStatus: privateChecks.withoutTokenStatus }; failures.push(...privateChecks.failures); }
+if (playbackSecret) { summary.private = { withoutTokenStatus: privateChecks.withoutTokenStatus, webhookAdmitted: privateChecks.webhookAdmitted }; failures.push(...privateChecks.failures); }
 summary.failures = failures;
 summary.knownOpen = knownFailures;
 if (playerConsole.length) writeFileSync(join(outDir, 'player-console.log'), playerConsole.map(l => l.replace(/^(\d+)/, (_, t) => String(Number(t) - joinedAt))).join('\n'));

@@ -124,9 +124,11 @@ node player-test/run.mjs --duration 20 --edge varnish
 # Several origins (issue 17): Redis, three nodes behind an nginx balancer and the Varnish edge,
 # six publishers and hls.js viewers; one node killed, its streams taken over on reconnect.
 node player-test/cluster-test.mjs --duration 20
-# A private stream (playback tokens) through the edge: two viewers share the token's URLs, the
-# stream without its token answers 403, the token stays out of the log.
-node player-test/run.mjs --duration 15 --edge --players 2 --playback-secret ci-playback-secret-0123 --name private-edge
+# A private stream (playback tokens) through the edge, admitted by a playback webhook: two
+# viewers open the plain URL with a session, are redirected to the stream's token path and
+# share its URLs; the stream without a token and a refused session answer 403, the token stays
+# out of the log.
+node player-test/run.mjs --duration 15 --edge --players 2 --playback-secret ci-playback-secret-0123 --playback-webhook --name private-edge
 node player-test/run.mjs --duration 20 --publisher whip-gst --name whip-gst
 node player-test/run.mjs --duration 20 --publisher whip-gst-sync --name whip-gst-sync
 node player-test/run.mjs --duration 20 --publisher whip-chromium --name whip-chromium

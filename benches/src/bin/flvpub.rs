@@ -3,6 +3,11 @@
 //! little next to the server under test. Uses `rml_rtmp`'s client session.
 //!
 //!     flvpub --rtmp 127.0.0.1:1935 --file bench.flv --streams 10 --secs 30 [--prefix s]
+//!            [--admit-report]
+//!
+//! With `--admit-report` it prints one JSON line at the end: how long each publish request
+//! took to be accepted (RTMP `publish` sent to `NetStream.Publish.Start` received), p50, p99
+//! and max over the streams, for the publish-admission benchmark.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +99,7 @@ async fn publish(
     name: String,
     tags: Arc<(Vec<Tag>, u32)>,
     until: Instant,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Duration> {
     let mut sock = TcpStream::connect(&addr).await?;
     sock.set_nodelay(true)?;
     let mut hs = Handshake::new(PeerType::Client);
@@ -145,11 +150,13 @@ async fn publish(
     let r = session
         .request_publishing(name, PublishRequestType::Live)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let asked = Instant::now();
     send_all(&mut sock, vec![r]).await?;
     wait_for(&mut sock, &mut session, |e| {
         matches!(e, ClientSessionEvent::PublishRequestAccepted)
     })
     .await?;
+    let admitted = asked.elapsed();
     let (tags, duration) = (&tags.0, tags.1);
     let start = Instant::now();
     let mut lap: u32 = 0;
@@ -158,7 +165,7 @@ async fn publish(
             let ms = t.ms + lap * duration;
             let due = start + Duration::from_millis(u64::from(ms));
             if due > until {
-                return Ok(());
+                return Ok(admitted);
             }
             tokio::time::sleep_until(due).await;
             let ts = RtmpTimestamp::new(ms);
@@ -200,11 +207,31 @@ async fn main() -> anyhow::Result<()> {
         )));
     }
     let mut failed = 0;
+    let mut admit_ms = Vec::new();
     for t in tasks {
-        if let Err(e) = t.await? {
-            eprintln!("publisher failed: {e:#}");
-            failed += 1;
+        match t.await? {
+            Ok(d) => admit_ms.push(d.as_secs_f64() * 1000.0),
+            Err(e) => {
+                eprintln!("publisher failed: {e:#}");
+                failed += 1;
+            }
         }
+    }
+    if args.iter().any(|a| a == "--admit-report") {
+        admit_ms.sort_by(f64::total_cmp);
+        let pct = |q: f64| {
+            admit_ms
+                .get(((admit_ms.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "{{\"admitted\":{},\"failed\":{failed},\"admit_p50_ms\":{:.2},\"admit_p99_ms\":{:.2},\"admit_max_ms\":{:.2}}}",
+            admit_ms.len(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        );
     }
     if failed > 0 {
         bail!("{failed} of {streams} publishers failed");
