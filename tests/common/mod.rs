@@ -396,35 +396,49 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
-/// Fetches media playlist `media_pl` of `stream`, its init and every listed segment, and
-/// asserts that they decode with ffmpeg (no error, at least 30 frames per segment). Returns
-/// the playlist's URIs.
+/// Fetches media playlist `media_pl` of `stream`, its init and every listed segment (GAP
+/// segments have no media), and asserts that they decode with ffmpeg: no error, and every
+/// frame of a 30 fps source (the listed seconds times 30, one frame of rounding per segment).
+/// Returns the playlist's URIs.
 pub fn assert_segments_decode(s: &Server, stream: &str, media_pl: &str) -> Vec<String> {
     let media = s.get(&format!("/live/{stream}/{media_pl}"));
     assert_eq!(media.status, 200);
     let text = media.text();
     let all = uris(&text);
-    let key = |u: &String| u.parse::<llhls_packager::ObjectKey>().ok();
+    let key = |u: &str| u.parse::<llhls_packager::ObjectKey>().ok();
     let init = all
         .iter()
         .find(|u| key(u).is_some_and(|k| k.is_init()))
         .expect("EXT-X-MAP");
     let mut bytes = s.get(&format!("/live/{stream}/{init}")).body;
-    let segments: Vec<&String> = all
-        .iter()
-        .filter(|u| key(u).is_some_and(|k| k.is_segment()))
-        .collect();
+    // (URI, EXTINF) of the segments with media.
+    let mut segments: Vec<(String, f64)> = Vec::new();
+    let (mut extinf, mut gap) = (0.0, false);
+    for line in text.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            extinf = d.trim_end_matches(',').parse().unwrap_or(0.0);
+        } else if line == "#EXT-X-GAP" {
+            gap = true;
+        } else if !line.starts_with('#') && key(line).is_some_and(|k| k.is_segment()) {
+            if !gap {
+                segments.push((line.to_string(), extinf));
+            }
+            gap = false;
+        }
+    }
     assert!(!segments.is_empty(), "{text}");
-    for seg in &segments {
+    for (seg, _) in &segments {
         let r = s.get(&format!("/live/{stream}/{seg}"));
         assert_eq!(r.status, 200, "{seg}");
         bytes.extend_from_slice(&r.body);
     }
     let (errors, frames) = ffmpeg_decode(&bytes);
     assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
+    let secs: f64 = segments.iter().map(|(_, d)| d).sum();
+    let expected = (secs * 30.0).round() as u64;
     assert!(
-        frames >= 30 * segments.len() as u64,
-        "decoded {frames} frames from {} segments",
+        frames + segments.len() as u64 >= expected,
+        "decoded {frames} frames from {} segments listing {secs:.2} s (30 fps: {expected})\n{text}",
         segments.len()
     );
     all
