@@ -55,12 +55,13 @@ fn asks_clip(query: &str) -> bool {
 }
 
 /// The clip a live playlist request asks for: bounds in seconds count from the oldest segment
-/// the window lists now. Delivery directives do not apply to a clip (it is not a live
-/// playlist): 400.
+/// the window lists now. Delivery directives (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) do not
+/// apply to a clip (it is not a live playlist): 400.
 fn window_clip(p: &Published, query: &str) -> Result<crate::record::Clip, Error> {
     let directive = query.split('&').find_map(|pair| {
         let k = pair.split_once('=').map_or(pair, |(k, _)| k);
-        k.starts_with("_HLS_").then_some(k)
+        // Unknown `_HLS_` names are ignored, as on any playlist request (rule 37).
+        matches!(k, "_HLS_msn" | "_HLS_part" | "_HLS_skip").then_some(k)
     });
     if let Some(k) = directive {
         return Err(Error::BadQuery(format!(

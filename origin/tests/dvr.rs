@@ -308,6 +308,10 @@ async fn a_time_range_of_the_window_is_a_vod_clip() {
     // Seconds count from the oldest segment the window lists.
     let from_secs = (from.millis() - segs[0].program_date_time.millis()) as f64 / 1000.0;
     let to_secs = (to.millis() - segs[0].program_date_time.millis()) as f64 / 1000.0;
+    // An unknown `_HLS_` parameter is ignored, as on any playlist (rule 37).
+    let (status, other) = get(&origin, &format!("/live/cam/media.m3u8?{q}&_HLS_x=1")).await;
+    assert_eq!(status, StatusCode::OK, "{other}");
+    assert_eq!(other, clip);
     let (_, by_secs) = get(
         &origin,
         &format!("/live/cam/media.m3u8?start={from_secs}&end={to_secs}"),
