@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// 0: no DVR, the playlist is the live window [default: 0].
     #[arg(long, env = "LLHLS_DVR_WINDOW_SECS")]
     pub dvr_window_secs: Option<u64>,
+    /// With a DVR window: how long an ended stream stays as VOD of its window (its playlists
+    /// with EXT-X-ENDLIST, its segments on disk), in seconds; a new publish of the same name
+    /// replaces it at once. At least the usual 60 s [default: the DVR window length].
+    #[arg(long, env = "LLHLS_DVR_KEEP_ENDED_SECS")]
+    pub dvr_keep_ended_secs: Option<u64>,
     /// Directory for data kept on disk: DVR segments under `dvr/` (cleared at startup),
     /// recordings under `recordings/` (kept) [default: ./llhls-data].
     #[arg(long, env = "LLHLS_DATA_DIR")]
@@ -418,6 +423,8 @@ pub struct Config {
     pub ladder_encoder: String,
     /// Where DVR segments go (`None`: no DVR window).
     pub dvr_dir: Option<PathBuf>,
+    /// How long an ended stream with a DVR window is kept as VOD.
+    pub dvr_keep_ended: Duration,
     /// Recording (`None`: no stream is recorded).
     pub record: Option<llhls_origin::record::RecordConfig>,
     /// The publish webhook (`None`: static keys only).
@@ -489,6 +496,13 @@ impl Config {
         if dvr_secs > llhls_packager::MAX_DVR_WINDOW_SECS {
             bail!(
                 "dvr_window_secs must be at most {} (30 days), not {dvr_secs}",
+                llhls_packager::MAX_DVR_WINDOW_SECS
+            );
+        }
+        let dvr_keep_ended = pick!(dvr_keep_ended_secs, dvr_secs);
+        if dvr_keep_ended > llhls_packager::MAX_DVR_WINDOW_SECS {
+            bail!(
+                "dvr_keep_ended_secs must be at most {} (30 days), not {dvr_keep_ended}",
                 llhls_packager::MAX_DVR_WINDOW_SECS
             );
         }
@@ -670,6 +684,7 @@ impl Config {
             demo_ladder_is_default,
             ladder_encoder: pick!(ladder_encoder, "libx264".into()),
             dvr_dir: (dvr_secs > 0).then(|| data_dir.join("dvr")),
+            dvr_keep_ended: Duration::from_secs(dvr_keep_ended),
             record: {
                 let patterns = pick!(record, RecordPatterns::default()).0;
                 (!patterns.is_empty()).then(|| llhls_origin::record::RecordConfig {
@@ -713,6 +728,7 @@ impl Config {
             "segment_target_ms": p.segment_target.as_millis() as u64,
             "window_segments": p.window_segments,
             "dvr_window_secs": p.dvr_window.as_secs(),
+            "dvr_keep_ended_secs": self.dvr_keep_ended.as_secs(),
             "layout": format!("{:?}", p.layout).to_lowercase(),
             "addressing": format!("{:?}", p.addressing).to_lowercase(),
             "delta_updates": p.delta_updates,
@@ -1074,6 +1090,11 @@ record_max_bytes = 1000
         .unwrap();
         assert_eq!(c.packager.dvr_window, Duration::from_secs(120));
         assert_eq!(c.dvr_dir, Some(PathBuf::from("/srv/llhls/dvr")));
+        assert_eq!(
+            c.dvr_keep_ended,
+            Duration::from_secs(120),
+            "an ended stream is kept as long as the window by default"
+        );
         let c = Config::load(&ServeArgs::default()).unwrap();
         assert_eq!(c.packager.dvr_window, Duration::ZERO);
         assert_eq!(c.dvr_dir, None, "no DVR window, no data directory");

@@ -220,6 +220,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
             .break_codecs
             .then(|| "avc1.ffffff,mp4a.40.99".to_string()),
         dvr_dir: config.dvr_dir.clone(),
+        dvr_keep_ended: Some(config.dvr_keep_ended),
         recordings: recordings.clone(),
         max_held_per_ip: config.max_held_per_ip,
         playback_tokens: config

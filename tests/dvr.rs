@@ -1,7 +1,8 @@
 //! The DVR window with the real binary and an ffmpeg publisher: a 20 s window of 1 s
 //! segments, segments past the live window served from disk byte for byte as they were from
-//! memory, deleted when they leave the window, and a clear error for an unusable data
-//! directory.
+//! memory, deleted when they leave the window, the window as VOD once the stream ended (read
+//! by the checker and ffprobe), clips of it by time, a new publish replacing it, and a clear
+//! error for an unusable data directory.
 
 mod common;
 
@@ -257,4 +258,120 @@ fn an_unusable_data_directory_stops_startup_with_its_path() {
         "says which setting to change: {err}"
     );
     std::fs::remove_file(&blocker).unwrap();
+}
+
+/// (seconds, video packets) ffprobe reads from the playlist at `url`, following every segment.
+fn probe_url(url: &str) -> (f64, u64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_packets:format=duration"])
+        .args(["-of", "default=nw=1"])
+        .arg(url)
+        .output()
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ffprobe {url}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut secs, mut packets) = (0.0, 0);
+    for l in text.lines() {
+        if let Some(d) = l.strip_prefix("duration=") {
+            secs = d.parse().unwrap_or(0.0);
+        } else if let Some(n) = l.strip_prefix("nb_read_packets=") {
+            packets = packets.max(n.parse().unwrap_or(0));
+        }
+    }
+    (secs, packets)
+}
+
+#[test]
+fn an_ended_stream_is_vod_of_its_window_with_clips_until_a_new_publish() {
+    let dir = data_dir("vod");
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = dvr_server(&dir, "12");
+    // 16 s of a 30 fps picture: the window slides before the end.
+    let mut ff = publish(&s.rtmp_url("vod"), 16, false);
+    s.wait_for("/live/vod/media.m3u8", Duration::from_secs(20));
+    assert!(ff.wait().unwrap().success());
+    // ffmpeg ends its publish: the stream ends at once.
+    let playlist = || s.get("/live/vod/media.m3u8").text();
+    until(Duration::from_secs(10), "no EXT-X-ENDLIST", || {
+        playlist().ends_with("#EXT-X-ENDLIST\n")
+    });
+    let vod = playlist();
+    assert!(!vod.contains("#EXT-X-PRELOAD-HINT"), "{vod}");
+    let (_, durations, _) = listing(&vod);
+    let total: f64 = durations.iter().sum();
+    assert!(
+        (12.0 - 1e-3..14.0).contains(&total),
+        "{total} s listed:\n{vod}"
+    );
+    // Every segment goes to disk, those of the live window too.
+    let stream_dir = dir.join("dvr/vod.0");
+    let uris = segment_uris(&vod);
+    until(Duration::from_secs(10), "segments not on disk", || {
+        uris.iter().all(|u| stream_dir.join(u).exists())
+    });
+    validate_served(&s, "vod");
+    let url = |q: &str| format!("http://{}/live/vod/{q}", s.http);
+    let (secs, packets) = probe_url(&url("index.m3u8"));
+    assert!(
+        (secs - total).abs() < 0.5,
+        "ffprobe reads {secs} s of {total}"
+    );
+    assert!(
+        packets as f64 >= 30.0 * (total - 0.5),
+        "{packets} video packets in {total} s"
+    );
+
+    // A clip: the segments overlapping [3rd segment's date, 6th segment's date).
+    let dates: Vec<&str> = vod
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .collect();
+    let q = format!("start={}&end={}", dates[2], dates[5]);
+    let clip = s.get(&format!("/live/vod/media.m3u8?{q}"));
+    assert_eq!(clip.status, 200);
+    let clip = clip.text();
+    assert_eq!(segment_uris(&clip), uris[2..5], "{clip}");
+    assert!(clip.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{clip}");
+    validate_playlists(&[("clip.m3u8", clip.clone())]);
+    let clip_secs: f64 = listing(&clip).1.iter().sum();
+    let (secs, _) = probe_url(&url(&format!("index.m3u8?{q}")));
+    assert!(
+        (secs - clip_secs).abs() < 0.5,
+        "ffprobe reads {secs} s of the {clip_secs} s clip"
+    );
+    for bad in [
+        format!("media.m3u8?{q}&_HLS_msn=3"),
+        format!("index.m3u8?start={}&end={}", dates[5], dates[2]),
+        "media.m3u8?end=2020-01-01T00:00:00Z".to_string(),
+        "media.m3u8?start=soon".to_string(),
+    ] {
+        let r = s.get(&format!("/live/vod/{bad}"));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+
+    // A new publish of the name is a new live stream; the old one's files go.
+    let mut again = publish(&s.rtmp_url("vod"), 30, false);
+    until(
+        Duration::from_secs(20),
+        "the new stream never went live",
+        || {
+            let r = s.get("/live/vod/media.m3u8");
+            r.status == 200 && !r.text().contains("#EXT-X-ENDLIST")
+        },
+    );
+    until(
+        Duration::from_secs(10),
+        "the ended stream's files stay",
+        || !stream_dir.exists(),
+    );
+    assert!(s.log_text().contains("replaces the ended one"));
+    let _ = again.kill();
+    let _ = again.wait();
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -233,6 +233,8 @@ pub struct Stream {
     pub stats: StreamStats,
     /// What publishes it now ([`Publisher`]; a takeover or reconnect may change it).
     publisher: std::sync::atomic::AtomicU8,
+    /// Told when a new stream of the same name replaces this ended one: it goes at once.
+    pub(crate) replaced: tokio::sync::Notify,
 }
 
 impl Stream {
@@ -340,6 +342,7 @@ pub(crate) fn spawn_stream(
         ended: std::sync::atomic::AtomicBool::new(false),
         stats: StreamStats::default(),
         publisher: std::sync::atomic::AtomicU8::new(Publisher::default().to_u8()),
+        replaced: tokio::sync::Notify::new(),
     });
     let task_stream = stream.clone();
     let (ladder, mut events) = match ladder {
@@ -484,11 +487,35 @@ pub(crate) fn spawn_stream(
         let spiller = t.spiller.take();
         let recorder = t.recorder.take();
         drop(t);
+        if let Some(spiller) = &spiller {
+            // The final playlist stays for `linger` (with a DVR window, the time an ended
+            // stream is kept): the segments still in memory go to disk too, so an ended
+            // stream holds only its last parts in memory however long it is kept.
+            let in_memory: Vec<(ObjectKey, Bytes)> = stream
+                .objects
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter_map(|(k, o)| match o {
+                    Object::Complete(b) if k.is_segment() => Some((k.clone(), b.clone())),
+                    _ => None,
+                })
+                .collect();
+            for (key, bytes) in in_memory {
+                spiller.spill(key, bytes);
+            }
+        }
         if let Some(r) = recorder {
             // Closes the recording as VOD once its last segments are on disk.
             r.finish().await;
         }
-        tokio::time::sleep(linger).await;
+        // Until retention removes it, or a new publish of the same name replaces it.
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            _ = stream.replaced.notified() => {
+                tracing::info!(stream = %name, "a new stream of the same name replaces the ended one");
+            }
+        }
         on_gone(&stream);
         if let Some(spiller) = spiller {
             // The stream is gone: so are its DVR segments (recording is not DVR).

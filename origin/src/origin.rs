@@ -27,6 +27,10 @@ pub struct OriginConfig {
     pub max_held_per_stream: usize,
     /// How long an ended stream keeps serving its final playlist.
     pub ended_linger: Duration,
+    /// With a DVR window: how long an ended stream's playlists (the whole window, with
+    /// EXT-X-ENDLIST) and its segments on disk are kept, when longer than `ended_linger`.
+    /// A new publish of the same name replaces it at once.
+    pub dvr_keep_ended: Option<Duration>,
     /// Test only: advertise this CODECS string in multivariant playlists instead of the real
     /// one, so player tests can show that they catch a broken stream.
     pub codecs_override: Option<String>,
@@ -47,6 +51,7 @@ impl Default for OriginConfig {
         OriginConfig {
             max_held_per_stream: 50_000,
             ended_linger: Duration::from_secs(60),
+            dvr_keep_ended: None,
             codecs_override: None,
             dvr_dir: None,
             recordings: None,
@@ -438,10 +443,12 @@ impl Origin {
     ) -> Result<StreamInput, AlreadyLive> {
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = streams.get(name) {
-            // A new publish replaces a stream that has ended (and is only lingering).
+            // A new publish replaces a stream that has ended (and is only lingering, or kept
+            // as VOD of its DVR window): the old one's playlists and files go now.
             if !old.ended.load(Ordering::Relaxed) {
                 return Err(AlreadyLive(name.to_string()));
             }
+            old.replaced.notify_one();
         }
         let recorder =
             self.config
@@ -469,7 +476,13 @@ impl Origin {
                 }
             },
             StreamSettings {
-                linger: self.config.ended_linger,
+                linger: self
+                    .config
+                    .dvr_keep_ended
+                    .filter(|_| self.config.dvr_dir.is_some())
+                    .map_or(self.config.ended_linger, |k| {
+                        k.max(self.config.ended_linger)
+                    }),
                 codecs_override: self.config.codecs_override.clone(),
                 dvr_dir: self.config.dvr_dir.as_ref().map(|root| {
                     let n = self.instances.fetch_add(1, Ordering::Relaxed);

@@ -6,21 +6,121 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::HeaderValue;
 use llhls_packager::{classify, Decision, Directives, SkipMode};
 
 use crate::error::Error;
-use crate::headers::{playlist_reply, Reply};
+use crate::headers::{playlist_reply, text_reply, Reply};
 use crate::live::Published;
 use crate::metrics::Class;
 use crate::Origin;
 
-/// `GET /live/STREAM/index.m3u8`.
-pub(crate) fn multivariant(origin: &Origin, stream: &str, gzip: bool) -> Reply {
+/// `GET /live/STREAM/index.m3u8`; with `start`/`end`, a clip of the DVR window: every URI
+/// carries the range (in UTC), so each rendition a player picks is the same clip.
+pub(crate) fn multivariant(origin: &Origin, stream: &str, query: &str, gzip: bool) -> Reply {
     let class = Class::Multivariant;
-    match origin.published(stream) {
-        Ok((_, p)) => playlist_reply(class, &p, &p.multivariant, gzip, p.plain_cache.clone()),
-        Err(e) => e.reply(class),
+    let p = match origin.published(stream) {
+        Ok((_, p)) => p,
+        Err(e) => return e.reply(class),
+    };
+    if !asks_clip(query) {
+        return playlist_reply(class, &p, &p.multivariant, gzip, p.plain_cache.clone());
+    }
+    let clip = match window_clip(&p, query) {
+        Ok(c) => c,
+        Err(e) => return e.reply(class),
+    };
+    // A range the window has nothing of is refused here already, as the media playlists
+    // would refuse it.
+    let first = p.snapshot.renditions.first().map(|r| r.name.as_str());
+    if let Some(Err(e)) = first.map(|r| clip_media(&p, r, &clip)) {
+        return e.reply(class);
+    }
+    let text = String::from_utf8_lossy(&p.multivariant.plain);
+    let body = crate::record::clip_multivariant(&text, &clip.query());
+    text_reply(
+        class,
+        "application/vnd.apple.mpegurl",
+        Bytes::from(body),
+        "public, max-age=1",
+    )
+}
+
+/// Does the query ask for a clip (`start` or `end`)?
+fn asks_clip(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|p| matches!(p.split_once('=').map_or(p, |(k, _)| k), "start" | "end"))
+}
+
+/// The clip a live playlist request asks for: bounds in seconds count from the oldest segment
+/// the window lists now. Delivery directives (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) do not
+/// apply to a clip (it is not a live playlist): 400.
+fn window_clip(p: &Published, query: &str) -> Result<crate::record::Clip, Error> {
+    let directive = query.split('&').find_map(|pair| {
+        let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+        // Unknown `_HLS_` names are ignored, as on any playlist request (rule 37).
+        matches!(k, "_HLS_msn" | "_HLS_part" | "_HLS_skip").then_some(k)
+    });
+    if let Some(k) = directive {
+        return Err(Error::BadQuery(format!(
+            "{k} is a live playlist's delivery directive; a clip (start, end) is not a live playlist: ask for one or the other"
+        )));
+    }
+    let base = p
+        .snapshot
+        .renditions
+        .first()
+        .and_then(|r| r.segments.first())
+        .map_or(llhls_packager::WallClock(0), |s| s.program_date_time);
+    match crate::record::parse_clip(query, base) {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(Error::BadQuery("no start or end".into())),
+        Err(why) => Err(Error::BadQuery(
+            why.replace("the recording's start", "the oldest segment of the window"),
+        )),
+    }
+}
+
+/// The rendition's full media playlist cut to `clip`, or why not.
+fn clip_media(
+    p: &Published,
+    rendition: &str,
+    clip: &crate::record::Clip,
+) -> Result<(String, bool), Error> {
+    let full = p
+        .view(rendition, SkipMode::Full)
+        .ok_or(Error::NoSuchRendition)?;
+    let text = String::from_utf8_lossy(&full.plain);
+    crate::record::clip_window(&text, clip, p.snapshot.ended).map_err(Error::BadQuery)
+}
+
+/// `GET /live/STREAM/RENDITION.m3u8?start=&end=`: the segments of the window overlapping the
+/// range, `VOD` once a segment reaches its end (or the stream ended), else `EVENT`.
+fn media_clip(origin: &Origin, stream: &str, rendition: &str, query: &str) -> Reply {
+    let class = Class::Playlist;
+    let result = origin.published(stream).and_then(|(_, p)| {
+        let clip = window_clip(&p, query)?;
+        clip_media(&p, rendition, &clip)
+    });
+    match result {
+        // A finished clip does not change, but its oldest segments leave the window (and
+        // are deleted) as the stream goes on: cached for a minute only.
+        Ok((text, growing)) => text_reply(
+            class,
+            "application/vnd.apple.mpegurl",
+            Bytes::from(text),
+            if growing {
+                "public, max-age=1"
+            } else {
+                "public, max-age=60"
+            },
+        ),
+        Err(e) => {
+            tracing::info!(stream, rendition, query, "clip refused: {e}");
+            e.reply(class)
+        }
     }
 }
 
@@ -33,6 +133,9 @@ pub(crate) async fn media(
     query: &str,
     gzip: bool,
 ) -> Reply {
+    if asks_clip(query) {
+        return media_clip(origin, stream, rendition, query);
+    }
     let directives = match Directives::parse(query) {
         Ok(d) => d,
         Err(e) => {

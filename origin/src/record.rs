@@ -1113,7 +1113,7 @@ pub(crate) struct Clip {
 impl Clip {
     /// The same range as a query (`start=...&end=...`, RFC 3339 in UTC, milliseconds), for
     /// the URIs of a clip's multivariant playlist.
-    fn query(&self) -> String {
+    pub(crate) fn query(&self) -> String {
         let mut q = Vec::new();
         if let Some(t) = self.start {
             q.push(format!("start={}", t.to_rfc3339()));
@@ -1336,6 +1336,40 @@ fn clip_rendition(mut r: Rendition, clip: &Clip) -> (Rendition, bool) {
     (r, passed)
 }
 
+/// A clip of a live stream's DVR window: `media` is the rendition's full media playlist as
+/// served (parts, hints and reports are left out), cut to the whole segments overlapping
+/// `clip` by the same rules as a recording's clip. Returns the playlist and whether it still
+/// grows (`EVENT`: the stream is live and no segment reaches the clip's end yet), or why the
+/// range is refused: no segment of the window in it.
+pub(crate) fn clip_window(media: &str, clip: &Clip, ended: bool) -> Result<(String, bool), String> {
+    let r = parse_media(media);
+    let span = window_span(&r);
+    let (r, passed) = clip_rendition(r, clip);
+    if r.lines.is_empty() {
+        return Err(match span {
+            Some((from, to)) => format!(
+                "no segment of the DVR window in this range (the window has {} to {}{})",
+                from.to_rfc3339(),
+                to.to_rfc3339(),
+                if ended { "" } else { ", and grows" }
+            ),
+            None => "the DVR window has no segment yet".to_string(),
+        });
+    }
+    let done = ended || passed;
+    Ok((r.render(done), !done))
+}
+
+/// From the first segment's date to the last one's end.
+fn window_span(r: &Rendition) -> Option<(WallClock, WallClock)> {
+    let first = r.lines.first()?;
+    let last = r.lines.last()?;
+    Some((
+        first.pdt,
+        WallClock(last.pdt.0 + (last.duration * 1000.0).round() as i64),
+    ))
+}
+
 /// `uri` with `query` appended.
 fn with_query(uri: &str, query: &str) -> String {
     let sep = if uri.contains('?') { '&' } else { '?' };
@@ -1344,7 +1378,7 @@ fn with_query(uri: &str, query: &str) -> String {
 
 /// A clip's multivariant playlist: every URI (variants and renditions) carries the clip's
 /// query, so every rendition a player picks covers the same range.
-fn clip_multivariant(mv: &str, query: &str) -> String {
+pub(crate) fn clip_multivariant(mv: &str, query: &str) -> String {
     let mut out = String::with_capacity(mv.len() + 256);
     for line in mv.lines() {
         if line.starts_with('#') {

@@ -364,7 +364,7 @@ async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head<'_>) 
         Route::Recording { name, id, file } => {
             crate::record::serve(origin, name, id, file, &head.query, head.range).await
         }
-        Route::Multivariant { stream } => multivariant(origin, stream, head.gzip),
+        Route::Multivariant { stream } => multivariant(origin, stream, &head.query, head.gzip),
         Route::Media { stream, rendition } => {
             media(origin, stream, rendition, &head.query, head.gzip).await
         }
