@@ -3,7 +3,7 @@
 //! `/recordings/NAME/START/index.m3u8` (listed at `/recordings.json`).
 //!
 //! - The stream task hands each newly completed segment (its bytes, already in memory, and
-//!   its playlist entry) to a writer task per recording ([`Recorder`]); the packager knows
+//!   its playlist entry) to a writer task per recording (`Recorder`); the packager knows
 //!   nothing of it. The writer writes each file once, to a temporary name first and then
 //!   renamed, then appends the segment's entry to that rendition's playlist (written whole,
 //!   the same way, at first and at the end), so a playlist only ever lists complete files;
