@@ -359,3 +359,42 @@ fn hevc_over_srt_is_packaged() {
     assert!(mv.contains("hvc1."), "{mv}");
     assert!(ff.wait().unwrap().success());
 }
+
+/// ffmpeg publishing over SRT with this audio encoding in place of ADTS AAC.
+fn publish_srt_audio(srt: SocketAddr, name: &str, audio: &[&str]) -> Child {
+    let mut args = ts_source_args(8);
+    let codec = args.iter().position(|a| a == "aac").unwrap();
+    args.splice(codec - 1..=codec, audio.iter().map(|s| s.to_string()));
+    args.push(format!("srt://{srt}?streamid=publish:live/{name}"));
+    Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs")
+}
+
+#[test]
+fn opus_and_latm_aac_over_srt_are_packaged() {
+    let (s, srt) = start(&[]);
+    // Opus (stream type 0x06 with its registration descriptor) and AAC in LATM (0x11), as
+    // ffmpeg's MPEG-TS muxer writes them.
+    let mut opus = publish_srt_audio(srt, "opus", &["-c:a", "libopus", "-ac", "2"]);
+    let mut latm = publish_srt_audio(srt, "latm", &["-c:a", "aac", "-mpegts_flags", "latm"]);
+    s.wait_for("/live/opus/index.m3u8", Duration::from_secs(15));
+    s.wait_for("/live/latm/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    // (Opus is outside Apple's authoring spec, which the playlist checker applies: only the
+    // AAC stream is checked there.)
+    validate_served(&s, "latm");
+    for (name, codec) in [("opus", "opus"), ("latm", "mp4a.40.2")] {
+        let mv = s.get(&format!("/live/{name}/index.m3u8")).text();
+        assert!(mv.contains("avc1.") && mv.contains(codec), "{name}: {mv}");
+        assert_segments_decode(&s, name, "media.m3u8");
+    }
+    let log = s.log_text();
+    assert!(!log.contains("not supported"), "{log}");
+    assert_eq!(metric(&s, "llhls_srt_ts_errors_total"), 0);
+    assert!(opus.wait().unwrap().success());
+    assert!(latm.wait().unwrap().success());
+}
