@@ -43,7 +43,8 @@
 // the wall clock as a barcode (glass-to-glass latency, read back in the player page) and a
 // flash with a beep every second (audio/video sync, measured on the packaged segments);
 // `rtmp-clock` is ffmpeg over RTMP (x264 zerolatency, keyframe every second, 1280x720 unless
-// --size) fed raw frames by clock-source.mjs, which carry the same wall-clock barcode.
+// --size) fed raw frames by clock-source.mjs, which carry the same wall-clock barcode; `srt-clock`
+// is the same over SRT (MPEG-TS).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { launchChromium, servePlayerPages } from './common.mjs';
@@ -68,7 +69,7 @@ const edgeKind = useEdge && ['nginx', 'varnish'].includes(opt('edge', '')) ? opt
 const layout = opt('layout', 'muxed');
 const partMs = opt('part-target-ms', '200');
 const publisherKind = opt('publisher', 'rtmp');
-const size = opt('size', publisherKind === 'rtmp-clock' ? '1280x720' : '640x360');
+const size = opt('size', publisherKind.endsWith('-clock') ? '1280x720' : '640x360');
 const playerKind = opt('player', 'hlsjs');
 if (!['hlsjs', 'shaka', 'native'].includes(playerKind)) throw new Error(`unknown --player ${playerKind}`);
 const join_ = opt('join', '');
@@ -104,7 +105,7 @@ if (stallSecs > 0) {
   if (stallAt < 10) throw new Error('--stall-at must leave 10 s of playing before the stall');
   duration = Math.max(duration, stallAt + stallSecs + 12);
 }
-if (!['rtmp', 'srt', 'rtmp-clock', 'whip-gst', 'whip-gst-sync', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
+if (!['rtmp', 'srt', 'rtmp-clock', 'srt-clock', 'whip-gst', 'whip-gst-sync', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
 const children = [];
 const cleanup = () => {
   for (const c of children) {
@@ -148,7 +149,7 @@ const origin = `http://127.0.0.1:${httpPort}`;
 const serverArgs = ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
   '--whip-udp', `0.0.0.0:${whipPort}`, '--whip-audio', whipAudio,
   '--demo', 'false', '--layout', layout, '--part-target-ms', partMs];
-if (publisherKind === 'srt') serverArgs.push('--srt', `127.0.0.1:${srtPort}`);
+if (publisherKind.startsWith('srt')) serverArgs.push('--srt', `127.0.0.1:${srtPort}`);
 if (playbackSecret) serverArgs.push('--playback-secret', playbackSecret);
 if (flag('break-codecs')) serverArgs.push('--break-codecs');
 if (flag('break-av-sync')) serverArgs.push('--break-av-sync');
@@ -180,8 +181,11 @@ let publisher = null, publisherPage = null;
 // The processes a --stall freezes: the encoder (ffmpeg, or GStreamer's client), not a capture.
 let stallPids = [];
 const publishStarted = Date.now();
-if (publisherKind === 'rtmp-clock') {
-  publisher = run('node', [join(here, 'clock-source.mjs'), '--rtmp', `rtmp://127.0.0.1:${rtmpPort}/live/test`, '--size', size], 'clock-source.log');
+if (publisherKind.endsWith('-clock')) {
+  const to = publisherKind === 'srt-clock'
+    ? ['--srt', `srt://127.0.0.1:${srtPort}?streamid=publish:live/test`]
+    : ['--rtmp', `rtmp://127.0.0.1:${rtmpPort}/live/test`];
+  publisher = run('node', [join(here, 'clock-source.mjs'), ...to, '--size', size], 'clock-source.log');
   const pid = await new Promise((res, rej) => {
     let buf = '';
     publisher.stdout.on('data', d => { buf += d; const m = buf.match(/ffmpeg-pid (\d+)/); if (m) res(Number(m[1])); });
@@ -444,7 +448,7 @@ const idleCpu = () => { const f = readFileSync('/proc/stat', 'utf8').split('\n')
   return { idle: f[3] + f[4], total: f.reduce((a, b) => a + b, 0) }; };
 const partsBefore = await metricValue('llhls_parts_published_total');
 const cpu0 = procCpu(server.pid), sys0 = idleCpu(), t0 = Date.now();
-const hasBarcode = publisherKind === 'whip-canvas' || publisherKind === 'rtmp-clock';
+const hasBarcode = publisherKind === 'whip-canvas' || publisherKind.endsWith('-clock');
 const barcode = hasBarcode ? '&barcode=1' : '';
 // Every request the players make and its answer, for the report (what a player asked for
 // before it failed).
