@@ -398,3 +398,43 @@ fn opus_and_latm_aac_over_srt_are_packaged() {
     assert!(opus.wait().unwrap().success());
     assert!(latm.wait().unwrap().success());
 }
+
+#[test]
+fn timestamps_wrapping_past_33_bits_continue_the_stream() {
+    let (s, srt) = start(&[]);
+    // ffmpeg's TS timestamps start 3.5 s before their 33-bit wrap (2^33 / 90 kHz = 95443.7 s)
+    // and wrap while it publishes.
+    let mut args = ts_source_args(9);
+    let out = args.len() - 2; // before "-f mpegts"
+    args.splice(out..out, ["-output_ts_offset", "95440.2"].map(String::from));
+    args.push(format!("srt://{srt}?streamid=publish:live/wrap"));
+    let mut ff = Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    s.wait_for("/live/wrap/index.m3u8", Duration::from_secs(15));
+    assert!(ff.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let media = s.get("/live/wrap/media.m3u8").text();
+    // One stream across the wrap: no discontinuity, no gap, about 9 s of media (the start
+    // waits for the first keyframe; the publisher may drop its last fraction of a second).
+    assert!(!media.contains("#EXT-X-DISCONTINUITY\n"), "{media}");
+    assert!(!media.contains("GAP"), "{media}");
+    // Complete segments, and the parts of the one still open.
+    let mut secs = 0.0;
+    let mut open = 0.0;
+    for l in media.lines() {
+        if let Some(d) = l.strip_prefix("#EXTINF:") {
+            secs += d.trim_end_matches(',').parse::<f64>().unwrap();
+            open = 0.0;
+        } else if let Some(p) = l.strip_prefix("#EXT-X-PART:DURATION=") {
+            open += p.split(',').next().unwrap().parse::<f64>().unwrap();
+        }
+    }
+    let secs = secs + open;
+    assert!(secs > 7.5, "{secs} s of media in {media}");
+    check_stream(&s, "wrap");
+    assert_eq!(metric(&s, "llhls_srt_ts_errors_total"), 0);
+}
