@@ -438,3 +438,52 @@ fn timestamps_wrapping_past_33_bits_continue_the_stream() {
     check_stream(&s, "wrap");
     assert_eq!(metric(&s, "llhls_srt_ts_errors_total"), 0);
 }
+
+#[test]
+fn a_timestamp_jump_is_a_discontinuity_and_the_stream_goes_on() {
+    let (s, srt) = start(&[]);
+    // Both tracks' timestamps jump 100 s forward 4 s in (an encoder whose clock was reset, or
+    // a switched source): the packager starts a new timeline with EXT-X-DISCONTINUITY.
+    let mut args = ts_source_args(9);
+    let t = args.iter().position(|a| a == "-t").unwrap();
+    args.drain(t..t + 2);
+    for input in ["testsrc2", "sine"] {
+        // Before "-f lavfi -i SOURCE": the input's own duration, so that the jump does not end
+        // the output early.
+        let at = args.iter().position(|a| a.starts_with(input)).unwrap() - 3;
+        args.splice(at..at, ["-t", "9"].map(String::from));
+    }
+    let out = args.len() - 2;
+    args.splice(
+        out..out,
+        [
+            "-vf",
+            "setpts=PTS+gte(T\\,4)*100/TB",
+            "-af",
+            "asetpts=PTS+gte(T\\,4)*100/TB",
+        ]
+        .map(String::from),
+    );
+    args.push(format!("srt://{srt}?streamid=publish:live/jump"));
+    let mut ff = Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    s.wait_for("/live/jump/index.m3u8", Duration::from_secs(15));
+    assert!(ff.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let media = s.get("/live/jump/media.m3u8").text();
+    let (before, after) = media
+        .split_once("#EXT-X-DISCONTINUITY\n")
+        .unwrap_or_else(|| panic!("a discontinuity: {media}"));
+    assert!(before.contains("#EXTINF:"), "{media}");
+    // After it, the stream goes on from a keyframe (more than a segment of media).
+    assert!(
+        after.lines().filter(|l| l.starts_with("#EXTINF:")).count() >= 2,
+        "{media}"
+    );
+    assert!(!media.contains("GAP"), "{media}");
+    validate_served(&s, "jump");
+}
