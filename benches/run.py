@@ -5,7 +5,7 @@ writes benches/results/<commit>.jsonl.
 
     python3 benches/run.py            # the whole suite (about 15 minutes)
     python3 benches/run.py --quick    # a quick variant (under 5 minutes)
-    python3 benches/run.py --only fanout,objects,package,ingest,latency,micro,edges,cluster
+    python3 benches/run.py --only fanout,objects,package,ingest,srt,latency,micro,edges,cluster
     python3 benches/run.py --only players [--players-cells hlsjs-late,shaka-early]
     python3 benches/run.py --only soak --minutes 20   # reliability over time (benches/README.md)
     python3 benches/run.py --only platform   # webhook admission latency, admin API cost
@@ -25,7 +25,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
+# LLHLS_RELEASE_DIR: a release build elsewhere (another checkout's target/release), to measure
+# without building one here.
+REL = os.environ.get("LLHLS_RELEASE_DIR") or os.path.join(ROOT, "target", "release")
 ROWS = []
 
 
@@ -418,6 +420,61 @@ def ingest(args, quick, tmp):
     row("ingest", f"{m} RTMP streams 1080p30 6 Mbit/s H.264+AAC: CPU per stream",
         "python3 benches/run.py --only ingest  (flvpub replaying a pre-encoded FLV)",
         "ffmpeg -listen 1 ... -c copy -f hls fmp4, per stream", ref, ours, "% of a core", False, "<= 1% of a core")
+
+
+def srt(args, quick, tmp):
+    """CPU per live SRT stream: M ffmpeg publishers (`-re -stream_loop -1 -i TS -c copy -f mpegts
+    srt://...`, a pre-encoded 1080p30 ~6 Mbit/s H.264 + AAC transport stream: the bench FLV
+    remuxed) into llhls, and the same M streams into M ffmpeg SRT listeners that do the same job
+    (`ffmpeg -i srt://...?mode=listener -c copy -bsf:a aac_adtstoasc -f hls -hls_segment_type fmp4`
+    (ffmpeg's fMP4 muxer refuses ADTS without the filter): SRT ingest, TS
+    demuxing and fMP4 HLS packaging). Server CPU over the window / M; the publishers are not
+    counted."""
+    flv = os.path.join(ROOT, "samples/media/bench-1080p.flv")
+    ts = os.path.join(ROOT, "samples/media/bench-1080p.ts")
+    if not os.path.exists(flv):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-f", "lavfi",
+                        "-i", "sine=frequency=440:sample_rate=48000", "-t", "20", "-c:v", "libx264", "-preset", "ultrafast",
+                        "-g", "60", "-b:v", "6000k", "-maxrate", "6000k", "-bufsize", "3000k", "-pix_fmt", "yuv420p",
+                        "-c:a", "aac", "-b:a", "128k", "-f", "flv", flv], check=True)
+    if not os.path.exists(ts):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", flv, "-c", "copy", "-f", "mpegts", ts], check=True)
+    m = 4 if quick else 10
+    window = 15 if quick else 30
+
+    def publisher(url):
+        return subprocess.Popen(["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", ts, "-c", "copy", "-f", "mpegts", url],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    srt_port = free_port()
+    p, http, _ = llhls_serve(tmp, ["--demo", "false", "--srt", f"127.0.0.1:{srt_port}"])
+    pubs = [publisher(f"srt://127.0.0.1:{srt_port}?streamid=publish:live/s{i}") for i in range(m)]
+    for i in range(m):
+        wait_http(f"http://127.0.0.1:{http}/live/s{i}/index.m3u8", 30)
+    time.sleep(2)
+    ours = cpu_per_stream([p.p.pid], window, m)
+    for x in pubs:
+        x.kill()
+        x.wait()
+    p.stop()
+    refs, pubs = [], []
+    for i in range(m):
+        port = free_port()
+        out = os.path.join(tmp, f"ffsrt{i}")
+        os.makedirs(out, exist_ok=True)
+        refs.append(subprocess.Popen(["ffmpeg", "-v", "error", "-i", f"srt://127.0.0.1:{port}?mode=listener", "-c", "copy",
+                                      "-bsf:a", "aac_adtstoasc", "-f", "hls", "-hls_segment_type", "fmp4", "-hls_time", "2", "-hls_flags", "delete_segments",
+                                      os.path.join(out, "index.m3u8")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.3)
+        pubs.append(publisher(f"srt://127.0.0.1:{port}"))
+    time.sleep(6)
+    ref = cpu_per_stream([r.pid for r in refs], window, m)
+    for x in pubs + refs:
+        x.kill()
+        x.wait()
+    row("srt", f"{m} SRT streams 1080p30 6 Mbit/s H.264+AAC in TS: CPU per stream",
+        "python3 benches/run.py --only srt  (ffmpeg -re -c copy publishers of a pre-encoded TS)",
+        "ffmpeg -i srt://...?mode=listener -c copy -bsf:a aac_adtstoasc -f hls fmp4, per stream", ref, ours, "% of a core", False, "<= 1% of a core")
 
 
 def whip(args, quick, tmp):
@@ -1027,7 +1084,7 @@ def write_svg(path, samples, title):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="micro,package,objects,ingest,whip,fanout,latency,edges,cluster",
+    ap.add_argument("--only", default="micro,package,objects,ingest,srt,whip,fanout,latency,edges,cluster",
                     help="also: players (issue 12's player matrix, about 20 minutes; not in the default set)")
     ap.add_argument("--players-cells", default="", help="with --only players: e.g. hlsjs-late,shaka-early")
     ap.add_argument("--minutes", type=float, default=2, help="with --only soak: how long (not in the default set)")
@@ -1040,13 +1097,13 @@ def main():
     if a.debug_binaries:
         REL = os.path.join(ROOT, "target", "debug")
         subprocess.run(["cargo", "build", "--bins", "--workspace"], cwd=ROOT, check=True)
-    else:
+    elif not os.environ.get("LLHLS_RELEASE_DIR"):
         subprocess.run(["cargo", "build", "--release", "--bins", "--workspace"], cwd=ROOT, check=True)
     mach, commit = machine()
     print(f"machine: {mach}; commit {commit}", flush=True)
     tmp = tempfile.mkdtemp(prefix="llhls-bench-")
     benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency,
-               "ingest": ingest, "whip": whip, "players": players, "edges": edges,
+               "ingest": ingest, "srt": srt, "whip": whip, "players": players, "edges": edges,
                "cluster": cluster, "soak": soak, "platform": platform}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)

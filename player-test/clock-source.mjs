@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // A live camera stand-in for the RTMP publisher: raw frames that carry the wall clock as a
-// barcode, fed to ffmpeg (x264 zerolatency + AAC over RTMP) in real time.
+// barcode, fed to ffmpeg (x264 zerolatency + AAC over RTMP, or in MPEG-TS over SRT) in real time.
 //
 //   node player-test/clock-source.mjs --rtmp rtmp://127.0.0.1:PORT/live/test [--size 1280x720]
+//   node player-test/clock-source.mjs --srt 'srt://127.0.0.1:PORT?streamid=publish:live/test'
 //
 // Each frame is drawn when it is captured, paced on the wall clock (30 fps), with Date.now()
 // at that instant as its barcode (the same code as publish.html's canvas source, scaled from
@@ -17,9 +18,11 @@ import { spawn } from 'node:child_process';
 const args = process.argv.slice(2);
 const opt = (name, def) => { const i = args.indexOf('--' + name); return i >= 0 ? args[i + 1] : def; };
 const rtmp = opt('rtmp');
+const srt = opt('srt');
+const out = rtmp ? ['-f', 'flv', rtmp] : ['-f', 'mpegts', srt];
 const [W, H] = opt('size', '1280x720').split('x').map(Number);
 const bitrate = opt('bitrate', '2500k');
-if (!rtmp || W % 16 || H % 8) throw new Error('usage: clock-source.mjs --rtmp URL [--size WxH, W multiple of 16]');
+if (!(rtmp || srt) || W % 16 || H % 8) throw new Error('usage: clock-source.mjs --rtmp URL | --srt URL [--size WxH, W multiple of 16]');
 const FPS = 30, RATE = 48000, SPF = RATE / FPS;
 const MAX_QUEUE = 60 * FPS; // a minute of backlog at most, then the capture gives up (exit 3)
 
@@ -27,7 +30,7 @@ const ff = spawn('ffmpeg', ['-hide_banner', '-v', 'error', '-nostdin',
   '-probesize', '32', '-analyzeduration', '0', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${W}x${H}`, '-framerate', String(FPS), '-thread_queue_size', '64', '-i', 'pipe:0',
   '-probesize', '32', '-analyzeduration', '0', '-f', 's16le', '-ar', String(RATE), '-ac', '1', '-thread_queue_size', '64', '-i', 'pipe:3',
   '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30', '-sc_threshold', '0',
-  '-pix_fmt', 'yuv420p', '-b:v', bitrate, '-c:a', 'aac', '-b:a', '96k', '-ac', '2', '-f', 'flv', rtmp],
+  '-pix_fmt', 'yuv420p', '-b:v', bitrate, '-c:a', 'aac', '-b:a', '96k', '-ac', '2', ...out],
 { stdio: ['pipe', 'inherit', 'inherit', 'pipe'] });
 const audioOut = ff.stdio[3];
 console.log(`ffmpeg-pid ${ff.pid}`);

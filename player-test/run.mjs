@@ -10,7 +10,8 @@
 //                           each way = 50 ms RTT; tc netem is not available on these VMs)
 //        [--publisher rtmp|srt|whip-gst|whip-gst-sync|whip-chromium|whip-canvas] [--whip-audio aac|opus]
 //        [--impair-loss 0.02] [--impair-reorder 0.05]  (Chromium publishers: their media goes
-//                           through a UDP relay that drops and reorders RTP/RTCP packets)
+//                           through a UDP relay that drops and reorders RTP/RTCP packets;
+//                           srt-sync: the same relay drops and reorders SRT data packets)
 //        [--break-av-sync]  (negative control: llhls publishes WHIP audio 400 ms late)
 //        [--player hlsjs|shaka|native] [--shaka-debug]  (hls.js 1.7 lowLatencyMode; Shaka 5.2 with
 //                           streaming.lowLatencyMode, --shaka-debug loads its debug build for
@@ -37,13 +38,15 @@
 //                           --whip-transcode-video true)
 //
 // Publishers: `rtmp` is ffmpeg over RTMP; `srt` the same ffmpeg sending MPEG-TS over SRT
-// (caller mode, stream id publish:live/test) to llhls's SRT listener; `whip-gst` is GStreamer's simple-whip-client (H.264 +
+// (caller mode, stream id publish:live/test) to llhls's SRT listener; `srt-sync` is ffmpeg over SRT
+// with a flash and a beep each second (the lip-sync check; --impair-loss puts it behind a lossy relay); `whip-gst` is GStreamer's simple-whip-client (H.264 +
 // Opus; `whip-gst-sync` replays files with a flash and a beep each second for the lip-sync check); `whip-chromium` is headless Chromium's fake camera and microphone over WHIP from a
 // page on another origin; `whip-canvas` is Chromium publishing a synthetic source that carries
 // the wall clock as a barcode (glass-to-glass latency, read back in the player page) and a
 // flash with a beep every second (audio/video sync, measured on the packaged segments);
 // `rtmp-clock` is ffmpeg over RTMP (x264 zerolatency, keyframe every second, 1280x720 unless
-// --size) fed raw frames by clock-source.mjs, which carry the same wall-clock barcode.
+// --size) fed raw frames by clock-source.mjs, which carry the same wall-clock barcode; `srt-clock`
+// is the same over SRT (MPEG-TS).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { launchChromium, servePlayerPages } from './common.mjs';
@@ -68,7 +71,7 @@ const edgeKind = useEdge && ['nginx', 'varnish'].includes(opt('edge', '')) ? opt
 const layout = opt('layout', 'muxed');
 const partMs = opt('part-target-ms', '200');
 const publisherKind = opt('publisher', 'rtmp');
-const size = opt('size', publisherKind === 'rtmp-clock' ? '1280x720' : '640x360');
+const size = opt('size', publisherKind.endsWith('-clock') ? '1280x720' : '640x360');
 const playerKind = opt('player', 'hlsjs');
 if (!['hlsjs', 'shaka', 'native'].includes(playerKind)) throw new Error(`unknown --player ${playerKind}`);
 const join_ = opt('join', '');
@@ -104,7 +107,7 @@ if (stallSecs > 0) {
   if (stallAt < 10) throw new Error('--stall-at must leave 10 s of playing before the stall');
   duration = Math.max(duration, stallAt + stallSecs + 12);
 }
-if (!['rtmp', 'srt', 'rtmp-clock', 'whip-gst', 'whip-gst-sync', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
+if (!['rtmp', 'srt', 'srt-sync', 'rtmp-clock', 'srt-clock', 'whip-gst', 'whip-gst-sync', 'whip-chromium', 'whip-canvas'].includes(publisherKind)) throw new Error(`unknown --publisher ${publisherKind}`);
 const children = [];
 const cleanup = () => {
   for (const c of children) {
@@ -148,7 +151,7 @@ const origin = `http://127.0.0.1:${httpPort}`;
 const serverArgs = ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
   '--whip-udp', `0.0.0.0:${whipPort}`, '--whip-audio', whipAudio,
   '--demo', 'false', '--layout', layout, '--part-target-ms', partMs];
-if (publisherKind === 'srt') serverArgs.push('--srt', `127.0.0.1:${srtPort}`);
+if (publisherKind.startsWith('srt')) serverArgs.push('--srt', `127.0.0.1:${srtPort}`);
 if (playbackSecret) serverArgs.push('--playback-secret', playbackSecret);
 // --playback-webhook (with --playback-secret): the viewers open the plain URL with a session in
 // its query; a webhook run here admits `session=ok` (and counts its calls), and llhls redirects
@@ -204,14 +207,31 @@ let publisher = null, publisherPage = null;
 // The processes a --stall freezes: the encoder (ffmpeg, or GStreamer's client), not a capture.
 let stallPids = [];
 const publishStarted = Date.now();
-if (publisherKind === 'rtmp-clock') {
-  publisher = run('node', [join(here, 'clock-source.mjs'), '--rtmp', `rtmp://127.0.0.1:${rtmpPort}/live/test`, '--size', size], 'clock-source.log');
+if (publisherKind.endsWith('-clock')) {
+  const to = publisherKind === 'srt-clock'
+    ? ['--srt', `srt://127.0.0.1:${srtPort}?streamid=publish:live/test`]
+    : ['--rtmp', `rtmp://127.0.0.1:${rtmpPort}/live/test`];
+  publisher = run('node', [join(here, 'clock-source.mjs'), ...to, '--size', size], 'clock-source.log');
   const pid = await new Promise((res, rej) => {
     let buf = '';
     publisher.stdout.on('data', d => { buf += d; const m = buf.match(/ffmpeg-pid (\d+)/); if (m) res(Number(m[1])); });
     publisher.on('exit', () => rej(new Error('clock-source.mjs exited at start')));
   });
   stallPids = [pid];
+} else if (publisherKind === 'srt-sync') {
+  // ffmpeg in real time over SRT: a white flash and a 1 kHz beep together once a second
+  // (keyframe every second) for the lip-sync check; with --impair-loss through the relay,
+  // with a 500 ms SRT latency so that retransmissions can repair the losses.
+  const to = (lossRate > 0 || reorderRate > 0) ? await startRelay(true) : `127.0.0.1:${srtPort}`;
+  const latency = (lossRate > 0 || reorderRate > 0) ? '&latency=500000' : '';
+  const ff = ['-hide_banner', '-v', 'error', '-re',
+    '-f', 'lavfi', '-i', `color=c=0x202020:s=${size}:r=30,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,1),0.1)'`,
+    '-f', 'lavfi', '-i', `sine=f=1000:sample_rate=48000,volume=volume=0:enable='gte(mod(t,1),0.1)'`,
+    '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30',
+    '-sc_threshold', '0', '-pix_fmt', 'yuv420p', '-b:v', '1000k', '-c:a', 'aac', '-b:a', '96k', '-ac', '2',
+    '-f', 'mpegts', `srt://${to}?streamid=publish:live/test${latency}`];
+  publisher = run('ffmpeg', ff, 'ffmpeg.log');
+  stallPids = [publisher.pid];
 } else if (publisherKind === 'rtmp' || publisherKind === 'srt') {
   // Real-time ffmpeg, H.264 + AAC, keyframe every second, wall clock in the picture.
   const font = '/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf';
@@ -392,25 +412,30 @@ const metricValue = async (name) => {
 // and reorders the publisher's RTP/RTCP (first byte 128-191, RFC 7983); STUN and DTLS pass
 // untouched so the session still comes up. The publisher page swaps the answer's candidate
 // for the relay's address. Returns "IP:PORT".
-async function startRelay() {
+// The relay sits in front of `port` (WHIP's UDP port by default; SRT's with `srt`): it drops
+// and reorders the publisher's media datagrams (RTP for WHIP; SRT data packets, first bit 0,
+// retransmissions included, for SRT) and passes everything else both ways.
+async function startRelay(srt = false) {
   const dgram = await import('node:dgram');
   const { networkInterfaces } = await import('node:os');
-  const ip = Object.values(networkInterfaces()).flat().find(a => a && a.family === 'IPv4' && !a.internal)?.address || '127.0.0.1';
+  const ip = srt ? '127.0.0.1' : (Object.values(networkInterfaces()).flat().find(a => a && a.family === 'IPv4' && !a.internal)?.address || '127.0.0.1');
+  const port = srt ? srtPort : whipPort;
+  const isMedia = srt ? (m) => m.length > 0 && (m[0] & 0x80) === 0 : (m) => m[0] >= 128 && m[0] <= 191;
   const sock = dgram.createSocket('udp4');
   await new Promise(r => sock.bind(0, ip, r));
   let client = null, held = null;
   sock.on('message', (msg, rinfo) => {
-    if (rinfo.port === whipPort && rinfo.address === ip) {
+    if (rinfo.port === port && rinfo.address === ip) {
       if (client) sock.send(msg, client.port, client.address);
       return;
     }
     client = rinfo;
-    const media = msg[0] >= 128 && msg[0] <= 191;
+    const media = isMedia(msg);
     if (media && Math.random() < lossRate) { relayStats.dropped++; return; }
     if (media && !held && Math.random() < reorderRate) { held = msg; relayStats.reordered++; return; }
     relayStats.forwarded++;
-    sock.send(msg, whipPort, ip);
-    if (held) { const h = held; held = null; sock.send(h, whipPort, ip); }
+    sock.send(msg, port, ip);
+    if (held) { const h = held; held = null; sock.send(h, port, ip); }
   });
   children.push({ kill: () => sock.close(), logName: 'relay.log', logText: () => JSON.stringify(relayStats) });
   return `${ip}:${sock.address().port}`;
@@ -468,7 +493,7 @@ const idleCpu = () => { const f = readFileSync('/proc/stat', 'utf8').split('\n')
   return { idle: f[3] + f[4], total: f.reduce((a, b) => a + b, 0) }; };
 const partsBefore = await metricValue('llhls_parts_published_total');
 const cpu0 = procCpu(server.pid), sys0 = idleCpu(), t0 = Date.now();
-const hasBarcode = publisherKind === 'whip-canvas' || publisherKind === 'rtmp-clock';
+const hasBarcode = publisherKind === 'whip-canvas' || publisherKind.endsWith('-clock');
 const barcode = hasBarcode ? '&barcode=1' : '';
 // Every request the players make and its answer, for the report (what a player asked for
 // before it failed).
@@ -533,7 +558,7 @@ const sys1 = idleCpu();
 const machineBusyPercent = Number((100 * (1 - (sys1.idle - sys0.idle) / (sys1.total - sys0.total))).toFixed(1));
 const stats = (await Promise.all(pages.map(p => p.evaluate(() => window.__stats())))).flat();
 await page.screenshot({ path: join(outDir, 'screenshot.png') });
-const avSync = publisherKind.startsWith('whip') ? await measureAvSync() : null;
+const avSync = publisherKind.startsWith('whip') || publisherKind === 'srt-sync' ? await measureAvSync() : null;
 for (const s of stats) s.requests = s.requests?.length ? s.requests : undefined;
 if (publisherPage) {
   // End the WHIP session the way a publisher does: DELETE on its resource.
@@ -670,7 +695,9 @@ for (const [i, s] of stats.entries()) {
   if (!s.audioBytes) failures.push(`player ${i}: no audio was decoded`);
   if (!s.videoBytes) failures.push(`player ${i}: no video was decoded`);
 }
-const syncChecked = publisherKind === 'whip-canvas' || publisherKind === 'whip-gst-sync';
+const syncChecked = publisherKind === 'whip-canvas' || publisherKind.endsWith('-sync');
+// A lossy run that lost nothing proves nothing (the relay was not in the path).
+if (lossRate >= 0.01 && relayStats.dropped === 0) failures.push('--impair-loss: the relay dropped no packet');
 if (hasBarcode && !summary.glassToGlassSamples) failures.push('no barcode was read back from the played video');
 if (syncChecked) {
   // Lip sync: ITU-R BT.1359 puts acceptability at 90 ms audio-early and 185 ms audio-late

@@ -117,7 +117,8 @@ node player-test/nginx-https-test.mjs
 # the hls.js cell of the player matrix below), a private stream, WHIP
 # publishers (GStreamer's simple-whip-client, live and replaying flash/beep files for lip sync;
 # Chromium's fake camera and microphone; Chromium's synthetic source for glass-to-glass latency
-# and lip sync, also over a link that loses 1% and reorders 3% of its packets), and two
+# and lip sync, also over a link that loses 1% and reorders 3% of its packets), ffmpeg over a
+# lossy SRT link (lip sync), and two
 # negative controls: deliberately broken streams must fail the harness.
 node player-test/run.mjs --duration 20 --edge
 node player-test/run.mjs --duration 20 --edge varnish
@@ -134,6 +135,9 @@ node player-test/run.mjs --duration 20 --publisher whip-gst-sync --name whip-gst
 node player-test/run.mjs --duration 20 --publisher whip-chromium --name whip-chromium
 node player-test/run.mjs --duration 20 --publisher whip-canvas --name whip-canvas
 node player-test/run.mjs --duration 20 --publisher whip-canvas --name whip-lossy --impair-loss 0.01 --impair-reorder 0.03
+# ffmpeg over SRT (flash and beep each second) through a relay that drops 2% of its data
+# packets: retransmission repairs them, hls.js plays, audio and video stay in sync.
+node player-test/run.mjs --duration 15 --publisher srt-sync --name srt-lossy --impair-loss 0.02
 if node player-test/run.mjs --duration 10 --break-codecs --name negative-broken-codecs; then
   echo "test.sh: the player harness passed a stream with wrong CODECS: the check cannot fail" >&2
   exit 1

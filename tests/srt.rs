@@ -359,3 +359,131 @@ fn hevc_over_srt_is_packaged() {
     assert!(mv.contains("hvc1."), "{mv}");
     assert!(ff.wait().unwrap().success());
 }
+
+/// ffmpeg publishing over SRT with this audio encoding in place of ADTS AAC.
+fn publish_srt_audio(srt: SocketAddr, name: &str, audio: &[&str]) -> Child {
+    let mut args = ts_source_args(8);
+    let codec = args.iter().position(|a| a == "aac").unwrap();
+    args.splice(codec - 1..=codec, audio.iter().map(|s| s.to_string()));
+    args.push(format!("srt://{srt}?streamid=publish:live/{name}"));
+    Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs")
+}
+
+#[test]
+fn opus_and_latm_aac_over_srt_are_packaged() {
+    let (s, srt) = start(&[]);
+    // Opus (stream type 0x06 with its registration descriptor) and AAC in LATM (0x11), as
+    // ffmpeg's MPEG-TS muxer writes them.
+    let mut opus = publish_srt_audio(srt, "opus", &["-c:a", "libopus", "-ac", "2"]);
+    let mut latm = publish_srt_audio(srt, "latm", &["-c:a", "aac", "-mpegts_flags", "latm"]);
+    s.wait_for("/live/opus/index.m3u8", Duration::from_secs(15));
+    s.wait_for("/live/latm/index.m3u8", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    // (Opus is outside Apple's authoring spec, which the playlist checker applies: only the
+    // AAC stream is checked there.)
+    validate_served(&s, "latm");
+    for (name, codec) in [("opus", "opus"), ("latm", "mp4a.40.2")] {
+        let mv = s.get(&format!("/live/{name}/index.m3u8")).text();
+        assert!(mv.contains("avc1.") && mv.contains(codec), "{name}: {mv}");
+        assert_segments_decode(&s, name, "media.m3u8");
+    }
+    let log = s.log_text();
+    assert!(!log.contains("not supported"), "{log}");
+    assert_eq!(metric(&s, "llhls_srt_ts_errors_total"), 0);
+    assert!(opus.wait().unwrap().success());
+    assert!(latm.wait().unwrap().success());
+}
+
+#[test]
+fn timestamps_wrapping_past_33_bits_continue_the_stream() {
+    let (s, srt) = start(&[]);
+    // ffmpeg's TS timestamps start 3.5 s before their 33-bit wrap (2^33 / 90 kHz = 95443.7 s)
+    // and wrap while it publishes.
+    let mut args = ts_source_args(9);
+    let out = args.len() - 2; // before "-f mpegts"
+    args.splice(out..out, ["-output_ts_offset", "95440.2"].map(String::from));
+    args.push(format!("srt://{srt}?streamid=publish:live/wrap"));
+    let mut ff = Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    s.wait_for("/live/wrap/index.m3u8", Duration::from_secs(15));
+    assert!(ff.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let media = s.get("/live/wrap/media.m3u8").text();
+    // One stream across the wrap: no discontinuity, no gap, about 9 s of media (the start
+    // waits for the first keyframe; the publisher may drop its last fraction of a second).
+    assert!(!media.contains("#EXT-X-DISCONTINUITY\n"), "{media}");
+    assert!(!media.contains("GAP"), "{media}");
+    // Complete segments, and the parts of the one still open.
+    let mut secs = 0.0;
+    let mut open = 0.0;
+    for l in media.lines() {
+        if let Some(d) = l.strip_prefix("#EXTINF:") {
+            secs += d.trim_end_matches(',').parse::<f64>().unwrap();
+            open = 0.0;
+        } else if let Some(p) = l.strip_prefix("#EXT-X-PART:DURATION=") {
+            open += p.split(',').next().unwrap().parse::<f64>().unwrap();
+        }
+    }
+    let secs = secs + open;
+    assert!(secs > 7.5, "{secs} s of media in {media}");
+    check_stream(&s, "wrap");
+    assert_eq!(metric(&s, "llhls_srt_ts_errors_total"), 0);
+}
+
+#[test]
+fn a_timestamp_jump_is_a_discontinuity_and_the_stream_goes_on() {
+    let (s, srt) = start(&[]);
+    // Both tracks' timestamps jump 100 s forward 4 s in (an encoder whose clock was reset, or
+    // a switched source): the packager starts a new timeline with EXT-X-DISCONTINUITY.
+    let mut args = ts_source_args(9);
+    let t = args.iter().position(|a| a == "-t").unwrap();
+    args.drain(t..t + 2);
+    for input in ["testsrc2", "sine"] {
+        // Before "-f lavfi -i SOURCE": the input's own duration, so that the jump does not end
+        // the output early.
+        let at = args.iter().position(|a| a.starts_with(input)).unwrap() - 3;
+        args.splice(at..at, ["-t", "9"].map(String::from));
+    }
+    let out = args.len() - 2;
+    args.splice(
+        out..out,
+        [
+            "-vf",
+            "setpts=PTS+gte(T\\,4)*100/TB",
+            "-af",
+            "asetpts=PTS+gte(T\\,4)*100/TB",
+        ]
+        .map(String::from),
+    );
+    args.push(format!("srt://{srt}?streamid=publish:live/jump"));
+    let mut ff = Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    s.wait_for("/live/jump/index.m3u8", Duration::from_secs(15));
+    assert!(ff.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    let media = s.get("/live/jump/media.m3u8").text();
+    let (before, after) = media
+        .split_once("#EXT-X-DISCONTINUITY\n")
+        .unwrap_or_else(|| panic!("a discontinuity: {media}"));
+    assert!(before.contains("#EXTINF:"), "{media}");
+    // After it, the stream goes on from a keyframe (more than a segment of media).
+    assert!(
+        after.lines().filter(|l| l.starts_with("#EXTINF:")).count() >= 2,
+        "{media}"
+    );
+    assert!(!media.contains("GAP"), "{media}");
+    validate_served(&s, "jump");
+}

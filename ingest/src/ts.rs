@@ -4,10 +4,13 @@
 //! - Packets: 188 bytes from a `0x47` sync byte; after a bad sync byte the demuxer searches
 //!   for the next byte that starts two consecutive packets (counted in [`TsStats::resyncs`]).
 //! - PSI: the PAT names the first program's PMT, the PMT names the streams. H.264
-//!   (stream type `0x1B`), HEVC (`0x24`) and AAC in ADTS (`0x0F`) are demuxed (the first video
-//!   and the first audio stream); other streams are reported
-//!   once ([`TsEvent::Warning`]) and ignored, as are null packets and unknown PIDs. A new PMT
-//!   version replaces the stream set. Sections must fit one packet and pass their CRC.
+//!   (stream type `0x1B`), HEVC (`0x24`), AAC in ADTS (`0x0F`), AAC in LATM/LOAS (`0x11`) and
+//!   Opus (`0x06` with the `Opus` registration descriptor) are demuxed (the first video and the
+//!   first audio stream); other streams are reported once ([`TsEvent::Warning`]) and ignored,
+//!   as are null packets and unknown PIDs. A PMT with a new version or new content (two
+//!   encoders' output one after the other often both say version 0) replaces the stream set;
+//!   a codec that changes comes out as a new [`TsEvent::Config`]. Sections must fit one packet
+//!   and pass their CRC.
 //! - PES: reassembled per PID from one payload-unit start to the next (or to the PES length
 //!   when it is given: video PES usually have length 0). A continuity-counter jump drops
 //!   the PES in progress on that PID ([`TsStats::cc_errors`]).
@@ -16,14 +19,23 @@
 //! - H.264 and HEVC: Annex B access units become length-prefixed NAL units without parameter
 //!   sets or access unit delimiters; new parameter sets come out as a [`TsEvent::Config`]
 //!   before the frame.
-//! - AAC: each ADTS frame becomes a raw AAC frame; its header gives the [`AacConfig`].
+//! - AAC: each ADTS frame becomes a raw AAC frame; its header gives the [`AacConfig`]. In
+//!   LATM (ISO 14496-3 §1.7, LOAS sync layer): the StreamMuxConfig gives the configuration
+//!   (one program, one layer, frame length type 0: what ffmpeg's `-mpegts_flags latm` and
+//!   broadcast encoders write), each subframe's payload is one raw AAC frame.
+//! - Opus (the Opus-in-TS mapping ffmpeg's muxer and broadcast encoders write): each packet
+//!   after its `opus_control_header` becomes one frame; the extension descriptor gives the
+//!   channel count (mono or stereo). The packager takes Opus as it is (fMP4 `Opus`), as for a
+//!   WHIP publisher with `whip_audio = "opus"`.
 //!
 //! Nothing here panics on any input; malformed pieces are counted and dropped.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use llhls_packager::codec::{split_annex_b, AacConfig, AvcConfig, CodecConfig, HevcConfig};
+use llhls_packager::codec::{
+    opus_packet_samples, split_annex_b, AacConfig, AvcConfig, CodecConfig, HevcConfig, OpusConfig,
+};
 use llhls_packager::{Frame, MediaTime, Timescale};
 
 use crate::tracks::{AUDIO, VIDEO};
@@ -68,6 +80,23 @@ enum Kind {
     H264,
     Hevc,
     AdtsAac,
+    LatmAac,
+    /// Opus with this many channels (1 or 2).
+    Opus(u8),
+}
+
+impl Kind {
+    fn video(self) -> bool {
+        matches!(self, Kind::H264 | Kind::Hevc)
+    }
+}
+
+/// What a LATM StreamMuxConfig said (for the frames that reuse it).
+#[derive(Debug, Clone, PartialEq)]
+struct LatmConfig {
+    config: CodecConfig,
+    /// Subframes (raw AAC frames) in each AudioMuxElement.
+    subframes: u32,
 }
 
 #[derive(Debug)]
@@ -114,7 +143,9 @@ impl Unwrapper {
 pub struct TsDemuxer {
     buf: Vec<u8>,
     pmt_pid: Option<u16>,
-    pmt_version: Option<u8>,
+    /// The current PMT's version and CRC (a new either is a new stream set).
+    pmt_version: Option<(u8, u32)>,
+    latm: Option<LatmConfig>,
     streams: Vec<Es>,
     /// Stream types already reported as unsupported.
     unsupported: Vec<u8>,
@@ -148,7 +179,7 @@ impl TsDemuxer {
             .streams
             .iter()
             .any(|s| matches!(s.kind, Kind::H264 | Kind::Hevc));
-        let a = self.streams.iter().any(|s| s.kind == Kind::AdtsAac);
+        let a = self.streams.iter().any(|s| !s.kind.video());
         (v, a)
     }
 
@@ -366,7 +397,13 @@ impl TsDemuxer {
             return;
         };
         let version = (s[5] >> 1) & 0x1f;
-        if self.pmt_version == Some(version) {
+        let crc = u32::from_be_bytes([
+            s[s.len() - 4],
+            s[s.len() - 3],
+            s[s.len() - 2],
+            s[s.len() - 1],
+        ]);
+        if self.pmt_version == Some((version, crc)) {
             return;
         }
         let body = &s[..s.len() - 4];
@@ -378,22 +415,29 @@ impl TsDemuxer {
             let stream_type = body[i];
             let pid = u16::from_be_bytes([body[i + 1], body[i + 2]]) & 0x1fff;
             let es_len = usize::from(u16::from_be_bytes([body[i + 3], body[i + 4]]) & 0x0fff);
+            let descriptors = body.get(i + 5..i + 5 + es_len).unwrap_or(&[]);
             i += 5 + es_len;
             let kind = match stream_type {
                 0x1b => Kind::H264,
                 0x24 => Kind::Hevc,
                 0x0f => Kind::AdtsAac,
+                0x11 => Kind::LatmAac,
+                0x06 if is_opus(descriptors) => match opus_channels(descriptors) {
+                    Some(c) => Kind::Opus(c),
+                    None => {
+                        self.warn(
+                            "an Opus stream with more than two channels (or no channel configuration) is not supported and is ignored".into(),
+                        );
+                        continue;
+                    }
+                },
                 t => {
                     unsupported.push(t);
                     continue;
                 }
             };
             // One video and one audio stream: the first of each.
-            let video = |k: Kind| matches!(k, Kind::H264 | Kind::Hevc);
-            if !streams
-                .iter()
-                .any(|s: &Es| s.kind == kind || (video(s.kind) && video(kind)))
-            {
+            if !streams.iter().any(|s: &Es| s.kind.video() == kind.video()) {
                 let old = self.streams.iter().find(|s| s.pid == pid && s.kind == kind);
                 streams.push(Es {
                     pid,
@@ -403,19 +447,23 @@ impl TsDemuxer {
                 });
             }
         }
-        // Keep a PES in progress on a PID that stays.
+        // Keep a PES in progress on a PID that stays with its codec.
         for s in &mut streams {
-            if let Some(old) = self.streams.iter_mut().find(|o| o.pid == s.pid) {
+            if let Some(old) = self
+                .streams
+                .iter_mut()
+                .find(|o| o.pid == s.pid && o.kind == s.kind)
+            {
                 s.pes = old.pes.take();
             }
         }
-        self.pmt_version = Some(version);
+        self.pmt_version = Some((version, crc));
         self.streams = streams;
         for t in unsupported {
             if !self.unsupported.contains(&t) {
                 self.unsupported.push(t);
                 self.out.push_back(TsEvent::Warning(format!(
-                    "stream type 0x{t:02x} ({}) is not supported and is ignored; send H.264 or HEVC video and AAC (ADTS) audio",
+                    "stream type 0x{t:02x} ({}) is not supported and is ignored; send H.264 or HEVC video and AAC or Opus audio",
                     stream_type_name(t)
                 )));
             }
@@ -440,6 +488,8 @@ impl TsDemuxer {
             Kind::H264 => self.video(false, pts, dts, data),
             Kind::Hevc => self.video(true, pts, dts, data),
             Kind::AdtsAac => self.adts(pts, data),
+            Kind::LatmAac => self.loas(pts, data),
+            Kind::Opus(channels) => self.opus(pts, channels, data),
         }
     }
 
@@ -558,20 +608,89 @@ impl TsDemuxer {
                 CodecConfig::Aac(c) => (c.sample_rate, c.frame_length),
                 _ => (48_000, 1024),
             };
-            if self.audio.as_ref() != Some(&config) {
-                self.audio = Some(config.clone());
-                self.out.push_back(TsEvent::Config(config));
-            }
+            self.audio_config(config);
             let t = pts.saturating_add(llhls_packager::media::rescale(samples, rate, 90_000));
             samples += i64::from(frame_length);
-            self.emit(Frame {
-                track: AUDIO,
-                dts: MediaTime::new(t, Timescale::MPEG),
-                pts: MediaTime::new(t, Timescale::MPEG),
-                keyframe: true,
-                data: Bytes::copy_from_slice(frame),
-            });
+            self.audio_frame(t, frame);
             data = &data[h.frame_len..];
+        }
+    }
+
+    /// A configuration for the audio track: out as an event if it is new.
+    fn audio_config(&mut self, config: CodecConfig) {
+        if self.audio.as_ref() != Some(&config) {
+            self.audio = Some(config.clone());
+            self.out.push_back(TsEvent::Config(config));
+        }
+    }
+
+    fn audio_frame(&mut self, t: i64, data: &[u8]) {
+        self.emit(Frame {
+            track: AUDIO,
+            dts: MediaTime::new(t, Timescale::MPEG),
+            pts: MediaTime::new(t, Timescale::MPEG),
+            keyframe: true,
+            data: Bytes::copy_from_slice(data),
+        });
+    }
+
+    /// LOAS frames (AudioSyncStream): each an AudioMuxElement with its configuration or
+    /// reusing the last one.
+    fn loas(&mut self, pts: i64, mut data: &[u8]) {
+        let mut samples: i64 = 0;
+        while !data.is_empty() {
+            if data.len() < 3 || data[0] != 0x56 || data[1] & 0xe0 != 0xe0 {
+                self.error("an AAC LATM frame without its LOAS sync word");
+                return;
+            }
+            let len = (usize::from(data[1] & 0x1f) << 8) | usize::from(data[2]);
+            let Some(element) = data.get(3..3 + len) else {
+                self.error("a LOAS frame cut short");
+                return;
+            };
+            data = &data[3 + len..];
+            let frames = match audio_mux_element(element, self.latm.as_ref()) {
+                Ok((config, frames)) => {
+                    if let Some(c) = config {
+                        self.audio_config(c.config.clone());
+                        self.latm = Some(c);
+                    }
+                    frames
+                }
+                Err(e) => {
+                    self.error(&format!("an AAC LATM frame: {e}"));
+                    continue;
+                }
+            };
+            let (rate, frame_length) = match &self.audio {
+                Some(CodecConfig::Aac(c)) => (c.sample_rate, c.frame_length),
+                _ => continue,
+            };
+            for f in frames {
+                let t = pts.saturating_add(llhls_packager::media::rescale(samples, rate, 90_000));
+                samples += i64::from(frame_length);
+                self.audio_frame(t, &f);
+            }
+        }
+    }
+
+    /// Opus packets, each behind its `opus_control_header`.
+    fn opus(&mut self, pts: i64, channels: u8, mut data: &[u8]) {
+        self.audio_config(CodecConfig::Opus(OpusConfig::simple(channels)));
+        let mut samples: i64 = 0;
+        while !data.is_empty() {
+            let Some((packet, rest)) = opus_packet(data) else {
+                self.error("an Opus packet with a bad or cut-short control header");
+                return;
+            };
+            data = rest;
+            let Some(n) = opus_packet_samples(packet) else {
+                self.error("an invalid Opus packet");
+                continue;
+            };
+            let t = pts.saturating_add(llhls_packager::media::rescale(samples, 48_000, 90_000));
+            samples += i64::from(n);
+            self.audio_frame(t, packet);
         }
     }
 
@@ -660,6 +779,270 @@ impl Adts {
     }
 }
 
+/// Does a PMT entry's descriptor loop carry the `Opus` registration descriptor?
+fn is_opus(descriptors: &[u8]) -> bool {
+    descriptor_list(descriptors).any(|(tag, body)| tag == 0x05 && body == b"Opus")
+}
+
+/// The channel count of an Opus stream from its extension descriptor (tag 0x7F, extension
+/// tag 0x80, channel_config_code): mono or stereo, `None` for anything else.
+fn opus_channels(descriptors: &[u8]) -> Option<u8> {
+    let code = descriptor_list(descriptors)
+        .find(|(tag, body)| *tag == 0x7f && body.len() >= 2 && body[0] == 0x80)
+        .map(|(_, body)| body[1])?;
+    match code {
+        // 0 is "two channels, no Opus-specific layout" (dual mono).
+        0 | 2 => Some(2),
+        1 => Some(1),
+        _ => None,
+    }
+}
+
+/// The (tag, body) of each descriptor in a descriptor loop, up to the first that does not fit.
+fn descriptor_list(mut d: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    std::iter::from_fn(move || {
+        let (&tag, rest) = d.split_first()?;
+        let (&len, rest) = rest.split_first()?;
+        let body = rest.get(..usize::from(len))?;
+        d = &rest[usize::from(len)..];
+        Some((tag, body))
+    })
+}
+
+/// One Opus packet after its `opus_control_header` (11-bit prefix 0x3FF, trim and extension
+/// flags, the size as a run of 0xFF bytes plus one, the trims and extension), and what
+/// follows it; `None` if the header is wrong or the packet is cut short.
+fn opus_packet(d: &[u8]) -> Option<(&[u8], &[u8])> {
+    if d.len() < 2 || d[0] != 0x7f || d[1] & 0xe0 != 0xe0 {
+        return None;
+    }
+    let flags = d[1];
+    let mut i = 2;
+    let mut size = 0usize;
+    loop {
+        let b = *d.get(i)?;
+        i += 1;
+        size += usize::from(b);
+        if b != 0xff {
+            break;
+        }
+    }
+    if flags & 0x10 != 0 {
+        i += 2; // start_trim
+    }
+    if flags & 0x08 != 0 {
+        i += 2; // end_trim
+    }
+    if flags & 0x04 != 0 {
+        i += 1 + usize::from(*d.get(i)?); // control_extension
+    }
+    let packet = d.get(i..i.checked_add(size)?)?;
+    Some((packet, &d[i + size..]))
+}
+
+/// A big-endian bit reader over a byte slice; reads past the end are `None`.
+struct Bits<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Bits<'_> {
+    fn u(&mut self, n: u32) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self.data.get(self.pos / 8)?;
+            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
+            self.pos += 1;
+        }
+        Some(v)
+    }
+
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.pos = self.pos.checked_add(n)?;
+        (self.pos <= self.data.len() * 8).then_some(())
+    }
+
+    /// LatmGetValue (ISO 14496-3 §1.7.3): 2 bits of byte count - 1, then the bytes.
+    fn latm_value(&mut self) -> Option<u32> {
+        let n = self.u(2)?;
+        let mut v = 0u32;
+        for _ in 0..=n {
+            v = (v << 8) | self.u(8)?;
+        }
+        Some(v)
+    }
+
+    /// The bits from `start` to the current position, left-aligned in bytes.
+    fn copy_from(&self, start: usize) -> Vec<u8> {
+        let mut r = Bits {
+            data: self.data,
+            pos: start,
+        };
+        let mut out = Vec::new();
+        while r.pos < self.pos {
+            let n = (self.pos - r.pos).min(8) as u32;
+            let v = r.u(n).unwrap_or(0);
+            out.push((v << (8 - n)) as u8);
+        }
+        out
+    }
+}
+
+/// Reads past an AudioSpecificConfig (ISO 14496-3 §1.6.2.1) of the AAC object types that
+/// carry a GASpecificConfig, as LATM embeds it (unaligned, length not given).
+fn skip_asc(r: &mut Bits) -> Option<()> {
+    fn object_type(r: &mut Bits) -> Option<u32> {
+        let t = r.u(5)?;
+        if t == 31 {
+            Some(32 + r.u(6)?)
+        } else {
+            Some(t)
+        }
+    }
+    fn rate(r: &mut Bits) -> Option<()> {
+        if r.u(4)? == 15 {
+            r.u(24)?;
+        }
+        Some(())
+    }
+    let mut ot = object_type(r)?;
+    rate(r)?;
+    let channels = r.u(4)?;
+    if ot == 5 || ot == 29 {
+        // Explicit SBR/PS signalling: the extension rate, then the core object type.
+        rate(r)?;
+        ot = object_type(r)?;
+        if ot == 22 {
+            r.u(4)?;
+        }
+    }
+    if !matches!(ot, 1..=4 | 6 | 7 | 17 | 19..=23) || channels == 0 {
+        return None;
+    }
+    // GASpecificConfig.
+    r.u(1)?; // frameLengthFlag
+    if r.u(1)? == 1 {
+        r.u(14)?; // coreCoderDelay
+    }
+    let extension = r.u(1)?;
+    if ot == 6 || ot == 20 {
+        r.u(3)?; // layerNr
+    }
+    if extension == 1 {
+        if ot == 22 {
+            r.u(16)?;
+        }
+        if matches!(ot, 17 | 19 | 20 | 23) {
+            r.u(3)?;
+        }
+        r.u(1)?;
+    }
+    if matches!(ot, 17 | 19..=27) && r.u(2)? >= 2 {
+        return None; // epConfig 2 and 3 carry error protection data
+    }
+    Some(())
+}
+
+/// A new LATM configuration (if the element carries one) and the raw AAC frames.
+type MuxElement = (Option<LatmConfig>, Vec<Vec<u8>>);
+
+/// One AudioMuxElement with muxConfigPresent (ISO 14496-3 §1.7.3, what LOAS carries): its
+/// StreamMuxConfig, unless it reuses `last`, and its payloads. Only one program with one
+/// layer and frame length type 0 (byte counts), what AAC encoders write.
+fn audio_mux_element(e: &[u8], last: Option<&LatmConfig>) -> Result<MuxElement, String> {
+    let mut r = Bits { data: e, pos: 0 };
+    let short = || "cut short".to_string();
+    let mut new = None;
+    let current = if r.u(1).ok_or_else(short)? == 1 {
+        // useSameStreamMux: until the first configuration, nothing can be decoded.
+        match last {
+            Some(c) => c.clone(),
+            None => return Ok((None, Vec::new())),
+        }
+    } else {
+        let version = r.u(1).ok_or_else(short)?;
+        if version == 1 {
+            if r.u(1).ok_or_else(short)? == 1 {
+                return Err("audioMuxVersionA 1 is not supported".into());
+            }
+            r.latm_value().ok_or_else(short)?; // taraBufferFullness
+        }
+        r.u(1).ok_or_else(short)?; // allStreamsSameTimeFraming
+        let subframes = r.u(6).ok_or_else(short)? + 1;
+        let programs = r.u(4).ok_or_else(short)? + 1;
+        let layers = r.u(3).ok_or_else(short)? + 1;
+        if programs != 1 || layers != 1 {
+            return Err(format!(
+                "{programs} programs with {layers} layers (one of each is supported)"
+            ));
+        }
+        let (start, end) = if version == 1 {
+            let len = r.latm_value().ok_or_else(short)? as usize;
+            let start = r.pos;
+            let mut inner = Bits {
+                data: e,
+                pos: start,
+            };
+            skip_asc(&mut inner).ok_or("an unsupported AudioSpecificConfig")?;
+            r.skip(len).ok_or_else(short)?;
+            (start, inner.pos.min(r.pos))
+        } else {
+            let start = r.pos;
+            skip_asc(&mut r).ok_or("an unsupported AudioSpecificConfig")?;
+            (start, r.pos)
+        };
+        let asc = Bits { data: e, pos: end }.copy_from(start);
+        let config = AacConfig::from_asc(&asc).map_err(|e| e.to_string())?;
+        let frame_length_type = r.u(3).ok_or_else(short)?;
+        if frame_length_type != 0 {
+            return Err(format!(
+                "frameLengthType {frame_length_type} is not supported"
+            ));
+        }
+        r.u(8).ok_or_else(short)?; // latmBufferFullness
+        if r.u(1).ok_or_else(short)? == 1 {
+            // otherDataPresent
+            if version == 1 {
+                r.latm_value().ok_or_else(short)?;
+            } else {
+                while r.u(1).ok_or_else(short)? == 1 {
+                    r.u(8).ok_or_else(short)?;
+                }
+                r.u(8).ok_or_else(short)?;
+            }
+        }
+        if r.u(1).ok_or_else(short)? == 1 {
+            r.u(8).ok_or_else(short)?; // crcCheckSum
+        }
+        let c = LatmConfig {
+            config: CodecConfig::Aac(config),
+            subframes,
+        };
+        new = Some(c.clone());
+        c
+    };
+    let mut frames = Vec::new();
+    for _ in 0..current.subframes {
+        // PayloadLengthInfo: byte counts of 255 continue.
+        let mut len = 0usize;
+        loop {
+            let b = r.u(8).ok_or_else(short)?;
+            len += b as usize;
+            if b != 255 {
+                break;
+            }
+        }
+        // PayloadMux: the frame's bytes, not aligned to a byte after a configuration.
+        if len > e.len() {
+            return Err(short());
+        }
+        let start = r.pos;
+        r.skip(len * 8).ok_or_else(short)?;
+        frames.push(r.copy_from(start));
+    }
+    Ok((new, frames))
+}
+
 fn stream_type_name(t: u8) -> &'static str {
     match t {
         0x01 | 0x02 => "MPEG-2 video",
@@ -712,6 +1095,114 @@ mod tests {
             0x04, 0xb2,
         ];
         assert_eq!(crc32_mpeg2(&pat), 0);
+    }
+
+    #[test]
+    fn opus_control_header() {
+        // ffmpeg's first packet: start trim (312 samples), size 3.
+        let d = [
+            0x7f, 0xf0, 3, 0x01, 0x38, 0xfc, 0xff, 0xfe, 0x7f, 0xe0, 1, 0xf8,
+        ];
+        let (p, rest) = opus_packet(&d).unwrap();
+        assert_eq!(p, [0xfc, 0xff, 0xfe]);
+        let (p, rest) = opus_packet(rest).unwrap();
+        assert_eq!((p, rest), (&[0xf8][..], &[][..]));
+        // A size of 255 + 2, an end trim and a 1-byte extension.
+        let mut d = vec![0x7f, 0xec, 0xff, 2, 0, 9, 1, 0xaa];
+        d.extend(std::iter::repeat_n(0xf8, 257));
+        let (p, rest) = opus_packet(&d).unwrap();
+        assert_eq!((p.len(), rest.len()), (257, 0));
+        // Wrong prefix, cut short.
+        assert!(opus_packet(&[0x7f, 0x00, 1, 0]).is_none());
+        assert!(opus_packet(&d[..100]).is_none());
+        assert!(opus_packet(&[0x7f, 0xe0, 0xff]).is_none());
+    }
+
+    #[test]
+    fn opus_descriptors() {
+        let d = [0x05, 0x04, b'O', b'p', b'u', b's', 0x7f, 0x02, 0x80, 0x02];
+        assert!(is_opus(&d));
+        assert_eq!(opus_channels(&d), Some(2));
+        assert_eq!(opus_channels(&[0x7f, 0x02, 0x80, 0x01]), Some(1));
+        // 5.1 (code 6) is refused; no descriptor, no channels; a length past the end stops.
+        assert_eq!(opus_channels(&[0x7f, 0x02, 0x80, 0x06]), None);
+        assert!(!is_opus(&[0x05, 0x04, b'A', b'C', b'-', b'3']));
+        assert!(!is_opus(&[0x05, 0x09, b'O', b'p', b'u', b's']));
+    }
+
+    #[test]
+    fn latm_stream_mux_config() {
+        // What ffmpeg writes: a configuration (AAC-LC 44.1 kHz stereo, frame length type 0,
+        // buffer fullness 0xFF), then one 2-byte payload at a bit offset of 45 + 8.
+        // Bits: 0 0 1 000000 0000 000 | 00010 0100 0010 000 | 000 11111111 0 0 | 00000010 | payload
+        let mut w = BitWriter::default();
+        for (v, n) in [(0, 1), (0, 1), (1, 1), (0, 6), (0, 4), (0, 3)] {
+            w.put(v, n);
+        }
+        for (v, n) in [(2, 5), (4, 4), (2, 4), (0, 3)] {
+            w.put(v, n);
+        }
+        for (v, n) in [
+            (0, 3),
+            (0xff, 8),
+            (0, 1),
+            (0, 1),
+            (2, 8),
+            (0xab, 8),
+            (0xcd, 8),
+        ] {
+            w.put(v, n);
+        }
+        let e = w.bytes();
+        let (config, frames) = audio_mux_element(&e, None).unwrap();
+        let config = config.expect("a configuration");
+        let CodecConfig::Aac(aac) = &config.config else {
+            panic!("{config:?}")
+        };
+        assert_eq!((aac.sample_rate, aac.channels), (44_100, 2));
+        assert_eq!(frames, vec![vec![0xab, 0xcd]]);
+        // useSameStreamMux: nothing before a configuration, the payload after one.
+        let mut w = BitWriter::default();
+        for (v, n) in [(1, 1), (1, 8), (0x5a, 8)] {
+            w.put(v, n);
+        }
+        let e = w.bytes();
+        assert_eq!(audio_mux_element(&e, None).unwrap(), (None, vec![]));
+        assert_eq!(
+            audio_mux_element(&e, Some(&config)).unwrap(),
+            (None, vec![vec![0x5a]])
+        );
+        // Cut short, or a length longer than the element: errors, not panics.
+        assert!(audio_mux_element(&e[..1], Some(&config)).is_err());
+        let mut w = BitWriter::default();
+        for (v, n) in [(1, 1), (200, 8), (0x5a, 8)] {
+            w.put(v, n);
+        }
+        assert!(audio_mux_element(&w.bytes(), Some(&config)).is_err());
+    }
+
+    #[derive(Default)]
+    struct BitWriter {
+        bits: Vec<bool>,
+    }
+
+    impl BitWriter {
+        fn put(&mut self, v: u32, n: u32) {
+            for i in (0..n).rev() {
+                self.bits.push((v >> i) & 1 == 1);
+            }
+        }
+
+        fn bytes(&self) -> Vec<u8> {
+            self.bits
+                .chunks(8)
+                .map(|c| {
+                    c.iter()
+                        .enumerate()
+                        .fold(0u8, |b, (i, &bit)| b | (u8::from(bit) << (7 - i)))
+                })
+                .collect()
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The TS demuxer fed what ffmpeg's MPEG-TS muxer writes (`fixtures/ffmpeg-h264-aac*.ts`):
 //! whole, in odd-sized pieces, across the 33-bit timestamp wrap, and truncated, corrupted
-//! or shuffled (which must never panic).
+//! or shuffled (which must never panic); Opus and AAC in LATM; one encoder's output after
+//! another's (a codec change).
 
 use llhls_ingest::tracks::{AUDIO, VIDEO};
 use llhls_ingest::ts::{TsDemuxer, TsEvent, TsStats, PACKET};
@@ -9,6 +10,8 @@ use llhls_packager::{CodecConfig, Frame};
 const PLAIN: &[u8] = include_bytes!("fixtures/ffmpeg-h264-aac.ts");
 const WRAP: &[u8] = include_bytes!("fixtures/ffmpeg-h264-aac-wrap.ts");
 const HEVC: &[u8] = include_bytes!("fixtures/ffmpeg-hevc-aac.ts");
+const OPUS: &[u8] = include_bytes!("fixtures/ffmpeg-h264-opus.ts");
+const LATM: &[u8] = include_bytes!("fixtures/ffmpeg-h264-latm.ts");
 
 #[derive(Default)]
 struct Run {
@@ -211,8 +214,8 @@ fn corrupted_input_never_panics() {
         x ^= x << 17;
         x
     };
-    for _ in 0..200 {
-        let mut data = PLAIN.to_vec();
+    for i in 0..300 {
+        let mut data = [PLAIN, OPUS, LATM][i % 3].to_vec();
         let flips = 1 + next() % 64;
         for _ in 0..flips {
             let i = (next() % data.len() as u64) as usize;
@@ -303,4 +306,141 @@ fn hevc_in_ts() {
             .all(|n| !(32..=35).contains(&((n[0] >> 1) & 0x3f))));
     }
     assert!(!audio(&r).is_empty());
+}
+
+#[test]
+fn opus_in_ts() {
+    let r = whole(OPUS);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.stats.errors, 0);
+    let opus = r.configs.iter().find_map(|c| match c {
+        CodecConfig::Opus(o) => Some(o),
+        _ => None,
+    });
+    assert_eq!(opus.expect("an Opus configuration").channels, 2);
+    assert_eq!(video(&r).len(), 30);
+    // ffprobe counts 51 packets of 20 ms (the encoder's pre-skip adds one).
+    let a = audio(&r);
+    assert_eq!(a.len(), 51);
+    for f in &a {
+        // The control header is gone: each frame is one Opus packet.
+        assert_eq!(
+            llhls_packager::codec::opus_packet_samples(&f.data),
+            Some(960)
+        );
+    }
+    for w in a.windows(2) {
+        assert_eq!(w[1].dts.ticks - w[0].dts.ticks, 1800, "20 ms apart");
+    }
+    assert!((a[0].dts.ticks - video(&r)[0].pts.ticks).abs() < 3000);
+    let got = run(&mut OPUS.chunks(7));
+    assert_eq!(got.frames, r.frames);
+}
+
+#[test]
+fn aac_in_latm() {
+    let r = whole(LATM);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.stats.errors, 0);
+    let aac = r.configs.iter().find_map(|c| match c {
+        CodecConfig::Aac(a) => Some(a),
+        _ => None,
+    });
+    let aac = aac.expect("an AAC configuration from the StreamMuxConfig");
+    assert_eq!(
+        (aac.sample_rate, aac.channels, aac.object_type),
+        (48_000, 1, 2)
+    );
+    assert_eq!(video(&r).len(), 30);
+    let a = audio(&r);
+    assert_eq!(a.len(), 48, "ffprobe counts 48 frames");
+    for w in a.windows(2) {
+        let d = w[1].dts.ticks - w[0].dts.ticks;
+        assert!((1919..=1921).contains(&d), "audio step {d}");
+    }
+    // The same encoder with the same settings wrote the ADTS fixture: the payloads copied
+    // out of the (not byte-aligned) LATM elements are its raw frames, bit for bit (but for
+    // the last two, where the 1 s input ended and the 2 s one went on).
+    let adts = whole(PLAIN);
+    let adts = audio(&adts);
+    for (i, (l, p)) in a.iter().zip(adts.iter()).take(a.len() - 2).enumerate() {
+        assert_eq!(l.data, p.data, "frame {i}");
+    }
+    let got = run(&mut LATM.chunks(5));
+    assert_eq!(got.frames, r.frames);
+}
+
+#[test]
+fn a_new_pmt_with_another_audio_codec_gives_a_new_configuration() {
+    // Two encoders' output back to back, both with PMT version 0, on the same PIDs: AAC in
+    // ADTS then Opus. Continuity counters and timestamps jump where they meet.
+    let mut data = PLAIN.to_vec();
+    data.extend_from_slice(OPUS);
+    let r = whole(&data);
+    assert!(
+        r.warnings.iter().all(|w| !w.contains("not supported")),
+        "{:?}",
+        r.warnings
+    );
+    let kinds: Vec<&str> = r
+        .configs
+        .iter()
+        .map(|c| match c {
+            CodecConfig::H264(_) => "h264",
+            CodecConfig::Aac(_) => "aac",
+            CodecConfig::Opus(_) => "opus",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "aac").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"opus"), "{kinds:?}");
+    // The first clip's last video frame is dropped: its PES ends where the continuity
+    // counter jumps, which is what a lost packet looks like.
+    assert_eq!(video(&r).len(), 60 + 30 - 1);
+    let a = audio(&r);
+    let aac = whole(PLAIN);
+    let aac = audio(&aac).len();
+    let opus = a.len() - 51;
+    assert!(
+        (aac - 16..=aac).contains(&opus),
+        "{opus} AAC frames of {aac} (at most one PES lost)"
+    );
+    assert!(a[opus..]
+        .iter()
+        .all(|f| llhls_packager::codec::opus_packet_samples(&f.data) == Some(960)));
+
+    // Through the SRT publish machine: the change is a reconfiguration with an Opus track.
+    use llhls_ingest::srt::publish::{Output, TsPublish};
+    let mut p = TsPublish::new();
+    let mut outs = Vec::new();
+    for chunk in data.chunks(1316) {
+        p.handle_input(chunk);
+        while let Some(o) = p.poll_output() {
+            outs.push(o);
+        }
+    }
+    p.finish();
+    while let Some(o) = p.poll_output() {
+        outs.push(o);
+    }
+    let re: Vec<&Vec<llhls_packager::TrackConfig>> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Reconfigure(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(re.len(), 1);
+    assert!(re[0]
+        .iter()
+        .any(|t| matches!(t.codec, CodecConfig::Opus(_))));
+    let frames = outs
+        .iter()
+        .filter(|o| matches!(o, Output::Frame(_)))
+        .count();
+    assert!(frames >= 89 + 93 - 16 + 51, "{frames} frames");
 }
