@@ -969,44 +969,7 @@ fn srt_publishes_ask_the_webhook_too_and_can_be_kicked() {
         "--admin-token",
         TOKEN,
     ]);
-    let ts = |id: &str, secs: u32| {
-        std::process::Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-v",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=320x180:rate=30",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                &secs.to_string(),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-tune",
-                "zerolatency",
-                "-g",
-                "30",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-f",
-                "mpegts",
-                &format!("srt://{srt}?streamid={id}"),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("ffmpeg runs")
-    };
+    let ts = |id: &str, secs: u32| publish_srt(srt, id, secs);
     let mut bad = ts("publish:live/cam?key=bad", 4);
     assert!(!bad.wait().unwrap().success(), "refused by the webhook");
     let mut good = ts("publish:live/cam?key=good", 60);

@@ -20,59 +20,6 @@ fn start(extra: &[&str]) -> (Server, SocketAddr) {
     (Server::start(&args), srt)
 }
 
-/// The ffmpeg arguments of a real-time test pattern + tone as MPEG-TS (keyframe a second).
-fn ts_source_args(secs: u32) -> Vec<String> {
-    [
-        "-hide_banner",
-        "-v",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &secs.to_string(),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "30",
-        "-keyint_min",
-        "30",
-        "-sc_threshold",
-        "0",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-f",
-        "mpegts",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-/// ffmpeg publishing over SRT (caller mode) with this stream id.
-fn publish_srt(srt: SocketAddr, stream_id: &str, secs: u32) -> Child {
-    let mut args = ts_source_args(secs);
-    args.push(format!("srt://{srt}?streamid={stream_id}"));
-    Command::new("ffmpeg")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg runs")
-}
-
 /// Init + segments decode (ffprobe counts the frames, ffmpeg reports no error), and the
 /// playlists pass the checker.
 fn check_stream(s: &Server, stream: &str) {

@@ -396,6 +396,59 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
+/// The ffmpeg arguments of a real-time test pattern + tone as MPEG-TS (keyframe a second).
+pub fn ts_source_args(secs: u32) -> Vec<String> {
+    [
+        "-hide_banner",
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &secs.to_string(),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "30",
+        "-keyint_min",
+        "30",
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-f",
+        "mpegts",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// ffmpeg publishing over SRT (caller mode) with this stream id.
+pub fn publish_srt(srt: SocketAddr, stream_id: &str, secs: u32) -> Child {
+    let mut args = ts_source_args(secs);
+    args.push(format!("srt://{srt}?streamid={stream_id}"));
+    Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg runs")
+}
+
 /// Fetches media playlist `media_pl` of `stream`, its init and every listed segment (GAP
 /// segments have no media), and asserts that they decode with ffmpeg: no error, and every
 /// frame of a 30 fps source (the listed seconds times 30, one frame of rounding per segment).
