@@ -352,7 +352,8 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
             origin.clone(),
             streams.clone(),
         );
-        origin.nest("/api/v1", llhls_ingest::admin::AdminHttp(Arc::new(admin)));
+        let admin = Arc::new(admin);
+        origin.nest_fn("/api/v1", move |req| admin.clone().handle(req));
         tracing::info!("admin API on at /api/v1/ (bearer token: admin_token)");
     }
     reload_keys_on_sighup(args, streams.clone());
@@ -438,7 +439,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         );
         let wm = w.clone();
         origin.add_metrics(Arc::new(move || wm.render_metrics()));
-        origin.nest("/whip", whip::WhipHttp(w));
+        origin.nest_fn("/whip", move |req| w.clone().handle(req));
     }
     tracing::info!(
         http = %http_addr,

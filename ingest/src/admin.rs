@@ -4,8 +4,6 @@
 //! constant time. The description (`ingest/api/openapi.json`) is served at
 //! `/api/v1/openapi.json`.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use llhls_origin::{Body, Origin, RequestBody};
 use serde_json::{json, Value};
 
-use crate::streams::{constant_time_eq, valid_name, Streams};
+use crate::streams::{bearer, constant_time_eq, valid_name, Streams};
 
 /// The OpenAPI description of this API, as checked in.
 pub const OPENAPI: &str = include_str!("../api/openapi.json");
@@ -45,7 +43,8 @@ impl Admin {
         }
     }
 
-    async fn handle(&self, req: Request<RequestBody>) -> Response<Body> {
+    /// Answers one request for `/api/v1/...` (mounted with [`Origin::nest_fn`]).
+    pub async fn handle(self: Arc<Self>, req: Request<RequestBody>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         if method == Method::OPTIONS {
@@ -130,14 +129,7 @@ impl Admin {
     }
 
     fn authorized(&self, req: &Request<RequestBody>) -> bool {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .unwrap_or("");
+        let given = bearer(req).unwrap_or_default();
         constant_time_eq(given.as_bytes(), self.token.as_bytes())
     }
 
@@ -252,28 +244,6 @@ fn allow(mut r: Response<Body>, methods: &'static str) -> Response<Body> {
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(methods));
     r
-}
-
-/// The origin's handler for `/api/v1/...`.
-#[derive(Clone)]
-pub struct AdminHttp(pub Arc<Admin>);
-
-impl tower::Service<Request<RequestBody>> for AdminHttp {
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
-        let admin = self.0.clone();
-        Box::pin(async move { Ok(admin.handle(req).await) })
-    }
 }
 
 #[cfg(test)]

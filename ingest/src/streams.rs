@@ -136,6 +136,19 @@ impl Displaced {
     }
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header (WHIP publishers, the admin API).
+pub fn bearer<B>(req: &http::Request<B>) -> Option<String> {
+    let v = req
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
 /// Compares in time that depends only on the lengths, not on where the bytes differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());

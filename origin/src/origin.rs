@@ -252,6 +252,22 @@ impl Origin {
             ));
     }
 
+    /// Mounts an async handler under `prefix`, as [`Origin::nest`] does for a service: for
+    /// handlers that own their state (an `Arc` moved into the closure) and never fail.
+    pub fn nest_fn<F, Fut>(&self, prefix: &str, handler: F)
+    where
+        F: Fn(Request<RequestBody>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+    {
+        self.nest(
+            prefix,
+            tower::service_fn(move |req| {
+                let reply = handler(req);
+                async move { Ok::<_, Infallible>(reply.await) }
+            }),
+        );
+    }
+
     /// The service mounted over `path`, if any.
     pub(crate) fn nested_for(&self, path: &str) -> Option<NestedService> {
         self.nested

@@ -4,8 +4,6 @@
 //! session's `str0m::Rtc`, registers its route with the UDP dispatcher and spawns the
 //! session task.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::session::{self, SessionParams};
 use super::{sdp, Entry, Whip};
-use crate::streams::PublishError;
+use crate::streams::{bearer, PublishError};
 
 /// Largest SDP offer accepted (browsers send 5-10 KB).
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
@@ -51,7 +49,8 @@ fn allow(mut r: Response<Body>, methods: &'static str) -> Response<Body> {
 }
 
 impl Whip {
-    async fn handle(self: Arc<Self>, req: Request<RequestBody>) -> Response<Body> {
+    /// Answers one request for `/whip/...` (mounted with `Origin::nest_fn`).
+    pub async fn handle(self: Arc<Self>, req: Request<RequestBody>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -406,40 +405,10 @@ fn preflight(methods: &'static str) -> Response<Body> {
     r
 }
 
-fn bearer<B>(req: &Request<B>) -> Option<String> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
-
 fn query_key(q: &str) -> Option<String> {
     q.split('&')
         .find_map(|kv| kv.strip_prefix("key="))
         .map(str::to_string)
-}
-
-/// The origin's handler for `/whip/...`.
-#[derive(Clone)]
-pub struct WhipHttp(pub Arc<Whip>);
-
-impl tower::Service<Request<RequestBody>> for WhipHttp {
-    type Response = Response<Body>;
-    type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
-        let whip = self.0.clone();
-        Box::pin(async move { Ok(whip.handle(req).await) })
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! WHIP ingest (RFC 9725): WebRTC publishers (OBS 30+, browsers, GStreamer) into the same
 //! LL-HLS streams RTMP publishers make.
 //!
-//! - [`http`] ([`WhipHttp`] is the origin's handler for `/whip/...`): `POST /whip/live/NAME`
+//! - [`http`] ([`Whip::handle`] answers the origin's requests for `/whip/...`): `POST /whip/live/NAME`
 //!   with an SDP offer answers `201 Created` with the SDP answer and the session's
 //!   `Location`; `DELETE` there ends the session; `OPTIONS` answers CORS preflights; `PATCH`
 //!   (trickle ICE, ICE restart) answers 405: the answer carries our one ICE-lite host
@@ -41,7 +41,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-pub use http::{WhipHttp, MAX_OFFER_BYTES};
+pub use http::MAX_OFFER_BYTES;
 pub use stun::stun_local_ufrag;
 
 use crate::streams::Streams;
