@@ -223,14 +223,7 @@ impl Packager {
         }
         self.segmenter.part_start = boundary;
         self.timeline.end = self.timeline.end.max(boundary);
-        // Parts stay listed for three target durations from the end of the playlist (HLS2
-        // 6.2.2): judged as every part closes, not only when a segment does.
-        if let Some(locked) = self.locked() {
-            let three_td = LeadTicks(3 * i64::from(locked.target_duration) * lead_scale);
-            for r in &mut self.renditions {
-                r.unlist_old_parts(boundary, three_td);
-            }
-        }
+        self.unlist_old_parts();
         self.changed();
     }
 }

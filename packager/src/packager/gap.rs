@@ -191,6 +191,7 @@ impl Packager {
             self.push_gap_part(part_target);
             gap_end += part_target;
             self.timeline.end = gap_end;
+            self.unlist_old_parts();
             self.changed();
             if gap_end - segment_start + part_target > segment_len {
                 self.close_segments(gap_end);

@@ -165,15 +165,26 @@ impl Rendition {
         out
     }
 
-    /// Parts stay listed only for parents overlapping the last `horizon` ticks before `now`,
-    /// a whole parent at a time (rule 7 / decision E); the last two always keep theirs.
-    pub(super) fn unlist_old_parts(&mut self, now: LeadTicks, horizon: LeadTicks) {
+    /// Parts stay listed only for parents that end at most `horizon` seconds before the end of
+    /// this rendition's playlist (its open segment's parts included), a whole parent at a time
+    /// (rule 7 / decision E); the last two always keep theirs. Judged on the durations the
+    /// playlist lists, which for separate audio differ from the lead track's by up to a frame.
+    pub(super) fn unlist_old_parts(&mut self, horizon: f64) {
         let count = self.segments.len();
-        for (i, segment) in self.segments.iter_mut().enumerate() {
-            let end = self.segment_starts.get(i + 1).copied().unwrap_or(now);
-            if i + 2 < count && now - end > horizon {
+        let mut from_end: f64 = self
+            .open
+            .iter()
+            .flat_map(|o| o.parts.iter())
+            .map(|p| p.duration)
+            .sum();
+        for (i, segment) in self.segments.iter_mut().enumerate().rev() {
+            if i + 2 < count && from_end > horizon + 1e-6 {
+                if !segment.parts_listed {
+                    break; // every older parent was unlisted before
+                }
                 segment.parts_listed = false;
             }
+            from_end += segment.duration;
         }
     }
 }
@@ -182,6 +193,17 @@ impl Rendition {
 pub(super) type Retention = VecDeque<(LeadTicks, Vec<ObjectKey>)>;
 
 impl Packager {
+    /// Parts stay listed for three target durations from the end of the playlist (HLS2
+    /// 6.2.2): judged as every part is added (media or GAP), not only when a segment closes.
+    pub(super) fn unlist_old_parts(&mut self) {
+        if let Some(locked) = self.locked() {
+            let three_td = 3.0 * f64::from(locked.target_duration);
+            for r in &mut self.renditions {
+                r.unlist_old_parts(three_td);
+            }
+        }
+    }
+
     /// Closes the open segment of every rendition at lead time `boundary`.
     pub(super) fn close_segments(&mut self, boundary: LeadTicks) {
         let Some(locked) = self.locked() else { return };
@@ -227,6 +249,7 @@ impl Packager {
             });
             r.segment_starts.push_back(open.start);
         }
+        self.unlist_old_parts();
         // DVR: the lead rendition's seconds decide where every rendition's window starts.
         let first_kept = (dvr > 0.0)
             .then(|| self.renditions.first()?.dvr_first_kept(window, dvr))
@@ -243,7 +266,6 @@ impl Packager {
             for keys in removed {
                 expired.push((boundary + three_td, keys));
             }
-            r.unlist_old_parts(boundary, three_td);
             if dvr > 0.0 {
                 for (key, parts) in r.spill(window, addressing) {
                     spilled.extend(key);
@@ -410,10 +432,10 @@ mod tests {
     #[test]
     fn old_parents_stop_listing_parts_but_the_last_two_keep_them() {
         let mut r = rendition(6);
-        r.unlist_old_parts(LeadTicks(1000), LeadTicks(500));
+        r.unlist_old_parts(2.5);
         let listed: Vec<bool> = r.segments.iter().map(|s| s.parts_listed).collect();
         assert_eq!(listed, [false, false, false, true, true, true]);
-        r.unlist_old_parts(LeadTicks(10_000), LeadTicks(0));
+        r.unlist_old_parts(0.0);
         let listed: Vec<bool> = r.segments.iter().map(|s| s.parts_listed).collect();
         assert_eq!(listed, [false, false, false, false, true, true]);
     }
