@@ -42,6 +42,10 @@ let browser = null, pageServer = null;
 async function finish() {
   try { if (browser) await browser.close(); } catch {}
   try { pageServer?.close(); } catch {}
+  // SIGTERM first: nginx's and varnishd's managers stop their workers on it (a SIGKILL leaves
+  // the workers running, holding their ports); then SIGKILL whatever is left.
+  for (const c of children) { try { c.kill('SIGTERM'); } catch {} }
+  await sleep(1000);
   for (const c of children) { try { c.kill('SIGKILL'); } catch {} }
   await sleep(300);
   rmSync(work, { recursive: true, force: true });
@@ -51,6 +55,9 @@ async function finish() {
   process.exit(failures.length ? 1 : 0);
 }
 process.on('SIGINT', () => { failures.push('interrupted'); finish(); });
+// A failure outside the checks (a throw while setting up) still stops Redis, nginx and Varnish.
+process.on('uncaughtException', e => { failures.push(`error: ${e.stack || e}`); finish(); });
+process.on('unhandledRejection', e => { failures.push(`error: ${e && e.stack || e}`); finish(); });
 setTimeout(() => { failures.push('timed out after 300 s'); finish(); }, 300000).unref();
 const report = { summary: {} };
 
