@@ -3,12 +3,17 @@
 # and the short player runs (hls.js in Chromium, direct and through nginx and Varnish edges).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where the time goes (CI's budget is 30 minutes): each step prints its start time.
+step() { echo "== test.sh at ${SECONDS} s: $*"; }
+step setup
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
+step fmt, clippy, build
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bins
+step cargo tests
 cargo test --workspace
 
 # The systemd unit shipped in scripts/ verifies cleanly (any warning fails), as shipped and
@@ -30,7 +35,8 @@ if [ -n "$out" ]; then
   exit 1
 fi
 
-# A 20-second fuzzing smoke run of every fuzz target without a known crash (fuzz/README.md);
+step fuzz smoke
+# A 10-second fuzzing smoke run of every fuzz target without a known crash (fuzz/README.md);
 # fails on any crash. The fuzz targets need cargo-fuzz on a nightly toolchain (the project
 # itself builds on stable): installed here, not by setup.sh, so that running the server does
 # not wait for them.
@@ -47,8 +53,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "test.sh: installing cargo-fuzz"
   cargo install cargo-fuzz --locked
 fi
-fuzz/run.sh 20
+fuzz/run.sh 10
 
+step player runs
 # llhls package output plays to the end in hls.js: real footage with irregular keyframes,
 # and a clip with B-frames (their decode is checked frame by frame in tests/package.rs).
 vod=$(mktemp -d)
@@ -112,6 +119,7 @@ done
 # packaged files with byte ranges (screenshots in player-test/out/nginx-https/).
 node player-test/nginx-https-test.mjs
 
+step edges, cluster, publishers
 # Short player runs (about 20 s each): one viewer through the nginx edge and one through the
 # Varnish edge (player-test/varnish-edge.vcl as shipped; the direct viewer is
 # the hls.js cell of the player matrix below), a private stream, WHIP
@@ -149,6 +157,7 @@ if ! grep -q 'audio/video out of sync' <<<"$out"; then
   echo "test.sh: the player harness did not report audio 400 ms out of sync: the check cannot fail" >&2
   exit 1
 fi
+step player matrix
 # Issue 12's player matrix, about 20 s of playing each: hls.js, Shaka (lowLatencyMode) and
 # Chromium's native HLS, each joining as soon as the multivariant playlist answers (early) and
 # 15 s later (late), fed by ffmpeg over RTMP whose frames carry the wall clock (glass-to-glass);
@@ -174,4 +183,4 @@ if [ ${#matrix_failed[@]} -gt 0 ]; then
   echo "test.sh: player matrix failed: ${matrix_failed[*]} (reports in player-test/out/matrix-*/ and stall-*/)" >&2
   exit 1
 fi
-echo "test.sh: all tests passed"
+echo "test.sh: all tests passed in ${SECONDS} s"
