@@ -782,23 +782,11 @@ impl Checker {
                     r.name
                 );
             }
-            // HLS2 6.2.2: parts leave the playlist once their parent ends more than three
-            // target durations before the playlist's end (open parts included).
-            let open_secs: f64 = r
-                .open
-                .iter()
-                .flat_map(|o| o.parts.iter())
-                .map(|p| p.duration)
-                .sum();
-            let mut from_end = open_secs;
-            for s in r.segments.iter().rev() {
-                assert!(
-                    !s.parts_listed || from_end <= 3.0 * td + 1e-6,
-                    "{} segment {}: parts still listed {from_end:.3} s (> 3 x TD) before the end",
-                    r.name,
-                    s.msn
+            if let Some((msn, secs)) = r.parts_listed_too_long(td) {
+                panic!(
+                    "{} segment {msn}: parts still listed {secs:.3} s (> 3 x TD) before the end",
+                    r.name
                 );
-                from_end += s.duration;
             }
             for (i, s) in r.segments.iter().enumerate() {
                 if i > 0 {

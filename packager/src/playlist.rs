@@ -152,6 +152,26 @@ impl RenditionSnapshot {
     pub fn window_duration(&self) -> f64 {
         self.segments.iter().map(|s| s.duration).sum()
     }
+
+    /// The oldest segment whose parts are listed although it ends more than three target
+    /// durations before the playlist's end (its open segment's parts included), with that
+    /// distance in seconds: HLS2 6.2.2 removes them by then. `None` when the rule holds.
+    pub fn parts_listed_too_long(&self, target_duration: f64) -> Option<(u64, f64)> {
+        let mut from_end: f64 = self
+            .open
+            .iter()
+            .flat_map(|o| o.parts.iter())
+            .map(|p| p.duration)
+            .sum();
+        let mut oldest = None;
+        for s in self.segments.iter().rev() {
+            if s.parts_listed && from_end > 3.0 * target_duration + 1e-6 {
+                oldest = Some((s.msn, from_end));
+            }
+            from_end += s.duration;
+        }
+        oldest
+    }
 }
 
 /// Values fixed for the life of a stream (rule 13: never change between reloads).
