@@ -10,12 +10,14 @@
 //      the first request for 240p.m3u8 after the pick is a blocking request (_HLS_msn), built
 //      from the rendition report of the playlist it left.
 // Both players:
-//   3. On auto (the player's own ABR), once it plays the top rendition, the bandwidth is
+//   3. On auto (the player's own ABR), once it plays the top rendition (hls.js: from the live
+//      edge; after a stall it plays on behind, see below), the bandwidth is
 //      throttled to 1.4 Mbit/s (Chromium's DevTools protocol, Network.emulateNetworkConditions)
 //      for 15 s: the player switches down (its own switch events: hls.js LEVEL_SWITCHED,
 //      Shaka `adaptation`, and its active track; and it fetches the lower rendition's parts);
 //      unthrottled, it switches back up. No fatal error and no stall (a `waiting` event after
-//      playback started) throughout; requests.json has every request's timing.
+//      playback started) throughout; requests.json has every request's timing and the
+//      player's bandwidth estimate four times a second.
 //   4. The first request for a rendition's media playlist after each switch: hls.js builds a
 //      blocking request (_HLS_msn/_HLS_part) from the EXT-X-RENDITION-REPORT of the playlist it
 //      leaves. Shaka 5.2 does not read rendition reports (README, player notes): its first
@@ -57,6 +59,10 @@ const finish = async (code) => {
   if (ffmpeg) ffmpeg.kill('SIGKILL');
   server.kill('SIGKILL');
   writeFileSync(join(outDir, 'llhls.log'), Buffer.concat(log));
+  // A rung the server withdrew (its encoder fell behind: an overloaded machine) leaves the
+  // player switching to a rendition that answers 404; say so first.
+  const withdrawn = Buffer.concat(log).toString().split('\n').filter(l => l.includes('ABR rung withdrawn'));
+  if (withdrawn.length) failures.unshift(`the server withdrew ${withdrawn.length} rung(s): ${withdrawn[0].replace(/^\S+\s+/, '')}`);
   if (playerConsole.length) writeFileSync(join(outDir, 'player-console.log'), playerConsole.join('\n'));
   console.log(`${failures.length ? 'FAIL' : 'PASS'} ABR ladder in ${playerName}: ${failures.length ? failures.join('; ') : notes.join('; ')} -> ${outDir}`);
   if (failures.length && notes.length) console.log('notes: ' + notes.join('; '));
@@ -95,6 +101,15 @@ if (flag('player-debug') && !shaka) {
   });
 }
 const page = await context.newPage();
+// The viewer's link (Chromium's DevTools protocol, Network.emulateNetworkConditions, which
+// limits the throughput the page sees: a 37 kB response takes 200 ms at 1.4 Mbit/s, first
+// byte after 34 ms): unlimited, then throttled in step 3 to a bandwidth below the top
+// rendition, then unlimited again.
+const cdp = await context.newCDPSession(page);
+await cdp.send('Network.enable');
+const setLink = (bps) => cdp.send('Network.emulateNetworkConditions', bps
+  ? { offline: false, latency: 20, downloadThroughput: bps / 8, uploadThroughput: 1e6 }
+  : { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 if (flag('player-debug')) page.on('console', m => playerConsole.push(`${Date.now()} ${m.type()} ${m.text()}`));
 const pageErrors = [], requests = [];
 page.on('pageerror', e => pageErrors.push(String(e)));
@@ -121,6 +136,7 @@ await page.evaluate((shaka) => {
     loading: () => active()?.height,
     heights: () => [...new Set(p.shaka.getVariantTracks().map(t => t.height))],
     latency: () => p.shaka.getStats().liveLatency,
+    estimate: () => p.shaka.getStats().estimatedBandwidth,
     fatal: () => p.fatal || '',
     onSwitch: (f) => {
       p.shaka.addEventListener('adaptation', e => f(e.newTrack?.height ?? active()?.height));
@@ -132,6 +148,7 @@ await page.evaluate((shaka) => {
     loading: () => hls.levels[hls.loadLevel]?.height,
     heights: () => hls.levels.map(l => l.height),
     latency: () => hls.latency,
+    estimate: () => hls.bandwidthEstimate,
     fatal: () => typeof error === 'string' ? error : '',
     onSwitch: (f) => hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => f(hls.levels[d.level].height)),
   };
@@ -165,6 +182,9 @@ await page.evaluate(() => {
   });
   window.__switches = [];
   __p.onSwitch(h => window.__switches.push([Date.now(), h]));
+  // The player's bandwidth estimate (bit/s) four times a second, for the report.
+  window.__estimates = [];
+  setInterval(() => window.__estimates.push([Date.now(), Math.round(__p.estimate())]), 250);
 });
 await page.screenshot({ path: join(outDir, '1-auto.png') });
 for (const h of [480, 360, 240]) if (!s.heights.includes(h)) failures.push(`no ${h}-line rendition: ${JSON.stringify(s.heights)}`);
@@ -209,6 +229,23 @@ const top = Math.max(...s.heights);
 for (let i = 0; i < 100 && (await levelNow()) !== top; i++) await sleep(300);
 if ((await levelNow()) !== top) failures.push(`${playerName} never played the top rendition (${top}p) on auto within 30 s`);
 await sleep(4000);
+// hls.js: the throttle starts from the live edge. After an earlier stall (reported below) hls.js
+// plays on seconds behind its target latency, and never catches up by itself (README, player
+// notes). With that much buffer it keeps loading the top rendition's parts back to back, each
+// chain of parts counting as one download for its bandwidth estimate and its emergency
+// switch-down check (`AbrController`: one sample per FRAG_BUFFERED, `_abandonRulesCheck` on
+// the chain's first part only), so it took 24 to over 30 s to switch down, and it ran dry before
+// it did. That is a viewer behind live, a case of its own; this step is about a low-latency
+// viewer losing bandwidth. The seek is what the page's "Back to live" button does.
+if (!shaka) {
+  const lag = await page.evaluate(() => ({ latency: hls.latency, target: hls.targetLatency }));
+  if (lag.latency - lag.target > 1) {
+    await page.evaluate(() => { video.currentTime = hls.liveSyncPosition; });
+    notes.push(`${lag.latency.toFixed(1)} s behind live before the throttle (target ${lag.target.toFixed(1)} s): moved to the live edge`);
+    for (let i = 0; i < 100 && (await levelNow()) !== top; i++) await sleep(300);
+    await sleep(3000);
+  }
+}
 // How long the bandwidth stays throttled (at least until the switch down).
 const throttleHoldMs = 15000;
 // The throttled bandwidth: below the top rendition (the source, about 1.64 Mbit/s peak
@@ -219,10 +256,10 @@ const throttleHoldMs = 15000;
 // in theory, but the buffer at the drop is often shorter and the 20 ms per request adds up
 // over four requests per part: hls.js still stalled in 2 of 5 runs.
 const throttleBps = 1.4e6;
-const cdp = await context.newCDPSession(page);
-await cdp.send('Network.enable');
+const estimateNow = async () => ((await page.evaluate(() => __p.estimate())) / 1e6).toFixed(2);
+notes.push(`estimate ${await estimateNow()} Mbit/s before the throttle`);
 const throttledAt = Date.now();
-await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: throttleBps / 8, uploadThroughput: 1e6 });
+await setLink(throttleBps);
 let down = null;
 for (let i = 0; i < 100 && !down; i++) {
   await sleep(300);
@@ -236,8 +273,9 @@ else notes.push(`throttled: down to ${down[1]}p after ${((down[0] - throttledAt)
 await sleep(Math.max(0, throttledAt + throttleHoldMs - Date.now()));
 const throttledHeight = await levelNow();
 notes.push(`${throttledHeight}p after ${throttleHoldMs / 1000} s throttled`);
+notes.push(`estimate ${await estimateNow()} Mbit/s throttled`);
 const freedAt = Date.now();
-await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+await setLink(0);
 // Back up: on the top rendition again (Shaka may have gone back to it while throttled: its
 // estimate from small parts swings), through a switch after the throttle when it was below.
 let up = null;
@@ -302,7 +340,9 @@ if (waiting.length) {
   (knownOpen.has('abr-stalls') ? knownFailures : failures).push(`${waiting.length} stall(s) ("waiting"): ${waiting.map(w => `${phase(w.t)}${w.t >= pickedAt ? ' +' + since(w.t) + ' s' : ''} at ${w.currentTime} on ${w.level}p (loading ${w.loadLevel}p), buffered ${JSON.stringify(w.buffered)}${w.seeking ? ', seeking' : ''}`).join('; ')}`);
 } else notes.push('0 stalls');
 // Every request with its start and end (ms after the pick) and status, for a look at a failure.
+const estimates = await page.evaluate(() => window.__estimates);
 writeFileSync(join(outDir, 'requests.json'), JSON.stringify({ pickedAt, throttledAt, freedAt, waiting: waiting.map(w => ({ ...w, t: w.t - pickedAt })),
+  estimates: estimates.map(([t, bps]) => [t - pickedAt, bps]),
   switches: switches.map(([t, h]) => [t - pickedAt, h]),
   requests: requests.map(r => ({ t: r.t - pickedAt, ms: r.end ? r.end - r.t : null, status: r.how, url: r.url.replace(origin, '') })) }, null, 1));
 await finish();
