@@ -358,6 +358,114 @@ fn a_tcp_reset_mid_message_is_a_disconnect() {
     }
 }
 
+/// A TCP proxy for one connection that, once `impair` is set, delays everything the client
+/// sends by `delay` and passes nothing on for `stall` out of every `period` (TCP loses
+/// nothing, so this is what loss and congestion look like to the server: late bytes, then a
+/// burst). At most 8 reads are queued, so the client's own socket fills and it blocks too.
+fn impaired_proxy(
+    upstream: std::net::SocketAddr,
+    delay: Duration,
+    period: Duration,
+    stall: Duration,
+) -> (std::net::SocketAddr, Arc<AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let impair = Arc::new(AtomicBool::new(false));
+    let on = impair.clone();
+    thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = TcpStream::connect(upstream).unwrap();
+        let (mut from_server, mut to_client) =
+            (server.try_clone().unwrap(), client.try_clone().unwrap());
+        thread::spawn(move || {
+            let _ = std::io::copy(&mut from_server, &mut to_client);
+        });
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Instant, Vec<u8>)>(8);
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = client.read(&mut buf) {
+                if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut since: Option<Instant> = None;
+        for (at, bytes) in rx {
+            if on.load(Ordering::Relaxed) {
+                let start = *since.get_or_insert_with(Instant::now);
+                thread::sleep((at + delay).saturating_duration_since(Instant::now()));
+                // Inside a stall window (the last `stall` of each period): wait it out.
+                let into =
+                    Duration::from_nanos((start.elapsed().as_nanos() % period.as_nanos()) as u64);
+                if into + stall >= period {
+                    thread::sleep(period - into);
+                }
+            }
+            if server.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    });
+    (addr, impair)
+}
+
+#[test]
+fn a_delayed_and_stalling_publisher_path_keeps_the_stream_going() {
+    // 150 ms of delay and a 1.5 s stall every 4 s on the publisher's path: each stall is
+    // under the 3 target durations after which GAP parts start, so the stream goes on with
+    // late parts and no GAP, passes the checker, and the other stream is not disturbed.
+    // 8 s in CI, 30 s at full scale (benches/hostile.sh).
+    let secs = scaled(8, 30);
+    let s = Server::start(&["--reconnect-grace-secs", "10"]);
+    let (proxy, impair) = impaired_proxy(
+        s.rtmp,
+        Duration::from_millis(150),
+        Duration::from_secs(4),
+        Duration::from_millis(1500),
+    );
+    let mut a = publish(&format!("rtmp://{proxy}/live/da"), 120, false);
+    let b = publish(&s.rtmp_url("db"), 120, false);
+    s.wait_for("/live/da/index.m3u8", Duration::from_secs(20));
+    s.wait_for("/live/db/index.m3u8", Duration::from_secs(20));
+    let (pa, pb) = (media_path(&s, "da"), media_path(&s, "db"));
+    let mut viewer = Viewer::start(s.http, &pb);
+    thread::sleep(Duration::from_secs(1));
+    viewer.set_phase(1);
+    thread::sleep(Duration::from_secs(3));
+    viewer.set_phase(2);
+    let before = next_directive(&s.get(&pa).text()).expect("parts");
+    impair.store(true, Ordering::Relaxed);
+    thread::sleep(Duration::from_secs(secs));
+    impair.store(false, Ordering::Relaxed);
+    // Parts kept coming: at least half of the 5 a second the publisher sends.
+    let after = wait_until(&s, &pa, Duration::from_secs(10), |t| {
+        next_directive(t).is_some_and(|(msn, _)| msn >= before.0 + secs / 4)
+    });
+    assert!(!after.contains("#EXT-X-ENDLIST"), "{after}");
+    let gaps = gap_parts(&s, "da");
+    validate_served(&s, "da");
+    let logs = viewer.finish();
+    report(
+        "publisher-path-delay-and-stalls",
+        &logs,
+        &format!(
+            ",\"impaired_s\":{secs},\"delay_ms\":150,\"stall_ms_every_4s\":1500,\"gap_parts\":{gaps},\"msn_before\":{},\"msn_after\":{}",
+            before.0,
+            next_directive(&after).unwrap().0
+        ),
+    );
+    assert_eq!(
+        gaps, 0.0,
+        "GAP parts for stalls shorter than 3 target durations"
+    );
+    assert!(a.try_wait().unwrap().is_none(), "the publisher survived");
+    for mut p in [a, b] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}
+
 #[test]
 fn sigterm_answers_every_held_request_and_exits() {
     let demo_file = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/media/demo.mp4");
