@@ -92,7 +92,9 @@ def main():
         while time.time() < deadline and send_q():
             time.sleep(1)
         left = len(send_q())
+        c2 = cpu()
         print(f"  sockets still open {time.time() - t0:.0f} s after the first connected: {left}")
+        print(f"  server CPU while they sat there (from {a.wait:.0f} s after the last connected until then): {c2 - c1:.2f} s")
     finally:
         p.kill()
 
