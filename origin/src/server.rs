@@ -120,7 +120,18 @@ struct Activity {
     in_flight: AtomicUsize,
     /// A request started or finished since the idle check last looked.
     touched: AtomicBool,
+    /// Response bodies that have data to give and wait for the connection to take it (not
+    /// those waiting for media to be published).
+    waiting_on_client: AtomicUsize,
+    /// A response body was asked for data since the check last looked.
+    body_polled: AtomicBool,
+    /// A write of at least [`PROGRESS_BYTES`] went out since the check last looked.
+    wrote: AtomicBool,
 }
+
+/// The smallest write that counts as a response moving: HTTP/2 pings (17 bytes), window
+/// updates and settings do not, nor a client opening its window a few bytes at a time.
+const PROGRESS_BYTES: usize = 64;
 
 /// One request of a connection, from its start until its response body is dropped.
 struct InFlight(Arc<Activity>);
@@ -140,10 +151,44 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as in flight until it is dropped.
+/// A response body that keeps its request counted as in flight until it is dropped, and tells
+/// the connection's task whether it waits for the client (it has data, the connection has
+/// not asked for it: a full socket on HTTP/1.1, an exhausted flow-control window on HTTP/2)
+/// or for the source (a part not yet published).
 struct TrackedBody {
     body: crate::Body,
-    _request: InFlight,
+    /// Counted in `waiting_on_client`.
+    on_client: bool,
+    request: InFlight,
+}
+
+impl TrackedBody {
+    fn new(body: crate::Body, request: InFlight) -> Self {
+        request.0.waiting_on_client.fetch_add(1, Ordering::Relaxed);
+        TrackedBody {
+            body,
+            on_client: true,
+            request,
+        }
+    }
+
+    fn set_on_client(&mut self, on: bool) {
+        if self.on_client != on {
+            self.on_client = on;
+            let w = &self.request.0.waiting_on_client;
+            if on {
+                w.fetch_add(1, Ordering::Relaxed);
+            } else {
+                w.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.set_on_client(false);
+    }
 }
 
 impl http_body::Body for TrackedBody {
@@ -154,7 +199,11 @@ impl http_body::Body for TrackedBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        self.request.0.body_polled.store(true, Ordering::Relaxed);
+        let r = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        let on_client = matches!(r, Poll::Ready(Some(_)));
+        self.set_on_client(on_client);
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -166,13 +215,25 @@ impl http_body::Body for TrackedBody {
     }
 }
 
-/// Runs a connection, closing it (by dropping it) when it has had no request in flight for a
-/// whole `timeout` (checked every `timeout`, so after `timeout` to twice that). This covers a
-/// connection that never starts a request: hyper's HTTP/1.1 header timeout only starts once
-/// the automatic HTTP/1-or-2 detection has read the first bytes, and that detection waits
-/// forever (found by tests/hostile.rs). It also covers an HTTP/2 connection that answers
-/// pings but opens no stream, which hyper keeps open for good. `None` when it was closed for
-/// being idle.
+/// Why a connection's task closed it.
+#[derive(Debug)]
+enum Closed {
+    Idle,
+    Stalled,
+}
+
+/// Runs a connection, closing it (by dropping it) when it has had no request in flight for
+/// `timeout`, or when a response has waited for the client to take its data for
+/// `send_timeout` (not zero) with no body asked for data and no write of `PROGRESS_BYTES`
+/// or more meanwhile. Checked every `tick`
+/// (the smaller of the two), so a connection is closed up to one tick late.
+///
+/// The idle rule covers a connection that never starts a request: hyper's HTTP/1.1 header
+/// timeout only starts once the automatic HTTP/1-or-2 detection has read the first bytes, and
+/// that detection waits forever (found by tests/hostile.rs). It also covers an HTTP/2
+/// connection that answers pings but opens no stream, which hyper keeps open for good. The
+/// stall rule covers an HTTP/2 client that never opens its flow-control window: nothing
+/// blocks on the socket (that is [`SendTimeout`]'s case), the server just never gets to send.
 ///
 /// The connection is pinned by the caller and borrowed here, so the task holds one copy of
 /// hyper's connection state, not two (moving it in cost 2 KB more heap per connection,
@@ -181,16 +242,36 @@ async fn run_until_idle<F: std::future::Future>(
     mut conn: std::pin::Pin<&mut F>,
     activity: &Activity,
     timeout: Duration,
-) -> Option<F::Output> {
+    send_timeout: Duration,
+) -> Result<F::Output, Closed> {
+    let tick = if send_timeout.is_zero() {
+        timeout
+    } else {
+        timeout.min(send_timeout)
+    };
+    let start = tokio::time::Instant::now();
+    let (mut busy_at, mut moving_at) = (start, start);
     loop {
         tokio::select! {
-            r = conn.as_mut() => return Some(r),
-            _ = tokio::time::sleep(timeout) => {}
+            r = conn.as_mut() => return Ok(r),
+            _ = tokio::time::sleep(tick) => {}
         }
-        let touched = activity.touched.swap(false, Ordering::Relaxed);
-        if !touched && activity.in_flight.load(Ordering::Relaxed) == 0 {
+        let now = tokio::time::Instant::now();
+        if activity.touched.swap(false, Ordering::Relaxed)
+            || activity.in_flight.load(Ordering::Relaxed) > 0
+        {
+            busy_at = now;
+        } else if now - busy_at >= timeout {
             tracing::debug!("connection closed: no request for {timeout:?}");
-            return None;
+            return Err(Closed::Idle);
+        }
+        let polled = activity.body_polled.swap(false, Ordering::Relaxed);
+        let wrote = activity.wrote.swap(false, Ordering::Relaxed);
+        if polled || wrote || activity.waiting_on_client.load(Ordering::Relaxed) == 0 {
+            moving_at = now;
+        } else if !send_timeout.is_zero() && now - moving_at >= send_timeout {
+            tracing::debug!("connection closed: responses not taken for {send_timeout:?}");
+            return Err(Closed::Stalled);
         }
     }
 }
@@ -202,6 +283,8 @@ async fn run_until_idle<F: std::future::Future>(
 /// a closed window for minutes.
 struct SendTimeout {
     io: tokio::net::TcpStream,
+    /// Told of writes that move a response along.
+    activity: Arc<Activity>,
     timeout: Duration,
     /// Allocated the first time a write blocks (held viewers never get here).
     timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
@@ -210,12 +293,20 @@ struct SendTimeout {
 }
 
 impl SendTimeout {
-    fn new(io: tokio::net::TcpStream, timeout: Duration) -> Self {
+    fn new(io: tokio::net::TcpStream, timeout: Duration, activity: Arc<Activity>) -> Self {
         SendTimeout {
             io,
+            activity,
             timeout,
             timer: None,
             armed: false,
+        }
+    }
+
+    /// Tells the connection's task of a write that moves a response along.
+    fn note(&self, r: &Poll<std::io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n >= PROGRESS_BYTES) {
+            self.activity.wrote.store(true, Ordering::Relaxed);
         }
     }
 
@@ -267,6 +358,7 @@ impl tokio::io::AsyncWrite for SendTimeout {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.note(&r);
         self.check(cx, r)
     }
 
@@ -276,6 +368,7 @@ impl tokio::io::AsyncWrite for SendTimeout {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.note(&r);
         self.check(cx, r)
     }
 
@@ -390,10 +483,9 @@ pub async fn serve(
                 let resp = origin_svc.clone().oneshot(req);
                 async move {
                     let resp = resp.await?;
-                    Ok::<_, std::convert::Infallible>(resp.map(|body| TrackedBody {
-                        body,
-                        _request: request,
-                    }))
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|body| TrackedBody::new(body, request)),
+                    )
                 }
             },
         ));
@@ -406,14 +498,16 @@ pub async fn serve(
             None => {
                 let conn = b
                     .serve_connection_with_upgrades(
-                        TokioIo::new(SendTimeout::new(tcp, send_timeout)),
+                        TokioIo::new(SendTimeout::new(tcp, send_timeout, activity.clone())),
                         svc,
                     )
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     tokio::pin!(conn);
-                    if let Some(Err(e)) = run_until_idle(conn.as_mut(), &activity, timeout).await {
+                    if let Ok(Err(e)) =
+                        run_until_idle(conn.as_mut(), &activity, timeout, send_timeout).await
+                    {
                         tracing::trace!(%peer, "connection ended: {e}");
                     }
                     metrics.connections.fetch_sub(1, Ordering::Relaxed);
@@ -426,7 +520,7 @@ pub async fn serve(
                 tokio::spawn(async move {
                     match tokio::time::timeout(
                         timeout,
-                        acceptor.accept(SendTimeout::new(tcp, send_timeout)),
+                        acceptor.accept(SendTimeout::new(tcp, send_timeout, activity.clone())),
                     )
                     .await
                     {
@@ -436,8 +530,9 @@ pub async fn serve(
                                 .into_owned();
                             let conn = watcher.watch(conn);
                             tokio::pin!(conn);
-                            if let Some(Err(e)) =
-                                run_until_idle(conn.as_mut(), &activity, timeout).await
+                            if let Ok(Err(e)) =
+                                run_until_idle(conn.as_mut(), &activity, timeout, send_timeout)
+                                    .await
                             {
                                 tracing::trace!(%peer, "connection ended: {e}");
                             }

@@ -519,3 +519,83 @@ async fn a_client_that_stops_reading_is_reset_at_the_send_timeout() {
     // Not reset, the server would send all 2,000 segments and keep the connection open.
     assert!(ended, "the connection is still open after {got} bytes");
 }
+
+fn h2_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+#[tokio::test]
+async fn an_http2_client_that_never_opens_its_window_is_closed_at_the_send_timeout() {
+    // HTTP/2 flow control instead of a full socket: the client announces a window of 0 and
+    // asks for a segment. Nothing blocks on the socket; the response just never moves. The
+    // connection is closed once that has lasted the send timeout (1 s), while a held request
+    // on another HTTP/2 connection, which has nothing to send, is left alone.
+    let mut r = start(
+        OriginConfig::default(),
+        ServerConfig {
+            send_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let mut c = connect(r.addr).await;
+    let (_, _, pl) = get(&mut c, "/live/cam/media.m3u8").await;
+    let segment = pl
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .expect("a segment")
+        .to_string();
+    // The held request, on HTTP/2.
+    let io = TokioIo::new(TcpStream::connect(r.addr).await.unwrap());
+    let (mut holder, holder_conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let holder_conn = tokio::spawn(holder_conn);
+    let (msn, part) = r.last_part();
+    let next = format!(
+        "http://localhost/live/cam/media.m3u8?_HLS_msn={msn}&_HLS_part={}",
+        part + 1
+    );
+    let held = tokio::spawn(async move {
+        let req = Request::builder()
+            .uri(next)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        holder.send_request(req).await.map(|r| r.status())
+    });
+    r.wait_held(1).await;
+    // The stalled one, by hand: preface, SETTINGS_INITIAL_WINDOW_SIZE = 0, GET the segment.
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    h2_frame(&mut out, 4, 0, 0, &[0, 4, 0, 0, 0, 0]);
+    let path = format!("/live/cam/{segment}");
+    assert!(path.len() < 127);
+    // :method GET, :scheme http, :authority x, :path (literals without indexing).
+    let mut block = vec![0x82, 0x86, 0x01, 1, b'x', 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    h2_frame(&mut out, 1, 0x5, 1, &block);
+    s.write_all(&out).await.unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = 0usize;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "a response that never moved kept its connection ({got} bytes read)"
+        );
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(r.held(), 1, "the held request is still held");
+    assert!(!holder_conn.is_finished());
+    r.feed_part().await;
+    assert_eq!(held.await.unwrap().unwrap(), StatusCode::OK);
+}
