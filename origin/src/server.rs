@@ -225,8 +225,8 @@ enum Closed {
 /// Runs a connection, closing it (by dropping it) when it has had no request in flight for
 /// `timeout`, or when a response has waited for the client to take its data for
 /// `send_timeout` (not zero) with no body asked for data and no write of `PROGRESS_BYTES`
-/// or more meanwhile. Checked every `tick`
-/// (the smaller of the two), so a connection is closed up to one tick late.
+/// or more meanwhile. Checked every `tick` (the smaller of the two), so a connection is
+/// closed up to one tick late.
 ///
 /// The idle rule covers a connection that never starts a request: hyper's HTTP/1.1 header
 /// timeout only starts once the automatic HTTP/1-or-2 detection has read the first bytes, and
