@@ -140,6 +140,22 @@ pub struct ServeArgs {
     /// Seconds a client may take to send request headers / stay idle [default: 30].
     #[arg(long, env = "LLHLS_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
+    /// Seconds a response may make no write progress (a client that stopped reading) before
+    /// its connection is reset. 0: never [default: 30].
+    #[arg(long, env = "LLHLS_SEND_TIMEOUT_SECS")]
+    pub send_timeout_secs: Option<u64>,
+    /// Bytes each HTTP connection's socket may queue that the kernel has not sent yet (Linux
+    /// TCP_NOTSENT_LOWAT); the rest of a response waits in the server, shared with other
+    /// viewers. 0: the kernel's default (up to the whole send buffer, 4 MiB) [default: 131072].
+    #[arg(long, env = "LLHLS_SEND_UNSENT_BYTES")]
+    pub send_unsent_bytes: Option<u32>,
+    /// Proxies (CDN edges, load balancers) trusted to name the client in X-Forwarded-For or
+    /// Forwarded, as addresses or CIDR ranges: "10.0.0.0/8,127.0.0.1". The per-IP limits and
+    /// the logs then use the forwarded client; a trusted proxy's own connections are not
+    /// counted per IP. In TOML either an array or one comma-separated string [default: none].
+    #[arg(long, env = "LLHLS_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[serde(deserialize_with = "comma_list")]
+    pub trusted_proxies: Option<Vec<String>>,
     /// Largest request header block in bytes; above 8192 every HTTP/1.1 connection reads into
     /// a 16 KB buffer instead of 8 KB [default: 8192].
     #[arg(long, env = "LLHLS_MAX_HEADER_BYTES")]
@@ -391,6 +407,12 @@ pub struct Config {
     /// Period of the tokens minted for admitted viewers (seconds).
     pub playback_token_secs: u64,
     pub header_timeout: Duration,
+    /// No write progress for this long resets a connection (zero: never).
+    pub send_timeout: Duration,
+    /// TCP_NOTSENT_LOWAT of HTTP sockets (0: the kernel's default).
+    pub send_unsent_bytes: u32,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: llhls_origin::limits::TrustedProxies,
     pub max_header_bytes: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub break_codecs: bool,
@@ -655,6 +677,19 @@ impl Config {
             playback_webhook,
             playback_token_secs,
             header_timeout: Duration::from_secs(pick!(header_timeout_secs, 30).max(1)),
+            send_timeout: Duration::from_secs(pick!(send_timeout_secs, 30)),
+            send_unsent_bytes: pick!(send_unsent_bytes, 128 * 1024),
+            trusted_proxies: llhls_origin::limits::TrustedProxies::new(
+                pick!(trusted_proxies, Vec::new())
+                    .iter()
+                    .map(|s| s.trim())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
             max_header_bytes: pick!(max_header_bytes, 8 * 1024).max(1024),
             tls,
             break_codecs: args.break_codecs,

@@ -463,6 +463,9 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         max_connections: config.max_connections,
         max_connections_per_ip: config.max_conns_per_ip,
         header_read_timeout: config.header_timeout,
+        send_timeout: config.send_timeout,
+        send_unsent_bytes: config.send_unsent_bytes,
+        trusted_proxies: config.trusted_proxies.clone(),
         max_header_bytes: config.max_header_bytes,
         tls: config.tls.clone(),
         ..ServerConfig::default()

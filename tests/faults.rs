@@ -1,5 +1,6 @@
-//! Faults against the real `llhls` binary: publishers killed (`kill -9`) and frozen
-//! (SIGSTOP / SIGCONT), the server stopped with SIGTERM while viewers are held, and the server
+//! Faults against the real `llhls` binary: publishers killed (`kill -9`), frozen
+//! (SIGSTOP / SIGCONT, also past the point where GAP parts start) and cut off by a TCP reset
+//! in the middle of an RTMP message, the server stopped with SIGTERM while viewers are held, and the server
 //! killed with `kill -9` and restarted while its publisher retries. Each checks the documented
 //! behaviour (GAP parts, a discontinuity on reconnect, EXT-X-ENDLIST after the grace period;
 //! every held request answered; no URI served twice with different bytes) and that a viewer of
@@ -172,6 +173,297 @@ fn frozen_publisher(validate: bool) {
     let _ = b.kill();
     let _ = a.wait();
     let _ = b.wait();
+}
+
+/// `ci` in the default run, `full` with `LLHLS_HOSTILE_SCALE=full` (benches/hostile.sh).
+fn scaled(ci: u64, full: u64) -> u64 {
+    if std::env::var("LLHLS_HOSTILE_SCALE").as_deref() == Ok("full") {
+        full
+    } else {
+        ci
+    }
+}
+
+/// The GAP parts counted for `stream` in /metrics.
+fn gap_parts(s: &Server, stream: &str) -> f64 {
+    let prefix = format!("llhls_stream_gap_parts_total{{stream=\"{stream}\"");
+    s.get("/metrics")
+        .text()
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_publisher_frozen_past_three_target_durations_gets_gap_parts_then_continues() {
+    // SIGSTOP for longer than 3 target durations (6 s): the connection stays open, so the
+    // stream waits as for a publisher that vanished: GAP parts, no EXT-X-ENDLIST (the grace
+    // period counts from a disconnect, and there is none). On SIGCONT the publisher's backlog
+    // arrives and the stream goes on; the served stream passes the checker. 15 s at full scale
+    // (benches/hostile.sh), 8 s in CI.
+    let freeze = scaled(8, 15);
+    let s = Server::start(&["--reconnect-grace-secs", "10"]);
+    let mut a = publish(&s.rtmp_url("za"), 120, false);
+    let b = publish(&s.rtmp_url("zb"), 120, false);
+    s.wait_for("/live/za/index.m3u8", Duration::from_secs(20));
+    s.wait_for("/live/zb/index.m3u8", Duration::from_secs(20));
+    let (pa, pb) = (media_path(&s, "za"), media_path(&s, "zb"));
+    let mut viewer = Viewer::start(s.http, &pb);
+    thread::sleep(Duration::from_secs(1));
+    viewer.set_phase(1);
+    thread::sleep(Duration::from_secs(3));
+    viewer.set_phase(2);
+    let before = next_directive(&s.get(&pa).text()).expect("parts");
+    signal(&a, "-STOP");
+    let frozen_at = Instant::now();
+    let during = wait_until(&s, &pa, Duration::from_secs(freeze), |t| {
+        t.contains("GAP=YES")
+    });
+    assert!(!during.contains("#EXT-X-ENDLIST"), "{during}");
+    thread::sleep(Duration::from_secs(freeze).saturating_sub(frozen_at.elapsed()));
+    let frozen = s.get(&pa).text();
+    signal(&a, "-CONT");
+    assert!(!frozen.contains("#EXT-X-ENDLIST"), "{frozen}");
+    let gaps = gap_parts(&s, "za");
+    // Media again after the freeze: a part that is not a GAP past the ones written during it.
+    let at_resume = next_directive(&frozen).expect("parts");
+    let after = wait_until(&s, &pa, Duration::from_secs(20), |t| {
+        next_directive(t).is_some_and(|n| n > (at_resume.0 + 1, 0))
+            && t.lines()
+                .rev()
+                .find(|l| l.starts_with("#EXT-X-PART:"))
+                .is_some_and(|l| !l.contains("GAP=YES"))
+    });
+    assert!(!after.contains("#EXT-X-ENDLIST"), "{after}");
+    validate_served(&s, "za");
+    let logs = viewer.finish();
+    report(
+        "publisher-sigstop-long",
+        &logs,
+        &format!(
+            ",\"freeze_s\":{freeze},\"gap_parts\":{gaps},\"msn_before\":{},\"msn_after\":{}",
+            before.0,
+            next_directive(&after).unwrap().0
+        ),
+    );
+    assert!(
+        gaps > 0.0,
+        "no GAP parts counted during a {freeze} s freeze"
+    );
+    assert!(a.try_wait().unwrap().is_none(), "the publisher survived");
+    for mut p in [a, b] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}
+
+/// A TCP proxy for one connection that, once `cut` is set, forwards half of the next read
+/// from the client and then resets both sides (SO_LINGER 0): the server gets the first half of
+/// whatever RTMP message was under way, then a reset. Returns its address, the switch, and the
+/// (bytes forwarded in all, bytes of the read that was cut) once it has cut.
+fn resetting_proxy(
+    upstream: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    Arc<AtomicBool>,
+    thread::JoinHandle<(u64, u64)>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cut = Arc::new(AtomicBool::new(false));
+    let switch = cut.clone();
+    let t = thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = TcpStream::connect(upstream).unwrap();
+        let (mut from_server, mut to_client) =
+            (server.try_clone().unwrap(), client.try_clone().unwrap());
+        let back = thread::spawn(move || {
+            let _ = std::io::copy(&mut from_server, &mut to_client);
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match client.read(&mut buf) {
+                Ok(0) | Err(_) => return (total, 0),
+                Ok(n) => n,
+            };
+            // Cut only inside a read of some size: a media message, not a control one.
+            if cut.load(Ordering::Relaxed) && n >= 64 {
+                let _ = server.write_all(&buf[..n / 2]);
+                total += (n / 2) as u64;
+                for sock in [&server, &client] {
+                    let _ = socket2::SockRef::from(sock).set_linger(Some(Duration::ZERO));
+                }
+                // Ends the other direction's copy without a FIN (SHUT_RD sends nothing), so
+                // that the last close of each socket is the reset.
+                let _ = server.shutdown(std::net::Shutdown::Read);
+                let _ = back.join();
+                drop(server);
+                drop(client);
+                return (total, n as u64);
+            }
+            if server.write_all(&buf[..n]).is_err() {
+                return (total, 0);
+            }
+            total += n as u64;
+        }
+    });
+    (addr, switch, t)
+}
+
+#[test]
+fn a_tcp_reset_mid_message_is_a_disconnect() {
+    // The publisher's connection is reset in the middle of an RTMP message: the server treats
+    // it as a publisher that vanished (the stream waits, no EXT-X-ENDLIST), a publisher back
+    // within the grace period continues it after a discontinuity, and the other stream's
+    // viewer is not disturbed.
+    let s = Server::start(&["--reconnect-grace-secs", "15"]);
+    let (proxy, cut, proxy_thread) = resetting_proxy(s.rtmp);
+    let mut a = publish(&format!("rtmp://{proxy}/live/ra"), 120, false);
+    let b = publish(&s.rtmp_url("rb"), 120, false);
+    s.wait_for("/live/ra/index.m3u8", Duration::from_secs(20));
+    s.wait_for("/live/rb/index.m3u8", Duration::from_secs(20));
+    let (pa, pb) = (media_path(&s, "ra"), media_path(&s, "rb"));
+    let mut viewer = Viewer::start(s.http, &pb);
+    thread::sleep(Duration::from_secs(1));
+    viewer.set_phase(1);
+    thread::sleep(Duration::from_secs(3));
+    viewer.set_phase(2);
+    cut.store(true, Ordering::Relaxed);
+    let (forwarded, cut_read) = proxy_thread.join().unwrap();
+    assert!(cut_read > 0, "the proxy's connection ended before the cut");
+    // ffmpeg sees its connection reset and gives up.
+    let _ = a.wait();
+    thread::sleep(Duration::from_secs(1));
+    let waiting = s.get(&pa).text();
+    assert!(!waiting.contains("#EXT-X-ENDLIST"), "{waiting}");
+    assert_eq!(s.get("/healthz").status, 200);
+    // Back within the grace period: the same playlist continues after a discontinuity.
+    let again = publish(&s.rtmp_url("ra"), 120, false);
+    let back = wait_until(&s, &pa, Duration::from_secs(20), |t| {
+        t.contains("#EXT-X-DISCONTINUITY\n")
+    });
+    assert!(!back.contains("#EXT-X-ENDLIST"), "{back}");
+    validate_served(&s, "ra");
+    let logs = viewer.finish();
+    report(
+        "publisher-tcp-reset-mid-message",
+        &logs,
+        &format!(",\"bytes_before_reset\":{forwarded},\"cut_read_bytes\":{cut_read}"),
+    );
+    for mut p in [again, b] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}
+
+/// A TCP proxy for one connection that, once `impair` is set, delays everything the client
+/// sends by `delay` and passes nothing on for `stall` out of every `period` (TCP loses
+/// nothing, so this is what loss and congestion look like to the server: late bytes, then a
+/// burst). At most 8 reads are queued, so the client's own socket fills and it blocks too.
+fn impaired_proxy(
+    upstream: std::net::SocketAddr,
+    delay: Duration,
+    period: Duration,
+    stall: Duration,
+) -> (std::net::SocketAddr, Arc<AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let impair = Arc::new(AtomicBool::new(false));
+    let on = impair.clone();
+    thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = TcpStream::connect(upstream).unwrap();
+        let (mut from_server, mut to_client) =
+            (server.try_clone().unwrap(), client.try_clone().unwrap());
+        thread::spawn(move || {
+            let _ = std::io::copy(&mut from_server, &mut to_client);
+        });
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Instant, Vec<u8>)>(8);
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = client.read(&mut buf) {
+                if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut since: Option<Instant> = None;
+        for (at, bytes) in rx {
+            if on.load(Ordering::Relaxed) {
+                let start = *since.get_or_insert_with(Instant::now);
+                thread::sleep((at + delay).saturating_duration_since(Instant::now()));
+                // Inside a stall window (the last `stall` of each period): wait it out.
+                let into =
+                    Duration::from_nanos((start.elapsed().as_nanos() % period.as_nanos()) as u64);
+                if into + stall >= period {
+                    thread::sleep(period - into);
+                }
+            }
+            if server.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = server.shutdown(std::net::Shutdown::Both);
+    });
+    (addr, impair)
+}
+
+#[test]
+fn a_delayed_and_stalling_publisher_path_keeps_the_stream_going() {
+    // 150 ms of delay and a 1.5 s stall every 4 s on the publisher's path: each stall is
+    // under the 3 target durations after which GAP parts start, so the stream goes on with
+    // late parts and no GAP, passes the checker, and the other stream is not disturbed.
+    // 8 s in CI, 30 s at full scale (benches/hostile.sh).
+    let secs = scaled(8, 30);
+    let s = Server::start(&["--reconnect-grace-secs", "10"]);
+    let (proxy, impair) = impaired_proxy(
+        s.rtmp,
+        Duration::from_millis(150),
+        Duration::from_secs(4),
+        Duration::from_millis(1500),
+    );
+    let mut a = publish(&format!("rtmp://{proxy}/live/da"), 120, false);
+    let b = publish(&s.rtmp_url("db"), 120, false);
+    s.wait_for("/live/da/index.m3u8", Duration::from_secs(20));
+    s.wait_for("/live/db/index.m3u8", Duration::from_secs(20));
+    let (pa, pb) = (media_path(&s, "da"), media_path(&s, "db"));
+    let mut viewer = Viewer::start(s.http, &pb);
+    thread::sleep(Duration::from_secs(1));
+    viewer.set_phase(1);
+    thread::sleep(Duration::from_secs(3));
+    viewer.set_phase(2);
+    let before = next_directive(&s.get(&pa).text()).expect("parts");
+    impair.store(true, Ordering::Relaxed);
+    thread::sleep(Duration::from_secs(secs));
+    impair.store(false, Ordering::Relaxed);
+    // Parts kept coming: at least half of the 5 a second the publisher sends.
+    let after = wait_until(&s, &pa, Duration::from_secs(10), |t| {
+        next_directive(t).is_some_and(|(msn, _)| msn >= before.0 + secs / 4)
+    });
+    assert!(!after.contains("#EXT-X-ENDLIST"), "{after}");
+    let gaps = gap_parts(&s, "da");
+    validate_served(&s, "da");
+    let logs = viewer.finish();
+    report(
+        "publisher-path-delay-and-stalls",
+        &logs,
+        &format!(
+            ",\"impaired_s\":{secs},\"delay_ms\":150,\"stall_ms_every_4s\":1500,\"gap_parts\":{gaps},\"msn_before\":{},\"msn_after\":{}",
+            before.0,
+            next_directive(&after).unwrap().0
+        ),
+    );
+    assert_eq!(
+        gaps, 0.0,
+        "GAP parts for stalls shorter than 3 target durations"
+    );
+    assert!(a.try_wait().unwrap().is_none(), "the publisher survived");
+    for mut p in [a, b] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
 }
 
 #[test]

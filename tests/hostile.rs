@@ -50,6 +50,9 @@ fn demo_server(extra: &[&str]) -> Server {
         "off",
     ];
     args.extend_from_slice(extra);
+    // Extra server flags for every test of a run, to compare settings (benches/hostile.sh).
+    let more = std::env::var("LLHLS_HOSTILE_SERVER_ARGS").unwrap_or_default();
+    args.extend(more.split_whitespace());
     let s = Server::start(&args);
     s.wait_for("/live/demo/media.m3u8", Duration::from_secs(30));
     s
@@ -567,10 +570,12 @@ fn http2_continuation_flood_is_cut_off() {
 }
 
 #[test]
-fn slow_readers_hold_little_memory() {
+fn slow_readers_are_reset_at_the_send_timeout_and_hold_little_memory() {
     // Connections that pipeline requests for whole segments and never read: the server stops
-    // at what the socket buffers take, one response at a time per connection.
-    let mut s = demo_server(&[]);
+    // at what the socket buffers take (one response at a time per connection), and resets
+    // each once its writes have made no progress for the send timeout (3 s here). The
+    // attacker opens another for each one reset, as a real one would.
+    let mut s = demo_server(&["--send-timeout-secs", "3"]);
     let n = scaled(50, 200);
     let playlist = s.get("/live/demo/media.m3u8").text();
     let segment = playlist
@@ -580,28 +585,50 @@ fn slow_readers_hold_little_memory() {
         .to_string();
     let seg_len = s.get(&format!("/live/demo/{segment}")).body.len() as u64;
     let (notes, grew) = run_attack("slow-reader", &mut s, move |addr, until| {
+        let until = until.max(Instant::now() + Duration::from_secs(8));
         let one = format!("GET /live/demo/{segment} HTTP/1.1\r\nHost: x\r\n\r\n");
         let requests = one.repeat(200).into_bytes();
-        let mut conns = Vec::new();
-        for _ in 0..n {
-            let Some(mut c) = connect(addr) else { continue };
+        let open = || {
+            let mut c = connect(addr)?;
             c.set_write_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
             let _ = c.write_all(&requests);
-            conns.push(c);
-        }
+            Some((c, Instant::now()))
+        };
+        let mut conns: Vec<(TcpStream, Instant)> = (0..n).filter_map(|_| open()).collect();
         let opened = conns.len() as u64;
-        thread::sleep(until.saturating_duration_since(Instant::now()));
+        let (mut closed, mut reopened, mut longest) = (0u64, 0u64, Duration::ZERO);
+        while Instant::now() < until {
+            thread::sleep(Duration::from_millis(500));
+            for (c, since) in conns.iter_mut() {
+                // The reset shows as the socket's pending error; nothing is read, so the
+                // server's writes never make progress.
+                if matches!(c.take_error(), Ok(Some(_)) | Err(_)) {
+                    closed += 1;
+                    longest = longest.max(since.elapsed());
+                    if let Some(fresh) = open() {
+                        (*c, *since) = fresh;
+                        reopened += 1;
+                    }
+                }
+            }
+        }
         vec![
             ("connections", opened),
+            ("closed_by_server", closed),
+            ("reopened", reopened),
+            ("longest_held_s", longest.as_secs()),
             ("segment_bytes", seg_len),
-            ("requested_mib", (opened * 200 * seg_len) >> 20),
         ]
     });
     let get = |k: &str| notes.iter().find(|(n, _)| *n == k).unwrap().1;
     assert_eq!(get("connections"), n as u64);
-    // Far less than what was asked for (n x 200 segments): at most a few segments per
-    // connection in buffers.
+    assert!(
+        get("closed_by_server") >= n as u64,
+        "connections that read nothing outlived the send timeout: {notes:?}"
+    );
+    // Far less than what was asked for (200 segments per connection): at most a few segments
+    // per connection in buffers.
     assert!(
         grew < 4 * seg_len / 1024 * n as u64 + 32 * 1024,
         "RSS grew {grew} KiB over {notes:?}"

@@ -83,12 +83,25 @@ where
     /// and object). Never panics on any input.
     fn call(&mut self, req: Request<B>) -> Self::Future {
         use tracing::Instrument;
-        let span = tracing::debug_span!("request", method = %req.method(), path = %token::redact(req.uri().path()));
-        let origin = self.0.clone();
+        // The client: the address a trusted proxy forwards for, else the TCP peer.
         let ip = req
             .extensions()
-            .get::<crate::server::PeerAddr>()
-            .map(|p| p.0.ip());
+            .get::<crate::limits::ClientIp>()
+            .map(|c| c.0)
+            .or_else(|| {
+                req.extensions()
+                    .get::<crate::server::PeerAddr>()
+                    .map(|p| p.0.ip())
+            });
+        let span = match ip {
+            Some(ip) => {
+                tracing::debug_span!("request", method = %req.method(), path = %token::redact(req.uri().path()), client = %ip)
+            }
+            None => {
+                tracing::debug_span!("request", method = %req.method(), path = %token::redact(req.uri().path()))
+            }
+        };
+        let origin = self.0.clone();
         let fut = async move { Ok(handle(&origin, req).await) }.instrument(span);
         match ip {
             // Held requests count against the client's IP wherever they are held.

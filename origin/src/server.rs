@@ -1,10 +1,12 @@
 //! The listener: HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one port, HTTPS with ALPN h2 when
 //! a certificate is configured, connection and header limits, and graceful shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -43,6 +45,19 @@ pub struct ServerConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How long shutdown waits for connections to finish.
     pub drain_timeout: Duration,
+    /// A connection whose writes make no progress for this long (a client that stopped
+    /// reading) is reset. Zero: never.
+    pub send_timeout: Duration,
+    /// Bytes a connection's socket may hold that the kernel has not yet sent (Linux
+    /// `TCP_NOTSENT_LOWAT`; 0: the kernel's default, unlimited). The kernel otherwise takes
+    /// up to its whole send buffer (4 MiB by default) per connection whatever the client
+    /// reads, copying it in at once: 200 clients that never read cost 800 MiB of kernel memory
+    /// and the CPU to copy it. Bytes in flight (sent, not yet acknowledged) are not limited,
+    /// so a fast viewer's throughput is not either.
+    pub send_unsent_bytes: u32,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` name the client (for the per-IP limits
+    /// and the logs); their own connections are not counted per IP.
+    pub trusted_proxies: crate::limits::TrustedProxies,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +70,9 @@ impl Default for ServerConfig {
             h2_max_streams: 1000,
             tls: None,
             drain_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(30),
+            send_unsent_bytes: 128 * 1024,
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -95,29 +113,284 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAccept
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
-/// Runs a connection, closing it (by dropping it) when no request has started within
-/// `timeout` of the accept. hyper's HTTP/1.1 header timeout only starts once the automatic
-/// HTTP/1-or-2 detection has read the first bytes, and that detection waits forever: without
-/// this, connections that send nothing stay open until they fill `max_connections` (found by
-/// tests/hostile.rs). `None` when it was closed for that.
+/// What a connection's task knows of its requests, to close it when idle.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Requests started and not yet finished (the response body sent or dropped).
+    in_flight: AtomicUsize,
+    /// A request started or finished since the idle check last looked.
+    touched: AtomicBool,
+    /// Response bodies that have data to give and wait for the connection to take it (not
+    /// those waiting for media to be published).
+    waiting_on_client: AtomicUsize,
+    /// A response body was asked for data since the check last looked.
+    body_polled: AtomicBool,
+    /// A write of at least [`PROGRESS_BYTES`] went out since the check last looked.
+    wrote: AtomicBool,
+}
+
+/// The smallest write that counts as a response moving: HTTP/2 pings (17 bytes), window
+/// updates and settings do not, nor a client opening its window a few bytes at a time.
+const PROGRESS_BYTES: usize = 64;
+
+/// One request of a connection, from its start until its response body is dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(a: &Arc<Activity>) -> Self {
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        a.touched.store(true, Ordering::Relaxed);
+        InFlight(a.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touched.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is dropped, and tells
+/// the connection's task whether it waits for the client (it has data, the connection has
+/// not asked for it: a full socket on HTTP/1.1, an exhausted flow-control window on HTTP/2)
+/// or for the source (a part not yet published).
+struct TrackedBody {
+    body: crate::Body,
+    /// Counted in `waiting_on_client`.
+    on_client: bool,
+    request: InFlight,
+}
+
+impl TrackedBody {
+    fn new(body: crate::Body, request: InFlight) -> Self {
+        request.0.waiting_on_client.fetch_add(1, Ordering::Relaxed);
+        TrackedBody {
+            body,
+            on_client: true,
+            request,
+        }
+    }
+
+    fn set_on_client(&mut self, on: bool) {
+        if self.on_client != on {
+            self.on_client = on;
+            let w = &self.request.0.waiting_on_client;
+            if on {
+                w.fetch_add(1, Ordering::Relaxed);
+            } else {
+                w.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.set_on_client(false);
+    }
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.request.0.body_polled.store(true, Ordering::Relaxed);
+        let r = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        let on_client = matches!(r, Poll::Ready(Some(_)));
+        self.set_on_client(on_client);
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Why a connection's task closed it.
+#[derive(Debug)]
+enum Closed {
+    Idle,
+    Stalled,
+}
+
+/// Runs a connection, closing it (by dropping it) when it has had no request in flight for
+/// `timeout`, or when a response has waited for the client to take its data for
+/// `send_timeout` (not zero) with no body asked for data and no write of `PROGRESS_BYTES`
+/// or more meanwhile. Checked every `tick` (the smaller of the two), so a connection is
+/// closed up to one tick late.
+///
+/// The idle rule covers a connection that never starts a request: hyper's HTTP/1.1 header
+/// timeout only starts once the automatic HTTP/1-or-2 detection has read the first bytes, and
+/// that detection waits forever (found by tests/hostile.rs). It also covers an HTTP/2
+/// connection that answers pings but opens no stream, which hyper keeps open for good. The
+/// stall rule covers an HTTP/2 client that never opens its flow-control window: nothing
+/// blocks on the socket (that is [`SendTimeout`]'s case), the server just never gets to send.
 ///
 /// The connection is pinned by the caller and borrowed here, so the task holds one copy of
 /// hyper's connection state, not two (moving it in cost 2 KB more heap per connection,
 /// `origin/tests/held_memory.rs`).
-async fn first_request_within<F: std::future::Future>(
+async fn run_until_idle<F: std::future::Future>(
     mut conn: std::pin::Pin<&mut F>,
-    started: &AtomicBool,
+    activity: &Activity,
     timeout: Duration,
-) -> Option<F::Output> {
-    tokio::select! {
-        r = conn.as_mut() => return Some(r),
-        _ = tokio::time::sleep(timeout) => {}
+    send_timeout: Duration,
+) -> Result<F::Output, Closed> {
+    let tick = if send_timeout.is_zero() {
+        timeout
+    } else {
+        timeout.min(send_timeout)
+    };
+    let start = tokio::time::Instant::now();
+    let (mut busy_at, mut moving_at) = (start, start);
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return Ok(r),
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let now = tokio::time::Instant::now();
+        if activity.touched.swap(false, Ordering::Relaxed)
+            || activity.in_flight.load(Ordering::Relaxed) > 0
+        {
+            busy_at = now;
+        } else if now - busy_at >= timeout {
+            tracing::debug!("connection closed: no request for {timeout:?}");
+            return Err(Closed::Idle);
+        }
+        let polled = activity.body_polled.swap(false, Ordering::Relaxed);
+        let wrote = activity.wrote.swap(false, Ordering::Relaxed);
+        if polled || wrote || activity.waiting_on_client.load(Ordering::Relaxed) == 0 {
+            moving_at = now;
+        } else if !send_timeout.is_zero() && now - moving_at >= send_timeout {
+            tracing::debug!("connection closed: responses not taken for {send_timeout:?}");
+            return Err(Closed::Stalled);
+        }
     }
-    if !started.load(Ordering::Relaxed) {
-        tracing::debug!("connection closed: no request within {timeout:?}");
-        return None;
+}
+
+/// A TCP socket whose writes fail once they have made no progress for `timeout`: a client
+/// that stops reading (or a network that stops carrying) would otherwise keep its connection,
+/// its response and a full socket send buffer until `max_connections` runs out. The socket
+/// is then reset (linger 0), so the kernel drops the unsent bytes at once instead of probing
+/// a closed window for minutes.
+struct SendTimeout {
+    io: tokio::net::TcpStream,
+    /// Told of writes that move a response along.
+    activity: Arc<Activity>,
+    timeout: Duration,
+    /// Allocated the first time a write blocks (held viewers never get here).
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The timer runs: writes have been blocked since it was set.
+    armed: bool,
+}
+
+impl SendTimeout {
+    fn new(io: tokio::net::TcpStream, timeout: Duration, activity: Arc<Activity>) -> Self {
+        SendTimeout {
+            io,
+            activity,
+            timeout,
+            timer: None,
+            armed: false,
+        }
     }
-    Some(conn.await)
+
+    /// Tells the connection's task of a write that moves a response along.
+    fn note(&self, r: &Poll<std::io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n >= PROGRESS_BYTES) {
+            self.activity.wrote.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Passes on what a write returned, and times a write that is blocked.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if r.is_ready() || self.timeout.is_zero() {
+            self.armed = false;
+            return r;
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        if !self.armed {
+            self.armed = true;
+            match &mut self.timer {
+                Some(t) => t.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let timer = self.timer.as_mut().expect("set when armed");
+        if timer.as_mut().poll(cx).is_ready() {
+            tracing::debug!("connection reset: no write progress for {:?}", self.timeout);
+            let _ = self.io.set_zero_linger();
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "send timeout",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncRead for SendTimeout {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SendTimeout {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.note(&r);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.note(&r);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_shutdown(cx);
+        self.check(cx, r)
+    }
 }
 
 /// Serves `origin` on `listener` until `shutdown` resolves, then answers held requests,
@@ -150,6 +423,8 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip, "connections");
+    let per_ip_off = crate::limits::PerIp::new(0, "connections");
+    let trusted = Arc::new(config.trusted_proxies.clone());
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
@@ -173,7 +448,14 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
-        let Some(ip_permit) = per_ip.acquire(peer.ip()) else {
+        // A trusted proxy carries many clients: its connections are not counted per IP (its
+        // clients' held requests are, by the address it forwards).
+        let counted = if trusted.contains(peer.ip()) {
+            per_ip_off.acquire(peer.ip())
+        } else {
+            per_ip.acquire(peer.ip())
+        };
+        let Some(ip_permit) = counted else {
             origin
                 .metrics
                 .connections_refused
@@ -183,30 +465,48 @@ pub async fn serve(
         };
         let permit = (permit, ip_permit);
         let _ = tcp.set_nodelay(true);
-        let first_request = Arc::new(AtomicBool::new(false));
-        let seen = first_request.clone();
+        #[cfg(target_os = "linux")]
+        if config.send_unsent_bytes > 0 {
+            let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(config.send_unsent_bytes);
+        }
+        let activity = Arc::new(Activity::default());
+        let seen = activity.clone();
+        let trusted = trusted.clone();
+        let origin_svc = origin.service();
         // Nested services (WHIP) and handlers read the client's address from the request.
-        let svc = TowerToHyperService::new(origin.service().map_request(
+        let svc = TowerToHyperService::new(tower::service_fn(
             move |mut req: http::Request<hyper::body::Incoming>| {
-                seen.store(true, Ordering::Relaxed);
+                let request = InFlight::start(&seen);
+                let client = trusted.client(peer.ip(), req.headers());
                 req.extensions_mut().insert(PeerAddr(peer));
-                req
+                req.extensions_mut().insert(crate::limits::ClientIp(client));
+                let resp = origin_svc.clone().oneshot(req);
+                async move {
+                    let resp = resp.await?;
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|body| TrackedBody::new(body, request)),
+                    )
+                }
             },
         ));
         let timeout = config.header_read_timeout;
+        let send_timeout = config.send_timeout;
         let metrics = origin.metrics.clone();
         metrics.connections.fetch_add(1, Ordering::Relaxed);
         let b = builder.clone();
         match &tls {
             None => {
                 let conn = b
-                    .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(SendTimeout::new(tcp, send_timeout, activity.clone())),
+                        svc,
+                    )
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     tokio::pin!(conn);
-                    if let Some(Err(e)) =
-                        first_request_within(conn.as_mut(), &first_request, timeout).await
+                    if let Ok(Err(e)) =
+                        run_until_idle(conn.as_mut(), &activity, timeout, send_timeout).await
                     {
                         tracing::trace!(%peer, "connection ended: {e}");
                     }
@@ -218,15 +518,21 @@ pub async fn serve(
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(
+                        timeout,
+                        acceptor.accept(SendTimeout::new(tcp, send_timeout, activity.clone())),
+                    )
+                    .await
+                    {
                         Ok(Ok(tls)) => {
                             let conn = b
                                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                                 .into_owned();
                             let conn = watcher.watch(conn);
                             tokio::pin!(conn);
-                            if let Some(Err(e)) =
-                                first_request_within(conn.as_mut(), &first_request, timeout).await
+                            if let Ok(Err(e)) =
+                                run_until_idle(conn.as_mut(), &activity, timeout, send_timeout)
+                                    .await
                             {
                                 tracing::trace!(%peer, "connection ended: {e}");
                             }

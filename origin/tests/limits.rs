@@ -321,3 +321,281 @@ async fn held_requests_beyond_the_per_ip_limit_get_429() {
     r.feed_part().await;
     assert_eq!(again.await.unwrap(), StatusCode::OK);
 }
+
+async fn get_from(
+    send: &mut Sender,
+    path: &str,
+    forwarded_for: &str,
+) -> (StatusCode, http::HeaderMap, String) {
+    let req = Request::builder()
+        .uri(path)
+        .header("host", "localhost")
+        .header("x-forwarded-for", forwarded_for)
+        .body(Empty::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let (head, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        head.status,
+        head.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn clients_behind_a_trusted_proxy_are_limited_by_their_forwarded_address() {
+    // The test connects from 127.0.0.1, here a trusted proxy: its own connections are not
+    // counted per IP (two open with a limit of one), and held requests count against the
+    // address it forwards for.
+    let mut r = start(
+        OriginConfig {
+            max_held_per_ip: 1,
+            ..OriginConfig::default()
+        },
+        ServerConfig {
+            max_connections_per_ip: 1,
+            trusted_proxies: llhls_origin::limits::TrustedProxies::new(vec!["127.0.0.0/8"
+                .parse()
+                .unwrap()]),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let (msn, part) = r.last_part();
+    let next = format!("/live/cam/media.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
+    let mut held = Vec::new();
+    for client in ["203.0.113.1", "1.1.1.1, 203.0.113.2"] {
+        let mut c = connect(r.addr).await;
+        let path = next.clone();
+        held.push(tokio::spawn(async move {
+            get_from(&mut c, &path, client).await.0
+        }));
+    }
+    r.wait_held(2).await;
+    // The same client again (it wrote a different address first itself: not believed).
+    let mut c = connect(r.addr).await;
+    let (status, _, body) = get_from(&mut c, &next, "198.51.100.9, 203.0.113.1").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    r.feed_part().await;
+    for h in held {
+        assert_eq!(h.await.unwrap(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
+    // Only 10.0.0.0/8 is trusted: a client on 127.0.0.1 naming other addresses is still
+    // 127.0.0.1, held requests and connections alike.
+    let mut r = start(
+        OriginConfig {
+            max_held_per_ip: 1,
+            ..OriginConfig::default()
+        },
+        ServerConfig {
+            max_connections_per_ip: 2,
+            trusted_proxies: llhls_origin::limits::TrustedProxies::new(vec!["10.0.0.0/8"
+                .parse()
+                .unwrap()]),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let (msn, part) = r.last_part();
+    let next = format!("/live/cam/media.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
+    let mut a = connect(r.addr).await;
+    let path = next.clone();
+    let first = tokio::spawn(async move { get_from(&mut a, &path, "203.0.113.1").await.0 });
+    r.wait_held(1).await;
+    let mut b = connect(r.addr).await;
+    let (status, _, body) = get_from(&mut b, &next, "203.0.113.2").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let third = TcpStream::connect(r.addr).await.unwrap();
+    assert!(
+        closed_unanswered(third).await,
+        "a third connection from the same peer"
+    );
+    r.feed_part().await;
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_http2_connection_with_no_stream_is_closed_when_idle() {
+    // An HTTP/2 client that keeps pinging (keep-alive while idle) but opens no stream: closed
+    // once idle for the header timeout, while a held request on another connection outlives
+    // several such periods.
+    let mut r = start(
+        OriginConfig::default(),
+        ServerConfig {
+            header_read_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let h2 = |addr| async move {
+        let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+        let (send, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive_interval(Duration::from_millis(200))
+                .keep_alive_while_idle(true)
+                .handshake::<_, Empty<Bytes>>(io)
+                .await
+                .unwrap();
+        (send, tokio::spawn(conn))
+    };
+    let req = |path: &str| {
+        Request::builder()
+            .uri(format!("http://localhost{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    // A held request, on HTTP/2.
+    let (mut holder, holder_conn) = h2(r.addr).await;
+    let (msn, part) = r.last_part();
+    let next = format!("/live/cam/media.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
+    let held = tokio::spawn({
+        let next = next.clone();
+        async move { holder.send_request(req(&next)).await.map(|r| r.status()) }
+    });
+    r.wait_held(1).await;
+    // The idle one: one request, then only pings.
+    let (mut idle, idle_conn) = h2(r.addr).await;
+    let resp = idle.send_request(req("/healthz")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !idle_conn.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "an idle HTTP/2 connection was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Twice the check period has passed since: the held request is still held, then answered.
+    assert_eq!(r.held(), 1);
+    assert!(!holder_conn.is_finished());
+    r.feed_part().await;
+    assert_eq!(held.await.unwrap().unwrap(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_reset_at_the_send_timeout() {
+    // Pipelined requests for a whole segment, never read: once the socket buffers are full,
+    // no write makes progress and the connection is reset after the send timeout (1 s).
+    let r = start(
+        OriginConfig::default(),
+        ServerConfig {
+            send_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let mut c = connect(r.addr).await;
+    let (status, _, pl) = get(&mut c, "/live/cam/media.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    let segment = pl
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .expect("a segment")
+        .to_string();
+    drop(c);
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let one = format!("GET /live/cam/{segment} HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Far more than socket buffers hold (the writes stop being taken once they are full).
+    let requests = one.repeat(2000);
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.write_all(requests.as_bytes())).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Now read: what the buffers held, then the reset (or EOF), well short of what was asked.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => got += n,
+            Err(_) => break false,
+        }
+    };
+    // Not reset, the server would send all 2,000 segments and keep the connection open.
+    assert!(ended, "the connection is still open after {got} bytes");
+}
+
+fn h2_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+#[tokio::test]
+async fn an_http2_client_that_never_opens_its_window_is_closed_at_the_send_timeout() {
+    // HTTP/2 flow control instead of a full socket: the client announces a window of 0 and
+    // asks for a segment. Nothing blocks on the socket; the response just never moves. The
+    // connection is closed once that has lasted the send timeout (1 s), while a held request
+    // on another HTTP/2 connection, which has nothing to send, is left alone.
+    let mut r = start(
+        OriginConfig::default(),
+        ServerConfig {
+            send_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let mut c = connect(r.addr).await;
+    let (_, _, pl) = get(&mut c, "/live/cam/media.m3u8").await;
+    let segment = pl
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .expect("a segment")
+        .to_string();
+    // The held request, on HTTP/2.
+    let io = TokioIo::new(TcpStream::connect(r.addr).await.unwrap());
+    let (mut holder, holder_conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    let holder_conn = tokio::spawn(holder_conn);
+    let (msn, part) = r.last_part();
+    let next = format!(
+        "http://localhost/live/cam/media.m3u8?_HLS_msn={msn}&_HLS_part={}",
+        part + 1
+    );
+    let held = tokio::spawn(async move {
+        let req = Request::builder()
+            .uri(next)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        holder.send_request(req).await.map(|r| r.status())
+    });
+    r.wait_held(1).await;
+    // The stalled one, by hand: preface, SETTINGS_INITIAL_WINDOW_SIZE = 0, GET the segment.
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    h2_frame(&mut out, 4, 0, 0, &[0, 4, 0, 0, 0, 0]);
+    let path = format!("/live/cam/{segment}");
+    assert!(path.len() < 127);
+    // :method GET, :scheme http, :authority x, :path (literals without indexing).
+    let mut block = vec![0x82, 0x86, 0x01, 1, b'x', 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    h2_frame(&mut out, 1, 0x5, 1, &block);
+    s.write_all(&out).await.unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = 0usize;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "a response that never moved kept its connection ({got} bytes read)"
+        );
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(r.held(), 1, "the held request is still held");
+    assert!(!holder_conn.is_finished());
+    r.feed_part().await;
+    assert_eq!(held.await.unwrap().unwrap(), StatusCode::OK);
+}

@@ -113,10 +113,17 @@ impl Whip {
 
     async fn publish(self: &Arc<Self>, name: &str, req: Request<RequestBody>) -> Response<Body> {
         // The socket's address, and the client a proxy in front says it forwards (for the log).
+        // The per-IP session limit counts the client: the TCP peer, or the address a trusted
+        // proxy forwards for (`trusted_proxies`).
         let ip = req
             .extensions()
-            .get::<llhls_origin::server::PeerAddr>()
-            .map(|p| p.0.ip());
+            .get::<llhls_origin::limits::ClientIp>()
+            .map(|c| c.0)
+            .or_else(|| {
+                req.extensions()
+                    .get::<llhls_origin::server::PeerAddr>()
+                    .map(|p| p.0.ip())
+            });
         let socket = req
             .extensions()
             .get::<llhls_origin::server::PeerAddr>()
