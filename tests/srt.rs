@@ -63,6 +63,93 @@ fn ffmpeg_over_srt_plays() {
     assert!(ff.wait().unwrap().success());
 }
 
+/// The final playlist of a stream whose publisher left: polls until the grace period has
+/// ended it (EXT-X-ENDLIST).
+fn final_playlist(s: &Server, stream: &str) -> String {
+    for _ in 0..200 {
+        let media = s.get(&format!("/live/{stream}/media.m3u8"));
+        if media.status == 200 && media.text().contains("#EXT-X-ENDLIST") {
+            return media.text();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{stream} never ended; server log:\n{}", s.log_text());
+}
+
+/// The init segment and every media segment of `playlist`, concatenated.
+fn published_media(s: &Server, stream: &str, playlist: &str) -> Vec<u8> {
+    let key = |u: &str| u.parse::<llhls_packager::ObjectKey>().ok();
+    let all = uris(playlist);
+    let init = all
+        .iter()
+        .find(|u| key(u).is_some_and(|k| k.is_init()))
+        .expect("EXT-X-MAP");
+    let mut bytes = s.get(&format!("/live/{stream}/{init}")).body;
+    for seg in all
+        .iter()
+        .filter(|u| key(u).is_some_and(|k| k.is_segment()))
+    {
+        let r = s.get(&format!("/live/{stream}/{seg}"));
+        assert_eq!(r.status, 200, "{seg}");
+        bytes.extend_from_slice(&r.body);
+    }
+    bytes
+}
+
+/// Audio packets in an MP4 file (ffprobe).
+fn audio_packets(bytes: &[u8]) -> u64 {
+    let p = std::env::temp_dir().join(format!("llhls-srt-audio-{}.mp4", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&p)
+        .output()
+        .expect("ffprobe runs");
+    let _ = std::fs::remove_file(&p);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_frame_a_leaving_publisher_sent_is_published() {
+    // Six seconds at 30 fps: 180 frames, all sent before ffmpeg closes (linger). The last video
+    // frame is complete only when the connection closes (a PES of unbounded length ends where
+    // the next one starts), most of a second later, after the packager's stall check has fired:
+    // it is published all the same, and the audio up to it.
+    let (s, srt) = start(&["--reconnect-grace-secs", "1"]);
+    let mut args = ts_source_args(6);
+    args.push(format!("srt://{srt}?streamid=publish:live/tail&linger=2"));
+    let mut ff = Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    s.wait_for("/live/tail/index.m3u8", Duration::from_secs(15));
+    assert!(ff.wait().unwrap().success());
+    let media = final_playlist(&s, "tail");
+    assert!(!media.contains("GAP"), "{media}");
+    let bytes = published_media(&s, "tail", &media);
+    let (errors, frames) = ffmpeg_decode(&bytes);
+    assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
+    assert_eq!(frames, 180, "video frames published\n{media}");
+    // 6 s of 48 kHz AAC is 281.25 frames of 1024 samples: the audio reaches the end too.
+    let audio = audio_packets(&bytes);
+    assert!(audio >= 281, "{audio} audio frames published\n{media}");
+}
+
 #[test]
 fn access_control_stream_id_and_srt_live_transmit() {
     // libsrt's own tool as the SRT caller, relaying ffmpeg's TS from UDP, with the
