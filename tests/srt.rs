@@ -150,6 +150,76 @@ fn every_frame_a_leaving_publisher_sent_is_published() {
     assert!(audio >= 281, "{audio} audio frames published\n{media}");
 }
 
+/// Sends `ts` over SRT (a caller with this stream id) in 7-packet messages, as encoders do,
+/// then closes once everything is delivered.
+fn send_ts_over_srt(srt: SocketAddr, stream_id: &str, ts: &[u8]) {
+    use futures::SinkExt;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut socket = srt_tokio::SrtSocket::builder()
+            .call(srt, Some(stream_id))
+            .await
+            .expect("SRT connects");
+        for (i, chunk) in ts.chunks(7 * 188).enumerate() {
+            let msg = (
+                std::time::Instant::now(),
+                bytes::Bytes::copy_from_slice(chunk),
+            );
+            socket.send(msg).await.expect("SRT sends");
+            if i % 8 == 7 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        socket.close_and_finish().await.expect("SRT closes");
+    });
+}
+
+#[test]
+fn a_last_frame_cut_short_by_the_publisher_is_dropped_not_served() {
+    // A publisher that closes without sending everything (ffmpeg with libsrt's default linger
+    // of 0) cuts its last video PES at a packet boundary: the server must not package what
+    // came of it as a frame. ffmpeg's TS of 4 s (120 frames), cut two packets into the last
+    // video PES.
+    let (s, srt) = start(&["--reconnect-grace-secs", "1"]);
+    let mut args = ts_source_args(4);
+    args.retain(|a| a != "-re");
+    let out = Command::new("ffmpeg")
+        .args(&args)
+        .arg("-")
+        .stderr(Stdio::null())
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success());
+    let ts = out.stdout;
+    let packets: Vec<&[u8]> = ts.chunks(188).collect();
+    let video =
+        |p: &[u8]| p.len() == 188 && ((u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])) == 0x100;
+    let last_start = packets
+        .iter()
+        .rposition(|p| video(p) && p[1] & 0x40 != 0)
+        .expect("video PES");
+    let rest: Vec<usize> = (last_start..packets.len())
+        .filter(|&i| video(packets[i]))
+        .collect();
+    assert!(
+        rest.len() > 3,
+        "the last video PES spans {} packets",
+        rest.len()
+    );
+    let cut = rest[1] + 1;
+    send_ts_over_srt(srt, "publish:live/cut", &ts[..cut * 188]);
+    let media = final_playlist(&s, "cut");
+    let bytes = published_media(&s, "cut", &media);
+    let (errors, frames) = ffmpeg_decode(&bytes);
+    assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
+    assert_eq!(frames, 119, "every whole frame, not the cut one\n{media}");
+    let log = s.log_text();
+    assert!(
+        log.contains("the input ended inside a video frame"),
+        "{log}"
+    );
+}
+
 #[test]
 fn access_control_stream_id_and_srt_live_transmit() {
     // libsrt's own tool as the SRT caller, relaying ffmpeg's TS from UDP, with the
