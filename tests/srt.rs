@@ -76,52 +76,6 @@ fn final_playlist(s: &Server, stream: &str) -> String {
     panic!("{stream} never ended; server log:\n{}", s.log_text());
 }
 
-/// The init segment and every media segment of `playlist`, concatenated.
-fn published_media(s: &Server, stream: &str, playlist: &str) -> Vec<u8> {
-    let key = |u: &str| u.parse::<llhls_packager::ObjectKey>().ok();
-    let all = uris(playlist);
-    let init = all
-        .iter()
-        .find(|u| key(u).is_some_and(|k| k.is_init()))
-        .expect("EXT-X-MAP");
-    let mut bytes = s.get(&format!("/live/{stream}/{init}")).body;
-    for seg in all
-        .iter()
-        .filter(|u| key(u).is_some_and(|k| k.is_segment()))
-    {
-        let r = s.get(&format!("/live/{stream}/{seg}"));
-        assert_eq!(r.status, 200, "{seg}");
-        bytes.extend_from_slice(&r.body);
-    }
-    bytes
-}
-
-/// Audio packets in an MP4 file (ffprobe).
-fn audio_packets(bytes: &[u8]) -> u64 {
-    let p = std::env::temp_dir().join(format!("llhls-srt-audio-{}.mp4", std::process::id()));
-    std::fs::write(&p, bytes).unwrap();
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_packets",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=nb_read_packets",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&p)
-        .output()
-        .expect("ffprobe runs");
-    let _ = std::fs::remove_file(&p);
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
-}
-
 #[test]
 fn every_frame_a_leaving_publisher_sent_is_published() {
     // Six seconds at 30 fps: 180 frames, all sent before ffmpeg closes (linger). The last video
