@@ -104,24 +104,31 @@ fn every_frame_a_leaving_publisher_sent_is_published() {
     assert!(audio >= 281, "{audio} audio frames published\n{media}");
 }
 
-/// Sends `ts` over SRT (a caller with this stream id) in 7-packet messages, as encoders do,
-/// then closes once everything is delivered.
-fn send_ts_over_srt(srt: SocketAddr, stream_id: &str, ts: &[u8]) {
+/// Sends transport streams over SRT (a caller with this stream id) in 7-packet messages,
+/// each stream's messages spread evenly over its duration (`secs`), as a real-time encoder
+/// sends, then closes once everything is delivered.
+fn send_ts_over_srt(srt: SocketAddr, stream_id: &str, parts: &[(&[u8], f64)]) {
     use futures::SinkExt;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
+        // (A generous latency: this sender and the server are debug builds on a shared
+        // machine, and a packet not delivered within it would be given up.)
         let mut socket = srt_tokio::SrtSocket::builder()
+            .latency(Duration::from_secs(1))
             .call(srt, Some(stream_id))
             .await
             .expect("SRT connects");
-        for (i, chunk) in ts.chunks(7 * 188).enumerate() {
-            let msg = (
-                std::time::Instant::now(),
-                bytes::Bytes::copy_from_slice(chunk),
-            );
-            socket.send(msg).await.expect("SRT sends");
-            if i % 8 == 7 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        for (ts, secs) in parts {
+            let chunks: Vec<&[u8]> = ts.chunks(7 * 188).collect();
+            let start = tokio::time::Instant::now();
+            let step = Duration::from_secs_f64(secs / chunks.len() as f64);
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                tokio::time::sleep_until(start + step * i as u32).await;
+                let msg = (
+                    std::time::Instant::now(),
+                    bytes::Bytes::copy_from_slice(chunk),
+                );
+                socket.send(msg).await.expect("SRT sends");
             }
         }
         socket.close_and_finish().await.expect("SRT closes");
@@ -132,10 +139,10 @@ fn send_ts_over_srt(srt: SocketAddr, stream_id: &str, ts: &[u8]) {
 fn a_last_frame_cut_short_by_the_publisher_is_dropped_not_served() {
     // A publisher that closes without sending everything (ffmpeg with libsrt's default linger
     // of 0) cuts its last video PES at a packet boundary: the server must not package what
-    // came of it as a frame. ffmpeg's TS of 4 s (120 frames), cut two packets into the last
+    // came of it as a frame. ffmpeg's TS of 3 s (90 frames), cut two packets into the last
     // video PES.
     let (s, srt) = start(&["--reconnect-grace-secs", "1"]);
-    let mut args = ts_source_args(4);
+    let mut args = ts_source_args(3);
     args.retain(|a| a != "-re");
     let out = Command::new("ffmpeg")
         .args(&args)
@@ -161,12 +168,12 @@ fn a_last_frame_cut_short_by_the_publisher_is_dropped_not_served() {
         rest.len()
     );
     let cut = rest[1] + 1;
-    send_ts_over_srt(srt, "publish:live/cut", &ts[..cut * 188]);
+    send_ts_over_srt(srt, "publish:live/cut", &[(&ts[..cut * 188], 3.0)]);
     let media = final_playlist(&s, "cut");
     let bytes = published_media(&s, "cut", &media);
     let (errors, frames) = ffmpeg_decode(&bytes);
     assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
-    assert_eq!(frames, 119, "every whole frame, not the cut one\n{media}");
+    assert_eq!(frames, 89, "every whole frame, not the cut one\n{media}");
     let log = s.log_text();
     assert!(
         log.contains("the input ended inside a video frame"),
@@ -547,4 +554,66 @@ fn a_timestamp_jump_is_a_discontinuity_and_the_stream_goes_on() {
     );
     assert!(!media.contains("GAP"), "{media}");
     validate_served(&s, "jump");
+}
+
+/// ffmpeg's TS of `secs` of the test pattern and tone with this video encoder, as fast as it
+/// encodes.
+fn ts_file(secs: u32, video: &[&str]) -> Vec<u8> {
+    let mut args = ts_source_args(secs);
+    args.retain(|a| a != "-re");
+    let codec = args.iter().position(|a| a == "libx264").unwrap();
+    args.splice(codec - 1..=codec, video.iter().map(|s| s.to_string()));
+    let out = Command::new("ffmpeg")
+        .args(&args)
+        .arg("-")
+        .stderr(Stdio::null())
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn a_video_codec_change_in_one_session_starts_a_new_init_section() {
+    // One SRT session carries H.264, then HEVC (a PMT with new content, as when an encoder's
+    // output switches; its timestamps start over): the stream goes on after
+    // EXT-X-DISCONTINUITY with a new EXT-X-MAP, and each side decodes, every frame of both
+    // (the last H.264 frame, still open when the new PMT came, included).
+    let (s, srt) = start(&["--reconnect-grace-secs", "1"]);
+    let h264 = ts_file(3, &["-c:v", "libx264"]);
+    let hevc = ts_file(3, &["-c:v", "libx265", "-x265-params", "log-level=none"]);
+    send_ts_over_srt(srt, "publish:live/switch", &[(&h264, 3.0), (&hevc, 3.0)]);
+    let media = final_playlist(&s, "switch");
+    let (before, after) = media
+        .split_once("#EXT-X-DISCONTINUITY\n")
+        .unwrap_or_else(|| panic!("a discontinuity: {media}"));
+    let before = before.to_string() + "#EXT-X-ENDLIST\n";
+    let map = |text: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+            .map(|u| u.trim_end_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    let after_map = map(after);
+    assert!(
+        !after_map.is_empty() && after_map != map(&before),
+        "{media}"
+    );
+    let log = s.log_text();
+    assert!(log.contains("codec configuration changed"), "{log}");
+    let mut frames = 0;
+    for (side, text) in [
+        ("H.264", before.clone()),
+        ("HEVC", format!("#EXT-X-MAP:URI=\"{after_map}\"\n{after}")),
+    ] {
+        let bytes = published_media(&s, "switch", &text);
+        let (errors, n) = ffmpeg_decode(&bytes);
+        assert!(
+            errors.trim().is_empty(),
+            "{side}: ffmpeg decode errors: {errors}"
+        );
+        assert!(n > 0, "{side}\n{media}");
+        frames += n;
+    }
+    assert_eq!(frames, 180, "every frame of both\n{media}");
 }

@@ -237,30 +237,35 @@ impl TsDemuxer {
     /// at a packet boundary, inside a PES, where packets are full.
     pub fn flush(&mut self) {
         for i in 0..self.streams.len() {
-            let Some(pes) = self.streams[i].pes.take() else {
-                continue;
-            };
-            let kind = self.streams[i].kind;
-            let declared = pes
-                .get(4..6)
-                .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])));
-            let cut = match declared {
-                // (A PES that reaches its length is passed on as soon as it does.)
-                Some(len) if len > 0 => pes.len() < 6 + len,
-                _ => kind.video() && self.streams[i].last_full,
-            };
-            if cut {
-                self.stats.truncated += 1;
-                let what = if kind.video() { "video" } else { "audio" };
-                self.warn(format!(
-                    "the input ended inside a {what} frame (PID {}, {} bytes): the incomplete frame is dropped; a publisher that closes without sending everything cuts its last frame (ffmpeg: add &linger=2 to the srt:// URL)",
-                    self.streams[i].pid,
-                    pes.len()
-                ));
-                continue;
-            }
-            self.pes(kind, &pes);
+            self.end_pes(i);
         }
+    }
+
+    /// The input for stream `i` ends: its PES in progress ends here (see [`TsDemuxer::flush`]).
+    fn end_pes(&mut self, i: usize) {
+        let Some(pes) = self.streams[i].pes.take() else {
+            return;
+        };
+        let kind = self.streams[i].kind;
+        let declared = pes
+            .get(4..6)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])));
+        let cut = match declared {
+            // (A PES that reaches its length is passed on as soon as it does.)
+            Some(len) if len > 0 => pes.len() < 6 + len,
+            _ => kind.video() && self.streams[i].last_full,
+        };
+        if cut {
+            self.stats.truncated += 1;
+            let what = if kind.video() { "video" } else { "audio" };
+            self.warn(format!(
+                "the input ended inside a {what} frame (PID {}, {} bytes): the incomplete frame is dropped; a publisher that closes without sending everything cuts its last frame (ffmpeg: add &linger=2 to the srt:// URL)",
+                self.streams[i].pid,
+                pes.len()
+            ));
+            return;
+        }
+        self.pes(kind, &pes);
     }
 
     fn warn(&mut self, msg: String) {
@@ -479,7 +484,9 @@ impl TsDemuxer {
                 });
             }
         }
-        // Keep a PES in progress on a PID that stays with its codec.
+        // Keep a PES in progress on a PID that stays with its codec; one on a stream that
+        // goes (or changes codec) ends here, before the new configuration: the PMT marks
+        // the end of the old program (an encoder's output switching from H.264 to HEVC).
         for s in &mut streams {
             if let Some(old) = self
                 .streams
@@ -489,6 +496,9 @@ impl TsDemuxer {
                 s.pes = old.pes.take();
                 s.last_full = old.last_full;
             }
+        }
+        for i in 0..self.streams.len() {
+            self.end_pes(i);
         }
         self.pmt_version = Some((version, crc));
         self.streams = streams;

@@ -124,6 +124,8 @@ pub struct TsPublish {
     queued: [VecDeque<Frame>; 2],
     /// Which tracks the stream was started with (video, audio).
     live: [bool; 2],
+    /// The DTS of the last frame queued, per track (video, audio).
+    last_dts: [Option<i64>; 2],
     out: VecDeque<Output>,
 }
 
@@ -220,6 +222,15 @@ impl TsPublish {
     fn queue(&mut self, f: Frame) {
         let i = usize::from(f.track != VIDEO);
         if self.live[i] {
+            // A track whose timestamps jump (a new program whose clock starts over, an
+            // encoder restart) starts a new timeline: what is queued belongs to the old one
+            // and goes out first, in its order, rather than wait for frames of the other
+            // track that will never come.
+            let dts = f.dts.rescale(Timescale::MPEG);
+            if self.last_dts[i].is_some_and(|last| (dts - last).abs() > MAX_INTERLEAVE_WAIT_TICKS) {
+                self.release(true);
+            }
+            self.last_dts[i] = Some(dts);
             self.queued[i].push_back(f);
         }
     }
