@@ -232,6 +232,13 @@ fn a_publisher_that_stops_ends_the_stream_at_once() {
         !ended.contains("GAP"),
         "no GAP parts after a clean stop:\n{ended}"
     );
+    // Every frame it sent is published: 5 s at 30 fps, and 5 s of 48 kHz AAC (234.4 frames).
+    let bytes = published_media(&s, "stop", &ended);
+    let (errors, frames) = ffmpeg_decode(&bytes);
+    assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
+    assert_eq!(frames, 150, "video frames published\n{ended}");
+    let audio = audio_packets(&bytes);
+    assert!(audio >= 234, "{audio} audio frames published\n{ended}");
     assert!(
         s.log_text()
             .contains("the publisher stopped the stream: stream ended"),

@@ -63,6 +63,214 @@ fn ffmpeg_over_srt_plays() {
     assert!(ff.wait().unwrap().success());
 }
 
+/// The final playlist of a stream whose publisher left: polls until the grace period has
+/// ended it (EXT-X-ENDLIST).
+fn final_playlist(s: &Server, stream: &str) -> String {
+    for _ in 0..200 {
+        let media = s.get(&format!("/live/{stream}/media.m3u8"));
+        if media.status == 200 && media.text().contains("#EXT-X-ENDLIST") {
+            return media.text();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{stream} never ended; server log:\n{}", s.log_text());
+}
+
+#[test]
+fn every_frame_a_leaving_publisher_sent_is_published() {
+    // Six seconds at 30 fps: 180 frames, all sent before ffmpeg closes (linger). The last video
+    // frame is complete only when the connection closes (a PES of unbounded length ends where
+    // the next one starts), most of a second later, after the packager's stall check has fired:
+    // it is published all the same, and the audio up to it.
+    let (s, srt) = start(&["--reconnect-grace-secs", "1"]);
+    let mut args = ts_source_args(6);
+    args.push(format!("srt://{srt}?streamid=publish:live/tail&linger=2"));
+    let mut ff = Command::new("ffmpeg")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    s.wait_for("/live/tail/index.m3u8", Duration::from_secs(15));
+    assert!(ff.wait().unwrap().success());
+    let media = final_playlist(&s, "tail");
+    assert!(!media.contains("GAP"), "{media}");
+    let bytes = published_media(&s, "tail", &media);
+    let (errors, frames) = ffmpeg_decode(&bytes);
+    assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
+    assert!(frames <= 180, "{frames} video frames\n{media}");
+    assert_last_frame(&bytes, 180, "the publisher's last frame");
+    // The audio reaches the end too: AAC frames of 1024 samples at 48 kHz (21.3 ms) up to 6 s.
+    let first = video_times(&bytes)[0];
+    let audio = stream_times(&bytes, "a:0");
+    let last_audio = audio.iter().copied().reduce(f64::max).unwrap_or(0.0) - first;
+    assert!(
+        last_audio >= 6.0 - 2.0 * 1024.0 / 48_000.0,
+        "the last audio frame published starts at {last_audio:.4} s\n{media}"
+    );
+}
+
+/// The PTS of a TS packet that starts a video PES (PID 0x100, as ffmpeg writes).
+fn video_pts(p: &[u8]) -> Option<u64> {
+    if p.len() != 188
+        || p[1] & 0x40 == 0
+        || ((u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])) != 0x100
+    {
+        return None;
+    }
+    let start = if p[3] & 0x20 != 0 {
+        5 + usize::from(p[4])
+    } else {
+        4
+    };
+    let h = p.get(start..start + 14)?;
+    if h[..3] != [0, 0, 1] || h[7] & 0x80 == 0 {
+        return None;
+    }
+    let b = &h[9..14];
+    Some(
+        (u64::from(b[0] >> 1 & 7) << 30)
+            | (u64::from(b[1]) << 22)
+            | (u64::from(b[2] >> 1) << 15)
+            | (u64::from(b[3]) << 7)
+            | u64::from(b[4] >> 1),
+    )
+}
+
+/// Sends transport streams, one after the other, over SRT (a caller with this stream id) in
+/// 7-packet messages, each at the time of its video, then closes once everything is delivered.
+fn send_ts_over_srt(srt: SocketAddr, stream_id: &str, parts: &[&[u8]]) {
+    use futures::SinkExt;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // (A generous latency: this sender and the server are debug builds on a shared
+        // machine, and a packet not delivered within it would be given up.)
+        let mut socket = srt_tokio::SrtSocket::builder()
+            .latency(Duration::from_secs(1))
+            .call(srt, Some(stream_id))
+            .await
+            .expect("SRT connects");
+        for ts in parts {
+            // Each message goes when its video is due (its last PES's PTS, from the first),
+            // a little ahead, as a real-time encoder sends.
+            let start = tokio::time::Instant::now();
+            let mut first = None;
+            for chunk in ts.chunks(7 * 188) {
+                if let Some(pts) = chunk.chunks(188).rev().find_map(video_pts) {
+                    let first = *first.get_or_insert(pts);
+                    let due = Duration::from_millis(pts.saturating_sub(first) / 90);
+                    let lead = Duration::from_millis(200);
+                    tokio::time::sleep_until(start + due.saturating_sub(lead)).await;
+                }
+                let msg = (
+                    std::time::Instant::now(),
+                    bytes::Bytes::copy_from_slice(chunk),
+                );
+                socket.send(msg).await.expect("SRT sends");
+            }
+        }
+        socket.close_and_finish().await.expect("SRT closes");
+    });
+}
+
+/// The presentation times (s) of the video frames in an MP4 file, in decode order (ffprobe).
+fn video_times(bytes: &[u8]) -> Vec<f64> {
+    stream_times(bytes, "v:0")
+}
+
+/// The presentation times (s) of the packets of stream `select` (`v:0`, `a:0`) of an MP4 file.
+fn stream_times(bytes: &[u8], select: &str) -> Vec<f64> {
+    let p = std::env::temp_dir().join(format!(
+        "llhls-srt-times-{}-{:?}.mp4",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&p, bytes).unwrap();
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            select,
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&p)
+        .output()
+        .expect("ffprobe runs");
+    let _ = std::fs::remove_file(&p);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
+/// Asserts that the last video frame of `bytes` is frame `n` (from 1) of a 30 fps source
+/// whose first frame is the first one published. (A loaded machine can make the packager see
+/// a stall mid-stream and resume on a keyframe; the end of the stream is what these tests
+/// are about.)
+fn assert_last_frame(bytes: &[u8], n: u32, what: &str) {
+    let times = video_times(bytes);
+    let (Some(first), Some(last)) = (times.first(), times.iter().copied().reduce(f64::max)) else {
+        panic!("{what}: no video");
+    };
+    let expected = f64::from(n - 1) / 30.0;
+    assert!(
+        ((last - first) - expected).abs() < 0.005,
+        "{what}: the last frame published is at {:.4} s, frame {n} is at {expected:.4} s",
+        last - first
+    );
+}
+
+#[test]
+fn a_last_frame_cut_short_by_the_publisher_is_dropped_not_served() {
+    // A publisher that closes without sending everything (ffmpeg with libsrt's default linger
+    // of 0) cuts its last video PES at a packet boundary: the server must not package what
+    // came of it as a frame. ffmpeg's TS of 3 s (90 frames), cut two packets into the last
+    // video PES.
+    let (s, srt) = start(&["--reconnect-grace-secs", "1"]);
+    let mut args = ts_source_args(3);
+    args.retain(|a| a != "-re");
+    let out = Command::new("ffmpeg")
+        .args(&args)
+        .arg("-")
+        .stderr(Stdio::null())
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success());
+    let ts = out.stdout;
+    let packets: Vec<&[u8]> = ts.chunks(188).collect();
+    let video =
+        |p: &[u8]| p.len() == 188 && ((u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])) == 0x100;
+    let last_start = packets
+        .iter()
+        .rposition(|p| video(p) && p[1] & 0x40 != 0)
+        .expect("video PES");
+    let rest: Vec<usize> = (last_start..packets.len())
+        .filter(|&i| video(packets[i]))
+        .collect();
+    assert!(
+        rest.len() > 3,
+        "the last video PES spans {} packets",
+        rest.len()
+    );
+    let cut = rest[1] + 1;
+    send_ts_over_srt(srt, "publish:live/cut", &[&ts[..cut * 188]]);
+    let media = final_playlist(&s, "cut");
+    let bytes = published_media(&s, "cut", &media);
+    let (errors, frames) = ffmpeg_decode(&bytes);
+    assert!(errors.trim().is_empty(), "ffmpeg decode errors: {errors}");
+    assert!(frames > 0 && frames <= 89, "{frames} frames\n{media}");
+    assert_last_frame(&bytes, 89, "the last whole frame, not the cut one");
+    let log = s.log_text();
+    assert!(
+        log.contains("the input ended inside a video frame"),
+        "{log}"
+    );
+}
+
 #[test]
 fn access_control_stream_id_and_srt_live_transmit() {
     // libsrt's own tool as the SRT caller, relaying ffmpeg's TS from UDP, with the
@@ -436,4 +644,66 @@ fn a_timestamp_jump_is_a_discontinuity_and_the_stream_goes_on() {
     );
     assert!(!media.contains("GAP"), "{media}");
     validate_served(&s, "jump");
+}
+
+/// ffmpeg's TS of `secs` of the test pattern and tone with this video encoder, as fast as it
+/// encodes.
+fn ts_file(secs: u32, video: &[&str]) -> Vec<u8> {
+    let mut args = ts_source_args(secs);
+    args.retain(|a| a != "-re");
+    let codec = args.iter().position(|a| a == "libx264").unwrap();
+    args.splice(codec - 1..=codec, video.iter().map(|s| s.to_string()));
+    let out = Command::new("ffmpeg")
+        .args(&args)
+        .arg("-")
+        .stderr(Stdio::null())
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn a_video_codec_change_in_one_session_starts_a_new_init_section() {
+    // One SRT session carries H.264, then HEVC (a PMT with new content, as when an encoder's
+    // output switches; its timestamps start over): the stream goes on after
+    // EXT-X-DISCONTINUITY with a new EXT-X-MAP, and each side decodes to its last frame
+    // (the last H.264 frame, still open when the new PMT came, included).
+    let (s, srt) = start(&["--reconnect-grace-secs", "1"]);
+    let h264 = ts_file(3, &["-c:v", "libx264"]);
+    let hevc = ts_file(3, &["-c:v", "libx265", "-x265-params", "log-level=none"]);
+    send_ts_over_srt(srt, "publish:live/switch", &[&h264, &hevc]);
+    let media = final_playlist(&s, "switch");
+    let (before, after) = media
+        .split_once("#EXT-X-DISCONTINUITY\n")
+        .unwrap_or_else(|| panic!("a discontinuity: {media}"));
+    let before = before.to_string() + "#EXT-X-ENDLIST\n";
+    let map = |text: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+            .map(|u| u.trim_end_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    let after_map = map(after);
+    assert!(
+        !after_map.is_empty() && after_map != map(&before),
+        "{media}"
+    );
+    let log = s.log_text();
+    assert!(log.contains("codec configuration changed"), "{log}");
+    for (side, text) in [
+        ("H.264", before.clone()),
+        ("HEVC", format!("#EXT-X-MAP:URI=\"{after_map}\"\n{after}")),
+    ] {
+        let bytes = published_media(&s, "switch", &text);
+        let (errors, n) = ffmpeg_decode(&bytes);
+        assert!(
+            errors.trim().is_empty(),
+            "{side}: ffmpeg decode errors: {errors}"
+        );
+        assert!(n > 0, "{side}\n{media}");
+        // Each side ends on its last frame (the last H.264 one was still open when the new
+        // PMT came).
+        assert_last_frame(&bytes, 90, side);
+    }
 }

@@ -73,6 +73,8 @@ pub struct TsStats {
     pub errors: u64,
     /// Frames out.
     pub frames: u64,
+    /// Frames the end of the input cut short, dropped (see [`TsDemuxer::flush`]).
+    pub truncated: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,8 @@ struct Es {
     cc: Option<u8>,
     /// The PES being reassembled (from its header on), if any.
     pes: Option<Vec<u8>>,
+    /// The last packet added to `pes` was full (184 bytes of payload, no adaptation field).
+    last_full: bool,
 }
 
 /// Widens 33-bit timestamps into one 64-bit timeline.
@@ -223,14 +227,45 @@ impl TsDemuxer {
         self.buf.drain(..pos);
     }
 
-    /// Ends the input: the PES in progress on each PID is complete.
+    /// Ends the input: the PES in progress on each PID ends here. One that is visibly cut
+    /// short is dropped with a warning ([`TsStats::truncated`]), never passed on as a whole
+    /// frame: a PES shorter than its PES_packet_length, or a video PES of unbounded length
+    /// whose last packet was full. A PES must end at a packet's end, so muxers fill the last
+    /// packet of each PES with adaptation-field stuffing (unless the data fits it exactly,
+    /// about one PES in 184, or a PCR took the room); a publisher that drops what it has not
+    /// sent when it closes (ffmpeg over SRT with libsrt's default linger of 0) cuts the stream
+    /// at a packet boundary, inside a PES, where packets are full.
     pub fn flush(&mut self) {
         for i in 0..self.streams.len() {
-            if let Some(pes) = self.streams[i].pes.take() {
-                let kind = self.streams[i].kind;
-                self.pes(kind, &pes);
-            }
+            self.end_pes(i);
         }
+    }
+
+    /// The input for stream `i` ends: its PES in progress ends here (see [`TsDemuxer::flush`]).
+    fn end_pes(&mut self, i: usize) {
+        let Some(pes) = self.streams[i].pes.take() else {
+            return;
+        };
+        let kind = self.streams[i].kind;
+        let declared = pes
+            .get(4..6)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])));
+        let cut = match declared {
+            // (A PES that reaches its length is passed on as soon as it does.)
+            Some(len) if len > 0 => pes.len() < 6 + len,
+            _ => kind.video() && self.streams[i].last_full,
+        };
+        if cut {
+            self.stats.truncated += 1;
+            let what = if kind.video() { "video" } else { "audio" };
+            self.warn(format!(
+                "the input ended inside a {what} frame (PID {}, {} bytes): the incomplete frame is dropped; a publisher that closes without sending everything cuts its last frame (ffmpeg: add &linger=2 to the srt:// URL)",
+                self.streams[i].pid,
+                pes.len()
+            ));
+            return;
+        }
+        self.pes(kind, &pes);
     }
 
     fn warn(&mut self, msg: String) {
@@ -323,6 +358,7 @@ impl TsDemuxer {
         }
         let es = &mut self.streams[i];
         es.cc = Some(cc);
+        es.last_full = payload.len() == PACKET - 4;
         let kind = es.kind;
         if pusi {
             if let Some(done) = es.pes.replace(payload.to_vec()) {
@@ -444,10 +480,13 @@ impl TsDemuxer {
                     kind,
                     cc: old.and_then(|o| o.cc),
                     pes: None,
+                    last_full: false,
                 });
             }
         }
-        // Keep a PES in progress on a PID that stays with its codec.
+        // Keep a PES in progress on a PID that stays with its codec; one on a stream that
+        // goes (or changes codec) ends here, before the new configuration: the PMT marks
+        // the end of the old program (an encoder's output switching from H.264 to HEVC).
         for s in &mut streams {
             if let Some(old) = self
                 .streams
@@ -455,7 +494,11 @@ impl TsDemuxer {
                 .find(|o| o.pid == s.pid && o.kind == s.kind)
             {
                 s.pes = old.pes.take();
+                s.last_full = old.last_full;
             }
+        }
+        for i in 0..self.streams.len() {
+            self.end_pes(i);
         }
         self.pmt_version = Some((version, crc));
         self.streams = streams;
@@ -1203,6 +1246,128 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    /// A transport stream of one H.264 stream (PID 0x100): PAT, PMT, then each access unit
+    /// as one PES of unbounded length (as ffmpeg writes video), its last packet filled with
+    /// adaptation-field stuffing.
+    fn h264_ts(frames: &[Vec<u8>]) -> Vec<u8> {
+        fn section(mut body: Vec<u8>) -> Vec<u8> {
+            let crc = crc32_mpeg2(&body);
+            body.extend_from_slice(&crc.to_be_bytes());
+            body
+        }
+        fn psi(pid: u16, section: &[u8]) -> Vec<u8> {
+            let mut p = vec![0x47, 0x40 | (pid >> 8) as u8, pid as u8, 0x10, 0];
+            p.extend_from_slice(section);
+            p.resize(PACKET, 0xff);
+            p
+        }
+        let pat = section(vec![
+            0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01, 0xf0, 0x00,
+        ]);
+        let pmt = section(vec![
+            0x02, 0xb0, 0x12, 0x00, 0x01, 0xc1, 0x00, 0x00, 0xe1, 0x00, 0xf0, 0x00, 0x1b, 0xe1,
+            0x00, 0xf0, 0x00,
+        ]);
+        let mut ts = psi(0, &pat);
+        ts.extend(psi(0x1000, &pmt));
+        let mut cc = 0u8;
+        for (n, au) in frames.iter().enumerate() {
+            let pts = 90_000 + 3_000 * n as u64;
+            let mut pes = vec![0, 0, 1, 0xe0, 0, 0, 0x80, 0x80, 5];
+            pes.extend_from_slice(&[
+                0x21 | ((pts >> 29) & 0x0e) as u8,
+                (pts >> 22) as u8,
+                0x01 | (pts >> 14) as u8,
+                (pts >> 7) as u8,
+                0x01 | (pts << 1) as u8,
+            ]);
+            pes.extend_from_slice(au);
+            for (i, chunk) in pes.chunks(PACKET - 4).enumerate() {
+                let pusi = if i == 0 { 0x40 } else { 0 };
+                let mut p = vec![0x47, pusi | 0x01, 0x00];
+                if chunk.len() < PACKET - 4 {
+                    // Stuffing: an adaptation field filling the rest of the packet.
+                    let af = PACKET - 4 - chunk.len();
+                    p.push(0x30 | cc);
+                    p.push((af - 1) as u8);
+                    if af > 1 {
+                        p.push(0);
+                        p.resize(4 + af, 0xff);
+                    }
+                } else {
+                    p.push(0x10 | cc);
+                }
+                p.extend_from_slice(chunk);
+                ts.extend(p);
+                cc = (cc + 1) & 0x0f;
+            }
+        }
+        ts
+    }
+
+    /// An Annex B access unit: AUD, SPS and PPS on keyframes, one slice of `len` bytes.
+    fn access_unit(key: bool, len: usize) -> Vec<u8> {
+        let CodecConfig::H264(avc) = llhls_packager::synth::video_track().codec else {
+            unreachable!()
+        };
+        let mut au = vec![0, 0, 0, 1, 0x09, 0xf0];
+        if key {
+            for nal in [&avc.sps[0], &avc.pps[0]] {
+                au.extend_from_slice(&[0, 0, 0, 1]);
+                au.extend_from_slice(nal);
+            }
+        }
+        au.extend_from_slice(&[0, 0, 0, 1, if key { 0x65 } else { 0x41 }]);
+        au.extend((0..len).map(|i| (i % 200 + 1) as u8));
+        au
+    }
+
+    fn video_frames(d: &mut TsDemuxer) -> Vec<Frame> {
+        std::iter::from_fn(|| d.poll_event())
+            .filter_map(|e| match e {
+                TsEvent::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_end_of_the_input_completes_the_last_frame_unless_it_was_cut() {
+        let frames = [access_unit(true, 900), access_unit(false, 700)];
+        let ts = h264_ts(&frames);
+        // Whole: the last PES (unbounded) ends at the end of the input, complete.
+        let mut d = TsDemuxer::new();
+        d.feed(&ts);
+        assert_eq!(video_frames(&mut d).len(), 1, "the last PES is still open");
+        d.flush();
+        let out = video_frames(&mut d);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data.len(), 4 + 1 + 700);
+        assert_eq!(d.stats().truncated, 0);
+        // Cut two packets before its end (a publisher that dropped its unsent tail): the
+        // packets that arrived are full, the stuffing that ends a PES never came.
+        let mut d = TsDemuxer::new();
+        d.feed(&ts[..ts.len() - 2 * PACKET]);
+        assert_eq!(video_frames(&mut d).len(), 1);
+        d.flush();
+        assert!(video_frames(&mut d).is_empty(), "the cut frame is dropped");
+        assert_eq!(d.stats().truncated, 1);
+        // A PES whose given length is not reached is cut too.
+        let mut ts = ts;
+        let second = ts
+            .chunks(PACKET)
+            .rposition(|p| p[1] & 0x40 != 0 && p[2] == 0x00)
+            .unwrap();
+        // Its PES_packet_length (after the 4-byte header): longer than what follows.
+        ts[second * PACKET + 4 + 4..second * PACKET + 4 + 6]
+            .copy_from_slice(&2000u16.to_be_bytes());
+        let mut d = TsDemuxer::new();
+        d.feed(&ts);
+        d.flush();
+        assert_eq!(video_frames(&mut d).len(), 1, "only the first frame");
+        assert_eq!(d.stats().truncated, 1);
     }
 
     #[test]

@@ -372,7 +372,14 @@ impl Packager {
             self.close_part(end);
             for ti in 0..self.tracks.len() {
                 if !self.tracks[ti].lead {
-                    self.tracks[ti].pending.clear();
+                    // What is dropped was never packaged: the track's next frame continues
+                    // from the first of it (a stall whose held timeline closes when frames
+                    // resume late has queued some audio of the burst meanwhile).
+                    let track = &mut self.tracks[ti];
+                    if let Some(first) = track.pending.front() {
+                        track.next_dts = Some(first.dts);
+                    }
+                    track.pending.clear();
                 }
             }
             self.close_segments(end);

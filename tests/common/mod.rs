@@ -497,6 +497,56 @@ pub fn assert_segments_decode(s: &Server, stream: &str, media_pl: &str) -> Vec<S
     all
 }
 
+/// The init segment and every media segment of `playlist`, concatenated.
+pub fn published_media(s: &Server, stream: &str, playlist: &str) -> Vec<u8> {
+    let key = |u: &str| u.parse::<llhls_packager::ObjectKey>().ok();
+    let all = uris(playlist);
+    let init = all
+        .iter()
+        .find(|u| key(u).is_some_and(|k| k.is_init()))
+        .expect("EXT-X-MAP");
+    let mut bytes = s.get(&format!("/live/{stream}/{init}")).body;
+    for seg in all
+        .iter()
+        .filter(|u| key(u).is_some_and(|k| k.is_segment()))
+    {
+        let r = s.get(&format!("/live/{stream}/{seg}"));
+        assert_eq!(r.status, 200, "{seg}");
+        bytes.extend_from_slice(&r.body);
+    }
+    bytes
+}
+
+/// Audio packets in an MP4 file (ffprobe).
+pub fn audio_packets(bytes: &[u8]) -> u64 {
+    let p = std::env::temp_dir().join(format!(
+        "llhls-audio-{}-{}.mp4",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::write(&p, bytes).unwrap();
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&p)
+        .output()
+        .expect("ffprobe runs");
+    let _ = std::fs::remove_file(&p);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
 /// Decodes `bytes` (init + media) with ffmpeg; returns its error output (empty when clean)
 /// and the number of decoded video frames.
 pub fn ffmpeg_decode(bytes: &[u8]) -> (String, u64) {

@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use llhls_origin::wall_now;
+use llhls_packager::WallClock;
 use srt_protocol::settings::{KeySettings, Passphrase};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::KeySize;
@@ -365,15 +367,22 @@ struct Session {
 impl Session {
     async fn run(&mut self, mut socket: SrtSocket) -> anyhow::Result<()> {
         let mut statistics = socket.statistics().clone();
+        // When the last bytes came: what the end of the connection completes arrived then.
+        let mut last_data = wall_now();
+        let mut ended = Ok(());
         loop {
             tokio::select! {
                 item = socket.next() => match item {
                     Some(Ok((_, bytes))) => {
                         *self.held.last_data.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                        last_data = wall_now();
                         self.ts.handle_input(&bytes);
-                        self.drain().await?;
+                        self.drain(None).await?;
                     }
-                    Some(Err(e)) => return Err(e.into()),
+                    Some(Err(e)) => {
+                        ended = Err(e.into());
+                        break;
+                    }
                     None => break,
                 },
                 _ = self.held.stop.notified() => break,
@@ -386,11 +395,19 @@ impl Session {
                 }
             }
         }
+        // The end of the connection (closed, timed out or replaced) completes the frames the
+        // TS still holds (a video PES ends only where the next one starts, and the
+        // interleaver waits for the other track): they go out dated at the arrival of their
+        // last bytes, so that the packager, whose stall check may have fired meanwhile, sees
+        // them on time and publishes them (README "SRT").
         self.ts.finish();
-        self.drain().await
+        self.drain(Some(last_data)).await?;
+        ended
     }
 
-    async fn drain(&mut self) -> anyhow::Result<()> {
+    /// Sends what the TS publish output to the stream; frames dated `arrived` when given
+    /// (else now).
+    async fn drain(&mut self, arrived: Option<WallClock>) -> anyhow::Result<()> {
         let ts = self.ts.stats();
         add(
             &self.stats.cc_errors,
@@ -422,7 +439,10 @@ impl Session {
                         p.discontinuity(tracks).await?;
                     }
                 }
-                Output::Frame(f) => p.frame(f).await?,
+                Output::Frame(f) => match arrived {
+                    Some(at) => p.frame_at(f, at).await?,
+                    None => p.frame(f).await?,
+                },
                 Output::Warning(w) => {
                     tracing::warn!(peer = %self.peer, stream = %p.name(), "{w}");
                 }

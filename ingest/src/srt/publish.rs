@@ -124,6 +124,10 @@ pub struct TsPublish {
     queued: [VecDeque<Frame>; 2],
     /// Which tracks the stream was started with (video, audio).
     live: [bool; 2],
+    /// The DTS of the last frame queued, per track (video, audio).
+    last_dts: [Option<i64>; 2],
+    /// Which track's timestamps jumped while the other's have not yet (see `queue`).
+    jumped: [bool; 2],
     out: VecDeque<Output>,
 }
 
@@ -220,6 +224,21 @@ impl TsPublish {
     fn queue(&mut self, f: Frame) {
         let i = usize::from(f.track != VIDEO);
         if self.live[i] {
+            // A track whose timestamps jump (a new program whose clock starts over, an
+            // encoder restart) starts a new timeline: what is queued belongs to the old one
+            // and goes out first, in its order, rather than wait for frames of the other
+            // track that will never come. When the other track jumps in turn, what it finds
+            // queued is already of the new timeline: the interleaving just goes on.
+            let dts = f.dts.rescale(Timescale::MPEG);
+            if self.last_dts[i].is_some_and(|last| (dts - last).abs() > MAX_INTERLEAVE_WAIT_TICKS) {
+                if self.jumped[1 - i] {
+                    self.jumped = [false; 2];
+                } else {
+                    self.release(true);
+                    self.jumped[i] = true;
+                }
+            }
+            self.last_dts[i] = Some(dts);
             self.queued[i].push_back(f);
         }
     }

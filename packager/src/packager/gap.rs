@@ -1,7 +1,9 @@
 //! GAP parts and segments (rules 6 and 34): a hole in the input inside the timeline (a DTS
 //! step longer than the gap threshold) and a stalled publisher (no input for two part targets
 //! of wall-clock time, seen in [`Packager::handle_timeout`]) keep the playlist moving with
-//! parts that have no media.
+//! parts that have no media. A stall first holds the playlist with the timeline open (see
+//! [`HOLD_TARGET_DURATIONS`]): frames that continue it on time are packaged as if there had
+//! been no stall.
 
 use crate::key::ObjectKey;
 use crate::media::WallClock;
@@ -153,12 +155,14 @@ impl Packager {
         }
         let hold = HOLD_TARGET_DURATIONS * segment_len;
         if !stalled {
-            self.flush_timeline();
-            self.timeline.waiting_for_keyframe = true;
+            // The timeline stays open during the hold (nothing is closed at a guessed end):
+            // frames that continue it on time (an ingest that delivers its last frames late,
+            // as an SRT publisher's final frame comes only when its connection closes) go on
+            // in the same segment, see [`Packager::leave_open_hold`].
             self.gap.anchor_before_stall = self.timeline.pdt_anchor;
             self.gap.dropped_backlog_ms = None;
             self.gap.dropped_backlog_keyframes = 0;
-            self.gap.held_from = Some(self.timeline.end);
+            self.gap.held_from = Some(end);
             self.warn(format!(
                 "no input for {:.1} s: holding the playlist until the publisher resumes (GAP parts after {:.0} s)",
                 (media_now - end).secs(lead_scale),
@@ -167,6 +171,13 @@ impl Packager {
         }
         if self.gap.end.is_none() {
             if media_now - end <= hold {
+                self.publish();
+                return;
+            }
+            if self.hold_is_open() {
+                // The media held so far closes its part and segment, published on its own:
+                // the GAP parts (many at once after a clock step) start at the next call.
+                self.close_held_timeline();
                 self.publish();
                 return;
             }
@@ -204,6 +215,58 @@ impl Packager {
         }
         self.gap.end = Some(gap_end);
         self.publish();
+    }
+
+    /// Is the playlist held with its timeline still open (a stall seen, no GAP part yet,
+    /// nothing closed)?
+    pub(super) fn hold_is_open(&self) -> bool {
+        self.gap.held_from.is_some()
+            && self.gap.end.is_none()
+            && !self.timeline.waiting_for_keyframe
+    }
+
+    /// Closes the timeline held open at the end of its last frame: the stream resumes on a
+    /// keyframe (after GAP parts, or with its media timeline continued, see `run_frame`).
+    pub(super) fn close_held_timeline(&mut self) {
+        if !self.hold_is_open() {
+            return;
+        }
+        self.flush_timeline();
+        self.timeline.waiting_for_keyframe = true;
+        self.gap.held_from = Some(self.timeline.end);
+    }
+
+    /// Lead frame `dts` (output clock) arrived `lateness_ms` late during a hold whose timeline
+    /// is still open: it continues the timeline (the hold ends as if nothing had happened)
+    /// when it follows the last frame within the gap threshold and is not backlog (see
+    /// [`resume_on_keyframe`]); otherwise the timeline closes and the stream resumes on a
+    /// keyframe as after any stall. Nothing the publisher sent on time is dropped, and nothing
+    /// was published at a guessed frame duration that a late frame could contradict.
+    pub(super) fn leave_open_hold(
+        &mut self,
+        dts: Option<LeadTicks>,
+        lateness_ms: Option<i64>,
+        locked: Locked,
+    ) {
+        let follows = match (dts, &self.segmenter.lead_pending) {
+            (Some(at), Some(prev)) => {
+                let step = at - LeadTicks::of_lead_sample(prev.dts);
+                step.get() > 0 && step <= locked.gap_threshold
+            }
+            _ => false,
+        };
+        let threshold = BACKLOG_MS.max(locked.part_target.to_ns(self.lead_scale) / 1_000_000);
+        let usual = self.gap.usual_lateness_ms.unwrap_or(0);
+        let on_time = lateness_ms.is_some_and(|l| l - usual <= threshold);
+        if follows && on_time {
+            self.gap.held_from = None;
+            self.gap.anchor_before_stall = None;
+        } else {
+            // The media held so far closes its part and segment, published on its own before
+            // the GAP parts (which may be many at once after a clock step).
+            self.close_held_timeline();
+            self.publish();
+        }
     }
 
     /// Warns once (until the next frame) that `handle_timeout`'s clock cannot be used.

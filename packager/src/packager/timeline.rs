@@ -249,6 +249,14 @@ impl Packager {
             None => return,
         };
         let is_lead = ti == self.lead;
+        if is_lead && self.hold_is_open() {
+            let at = self.tracks[ti]
+                .cts_shift_ns
+                .and_then(|shift| self.to_out(ti, dts_ns, shift))
+                .map(LeadTicks::of_lead_sample);
+            let lateness = self.backlog_lateness(ti, dts_ns, now);
+            self.leave_open_hold(at, lateness, locked);
+        }
         if self.timeline.waiting_for_keyframe {
             if !(is_lead && frame.keyframe) {
                 self.timeline.dropped_before_keyframe += 1;
