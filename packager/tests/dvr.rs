@@ -217,3 +217,48 @@ fn long_window(addressing: Addressing) {
     validate(&files);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The settled segments' lines are rendered once and shared between snapshots; every view
+/// must read exactly as when each segment is rendered anew (the settled text cleared), across
+/// a discontinuity with a new init segment entering and leaving the window, and a failed
+/// spill cutting the window short.
+#[test]
+fn the_settled_text_renders_what_every_segment_renders() {
+    for addressing in [Addressing::Files, Addressing::ByteRange] {
+        let mut pub_ = Publisher::new(30.0, 30);
+        let config = PackagerConfig {
+            addressing,
+            ..cfg()
+        };
+        let mut h = Harness::new(config, pub_.tracks());
+        h.feed(&mut pub_, 77 * 20);
+        let w = WallClock(pub_.wall0 + 21_000);
+        h.p.handle_discontinuity(Some(pub_.tracks()), w).unwrap();
+        h.drain();
+        let mut again = Publisher::new(30.0, 30);
+        again.wall0 = pub_.wall0 + 22_000;
+        h.feed(&mut again, 77 * 45);
+        let msn = h.last().renditions[0].segments[3].msn;
+        h.p.drop_dvr_through(msn);
+        h.drain();
+        h.feed(&mut again, 77 * 5);
+        let mut used = 0;
+        for snap in &h.snapshots {
+            for r in &snap.renditions {
+                let mut anew = r.clone();
+                anew.settled = Default::default();
+                for skip in [SkipMode::Full, SkipMode::Yes, SkipMode::V2] {
+                    assert_eq!(
+                        render_media(snap, r, skip),
+                        render_media(snap, &anew, skip),
+                        "{} version {} {skip:?}",
+                        r.name,
+                        snap.version
+                    );
+                }
+                used += usize::from(r.settled.covers(&r.segments) > 10);
+            }
+        }
+        assert!(used > 100, "the settled text was used in {used} views");
+    }
+}
