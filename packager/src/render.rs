@@ -482,6 +482,38 @@ impl SettledText {
         }
     }
 
+    /// Brings this text in line with `segments` (a window that slid and grew since, or one
+    /// renamed): drops the segments that left its front and renders the newly settled ones
+    /// (those whose parts are no longer listed, oldest first). Text that does not match them
+    /// is started again.
+    pub fn sync(&mut self, segments: &[SegmentEntry]) {
+        let Some(front) = segments.first() else {
+            *self = SettledText::default();
+            return;
+        };
+        while self.len > 0 {
+            let (c, j) = self.at(0);
+            let msn = c.segments[j].0;
+            if msn >= front.msn {
+                break;
+            }
+            self.pop_front(msn);
+        }
+        if self.len > 0 && self.covers(segments) == 0 {
+            *self = SettledText::default();
+        }
+        while let Some(s) = segments.get(self.len) {
+            if s.parts_listed {
+                break;
+            }
+            let prev = self
+                .len
+                .checked_sub(1)
+                .map(|p| segments[p].map_uri.as_str());
+            self.push(s, prev);
+        }
+    }
+
     /// Appends the text of held segments `i..`, the first from its PROGRAM-DATE-TIME line.
     fn write_from(&self, out: &mut String, i: usize) {
         let g = self.skip + i;

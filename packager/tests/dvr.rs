@@ -242,8 +242,25 @@ fn the_settled_text_renders_what_every_segment_renders() {
         h.p.drop_dvr_through(msn);
         h.drain();
         h.feed(&mut again, 77 * 5);
-        let mut used = 0;
+        let (mut used, mut renamed_used) = (0, 0);
+        // A ladder rung's rendition is renamed in every snapshot; its text is kept in step
+        // with the renamed segments from one snapshot to the next.
+        let mut renamed_text = llhls_packager::render::SettledText::default();
         for snap in &h.snapshots {
+            let mut renamed = llhls_packager::ladder::rename_rendition(&snap.renditions[0], "rung");
+            renamed_text.sync(&renamed.segments);
+            renamed.settled = renamed_text.clone();
+            let mut anew = renamed.clone();
+            anew.settled = Default::default();
+            for skip in [SkipMode::Full, SkipMode::Yes, SkipMode::V2] {
+                assert_eq!(
+                    render_media(snap, &renamed, skip),
+                    render_media(snap, &anew, skip),
+                    "renamed, version {} {skip:?}",
+                    snap.version
+                );
+            }
+            renamed_used += usize::from(renamed.settled.covers(&renamed.segments) > 10);
             for r in &snap.renditions {
                 let mut anew = r.clone();
                 anew.settled = Default::default();
@@ -260,5 +277,6 @@ fn the_settled_text_renders_what_every_segment_renders() {
             }
         }
         assert!(used > 100, "the settled text was used in {used} views");
+        assert!(renamed_used > 50, "renamed: used in {renamed_used}");
     }
 }
