@@ -1,7 +1,9 @@
 #!/bin/bash
 # What the DVR window's disk side costs (README "DVR", issue 14); release build (run
 # `cargo build --release` first), h2load (nghttp2-client) and nginx; ports 18941-18943.
-#   benches/dvr-cost.sh [seconds per h2load round, default 10]
+#   benches/dvr-cost.sh [seconds per h2load round, default 10] [only-disk]
+# `only-disk` runs part 1 alone; LLHLS_BIN=path runs another build of llhls (to compare two in
+# turn, each beside nginx).
 # 1. Requests/s for one DVR segment served from disk: llhls (`--dvr-window-secs 600`, the 720p
 #    demo loop, a segment that left the live window) beside nginx serving a copy of the same
 #    file, in the same run, h2load over HTTP/1.1 with 64 connections, alternating three times.
@@ -10,7 +12,7 @@
 set -e
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-bin=target/release/llhls
+bin=${LLHLS_BIN:-target/release/llhls}
 tck=$(getconf CLK_TCK)
 work=$(mktemp -d)
 trap 'kill $pid $ngpid 2>/dev/null || true; rm -rf $work' EXIT
@@ -56,6 +58,7 @@ for round in 1 2 3; do
 done
 kill $ngpid; wait $ngpid 2>/dev/null || true
 kill $pid; wait $pid 2>/dev/null || true
+[ "$2" = only-disk ] && exit 0
 
 # 2. The spill's CPU cost.
 for dvr in 0 600 0 600; do

@@ -923,6 +923,7 @@ fn a_recording_exports_as_one_mp4_file_per_rendition() {
         r.body == expected,
         "the init section and every segment, in order"
     );
+    check_export_ranges(&s, &format!("{base}export.mp4"), &r.body);
     let (errors, frames) = ffmpeg_decode(&r.body);
     assert!(errors.trim().is_empty(), "ffmpeg: {errors}");
     assert!(
@@ -955,6 +956,7 @@ fn a_recording_exports_as_one_mp4_file_per_rendition() {
     let r = s.get(&format!("{base}export.mp4?{q}"));
     assert_eq!(r.status, 200, "{}", r.text());
     std::fs::write(&file, &r.body).unwrap();
+    check_export_ranges(&s, &format!("{base}export.mp4?{q}"), &r.body);
     let dec = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(&file)
@@ -990,6 +992,29 @@ fn a_recording_exports_as_one_mp4_file_per_rendition() {
         assert!(r.text().contains("rendition"), "{q}: {}", r.text());
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Byte ranges of an export (a download resumed, a player probing the end) are the same
+/// bytes as the whole file's, with 206 and Content-Range; a range past the end is 416.
+fn check_export_ranges(s: &Server, path: &str, whole: &[u8]) {
+    let n = whole.len();
+    for (range, from, to) in [
+        (format!("bytes={}-", n / 2), n / 2, n),
+        (format!("bytes=100-{}", n / 3), 100, n / 3 + 1),
+        ("bytes=-1000".to_string(), n - 1000, n),
+        (format!("bytes={}-{}", n - 10, n + 50), n - 10, n),
+    ] {
+        let r = http_get(s.http, path, &[("range", &range)]);
+        assert_eq!(r.status, 206, "{path} {range}: {}", r.text());
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes {from}-{}/{n}", to - 1).as_str()),
+            "{path} {range}"
+        );
+        assert!(r.body == whole[from..to], "{path} {range}: other bytes");
+    }
+    let r = http_get(s.http, path, &[("range", &format!("bytes={n}-"))]);
+    assert_eq!(r.status, 416, "{path}");
 }
 
 #[test]

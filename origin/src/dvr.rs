@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use llhls_packager::ObjectKey;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 use crate::live::{Object, Stream};
@@ -43,16 +42,25 @@ pub struct DiskFile {
 }
 
 impl DiskFile {
-    /// Reads `len` bytes at `offset` without blocking the runtime. An error (the file was
-    /// deleted meanwhile, an I/O error) is answered 404 by the caller.
+    /// Reads `len` bytes at `offset` without blocking the runtime: one trip to the blocking
+    /// pool that opens, seeks and reads (through `tokio::fs` each of those was a trip of its
+    /// own, and the read went through an intermediate buffer). An error (the file was deleted
+    /// meanwhile, an I/O error) is answered 404 by the caller.
     pub async fn read(&self, offset: u64, len: u64) -> std::io::Result<Bytes> {
-        let mut f = tokio::fs::File::open(&self.path).await?;
-        if offset > 0 {
-            f.seek(SeekFrom::Start(offset)).await?;
-        }
-        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
-        f.read_exact(&mut buf).await?;
-        Ok(Bytes::from(buf))
+        let path = self.path.clone();
+        let len = usize::try_from(len).map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek};
+            let mut f = std::fs::File::open(&path)?;
+            if offset > 0 {
+                f.seek(SeekFrom::Start(offset))?;
+            }
+            let mut buf = vec![0u8; len];
+            f.read_exact(&mut buf)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 }
 

@@ -76,7 +76,7 @@ pub(crate) fn playlist_reply(
     ];
     let body = if gzip {
         headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
-        v.gzip.clone()
+        v.gzip()
     } else {
         v.plain.clone()
     };

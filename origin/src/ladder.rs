@@ -126,6 +126,9 @@ struct Rung {
     /// Source video frames replayed.
     replayed: u64,
     withdrawn: bool,
+    /// The settled lines of its renamed rendition, kept from one snapshot to the next (the
+    /// rung packager's own text names its segments under the packager's name).
+    settled: llhls_packager::render::SettledText,
 }
 
 /// The ladder side of a stream task. See the module docs.
@@ -190,6 +193,7 @@ impl Ladder {
                 replayed_at: None,
                 replayed: 0,
                 withdrawn: false,
+                settled: Default::default(),
             });
         }
         Ok(Ladder {
@@ -570,7 +574,7 @@ impl Ladder {
             .find(|v| v.kind == RenditionKind::Video);
         let mut rungs = Vec::new();
         for i in 0..self.rungs.len() {
-            let r = &self.rungs[i];
+            let r = &mut self.rungs[i];
             if r.withdrawn || !r.packager.is_live() {
                 continue;
             }
@@ -584,7 +588,9 @@ impl Ladder {
             else {
                 continue;
             };
-            let renamed = rename_rendition(mine, &r.info.name);
+            let mut renamed = rename_rendition(mine, &r.info.name);
+            r.settled.sync(&renamed.segments);
+            renamed.settled = r.settled.clone();
             let misaligned = if snap.timing != source.timing {
                 Some("its TARGETDURATION or PART-TARGET differs from the source's".to_string())
             } else {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,38 +27,55 @@ use crate::record::Recorder;
 use crate::rope::Rope;
 use crate::stats::{new_gap_parts, StreamStats};
 
-/// A playlist rendered once, plain and gzip'd.
-#[derive(Debug, Clone)]
+/// A playlist rendered once; gzip'd once, when a client first asks for it.
+#[derive(Debug)]
 pub struct Rendered {
     /// Identity encoding.
     pub plain: Bytes,
-    /// gzip encoding.
-    pub gzip: Bytes,
+    gzip: OnceLock<Bytes>,
 }
 
 impl Rendered {
     fn new(text: String) -> Self {
-        let mut enc = GzEncoder::new(Vec::with_capacity(text.len() / 3), Compression::fast());
-        // Writing into a Vec cannot fail.
-        let _ = enc.write_all(text.as_bytes());
-        let gzip = enc.finish().unwrap_or_default();
         Rendered {
             plain: Bytes::from(text),
-            gzip: Bytes::from(gzip),
+            gzip: OnceLock::new(),
         }
+    }
+
+    /// The gzip encoding (flate2, fast level), compressed on the first call.
+    pub fn gzip(&self) -> Bytes {
+        self.gzip
+            .get_or_init(|| {
+                let mut enc = GzEncoder::new(
+                    Vec::with_capacity(self.plain.len() / 3),
+                    Compression::fast(),
+                );
+                // Writing into a Vec cannot fail.
+                let _ = enc.write_all(&self.plain);
+                Bytes::from(enc.finish().unwrap_or_default())
+            })
+            .clone()
     }
 }
 
-/// One published state of a stream: the snapshot and every rendered view of it.
+/// One published state of a stream: the snapshot and its rendered views.
+///
+/// A media playlist view is rendered when a client first asks for it, then kept for every
+/// later request of the same state: a change nobody reads costs no rendering, and with a long
+/// DVR window (hours) the stream task does not render and compress the whole window's
+/// playlist five times a second.
 #[derive(Debug)]
 pub struct Published {
     /// The playlist state.
     pub snapshot: StreamSnapshot,
     /// The multivariant playlist.
     pub multivariant: Rendered,
-    /// Per rendition (in snapshot order): its name and its full, `_HLS_skip=YES` and `v2`
-    /// views (the delta views only while delta updates apply).
-    pub views: Vec<(String, [Option<Rendered>; 3])>,
+    /// Per rendition (in snapshot order): its full, `_HLS_skip=YES` and `v2` views, each
+    /// rendered on first use.
+    views: Vec<[OnceLock<Rendered>; 3]>,
+    /// Delta updates apply (the `_HLS_skip` views differ from the full one).
+    deltas: bool,
     /// When the stream task published it (for wake-latency metrics).
     pub at: Instant,
     /// The same instant as Unix microseconds, sent as `llhls-published-us` on playlist
@@ -85,15 +102,7 @@ impl Published {
         let views = snapshot
             .renditions
             .iter()
-            .map(|r| {
-                let view = |skip| Some(Rendered::new(render_media(&snapshot, r, skip)));
-                let (yes, v2) = if deltas {
-                    (view(SkipMode::Yes), view(SkipMode::V2))
-                } else {
-                    (None, None)
-                };
-                (r.name.clone(), [view(SkipMode::Full), yes, v2])
-            })
+            .map(|_| Default::default())
             .collect();
         let td = u64::from(snapshot.timing.target_duration);
         let cache = |secs: u64| {
@@ -106,6 +115,7 @@ impl Published {
             snapshot,
             multivariant,
             views,
+            deltas,
             at: Instant::now(),
             published_us: HeaderValue::from(
                 std::time::SystemTime::now()
@@ -116,15 +126,23 @@ impl Published {
         }
     }
 
-    /// The rendered view, falling back to the full playlist.
+    /// The rendered view (the full playlist when delta updates do not apply), rendered on
+    /// first use.
     pub fn view(&self, rendition: &str, skip: SkipMode) -> Option<&Rendered> {
-        let (_, views) = self.views.iter().find(|(name, _)| name == rendition)?;
-        let i = match skip {
+        let i = self
+            .snapshot
+            .renditions
+            .iter()
+            .position(|r| r.name == rendition)?;
+        let r = &self.snapshot.renditions[i];
+        let skip = if self.deltas { skip } else { SkipMode::Full };
+        let slot = match skip {
             SkipMode::Full => 0,
             SkipMode::Yes => 1,
             SkipMode::V2 => 2,
         };
-        views[i].as_ref().or(views[0].as_ref())
+        let views = self.views.get(i)?;
+        Some(views[slot].get_or_init(|| Rendered::new(render_media(&self.snapshot, r, skip))))
     }
 }
 

@@ -1501,9 +1501,18 @@ pub(crate) async fn serve(
                 .await
                 .unwrap_or_else(|e| e.reply(class))
         }
-        RecordingFile::Export => export(name, id, &dir, &info, query)
-            .await
-            .unwrap_or_else(|e| e.reply(class)),
+        RecordingFile::Export => {
+            let range = match &range {
+                None => None,
+                Some(v) => match crate::range::parse(v.as_bytes()) {
+                    Ok(r) => r,
+                    Err(e) => return Error::from(e).reply(class),
+                },
+            };
+            export(name, id, &dir, &info, query, range)
+                .await
+                .unwrap_or_else(|e| e.reply(class))
+        }
     }
 }
 
@@ -1593,13 +1602,16 @@ fn outside(c: &Clip, info: &RecordingInfo) -> Option<String> {
 
 /// `export.mp4?rendition=R&start=&end=`: the init section and the segments of one rendition
 /// (the first variant's unless named), in the clip if one is given, as one fragmented MP4 file,
-/// streamed from disk (nothing is assembled in memory).
+/// streamed from disk (nothing is assembled in memory). A byte range of it (a download
+/// resumed) reads only the files it overlaps, and the first media segment for the decode
+/// times the file starts from.
 async fn export(
     name: &str,
     id: &str,
     dir: &Path,
     info: &RecordingInfo,
     query: &str,
+    range: Option<crate::range::ByteRange>,
 ) -> Result<crate::headers::Reply, crate::error::Error> {
     use crate::error::Error;
     let bad = |why: String| Error::BadQuery(why);
@@ -1659,8 +1671,13 @@ async fn export(
             .map_err(|_| Error::NoSuchObject)?
             .len();
         total += len;
-        files.push(path);
+        files.push((path, len));
     }
+    // Rebasing decode times rewrites them in place: the file is the files' bytes end to end.
+    let (first, last) = match range {
+        Some(r) => crate::range::resolve(r, total)?,
+        None => (0, total.saturating_sub(1)),
+    };
     let (from, to) = match (r.lines.first(), r.lines.last()) {
         (Some(f), Some(l)) => (
             compact(f.pdt),
@@ -1674,7 +1691,21 @@ async fn export(
     tokio::spawn(async move {
         // Each track's first decode time: the file's timeline starts at zero.
         let mut bases = HashMap::new();
-        for (i, path) in files.into_iter().enumerate() {
+        // The init section's tracks: the files before the range are read until each has its
+        // first decode time.
+        let mut tracks = 0usize;
+        let mut offset = 0u64;
+        for (i, (path, len)) in files.into_iter().enumerate() {
+            let at = offset;
+            offset += len;
+            if at > last {
+                break;
+            }
+            // A file before the range is not read once every track has the decode time the
+            // file's timeline starts from (the first media segment gives them).
+            if offset <= first && i > 0 && bases.len() >= tracks {
+                continue;
+            }
             // One file at a time (an init section, then one segment): never the whole export.
             let bytes = match tokio::fs::read(&path).await {
                 Ok(b) => b,
@@ -1687,8 +1718,26 @@ async fn export(
             let mut bytes = bytes;
             if i > 0 {
                 rebase_decode_times(&mut bytes, &mut bases);
+            } else {
+                tracks = boxes(&bytes)
+                    .iter()
+                    .filter(|b| &b.0 == b"moov")
+                    .map(|&(_, _, body, end)| {
+                        boxes(&bytes[body..end])
+                            .iter()
+                            .filter(|t| &t.0 == b"trak")
+                            .count()
+                    })
+                    .sum();
             }
+            if offset <= first {
+                continue;
+            }
+            // The part of this file in the range (`at <= last`, `offset > first`).
+            let from = usize::try_from(first.saturating_sub(at)).unwrap_or(usize::MAX);
+            let to = usize::try_from((last + 1 - at).min(len)).unwrap_or(usize::MAX);
             let bytes = Bytes::from(bytes);
+            let bytes = bytes.slice(from.min(bytes.len())..to.min(bytes.len()));
             for at in (0..bytes.len()).step_by(256 << 10) {
                 let chunk = bytes.slice(at..bytes.len().min(at + (256 << 10)));
                 if tx.send(chunk).await.is_err() {
@@ -1705,7 +1754,7 @@ async fn export(
     };
     let disposition = http::HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
         .unwrap_or(http::HeaderValue::from_static("attachment"));
-    Ok(crate::headers::Reply {
+    let reply = crate::headers::Reply {
         status: http::StatusCode::OK,
         class: crate::metrics::Class::Other,
         headers: vec![
@@ -1718,9 +1767,21 @@ async fn export(
                 http::HeaderValue::from_static(cc),
             ),
             (http::header::CONTENT_DISPOSITION, disposition),
+            (
+                http::header::ACCEPT_RANGES,
+                http::HeaderValue::from_static("bytes"),
+            ),
         ],
-        len: Some(total),
+        len: Some(if range.is_some() {
+            last + 1 - first
+        } else {
+            total
+        }),
         body: crate::body::Body::Stream(rx),
+    };
+    Ok(match range {
+        Some(_) => crate::range::partial(reply, format!("bytes {first}-{last}/{total}")),
+        None => reply,
     })
 }
 

@@ -198,6 +198,7 @@ mod tests {
                 resolution: None,
                 frame_rate: None,
                 channels: None,
+                settled: Default::default(),
                 part_target: 0.2,
                 media_sequence: 10,
                 discontinuity_sequence: 0,

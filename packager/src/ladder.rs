@@ -38,6 +38,8 @@ pub fn rename_rendition(r: &RenditionSnapshot, name: &str) -> RenditionSnapshot 
     let from = r.name.as_str();
     let mut out = r.clone();
     out.name = name.to_string();
+    // The settled text names the old URIs: the renamed rendition renders every segment.
+    out.settled = Default::default();
     for s in &mut out.segments {
         s.uri = rename_uri(&s.uri, from, name);
         s.map_uri = rename_uri(&s.map_uri, from, name);

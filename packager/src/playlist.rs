@@ -2,6 +2,7 @@
 //! origin's blocking logic read. The packager builds a new snapshot after every change.
 
 use crate::media::WallClock;
+use crate::render::SettledText;
 
 /// One EXT-X-PART.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +112,11 @@ pub struct RenditionSnapshot {
     pub open: Option<OpenSegment>,
     /// The next part's hint (absent after the end).
     pub preload_hint: Option<PreloadHint>,
+    /// The lines of the leading segments whose parts are no longer listed, rendered once by
+    /// the packager and shared between its snapshots (see [`SettledText`]). Empty is always
+    /// correct (the renderer then renders every segment); a snapshot whose segments are
+    /// changed after the packager made it must clear it.
+    pub settled: SettledText,
 }
 
 impl RenditionSnapshot {

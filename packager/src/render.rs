@@ -5,8 +5,9 @@
 //! EXTINF, the open parent's parts, the preload hint, then rendition reports.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
-use crate::playlist::{RenditionKind, RenditionSnapshot, StreamSnapshot};
+use crate::playlist::{RenditionKind, RenditionSnapshot, SegmentEntry, StreamSnapshot};
 
 /// Which view of a media playlist to render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,7 +180,7 @@ pub fn render_media(
     } else {
         skip
     };
-    let mut out = String::with_capacity(4096);
+    let mut out = String::with_capacity(4096 + rendition.settled.text_len());
     let version = match skip {
         SkipMode::Full => 6,
         SkipMode::Yes => 9,
@@ -224,28 +225,20 @@ pub fn render_media(
     }
 
     let mut map: Option<&str> = None;
-    for s in rendition.segments.iter().skip(skipped) {
-        if s.discontinuity {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-        }
-        if map != Some(s.map_uri.as_str()) {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", s.map_uri);
-            map = Some(&s.map_uri);
-        }
-        let _ = writeln!(
-            out,
-            "#EXT-X-PROGRAM-DATE-TIME:{}",
-            s.program_date_time.to_rfc3339()
-        );
-        if s.parts_listed {
-            for p in &s.parts {
-                write_part(&mut out, p);
-            }
-        }
-        if s.gap {
-            out.push_str("#EXT-X-GAP\n");
-        }
-        let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_secs(s.duration), s.uri);
+    let mut next = skipped;
+    // The segments whose lines can no longer change were rendered once, as they settled: the
+    // first one listed gets its own DISCONTINUITY and MAP lines (it has no predecessor here),
+    // the rest is copied.
+    let settled = rendition.settled.covers(&rendition.segments);
+    if skipped < settled {
+        let first = &rendition.segments[skipped];
+        write_head(&mut out, first, &mut map);
+        rendition.settled.write_from(&mut out, skipped);
+        map = Some(&rendition.segments[settled - 1].map_uri);
+        next = settled;
+    }
+    for s in rendition.segments.iter().skip(next) {
+        write_segment(&mut out, s, &mut map);
     }
     if let Some(open) = &rendition.open {
         if !open.parts.is_empty() {
@@ -321,6 +314,219 @@ pub fn render_vod(rendition: &RenditionSnapshot, target_duration: u32) -> String
     }
     out.push_str("#EXT-X-ENDLIST\n");
     out
+}
+
+/// A segment's DISCONTINUITY line and, when its init segment differs from the previous one
+/// listed (`map`), its MAP line.
+fn write_head<'a>(out: &mut String, s: &'a SegmentEntry, map: &mut Option<&'a str>) {
+    if s.discontinuity {
+        out.push_str("#EXT-X-DISCONTINUITY\n");
+    }
+    if *map != Some(s.map_uri.as_str()) {
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", s.map_uri);
+        *map = Some(&s.map_uri);
+    }
+}
+
+/// A segment's lines from its PROGRAM-DATE-TIME on: its listed parts, GAP, EXTINF and URI.
+fn write_body(out: &mut String, s: &SegmentEntry) {
+    let _ = writeln!(
+        out,
+        "#EXT-X-PROGRAM-DATE-TIME:{}",
+        s.program_date_time.to_rfc3339()
+    );
+    if s.parts_listed {
+        for p in &s.parts {
+            write_part(out, p);
+        }
+    }
+    if s.gap {
+        out.push_str("#EXT-X-GAP\n");
+    }
+    let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_secs(s.duration), s.uri);
+}
+
+/// All of a complete segment's lines in a live media playlist.
+fn write_segment<'a>(out: &mut String, s: &'a SegmentEntry, map: &mut Option<&'a str>) {
+    write_head(out, s, map);
+    write_body(out, s);
+}
+
+/// Segments in one chunk of [`SettledText`].
+const CHUNK: usize = 64;
+
+/// Up to [`CHUNK`] settled segments' text.
+#[derive(Debug, Clone, Default)]
+struct Chunk {
+    text: String,
+    /// Per segment: its MSN, where its lines start in `text`, and where its
+    /// PROGRAM-DATE-TIME line starts.
+    segments: Vec<(u64, u32, u32)>,
+}
+
+/// The media playlist lines of a rendition's settled segments, rendered once.
+///
+/// A segment settles when its parts stop being listed: from then on its lines never change
+/// (nothing else about a complete segment does). The packager renders them once, as each
+/// segment settles, and drops them as the segment leaves the window; snapshots share the text
+/// (chunks of [`CHUNK`] segments behind `Arc`s, only the last one still growing), so a
+/// snapshot costs no copy of a long window and a full playlist of one costs a copy of its
+/// text, not a render of every segment. [`render_media`] uses it only for the leading segments
+/// it matches (by MSN), and renders everything else as before: the output is the same either
+/// way.
+#[derive(Clone, Default)]
+pub struct SettledText {
+    chunks: Vec<Arc<Chunk>>,
+    /// Segments at the start of the first chunk that have left the window.
+    skip: usize,
+    /// Segments held.
+    len: usize,
+    /// Bytes of text held (of segments in the window).
+    bytes: usize,
+}
+
+impl std::fmt::Debug for SettledText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SettledText({} segments)", self.len)
+    }
+}
+
+/// A cache: it never makes two snapshots differ.
+impl PartialEq for SettledText {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl SettledText {
+    /// Settled segments held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no segment is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of playlist text held.
+    pub fn text_len(&self) -> usize {
+        self.bytes
+    }
+
+    /// The (chunk, index in it) of the `i`th segment held.
+    fn at(&self, i: usize) -> (&Chunk, usize) {
+        let g = self.skip + i;
+        (&self.chunks[g / CHUNK], g % CHUNK)
+    }
+
+    /// How many leading segments of `segments` this text holds: all it holds when they are
+    /// the same segments (first and last MSN), else none.
+    pub fn covers(&self, segments: &[SegmentEntry]) -> usize {
+        if self.len == 0 || segments.len() < self.len {
+            return 0;
+        }
+        let msn = |i: usize| {
+            let (c, j) = self.at(i);
+            c.segments[j].0
+        };
+        if msn(0) == segments[0].msn && msn(self.len - 1) == segments[self.len - 1].msn {
+            self.len
+        } else {
+            0
+        }
+    }
+
+    /// Appends segment `s`, whose predecessor in the window (if any) refers to `prev_map`.
+    pub fn push(&mut self, s: &SegmentEntry, prev_map: Option<&str>) {
+        if self.chunks.last().is_none_or(|c| c.segments.len() == CHUNK) {
+            self.chunks.push(Arc::new(Chunk::default()));
+        }
+        // Copies the growing chunk (at most CHUNK segments) only when a snapshot holds it.
+        let Some(chunk) = self.chunks.last_mut().map(Arc::make_mut) else {
+            return;
+        };
+        let start = chunk.text.len();
+        let mut map = prev_map;
+        write_head(&mut chunk.text, s, &mut map);
+        let body = chunk.text.len();
+        write_body(&mut chunk.text, s);
+        chunk.segments.push((s.msn, start as u32, body as u32));
+        self.bytes += chunk.text.len() - start;
+        self.len += 1;
+    }
+
+    /// Drops the oldest segment when it is `msn` (it left the window).
+    pub fn pop_front(&mut self, msn: u64) {
+        if self.len == 0 {
+            return;
+        }
+        let (c, j) = self.at(0);
+        if c.segments[j].0 != msn {
+            // Not what this text holds: it no longer matches the window.
+            *self = SettledText::default();
+            return;
+        }
+        let end = c
+            .segments
+            .get(j + 1)
+            .map_or(c.text.len(), |next| next.1 as usize);
+        self.bytes -= end - c.segments[j].1 as usize;
+        self.len -= 1;
+        self.skip += 1;
+        if self.len == 0 {
+            *self = SettledText::default();
+        } else if self.skip == CHUNK {
+            self.chunks.remove(0);
+            self.skip = 0;
+        }
+    }
+
+    /// Brings this text in line with `segments` (a window that slid and grew since, or one
+    /// renamed): drops the segments that left its front and renders the newly settled ones
+    /// (those whose parts are no longer listed, oldest first). Text that does not match them
+    /// is started again.
+    pub fn sync(&mut self, segments: &[SegmentEntry]) {
+        let Some(front) = segments.first() else {
+            *self = SettledText::default();
+            return;
+        };
+        while self.len > 0 {
+            let (c, j) = self.at(0);
+            let msn = c.segments[j].0;
+            if msn >= front.msn {
+                break;
+            }
+            self.pop_front(msn);
+        }
+        if self.len > 0 && self.covers(segments) == 0 {
+            *self = SettledText::default();
+        }
+        while let Some(s) = segments.get(self.len) {
+            if s.parts_listed {
+                break;
+            }
+            let prev = self
+                .len
+                .checked_sub(1)
+                .map(|p| segments[p].map_uri.as_str());
+            self.push(s, prev);
+        }
+    }
+
+    /// Appends the text of held segments `i..`, the first from its PROGRAM-DATE-TIME line.
+    fn write_from(&self, out: &mut String, i: usize) {
+        let g = self.skip + i;
+        let (first, j) = (g / CHUNK, g % CHUNK);
+        for (n, chunk) in self.chunks.iter().enumerate().skip(first) {
+            let from = if n == first {
+                chunk.segments[j].2 as usize
+            } else {
+                0
+            };
+            out.push_str(&chunk.text[from..]);
+        }
+    }
 }
 
 fn write_part(out: &mut String, p: &crate::playlist::PartEntry) {

@@ -217,3 +217,66 @@ fn long_window(addressing: Addressing) {
     validate(&files);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The settled segments' lines are rendered once and shared between snapshots; every view
+/// must read exactly as when each segment is rendered anew (the settled text cleared), across
+/// a discontinuity with a new init segment entering and leaving the window, and a failed
+/// spill cutting the window short.
+#[test]
+fn the_settled_text_renders_what_every_segment_renders() {
+    for addressing in [Addressing::Files, Addressing::ByteRange] {
+        let mut pub_ = Publisher::new(30.0, 30);
+        let config = PackagerConfig {
+            addressing,
+            ..cfg()
+        };
+        let mut h = Harness::new(config, pub_.tracks());
+        h.feed(&mut pub_, 77 * 20);
+        let w = WallClock(pub_.wall0 + 21_000);
+        h.p.handle_discontinuity(Some(pub_.tracks()), w).unwrap();
+        h.drain();
+        let mut again = Publisher::new(30.0, 30);
+        again.wall0 = pub_.wall0 + 22_000;
+        h.feed(&mut again, 77 * 45);
+        let msn = h.last().renditions[0].segments[3].msn;
+        h.p.drop_dvr_through(msn);
+        h.drain();
+        h.feed(&mut again, 77 * 5);
+        let (mut used, mut renamed_used) = (0, 0);
+        // A ladder rung's rendition is renamed in every snapshot; its text is kept in step
+        // with the renamed segments from one snapshot to the next.
+        let mut renamed_text = llhls_packager::render::SettledText::default();
+        for snap in &h.snapshots {
+            let mut renamed = llhls_packager::ladder::rename_rendition(&snap.renditions[0], "rung");
+            renamed_text.sync(&renamed.segments);
+            renamed.settled = renamed_text.clone();
+            let mut anew = renamed.clone();
+            anew.settled = Default::default();
+            for skip in [SkipMode::Full, SkipMode::Yes, SkipMode::V2] {
+                assert_eq!(
+                    render_media(snap, &renamed, skip),
+                    render_media(snap, &anew, skip),
+                    "renamed, version {} {skip:?}",
+                    snap.version
+                );
+            }
+            renamed_used += usize::from(renamed.settled.covers(&renamed.segments) > 10);
+            for r in &snap.renditions {
+                let mut anew = r.clone();
+                anew.settled = Default::default();
+                for skip in [SkipMode::Full, SkipMode::Yes, SkipMode::V2] {
+                    assert_eq!(
+                        render_media(snap, r, skip),
+                        render_media(snap, &anew, skip),
+                        "{} version {} {skip:?}",
+                        r.name,
+                        snap.version
+                    );
+                }
+                used += usize::from(r.settled.covers(&r.segments) > 10);
+            }
+        }
+        assert!(used > 100, "the settled text was used in {used} views");
+        assert!(renamed_used > 50, "renamed: used in {renamed_used}");
+    }
+}

@@ -68,6 +68,7 @@ impl Packager {
                     segments: r.segments.iter().cloned().collect(),
                     open,
                     preload_hint,
+                    settled: r.settled.clone(),
                 }
             })
             .collect();

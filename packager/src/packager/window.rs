@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use crate::key::ObjectKey;
 use crate::media::WallClock;
 use crate::playlist::{PartEntry, RenditionKind, SegmentEntry};
+use crate::render::SettledText;
 
 use super::fragment::part_key;
 use super::time::LeadTicks;
@@ -50,6 +51,9 @@ pub(super) struct Rendition {
     /// DVR: MSN of the oldest segment not yet announced as left the live window
     /// ([`Output::Spill`]).
     pub(super) spilled_until: u64,
+    /// The playlist lines of the leading segments whose parts are no longer listed, rendered
+    /// once (what snapshots share, so a long window is not rendered whole on every change).
+    pub(super) settled: SettledText,
 }
 
 impl Rendition {
@@ -67,6 +71,7 @@ impl Rendition {
             map_uri: String::new(),
             fragment_seq: 0,
             spilled_until: first_msn,
+            settled: SettledText::default(),
         }
     }
 
@@ -117,6 +122,7 @@ impl Rendition {
     fn pop_oldest(&mut self, addressing: Addressing) -> Option<Vec<ObjectKey>> {
         let old = self.segments.pop_front()?;
         self.segment_starts.pop_front();
+        self.settled.pop_front(old.msn);
         self.media_sequence += 1;
         if old.discontinuity {
             self.discontinuity_sequence += 1;
@@ -185,6 +191,16 @@ impl Rendition {
                 segment.parts_listed = false;
             }
             from_end += segment.duration;
+        }
+        // Those segments' lines never change again: each is rendered once, as it settles
+        // (unlisting goes oldest first, so the settled segments lead the window).
+        while let Some(s) = self.segments.get(self.settled.len()) {
+            if s.parts_listed {
+                break;
+            }
+            let i = self.settled.len();
+            let prev = i.checked_sub(1).map(|p| self.segments[p].map_uri.as_str());
+            self.settled.push(s, prev);
         }
     }
 }
