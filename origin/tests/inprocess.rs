@@ -32,7 +32,8 @@ impl Live {
     /// the real wall clock says it is, so the first time the runtime idles (the stream task's
     /// 100 ms input timeout, `Packager::handle_timeout` with the real clock) the packager sees
     /// a stall longer than its 6 s hold: it closes the open segment with the samples left and
-    /// publishes GAP parts (GAP segments, and an open one of GAP parts) up to the wall clock.
+    /// publishes it, then, at the next timeout, GAP parts (GAP segments, and an open one of GAP
+    /// parts) up to the wall clock.
     async fn stalling(addressing: Addressing) -> Live {
         let mut publisher = Publisher::new(30.0, 30);
         publisher.wall0 = real_ms() - 3_200 - 7_000;
@@ -459,7 +460,7 @@ async fn per_stream_metrics_and_the_stream_list_show_input_gaps_and_players() {
     let live = Live::stalling(Addressing::Files).await;
     // The publisher went quiet: the stall publishes GAP parts.
     live.idle(150).await;
-    let (_, gap_part) = live.gap_segment();
+    let (_, gap_part) = live.gap_segment().await;
     assert!(!gap_part.is_empty());
     // One player waits on a blocking reload.
     let (msn, _) = live.last_part();
@@ -656,8 +657,15 @@ impl Live {
         tokio::spawn(async move { call(&origin, req).await })
     }
 
-    /// The first GAP segment listed, and its first part.
-    fn gap_segment(&self) -> (String, String) {
+    /// The first GAP segment listed, and its first part, once the stall has published them
+    /// (the timeout after the one that closed the held media).
+    async fn gap_segment(&self) -> (String, String) {
+        for _ in 0..50 {
+            if self.snapshot().segments.iter().any(|s| s.gap) {
+                break;
+            }
+            self.idle(100).await;
+        }
         let r = self.snapshot();
         let g = r
             .segments
@@ -732,7 +740,7 @@ async fn files_mode_gap_unlisted_and_abandoned_parts_are_404() {
         "released by the stall, not the hold timeout"
     );
     // GAP segments and GAP parts: 404 at once.
-    let (gap_segment, gap_part) = live.gap_segment();
+    let (gap_segment, gap_part) = live.gap_segment().await;
     not_found_at_once(&live, &format!("/live/test/{gap_segment}"), None).await;
     not_found_at_once(&live, &format!("/live/test/{gap_part}"), None).await;
     let r = live.snapshot();
@@ -843,7 +851,7 @@ async fn byte_range_mode_gap_unlisted_and_abandoned_segments_are_404() {
     };
     assert_eq!(got, seg.slice(start as usize..), "up to the segment's end");
     // GAP segments, whole or ranged, and GAP part URIs: 404 at once.
-    let (gap_segment, gap_part) = live.gap_segment();
+    let (gap_segment, gap_part) = live.gap_segment().await;
     let gap_segment = format!("/live/test/{gap_segment}");
     not_found_at_once(&live, &gap_segment, None).await;
     not_found_at_once(&live, &gap_segment, Some("bytes=0-99")).await;
@@ -1006,6 +1014,6 @@ async fn young_and_stalled_streams_pass_the_playlist_checker() {
     check_served(&mut live, &served_dir("young-stream")).await;
     let mut live = Live::stalling(Addressing::Files).await;
     live.idle(150).await;
-    live.gap_segment();
+    live.gap_segment().await;
     check_served(&mut live, &served_dir("young-stream-stalled")).await;
 }
