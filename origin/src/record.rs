@@ -888,7 +888,12 @@ impl Rendition {
         if l.gap {
             out.push_str("#EXT-X-GAP\n");
         }
-        let _ = writeln!(out, "#EXTINF:{:.5},\n{}", l.duration, l.uri);
+        let _ = writeln!(
+            out,
+            "#EXTINF:{},\n{}",
+            llhls_packager::render::fmt_duration(l.duration),
+            l.uri
+        );
     }
 }
 

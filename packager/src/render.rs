@@ -27,6 +27,18 @@ fn fmt_secs(s: f64) -> String {
     format!("{:.*}", PRECISION as usize, s)
 }
 
+/// An EXTINF or part DURATION as written: rounded down at the precision. Players add these up
+/// to place each segment, and rounded to nearest the sum can pass the media's real end (three
+/// 1.002667 s and two 2.005333 s AAC segments written 1.00267 and 2.00533 add up to 3.3 us past
+/// it): hls.js, looking for the fragment at its buffer's end with no tolerance, then found none
+/// and stalled there. Rounded down, the sum stays at or before the media.
+pub fn fmt_duration(s: f64) -> String {
+    let scale = 10f64.powi(PRECISION);
+    // The small addend keeps a sum of parts that is a float's breath under a whole value
+    // (1.9999999999999998) at that value.
+    fmt_secs(((s * scale) + 1e-6).floor() / scale)
+}
+
 /// Rounds `s` up at the DURATION precision (rule 3 REC), so no DURATION printed from a value
 /// `<= s` can exceed it.
 pub fn round_up_precision(s: f64) -> f64 {
@@ -310,7 +322,7 @@ pub fn render_vod(rendition: &RenditionSnapshot, target_duration: u32) -> String
         if s.gap {
             out.push_str("#EXT-X-GAP\n");
         }
-        let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_secs(s.duration), s.uri);
+        let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_duration(s.duration), s.uri);
     }
     out.push_str("#EXT-X-ENDLIST\n");
     out
@@ -343,7 +355,7 @@ fn write_body(out: &mut String, s: &SegmentEntry) {
     if s.gap {
         out.push_str("#EXT-X-GAP\n");
     }
-    let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_secs(s.duration), s.uri);
+    let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_duration(s.duration), s.uri);
 }
 
 /// All of a complete segment's lines in a live media playlist.
@@ -533,7 +545,7 @@ fn write_part(out: &mut String, p: &crate::playlist::PartEntry) {
     let _ = write!(
         out,
         "#EXT-X-PART:DURATION={},URI=\"{}\"",
-        fmt_secs(p.duration),
+        fmt_duration(p.duration),
         p.uri
     );
     if p.independent {
@@ -557,6 +569,20 @@ mod tests {
         assert_eq!(round_up_precision(0.2), 0.2);
         assert_eq!(round_up_precision(0.333333), 0.33334);
         assert_eq!(fmt_secs(round_up_precision(0.2083333)), "0.20834");
+        assert_eq!(fmt_duration(1.0 + 1.0 / 375.0), "1.00266");
+        assert_eq!(fmt_duration(0.2), "0.20000");
+        assert_eq!(fmt_duration(0.1 + 0.2 + 0.3 + 0.4 + 0.5 + 0.5), "2.00000");
+        assert_eq!(fmt_duration(1.9999999999999998), "2.00000");
+        // Written durations never add up past the media they describe.
+        let aac = [1.0 + 1.0 / 375.0; 3]
+            .into_iter()
+            .chain([2.0 + 2.0 / 375.0; 2])
+            .collect::<Vec<_>>();
+        let written: f64 = aac
+            .iter()
+            .map(|d| fmt_duration(*d).parse::<f64>().unwrap())
+            .sum();
+        assert!(written <= aac.iter().sum::<f64>(), "{written}");
         assert_eq!(trim_secs(0.6), "0.6");
         assert_eq!(trim_secs(12.0), "12.0");
     }
