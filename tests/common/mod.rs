@@ -36,14 +36,37 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server on free ports. A port found free can be taken by a test running beside this
+    /// one before the server binds it: the server then exits saying so, and it is started
+    /// again on other ports (up to three times).
     pub fn start(extra: &[&str]) -> Server {
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        Server::start_at(http, rtmp, free_udp_port(), extra)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            match Server::launch(http, rtmp, free_udp_port(), extra) {
+                Ok(s) => return s,
+                Err(log) if attempt < 3 && log.contains("already in use") => continue,
+                Err(log) => panic!("/healthz not available; server log:\n{log}"),
+            }
+        }
     }
 
     /// [`Server::start`] on given ports (a restart on the ports of a server that died).
     pub fn start_at(http: SocketAddr, rtmp: SocketAddr, whip_port: u16, extra: &[&str]) -> Server {
+        Server::launch(http, rtmp, whip_port, extra)
+            .unwrap_or_else(|log| panic!("/healthz not available; server log:\n{log}"))
+    }
+
+    /// Starts the server and waits until it answers `/healthz` (20 s at most); the server's
+    /// log if it exited or never answered.
+    fn launch(
+        http: SocketAddr,
+        rtmp: SocketAddr,
+        whip_port: u16,
+        extra: &[&str],
+    ) -> Result<Server, String> {
         let log = std::env::temp_dir().join(format!(
             "llhls-test-{}-{}-{}.log",
             std::process::id(),
@@ -76,15 +99,24 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("llhls binary starts");
-        let s = Server {
+        let mut s = Server {
             child,
             http,
             rtmp,
             whip_port,
             log,
         };
-        s.wait_for("/healthz", Duration::from_secs(20));
-        s
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if try_http_get(s.http, "/healthz", &[]).is_ok_and(|r| r.status == 200) {
+                return Ok(s);
+            }
+            if let Ok(Some(_)) = s.child.try_wait() {
+                return Err(s.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(s.log_text())
     }
 
     pub fn get(&self, path: &str) -> Response {
