@@ -77,20 +77,52 @@ fn report(name: &str, logs: &[PhaseLog; 3], extra: &str) {
     assert_eq!(f.errors, 0, "{name}: the other stream's viewer saw errors");
 }
 
+/// Two publishers (the one a fault will hit, at `a_url`, and one straight to the server),
+/// both streams listed, and a viewer of the second stream: `settle` seconds to start, then
+/// `baseline` seconds measured (phase 1) before the fault (phase 2).
+struct TwoStreams {
+    a: Child,
+    b: Child,
+    pa: String,
+    viewer: Viewer,
+}
+
+fn two_streams(
+    s: &Server,
+    a_url: &str,
+    a: &str,
+    b: &str,
+    settle: u64,
+    baseline: u64,
+) -> TwoStreams {
+    let pub_a = publish(a_url, 120, false);
+    let pub_b = publish(&s.rtmp_url(b), 120, false);
+    s.wait_for(&format!("/live/{a}/index.m3u8"), Duration::from_secs(20));
+    s.wait_for(&format!("/live/{b}/index.m3u8"), Duration::from_secs(20));
+    let (pa, pb) = (media_path(s, a), media_path(s, b));
+    let mut viewer = Viewer::start(s.http, &pb);
+    thread::sleep(Duration::from_secs(settle));
+    viewer.set_phase(1);
+    thread::sleep(Duration::from_secs(baseline));
+    viewer.set_phase(2);
+    TwoStreams {
+        a: pub_a,
+        b: pub_b,
+        pa,
+        viewer,
+    }
+}
+
 #[test]
 fn a_killed_publisher_gets_gap_parts_a_discontinuity_on_return_then_endlist() {
     // GAP parts start after 3 target durations (6 s) of silence; the grace period is longer.
     let s = Server::start(&["--reconnect-grace-secs", "15"]);
-    let mut a = publish(&s.rtmp_url("a"), 120, false);
-    let mut b = publish(&s.rtmp_url("b"), 120, false);
-    s.wait_for("/live/a/index.m3u8", Duration::from_secs(20));
-    s.wait_for("/live/b/index.m3u8", Duration::from_secs(20));
-    let (pa, pb) = (media_path(&s, "a"), media_path(&s, "b"));
-    let mut viewer = Viewer::start(s.http, &pb);
-    thread::sleep(Duration::from_secs(2));
-    viewer.set_phase(1);
-    thread::sleep(Duration::from_secs(5));
-    viewer.set_phase(2);
+    let TwoStreams {
+        mut a,
+        mut b,
+        pa,
+        viewer,
+    } = two_streams(&s, &s.rtmp_url("a"), "a", "b", 2, 5);
     // kill -9: no unpublish, the connection just drops.
     let _ = a.kill();
     let _ = a.wait();
@@ -133,16 +165,12 @@ fn a_frozen_publishers_stream_stays_valid() {
 
 fn frozen_publisher(validate: bool) {
     let s = Server::start(&["--reconnect-grace-secs", "10"]);
-    let mut a = publish(&s.rtmp_url("fa"), 120, false);
-    let mut b = publish(&s.rtmp_url("fb"), 120, false);
-    s.wait_for("/live/fa/index.m3u8", Duration::from_secs(20));
-    s.wait_for("/live/fb/index.m3u8", Duration::from_secs(20));
-    let (pa, pb) = (media_path(&s, "fa"), media_path(&s, "fb"));
-    let mut viewer = Viewer::start(s.http, &pb);
-    thread::sleep(Duration::from_secs(2));
-    viewer.set_phase(1);
-    thread::sleep(Duration::from_secs(5));
-    viewer.set_phase(2);
+    let TwoStreams {
+        mut a,
+        mut b,
+        pa,
+        viewer,
+    } = two_streams(&s, &s.rtmp_url("fa"), "fa", "fb", 2, 5);
     let mut notes = String::new();
     for secs in [1u64, 5] {
         let before = next_directive(&s.get(&pa).text()).expect("parts");
@@ -204,16 +232,12 @@ fn a_publisher_frozen_past_three_target_durations_gets_gap_parts_then_continues(
     // (benches/hostile.sh), 8 s in CI.
     let freeze = scaled(8, 15);
     let s = Server::start(&["--reconnect-grace-secs", "10"]);
-    let mut a = publish(&s.rtmp_url("za"), 120, false);
-    let b = publish(&s.rtmp_url("zb"), 120, false);
-    s.wait_for("/live/za/index.m3u8", Duration::from_secs(20));
-    s.wait_for("/live/zb/index.m3u8", Duration::from_secs(20));
-    let (pa, pb) = (media_path(&s, "za"), media_path(&s, "zb"));
-    let mut viewer = Viewer::start(s.http, &pb);
-    thread::sleep(Duration::from_secs(1));
-    viewer.set_phase(1);
-    thread::sleep(Duration::from_secs(3));
-    viewer.set_phase(2);
+    let TwoStreams {
+        mut a,
+        b,
+        pa,
+        viewer,
+    } = two_streams(&s, &s.rtmp_url("za"), "za", "zb", 1, 3);
     let before = next_directive(&s.get(&pa).text()).expect("parts");
     signal(&a, "-STOP");
     let frozen_at = Instant::now();
@@ -320,16 +344,12 @@ fn a_tcp_reset_mid_message_is_a_disconnect() {
     // viewer is not disturbed.
     let s = Server::start(&["--reconnect-grace-secs", "15"]);
     let (proxy, cut, proxy_thread) = resetting_proxy(s.rtmp);
-    let mut a = publish(&format!("rtmp://{proxy}/live/ra"), 120, false);
-    let b = publish(&s.rtmp_url("rb"), 120, false);
-    s.wait_for("/live/ra/index.m3u8", Duration::from_secs(20));
-    s.wait_for("/live/rb/index.m3u8", Duration::from_secs(20));
-    let (pa, pb) = (media_path(&s, "ra"), media_path(&s, "rb"));
-    let mut viewer = Viewer::start(s.http, &pb);
-    thread::sleep(Duration::from_secs(1));
-    viewer.set_phase(1);
-    thread::sleep(Duration::from_secs(3));
-    viewer.set_phase(2);
+    let TwoStreams {
+        mut a,
+        b,
+        pa,
+        viewer,
+    } = two_streams(&s, &format!("rtmp://{proxy}/live/ra"), "ra", "rb", 1, 3);
     cut.store(true, Ordering::Relaxed);
     let (forwarded, cut_read) = proxy_thread.join().unwrap();
     assert!(cut_read > 0, "the proxy's connection ended before the cut");
@@ -424,16 +444,12 @@ fn a_delayed_and_stalling_publisher_path_keeps_the_stream_going() {
         Duration::from_secs(4),
         Duration::from_millis(1500),
     );
-    let mut a = publish(&format!("rtmp://{proxy}/live/da"), 120, false);
-    let b = publish(&s.rtmp_url("db"), 120, false);
-    s.wait_for("/live/da/index.m3u8", Duration::from_secs(20));
-    s.wait_for("/live/db/index.m3u8", Duration::from_secs(20));
-    let (pa, pb) = (media_path(&s, "da"), media_path(&s, "db"));
-    let mut viewer = Viewer::start(s.http, &pb);
-    thread::sleep(Duration::from_secs(1));
-    viewer.set_phase(1);
-    thread::sleep(Duration::from_secs(3));
-    viewer.set_phase(2);
+    let TwoStreams {
+        mut a,
+        b,
+        pa,
+        viewer,
+    } = two_streams(&s, &format!("rtmp://{proxy}/live/da"), "da", "db", 1, 3);
     let before = next_directive(&s.get(&pa).text()).expect("parts");
     impair.store(true, Ordering::Relaxed);
     thread::sleep(Duration::from_secs(secs));
