@@ -227,7 +227,11 @@ if (!shaka) {
 // 3. Auto on the top rendition, then throttled, then not.
 const top = Math.max(...s.heights);
 for (let i = 0; i < 100 && (await levelNow()) !== top; i++) await sleep(300);
-if ((await levelNow()) !== top) failures.push(`${playerName} never played the top rendition (${top}p) on auto within 30 s`);
+// Shaka's climb to the top on auto has the same cause as its slow climb back after the throttle
+// (below): its estimator times held part requests and ignores downloads under 16 kB, so it
+// can sit one rung below at 1.8 Mbit/s measured on loopback (a CI run); `abr-shaka-up` reports
+// that miss as KNOWN-OPEN (issue 11); hls.js is held to it.
+if ((await levelNow()) !== top) ((shaka && knownOpen.has('abr-shaka-up')) ? knownFailures : failures).push(`${playerName} never played the top rendition (${top}p) on auto within 30 s`);
 await sleep(4000);
 // hls.js: the throttle starts from the live edge. After an earlier stall (reported below) hls.js
 // plays on seconds behind its target latency, and never catches up by itself (README, player

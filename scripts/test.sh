@@ -108,8 +108,9 @@ node player-test/admin-test.mjs
 # blocking, from the rendition report), and switching down and back up under throttling; then
 # the same switching in Shaka (screenshots in player-test/out/abr/ and abr-shaka/). Stalls
 # during the throttling are issue 11's open criterion: reported as KNOWN-OPEN here (hls.js's
-# and Shaka's causes are in the README's player notes), and so is Shaka's slow climb back up
-# after the throttle (its estimator ignores parts under 16 kB and times held requests); the
+# and Shaka's causes are in the README's player notes), and so is Shaka's slow climb to the top
+# rendition, at start and back up after the throttle (its estimator ignores parts under 16 kB
+# and times held requests); the
 # switches, the playlist requests around them, fatal errors and page errors are enforced.
 for player in hlsjs shaka; do
   LLHLS_PLAYER_KNOWN=abr-stalls,abr-shaka-up node player-test/abr-test.mjs --player "$player"
