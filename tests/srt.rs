@@ -180,31 +180,20 @@ fn video_times(bytes: &[u8]) -> Vec<f64> {
 
 /// The presentation times (s) of the packets of stream `select` (`v:0`, `a:0`) of an MP4 file.
 fn stream_times(bytes: &[u8], select: &str) -> Vec<f64> {
-    let p = std::env::temp_dir().join(format!(
-        "llhls-srt-times-{}-{:?}.mp4",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::write(&p, bytes).unwrap();
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
+    ffprobe_bytes(
+        bytes,
+        &[
             "-select_streams",
             select,
             "-show_entries",
             "packet=pts_time",
             "-of",
             "csv=p=0",
-        ])
-        .arg(&p)
-        .output()
-        .expect("ffprobe runs");
-    let _ = std::fs::remove_file(&p);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect()
+        ],
+    )
+    .lines()
+    .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+    .collect()
 }
 
 /// Asserts that the last video frame of `bytes` is frame `n` (from 1) of a 30 fps source

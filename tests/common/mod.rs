@@ -549,18 +549,29 @@ pub fn published_media(s: &Server, stream: &str, playlist: &str) -> Vec<u8> {
     bytes
 }
 
-/// Audio packets in an MP4 file (ffprobe).
-pub fn audio_packets(bytes: &[u8]) -> u64 {
+/// What `ffprobe -v error ARGS FILE` prints on stdout for an MP4 file holding `bytes`.
+pub fn ffprobe_bytes(bytes: &[u8], args: &[&str]) -> String {
     let p = std::env::temp_dir().join(format!(
-        "llhls-audio-{}-{}.mp4",
+        "llhls-probe-{}-{}.mp4",
         std::process::id(),
         rand_suffix()
     ));
     std::fs::write(&p, bytes).unwrap();
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
+        .args(["-v", "error"])
+        .args(args)
+        .arg(&p)
+        .output()
+        .expect("ffprobe runs");
+    let _ = std::fs::remove_file(&p);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Audio packets in an MP4 file (ffprobe).
+pub fn audio_packets(bytes: &[u8]) -> u64 {
+    ffprobe_bytes(
+        bytes,
+        &[
             "-count_packets",
             "-select_streams",
             "a:0",
@@ -568,15 +579,11 @@ pub fn audio_packets(bytes: &[u8]) -> u64 {
             "stream=nb_read_packets",
             "-of",
             "csv=p=0",
-        ])
-        .arg(&p)
-        .output()
-        .expect("ffprobe runs");
-    let _ = std::fs::remove_file(&p);
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+        ],
+    )
+    .trim()
+    .parse()
+    .unwrap_or(0)
 }
 
 /// Decodes `bytes` (init + media) with ffmpeg; returns its error output (empty when clean)
