@@ -666,6 +666,60 @@ fn a_short_stall_holds_the_playlist_and_the_media_continues_without_a_hole() {
     h.drain();
 }
 
+#[test]
+fn a_hiccup_of_under_a_second_loses_no_frame() {
+    // The machine (or the network) stops for 0.8 s: no frame arrives, the stall check fires and
+    // holds the playlist; then every frame captured meanwhile arrives in a burst and real time
+    // goes on. Every frame is published in one continuous timeline: cutting at the first late
+    // frame dropped everything up to the next keyframe, and viewers stalled for it.
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    let mut video_in = 0;
+    let mut send = |h: &mut Harness, f: Frame, w: WallClock| {
+        video_in += usize::from(f.track == llhls_packager::synth::VIDEO);
+        h.p.handle_frame(f, w).unwrap();
+        h.drain();
+    };
+    for _ in 0..(77 * 6 + 40) {
+        let (f, w) = pub_.next_frame();
+        send(&mut h, f, w);
+    }
+    let hiccup_start = pub_.next_frame_wall();
+    for i in 1..=8 {
+        h.p.handle_timeout(WallClock(hiccup_start + i * 100));
+        h.drain();
+    }
+    assert!(
+        h.warnings
+            .iter()
+            .any(|w| w.contains("holding the playlist")),
+        "the stall check fired: {:?}",
+        h.warnings
+    );
+    let burst_at = hiccup_start + 800;
+    while pub_.next_frame_wall() < burst_at + 3_000 {
+        let (f, w) = pub_.next_frame();
+        send(&mut h, f, WallClock(w.0.max(burst_at)));
+        let now = w.0.max(burst_at);
+        h.p.handle_timeout(WallClock(now));
+        h.drain();
+    }
+    h.p.handle_end_of_stream(WallClock(burst_at + 3_100));
+    h.drain();
+    let text = render_media(h.last(), &h.last().renditions[0], SkipMode::Full);
+    assert!(!text.contains("GAP"), "{text}");
+    assert!(
+        !h.warnings.iter().any(|w| w.contains("backlog")),
+        "{:?}",
+        h.warnings
+    );
+    assert_eq!(
+        samples_in_parts(&h, 1),
+        video_in,
+        "every frame published: {text}"
+    );
+}
+
 /// Samples of track `track_id` in every part the packager output.
 fn samples_in_parts(h: &Harness, track_id: u32) -> usize {
     use mp4_atom::{Any, DecodeMaybe};

@@ -52,6 +52,14 @@ pub(super) const HOLD_TARGET_DURATIONS: i64 = 3;
 /// than this (or than one PART-TARGET, if longer) is backlog: the publisher is sending what it
 /// captured during the stall in a burst.
 pub(super) const BACKLOG_MS: i64 = 250;
+/// During a hold whose timeline is still open, a frame that continues it is published (the
+/// hold ends as if nothing had happened) when it arrives at most this much (ms) later than
+/// usual (or one PART-TARGET, if longer): a machine or network hiccup of up to a second, after which the publisher sends what it captured meanwhile in a
+/// burst. Cutting there instead dropped every frame up to the next keyframe: up to a second of
+/// media gone and viewers stalled for it (six streams and six players on a two-core machine,
+/// where Chromium's start-up took both cores for half a second). Longer stalls still cut and
+/// drop the backlog, so viewers are not pushed seconds behind for good.
+pub(super) const HICCUP_MS: i64 = 1_000;
 /// A backlog keyframe is dropped only while the burst is catching up: each keyframe at least
 /// this much less late than the one before. A publisher that stays late resumes at once.
 const CATCHING_UP_MS: i64 = 100;
@@ -238,8 +246,8 @@ impl Packager {
 
     /// Lead frame `dts` (output clock) arrived `lateness_ms` late during a hold whose timeline
     /// is still open: it continues the timeline (the hold ends as if nothing had happened)
-    /// when it follows the last frame within the gap threshold and is not backlog (see
-    /// [`resume_on_keyframe`]); otherwise the timeline closes and the stream resumes on a
+    /// when it follows the last frame within the gap threshold and is late by no more than a
+    /// hiccup (see [`HICCUP_MS`]); otherwise the timeline closes and the stream resumes on a
     /// keyframe as after any stall. Nothing the publisher sent on time is dropped, and nothing
     /// was published at a guessed frame duration that a late frame could contradict.
     pub(super) fn leave_open_hold(
@@ -255,7 +263,7 @@ impl Packager {
             }
             _ => false,
         };
-        let threshold = BACKLOG_MS.max(locked.part_target.to_ns(self.lead_scale) / 1_000_000);
+        let threshold = HICCUP_MS.max(locked.part_target.to_ns(self.lead_scale) / 1_000_000);
         let usual = self.gap.usual_lateness_ms.unwrap_or(0);
         let on_time = lateness_ms.is_some_and(|l| l - usual <= threshold);
         if follows && on_time {
