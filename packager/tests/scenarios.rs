@@ -673,51 +673,75 @@ fn a_hiccup_of_under_a_second_loses_no_frame() {
     // goes on. Every frame is published in one continuous timeline: cutting at the first late
     // frame dropped everything up to the next keyframe, and viewers stalled for it.
     let mut pub_ = Publisher::new(30.0, 30);
-    let mut h = Harness::new(cfg(), pub_.tracks());
-    let mut video_in = 0;
-    let mut send = |h: &mut Harness, f: Frame, w: WallClock| {
-        video_in += usize::from(f.track == llhls_packager::synth::VIDEO);
-        h.p.handle_frame(f, w).unwrap();
-        h.drain();
-    };
+    let mut h = Counted::new(Harness::new(cfg(), pub_.tracks()));
     for _ in 0..(77 * 6 + 40) {
         let (f, w) = pub_.next_frame();
-        send(&mut h, f, w);
+        h.send(f, w);
     }
     let hiccup_start = pub_.next_frame_wall();
-    for i in 1..=8 {
-        h.p.handle_timeout(WallClock(hiccup_start + i * 100));
-        h.drain();
-    }
-    assert!(
-        h.warnings
-            .iter()
-            .any(|w| w.contains("holding the playlist")),
-        "the stall check fired: {:?}",
-        h.warnings
-    );
+    h.stall_until_held(hiccup_start, 800);
     let burst_at = hiccup_start + 800;
     while pub_.next_frame_wall() < burst_at + 3_000 {
         let (f, w) = pub_.next_frame();
-        send(&mut h, f, WallClock(w.0.max(burst_at)));
-        let now = w.0.max(burst_at);
-        h.p.handle_timeout(WallClock(now));
-        h.drain();
+        let now = WallClock(w.0.max(burst_at));
+        h.send(f, now);
+        h.h.p.handle_timeout(now);
+        h.h.drain();
     }
-    h.p.handle_end_of_stream(WallClock(burst_at + 3_100));
-    h.drain();
-    let text = render_media(h.last(), &h.last().renditions[0], SkipMode::Full);
-    assert!(!text.contains("GAP"), "{text}");
+    h.end_with_every_frame_published(WallClock(burst_at + 3_100));
     assert!(
-        !h.warnings.iter().any(|w| w.contains("backlog")),
+        !h.h.warnings.iter().any(|w| w.contains("backlog")),
         "{:?}",
-        h.warnings
+        h.h.warnings
     );
-    assert_eq!(
-        samples_in_parts(&h, 1),
-        video_in,
-        "every frame published: {text}"
-    );
+}
+
+/// A harness that counts the video frames sent, for tests that check every one is published.
+struct Counted {
+    h: Harness,
+    video_in: usize,
+}
+
+impl Counted {
+    fn new(h: Harness) -> Self {
+        Counted { h, video_in: 0 }
+    }
+
+    fn send(&mut self, f: Frame, w: WallClock) {
+        self.video_in += usize::from(f.track == llhls_packager::synth::VIDEO);
+        self.h.p.handle_frame(f, w).unwrap();
+        self.h.drain();
+    }
+
+    /// No frame for `ms` after `from` (the stall check ticked every 100 ms): the playlist is
+    /// held.
+    fn stall_until_held(&mut self, from: i64, ms: i64) {
+        for i in 1..=ms / 100 {
+            self.h.p.handle_timeout(WallClock(from + i * 100));
+            self.h.drain();
+        }
+        assert!(
+            self.h
+                .warnings
+                .iter()
+                .any(|w| w.contains("holding the playlist")),
+            "the stall check fired: {:?}",
+            self.h.warnings
+        );
+    }
+
+    /// Ends the stream at `at`: no GAP part, and every video frame sent is in a part.
+    fn end_with_every_frame_published(&mut self, at: WallClock) {
+        self.h.p.handle_end_of_stream(at);
+        self.h.drain();
+        let text = render_media(self.h.last(), &self.h.last().renditions[0], SkipMode::Full);
+        assert!(!text.contains("GAP"), "{text}");
+        assert_eq!(
+            samples_in_parts(&self.h, 1),
+            self.video_in,
+            "every frame published: {text}"
+        );
+    }
 }
 
 /// Samples of track `track_id` in every part the packager output.
@@ -749,39 +773,19 @@ fn frames_an_ingest_delivers_after_the_stall_check_are_all_published() {
     // The ingest passes the frames' arrival times; the frames continue the timeline held open,
     // and the end of the stream publishes every frame the publisher sent.
     let mut pub_ = Publisher::new(30.0, 30);
-    let mut h = Harness::new(cfg(), pub_.tracks());
-    let mut video_in = 0;
-    let mut send = |h: &mut Harness, f: Frame, w: WallClock| {
-        video_in += usize::from(f.track == llhls_packager::synth::VIDEO);
-        h.p.handle_frame(f, w).unwrap();
-        h.drain();
-    };
+    let mut h = Counted::new(Harness::new(cfg(), pub_.tracks()));
     for _ in 0..(77 * 6 + 10) {
         let (f, w) = pub_.next_frame();
-        send(&mut h, f, w);
+        h.send(f, w);
     }
     // The last few frames (video and audio) arrive, but the ingest holds them back.
     let held: Vec<(Frame, WallClock)> = (0..6).map(|_| pub_.next_frame()).collect();
     let last_arrival = held.last().unwrap().1 .0;
-    for i in 1..=9 {
-        h.p.handle_timeout(WallClock(last_arrival + i * 100));
-        h.drain();
-    }
-    assert!(
-        h.warnings
-            .iter()
-            .any(|w| w.contains("holding the playlist")),
-        "the stall check fired: {:?}",
-        h.warnings
-    );
+    h.stall_until_held(last_arrival, 900);
     for (f, w) in held {
-        send(&mut h, f, w);
+        h.send(f, w);
     }
-    h.p.handle_end_of_stream(WallClock(last_arrival + 1_000));
-    h.drain();
-    let text = render_media(h.last(), &h.last().renditions[0], SkipMode::Full);
-    assert!(!text.contains("GAP"), "{text}");
-    assert_eq!(samples_in_parts(&h, 1), video_in, "{text}");
+    h.end_with_every_frame_published(WallClock(last_arrival + 1_000));
 }
 
 /// The end (PROGRAM-DATE-TIME plus duration) of the last part of `r`, in ms.
