@@ -9,78 +9,37 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use llhls_origin::server::{serve, ServerConfig};
+use llhls_origin::server::ServerConfig;
 use llhls_origin::token::PlaybackTokens;
-use llhls_origin::{Command, Origin, OriginConfig, StreamInput};
-use llhls_packager::synth::Publisher;
-use llhls_packager::{Packager, PackagerConfig};
+use llhls_origin::OriginConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-struct Running {
-    addr: std::net::SocketAddr,
-    input: StreamInput,
-    publisher: Publisher,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+mod common;
+use common::Running;
 
+/// A server with stream `cam`.
 async fn start(origin: OriginConfig, server: ServerConfig) -> Running {
-    let origin = Origin::new(origin);
-    let publisher = Publisher::new(30.0, 30);
-    let p = Packager::new(PackagerConfig::default(), publisher.tracks()).unwrap();
-    let input = origin.create_stream("cam", p).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(serve(origin, listener, server, async move {
-        let _ = rx.await;
-    }));
-    let mut r = Running {
-        addr,
-        input,
-        publisher,
-        _stop: stop,
-    };
-    r.feed(77 * 4).await;
-    r
+    common::start(origin, server, "cam").await
 }
 
-impl Running {
-    async fn feed(&mut self, n: usize) {
-        for _ in 0..n {
-            let (f, w) = self.publisher.next_frame();
-            self.input.send(Command::Frame(f, w)).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    fn last_part(&self) -> (u64, u32) {
-        self.input.stream.current().unwrap().snapshot.renditions[0]
-            .last_part()
-            .unwrap()
-    }
-    async fn feed_part(&mut self) {
-        let before = self.last_part();
-        while self.last_part() == before {
-            self.feed(1).await;
-        }
-    }
-    fn held(&self) -> usize {
-        self.input
-            .stream
-            .held
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-    async fn wait_held(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.held() < n {
-            assert!(
-                Instant::now() < deadline,
-                "{} held, expected {n}",
-                self.held()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+/// A server behind a proxy trusted when it connects from `trusted` (a CIDR), holding one
+/// request per client address and allowing `max_connections_per_ip`.
+async fn start_behind_proxy(trusted: &str, max_connections_per_ip: usize) -> Running {
+    start(
+        OriginConfig {
+            max_held_per_ip: 1,
+            ..OriginConfig::default()
+        },
+        ServerConfig {
+            max_connections_per_ip,
+            trusted_proxies: llhls_origin::limits::TrustedProxies::new(vec![trusted
+                .parse()
+                .unwrap()]),
+            ..ServerConfig::default()
+        },
+    )
+    .await
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
@@ -348,20 +307,7 @@ async fn clients_behind_a_trusted_proxy_are_limited_by_their_forwarded_address()
     // The test connects from 127.0.0.1, here a trusted proxy: its own connections are not
     // counted per IP (two open with a limit of one), and held requests count against the
     // address it forwards for.
-    let mut r = start(
-        OriginConfig {
-            max_held_per_ip: 1,
-            ..OriginConfig::default()
-        },
-        ServerConfig {
-            max_connections_per_ip: 1,
-            trusted_proxies: llhls_origin::limits::TrustedProxies::new(vec!["127.0.0.0/8"
-                .parse()
-                .unwrap()]),
-            ..ServerConfig::default()
-        },
-    )
-    .await;
+    let mut r = start_behind_proxy("127.0.0.0/8", 1).await;
     let (msn, part) = r.last_part();
     let next = format!("/live/cam/media.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
     let mut held = Vec::new();
@@ -387,20 +333,7 @@ async fn clients_behind_a_trusted_proxy_are_limited_by_their_forwarded_address()
 async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
     // Only 10.0.0.0/8 is trusted: a client on 127.0.0.1 naming other addresses is still
     // 127.0.0.1, held requests and connections alike.
-    let mut r = start(
-        OriginConfig {
-            max_held_per_ip: 1,
-            ..OriginConfig::default()
-        },
-        ServerConfig {
-            max_connections_per_ip: 2,
-            trusted_proxies: llhls_origin::limits::TrustedProxies::new(vec!["10.0.0.0/8"
-                .parse()
-                .unwrap()]),
-            ..ServerConfig::default()
-        },
-    )
-    .await;
+    let mut r = start_behind_proxy("10.0.0.0/8", 2).await;
     let (msn, part) = r.last_part();
     let next = format!("/live/cam/media.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
     let mut a = connect(r.addr).await;

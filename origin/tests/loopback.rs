@@ -9,58 +9,17 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use llhls_origin::server::{serve, ServerConfig};
-use llhls_origin::{Command, Origin, OriginConfig, StreamInput};
+use llhls_origin::{Command, Origin, OriginConfig};
 use llhls_packager::synth::Publisher;
 use llhls_packager::{Packager, PackagerConfig};
 use tokio::net::{TcpListener, TcpStream};
 
-struct Running {
-    addr: std::net::SocketAddr,
-    input: StreamInput,
-    publisher: Publisher,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
+mod common;
+use common::Running;
 
+/// A server with stream `lb`.
 async fn start(config: ServerConfig) -> Running {
-    let origin = Origin::new(OriginConfig::default());
-    let publisher = Publisher::new(30.0, 30);
-    let p = Packager::new(PackagerConfig::default(), publisher.tracks()).unwrap();
-    let input = origin.create_stream("lb", p).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(serve(origin, listener, config, async move {
-        let _ = rx.await;
-    }));
-    let mut r = Running {
-        addr,
-        input,
-        publisher,
-        stop,
-    };
-    r.feed(77 * 4).await;
-    r
-}
-
-impl Running {
-    async fn feed(&mut self, n: usize) {
-        for _ in 0..n {
-            let (f, w) = self.publisher.next_frame();
-            self.input.send(Command::Frame(f, w)).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    fn last_part(&self) -> (u64, u32) {
-        self.input.stream.current().unwrap().snapshot.renditions[0]
-            .last_part()
-            .unwrap()
-    }
-    async fn feed_part(&mut self) {
-        let before = self.last_part();
-        while self.last_part() == before {
-            self.feed(1).await;
-        }
-    }
+    common::start(OriginConfig::default(), config, "lb").await
 }
 
 fn get(path: &str) -> Request<Empty<Bytes>> {
