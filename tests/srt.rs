@@ -63,6 +63,13 @@ fn ffmpeg_over_srt_plays() {
     assert!(ff.wait().unwrap().success());
 }
 
+/// `stream`'s media playlist half a second after its publisher `ff` ended successfully.
+fn playlist_after_publisher_ends(s: &Server, mut ff: Child, stream: &str) -> String {
+    assert!(ff.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    s.get(&format!("/live/{stream}/media.m3u8")).text()
+}
+
 /// The final playlist of a stream whose publisher left: polls until the grace period has
 /// ended it (EXT-X-ENDLIST).
 fn final_playlist(s: &Server, stream: &str) -> String {
@@ -85,13 +92,7 @@ fn every_frame_a_leaving_publisher_sent_is_published() {
     let (s, srt) = start(&["--reconnect-grace-secs", "1"]);
     let mut args = ts_source_args(6);
     args.push(format!("srt://{srt}?streamid=publish:live/tail&linger=2"));
-    let mut ff = Command::new("ffmpeg")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs");
-    s.wait_for("/live/tail/index.m3u8", Duration::from_secs(15));
+    let mut ff = publish_until_listed(&s, &args, "tail");
     assert!(ff.wait().unwrap().success());
     let media = final_playlist(&s, "tail");
     assert!(!media.contains("GAP"), "{media}");
@@ -281,13 +282,7 @@ fn access_control_stream_id_and_srt_live_transmit() {
     std::thread::sleep(Duration::from_millis(500));
     let mut args = ts_source_args(8);
     args.push(format!("udp://127.0.0.1:{udp}?pkt_size=1316"));
-    let mut ff = Command::new("ffmpeg")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs");
-    s.wait_for("/live/slt/index.m3u8", Duration::from_secs(15));
+    let mut ff = publish_until_listed(&s, &args, "slt");
     std::thread::sleep(Duration::from_secs(3));
     check_stream(&s, "slt");
     let _ = ff.wait();
@@ -490,13 +485,7 @@ fn hevc_over_srt_is_packaged() {
         ["-x265-params", "log-level=none"].map(String::from),
     );
     args.push(format!("srt://{srt}?streamid=publish:live/hevc"));
-    let mut ff = Command::new("ffmpeg")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs");
-    s.wait_for("/live/hevc/index.m3u8", Duration::from_secs(15));
+    let mut ff = publish_until_listed(&s, &args, "hevc");
     std::thread::sleep(Duration::from_secs(3));
     check_stream(&s, "hevc");
     let mv = s.get("/live/hevc/index.m3u8").text();
@@ -510,12 +499,27 @@ fn publish_srt_audio(srt: SocketAddr, name: &str, audio: &[&str]) -> Child {
     let codec = args.iter().position(|a| a == "aac").unwrap();
     args.splice(codec - 1..=codec, audio.iter().map(|s| s.to_string()));
     args.push(format!("srt://{srt}?streamid=publish:live/{name}"));
+    quiet_ffmpeg(&args)
+}
+
+/// ffmpeg with these arguments, its output discarded.
+fn quiet_ffmpeg(args: &[String]) -> Child {
     Command::new("ffmpeg")
-        .args(&args)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("ffmpeg runs")
+}
+
+/// ffmpeg publishing with `args`, once `stream`'s multivariant playlist answers.
+fn publish_until_listed(s: &Server, args: &[String], stream: &str) -> Child {
+    let ff = quiet_ffmpeg(args);
+    s.wait_for(
+        &format!("/live/{stream}/index.m3u8"),
+        Duration::from_secs(15),
+    );
+    ff
 }
 
 #[test]
@@ -555,16 +559,8 @@ fn timestamps_wrapping_past_33_bits_continue_the_stream() {
     // ffmpeg drops what it has not sent when it closes, and the last frame can arrive cut
     // (a decode error in about half the runs). README: publish with `&linger=2`.
     args.push(format!("srt://{srt}?streamid=publish:live/wrap&linger=2"));
-    let mut ff = Command::new("ffmpeg")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs");
-    s.wait_for("/live/wrap/index.m3u8", Duration::from_secs(15));
-    assert!(ff.wait().unwrap().success());
-    std::thread::sleep(Duration::from_millis(500));
-    let media = s.get("/live/wrap/media.m3u8").text();
+    let ff = publish_until_listed(&s, &args, "wrap");
+    let media = playlist_after_publisher_ends(&s, ff, "wrap");
     // One stream across the wrap: no discontinuity, no gap, about 9 s of media (the start
     // waits for the first keyframe; the publisher may drop its last fraction of a second).
     assert!(!media.contains("#EXT-X-DISCONTINUITY\n"), "{media}");
@@ -612,16 +608,8 @@ fn a_timestamp_jump_is_a_discontinuity_and_the_stream_goes_on() {
         .map(String::from),
     );
     args.push(format!("srt://{srt}?streamid=publish:live/jump"));
-    let mut ff = Command::new("ffmpeg")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs");
-    s.wait_for("/live/jump/index.m3u8", Duration::from_secs(15));
-    assert!(ff.wait().unwrap().success());
-    std::thread::sleep(Duration::from_millis(500));
-    let media = s.get("/live/jump/media.m3u8").text();
+    let ff = publish_until_listed(&s, &args, "jump");
+    let media = playlist_after_publisher_ends(&s, ff, "jump");
     let (before, after) = media
         .split_once("#EXT-X-DISCONTINUITY\n")
         .unwrap_or_else(|| panic!("a discontinuity: {media}"));
