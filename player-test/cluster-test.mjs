@@ -56,6 +56,17 @@ async function finish() {
   writeFileSync(join(outDir, 'report.json'), JSON.stringify(report, null, 2));
   console.log(`${failures.length ? 'FAIL' : 'PASS'} cluster: ${JSON.stringify(report.summary)} -> ${join(outDir, 'report.json')}`);
   for (const f of failures) console.log('  ' + f);
+  // On a failure, what CI's log needs to tell the player's trouble from the server's: each
+  // viewer's last player errors and the nodes' warnings (the out/ folder stays on the CI machine).
+  if (failures.length) {
+    for (const b of report.before || []) if (b.stalls || b.fatal) console.log(`  viewer ${b.name} before the kill: wall latency p50 ${b.wallLatencyP50} s, last errors: ${b.errors.join(' | ').slice(0, 1500)}`);
+    for (const k of [0, 1, 2]) {
+      let log = '';
+      try { log = readFileSync(join(outDir, `llhls-${k}.log`), 'utf8'); } catch {}
+      const warns = log.split('\n').filter(l => / (WARN|ERROR) /.test(l));
+      if (warns.length) console.log(`  node ${k}: ${warns.length} warnings, the first 15:\n${warns.slice(0, 15).map(l => '    ' + l.slice(0, 300)).join('\n')}`);
+    }
+  }
   process.exit(failures.length ? 1 : 0);
 }
 process.on('SIGINT', () => { failures.push('interrupted'); finish(); });
