@@ -24,7 +24,13 @@
 //      request is the plain playlist, its next ones block.
 // Screenshots go to player-test/out/abr/ (out/abr-shaka/ for Shaka).
 //   node player-test/abr-test.mjs [--player hlsjs|shaka] [--llhls target/debug/llhls] [--player-debug]
-// (--player-debug: hls.js with debug: true, its log in player-console.log)
+//        [--shaka-config JSON]
+// (--shaka-config: passed to Shaka's player.configure() after lowLatencyMode, e.g.
+// '{"manifest":{"hls":{"sequenceMode":true}}}' to measure the workaround in the README's
+// player notes; the default is Shaka's own configuration)
+// (--player-debug: hls.js with debug: true, Shaka's debug build; their log, and every
+// SourceBuffer abort(), remove(), timestampOffset change and append with the buffered ranges after it, in
+// player-console.log)
 import { root, llhlsBin, outDirNamed, freePort, sleep, flag, opt, launchChromium, servePlayerPages } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -93,6 +99,25 @@ browser = await launchChromium();
 const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
 // --player-debug: hls.js with debug: true (the page's own config plus that), its log in
 // player-console.log.
+if (flag('player-debug')) {
+  // What the player asks of Media Source Extensions: an abort() or a timestampOffset change
+  // makes the SourceBuffer drop frames until the next keyframe, a hole in the buffer.
+  await context.addInitScript(() => {
+    const SB = SourceBuffer.prototype, ranges = (sb) => { const r = []; try { for (let i = 0; i < sb.buffered.length; i++) r.push(`${sb.buffered.start(i).toFixed(3)}-${sb.buffered.end(i).toFixed(3)}`); } catch {} return r.join(' '); };
+    const kind = (sb) => sb.__kind || '?';
+    const add = MediaSource.prototype.addSourceBuffer;
+    MediaSource.prototype.addSourceBuffer = function (type) { const sb = add.call(this, type); sb.__kind = type.split('/')[0]; sb.addEventListener('updateend', () => { if (sb.__append) console.log(`MSE ${kind(sb)} appended ${sb.__append} -> [${ranges(sb)}]`); sb.__append = null; }); return sb; };
+    const abort = SB.abort;
+    SB.abort = function () { console.log(`MSE ${kind(this)} abort() buffered [${ranges(this)}]`); return abort.call(this); };
+    const tso = Object.getOwnPropertyDescriptor(SB, 'timestampOffset');
+    Object.defineProperty(SB, 'timestampOffset', { configurable: true, get() { return tso.get.call(this); },
+      set(v) { console.log(`MSE ${kind(this)} timestampOffset ${tso.get.call(this)} -> ${v}`); tso.set.call(this, v); } });
+    const remove = SB.remove;
+    SB.remove = function (a, b) { console.log(`MSE ${kind(this)} remove(${a.toFixed(3)}, ${b.toFixed(3)}) buffered [${ranges(this)}]`); return remove.call(this, a, b); };
+    const append = SB.appendBuffer;
+    SB.appendBuffer = function (d) { this.__append = `${d.byteLength} bytes`; return append.call(this, d); };
+  });
+}
 if (flag('player-debug') && !shaka) {
   await context.addInitScript(() => {
     let h;
@@ -119,8 +144,10 @@ const ended = (r, how) => { const x = requests.find(q => q.req === r); if (x) { 
 page.on('requestfinished', async r => ended(r, (await r.response().catch(() => null))?.status() ?? 'no response'));
 page.on('requestfailed', r => ended(r, r.failure()?.errorText || 'failed'));
 if (shaka) {
-  pages = await servePlayerPages();
-  await page.goto(`http://127.0.0.1:${pages.port}/?n=1&player=shaka&src=${encodeURIComponent(`${origin}/live/abr/index.m3u8`)}`);
+  pages = await servePlayerPages({ shakaDebug: flag('player-debug') });
+  const shakaConfig = opt('shaka-config', '');
+  if (shakaConfig) notes.push(`Shaka configured with ${shakaConfig}`);
+  await page.goto(`http://127.0.0.1:${pages.port}/?n=1&player=shaka&src=${encodeURIComponent(`${origin}/live/abr/index.m3u8`)}${shakaConfig ? `&shakaConfig=${encodeURIComponent(shakaConfig)}` : ''}`);
 } else {
   await page.goto(`${origin}/#/live/abr/index.m3u8`);
 }
