@@ -32,6 +32,11 @@ const maxResumeSecs = Number(opt('max-resume', '20'));
 // `restart-resume-shaka` (the player resumes within --max-resume seconds).
 const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
 const knownFailures = [];
+// Checks a run could not make, printed with the verdict.
+const notChecked = [];
+// How long hls.js 1.7.4 tolerates refused playlist requests: its third, about 3.3 s after the
+// kill, is fatal (README player notes).
+const hlsjsRefusedBudgetMs = 3000;
 const outDir = outDirNamed(opt('name', 'restart'));
 const work = mkdtempSync(join(tmpdir(), 'llhls-restart-'));
 const children = [];
@@ -63,6 +68,7 @@ async function finish() {
   console.log(`${failures.length ? 'FAIL' : 'PASS'} restart: ${JSON.stringify(report.summary)} -> ${join(outDir, 'report.json')}`);
   for (const f of failures) console.log('  ' + f);
   for (const f of knownFailures) console.log('  KNOWN-OPEN (LLHLS_PLAYER_KNOWN; issue 15): ' + f);
+  for (const f of notChecked) console.log('  NOT CHECKED in this run: ' + f);
   process.exit(failures.length ? 1 : 0);
 }
 process.on('SIGINT', () => { failures.push('interrupted'); finish(); });
@@ -289,15 +295,25 @@ for (const v of viewers) {
     requestsAfterKill: v.requests.filter(x => x.t >= killedAt - 2000).map(x => ({ ...x, t: x.t - killedAt })),
   };
   const r = resume[v.kind];
-  check(!st.fatal, `${v.kind}: fatal ${st.fatal} after the restart`);
+  if (v.consoleLines.length) writeFileSync(join(outDir, `player-console-${v.kind}.log`), v.consoleLines.map(l => l.replace(/^(\d+)/, (_, t) => String(Number(t) - killedAt))).join('\n'));
+  writeFileSync(join(outDir, `samples-${v.kind}.json`), JSON.stringify(s.map(x => ({ ...x, t: x.t - killedAt }))));
+  // hls.js's third refused playlist request, about 3.3 s after the kill, is fatal: a server
+  // that this machine took longer to start again than that (a loaded CI host starting the
+  // debug build) cannot show whether the player resumes, so for hls.js that run checks
+  // everything but its playback (said so in the output, never silently).
+  const outOfBudget = v.kind === 'hlsjs' && listeningAt - killedAt > hlsjsRefusedBudgetMs
+    && /levelLoadError/.test(String(st.fatal));
   check(v.navigations === 1, `${v.kind}: the page was loaded ${v.navigations} times`);
   check(v.pageErrors.length === 0, `${v.kind}: page errors ${v.pageErrors.join('; ')}`);
+  if (outOfBudget) {
+    notChecked.push(`hls.js playback: the server answered again only ${listeningAt - killedAt} ms after the kill (more than hls.js's ${hlsjsRefusedBudgetMs} ms of refused playlist requests), and hls.js stopped on ${st.fatal}`);
+    continue;
+  }
+  check(!st.fatal, `${v.kind}: fatal ${st.fatal} after the restart`);
   check(r.resumeAfterRestartMs !== null && r.resumeAfterRestartMs <= maxResumeSecs * 1000,
     `${v.kind}: did not resume within ${maxResumeSecs} s of the restart (${r.resumeAfterRestartMs} ms; playhead ${r.ctAtKill} at the kill, old media buffered to ${r.oldMediaEnd}, ${r.ctAtEnd} at the end)`,
     `restart-resume-${v.kind}`);
   check(movedAtEnd > 3, `${v.kind}: not playing at the end (moved ${r.movedInLast5s} s in its last 5 s)`, `restart-resume-${v.kind}`);
-  if (v.consoleLines.length) writeFileSync(join(outDir, `player-console-${v.kind}.log`), v.consoleLines.map(l => l.replace(/^(\d+)/, (_, t) => String(Number(t) - killedAt))).join('\n'));
-  writeFileSync(join(outDir, `samples-${v.kind}.json`), JSON.stringify(s.map(x => ({ ...x, t: x.t - killedAt }))));
 }
 report.resume = resume;
 report.summary = {
@@ -308,6 +324,7 @@ report.summary = {
   msnBefore: oldMax, firstMsnAfter,
   urisComparedAgain: compared,
   publisherRuns: publisherRuns.length + 1,
+  notChecked: notChecked.length,
   ...Object.fromEntries(kinds.map(k => [k, { resumeAfterRestartMs: resume[k].resumeAfterRestartMs, stallsAfterKill: resume[k].stallsAfterKill, fatal: resume[k].fatal }])),
 };
 check(publisherRuns.length >= 1, 'the publisher never had to reconnect');
