@@ -165,36 +165,7 @@ impl RedisCluster {
 
     /// Where this node is in stream `name`, if it has it.
     fn last_published(&self, name: &str) -> Option<Last> {
-        let s = self.origin.stream(name)?;
-        let p = s.current()?;
-        let r = p.snapshot.renditions.first()?;
-        let msn = r.open.as_ref().map(|o| o.msn).or(r.last_msn())?;
-        let renditions = &p.snapshot.renditions;
-        Some(Last {
-            msn,
-            // Every segment in the window may start a discontinuity: an upper bound.
-            discontinuity_sequence: renditions
-                .iter()
-                .map(|r| r.discontinuity_sequence + r.segments.len() as u64 + 1)
-                .max()?,
-            min_segment_ms: renditions
-                .iter()
-                .filter_map(|r| shortest_regular_segment_ms(&r.segments))
-                .min()
-                .unwrap_or(100),
-            avg_segment_ms: {
-                let (n, sum) = r
-                    .segments
-                    .iter()
-                    .fold((0u64, 0.0), |(n, sum), s| (n + 1, sum + s.duration));
-                if n == 0 {
-                    1000
-                } else {
-                    (sum * 1000.0 / n as f64) as u64
-                }
-            },
-            stored_ms: unix_ms(),
-        })
+        last_published(&self.origin, name)
     }
 
     /// Renews this node's leases every second and stores each stream's last MSN; releases a
@@ -273,9 +244,44 @@ impl RedisCluster {
     }
 }
 
-/// Where a node is in a stream, as stored in Redis at each renewal.
+/// Where this server is in stream `name`, if it has it.
+pub(crate) fn last_published(origin: &Origin, name: &str) -> Option<Last> {
+    let s = origin.stream(name)?;
+    let p = s.current()?;
+    let r = p.snapshot.renditions.first()?;
+    let msn = r.open.as_ref().map(|o| o.msn).or(r.last_msn())?;
+    let renditions = &p.snapshot.renditions;
+    Some(Last {
+        msn,
+        // Every segment in the window may start a discontinuity: an upper bound.
+        discontinuity_sequence: renditions
+            .iter()
+            .map(|r| r.discontinuity_sequence + r.segments.len() as u64 + 1)
+            .max()?,
+        min_segment_ms: renditions
+            .iter()
+            .filter_map(|r| shortest_regular_segment_ms(&r.segments))
+            .min()
+            .unwrap_or(100),
+        avg_segment_ms: {
+            let (n, sum) = r
+                .segments
+                .iter()
+                .fold((0u64, 0.0), |(n, sum), s| (n + 1, sum + s.duration));
+            if n == 0 {
+                1000
+            } else {
+                (sum * 1000.0 / n as f64) as u64
+            }
+        },
+        stored_ms: unix_ms(),
+    })
+}
+
+/// Where a node is in a stream, as stored in Redis at each renewal (or by a single server in
+/// its `data_dir`, see `positions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Last {
+pub(crate) struct Last {
     /// The last media sequence number published.
     msn: u64,
     /// No segment's discontinuity sequence number is above this.
@@ -285,7 +291,7 @@ struct Last {
     /// The segments' mean duration (milliseconds).
     avg_segment_ms: u64,
     /// When this was stored (Unix milliseconds).
-    stored_ms: u64,
+    pub(crate) stored_ms: u64,
 }
 
 impl std::fmt::Display for Last {
@@ -303,7 +309,7 @@ impl std::fmt::Display for Last {
 }
 
 /// The stored `MSN DISCONTINUITY-SEQUENCE MIN-SEGMENT-MS AVG-SEGMENT-MS STORED-MS` of a stream.
-fn parse_last(v: &str) -> Option<Last> {
+pub(crate) fn parse_last(v: &str) -> Option<Last> {
     let n: Vec<u64> = v
         .split_whitespace()
         .map(|x| x.parse::<u64>().ok())
@@ -348,7 +354,7 @@ fn shortest_regular_segment_ms(segments: &[llhls_packager::playlist::SegmentEntr
 /// skips (2 s), it waits there for good, while placed at or a little behind, it loads from
 /// where its buffer ends. So the MSNs go on at the old node's mean pace, and no less than the
 /// first bound.
-fn continuation(l: &Last, now_ms: u64) -> Continuation {
+pub(crate) fn continuation(l: &Last, now_ms: u64) -> Continuation {
     let opened_since = (2 * RENEW_EVERY.as_millis() as u64).div_ceil(l.min_segment_ms.max(100));
     let paced = now_ms.saturating_sub(l.stored_ms) / l.avg_segment_ms.max(100);
     Continuation {
@@ -357,7 +363,7 @@ fn continuation(l: &Last, now_ms: u64) -> Continuation {
     }
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -445,6 +445,8 @@ pub struct Config {
     pub ladder_encoder: String,
     /// Where DVR segments go (`None`: no DVR window).
     pub dvr_dir: Option<PathBuf>,
+    /// `data_dir`: also where the live streams' positions are kept for a restart.
+    pub data_dir: PathBuf,
     /// How long an ended stream with a DVR window is kept as VOD.
     pub dvr_keep_ended: Duration,
     /// Recording (`None`: no stream is recorded).
@@ -719,6 +721,7 @@ impl Config {
             demo_ladder_is_default,
             ladder_encoder: pick!(ladder_encoder, "libx264".into()),
             dvr_dir: (dvr_secs > 0).then(|| data_dir.join("dvr")),
+            data_dir: data_dir.clone(),
             dvr_keep_ended: Duration::from_secs(dvr_keep_ended),
             record: {
                 let patterns = pick!(record, RecordPatterns::default()).0;

@@ -11,6 +11,7 @@ mod config;
 mod demo;
 mod package;
 mod playback;
+mod positions;
 
 use llhls_ingest::{rtmp, source, srt, whip};
 
@@ -367,6 +368,15 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         origin.set_cluster(c.clone());
         c.spawn_renewal(streams.clone());
         tracing::info!(redis = %url, node = %advertise, "cluster: streams are shared through Redis; requests for another node's stream are proxied to it");
+    } else {
+        // A single server keeps its streams' positions for a restart (a cluster keeps them
+        // in Redis).
+        positions::Positions::start(
+            &config.data_dir,
+            origin.clone(),
+            streams.clone(),
+            config.reconnect_grace,
+        );
     }
     tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
     let mut srt_line = None;

@@ -622,7 +622,18 @@ fn fetch_all(s: &Server, stream: &str, playlist: &str) -> HashMap<String, Vec<u8
 
 #[test]
 fn server_kill_9_and_restart_while_the_publisher_retries_reuses_no_uri() {
-    let mut s = Server::start(&[]);
+    // The same data directory for both runs: the server keeps its streams' positions there.
+    let data = std::env::temp_dir().join(format!(
+        "llhls-faults-restart-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let data_arg = data.display().to_string();
+    let args = ["--data-dir", data_arg.as_str()];
+    let mut s = Server::start(&args);
     let (http, rtmp, whip) = (s.http, s.rtmp, s.whip_port);
     let url = s.rtmp_url("loop");
     // A publisher that reconnects whenever it is dropped, as an encoder set to retry does.
@@ -646,20 +657,43 @@ fn server_kill_9_and_restart_while_the_publisher_retries_reuses_no_uri() {
     thread::sleep(Duration::from_secs(4));
     let path = media_path(&s, "loop");
     let before = fetch_all(&s, "loop", &path);
-    let msn_before = next_directive(&s.get(&path).text()).unwrap().0;
+    let before_text = s.get(&path).text();
+    let msn_before = next_directive(&before_text).unwrap().0;
+    let shortest = before_text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .fold(f64::INFINITY, f64::min);
     assert!(before.len() > 5, "{:?}", before.keys());
     // kill -9 and start again on the same ports.
     let _ = s.child.kill();
     let _ = s.child.wait();
+    let killed = Instant::now();
     drop(s);
-    let s = Server::start_at(http, rtmp, whip, &[]);
+    let s = Server::start_at(http, rtmp, whip, &args);
+    // A viewer polling through the restart is held until the stream is back (or told to
+    // retry), never told the stream does not exist: players give up on a 404.
+    let during = s.get(&path);
+    assert!(
+        during.status == 200 || during.status == 503,
+        "{} during the restart: {}",
+        during.status,
+        during.text()
+    );
     s.wait_for("/live/loop/index.m3u8", Duration::from_secs(30));
     let path2 = media_path(&s, "loop");
     wait_until(&s, &path2, Duration::from_secs(20), |t| {
         t.matches("#EXTINF").count() >= 2
     });
     let after = fetch_all(&s, "loop", &path2);
-    let msn_after = next_directive(&s.get(&path2).text()).unwrap().0;
+    let after_text = s.get(&path2).text();
+    let msn_after = next_directive(&after_text).unwrap().0;
+    let first_after: u64 = after_text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    let down = killed.elapsed().as_secs_f64();
     validate_served(&s, "loop");
     stop.store(true, Ordering::Relaxed);
     let runs = publisher.join().unwrap();
@@ -674,10 +708,22 @@ fn server_kill_9_and_restart_while_the_publisher_retries_reuses_no_uri() {
         }
     }
     println!(
-        "FAULT {{\"fault\":\"server-kill-9-restart\",\"uris_before\":{},\"uris_after\":{},\"uris_in_both\":{same_uri},\"msn_before\":{msn_before},\"msn_after\":{msn_after},\"publisher_runs\":{runs}}}",
+        "FAULT {{\"fault\":\"server-kill-9-restart\",\"uris_before\":{},\"uris_after\":{},\"uris_in_both\":{same_uri},\"msn_before\":{msn_before},\"first_msn_after\":{first_after},\"msn_after\":{msn_after},\"down_secs\":{down:.1},\"status_during\":{},\"publisher_runs\":{runs}}}",
         before.len(),
-        after.len()
+        after.len(),
+        during.status
     );
     assert!(msn_after > msn_before, "{msn_before} -> {msn_after}");
+    // The stream goes on from where it was at its own pace: no more MSNs skipped than
+    // segments of the shortest duration seen fit in the time since the kill (plus the two
+    // seconds of segments the old server may have opened after it last stored its position),
+    // not the wall clock's tenths of a second (hundreds ahead), which players place far
+    // ahead of their playhead.
+    let allowed = msn_before + (down / shortest).ceil() as u64 + (2.0 / shortest).ceil() as u64 + 2;
+    assert!(
+        first_after <= allowed,
+        "after the restart the stream starts at MSN {first_after}, more than {allowed} ({msn_before} before, {down:.1} s down, segments of {shortest} s)"
+    );
     assert!(runs >= 2, "the publisher reconnected");
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -47,7 +47,8 @@ pub enum PublishError {
 }
 
 /// Admission across several nodes (`--cluster-redis`): asked by [`Streams::claim`] after this
-/// node's own checks pass, while the name is still free here.
+/// node's own checks pass, while the name is still free here. A single server uses it too, to
+/// continue the streams it had before a restart (it never refuses a name then).
 pub trait ClusterClaim: Send + Sync {
     /// Claims `name` for this node. `Err(Duplicate)` when another live node owns it.
     /// `Ok(Some(..))`: another node published the stream until recently; a new stream here
@@ -460,8 +461,9 @@ impl Publication {
                     r.open.as_ref().map(|o| o.msn).or(r.last_msn())
                 });
                 match self.continues {
-                    // Continues another node's stream where it left off (not at the wall
-                    // clock's MSN), so players see the MSNs go on at the usual pace.
+                    // Continues another node's stream, or this server's before a restart,
+                    // where it left off (not at the wall clock's MSN), so players see the MSNs
+                    // go on at the usual pace.
                     Some(c) => c.msn.max(lingering.map_or(0, |l| l + 1)),
                     None => first_msn(lingering),
                 }

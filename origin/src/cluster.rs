@@ -50,6 +50,26 @@ pub trait Cluster: Send + Sync {
     fn moving<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, bool>;
 }
 
+/// The answer for a stream that was live when this server last stopped and whose publisher
+/// is not back yet (see [`crate::Origin::expect_back`]).
+pub(crate) fn returning() -> Response<Body> {
+    unavailable(b"this stream is coming back after a restart: try again in a second\n")
+}
+
+/// 503 with `Retry-After: 1`, never cached: players retry it (a 404 they give up on).
+fn unavailable(text: &'static [u8]) -> Response<Body> {
+    let mut r = Response::new(Body::full(Bytes::from_static(text)));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
 /// Proxied requests, for `/metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct ProxyStats {
@@ -176,18 +196,7 @@ impl Proxy {
 
     /// The answer for a stream that is moving to another node (see [`Cluster::moving`]).
     pub(crate) fn moving(&self) -> Response<Body> {
-        let mut r = Response::new(Body::full(Bytes::from_static(
-            b"this stream is moving to another node: try again in a second\n",
-        )));
-        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        let h = r.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        r
+        unavailable(b"this stream is moving to another node: try again in a second\n")
     }
 
     /// The answer when the owner did not answer.

@@ -154,6 +154,9 @@ pub struct Origin {
     /// Who decides about viewers of private streams, and the minted tokens' period in seconds
     /// (see [`Origin::set_playback_auth`]).
     playback_auth: std::sync::OnceLock<(Arc<dyn crate::token::PlaybackAuth>, u64)>,
+    /// Streams that were live when this server last stopped, until when their publishers are
+    /// waited for (see [`Origin::expect_back`]).
+    returning: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Origin {
@@ -188,6 +191,7 @@ impl Origin {
             events: RwLock::new(None),
             cluster: std::sync::OnceLock::new(),
             playback_auth: std::sync::OnceLock::new(),
+            returning: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -208,6 +212,34 @@ impl Origin {
 
     pub(crate) fn playback_auth(&self) -> Option<&(Arc<dyn crate::token::PlaybackAuth>, u64)> {
         self.playback_auth.get()
+    }
+
+    /// Stream `name` was live when this server last stopped (a restart, even after
+    /// `kill -9`), and its publisher is expected back until `until`: meanwhile a viewer
+    /// request for it is held until the stream is back (up to
+    /// [`crate::cluster::MOVE_WAIT`], then 503 with `Retry-After`), not answered 404, which
+    /// players give up on (hls.js stops with a fatal error).
+    pub fn expect_back(&self, name: &str, until: std::time::Instant) {
+        self.returning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), until);
+    }
+
+    /// Is `name` expected back ([`Origin::expect_back`]) and not here yet?
+    pub(crate) fn returning(&self, name: &str) -> bool {
+        if self.stream(name).is_some_and(|s| s.current().is_some()) {
+            return false;
+        }
+        let mut r = self.returning.lock().unwrap_or_else(|e| e.into_inner());
+        match r.get(name) {
+            Some(until) if std::time::Instant::now() < *until => true,
+            Some(_) => {
+                r.remove(name);
+                false
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn cluster(

@@ -183,6 +183,22 @@ where
             }
         }
     }
+    // A stream that was live when this server last stopped, whose publisher is not back yet:
+    // held the same way (a restart takes about as long as a takeover).
+    else if let Some(stream) = route::parse(&tail).stream() {
+        if origin.returning(stream) {
+            let deadline = tokio::time::Instant::now() + crate::cluster::MOVE_WAIT;
+            while origin.returning(stream) {
+                if tokio::time::Instant::now() >= deadline {
+                    let mut resp = crate::cluster::returning();
+                    add_cors(resp.headers_mut());
+                    origin.metrics.request(Class::Other, resp.status().as_u16());
+                    return resp;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
     let head = Head {
         gzip: accepts_gzip(&req),
         range: req.headers().get(header::RANGE).cloned(),

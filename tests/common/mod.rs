@@ -33,6 +33,8 @@ pub struct Server {
     /// The WHIP UDP port (bound on every interface, so WebRTC peers see a real address).
     pub whip_port: u16,
     pub log: PathBuf,
+    /// The data directory made for this server (removed with it), when the test gave none.
+    own_data_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -79,6 +81,21 @@ impl Server {
         } else {
             &["--demo", "false"]
         };
+        // Each server its own data directory unless the test gives one: servers of tests
+        // running beside each other (often with the same stream names) must not continue each
+        // other's streams from the positions a server keeps there for a restart.
+        let own_data_dir = (!extra.contains(&"--data-dir")).then(|| {
+            std::env::temp_dir().join(format!(
+                "llhls-test-data-{}-{}-{}",
+                std::process::id(),
+                http.port(),
+                rand_suffix()
+            ))
+        });
+        let data: Vec<String> = match &own_data_dir {
+            Some(dir) => vec!["--data-dir".into(), dir.display().to_string()],
+            None => Vec::new(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_llhls"))
             .args([
                 "serve",
@@ -90,6 +107,7 @@ impl Server {
                 &format!("0.0.0.0:{whip_port}"),
             ])
             .args(demo)
+            .args(&data)
             .args(extra)
             .env(
                 "RUST_LOG",
@@ -105,6 +123,7 @@ impl Server {
             rtmp,
             whip_port,
             log,
+            own_data_dir,
         };
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
@@ -153,6 +172,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.own_data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
