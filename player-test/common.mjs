@@ -1,6 +1,7 @@
 // What the player-test scripts share: their folders, command-line options, the llhls binary
 // to test, free ports, sleeping, Chromium and the test player page.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:http';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +10,15 @@ import net from 'node:net';
 /** player-test/ and the repository root. */
 export const here = dirname(fileURLToPath(import.meta.url));
 export const root = resolve(here, '..');
+
+// Each test run's servers keep their data (the live streams' positions for a restart, DVR,
+// recordings) in a folder of their own, unless the run names one: two runs in a row must not
+// continue each other's streams, as one server restarted would (README "Restarts").
+if (!process.env.LLHLS_DATA_DIR) {
+  const dir = mkdtempSync(join(tmpdir(), 'llhls-player-test-data-'));
+  process.env.LLHLS_DATA_DIR = dir;
+  process.on('exit', () => { try { rmSync(dir, { recursive: true, force: true }); } catch {} });
+}
 
 const args = process.argv.slice(2);
 /** The value after `--NAME` on the command line, or `def`. */
