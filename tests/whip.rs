@@ -351,14 +351,16 @@ impl Publisher {
         let start = Instant::now();
         let (mut vseq, mut aseq) = (1000u64, 5000u64);
         for (ms, video, i) in due {
-            self.pump(start + Duration::from_millis(ms));
+            // The sample's wall-clock time as scheduled, not when a busy machine got to it:
+            // the sender reports then put both tracks on one timeline exactly.
+            let at = start + Duration::from_millis(ms);
+            self.pump(at);
             if video {
                 let packets = packetize(&aus[i]);
                 let last = packets.len().saturating_sub(1);
                 for (k, p) in packets.into_iter().enumerate() {
                     let ts = 12345u32.wrapping_add(i as u32 * 3000);
-                    let w = RtpWrite::new(vpt, SeqNo::from(vseq), ts, Instant::now(), p)
-                        .marker(k == last);
+                    let w = RtpWrite::new(vpt, SeqNo::from(vseq), ts, at, p).marker(k == last);
                     vseq += 1;
                     self.write(w);
                 }
@@ -368,8 +370,8 @@ impl Publisher {
                     continue;
                 }
                 let ts = 777u32.wrapping_add(i as u32 * 960);
-                let w = RtpWrite::new(apt, SeqNo::from(aseq), ts, Instant::now(), opus[i].clone())
-                    .marker(i == 0);
+                let w =
+                    RtpWrite::new(apt, SeqNo::from(aseq), ts, at, opus[i].clone()).marker(i == 0);
                 let mut api = self.rtc.direct_api();
                 api.stream_tx_by_mid(amid, None)
                     .expect("the publisher's audio stream")
@@ -863,20 +865,20 @@ fn duplicate_publisher_refused_then_delete_ends_the_stream_and_the_name_is_free(
 
 #[test]
 fn delete_publishes_what_was_sent_before_it() {
-    // Video and Opus audio for 4 s, the audio packet 60 ms before the end lost on the way, and
+    // Video and Opus audio for 6 s, the audio packet 60 ms before the end lost on the way, and
     // the DELETE right behind the last packet: the server's jitter buffer still holds the
     // audio after the hole, and its AAC encoder the last 40-60 ms it took. What the publisher
     // sent before it said it was done belongs in the stream: the audio track ends with the
     // video track, not 100 ms before it.
     let server = Server::start(&[]);
-    let aus = h264_access_units_gop(5, 30);
-    let frames = &aus[..120];
-    let opus = opus_packets(5);
-    let opus = &opus[..200];
+    let aus = h264_access_units_gop(7, 30);
+    let frames = &aus[..180];
+    let opus = opus_packets(7);
+    let opus = &opus[..300];
     let mut a = Publisher::offering(true);
     assert_eq!(a.post(&server, "flush", &[]).status, 201);
     assert!(a.connected(Duration::from_secs(10)));
-    a.stream_av(frames, opus, Some(196));
+    a.stream_av(frames, opus, Some(296));
     let loc = a.resource.clone().unwrap();
     assert_eq!(
         http_request(server.http, "DELETE", &loc, &[], b"")
@@ -921,7 +923,8 @@ fn delete_publishes_what_was_sent_before_it() {
             .fold(0.0f64, f64::max)
     };
     let (video, audio) = (end_of("video"), end_of("audio"));
-    assert!(video > 1.0 && audio > 1.0, "{packets}");
+    // The stream starts at a keyframe once both tracks' sender reports are in (about 1-2 s).
+    assert!(video > 1.0 && audio > 1.0, "a stream under 1 s: {packets}");
     eprintln!("the video ends at {video:.3} s, the audio at {audio:.3} s");
     // One AAC frame (21 ms) of rounding either way: the packager cuts the audio at the last
     // part's end.

@@ -355,7 +355,11 @@ impl State {
     /// buffers held behind a hole, and the audio inside the AAC encoder (its lookahead and
     /// the partial frame: 40-60 ms). An access unit whose last packet never came stays out.
     async fn finish(&mut self) -> Result<(), Ended> {
-        while let Ok(d) = self.p.rx.try_recv() {
+        // Only what is queued now: a publisher that keeps sending cannot keep the session.
+        for _ in 0..self.p.rx.len() {
+            let Ok(d) = self.p.rx.try_recv() else {
+                break;
+            };
             let Ok(contents) = d.data.as_ref().try_into() else {
                 continue;
             };
