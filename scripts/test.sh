@@ -169,6 +169,16 @@ if ! grep -q 'audio/video out of sync' <<<"$out"; then
   echo "test.sh: the player harness did not report audio 400 ms out of sync: the check cannot fail" >&2
   exit 1
 fi
+step soak
+# The soak scaled to 2 minutes (benches/README.md "Reliability"; the full one is an hour): 2 RTMP
+# publishers, 2 WHIP publishers (GStreamer), 200 held viewers and 2 hls.js players (one on a
+# WHIP stream, one on an RTMP stream). After a minute of warm-up, RSS and descriptors must stay
+# flat, the viewers' lag p99 bounded, with no viewer error and no player stall.
+python3 benches/run.py --only soak --minutes 2 --debug-binaries
+# SIGTERM under load (about 15 s): 2 RTMP publishers and 200 held blocking requests; every
+# request answered, exit 0 inside the drain time, the publishers' connections ended.
+python3 benches/run.py --only shutdown --quick --debug-binaries
+
 step player matrix
 # Issue 12's player matrix, about 20 s of playing each: hls.js, Shaka (lowLatencyMode) and
 # Chromium's native HLS, each joining as soon as the multivariant playlist answers (early) and

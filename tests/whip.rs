@@ -139,12 +139,60 @@ struct Abuse {
     garbage_every: usize,
 }
 
+/// Opus packets (20 ms, 48 kHz stereo) of a sine tone, from ffmpeg's libopus through Ogg.
+fn opus_packets(secs: u32) -> Vec<Vec<u8>> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={secs}"
+        ))
+        .args([
+            "-ac",
+            "2",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+            "-frame_duration",
+            "20",
+        ])
+        .args(["-f", "ogg", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Ogg pages: "OggS", 22 bytes of header, a segment table; a packet ends at a segment
+    // shorter than 255 bytes.
+    let d = out.stdout;
+    let (mut i, mut packets, mut cur) = (0, Vec::new(), Vec::new());
+    while i + 27 <= d.len() && &d[i..i + 4] == b"OggS" {
+        let n = d[i + 26] as usize;
+        let table = &d[i + 27..i + 27 + n];
+        let mut at = i + 27 + n;
+        for &len in table {
+            cur.extend_from_slice(&d[at..at + len as usize]);
+            at += len as usize;
+            if len < 255 {
+                packets.push(std::mem::take(&mut cur));
+            }
+        }
+        i = at;
+    }
+    // The first two are the OpusHead and OpusTags headers.
+    packets.split_off(2)
+}
+
 /// A WHIP publisher built on str0m in RTP mode.
 struct Publisher {
     rtc: Rtc,
     sock: UdpSocket,
     local: SocketAddr,
     mid: Mid,
+    /// The audio section (Opus), when the offer has one.
+    audio_mid: Option<Mid>,
     pending: Option<SdpPendingOffer>,
     offer: String,
     resource: Option<String>,
@@ -153,15 +201,23 @@ struct Publisher {
 
 impl Publisher {
     fn new() -> Publisher {
+        Publisher::offering(false)
+    }
+
+    /// A publisher offering H.264 video and, with `audio`, Opus audio.
+    fn offering(audio: bool) -> Publisher {
         let sock = UdpSocket::bind((host_ip(), 0)).unwrap();
         let local = sock.local_addr().unwrap();
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_h264(true)
+            .enable_opus(audio, false)
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
         let mut api = rtc.sdp_api();
+        let audio_mid =
+            audio.then(|| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
         let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
         let (offer, pending) = api.apply().unwrap();
         Publisher {
@@ -169,6 +225,7 @@ impl Publisher {
             sock,
             local,
             mid,
+            audio_mid,
             pending: Some(pending),
             offer: offer.to_sdp_string(),
             resource: None,
@@ -266,6 +323,62 @@ impl Publisher {
             .find(|p| p.spec().codec == Codec::H264 && remote.contains(&p.pt()))
             .expect("an H.264 payload type in the answer")
             .pt()
+    }
+
+    fn opus_pt(&self) -> Pt {
+        let mid = self.audio_mid.expect("an audio section");
+        let remote = self.rtc.media(mid).unwrap().remote_pts().to_vec();
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == Codec::Opus && remote.contains(&p.pt()))
+            .expect("an Opus payload type in the answer")
+            .pt()
+    }
+
+    /// Sends video access units (30 fps) and Opus packets (20 ms) together in real time, in
+    /// the order of their times; `skip_audio` is never sent (lost on the way). Returns as soon
+    /// as the last packet is written.
+    fn stream_av(&mut self, aus: &[Vec<u8>], opus: &[Vec<u8>], skip_audio: Option<usize>) {
+        let (vpt, apt) = (self.h264_pt(), self.opus_pt());
+        let amid = self.audio_mid.expect("an audio section");
+        let mut due: Vec<(u64, bool, usize)> = (0..aus.len())
+            .map(|i| (i as u64 * 100 / 3, true, i))
+            .chain((0..opus.len()).map(|i| (i as u64 * 20, false, i)))
+            .collect();
+        due.sort();
+        let start = Instant::now();
+        let (mut vseq, mut aseq) = (1000u64, 5000u64);
+        for (ms, video, i) in due {
+            // The sample's wall-clock time as scheduled, not when a busy machine got to it:
+            // the sender reports then put both tracks on one timeline exactly.
+            let at = start + Duration::from_millis(ms);
+            self.pump(at);
+            if video {
+                let packets = packetize(&aus[i]);
+                let last = packets.len().saturating_sub(1);
+                for (k, p) in packets.into_iter().enumerate() {
+                    let ts = 12345u32.wrapping_add(i as u32 * 3000);
+                    let w = RtpWrite::new(vpt, SeqNo::from(vseq), ts, at, p).marker(k == last);
+                    vseq += 1;
+                    self.write(w);
+                }
+            } else {
+                aseq += 1;
+                if skip_audio == Some(i) {
+                    continue;
+                }
+                let ts = 777u32.wrapping_add(i as u32 * 960);
+                let w =
+                    RtpWrite::new(apt, SeqNo::from(aseq), ts, at, opus[i].clone()).marker(i == 0);
+                let mut api = self.rtc.direct_api();
+                api.stream_tx_by_mid(amid, None)
+                    .expect("the publisher's audio stream")
+                    .write_rtp(w);
+                self.drain();
+            }
+        }
     }
 
     /// Sends the access units in real time, abused as told; stops early when `stop` is set.
@@ -748,6 +861,79 @@ fn duplicate_publisher_refused_then_delete_ends_the_stream_and_the_name_is_free(
         server.log_text()
     );
     validate_served(&server, "dup");
+}
+
+#[test]
+fn delete_publishes_what_was_sent_before_it() {
+    // Video and Opus audio for 6 s, the audio packet 60 ms before the end lost on the way, and
+    // the DELETE right behind the last packet: the server's jitter buffer still holds the
+    // audio after the hole, and its AAC encoder the last 40-60 ms it took. What the publisher
+    // sent before it said it was done belongs in the stream: the audio track ends with the
+    // video track, not 100 ms before it.
+    let server = Server::start(&[]);
+    let aus = h264_access_units_gop(7, 30);
+    let frames = &aus[..180];
+    let opus = opus_packets(7);
+    let opus = &opus[..300];
+    let mut a = Publisher::offering(true);
+    assert_eq!(a.post(&server, "flush", &[]).status, 201);
+    assert!(a.connected(Duration::from_secs(10)));
+    a.stream_av(frames, opus, Some(296));
+    let loc = a.resource.clone().unwrap();
+    assert_eq!(
+        http_request(server.http, "DELETE", &loc, &[], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    let playlist = loop {
+        let p = media_playlist(&server, "flush").unwrap_or_default();
+        if p.contains("#EXT-X-ENDLIST") {
+            break p;
+        }
+        assert!(
+            Instant::now() < end,
+            "no EXT-X-ENDLIST after DELETE:\n{p}\n{}",
+            server.log_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    let media = fetch_media(&server, "flush", &playlist);
+    let packets = ffprobe_bytes(
+        &media,
+        &[
+            "-show_entries",
+            "packet=codec_type,pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ],
+    );
+    // The end of each track: the latest pts + duration.
+    let end_of = |kind: &str| {
+        packets
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f.first() == Some(&kind)).then(|| {
+                    f.get(1).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+                        + f.get(2).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+                })
+            })
+            .fold(0.0f64, f64::max)
+    };
+    let (video, audio) = (end_of("video"), end_of("audio"));
+    // The stream starts at a keyframe once both tracks' sender reports are in (about 1-2 s).
+    assert!(video > 1.0 && audio > 1.0, "a stream under 1 s: {packets}");
+    eprintln!("the video ends at {video:.3} s, the audio at {audio:.3} s");
+    // One AAC frame (21 ms) of rounding either way: the packager cuts the audio at the last
+    // part's end.
+    assert!(
+        audio >= video - 0.03,
+        "the audio ends {:.0} ms before the video: the last audio sent before the DELETE is missing\n{playlist}",
+        (video - audio) * 1000.0
+    );
+    validate_served(&server, "flush");
 }
 
 #[test]

@@ -247,6 +247,18 @@ impl OpusToAac {
         }
     }
 
+    /// The input has ended (the publisher's `DELETE`): encodes what is waiting for a full
+    /// frame (padded with silence) and drains the encoder, whose lookahead holds about two
+    /// frames (43 ms) of the last audio taken. The transcoder takes no more input after it.
+    pub fn finish(&mut self) -> Vec<Frame> {
+        let mut out = Vec::new();
+        self.pad_and_flush(&mut out);
+        if self.encoder.send_eof().is_ok() {
+            self.receive(&mut out);
+        }
+        out
+    }
+
     fn pad_and_flush(&mut self, out: &mut Vec<Frame>) {
         let have = self.fifo[0].len();
         if have > 0 && have < AAC_FRAME {
@@ -313,6 +325,31 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn finish_outputs_every_sample_taken() {
+        let packets = opus_packets(1);
+        let mut t = OpusToAac::new(crate::tracks::AUDIO, 128_000).unwrap();
+        let mut frames = Vec::new();
+        for (i, p) in packets.iter().enumerate() {
+            frames.extend(t.push(i as i64 * 960, p));
+        }
+        let taken = packets.len() as i64 * 960;
+        let covered = |f: &[Frame]| f.last().map_or(0, |l| l.dts.ticks + 1024);
+        // The encoder's lookahead and the partial frame are still inside...
+        assert!(covered(&frames) < taken, "{} of {taken}", covered(&frames));
+        frames.extend(t.finish());
+        // ... until the end flushes them: the last audio taken is in the output.
+        assert!(
+            covered(&frames) >= taken,
+            "{} of {taken} samples",
+            covered(&frames)
+        );
+        for w in frames.windows(2) {
+            assert_eq!(w[1].dts.ticks - w[0].dts.ticks, 1024, "continuous");
+        }
+        assert!(t.finish().is_empty(), "a second finish adds nothing");
     }
 
     #[test]

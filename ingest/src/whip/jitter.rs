@@ -72,11 +72,7 @@ impl JitterBuffer {
             // A publisher restart or a broken sender: whatever is buffered is released
             // first, then the new sequence starts after a gap.
             self.resyncs += 1;
-            let mut expect = next;
-            for (seq, q) in std::mem::take(&mut self.buf) {
-                self.flushed.push_back((q, seq != expect));
-                expect = seq.saturating_add(1);
-            }
+            self.release_all();
             self.flushed.push_back((p.clone(), true));
             self.next = Some(p.seq.saturating_add(1));
             return;
@@ -110,6 +106,25 @@ impl JitterBuffer {
             return Some((p, true));
         }
         None
+    }
+
+    /// Gives up waiting for missing packets: everything buffered is released by the next
+    /// `pop` calls, in order, with its gap flag. For the end of a session (the publisher's
+    /// `DELETE`): the packets after a hole would otherwise wait out `max_wait` and be lost
+    /// with the session.
+    pub fn release_all(&mut self) {
+        let Some(mut expect) = self.next else {
+            return;
+        };
+        for (seq, q) in std::mem::take(&mut self.buf) {
+            let gap = seq != expect;
+            if gap {
+                self.lost += seq.saturating_sub(expect);
+            }
+            self.flushed.push_back((q, gap));
+            expect = seq.saturating_add(1);
+        }
+        self.next = Some(expect);
     }
 
     /// When `pop` may release a packet without new input (for the session's timer).
@@ -162,6 +177,23 @@ pub(crate) mod tests {
         assert_eq!((j.lost, j.late), (1, 1));
         j.push(pkt(13, 0, false, b"too late", t));
         assert_eq!(j.late, 2);
+    }
+
+    #[test]
+    fn release_all_gives_up_on_missing_packets_at_once() {
+        let t = Instant::now();
+        let mut j = JitterBuffer::new(Duration::from_millis(100), 500);
+        j.push(pkt(10, 0, false, b"a", t));
+        j.push(pkt(13, 0, false, b"d", t)); // 11 and 12 missing
+        j.push(pkt(14, 0, true, b"e", t));
+        assert_eq!(drain(&mut j, t), vec![(10, false)]);
+        j.release_all();
+        assert_eq!(drain(&mut j, t), vec![(13, true), (14, false)]);
+        assert_eq!(j.lost, 2);
+        assert_eq!(j.deadline(), None);
+        // The sequence goes on after what was released.
+        j.push(pkt(15, 0, false, b"f", t));
+        assert_eq!(drain(&mut j, t), vec![(15, false)]);
     }
 
     #[test]

@@ -260,6 +260,9 @@ pub async fn run(p: SessionParams) -> Ended {
                 continue;
             }
             _ = &mut s.p.stop => {
+                // What the publisher sent before its DELETE goes into the stream before it
+                // ends; a stream that stopped meanwhile has nothing left to take it.
+                let _ = s.finish().await;
                 s.p.rtc.disconnect();
                 s.p.publication.stopped_by_publisher();
                 return Ended::Deleted;
@@ -342,6 +345,49 @@ impl State {
                 self.release(Instant::now()).await?;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// The publisher sent `DELETE`: publishes what it sent before. Without this the last
+    /// frames were lost with the session: the datagrams the dispatcher had queued for it
+    /// (`select!` takes the stop signal as soon as any other input), the packets the jitter
+    /// buffers held behind a hole, and the audio inside the AAC encoder (its lookahead and
+    /// the partial frame: 40-60 ms). An access unit whose last packet never came stays out.
+    async fn finish(&mut self) -> Result<(), Ended> {
+        // Only what is queued now: a publisher that keeps sending cannot keep the session.
+        for _ in 0..self.p.rx.len() {
+            let Ok(d) = self.p.rx.try_recv() else {
+                break;
+            };
+            let Ok(contents) = d.data.as_ref().try_into() else {
+                continue;
+            };
+            let input = Input::Receive(
+                d.at.max(Instant::now()),
+                Receive {
+                    proto: Protocol::Udp,
+                    source: d.source,
+                    destination: self.p.local,
+                    contents,
+                },
+            );
+            if self.p.rtc.handle_input(input).is_err() {
+                continue;
+            }
+            self.drain().await?;
+        }
+        self.video_jb.release_all();
+        self.audio_jb.release_all();
+        self.release(Instant::now()).await?;
+        let frames = self
+            .transcoder
+            .as_mut()
+            .map(|t| t.finish())
+            .unwrap_or_default();
+        let wall = wall_at(Instant::now());
+        for f in frames {
+            self.send(f, wall).await?;
         }
         Ok(())
     }

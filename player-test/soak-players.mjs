@@ -1,0 +1,128 @@
+// The soak's WHIP publishers and hls.js players (benches/run.py --only soak starts it beside its
+// RTMP publishers and held viewers):
+//
+//   node player-test/soak-players.mjs --origin http://127.0.0.1:PORT --whip 2 --play live/w0,live/s0
+//        --secs 600 --out FILE [--report-every 10] [--size 320x180]
+//
+// --whip N publishes N streams, live/w0 ... live/w(N-1), each with GStreamer's simple-whip-client
+// (H.264 from x264 + Opus, live test sources), as player-test/run.mjs's whip-gst publisher.
+// Then one hls.js player (page.html, headless Chromium, a page each) per --play path
+// (comma-separated, e.g. live/w0,live/s0). Every --report-every seconds it appends a JSON line to
+// --out: for each player its wall latency (Date.now() minus the playhead's
+// EXT-X-PROGRAM-DATE-TIME, the median of the interval's samples), hls.js's own latency
+// estimate, its stalls and stall time so far (a `waiting` after the first frame), fatal error,
+// and whether each publisher is still running. It stops after --secs, or on SIGTERM.
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { here, opt, sleep, launchChromium, servePlayerPages } from './common.mjs';
+
+const origin = opt('origin');
+if (!origin) throw new Error('--origin http://HOST:PORT is required');
+const whipCount = Number(opt('whip', '2'));
+const paths = (opt('play', '') || '').split(',').filter(Boolean);
+const secs = Number(opt('secs', '120'));
+const every = Number(opt('report-every', '10'));
+const out = opt('out', join(tmpdir(), 'soak-players.jsonl'));
+const size = opt('size', '320x180');
+writeFileSync(out, '');
+
+const children = [];
+let stopping = false;
+const stopAll = () => { stopping = true; for (const c of children) { try { c.kill('SIGTERM'); } catch {} } };
+process.on('SIGTERM', () => { stopAll(); process.exit(0); });
+process.on('SIGINT', () => { stopAll(); process.exit(0); });
+
+// Debian 12's simple-whip-client needs the project's preload shim (see whip-client-shim.c).
+const shimDir = mkdtempSync(join(tmpdir(), 'llhls-whipshim-'));
+const shim = join(shimDir, 'shim.so');
+const cc = spawnSync('gcc', ['-shared', '-fPIC', '-O2', '-o', shim, join(here, 'whip-client-shim.c'), '-ldl']);
+if (cc.status !== 0) throw new Error(`building the whip-client shim failed: ${cc.stderr}`);
+const [w, h] = size.split('x');
+// Debian's simple-whip-client sometimes aborts as it starts ("munmap_chunk(): invalid pointer",
+// about one start in three with two starting together): a publisher that exits before the
+// streams are up is started again (at most 3 times, counted in the report); one that exits
+// later stays down and the soak reports it.
+let startingUp = true;
+const publishers = [];
+const restarts = Array(whipCount).fill(0);
+function publish(i) {
+  const video = `videotestsrc is-live=true pattern=ball ! video/x-raw,width=${w},height=${h},framerate=30/1 ! videoconvert ! queue ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=400 key-int-max=60 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=96 ssrc=2 config-interval=-1 ! queue ! application/x-rtp,media=video,encoding-name=H264,payload=96`;
+  const audio = 'audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! queue ! opusenc ! rtpopuspay pt=111 ssrc=1 ! queue ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111';
+  const log = [];
+  const c = spawn('whip-client', ['-u', `${origin}/whip/live/w${i}`, '-n', '-l', '3', '-V', video, '-A', audio],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LD_PRELOAD: shim } });
+  c.stdout.on('data', d => log.push(d)); c.stderr.on('data', d => log.push(d));
+  c.exited = null;
+  c.on('exit', (code, sig) => {
+    c.exited = `${code ?? sig}`;
+    writeFileSync(`${out}.whip${i}.log`, Buffer.concat(log));
+    if (stopping) return;
+    console.error(`soak-players: WHIP publisher w${i} exited (${c.exited})`);
+    if (startingUp && restarts[i] < 3) {
+      restarts[i]++;
+      setTimeout(() => { if (!stopping) publish(i); }, 1000);
+    }
+  });
+  children.push(c);
+  publishers[i] = c;
+}
+for (let i = 0; i < whipCount; i++) {
+  publish(i);
+  await sleep(2000);
+}
+
+async function waitFor(url, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try { const r = await fetch(url); if (r.ok && (await r.text()).includes('#EXT')) return true; } catch {}
+    await sleep(250);
+  }
+  return false;
+}
+for (const p of [...new Set([...Array.from({ length: whipCount }, (_, i) => `live/w${i}`), ...paths])]) {
+  if (!await waitFor(`${origin}/${p}/index.m3u8`, 30000)) {
+    stopAll();
+    throw new Error(`no playlist for ${p} within 30 s`);
+  }
+}
+
+const { port, server } = await servePlayerPages();
+const browser = await launchChromium();
+const pages = [];
+for (const p of paths) {
+  const page = await (await browser.newContext()).newPage();
+  page.on('pageerror', e => console.error(`soak-players: page error (${p}):`, String(e)));
+  await page.goto(`http://127.0.0.1:${port}/?n=1&player=hlsjs&src=${encodeURIComponent(`${origin}/${p}/index.m3u8`)}`);
+  pages.push(page);
+}
+startingUp = false;
+const started = Date.now();
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor(s.length / 2)] : null; };
+const seen = paths.map(() => ({ wall: 0, lat: 0 }));
+while (Date.now() - started < secs * 1000 && !stopping) {
+  await sleep(every * 1000);
+  const players = [];
+  for (let i = 0; i < pages.length; i++) {
+    let s;
+    try { [s] = await pages[i].evaluate(() => window.__stats()); } catch (e) { players.push({ path: paths[i], error: String(e) }); continue; }
+    const wall = s.wallLatency.slice(seen[i].wall), lat = s.latency.slice(seen[i].lat);
+    seen[i] = { wall: s.wallLatency.length, lat: s.latency.length };
+    players.push({
+      path: paths[i], playing: s.firstFrameMs !== null, wallLatencyS: median(wall), latencyS: median(lat),
+      samples: wall.length, stalls: s.stalls, stallMs: Math.round(s.stallMs), fatal: s.fatal,
+      stallsAfter30s: s.stallTimes.filter(t => t > s.joinedAt + 30000).length,
+      errors: s.errors.length, currentTime: Number(s.currentTime.toFixed(2)),
+      // hls.js's non-fatal errors by kind (it retries them), e.g. {"bufferStalledError": 3}.
+      errorKinds: s.errors.reduce((a, e) => { a[e.details] = (a[e.details] || 0) + 1; return a; }, {}),
+    });
+  }
+  appendFileSync(out, JSON.stringify({ t_s: Math.round((Date.now() - started) / 100) / 10, players,
+    whip: publishers.map(c => c.exited === null), whipRestarts: restarts }) + '\n');
+}
+stopping = true;
+for (const c of publishers) c.kill('SIGTERM');
+await browser.close();
+server.close();
+process.exit(0);
