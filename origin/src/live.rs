@@ -655,7 +655,7 @@ impl Task {
             return;
         }
         let first = self.ptx.borrow().is_none();
-        let ended = self.p.snapshot().is_some_and(|s| s.ended);
+        let ended = self.p.timing().is_some() && self.p.has_ended();
         if first && !ended {
             if let Some(l) = self.ladder.as_mut() {
                 if !l.all_live() {

@@ -696,7 +696,7 @@ impl Recorder {
                 .iter()
                 .rposition(|s| last.is_some_and(|l| s.msn <= l))
                 .map_or(0, |i| i + 1);
-            for s in &r.segments[new_from..] {
+            for s in r.segments.iter().skip(new_from) {
                 let bytes = if s.gap {
                     None
                 } else {

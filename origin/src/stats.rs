@@ -28,10 +28,17 @@ pub struct StreamStats {
 /// moves the cursor to its last part. Parts stay listed for three target durations, so a
 /// stream task that calls this on every snapshot sees each part.
 pub(crate) fn new_gap_parts(r: &RenditionSnapshot, cursor: &mut Option<(u64, usize)>) -> u64 {
+    // Parts are listed for the newest segments only: look at those, not the whole window.
+    let recent = r
+        .segments
+        .iter()
+        .rev()
+        .take_while(|s| s.parts_listed)
+        .count();
     let listed = r
         .segments
         .iter()
-        .filter(|s| s.parts_listed)
+        .skip(r.segments.len() - recent)
         .map(|s| (s.msn, &s.parts))
         .chain(r.open.iter().map(|o| (o.msn, &o.parts)));
     let mut gaps = 0;

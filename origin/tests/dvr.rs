@@ -300,7 +300,7 @@ async fn a_time_range_of_the_window_is_a_vod_clip() {
     // The whole segments overlapping [start, end): 3, 4 and 5.
     let (status, clip) = get(&origin, &format!("/live/cam/media.m3u8?{q}")).await;
     assert_eq!(status, StatusCode::OK, "{clip}");
-    let want: Vec<String> = segs[3..6].iter().map(|s| s.uri.clone()).collect();
+    let want: Vec<String> = segs.iter().skip(3).take(3).map(|s| s.uri.clone()).collect();
     assert_eq!(segment_uris(&clip), want, "{clip}");
     assert!(clip.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{clip}");
     assert!(clip.ends_with("#EXT-X-ENDLIST\n"), "{clip}");
