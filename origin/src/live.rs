@@ -253,6 +253,8 @@ pub struct Stream {
     publisher: std::sync::atomic::AtomicU8,
     /// Told when a new stream of the same name replaces this ended one: it goes at once.
     pub(crate) replaced: tokio::sync::Notify,
+    /// Once ended: until when (Unix milliseconds) its final playlists are kept; 0 before.
+    kept_until: std::sync::atomic::AtomicI64,
 }
 
 impl Stream {
@@ -264,6 +266,16 @@ impl Stream {
     /// Says what publishes the stream from now on (for the advice in its warnings).
     pub fn set_publisher(&self, p: Publisher) {
         self.publisher.store(p.to_u8(), Ordering::Relaxed);
+    }
+
+    /// Once the stream has ended: until when its final playlists (with a DVR window, the
+    /// VOD of its window) and its segments are kept, unless a new publish of the name
+    /// replaces it first. `None` while it is live.
+    pub fn kept_until(&self) -> Option<WallClock> {
+        match self.kept_until.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(WallClock(ms)),
+        }
     }
 
     /// Clones the current published state.
@@ -361,6 +373,7 @@ pub(crate) fn spawn_stream(
         stats: StreamStats::default(),
         publisher: std::sync::atomic::AtomicU8::new(Publisher::default().to_u8()),
         replaced: tokio::sync::Notify::new(),
+        kept_until: std::sync::atomic::AtomicI64::new(0),
     });
     let task_stream = stream.clone();
     let (ladder, mut events) = match ladder {
@@ -499,6 +512,10 @@ pub(crate) fn spawn_stream(
             t.publish();
         }
         let stream = t.stream.clone();
+        let until = wall_now()
+            .0
+            .saturating_add(linger.as_millis().min(i64::MAX as u128) as i64);
+        stream.kept_until.store(until.max(1), Ordering::Relaxed);
         stream.ended.store(true, Ordering::Relaxed);
         tracing::info!(stream = %name, "stream ended; keeping the final playlist for {linger:?}");
         t.metrics.live_streams.fetch_sub(1, Ordering::Relaxed);

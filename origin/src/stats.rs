@@ -68,6 +68,9 @@ pub struct StreamSummary {
     pub bitrate: u64,
     /// Players following the stream (see [`StreamStats::held_playlists`]).
     pub viewers: usize,
+    /// `None` while the stream is live; once it has ended, until when it is kept (see
+    /// [`Stream::kept_until`]).
+    pub kept_until: Option<llhls_packager::WallClock>,
 }
 
 impl StreamSummary {
@@ -107,6 +110,7 @@ impl StreamSummary {
             frame_rate: video.and_then(|r| r.frame_rate),
             bitrate: bitrate as u64,
             viewers: held.div_ceil(renditions),
+            kept_until: stream.kept_until(),
         }
     }
 
@@ -130,6 +134,16 @@ impl StreamSummary {
         }
         if let Some(f) = self.frame_rate.filter(|f| f.is_finite()) {
             let _ = write!(out, ",\"frame_rate\":{}", (f * 100.0).round() / 100.0);
+        }
+        match self.kept_until {
+            None => out.push_str(",\"state\":\"live\""),
+            Some(t) => {
+                let _ = write!(
+                    out,
+                    ",\"state\":\"ended\",\"kept_until\":\"{}\"",
+                    t.to_rfc3339()
+                );
+            }
         }
         let _ = write!(
             out,
