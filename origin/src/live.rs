@@ -69,8 +69,10 @@ impl Rendered {
 pub struct Published {
     /// The playlist state.
     pub snapshot: StreamSnapshot,
-    /// The multivariant playlist.
-    pub multivariant: Rendered,
+    /// The multivariant playlist, rendered on first use ([`Published::multivariant`]).
+    multivariant: OnceLock<Rendered>,
+    /// The CODECS value that replaces the rendered one (`codecs_override`).
+    codecs_override: Option<String>,
     /// Per rendition (in snapshot order): its full, `_HLS_skip=YES` and `v2` views, each
     /// rendered on first use.
     views: Vec<[OnceLock<Rendered>; 3]>,
@@ -89,15 +91,6 @@ pub struct Published {
 
 impl Published {
     fn render(snapshot: StreamSnapshot, codecs_override: Option<&str>) -> Self {
-        let mut mv = render_multivariant(&snapshot);
-        if let Some(codecs) = codecs_override {
-            if let Some(start) = mv.find("CODECS=\"") {
-                if let Some(len) = mv[start + 8..].find('"') {
-                    mv.replace_range(start + 8..start + 8 + len, codecs);
-                }
-            }
-        }
-        let multivariant = Rendered::new(mv);
         let deltas = snapshot.timing.can_skip_until.is_some() && !snapshot.ended;
         let views = snapshot
             .renditions
@@ -113,7 +106,8 @@ impl Published {
             blocking_cache: cache(6 * td),
             plain_cache: cache((td / 2).max(1)),
             snapshot,
-            multivariant,
+            multivariant: OnceLock::new(),
+            codecs_override: codecs_override.map(str::to_string),
             views,
             deltas,
             at: Instant::now(),
@@ -124,6 +118,23 @@ impl Published {
                     .as_micros() as u64,
             ),
         }
+    }
+
+    /// The multivariant playlist, rendered on first use: its BANDWIDTH values are measured
+    /// over the whole window, which with a DVR window of hours cost more than the rest of a
+    /// change, on every change, read by nobody most of the time.
+    pub fn multivariant(&self) -> &Rendered {
+        self.multivariant.get_or_init(|| {
+            let mut mv = render_multivariant(&self.snapshot);
+            if let Some(codecs) = &self.codecs_override {
+                if let Some(start) = mv.find("CODECS=\"") {
+                    if let Some(len) = mv[start + 8..].find('"') {
+                        mv.replace_range(start + 8..start + 8 + len, codecs);
+                    }
+                }
+            }
+            Rendered::new(mv)
+        })
     }
 
     /// The rendered view (the full playlist when delta updates do not apply), rendered on
@@ -705,11 +716,7 @@ impl Task {
         };
         let published = Arc::new(Published::render(snap, self.codecs_override.as_deref()));
         if let Some(r) = self.recorder.as_mut() {
-            r.observe(
-                &published.snapshot,
-                &published.multivariant.plain,
-                &self.stream,
-            );
+            r.observe(&published, &self.stream);
         }
         if first {
             let s = &published.snapshot;
@@ -732,4 +739,36 @@ pub fn wall_now() -> WallClock {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     WallClock(d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llhls_packager::synth::Publisher as Synth;
+    use llhls_packager::PackagerConfig;
+
+    /// The multivariant playlist is not rendered by a publish (its BANDWIDTH values read the
+    /// whole window) but on first use, with the CODECS override applied, once per state.
+    #[test]
+    fn the_multivariant_playlist_is_rendered_on_first_use() {
+        let mut publisher = Synth::new(30.0, 30);
+        let mut p = Packager::new(PackagerConfig::default(), publisher.tracks()).unwrap();
+        while !p.is_live() {
+            let (f, w) = publisher.next_frame();
+            p.handle_frame(f, w).unwrap();
+        }
+        let snap = p.snapshot().unwrap();
+        let want = render_multivariant(&snap);
+        let published = Published::render(snap.clone(), None);
+        assert!(
+            published.multivariant.get().is_none(),
+            "rendered by the publish"
+        );
+        assert_eq!(published.multivariant().plain, want.as_bytes());
+        let first = published.multivariant().plain.as_ptr();
+        assert_eq!(published.multivariant().plain.as_ptr(), first, "once");
+        let overridden = Published::render(snap, Some("avc1.640028"));
+        let text = String::from_utf8_lossy(&overridden.multivariant().plain).into_owned();
+        assert!(text.contains("CODECS=\"avc1.640028\""), "{text}");
+    }
 }
