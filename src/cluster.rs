@@ -333,12 +333,13 @@ pub(crate) fn parse_last(v: &str) -> Option<Last> {
 /// cut short by a stall (the next is GAP) or by a reconnect (the next starts a discontinuity)
 /// is not a pace the stream keeps: counting one made a takeover skip 20 MSNs where 3 would do,
 /// and hls.js, placing the new segments by their MSNs, waited 40 s ahead of its playhead.
-fn shortest_regular_segment_ms(segments: &[llhls_packager::playlist::SegmentEntry]) -> Option<u64> {
+fn shortest_regular_segment_ms(segments: &llhls_packager::playlist::Segments) -> Option<u64> {
     let ms = |s: &llhls_packager::playlist::SegmentEntry| (s.duration * 1000.0) as u64;
     segments
-        .windows(2)
-        .filter(|w| !w[0].gap && !w[1].gap && !w[1].discontinuity)
-        .map(|w| ms(&w[0]))
+        .iter()
+        .zip(segments.iter().skip(1))
+        .filter(|(a, b)| !a.gap && !b.gap && !b.discontinuity)
+        .map(|(a, _)| ms(a))
         .min()
         .or_else(|| segments.iter().map(ms).min())
 }
@@ -570,17 +571,22 @@ mod tests {
             seg(1.9, false, true),
             seg(2.0, false, false),
         ];
-        assert_eq!(shortest_regular_segment_ms(&window), Some(1900));
+        assert_eq!(
+            shortest_regular_segment_ms(&window.to_vec().into()),
+            Some(1900)
+        );
         // A short segment the stream went on from is a pace it keeps.
         let mut paced = window.to_vec();
         paced.push(seg(0.5, false, false));
         paced.push(seg(2.0, false, false));
-        assert_eq!(shortest_regular_segment_ms(&paced), Some(500));
+        assert_eq!(shortest_regular_segment_ms(&paced.into()), Some(500));
         // Nothing regular: the shortest of all.
         assert_eq!(
-            shortest_regular_segment_ms(&[seg(0.1, false, false), seg(2.0, true, false)]),
+            shortest_regular_segment_ms(
+                &vec![seg(0.1, false, false), seg(2.0, true, false)].into()
+            ),
             Some(100)
         );
-        assert_eq!(shortest_regular_segment_ms(&[]), None);
+        assert_eq!(shortest_regular_segment_ms(&Default::default()), None);
     }
 }

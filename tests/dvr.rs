@@ -51,7 +51,12 @@ fn segment_uris(text: &str) -> Vec<String> {
 
 /// A server with a DVR window of `secs` seconds on `dir`: 1 s segments, a live window of 6.
 fn dvr_server(dir: &std::path::Path, secs: &str) -> Server {
-    Server::start(&[
+    dvr_server_with(dir, secs, &[])
+}
+
+/// [`dvr_server`] with more arguments.
+fn dvr_server_with(dir: &std::path::Path, secs: &str, extra: &[&str]) -> Server {
+    let mut args = vec![
         "--dvr-window-secs",
         secs,
         "--window-segments",
@@ -60,7 +65,19 @@ fn dvr_server(dir: &std::path::Path, secs: &str) -> Server {
         "1000",
         "--data-dir",
         dir.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+const TOKEN: &str = "dvr-admin-token-0123456789";
+
+/// `GET path` of the admin API, as JSON.
+fn admin_get(s: &Server, path: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {TOKEN}");
+    let r = http_request(s.http, "GET", path, &[("Authorization", &auth)], b"").unwrap();
+    let v = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()));
+    (r.status, v)
 }
 
 #[test]
@@ -290,10 +307,14 @@ fn probe_url(url: &str) -> (f64, u64) {
 fn an_ended_stream_is_vod_of_its_window_with_clips_until_a_new_publish() {
     let dir = data_dir("vod");
     let _ = std::fs::remove_dir_all(&dir);
-    let s = dvr_server(&dir, "12");
+    let s = dvr_server_with(&dir, "12", &["--admin-token", TOKEN]);
     // 16 s of a 30 fps picture: the window slides before the end.
     let mut ff = publish(&s.rtmp_url("vod"), 16, false);
     s.wait_for("/live/vod/media.m3u8", Duration::from_secs(20));
+    let (status, live) = admin_get(&s, "/api/v1/streams/vod");
+    assert_eq!(status, 200, "{live}");
+    assert_eq!(live["state"], "live", "{live}");
+    assert!(live["kept_until"].is_null(), "{live}");
     assert!(ff.wait().unwrap().success());
     // ffmpeg ends its publish: the stream ends at once.
     let playlist = || s.get("/live/vod/media.m3u8").text();
@@ -302,6 +323,42 @@ fn an_ended_stream_is_vod_of_its_window_with_clips_until_a_new_publish() {
     });
     let vod = playlist();
     assert!(!vod.contains("#EXT-X-PRELOAD-HINT"), "{vod}");
+    // Listed as ended, with until when it is kept (at least 60 s after its end), in
+    // /streams.json and in the admin API.
+    let last_date = vod
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .next_back()
+        .unwrap()
+        .to_string();
+    until(Duration::from_secs(10), "not listed as ended", || {
+        s.get("/streams.json")
+            .text()
+            .contains("\"state\":\"ended\"")
+    });
+    let (status, list) = admin_get(&s, "/api/v1/streams");
+    assert_eq!(status, 200, "{list}");
+    let listed = list.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{list}");
+    assert_eq!(listed[0]["name"], "vod", "{list}");
+    assert_eq!(listed[0]["state"], "ended", "{list}");
+    let kept = listed[0]["kept_until"].as_str().unwrap().to_string();
+    // The same format (UTC, milliseconds): later dates sort later.
+    assert_eq!(kept.len(), last_date.len(), "{kept} {last_date}");
+    assert!(
+        kept.as_str() > last_date.as_str(),
+        "kept until {kept}, last segment {last_date}"
+    );
+    assert!(
+        s.get("/streams.json")
+            .text()
+            .contains(&format!("\"kept_until\":\"{kept}\"")),
+        "{kept}"
+    );
+    let (status, one) = admin_get(&s, "/api/v1/streams/vod");
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["state"], "ended", "{one}");
+    assert_eq!(one["kept_until"], kept.as_str(), "{one}");
     let (_, durations, _) = listing(&vod);
     let total: f64 = durations.iter().sum();
     assert!(
@@ -370,6 +427,9 @@ fn an_ended_stream_is_vod_of_its_window_with_clips_until_a_new_publish() {
         || !stream_dir.exists(),
     );
     assert!(s.log_text().contains("replaces the ended one"));
+    let (_, list) = admin_get(&s, "/api/v1/streams");
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["state"], "live", "{list}");
     let _ = again.kill();
     let _ = again.wait();
     drop(s);

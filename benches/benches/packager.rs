@@ -103,6 +103,27 @@ fn dvr_window(c: &mut Criterion) {
         b.iter(|| black_box(render_media(&snap, r, SkipMode::Yes)))
     });
     g.bench_function("snapshot", |b| b.iter(|| black_box(p.snapshot())));
+    // The stream task renders the multivariant playlist on every change (its BANDWIDTH
+    // values are measured over the window).
+    g.bench_function("multivariant", |b| {
+        b.iter(|| black_box(render_multivariant(&snap)))
+    });
+    // A change as the stream task sees it: the next frames up to a playlist change (a part),
+    // then the snapshot it publishes; the window stays at 4 hours (it slides).
+    let mut live = publisher;
+    g.bench_function("change (frames of one part + snapshot)", |b| {
+        b.iter(|| loop {
+            let (f, w) = live.next_frame();
+            p.handle_frame(f, w).unwrap();
+            let mut changed = false;
+            while let Some(o) = p.poll_output() {
+                changed |= matches!(o, Output::PlaylistChanged);
+            }
+            if changed {
+                break black_box(p.snapshot());
+            }
+        })
+    });
     // The origin gzips every view once per change (flate2, fast level), as it does here.
     g.bench_function("gzip media full", |b| {
         b.iter(|| {

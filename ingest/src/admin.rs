@@ -85,7 +85,10 @@ impl Admin {
             }
             (Method::GET, ["api", "v1", "streams", name]) => match self.stream_json(name) {
                 Some(v) => ok(&v),
-                None => error(StatusCode::NOT_FOUND, "no such live stream"),
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "no such stream (live, or ended and kept)",
+                ),
             },
             (Method::DELETE, ["api", "v1", "streams", name]) => {
                 let file = self
@@ -133,13 +136,12 @@ impl Admin {
         constant_time_eq(given.as_bytes(), self.token.as_bytes())
     }
 
-    /// One live stream: its publisher and counters.
+    /// One stream: its publisher and counters, and whether it is live or has ended and is
+    /// kept (until when).
     fn stream_json(&self, name: &str) -> Option<Value> {
         let stream = self.origin.stream(name)?;
-        if stream.ended.load(std::sync::atomic::Ordering::Relaxed) {
-            return None;
-        }
         let published = stream.current()?;
+        let kept_until = stream.kept_until();
         let summary = llhls_origin::stats::StreamSummary::new(&stream, &published.snapshot);
         let st = &stream.stats;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -155,6 +157,8 @@ impl Admin {
         Some(json!({
             "name": name,
             "playlist": format!("/live/{name}/index.m3u8"),
+            "state": if kept_until.is_some() { "ended" } else { "live" },
+            "kept_until": kept_until.map(|t| t.to_rfc3339()),
             "publisher": publisher,
             "codecs": summary.codecs,
             "width": summary.resolution.map(|r| r.0),

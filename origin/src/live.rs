@@ -69,8 +69,10 @@ impl Rendered {
 pub struct Published {
     /// The playlist state.
     pub snapshot: StreamSnapshot,
-    /// The multivariant playlist.
-    pub multivariant: Rendered,
+    /// The multivariant playlist, rendered on first use ([`Published::multivariant`]).
+    multivariant: OnceLock<Rendered>,
+    /// The CODECS value that replaces the rendered one (`codecs_override`).
+    codecs_override: Option<String>,
     /// Per rendition (in snapshot order): its full, `_HLS_skip=YES` and `v2` views, each
     /// rendered on first use.
     views: Vec<[OnceLock<Rendered>; 3]>,
@@ -89,15 +91,6 @@ pub struct Published {
 
 impl Published {
     fn render(snapshot: StreamSnapshot, codecs_override: Option<&str>) -> Self {
-        let mut mv = render_multivariant(&snapshot);
-        if let Some(codecs) = codecs_override {
-            if let Some(start) = mv.find("CODECS=\"") {
-                if let Some(len) = mv[start + 8..].find('"') {
-                    mv.replace_range(start + 8..start + 8 + len, codecs);
-                }
-            }
-        }
-        let multivariant = Rendered::new(mv);
         let deltas = snapshot.timing.can_skip_until.is_some() && !snapshot.ended;
         let views = snapshot
             .renditions
@@ -113,7 +106,8 @@ impl Published {
             blocking_cache: cache(6 * td),
             plain_cache: cache((td / 2).max(1)),
             snapshot,
-            multivariant,
+            multivariant: OnceLock::new(),
+            codecs_override: codecs_override.map(str::to_string),
             views,
             deltas,
             at: Instant::now(),
@@ -124,6 +118,23 @@ impl Published {
                     .as_micros() as u64,
             ),
         }
+    }
+
+    /// The multivariant playlist, rendered on first use: its BANDWIDTH values are measured
+    /// over the whole window, which with a DVR window of hours cost more than the rest of a
+    /// change, on every change, read by nobody most of the time.
+    pub fn multivariant(&self) -> &Rendered {
+        self.multivariant.get_or_init(|| {
+            let mut mv = render_multivariant(&self.snapshot);
+            if let Some(codecs) = &self.codecs_override {
+                if let Some(start) = mv.find("CODECS=\"") {
+                    if let Some(len) = mv[start + 8..].find('"') {
+                        mv.replace_range(start + 8..start + 8 + len, codecs);
+                    }
+                }
+            }
+            Rendered::new(mv)
+        })
     }
 
     /// The rendered view (the full playlist when delta updates do not apply), rendered on
@@ -253,6 +264,8 @@ pub struct Stream {
     publisher: std::sync::atomic::AtomicU8,
     /// Told when a new stream of the same name replaces this ended one: it goes at once.
     pub(crate) replaced: tokio::sync::Notify,
+    /// Once ended: until when (Unix milliseconds) its final playlists are kept; 0 before.
+    kept_until: std::sync::atomic::AtomicI64,
 }
 
 impl Stream {
@@ -264,6 +277,16 @@ impl Stream {
     /// Says what publishes the stream from now on (for the advice in its warnings).
     pub fn set_publisher(&self, p: Publisher) {
         self.publisher.store(p.to_u8(), Ordering::Relaxed);
+    }
+
+    /// Once the stream has ended: until when its final playlists (with a DVR window, the
+    /// VOD of its window) and its segments are kept, unless a new publish of the name
+    /// replaces it first. `None` while it is live.
+    pub fn kept_until(&self) -> Option<WallClock> {
+        match self.kept_until.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(WallClock(ms)),
+        }
     }
 
     /// Clones the current published state.
@@ -361,6 +384,7 @@ pub(crate) fn spawn_stream(
         stats: StreamStats::default(),
         publisher: std::sync::atomic::AtomicU8::new(Publisher::default().to_u8()),
         replaced: tokio::sync::Notify::new(),
+        kept_until: std::sync::atomic::AtomicI64::new(0),
     });
     let task_stream = stream.clone();
     let (ladder, mut events) = match ladder {
@@ -499,6 +523,10 @@ pub(crate) fn spawn_stream(
             t.publish();
         }
         let stream = t.stream.clone();
+        let until = wall_now()
+            .0
+            .saturating_add(linger.as_millis().min(i64::MAX as u128) as i64);
+        stream.kept_until.store(until.max(1), Ordering::Relaxed);
         stream.ended.store(true, Ordering::Relaxed);
         tracing::info!(stream = %name, "stream ended; keeping the final playlist for {linger:?}");
         t.metrics.live_streams.fetch_sub(1, Ordering::Relaxed);
@@ -655,7 +683,7 @@ impl Task {
             return;
         }
         let first = self.ptx.borrow().is_none();
-        let ended = self.p.snapshot().is_some_and(|s| s.ended);
+        let ended = self.p.timing().is_some() && self.p.has_ended();
         if first && !ended {
             if let Some(l) = self.ladder.as_mut() {
                 if !l.all_live() {
@@ -688,11 +716,7 @@ impl Task {
         };
         let published = Arc::new(Published::render(snap, self.codecs_override.as_deref()));
         if let Some(r) = self.recorder.as_mut() {
-            r.observe(
-                &published.snapshot,
-                &published.multivariant.plain,
-                &self.stream,
-            );
+            r.observe(&published, &self.stream);
         }
         if first {
             let s = &published.snapshot;
@@ -715,4 +739,36 @@ pub fn wall_now() -> WallClock {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     WallClock(d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llhls_packager::synth::Publisher as Synth;
+    use llhls_packager::PackagerConfig;
+
+    /// The multivariant playlist is not rendered by a publish (its BANDWIDTH values read the
+    /// whole window) but on first use, with the CODECS override applied, once per state.
+    #[test]
+    fn the_multivariant_playlist_is_rendered_on_first_use() {
+        let mut publisher = Synth::new(30.0, 30);
+        let mut p = Packager::new(PackagerConfig::default(), publisher.tracks()).unwrap();
+        while !p.is_live() {
+            let (f, w) = publisher.next_frame();
+            p.handle_frame(f, w).unwrap();
+        }
+        let snap = p.snapshot().unwrap();
+        let want = render_multivariant(&snap);
+        let published = Published::render(snap.clone(), None);
+        assert!(
+            published.multivariant.get().is_none(),
+            "rendered by the publish"
+        );
+        assert_eq!(published.multivariant().plain, want.as_bytes());
+        let first = published.multivariant().plain.as_ptr();
+        assert_eq!(published.multivariant().plain.as_ptr(), first, "once");
+        let overridden = Published::render(snap, Some("avc1.640028"));
+        let text = String::from_utf8_lossy(&overridden.multivariant().plain).into_owned();
+        assert!(text.contains("CODECS=\"avc1.640028\""), "{text}");
+    }
 }

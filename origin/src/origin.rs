@@ -559,11 +559,19 @@ impl Origin {
             .cloned()
     }
 
-    /// What `/streams.json` lists: every stream with a published playlist that has not
-    /// ended, sorted by name.
+    /// What `/streams.json` lists: every stream with a published playlist, sorted by name:
+    /// the live ones, and the ended ones whose final playlists are still served (with a DVR
+    /// window, the VOD of the window), with until when
+    /// ([`crate::stats::StreamSummary::kept_until`]).
     pub fn stream_summaries(&self) -> Vec<crate::stats::StreamSummary> {
-        let mut v: Vec<crate::stats::StreamSummary> = self
-            .live_streams()
+        let streams: Vec<Arc<Stream>> = self
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut v: Vec<crate::stats::StreamSummary> = streams
             .iter()
             .filter_map(|s| {
                 let p = s.current()?;

@@ -25,7 +25,7 @@ pub(crate) fn multivariant(origin: &Origin, stream: &str, query: &str, gzip: boo
         Err(e) => return e.reply(class),
     };
     if !asks_clip(query) {
-        return playlist_reply(class, &p, &p.multivariant, gzip, p.plain_cache.clone());
+        return playlist_reply(class, &p, p.multivariant(), gzip, p.plain_cache.clone());
     }
     let clip = match window_clip(&p, query) {
         Ok(c) => c,
@@ -37,7 +37,7 @@ pub(crate) fn multivariant(origin: &Origin, stream: &str, query: &str, gzip: boo
     if let Some(Err(e)) = first.map(|r| clip_media(&p, r, &clip)) {
         return e.reply(class);
     }
-    let text = String::from_utf8_lossy(&p.multivariant.plain);
+    let text = String::from_utf8_lossy(&p.multivariant().plain);
     let body = crate::record::clip_multivariant(&text, &clip.query());
     text_reply(
         class,

@@ -37,10 +37,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use llhls_packager::{ObjectKey, ObjectKind, StreamSnapshot, WallClock};
+use llhls_packager::{ObjectKey, ObjectKind, WallClock};
 use tokio::sync::{mpsc, watch};
 
-use crate::live::{Object, Stream};
+use crate::live::{Object, Published, Stream};
 use crate::metrics::Metrics;
 
 /// Recording settings.
@@ -686,7 +686,8 @@ impl Recorder {
 
     /// Hands every segment of `snap` not recorded yet to the writer (bytes from `stream`'s
     /// store: a reference, no copy), and the multivariant playlist when the renditions changed.
-    pub(crate) fn observe(&mut self, snap: &StreamSnapshot, multivariant: &Bytes, stream: &Stream) {
+    pub(crate) fn observe(&mut self, published: &Published, stream: &Stream) {
+        let snap = &published.snapshot;
         let td = snap.timing.target_duration;
         let mut msgs = Vec::new();
         for r in &snap.renditions {
@@ -696,7 +697,7 @@ impl Recorder {
                 .iter()
                 .rposition(|s| last.is_some_and(|l| s.msn <= l))
                 .map_or(0, |i| i + 1);
-            for s in &r.segments[new_from..] {
+            for s in r.segments.iter().skip(new_from) {
                 let bytes = if s.gap {
                     None
                 } else {
@@ -755,7 +756,7 @@ impl Recorder {
         if (names != self.listed || self.mv_stale)
             && names.iter().all(|n| self.last.contains_key(n))
         {
-            msgs.push(Msg::Multivariant(multivariant.clone()));
+            msgs.push(Msg::Multivariant(published.multivariant().plain.clone()));
             self.listed = names;
             self.mv_stale = false;
         }

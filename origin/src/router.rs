@@ -355,12 +355,20 @@ async fn dispatch(origin: &Origin, method: &Method, path: &str, head: Head<'_>) 
         Route::StreamList => {
             let body = match origin.cluster() {
                 Some((cluster, _)) => {
+                    let all = cluster.streams().await;
+                    // An ended stream kept here is listed unless the name is live on a node
+                    // now (viewers of the name go there).
                     let local: Vec<(String, String)> = origin
                         .stream_summaries()
                         .iter()
+                        .filter(|s| {
+                            s.kept_until.is_none()
+                                || !all
+                                    .iter()
+                                    .any(|(n, o)| *n == s.name && o != cluster.advertise())
+                        })
                         .map(|s| (s.name.clone(), s.json()))
                         .collect();
-                    let all = cluster.streams().await;
                     crate::cluster::stream_list(&local, cluster.advertise(), &all)
                 }
                 None => {

@@ -28,10 +28,17 @@ pub struct StreamStats {
 /// moves the cursor to its last part. Parts stay listed for three target durations, so a
 /// stream task that calls this on every snapshot sees each part.
 pub(crate) fn new_gap_parts(r: &RenditionSnapshot, cursor: &mut Option<(u64, usize)>) -> u64 {
+    // Parts are listed for the newest segments only: look at those, not the whole window.
+    let recent = r
+        .segments
+        .iter()
+        .rev()
+        .take_while(|s| s.parts_listed)
+        .count();
     let listed = r
         .segments
         .iter()
-        .filter(|s| s.parts_listed)
+        .skip(r.segments.len() - recent)
         .map(|s| (s.msn, &s.parts))
         .chain(r.open.iter().map(|o| (o.msn, &o.parts)));
     let mut gaps = 0;
@@ -61,6 +68,9 @@ pub struct StreamSummary {
     pub bitrate: u64,
     /// Players following the stream (see [`StreamStats::held_playlists`]).
     pub viewers: usize,
+    /// `None` while the stream is live; once it has ended, until when it is kept (see
+    /// [`Stream::kept_until`]).
+    pub kept_until: Option<llhls_packager::WallClock>,
 }
 
 impl StreamSummary {
@@ -100,6 +110,7 @@ impl StreamSummary {
             frame_rate: video.and_then(|r| r.frame_rate),
             bitrate: bitrate as u64,
             viewers: held.div_ceil(renditions),
+            kept_until: stream.kept_until(),
         }
     }
 
@@ -123,6 +134,16 @@ impl StreamSummary {
         }
         if let Some(f) = self.frame_rate.filter(|f| f.is_finite()) {
             let _ = write!(out, ",\"frame_rate\":{}", (f * 100.0).round() / 100.0);
+        }
+        match self.kept_until {
+            None => out.push_str(",\"state\":\"live\""),
+            Some(t) => {
+                let _ = write!(
+                    out,
+                    ",\"state\":\"ended\",\"kept_until\":\"{}\"",
+                    t.to_rfc3339()
+                );
+            }
         }
         let _ = write!(
             out,

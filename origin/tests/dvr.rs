@@ -300,7 +300,7 @@ async fn a_time_range_of_the_window_is_a_vod_clip() {
     // The whole segments overlapping [start, end): 3, 4 and 5.
     let (status, clip) = get(&origin, &format!("/live/cam/media.m3u8?{q}")).await;
     assert_eq!(status, StatusCode::OK, "{clip}");
-    let want: Vec<String> = segs[3..6].iter().map(|s| s.uri.clone()).collect();
+    let want: Vec<String> = segs.iter().skip(3).take(3).map(|s| s.uri.clone()).collect();
     assert_eq!(segment_uris(&clip), want, "{clip}");
     assert!(clip.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{clip}");
     assert!(clip.ends_with("#EXT-X-ENDLIST\n"), "{clip}");
@@ -379,5 +379,50 @@ async fn a_time_range_of_the_window_is_a_vod_clip() {
     .await;
     assert!(ended.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{ended}");
     assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{ended}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// An ended stream kept as VOD of its window is listed in `/streams.json` as ended, with
+/// until when it is kept; a new publish of the name lists it as live again, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_stream_kept_is_listed_with_until_when() {
+    let root = root("listed");
+    let origin: Arc<Origin> = Origin::new(OriginConfig {
+        dvr_dir: Some(root.clone()),
+        dvr_keep_ended: Some(Duration::from_secs(3600)),
+        ..OriginConfig::default()
+    });
+    let first = dvr_stream(&origin, "cam").await;
+    let (status, list) = get(&origin, "/streams.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains("\"name\":\"cam\""), "{list}");
+    assert!(list.contains("\"state\":\"live\""), "{list}");
+    assert!(!list.contains("kept_until"), "{list}");
+    end(first).await;
+    let ended_at = llhls_origin::wall_now();
+    let summaries = origin.stream_summaries();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    let kept = summaries[0]
+        .kept_until
+        .expect("an ended stream says until when");
+    assert!(
+        (kept.0 - (ended_at.0 + 3_600_000)).abs() < 60_000,
+        "kept until {kept:?}, ended at {ended_at:?}"
+    );
+    let (_, list) = get(&origin, "/streams.json").await;
+    assert!(list.starts_with("[{\"name\":\"cam\","), "{list}");
+    let state = format!(
+        "\"state\":\"ended\",\"kept_until\":\"{}\"",
+        kept.to_rfc3339()
+    );
+    assert!(list.contains(&state), "{list}");
+    assert_eq!(list.matches("\"name\":").count(), 1, "{list}");
+
+    let second = dvr_stream(&origin, "cam").await;
+    let (_, list) = get(&origin, "/streams.json").await;
+    assert!(list.contains("\"state\":\"live\""), "{list}");
+    assert!(!list.contains("ended"), "{list}");
+    assert_eq!(list.matches("\"name\":").count(), 1, "{list}");
+    drop(second);
     let _ = std::fs::remove_dir_all(&root);
 }

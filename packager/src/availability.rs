@@ -65,7 +65,7 @@ fn init(r: &RenditionSnapshot, uri: &str) -> Availability {
 }
 
 fn segment(r: &RenditionSnapshot, msn: u64, uri: &str, ended: bool) -> Availability {
-    if let Some(s) = r.segments.iter().find(|s| s.msn == msn) {
+    if let Some(s) = r.segments.by_msn(msn) {
         return match (s.gap, s.uri == uri) {
             (true, _) => Availability::Gap,
             (false, true) => Availability::Available,
@@ -96,7 +96,7 @@ fn part(r: &RenditionSnapshot, msn: u64, index: u32, uri: &str, ended: bool) -> 
                 (false, false) => Availability::Never,
             })
     };
-    if let Some(s) = r.segments.iter().find(|s| s.msn == msn) {
+    if let Some(s) = r.segments.by_msn(msn) {
         return listed(&s.parts).unwrap_or(Availability::Never);
     }
     let Some(open) = &r.open else {
@@ -202,7 +202,7 @@ mod tests {
                 part_target: 0.2,
                 media_sequence: 10,
                 discontinuity_sequence: 0,
-                segments: vec![segment(10, false), segment(11, true)],
+                segments: vec![segment(10, false), segment(11, true)].into(),
                 open: Some(open),
                 preload_hint,
             }],

@@ -161,6 +161,12 @@ impl Packager {
         self.timing.is_some() && self.renditions.iter().all(|r| r.segments.len() >= needed)
     }
 
+    /// Has the stream ended ([`Packager::handle_end_of_stream`]): its snapshots carry
+    /// EXT-X-ENDLIST? (Cheaper than taking a snapshot to ask.)
+    pub fn has_ended(&self) -> bool {
+        self.ended
+    }
+
     /// Has every rendition a complete segment?
     fn has_segments(&self) -> bool {
         self.timing.is_some() && self.renditions.iter().all(|r| !r.segments.is_empty())

@@ -4,6 +4,10 @@
 use crate::media::WallClock;
 use crate::render::SettledText;
 
+mod segments;
+
+pub use segments::{Iter, IterMut, Segments};
+
 /// One EXT-X-PART.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartEntry {
@@ -106,8 +110,9 @@ pub struct RenditionSnapshot {
     pub media_sequence: u64,
     /// EXT-X-DISCONTINUITY-SEQUENCE.
     pub discontinuity_sequence: u64,
-    /// Complete segments in the window, oldest first.
-    pub segments: Vec<SegmentEntry>,
+    /// Complete segments in the window, oldest first (shared with the packager's later
+    /// snapshots: copying it does not copy the window).
+    pub segments: Segments,
     /// The parent in progress (absent after the end of the stream).
     pub open: Option<OpenSegment>,
     /// The next part's hint (absent after the end).

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use crate::playlist::{RenditionKind, RenditionSnapshot, SegmentEntry, StreamSnapshot};
+use crate::playlist::{RenditionKind, RenditionSnapshot, SegmentEntry, Segments, StreamSnapshot};
 
 /// Which view of a media playlist to render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -434,7 +434,7 @@ impl SettledText {
 
     /// How many leading segments of `segments` this text holds: all it holds when they are
     /// the same segments (first and last MSN), else none.
-    pub fn covers(&self, segments: &[SegmentEntry]) -> usize {
+    pub fn covers(&self, segments: &Segments) -> usize {
         if self.len == 0 || segments.len() < self.len {
             return 0;
         }
@@ -498,7 +498,7 @@ impl SettledText {
     /// renamed): drops the segments that left its front and renders the newly settled ones
     /// (those whose parts are no longer listed, oldest first). Text that does not match them
     /// is started again.
-    pub fn sync(&mut self, segments: &[SegmentEntry]) {
+    pub fn sync(&mut self, segments: &Segments) {
         let Some(front) = segments.first() else {
             *self = SettledText::default();
             return;

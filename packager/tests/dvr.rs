@@ -280,3 +280,33 @@ fn the_settled_text_renders_what_every_segment_renders() {
         assert!(renamed_used > 50, "renamed: used in {renamed_used}");
     }
 }
+
+/// A snapshot shares the segments that no longer change with the snapshots before it (they
+/// are not copied), so a change costs the same however long the window is; a copy that was
+/// made entry by entry shares none.
+#[test]
+fn snapshots_share_the_segments_that_no_longer_change() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        dvr_window: Duration::from_secs(300),
+        layout: llhls_packager::Layout::Separate,
+        ..cfg()
+    };
+    let mut h = Harness::new(config, pub_.tracks());
+    h.feed(&mut pub_, 77 * 330);
+    let n = h.snapshots.len();
+    let (before, last) = (&h.snapshots[n - 6], &h.snapshots[n - 1]);
+    for (b, r) in before.renditions.iter().zip(&last.renditions) {
+        assert_eq!(r.segments.len(), 300, "{}", r.name);
+        let shared = r.segments.shared_with(&b.segments);
+        assert!(
+            shared * 4 >= r.segments.len() * 3,
+            "{}: {shared} of {} segments shared",
+            r.name,
+            r.segments.len()
+        );
+        let copied: llhls_packager::playlist::Segments = r.segments.iter().cloned().collect();
+        assert_eq!(copied, r.segments);
+        assert_eq!(copied.shared_with(&r.segments), 0);
+    }
+}

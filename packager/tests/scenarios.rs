@@ -601,7 +601,7 @@ fn stalled_input_keeps_the_playlist_moving_with_gap_parts() {
     assert!(!last_part.gap, "real media after the gap");
     // The publisher stayed 9 s late: its media is dated after the GAP parts, never back into
     // them (one date for two media times, HLS2 4.4.4.6).
-    for w in r.segments.windows(2) {
+    for w in r.segments.to_vec().windows(2) {
         let end = w[0].program_date_time.0 + (w[0].duration * 1000.0).round() as i64;
         assert!(
             w[1].program_date_time.0 >= end - 1,

@@ -90,7 +90,7 @@ fn golden_playlists() {
     // next segment's, to the millisecond, in every rendition (audio segments start on an AAC
     // frame, up to 21 ms after the video's boundary).
     for r in &snap.renditions {
-        for w in r.segments.windows(2) {
+        for w in r.segments.to_vec().windows(2) {
             let step = w[1].program_date_time.0 - w[0].program_date_time.0;
             let extinf_ms = w[0].duration * 1000.0;
             assert!(

@@ -300,7 +300,7 @@ impl Packager {
                 }
                 self.segmenter.next_msn = self.renditions[0]
                     .segments
-                    .back()
+                    .last()
                     .map(|s| s.msn + 1)
                     .unwrap_or(self.segmenter.next_msn);
             }

@@ -38,7 +38,7 @@ impl Packager {
                     .open
                     .as_ref()
                     .map(|o| (o.msn, o.parts.len() as u32, o.bytes))
-                    .or_else(|| r.segments.back().map(|s| (s.msn + 1, 0, 0)));
+                    .or_else(|| r.segments.last().map(|s| (s.msn + 1, 0, 0)));
                 let preload_hint = if self.ended {
                     None
                 } else {
@@ -65,7 +65,8 @@ impl Packager {
                     part_target: r.part_target,
                     media_sequence: r.media_sequence,
                     discontinuity_sequence: r.discontinuity_sequence,
-                    segments: r.segments.iter().cloned().collect(),
+                    // The older segments are shared, not copied (see `Segments`).
+                    segments: r.segments.clone(),
                     open,
                     preload_hint,
                     settled: r.settled.clone(),

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::key::ObjectKey;
 use crate::media::WallClock;
-use crate::playlist::{PartEntry, RenditionKind, SegmentEntry};
+use crate::playlist::{PartEntry, RenditionKind, SegmentEntry, Segments};
 use crate::render::SettledText;
 
 use super::fragment::part_key;
@@ -38,7 +38,9 @@ pub(super) struct Rendition {
     pub(super) tracks: Vec<usize>,
     /// PART-TARGET (seconds), once timing is fixed.
     pub(super) part_target: f64,
-    pub(super) segments: VecDeque<SegmentEntry>,
+    /// The complete segments; the older ones are shared with the snapshots taken
+    /// ([`Rendition::freeze`]).
+    pub(super) segments: Segments,
     /// Start of each segment in `segments`.
     pub(super) segment_starts: VecDeque<LeadTicks>,
     pub(super) open: Option<Open>,
@@ -63,7 +65,7 @@ impl Rendition {
             kind,
             tracks,
             part_target: 0.0,
-            segments: VecDeque::new(),
+            segments: Segments::new(),
             segment_starts: VecDeque::new(),
             open: None,
             media_sequence: first_msn,
@@ -98,7 +100,7 @@ impl Rendition {
                 return Some(segment.msn);
             }
         }
-        self.segments.front().map(|s| s.msn)
+        self.segments.first().map(|s| s.msn)
     }
 
     /// Drops the segments older than `msn` from the front, keeping at least `window`;
@@ -110,7 +112,7 @@ impl Rendition {
         addressing: Addressing,
     ) -> Vec<Vec<ObjectKey>> {
         let mut removed = Vec::new();
-        while self.segments.len() > window && self.segments.front().is_some_and(|s| s.msn < msn) {
+        while self.segments.len() > window && self.segments.first().is_some_and(|s| s.msn < msn) {
             removed.extend(self.pop_oldest(addressing));
         }
         removed
@@ -150,10 +152,21 @@ impl Rendition {
     ) -> Vec<(Option<ObjectKey>, Vec<ObjectKey>)> {
         let older = self.segments.len().saturating_sub(window);
         let mut out = Vec::new();
-        for segment in self.segments.iter_mut().take(older) {
-            if segment.msn < self.spilled_until {
-                continue;
-            }
+        // The first segment not spilled yet, found by its offset (MSNs are consecutive): the
+        // ones before it are shared with snapshots and must not be touched (nor walked).
+        let first = self.segments.first().map_or(0, |s| s.msn);
+        let mut i = usize::try_from(self.spilled_until.saturating_sub(first)).unwrap_or(usize::MAX);
+        i = i.min(self.segments.len());
+        while i > 0 && self.segments[i - 1].msn >= self.spilled_until {
+            i -= 1;
+        }
+        while i < older && self.segments[i].msn < self.spilled_until {
+            i += 1;
+        }
+        for i in i..older {
+            let Some(segment) = self.segments.get_mut(i) else {
+                break;
+            };
             if segment.parts_listed {
                 break;
             }
@@ -171,6 +184,21 @@ impl Rendition {
         out
     }
 
+    /// Shares the segments that will not change again with the snapshots to come (see
+    /// [`Segments`]): with a DVR window those spilled (their parts are dropped then), without
+    /// one those settled (only removed from then on).
+    fn freeze(&mut self, dvr: bool) {
+        let before = if dvr {
+            self.spilled_until
+        } else {
+            match self.segments.get(self.settled.len()) {
+                Some(s) => s.msn,
+                None => self.segments.last().map_or(0, |s| s.msn + 1),
+            }
+        };
+        self.segments.freeze_before(before);
+    }
+
     /// Parts stay listed only for parents that end at most `horizon` seconds before the end of
     /// this rendition's playlist (its open segment's parts included), a whole parent at a time
     /// (rule 7 / decision E); the last two always keep theirs. Judged on the durations the
@@ -183,14 +211,17 @@ impl Rendition {
             .flat_map(|o| o.parts.iter())
             .map(|p| p.duration)
             .sum();
-        for (i, segment) in self.segments.iter_mut().enumerate().rev() {
+        for i in (0..count).rev() {
+            let segment = &self.segments[i];
             if i + 2 < count && from_end > horizon + 1e-6 {
                 if !segment.parts_listed {
                     break; // every older parent was unlisted before
                 }
-                segment.parts_listed = false;
+                if let Some(s) = self.segments.get_mut(i) {
+                    s.parts_listed = false;
+                }
             }
-            from_end += segment.duration;
+            from_end += self.segments[i].duration;
         }
         // Those segments' lines never change again: each is rendered once, as it settles
         // (unlisting goes oldest first, so the settled segments lead the window).
@@ -250,7 +281,7 @@ impl Packager {
                     bytes: segment.freeze(),
                 });
             }
-            r.segments.push_back(SegmentEntry {
+            r.segments.push(SegmentEntry {
                 msn: open.msn,
                 duration,
                 uri: key.to_string(),
@@ -290,6 +321,7 @@ impl Packager {
                     }
                 }
             }
+            r.freeze(dvr > 0.0);
         }
         self.outputs.extend(spilled.into_iter().map(Output::Spill));
         self.retention.extend(expired);
@@ -323,7 +355,7 @@ impl Packager {
         let (window, addressing) = (self.config.window_segments, self.config.addressing);
         let mut expired = Vec::new();
         for r in &mut self.renditions {
-            while r.segments.len() > window && r.segments.front().is_some_and(|s| s.msn <= msn) {
+            while r.segments.len() > window && r.segments.first().is_some_and(|s| s.msn <= msn) {
                 expired.extend(r.pop_oldest(addressing));
             }
         }
@@ -370,7 +402,7 @@ mod tests {
     fn rendition(count: u64) -> Rendition {
         let mut r = Rendition::new("video", RenditionKind::Video, vec![0], 1);
         for msn in 1..=count {
-            r.segments.push_back(segment(msn, &[false, msn == 2]));
+            r.segments.push(segment(msn, &[false, msn == 2]));
             r.segment_starts.push_back(LeadTicks(msn as i64 * 100));
         }
         r
