@@ -15,7 +15,7 @@
 //   node player-test/cluster-test.mjs [--duration 20] [--streams 6] [--join-after 8] [--player hlsjs|shaka] [--llhls target/debug/llhls] [--player-debug]
 // (--player shaka: Shaka viewers instead; after a takeover they do not play on, as after a
 // single server's restart: README player notes.)
-import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages } from './common.mjs';
+import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync, readFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -78,15 +78,6 @@ process.on('uncaughtException', e => { failures.push(`error: ${e.stack || e}`); 
 process.on('unhandledRejection', e => { failures.push(`error: ${e && e.stack || e}`); finish(); });
 setTimeout(() => { failures.push('timed out after 300 s'); finish(); }, 300000).unref();
 const report = { summary: {} };
-
-async function waitOk(url, what, ms = 30000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try { const r = await fetch(url); if (r.ok) return; } catch {}
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what} (${url})`);
-}
 
 // Redis and three nodes.
 const redisPort = await freePort();

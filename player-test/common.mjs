@@ -43,6 +43,16 @@ export const freePort = () => new Promise((res, rej) => {
 
 export const sleep = (ms) => new Promise(r => setTimeout(r, ms));
 
+/** Polls `url` every 100 ms until it answers 2xx; throws, naming `what`, after `ms`. */
+export async function waitOk(url, what, ms = 30000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    try { const r = await fetch(url); if (r.ok) return; } catch {}
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what} (${url})`);
+}
+
 /** Debian's headless Chromium (or $CHROMIUM) with the flags every test uses, plus `extra`. */
 export async function launchChromium(extra = []) {
   const { chromium } = await import('playwright-core');

@@ -16,7 +16,7 @@
 // not resume at all (KNOWN-OPEN with LLHLS_PLAYER_KNOWN=restart-resume-shaka).
 //   node player-test/restart-test.mjs [--play 10] [--down 1] [--after 25] [--max-resume 20]
 //        [--llhls target/debug/llhls] [--player-debug]
-import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages } from './common.mjs';
+import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -75,15 +75,6 @@ process.on('SIGINT', () => { failures.push('interrupted'); finish(); });
 process.on('uncaughtException', e => { failures.push(`error: ${e.stack || e}`); finish(); });
 process.on('unhandledRejection', e => { failures.push(`error: ${e && e.stack || e}`); finish(); });
 setTimeout(() => { failures.push('timed out after 180 s'); finish(); }, 180000).unref();
-
-async function waitOk(url, what, ms = 30000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try { const r = await fetch(url); if (r.ok) return; } catch {}
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what} (${url})`);
-}
 
 // The server, started again later with the same arguments (same ports, same data_dir).
 const httpPort = await freePort(), rtmpPort = await freePort();
