@@ -308,6 +308,9 @@ impl Packager {
     /// Ends a `handle_*` call: one PlaylistChanged after every object it produced, so anything
     /// a snapshot lists has already been output (publish order, rule 46).
     fn publish(&mut self) {
+        if self.dirty {
+            self.trim_live_window();
+        }
         if self.dirty && self.timing.is_some() && (self.is_live() || self.ended) {
             self.dirty = false;
             self.version += 1;

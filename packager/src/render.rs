@@ -39,6 +39,20 @@ pub fn fmt_duration(s: f64) -> String {
     fmt_secs(((s * scale) + 1e-6).floor() / scale)
 }
 
+/// A part DURATION as written: 1-2 us under the part's real duration, at microsecond
+/// precision (0.199999 for 6 frames at 30 fps). hls.js places a part at its segment's start
+/// (from the media) plus the DURATIONs before it, and after loading one it waits for the buffer
+/// to reach that part's end (`nextLoadPosition`). Written exactly (0.20000), the float sum lands
+/// a few ulps either side of the buffer's end (46.800000000000004 against 46.8); above it, and
+/// when the playlist that completes the segment arrives while the part before the last is
+/// still being parsed, hls.js 1.7.4 takes the segment for loaded (`isLoopLoading`), loads
+/// nothing until its parts leave the playlist and stalls 5-6 s (README, player notes). Under by
+/// a microsecond or more, the sum stays before the buffer's end (which Chromium keeps in
+/// microseconds), and a segment's parts still add up to its EXTINF within 2 us each.
+pub fn fmt_part_duration(s: f64) -> String {
+    format!("{:.6}", ((s - 1e-6) * 1e6).floor().max(0.0) / 1e6)
+}
+
 /// Rounds `s` up at the DURATION precision (rule 3 REC), so no DURATION printed from a value
 /// `<= s` can exceed it.
 pub fn round_up_precision(s: f64) -> f64 {
@@ -164,6 +178,26 @@ pub fn render_media(
     } else {
         skip
     };
+    // The segment that closed in this update, while the next one has no part yet, is listed
+    // still open: its parts without its EXTINF and URI, which come with the next segment's
+    // first part. hls.js 1.7.4 mistakes a segment for fully loaded when the update that
+    // completes it lands while the part before its last is being parsed (the fragment it
+    // tracked as the open segment, with the duration of the parts so far, is taken for the
+    // whole), loads nothing until the segment's parts leave the playlist, and stalls 5-6 s
+    // (README, player notes; a part that takes about a part's duration to arrive, on a slow
+    // link or a busy machine, makes it likely). Completed one part later, the same race can only
+    // fall on the segment's last part, when the segment is in fact whole. The part and segment
+    // objects and the blocking answers (`satisfies`, rendition reports: the last part) are as
+    // before; a client that loads whole segments sees each one a part later. Until then the
+    // segment counts as the open one, for the skip boundary too (it is measured from the end of
+    // the last listed parent segment).
+    let defer_last = !snap.ended
+        && rendition.preload_hint.is_some()
+        && rendition.open.as_ref().is_some_and(|o| o.parts.is_empty())
+        && rendition
+            .segments
+            .last()
+            .is_some_and(|s| s.parts_listed && !s.parts.is_empty());
     // Rule 21: skip only segments whose end is at least CAN-SKIP-UNTIL before the end of the
     // last complete segment. Never a segment with EXT-X-DISCONTINUITY: the client counts
     // discontinuities from EXT-X-DISCONTINUITY-SEQUENCE over the segments it sees, so a skipped
@@ -174,7 +208,11 @@ pub fn render_media(
         0
     } else {
         let until = t.can_skip_until.unwrap_or(f64::INFINITY);
-        let total = rendition.window_duration();
+        let deferred = match (defer_last, rendition.segments.last()) {
+            (true, Some(last)) => last.duration,
+            _ => 0.0,
+        };
+        let total = rendition.window_duration() - deferred;
         let mut end = 0.0;
         rendition
             .segments
@@ -249,8 +287,14 @@ pub fn render_media(
         map = Some(&rendition.segments[settled - 1].map_uri);
         next = settled;
     }
-    for s in rendition.segments.iter().skip(next) {
-        write_segment(&mut out, s, &mut map);
+    let count = rendition.segments.len();
+    for (i, s) in rendition.segments.iter().enumerate().skip(next) {
+        if defer_last && i + 1 == count {
+            write_head(&mut out, s, &mut map);
+            write_open_body(&mut out, s);
+        } else {
+            write_segment(&mut out, s, &mut map);
+        }
     }
     if let Some(open) = &rendition.open {
         if !open.parts.is_empty() {
@@ -356,6 +400,18 @@ fn write_body(out: &mut String, s: &SegmentEntry) {
         out.push_str("#EXT-X-GAP\n");
     }
     let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_duration(s.duration), s.uri);
+}
+
+/// A just-completed segment's lines as while it was open: PROGRAM-DATE-TIME and its parts.
+fn write_open_body(out: &mut String, s: &SegmentEntry) {
+    let _ = writeln!(
+        out,
+        "#EXT-X-PROGRAM-DATE-TIME:{}",
+        s.program_date_time.to_rfc3339()
+    );
+    for p in &s.parts {
+        write_part(out, p);
+    }
 }
 
 /// All of a complete segment's lines in a live media playlist.
@@ -545,7 +601,7 @@ fn write_part(out: &mut String, p: &crate::playlist::PartEntry) {
     let _ = write!(
         out,
         "#EXT-X-PART:DURATION={},URI=\"{}\"",
-        fmt_duration(p.duration),
+        fmt_part_duration(p.duration),
         p.uri
     );
     if p.independent {
@@ -573,6 +629,11 @@ mod tests {
         assert_eq!(fmt_duration(0.2), "0.20000");
         assert_eq!(fmt_duration(0.1 + 0.2 + 0.3 + 0.4 + 0.5 + 0.5), "2.00000");
         assert_eq!(fmt_duration(1.9999999999999998), "2.00000");
+        assert_eq!(fmt_part_duration(0.2), "0.199999");
+        assert_eq!(fmt_part_duration(0.19999999999999998), "0.199998");
+        assert_eq!(fmt_part_duration(0.2000001), "0.199999");
+        assert_eq!(fmt_part_duration(0.2000222), "0.200021");
+        assert_eq!(fmt_part_duration(0.0), "0.000000");
         // Written durations never add up past the media they describe.
         let aac = [1.0 + 1.0 / 375.0; 3]
             .into_iter()

@@ -990,3 +990,53 @@ fn a_few_lost_audio_frames_leave_no_hole_in_the_audio() {
         assert!(h.warnings.is_empty(), "{:?}", h.warnings);
     }
 }
+
+/// A segment that has just closed is listed as still open (its parts, no EXTINF) until the
+/// next segment has a part; the window still lists `window_segments` complete segments at every
+/// instant, and the blocking answers are unchanged (README, player notes: hls.js 1.7.4 stalls
+/// 5-6 s when the update completing a segment lands while the part before its last is parsed).
+#[test]
+fn a_segment_is_listed_with_its_extinf_once_the_next_one_has_a_part() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    h.feed(&mut pub_, 77 * 40);
+    let mut closes = 0;
+    let mut seen = h.snapshots.len();
+    for _ in 0..77 * 20 {
+        h.feed(&mut pub_, 1);
+        for snap in &h.snapshots[seen..] {
+            let r = &snap.renditions[0];
+            let text = render_media(snap, r, SkipMode::Full);
+            let extinfs = text.matches("#EXTINF:").count();
+            let last = r.segments.last().unwrap();
+            let open = r.open.as_ref().unwrap();
+            if open.parts.is_empty() {
+                closes += 1;
+                // The closed segment: its parts, then the hint for the next one's first part,
+                // and no EXTINF or URI line of its own.
+                assert_eq!(extinfs, r.segments.len() - 1, "{text}");
+                assert!(!text.contains(&format!("\n{}\n", last.uri)), "{text}");
+                let after = &text[text.rfind("#EXTINF:").unwrap()..];
+                assert_eq!(after.matches("#EXT-X-PART:").count(), last.parts.len());
+                let hint = format!(
+                    "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"media/{}.0.m4s\"",
+                    last.msn + 1
+                );
+                assert!(text.contains(&hint), "{text}");
+                // hls.js asks for the part after the last listed: held until the next
+                // segment's first part, as before.
+                assert_eq!(r.last_part(), Some((last.msn, last.parts.len() as u32 - 1)));
+                assert!(!r.satisfies(last.msn, Some(last.parts.len() as u32)));
+                assert!(r.satisfies(last.msn, Some(last.parts.len() as u32 - 1)));
+            } else {
+                assert_eq!(extinfs, r.segments.len(), "{text}");
+                assert!(text.contains(&format!("\n{}\n", last.uri)), "{text}");
+            }
+            // Six or more complete segments at every instant (Apple authoring 8.11), the
+            // configured window of them once the next segment has a part.
+            assert_eq!(extinfs, cfg().window_segments, "{text}");
+        }
+        seen = h.snapshots.len();
+    }
+    assert!(closes >= 9, "{closes} segments closed");
+}

@@ -78,6 +78,17 @@ impl Rendition {
     }
 
     /// Drops segments beyond `window` from the front; returns the keys of their objects.
+    /// Is the newest complete segment listed as still open (render.rs, `render_media`: until
+    /// the next segment has a part)?
+    fn newest_deferred(&self, ended: bool) -> bool {
+        !ended
+            && self.open.as_ref().is_some_and(|o| o.parts.is_empty())
+            && self
+                .segments
+                .last()
+                .is_some_and(|s| s.parts_listed && !s.parts.is_empty())
+    }
+
     fn slide(&mut self, window: usize, addressing: Addressing) -> Vec<Vec<ObjectKey>> {
         let mut removed = Vec::new();
         while self.segments.len() > window {
@@ -91,9 +102,10 @@ impl Rendition {
     /// lead rendition and applied to every rendition ([`Rendition::slide_before`]), so that
     /// all keep one MSN grid although their EXTINFs differ slightly (audio frames do not end
     /// on video frame boundaries).
-    fn dvr_first_kept(&self, window: usize, dvr: f64) -> Option<u64> {
+    fn dvr_first_kept(&self, window: usize, dvr: f64, skip_newest: bool) -> Option<u64> {
         let mut total = 0.0;
-        for (kept, segment) in self.segments.iter().rev().enumerate() {
+        let newest = usize::from(skip_newest);
+        for (kept, segment) in self.segments.iter().rev().skip(newest).enumerate() {
             total += segment.duration;
             // Tolerance: durations are sums of part durations in floating point.
             if kept + 1 >= window && total >= dvr - 1e-6 {
@@ -297,21 +309,10 @@ impl Packager {
             r.segment_starts.push_back(open.start);
         }
         self.unlist_old_parts();
-        // DVR: the lead rendition's seconds decide where every rendition's window starts.
-        let first_kept = (dvr > 0.0)
-            .then(|| self.renditions.first()?.dvr_first_kept(window, dvr))
-            .flatten();
+        // The window slides in [`Packager::trim_live_window`], before the publish.
         for (ri, r) in self.renditions.iter_mut().enumerate() {
             if !closed[ri] {
                 continue;
-            }
-            // Sliding window (rule 36: removals in order, never below 6 segments).
-            let removed = match first_kept {
-                Some(msn) => r.slide_before(msn, window, addressing),
-                None => r.slide(window, addressing),
-            };
-            for keys in removed {
-                expired.push((boundary + three_td, keys));
             }
             if dvr > 0.0 {
                 for (key, parts) in r.spill(window, addressing) {
@@ -344,6 +345,45 @@ impl Packager {
 }
 
 impl Packager {
+    /// Slides the window (rule 36: removals in order, never below 6 segments) to
+    /// `window_segments` complete segments, or with DVR to the fewest that hold the DVR
+    /// window's seconds (the lead rendition's seconds decide where every rendition's window
+    /// starts). A segment that has just closed is listed as still open until the next one has
+    /// a part (render.rs, `render_media`): until then it does not count, and the window keeps
+    /// one more, so that a playlist lists the window at every instant. Called before every
+    /// publish.
+    pub(super) fn trim_live_window(&mut self) {
+        let Some(locked) = self.locked() else { return };
+        let three_td = LeadTicks(3 * i64::from(locked.target_duration) * self.lead_scale);
+        let expires = self.timeline.end + three_td;
+        let (window, addressing, ended) = (
+            self.config.window_segments,
+            self.config.addressing,
+            self.ended,
+        );
+        let dvr = self.config.dvr_window.as_secs_f64();
+        let first_kept = (dvr > 0.0)
+            .then(|| {
+                let lead = self.renditions.first()?;
+                lead.dvr_first_kept(window, dvr, lead.newest_deferred(ended))
+            })
+            .flatten();
+        let mut expired = Vec::new();
+        for r in &mut self.renditions {
+            let keep = window.saturating_add(usize::from(r.newest_deferred(ended)));
+            expired.extend(match first_kept {
+                Some(msn) => r.slide_before(msn, keep, addressing),
+                None if dvr > 0.0 => Vec::new(),
+                None => r.slide(keep, addressing),
+            });
+        }
+        if !expired.is_empty() {
+            self.retention
+                .extend(expired.into_iter().map(|keys| (expires, keys)));
+            self.changed();
+        }
+    }
+
     /// DVR: the caller could not keep the segment `msn` it was told to spill (a disk write
     /// failed): that segment and every older one leave the DVR window now, in order, so no
     /// playlist lists a segment that cannot be served. The live window is never touched.
@@ -437,7 +477,7 @@ mod tests {
         for s in &mut r.segments {
             s.parts_listed = s.msn > 8;
         }
-        assert_eq!(r.dvr_first_kept(6, 9.0), Some(4));
+        assert_eq!(r.dvr_first_kept(6, 9.0, false), Some(4));
         let removed = r.slide_before(4, 6, Addressing::Files);
         assert_eq!(removed.len(), 3, "12 s of media, 9 s kept");
         assert_eq!(r.segments.len(), 9);
@@ -465,7 +505,7 @@ mod tests {
             "each segment once"
         );
         // Never below the live window, however short the DVR window.
-        assert_eq!(r.dvr_first_kept(6, 0.5), Some(r.segments[3].msn));
+        assert_eq!(r.dvr_first_kept(6, 0.5, false), Some(r.segments[3].msn));
         r.slide_before(u64::MAX, 6, Addressing::Files);
         assert_eq!(r.segments.len(), 6);
     }
