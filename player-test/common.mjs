@@ -68,7 +68,8 @@ export async function launchChromium(extra = []) {
  * `{ port, server }`.
  */
 export async function servePlayerPages({ shakaDebug = false } = {}) {
-  const hlsJs = readFileSync(join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js'));
+  // LLHLS_HLSJS_FILE: another hls.js build (an instrumented copy, while investigating a player).
+  const hlsJs = readFileSync(process.env.LLHLS_HLSJS_FILE || join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js'));
   const shakaJs = readFileSync(join(here, 'node_modules', 'shaka-player', 'dist',
     shakaDebug ? 'shaka-player.compiled.debug.js' : 'shaka-player.compiled.js'));
   const pageHtml = readFileSync(join(here, 'page.html'));

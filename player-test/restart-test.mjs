@@ -136,11 +136,7 @@ for (const kind of kinds) {
   // What the player asked the server for and got, for the report (the last 300).
   v.requests = [];
   const note = (x) => { v.requests.push(x); if (v.requests.length > 300) v.requests.shift(); };
-  p.on('requestfinished', async r => {
-    if (!r.url().startsWith(base)) return;
-    const resp = await r.response().catch(() => null);
-    note({ t: Date.now(), url: r.url().slice(base.length), status: resp ? resp.status() : null });
-  });
+  p.on('response', r => { if (r.url().startsWith(base)) note({ t: Date.now(), url: r.url().slice(base.length), status: r.status() }); });
   p.on('requestfailed', r => { if (r.url().startsWith(base)) note({ t: Date.now(), url: r.url().slice(base.length), failed: r.failure()?.errorText }); });
   await p.goto(`http://127.0.0.1:${pages.port}/?n=1&player=${kind}${flag('player-debug') ? '&debug=1' : ''}&src=${encodeURIComponent(`${base}/live/loop/index.m3u8`)}`);
   // --player-debug: Shaka's debug build logs at its debug level too.

@@ -23,6 +23,9 @@
 //        [--join-delay 15] (the late join's wait after the first 200, in seconds)
 //        [--player-debug] (hls.js with debug: true; the page's console in player-console.log)
 //        [--strip-closed-captions] (the players see the multivariant without CLOSED-CAPTIONS=NONE)
+//        [--slow-part 8:300[-400]] (every part with index 8 reaches the players 300 ms (to 400 ms,
+//                           at random) late: a viewer
+//                           whose link or machine is slow at the end of a segment)
 //        [--stall 3 [--stall-at 20]]  (SIGSTOP the publisher's encoder for 3 s, 20 s after the
 //                           viewer joined, then SIGCONT: it bursts its backlog; the run fails
 //                           unless every player is back within 0.3 s of its pre-stall latency
@@ -499,10 +502,19 @@ const barcode = hasBarcode ? '&barcode=1' : '';
 // before it failed).
 const requestLog = [];
 for (const p of pages) {
-  p.on('requestfinished', async r => { if (!r.url().startsWith(playBase) || requestLog.length > 3000) return;
-    const resp = await r.response().catch(() => null);
-    requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), status: resp ? resp.status() : null }); });
+  // 'response' carries the status (awaiting request.response() costs a round trip each).
+  p.on('response', r => { if (r.url().startsWith(playBase) && requestLog.length <= 3000) requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), status: r.status() }); });
   p.on('requestfailed', r => { if (r.url().startsWith(playBase) && requestLog.length <= 3000) requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), failed: r.failure()?.errorText }); });
+}
+// --slow-part INDEX:MS[-MAX]: every part of that index (in every segment) is answered MS (to
+// MAX, at random) late, as
+// to a viewer on a slow link or a busy machine; the playlists are not delayed.
+if (opt('slow-part', '')) {
+  const [index, range] = opt('slow-part', '').split(':');
+  const [lo, hi] = range.split('-').map(Number);
+  for (const p of pages) {
+    await p.route(new RegExp(`\\.${index}\\.m4s(\\?|$)`), async route => { await sleep(lo + Math.random() * ((hi ?? lo) - lo)); await route.continue(); });
+  }
 }
 // --strip-closed-captions: the players get the multivariant playlist without
 // CLOSED-CAPTIONS=NONE (as from a server that leaves it out), to show what that attribute

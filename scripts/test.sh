@@ -132,6 +132,11 @@ step edges, cluster, publishers
 # negative controls: deliberately broken streams must fail the harness.
 node player-test/run.mjs --duration 20 --edge
 node player-test/run.mjs --duration 20 --edge varnish
+# A viewer whose every part 8 (the one before a segment's last) arrives 150-200 ms late, as on
+# a slow link: hls.js 1.7.4 stalled 5-6 s when the update completing a segment landed while
+# that part was parsed (3 runs of 3 at 60 s before the server listed a just-closed segment as
+# still open until the next one has a part; README player notes). 0 stalls enforced.
+node player-test/run.mjs --duration 40 --slow-part 8:150-200 --name slow-part
 # Several origins (issue 17): Redis, three nodes behind an nginx balancer and the Varnish edge,
 # six publishers and hls.js viewers; one node killed, its streams taken over on reconnect.
 node player-test/cluster-test.mjs --duration 20
