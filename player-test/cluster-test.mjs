@@ -45,6 +45,11 @@ function run(name, cmd, argv) {
   return c;
 }
 const failures = [];
+// Checks of an open acceptance criterion, named in LLHLS_PLAYER_KNOWN (comma-separated), are
+// reported as KNOWN-OPEN instead of failing the run: `cluster-stalls` (every viewer plays with
+// 0 stalls before the kill; issue 17).
+const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
+const knownFailures = [];
 let browser = null, pageServer = null;
 async function finish() {
   try { if (browser) await browser.close(); } catch {}
@@ -59,9 +64,10 @@ async function finish() {
   writeFileSync(join(outDir, 'report.json'), JSON.stringify(report, null, 2));
   console.log(`${failures.length ? 'FAIL' : 'PASS'} cluster: ${JSON.stringify(report.summary)} -> ${join(outDir, 'report.json')}`);
   for (const f of failures) console.log('  ' + f);
+  for (const f of knownFailures) console.log('  KNOWN-OPEN (LLHLS_PLAYER_KNOWN; issue 17): ' + f);
   // On a failure, what CI's log needs to tell the player's trouble from the server's: each
   // viewer's last player errors and the nodes' warnings (the out/ folder stays on the CI machine).
-  if (failures.length) {
+  if (failures.length || knownFailures.length) {
     for (const b of report.before || []) if (b.stalls || b.fatal) console.log(`  viewer ${b.name} before the kill: wall latency p50 ${b.wallLatencyP50} s, last errors: ${b.errors.join(' | ').slice(0, 1500)}`);
     for (const k of [0, 1, 2]) {
       let log = '';
@@ -217,7 +223,7 @@ report.before = before.map(s => ({ name: s.name, stalls: s.stalls, fatal: s.fata
   errors: s.errors.slice(-5).map(e => `${e.details}${e.fatal ? ' (fatal)' : ''} ${e.reason || ''} ${e.url || ''}`) }));
 for (const s of before) {
   if (s.firstFrameMs === null) failures.push(`viewer ${s.name}: never started before the kill`);
-  if (s.stalls > 0) failures.push(`viewer ${s.name}: ${s.stalls} stall(s) before the kill`);
+  if (s.stalls > 0) (knownOpen.has('cluster-stalls') ? knownFailures : failures).push(`viewer ${s.name}: ${s.stalls} stall(s) before the kill`);
   if (s.fatal) failures.push(`viewer ${s.name}: fatal ${s.fatal} before the kill`);
 }
 
