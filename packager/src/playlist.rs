@@ -50,6 +50,18 @@ pub struct SegmentEntry {
     pub independent: bool,
 }
 
+/// Is the newest complete segment (`newest`) listed as still open, its parts without its
+/// EXTINF and URI? On a live stream, until the segment after it has a part (`open_parts`: its
+/// parts so far); `render_media` says why. The renderer and the packager's window (which keeps
+/// one segment more meanwhile) both decide it here.
+pub fn newest_listed_open(
+    ended: bool,
+    open_parts: Option<usize>,
+    newest: Option<&SegmentEntry>,
+) -> bool {
+    !ended && open_parts == Some(0) && newest.is_some_and(|s| s.parts_listed && !s.parts.is_empty())
+}
+
 /// The parent segment in progress: its parts so far.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenSegment {

@@ -41,14 +41,14 @@ pub fn fmt_duration(s: f64) -> String {
 
 /// A part DURATION as written: 1-2 us under the part's real duration, at microsecond
 /// precision (0.199999 for 6 frames at 30 fps). hls.js places a part at its segment's start
-/// (from the media) plus the DURATIONs before it, and after loading one it waits for the buffer
-/// to reach that part's end (`nextLoadPosition`). Written exactly (0.20000), the float sum lands
-/// a few ulps either side of the buffer's end (46.800000000000004 against 46.8); above it, and
-/// when the playlist that completes the segment arrives while the part before the last is
-/// still being parsed, hls.js 1.7.4 takes the segment for loaded (`isLoopLoading`), loads
-/// nothing until its parts leave the playlist and stalls 5-6 s (README, player notes). Under by
-/// a microsecond or more, the sum stays before the buffer's end (which Chromium keeps in
-/// microseconds), and a segment's parts still add up to its EXTINF within 2 us each.
+/// (from the media) plus the DURATIONs before it, and after loading one it compares that
+/// part's end (`nextLoadPosition`) with its buffer's end (`isLoopLoading`). Written exactly
+/// (0.20000), the float sum lands a few ulps either side of the buffer's end
+/// (46.800000000000004 against 46.8), so float noise decided that check; under by a
+/// microsecond or more it stays before the buffer's end (which Chromium keeps in
+/// microseconds), and a segment's parts still add up to its EXTINF within 2 us each. (The 5-6 s
+/// stall of hls.js at segment ends was the race `render_media` describes; this alone did not
+/// remove it.)
 pub fn fmt_part_duration(s: f64) -> String {
     format!("{:.6}", ((s - 1e-6) * 1e6).floor().max(0.0) / 1e6)
 }
@@ -191,13 +191,11 @@ pub fn render_media(
     // before; a client that loads whole segments sees each one a part later. Until then the
     // segment counts as the open one, for the skip boundary too (it is measured from the end of
     // the last listed parent segment).
-    let defer_last = !snap.ended
-        && rendition.preload_hint.is_some()
-        && rendition.open.as_ref().is_some_and(|o| o.parts.is_empty())
-        && rendition
-            .segments
-            .last()
-            .is_some_and(|s| s.parts_listed && !s.parts.is_empty());
+    let defer_last = crate::playlist::newest_listed_open(
+        snap.ended,
+        rendition.open.as_ref().map(|o| o.parts.len()),
+        rendition.segments.last(),
+    );
     // Rule 21: skip only segments whose end is at least CAN-SKIP-UNTIL before the end of the
     // last complete segment. Never a segment with EXT-X-DISCONTINUITY: the client counts
     // discontinuities from EXT-X-DISCONTINUITY-SEQUENCE over the segments it sees, so a skipped
@@ -386,6 +384,16 @@ fn write_head<'a>(out: &mut String, s: &'a SegmentEntry, map: &mut Option<&'a st
 
 /// A segment's lines from its PROGRAM-DATE-TIME on: its listed parts, GAP, EXTINF and URI.
 fn write_body(out: &mut String, s: &SegmentEntry) {
+    write_open_body(out, s);
+    if s.gap {
+        out.push_str("#EXT-X-GAP\n");
+    }
+    let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_duration(s.duration), s.uri);
+}
+
+/// A segment's lines as while it was open: PROGRAM-DATE-TIME and its listed parts (all of a
+/// segment that has just closed, when it is listed so).
+fn write_open_body(out: &mut String, s: &SegmentEntry) {
     let _ = writeln!(
         out,
         "#EXT-X-PROGRAM-DATE-TIME:{}",
@@ -395,22 +403,6 @@ fn write_body(out: &mut String, s: &SegmentEntry) {
         for p in &s.parts {
             write_part(out, p);
         }
-    }
-    if s.gap {
-        out.push_str("#EXT-X-GAP\n");
-    }
-    let _ = writeln!(out, "#EXTINF:{},\n{}", fmt_duration(s.duration), s.uri);
-}
-
-/// A just-completed segment's lines as while it was open: PROGRAM-DATE-TIME and its parts.
-fn write_open_body(out: &mut String, s: &SegmentEntry) {
-    let _ = writeln!(
-        out,
-        "#EXT-X-PROGRAM-DATE-TIME:{}",
-        s.program_date_time.to_rfc3339()
-    );
-    for p in &s.parts {
-        write_part(out, p);
     }
 }
 

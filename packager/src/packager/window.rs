@@ -77,18 +77,17 @@ impl Rendition {
         }
     }
 
-    /// Drops segments beyond `window` from the front; returns the keys of their objects.
-    /// Is the newest complete segment listed as still open (render.rs, `render_media`: until
-    /// the next segment has a part)?
+    /// Is the newest complete segment listed as still open
+    /// ([`crate::playlist::newest_listed_open`])?
     fn newest_deferred(&self, ended: bool) -> bool {
-        !ended
-            && self.open.as_ref().is_some_and(|o| o.parts.is_empty())
-            && self
-                .segments
-                .last()
-                .is_some_and(|s| s.parts_listed && !s.parts.is_empty())
+        crate::playlist::newest_listed_open(
+            ended,
+            self.open.as_ref().map(|o| o.parts.len()),
+            self.segments.last(),
+        )
     }
 
+    /// Drops segments beyond `window` from the front; returns the keys of their objects.
     fn slide(&mut self, window: usize, addressing: Addressing) -> Vec<Vec<ObjectKey>> {
         let mut removed = Vec::new();
         while self.segments.len() > window {
