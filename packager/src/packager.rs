@@ -67,6 +67,10 @@ pub struct Packager {
     version: u64,
     /// Something changed since the last PlaylistChanged.
     dirty: bool,
+    /// A segment closed (or the stream ended) since the window last slid to its final size:
+    /// [`Packager::trim_live_window`] has work to do (it otherwise returns at once, as it is
+    /// called before every publish).
+    trim_pending: bool,
 }
 
 impl Packager {
@@ -145,6 +149,7 @@ impl Packager {
             outputs: VecDeque::new(),
             version: 0,
             dirty: false,
+            trim_pending: false,
         })
     }
 
@@ -296,6 +301,7 @@ impl Packager {
         }
         self.flush_timeline();
         self.ended = true;
+        self.trim_pending = true;
         self.changed();
         self.publish();
     }

@@ -309,6 +309,7 @@ impl Packager {
         }
         self.unlist_old_parts();
         // The window slides in [`Packager::trim_live_window`], before the publish.
+        self.trim_pending |= closed.iter().any(|&c| c);
         for (ri, r) in self.renditions.iter_mut().enumerate() {
             if !closed[ri] {
                 continue;
@@ -352,6 +353,9 @@ impl Packager {
     /// one more, so that a playlist lists the window at every instant. Called before every
     /// publish.
     pub(super) fn trim_live_window(&mut self) {
+        if !self.trim_pending {
+            return;
+        }
         let Some(locked) = self.locked() else { return };
         let three_td = LeadTicks(3 * i64::from(locked.target_duration) * self.lead_scale);
         let expires = self.timeline.end + three_td;
@@ -368,14 +372,20 @@ impl Packager {
             })
             .flatten();
         let mut expired = Vec::new();
+        let mut deferred = false;
         for r in &mut self.renditions {
-            let keep = window.saturating_add(usize::from(r.newest_deferred(ended)));
+            let newest_open = r.newest_deferred(ended);
+            deferred |= newest_open;
+            let keep = window.saturating_add(usize::from(newest_open));
             expired.extend(match first_kept {
                 Some(msn) => r.slide_before(msn, keep, addressing),
                 None if dvr > 0.0 => Vec::new(),
                 None => r.slide(keep, addressing),
             });
         }
+        // Once no newest segment is listed open, the window has its final size until the
+        // next segment closes.
+        self.trim_pending = deferred;
         if !expired.is_empty() {
             self.retention
                 .extend(expired.into_iter().map(|keys| (expires, keys)));
