@@ -31,7 +31,7 @@
 // (--player-debug: hls.js with debug: true, Shaka's debug build; their log, and every
 // SourceBuffer abort(), remove(), timestampOffset change and append with the buffered ranges after it, in
 // player-console.log)
-import { root, llhlsBin, outDirNamed, freePort, sleep, flag, opt, launchChromium, servePlayerPages } from './common.mjs';
+import { root, llhlsBin, outDirNamed, freePort, sleep, flag, opt, launchChromium, servePlayerPages, knownOpen } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,7 +55,6 @@ const failures = [], notes = [];
 // `abr-stalls` (0 stalls
 // during ABR with throttling, issue 11: hls.js 1.7 and Shaka 5.2 still stall in some runs; the
 // README's player notes say where).
-const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
 const knownFailures = [];
 let browser = null;
 const playerConsole = [];

@@ -15,7 +15,7 @@
 //   node player-test/cluster-test.mjs [--duration 20] [--streams 6] [--join-after 8] [--player hlsjs|shaka] [--llhls target/debug/llhls] [--player-debug]
 // (--player shaka: Shaka viewers instead; after a takeover they do not play on, as after a
 // single server's restart: README player notes.)
-import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk } from './common.mjs';
+import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk, knownOpen } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync, readFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -48,7 +48,6 @@ const failures = [];
 // Checks of an open acceptance criterion, named in LLHLS_PLAYER_KNOWN (comma-separated), are
 // reported as KNOWN-OPEN instead of failing the run: `cluster-stalls` (every viewer plays with
 // 0 stalls before the kill; issue 17).
-const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
 const knownFailures = [];
 let browser = null, pageServer = null;
 async function finish() {

@@ -62,6 +62,12 @@ export async function launchChromium(extra = []) {
 }
 
 /**
+ * Checks of an open acceptance criterion named in LLHLS_PLAYER_KNOWN (comma-separated) are
+ * reported as KNOWN-OPEN instead of failing the run; each script lists the names it knows.
+ */
+export const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
+
+/**
  * The test player page (page.html: hls.js, Shaka or Chromium's own player, `?player=`),
  * publish.html, hls.js and Shaka (its debug build with `shakaDebug`), served on a free port of
  * 127.0.0.1: another origin than the server's, so CORS is exercised. Resolves to

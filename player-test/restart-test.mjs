@@ -16,7 +16,7 @@
 // not resume at all (KNOWN-OPEN with LLHLS_PLAYER_KNOWN=restart-resume-shaka).
 //   node player-test/restart-test.mjs [--play 10] [--down 1] [--after 25] [--max-resume 20]
 //        [--llhls target/debug/llhls] [--player-debug]
-import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk } from './common.mjs';
+import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk, knownOpen } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -30,7 +30,6 @@ const maxResumeSecs = Number(opt('max-resume', '20'));
 // Checks of an open acceptance criterion, named in LLHLS_PLAYER_KNOWN (comma-separated), are
 // reported as KNOWN-OPEN instead of failing the run: `restart-resume-hlsjs`,
 // `restart-resume-shaka` (the player resumes within --max-resume seconds).
-const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
 const knownFailures = [];
 // Checks a run could not make, printed with the verdict.
 const notChecked = [];

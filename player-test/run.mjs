@@ -24,8 +24,8 @@
 //        [--player-debug] (hls.js with debug: true; the page's console in player-console.log)
 //        [--strip-closed-captions] (the players see the multivariant without CLOSED-CAPTIONS=NONE)
 //        [--slow-part 8:300[-400]] (every part with index 8 reaches the players 300 ms (to 400 ms,
-//                           at random) late: a viewer
-//                           whose link or machine is slow at the end of a segment)
+//                           at random) late: a viewer whose link or machine is slow at the
+//                           end of a segment)
 //        [--stall 3 [--stall-at 20]]  (SIGSTOP the publisher's encoder for 3 s, 20 s after the
 //                           viewer joined, then SIGCONT: it bursts its backlog; the run fails
 //                           unless every player is back within 0.3 s of its pre-stall latency
@@ -52,7 +52,7 @@
 // is the same over SRT (MPEG-TS).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { launchChromium, servePlayerPages } from './common.mjs';
+import { launchChromium, servePlayerPages, knownOpen } from './common.mjs';
 import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -87,7 +87,6 @@ const stallAt = Number(opt('stall-at', '20'));
 // reported as KNOWN-OPEN instead of failing the run: `stall-recovery` (back within 0.3 s of
 // the pre-stall latency within 10 s of a publisher's resume; hls.js and Shaka stay 0.4 s and
 // 1.1 s behind after rebuffering, issue 12).
-const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
 const knownFailures = [];
 // --playback-secret: every playlist and media URL goes under the stream's token path, minted
 // per stream and hour (README, "Private streams"), so viewers and the edge share URLs.
@@ -507,8 +506,8 @@ for (const p of pages) {
   p.on('requestfailed', r => { if (r.url().startsWith(playBase) && requestLog.length <= 3000) requestLog.push({ t: Date.now(), url: r.url().slice(playBase.length), failed: r.failure()?.errorText }); });
 }
 // --slow-part INDEX:MS[-MAX]: every part of that index (in every segment) is answered MS (to
-// MAX, at random) late, as
-// to a viewer on a slow link or a busy machine; the playlists are not delayed.
+// MAX, at random) late, as to a viewer on a slow link or a busy machine; the playlists are not
+// delayed.
 if (opt('slow-part', '')) {
   const [index, range] = opt('slow-part', '').split(':');
   const [lo, hi] = range.split('-').map(Number);
