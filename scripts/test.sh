@@ -140,7 +140,7 @@ node player-test/run.mjs --duration 40 --slow-part 8:150-200 --name slow-part
 # Several origins (issue 17): Redis, three nodes behind an nginx balancer and the Varnish edge,
 # six publishers and hls.js viewers; one node killed, its streams taken over on reconnect.
 # Open (issue 17): six players on two cores still stall once in some runs before the kill
-# (3 of 7 runs here, short ones; in CI one where hls.js skipped a segment's last part
+# (4 of 8 runs here, short ones; in CI one where hls.js skipped a segment's last part
 # around a machine-wide freeze, when the part and the next segment's first part reach it
 # together; README player notes): reported as KNOWN-OPEN. Every other check is enforced.
 LLHLS_PLAYER_KNOWN=cluster-stalls node player-test/cluster-test.mjs --duration 20
