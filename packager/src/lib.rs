@@ -108,7 +108,7 @@ pub use key::{ObjectKey, ObjectKeyError, ObjectKind};
 pub use media::{Frame, MediaTime, Timescale, TrackConfig, TrackId, TrackKind, WallClock};
 pub use packager::{
     Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning,
-    MAX_DVR_WINDOW_SECS, MAX_FIRST_MSN,
+    FIRST_PLAYLIST_SEGMENTS, MAX_DVR_WINDOW_SECS, MAX_FIRST_MSN,
 };
 pub use playlist::{RenditionSnapshot, StreamSnapshot, StreamTiming};
 pub use render::{render_media, render_multivariant, render_vod, SkipMode};

@@ -159,11 +159,17 @@ impl Packager {
     }
 
     /// Has the first playlist been published? That waits for [`FIRST_PLAYLIST_SEGMENTS`]
-    /// complete segments (or the end of the stream), so that every player can start from the
-    /// first playlist it sees.
+    /// complete segments listed as such (or the end of the stream), so that every player can
+    /// start from the first playlist it sees: a segment that just closed is listed as still
+    /// open until the next one has a part (`render_media` says why), and Chromium's player
+    /// fails on a first playlist with two complete segments and a third listed open.
     pub fn is_live(&self) -> bool {
         let needed = FIRST_PLAYLIST_SEGMENTS.min(self.config.window_segments);
-        self.timing.is_some() && self.renditions.iter().all(|r| r.segments.len() >= needed)
+        self.timing.is_some()
+            && self
+                .renditions
+                .iter()
+                .all(|r| r.segments.len() - usize::from(r.newest_deferred(self.ended)) >= needed)
     }
 
     /// Has the stream ended ([`Packager::handle_end_of_stream`]): its snapshots carry

@@ -6,7 +6,7 @@ use common::*;
 use llhls_packager::playlist::RenditionKind;
 use llhls_packager::{
     render_media, render_multivariant, Addressing, Frame, Layout, PackagerConfig, SkipMode,
-    WallClock,
+    WallClock, FIRST_PLAYLIST_SEGMENTS,
 };
 
 fn cfg() -> PackagerConfig {
@@ -61,6 +61,27 @@ fn first_playlist_waits_for_a_complete_segment() {
     h.feed(&mut pub_, 200);
     assert!(!h.snapshots.is_empty());
     assert!(h.p.is_live());
+}
+
+#[test]
+fn the_first_playlist_lists_three_complete_segments() {
+    // Chromium's built-in HLS player fails (DEMUXER_ERROR_COULD_NOT_PARSE) on a first playlist
+    // with fewer than three complete segments; the segment that just closed is listed open
+    // until the next one has a part, so that one must not count.
+    let mut pub_ = Publisher::new(30.0, 30);
+    let mut h = Harness::new(cfg(), pub_.tracks());
+    while h.snapshots.is_empty() {
+        h.feed(&mut pub_, 1);
+    }
+    let snap = &h.snapshots[0];
+    let r = &snap.renditions[0];
+    let text = render_media(snap, r, SkipMode::Full);
+    assert_eq!(
+        text.matches("#EXTINF:").count(),
+        FIRST_PLAYLIST_SEGMENTS,
+        "{text}"
+    );
+    assert_eq!(r.open.as_ref().map(|o| o.parts.len()), Some(1), "{text}");
 }
 
 #[test]

@@ -79,7 +79,7 @@ impl Rendition {
 
     /// Is the newest complete segment listed as still open
     /// ([`crate::playlist::newest_listed_open`])?
-    fn newest_deferred(&self, ended: bool) -> bool {
+    pub(super) fn newest_deferred(&self, ended: bool) -> bool {
         crate::playlist::newest_listed_open(
             ended,
             self.open.as_ref().map(|o| o.parts.len()),
