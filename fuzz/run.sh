@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Usage: fuzz/run.sh [SECONDS] [TARGET...]
+#        fuzz/run.sh build      (only builds the targets, as below; scripts/test.sh runs this in
+#                                the background while the cargo tests run)
 #
 # Builds every fuzz target (cargo +nightly fuzz, with debug assertions so that integer overflow
 # is a crash; no sanitizer unless FUZZ_SANITIZER is set), replays the minimized crashes under
 # fuzz/regressions/TARGET/, then fuzzes each target for SECONDS (default 20) on a temporary
-# copy of its corpus (the committed corpus never grows). Prints one line per target: name,
+# copy of its corpus (the committed corpus never grows), one target per core at a time. Prints one line per target: name,
 # executions, executions per second. Exits non-zero if any target crashed, leaked, timed out
 # or ran out of memory; the crashing input is kept and its path printed.
 #
@@ -14,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+build_only=false
+[ "${1:-}" = build ] && build_only=true
 seconds=${1:-20}
 shift || true
 
@@ -25,7 +29,7 @@ KNOWN_CRASHING=()
 # Open invariant failures whose checks are skipped so that their targets still run (tags in
 # fuzz/README.md): none today.
 
-if [ $# -gt 0 ]; then
+if [ $# -gt 0 ] && ! $build_only; then
   targets=("$@")
 else
   targets=()
@@ -47,29 +51,28 @@ fi
 # makes the packager targets 4-5 times slower. FUZZ_SANITIZER=address fuzz/run.sh to use it.
 sanitizer=${FUZZ_SANITIZER:-none}
 cargo +nightly fuzz build --debug-assertions --sanitizer "$sanitizer"
+$build_only && exit 0
 bin_dir=target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-failed=()
-printf '%-24s %12s %10s\n' target executions exec/s
-for t in "${targets[@]}"; do
-  bin=$bin_dir/$t
-  [ -x "$bin" ] || { echo "fuzz/run.sh: no target $t" >&2; failed+=("$t"); continue; }
+
+# Fuzzes target $1: prints its table row on stdout, what went wrong on stderr; fails if it
+# crashed (or its regression inputs crash again).
+fuzz_one() {
+  local t=$1 bin=$bin_dir/$1 status=0 execs rate keep dict=()
+  [ -x "$bin" ] || { echo "fuzz/run.sh: no target $t" >&2; return 1; }
   # Fixed crashes stay fixed.
   if [ -d "regressions/$t" ] && [ -n "$(ls -A "regressions/$t")" ]; then
     if ! "$bin" -runs=1 regressions/"$t"/* >"$work/$t.regressions.log" 2>&1; then
       echo "$t: a regression input crashes again:" >&2
       grep -m3 -E 'panicked|ERROR' "$work/$t.regressions.log" >&2 || true
-      failed+=("$t")
-      continue
+      return 1
     fi
   fi
   mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
-  [ -d "corpus/$t" ] && cp -r "corpus/$t/." "$work/corpus/$t/"
-  dict=()
-  [ -f "dict/$t.dict" ] && dict=(-dict="dict/$t.dict")
-  status=0
+  if [ -d "corpus/$t" ]; then cp -r "corpus/$t/." "$work/corpus/$t/"; fi
+  if [ -f "dict/$t.dict" ]; then dict=(-dict="dict/$t.dict"); fi
   "$bin" "$work/corpus/$t" "${dict[@]}" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2560 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" >"$work/$t.log" 2>&1 || status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log" | tail -1)
@@ -81,8 +84,24 @@ for t in "${targets[@]}"; do
     cp "$work/artifacts/$t/"* "$keep/" 2>/dev/null || true
     echo "$t: crashed (exit $status); input kept in fuzz/$keep/:" >&2
     grep -m5 -E 'panicked|ERROR|SUMMARY' "$work/$t.log" >&2 || true
-    failed+=("$t")
+    return 1
   fi
+}
+
+# One target per core at a time (FUZZ_JOBS to change it): each fuzzes for SECONDS of wall
+# time on one core either way, so two cores halve the run.
+jobs_max=${FUZZ_JOBS:-$(nproc)}
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+  (if fuzz_one "$t" >"$work/$t.row" 2>"$work/$t.err"; then echo ok; else echo failed; fi >"$work/$t.status") &
+done
+wait
+failed=()
+printf '%-24s %12s %10s\n' target executions exec/s
+for t in "${targets[@]}"; do
+  cat "$work/$t.row" 2>/dev/null || true
+  cat "$work/$t.err" >&2 2>/dev/null || true
+  [ "$(cat "$work/$t.status" 2>/dev/null)" = ok ] || failed+=("$t")
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz/run.sh: failed: ${failed[*]}" >&2

@@ -13,6 +13,32 @@ step fmt, clippy, build
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bins
+# The fuzz targets need cargo-fuzz on a nightly toolchain (the project itself builds on stable):
+# installed here, not by setup.sh, so that running the server does not wait for them. Their
+# build (a separate target directory) runs in the background at the lowest CPU priority while
+# the cargo tests below run: those mostly wait on real-time streams, and `nice -n 19` leaves
+# them the CPU whenever they want it. Its output is in target/fuzz-build.log.
+fuzz_build() {
+  if ! cargo +nightly --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null; then
+      echo "test.sh: installing a nightly toolchain for the fuzz targets"
+      rustup toolchain install nightly --profile minimal
+    else
+      echo "test.sh: the fuzz targets need a nightly toolchain (rustup toolchain install nightly)" >&2
+      return 1
+    fi
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "test.sh: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+  fi
+  fuzz/run.sh build
+}
+mkdir -p target
+nice -n 19 bash -c "$(declare -f fuzz_build); set -euo pipefail; fuzz_build" > target/fuzz-build.log 2>&1 &
+fuzz_build_pid=$!
+trap 'kill "$fuzz_build_pid" 2>/dev/null || true' EXIT
+
 step cargo tests
 cargo test --workspace
 
@@ -37,21 +63,11 @@ fi
 
 step fuzz smoke
 # A 6-second fuzzing smoke run of every fuzz target without a known crash (fuzz/README.md;
-# 6 s each, for CI's 30-minute budget); fails on any crash. The fuzz targets need cargo-fuzz on a nightly toolchain (the project
-# itself builds on stable): installed here, not by setup.sh, so that running the server does
-# not wait for them.
-if ! cargo +nightly --version >/dev/null 2>&1; then
-  if command -v rustup >/dev/null; then
-    echo "test.sh: installing a nightly toolchain for the fuzz targets"
-    rustup toolchain install nightly --profile minimal
-  else
-    echo "test.sh: the fuzz targets need a nightly toolchain (rustup toolchain install nightly)" >&2
-    exit 1
-  fi
-fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "test.sh: installing cargo-fuzz"
-  cargo install cargo-fuzz --locked
+# 6 s each, for CI's 30-minute budget); fails on any crash. Waits for the build started above.
+if ! wait "$fuzz_build_pid"; then
+  tail -n 40 target/fuzz-build.log >&2
+  echo "test.sh: building the fuzz targets failed (target/fuzz-build.log)" >&2
+  exit 1
 fi
 fuzz/run.sh 6
 
