@@ -131,7 +131,26 @@ impl AvcConfig {
     }
 }
 
-struct SpsInfo {
+#[derive(Debug, Clone)]
+pub(crate) struct SpsInfo {
+    /// seq_parameter_set_id.
+    pub(crate) id: u32,
+    /// log2_max_frame_num_minus4 + 4.
+    pub(crate) log2_max_frame_num: u32,
+    /// pic_order_cnt_type.
+    pub(crate) poc_type: u32,
+    /// log2_max_pic_order_cnt_lsb_minus4 + 4 (pic_order_cnt_type 0).
+    pub(crate) log2_max_poc_lsb: u32,
+    /// max_num_ref_frames.
+    pub(crate) max_refs: u32,
+    /// Macroblocks in a frame (pic_width_in_mbs * frame height in macroblocks).
+    pub(crate) frame_mbs: u32,
+    /// frame_mbs_only_flag.
+    pub(crate) frame_mbs_only: bool,
+    /// ChromaArrayType (0 with separate colour planes or monochrome).
+    pub(crate) chroma_array_type: u32,
+    /// separate_colour_plane_flag.
+    pub(crate) separate_colour_plane: bool,
     profile: u8,
     compatibility: u8,
     level: u8,
@@ -144,7 +163,7 @@ struct SpsInfo {
     sar: Option<(u16, u16)>,
 }
 
-fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
+pub(crate) fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
     const W: &str = "H.264 SPS";
     if nal.first().map(|b| b & 0x1f) != Some(7) {
         return Err(CodecError::invalid(W, "not an SPS NAL unit (type 7)"));
@@ -154,7 +173,7 @@ fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
     let profile = r.u32(8)? as u8;
     let compatibility = r.u32(8)? as u8;
     let level = r.u32(8)? as u8;
-    let _sps_id = r.ue()?;
+    let id = r.ue()?;
     let mut chroma_format = 1u32;
     let mut bit_depth_luma = 8;
     let mut bit_depth_chroma = 8;
@@ -200,10 +219,12 @@ fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
             }
         }
     }
-    let _log2_max_frame_num = r.ue()?;
-    match r.ue()? {
+    let log2_max_frame_num = r.ue()?.saturating_add(4);
+    let poc_type = r.ue()?;
+    let mut log2_max_poc_lsb = 0;
+    match poc_type {
         0 => {
-            let _ = r.ue()?;
+            log2_max_poc_lsb = r.ue()?.saturating_add(4);
         }
         1 => {
             let _ = r.bit()?;
@@ -223,7 +244,13 @@ fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
         2 => {}
         t => return Err(CodecError::invalid(W, format!("pic_order_cnt_type {t}"))),
     }
-    let _max_refs = r.ue()?;
+    if log2_max_frame_num > 16 || log2_max_poc_lsb > 16 {
+        return Err(CodecError::invalid(
+            W,
+            "log2_max_frame_num or log2_max_pic_order_cnt_lsb above 16",
+        ));
+    }
+    let max_refs = r.ue()?;
     let _gaps = r.bit()?;
     let width_mbs = r.ue()? + 1;
     let height_map_units = r.ue()? + 1;
@@ -322,6 +349,16 @@ fn parse_sps(nal: &[u8]) -> Result<SpsInfo, CodecError> {
     })();
     let _ = vui;
     Ok(SpsInfo {
+        id,
+        log2_max_frame_num,
+        poc_type,
+        log2_max_poc_lsb,
+        max_refs,
+        frame_mbs: width_mbs
+            .saturating_mul(height_map_units.saturating_mul(2 - u32::from(frame_mbs_only))),
+        frame_mbs_only,
+        chroma_array_type: array_type,
+        separate_colour_plane,
         profile,
         compatibility,
         level,

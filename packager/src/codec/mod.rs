@@ -6,12 +6,14 @@
 mod aac;
 mod av1;
 mod bits;
+mod filler;
 mod h264;
 mod hevc;
 mod opus;
 
 pub use aac::AacConfig;
 pub use av1::Av1Config;
+pub use filler::{silent_audio_frame, H264Filler};
 pub use h264::AvcConfig;
 pub use hevc::HevcConfig;
 pub use opus::{opus_packet_samples, OpusConfig};
