@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// Offer delta playlist updates (_HLS_skip) [default: true].
     #[arg(long, env = "LLHLS_DELTA_UPDATES")]
     pub delta_updates: Option<bool>,
+    /// When a publisher stalls, keep the stream going with its last keyframe's picture and
+    /// silence, so players play on (frozen) at their latency, instead of holding the playlist
+    /// and then publishing GAP parts [default: true]. H.264 with AAC-LC or Opus (mono or
+    /// stereo); other streams always hold.
+    #[arg(long, env = "LLHLS_STALL_FILLER")]
+    pub stall_filler: Option<bool>,
     /// Publish keys, comma-separated. Publishers append `?key=KEY` to the stream name. Empty:
     /// anyone can publish.
     /// In TOML either an array of strings or one comma-separated string.
@@ -666,6 +672,7 @@ impl Config {
                 first_msn: 1,
                 delta_updates: pick!(delta_updates, true),
                 first_discontinuity_sequence: 0,
+                stall_filler: pick!(stall_filler, true),
             },
             publish_keys: keys,
             reconnect_grace: Duration::from_secs(pick!(reconnect_grace_secs, 10)),
@@ -770,6 +777,7 @@ impl Config {
             "layout": format!("{:?}", p.layout).to_lowercase(),
             "addressing": format!("{:?}", p.addressing).to_lowercase(),
             "delta_updates": p.delta_updates,
+            "stall_filler": p.stall_filler,
             "ladder": self.ladder.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
             "record": self.record.as_ref().map(|r| r.patterns.clone()),
             "publish_keys": if self.publish_keys.is_empty() { "none" } else { "redacted" },

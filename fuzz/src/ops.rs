@@ -109,6 +109,7 @@ pub struct Setup {
     pub window: u8,
     pub first_msn: u64,
     pub no_delta: bool,
+    pub stall_filler: bool,
 }
 
 /// A frame's timescale.
@@ -294,6 +295,7 @@ pub fn run(script: &Script, domain: Domain) -> u64 {
         delta_updates: !s.no_delta,
         // A stream continued from another node starts at a higher discontinuity sequence.
         first_discontinuity_sequence: u64::from(s.max_td),
+        stall_filler: s.stall_filler,
     };
     let tracks = track_set(s.video, s.audio, true);
     let Ok(p) = Packager::new(config, tracks) else {

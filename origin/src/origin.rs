@@ -452,7 +452,13 @@ impl Origin {
                 config.layout = Layout::Separate;
             }
             let names: Vec<String> = start.rungs.iter().map(|r| r.name.clone()).collect();
-            match Ladder::new(&config, &tracks, start.rungs, start.transcoder) {
+            // The rungs fill a stall exactly when the source does (their H.264 always could):
+            // every rendition then has the same parts, GAP or not.
+            let rung_config = PackagerConfig {
+                stall_filler: Packager::new(config.clone(), tracks.clone())?.fills_stalls(),
+                ..config.clone()
+            };
+            match Ladder::new(&rung_config, &tracks, start.rungs, start.transcoder) {
                 Ok(l) => {
                     tracing::info!(stream = %name, rungs = %names.join(","), "ABR ladder started");
                     ladder = Some((l, start.events));

@@ -28,7 +28,7 @@ use crate::media::{Frame, TrackConfig, TrackKind, WallClock};
 use crate::playlist::{RenditionKind, StreamTiming};
 
 pub use config::{Addressing, Layout, PackagerConfig, MAX_DVR_WINDOW_SECS, MAX_FIRST_MSN};
-use gap::Stall;
+use gap::{Filler, Stall};
 pub use output::{Output, PackagerError, Warning};
 use probe::Phase;
 use segmenter::Segmenter;
@@ -57,6 +57,9 @@ pub struct Packager {
     timeline: Timeline,
     segmenter: Segmenter,
     gap: Stall,
+    /// Media to fill stalls with, when [`PackagerConfig::stall_filler`] is set and the codecs
+    /// allow.
+    filler: Option<Filler>,
     retention: Retention,
     ended: bool,
     /// The stream ended while probing: the probe takes what it has as the first segment.
@@ -131,7 +134,9 @@ impl Packager {
             }
             (None, None, _) => unreachable!("checked above: at least one track"),
         }
+        let filler = Filler::for_tracks(config.stall_filler, &tracks, lead);
         Ok(Packager {
+            filler,
             config,
             tracks,
             renditions,
@@ -170,6 +175,12 @@ impl Packager {
                 .renditions
                 .iter()
                 .all(|r| r.segments.len() - usize::from(r.newest_deferred(self.ended)) >= needed)
+    }
+
+    /// Does this packager fill stalls with filler media ([`PackagerConfig::stall_filler`], and
+    /// codecs that allow it)? Otherwise it holds the playlist, then publishes GAP parts.
+    pub fn fills_stalls(&self) -> bool {
+        self.filler.is_some()
     }
 
     /// Has the stream ended ([`Packager::handle_end_of_stream`]): its snapshots carry
@@ -217,6 +228,7 @@ impl Packager {
         }
         self.tracks[ti].last_in = Some((frame.dts.ticks, dts_ns));
         self.gap.clock_warned = false;
+        self.gap.last_timeout = None;
         self.timeline.last_wall = now;
         match &mut self.phase {
             Phase::Probing(buf) => {
@@ -286,6 +298,7 @@ impl Packager {
             }
             if changed {
                 self.segmenter.init_pending = true;
+                self.filler = Filler::for_tracks(self.config.stall_filler, &self.tracks, self.lead);
             }
         } else {
             self.discontinuity_internal();

@@ -23,6 +23,7 @@ struct Plan {
     stall_at: usize,
     stall_secs: u32,
     part_ms: u64,
+    stall_filler: bool,
 }
 
 fn plan() -> impl Strategy<Value = Plan> {
@@ -41,6 +42,7 @@ fn plan() -> impl Strategy<Value = Plan> {
         0usize..4,
         1u32..4,
         prop::sample::select(vec![100u64, 200, 333, 500]),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -55,6 +57,7 @@ fn plan() -> impl Strategy<Value = Plan> {
                 stall_at,
                 stall_secs,
                 part_ms,
+                stall_filler,
             )| Plan {
                 fps,
                 gops_secs,
@@ -67,6 +70,7 @@ fn plan() -> impl Strategy<Value = Plan> {
                 stall_at,
                 stall_secs,
                 part_ms,
+                stall_filler,
             },
         )
 }
@@ -85,6 +89,7 @@ fn run(plan: &Plan) {
             Addressing::Files
         },
         first_msn: 7,
+        stall_filler: plan.stall_filler,
         ..PackagerConfig::default()
     };
     let gop_frames = |secs: f64| ((secs * plan.fps).round() as u32).max(1);

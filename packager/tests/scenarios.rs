@@ -891,6 +891,233 @@ fn a_backlog_burst_after_a_stall_is_dropped_and_dates_never_run_ahead_of_the_wal
 }
 
 #[test]
+fn a_stall_is_filled_so_players_keep_playing_at_their_latency() {
+    // The publisher freezes for 3 s, then bursts its backlog (as OBS does after a network
+    // hiccup). With stall filler the playlist keeps growing with the wall clock during the
+    // freeze (parts of the last keyframe's picture and silence), so a player never runs dry and
+    // never rebuffers: no GAP, no hole in any track, every segment independent, and the media
+    // timeline stays on the wall clock across the freeze (no date jump), so a viewer's
+    // latency is what it was.
+    let mut pub_ = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        stall_filler: true,
+        ..cfg()
+    };
+    let mut h = Harness::new(config, pub_.tracks());
+    while pub_.next_frame_wall() < pub_.wall0 + 6_000 {
+        let (f, w) = pub_.next_frame();
+        h.p.handle_frame(f, w).unwrap();
+        h.drain();
+    }
+    assert!(h.p.is_live());
+    let stall_start = pub_.next_frame_wall();
+    for i in 1..=30 {
+        let now = stall_start + i * 100;
+        h.p.handle_timeout(WallClock(now));
+        h.drain();
+        let end = last_part_end_ms(&h.last().renditions[0]);
+        assert!(
+            end <= now + 1,
+            "a part dated to end {} ms ahead of the wall clock",
+            end - now
+        );
+        if i >= 8 {
+            assert!(
+                end >= now - 600,
+                "{} ms into the stall the newest part ends {} ms behind the wall clock: players run dry",
+                i * 100,
+                now - end
+            );
+        }
+    }
+    let burst_at = stall_start + 3_000;
+    while pub_.next_frame_wall() < burst_at + 4_000 {
+        let (f, w) = pub_.next_frame();
+        let arrival = w.0.max(burst_at + (w.0 - stall_start) / 30);
+        h.p.handle_frame(f, WallClock(arrival)).unwrap();
+        h.drain();
+        let end = last_part_end_ms(&h.last().renditions[0]);
+        assert!(
+            end <= arrival + 1,
+            "dated {} ms ahead of the wall clock",
+            end - arrival
+        );
+    }
+    assert!(
+        h.warnings
+            .iter()
+            .any(|w| w.contains("filling with the last keyframe")),
+        "{:?}",
+        h.warnings
+    );
+    for snapshot in &h.snapshots {
+        for r in &snapshot.renditions {
+            for s in &r.segments {
+                assert!(
+                    !s.gap && s.parts.iter().all(|p| !p.gap),
+                    "GAP in segment {}",
+                    s.msn
+                );
+            }
+        }
+    }
+    assert!(
+        h.tfdt_holes.is_empty(),
+        "holes in the media: {:?}",
+        h.tfdt_holes
+    );
+    let r = h.last().renditions[0].clone();
+    let during: Vec<_> = r
+        .segments
+        .iter()
+        .filter(|s| s.program_date_time.0 >= stall_start && s.program_date_time.0 < burst_at)
+        .collect();
+    assert!(
+        during.len() >= 2,
+        "filler segments during the stall: {}",
+        during.len()
+    );
+    for s in &r.segments {
+        assert!(
+            s.independent,
+            "segment {} does not start with a keyframe",
+            s.msn
+        );
+        let first = &h.objects[&s.parts[0].uri];
+        assert!(
+            common::first_video_sample_is_sync(first),
+            "segment {}: its first part does not start with a sync sample",
+            s.msn
+        );
+    }
+    assert!(r.segments.iter().all(|s| !s.discontinuity));
+    // Media time follows the wall clock across the stall: each segment is dated where the one
+    // before it ends, within a frame (resuming on a keyframe whose capture date is slightly
+    // after the filler's end may leave less than a part).
+    for pair in r.segments.to_vec().windows(2) {
+        let expected = pair[0].program_date_time.0 + (pair[0].duration * 1000.0).round() as i64;
+        let jump = pair[1].program_date_time.0 - expected;
+        assert!(
+            (-1..=250).contains(&jump),
+            "segment {} is dated {jump} ms after the previous one ends",
+            pair[1].msn
+        );
+    }
+    let resumed = r
+        .segments
+        .iter()
+        .find(|s| s.program_date_time.0 >= burst_at - 250)
+        .expect("real media after the stall");
+    assert!(
+        resumed.program_date_time.0 <= burst_at + 1_005,
+        "resumed on media captured {} ms into the stall; the burst came at 3000 ms",
+        resumed.program_date_time.0 - stall_start
+    );
+    h.p.handle_end_of_stream(WallClock(burst_at + 5_000));
+    h.drain();
+}
+
+#[test]
+fn filler_gives_way_to_gap_parts_after_three_target_durations() {
+    // A publisher gone for 10 s (frozen, or its connection waiting out the reconnect grace):
+    // a frozen picture for three target durations, then GAP parts as for a publisher that is
+    // gone; the stream resumes on a keyframe.
+    let mut pub_ = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        stall_filler: true,
+        ..cfg()
+    };
+    let mut h = Harness::new(config, pub_.tracks());
+    while pub_.next_frame_wall() < pub_.wall0 + 6_000 {
+        let (f, w) = pub_.next_frame();
+        h.p.handle_frame(f, w).unwrap();
+        h.drain();
+    }
+    let stall_start = pub_.next_frame_wall();
+    for i in 1..=100 {
+        h.p.handle_timeout(WallClock(stall_start + i * 100));
+        h.drain();
+    }
+    let td = i64::from(h.last().timing.target_duration);
+    let r = h.last().renditions[0].clone();
+    let after: Vec<_> = r
+        .segments
+        .iter()
+        .filter(|s| s.program_date_time.0 >= stall_start)
+        .collect();
+    let filled_ms: f64 = after
+        .iter()
+        .filter(|s| !s.gap)
+        .map(|s| s.duration * 1000.0)
+        .sum();
+    // Three target durations, and the rest of the segment in progress then.
+    assert!(
+        filled_ms >= (3 * td * 1000) as f64 && filled_ms <= (4 * td * 1000) as f64,
+        "filled {filled_ms} ms of a 10 s stall (target duration {td} s)"
+    );
+    let first_gap = after
+        .iter()
+        .position(|s| s.gap)
+        .expect("GAP segments after the filler");
+    assert!(after[..first_gap].iter().all(|s| !s.gap && s.independent));
+    assert!(after[first_gap..].iter().all(|s| s.gap), "filler after GAP");
+    assert!(
+        h.warnings
+            .iter()
+            .any(|w| w.contains("publishing GAP parts")),
+        "{:?}",
+        h.warnings
+    );
+    let resume_at = stall_start + 10_100;
+    pub_.wall0 += 10_000;
+    while pub_.next_frame_wall() < resume_at + 3_000 {
+        let (f, w) = pub_.next_frame();
+        h.p.handle_frame(f, w).unwrap();
+        h.drain();
+    }
+    let last = h.last().renditions[0].segments.last().unwrap().clone();
+    assert!(!last.gap && last.independent, "resumed with media");
+    h.p.handle_end_of_stream(WallClock(resume_at + 4_000));
+    h.drain();
+}
+
+#[test]
+fn a_machine_freeze_with_filler_on_loses_no_frame() {
+    // The whole machine stops for 0.8 s (this process too: no timeout runs during it), then
+    // the frames captured meanwhile arrive in a burst. The first timeout after the freeze comes
+    // late, so filler does not start: the frames continue the timeline, none is dropped.
+    let mut pub_ = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        stall_filler: true,
+        ..cfg()
+    };
+    let mut h = Counted::new(Harness::new(config, pub_.tracks()));
+    for _ in 0..(77 * 6 + 40) {
+        let (f, w) = pub_.next_frame();
+        h.send(f, w);
+    }
+    let freeze_start = pub_.next_frame_wall();
+    let burst_at = freeze_start + 800;
+    h.h.p.handle_timeout(WallClock(burst_at));
+    h.h.drain();
+    while pub_.next_frame_wall() < burst_at + 3_000 {
+        let (f, w) = pub_.next_frame();
+        let now = WallClock(w.0.max(burst_at));
+        h.send(f, now);
+        h.h.p.handle_timeout(now);
+        h.h.drain();
+    }
+    h.end_with_every_frame_published(WallClock(burst_at + 3_100));
+    assert!(
+        !h.h.warnings
+            .iter()
+            .any(|w| w.contains("backlog") || w.contains("filling")),
+        "{:?}",
+        h.h.warnings
+    );
+}
+
+#[test]
 fn sps_frame_rate_slightly_above_the_real_one_never_overflows_part_target() {
     // The SPS says 30 fps, the frames come at 28 fps (within the 10% the probe trusts the
     // SPS for). PART-TARGET must fit whole real frames; the harness checks every part against

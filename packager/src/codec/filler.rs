@@ -187,12 +187,13 @@ impl H264Filler {
 
     /// Follows one real access unit (4-byte length-prefixed NAL units): in-band parameter
     /// sets, and the numbering of its first slice. Input it cannot read changes nothing.
-    pub fn observe(&mut self, access_unit: &[u8]) {
+    /// Returns whether the access unit is an IDR picture.
+    pub fn observe(&mut self, access_unit: &[u8]) -> bool {
         let mut rest = access_unit;
         while rest.len() >= 4 {
             let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
             let Some(nal) = rest.get(4..4 + len) else {
-                return;
+                return false;
             };
             rest = &rest[4 + len..];
             match nal.first().map(|b| b & 0x1f) {
@@ -203,13 +204,14 @@ impl H264Filler {
                 Some(8) => {
                     let _ = self.add_pps(nal);
                 }
-                Some(1 | 5) => {
+                Some(kind @ (1 | 5)) => {
                     let _ = self.observe_slice(nal);
-                    return;
+                    return kind == 5;
                 }
                 _ => {}
             }
         }
+        false
     }
 
     fn observe_slice(&mut self, nal: &[u8]) -> Result<(), CodecError> {

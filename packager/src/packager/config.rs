@@ -57,6 +57,12 @@ pub struct PackagerConfig {
     /// another one's URIs elsewhere (a cluster takeover) starts above the old one's, so players
     /// see a discontinuity and re-map timestamps instead of appending over old media.
     pub first_discontinuity_sequence: u64,
+    /// Fill a stalled publisher's timeline with filler media (the last keyframe, then pictures
+    /// that repeat it, and silence) instead of holding the playlist and publishing GAP parts,
+    /// where the codecs allow (H.264 with an IDR keyframe seen; AAC-LC or Opus, mono or
+    /// stereo, or no audio): players keep playing a frozen picture and stay at their latency.
+    /// See the `gap` module of the packager.
+    pub stall_filler: bool,
 }
 
 impl Default for PackagerConfig {
@@ -72,6 +78,7 @@ impl Default for PackagerConfig {
             first_msn: 1,
             delta_updates: true,
             first_discontinuity_sequence: 0,
+            stall_filler: false,
         }
     }
 }

@@ -102,6 +102,9 @@ impl Packager {
             locked.segment_close = LeadTicks(locked.segment_close.get() / 2);
         }
         let at = LeadTicks::of_lead_sample(sample.dts);
+        if let Some(filler) = self.filler.as_mut() {
+            filler.observe(&sample);
+        }
         if self.timeline.pdt_anchor.is_none() {
             self.timeline.pdt_anchor = Some((at, now));
             self.timeline.pdt_lag_ms = self.gap.resume_lateness_ms.take().unwrap_or(0);
