@@ -260,6 +260,7 @@ impl Packager {
         if self.timeline.waiting_for_keyframe {
             if !(is_lead && frame.keyframe) {
                 self.timeline.dropped_before_keyframe += 1;
+                self.keep_filling(now, locked);
                 return;
             }
             if let Some(lateness) = self.backlog_lateness(ti, dts_ns, now) {
@@ -271,6 +272,7 @@ impl Packager {
                         self.gap.dropped_backlog_ms = Some(lateness - usual);
                         self.gap.dropped_backlog_keyframes += 1;
                         self.timeline.dropped_before_keyframe += 1;
+                        self.keep_filling(now, locked);
                         return;
                     }
                     Resume::At(lateness) => {
@@ -279,6 +281,14 @@ impl Packager {
                                 "the publisher resumed with a backlog: dropped {} keyframe intervals captured during the stall and resumed on a keyframe {lateness} ms late, so viewers stay at their latency",
                                 self.gap.dropped_backlog_keyframes
                             ));
+                        }
+                        // After filler: more of it up to where this keyframe belongs, so
+                        // the media timeline stays on the wall clock across the stall.
+                        if let Some(at) = self.tracks[ti]
+                            .cts_shift_ns
+                            .and_then(|shift| self.to_out(ti, dts_ns, shift))
+                        {
+                            self.top_up_filler(LeadTicks::of_lead_sample(at), now, locked);
                         }
                         // Dated on the clock from before the stall (never ahead of the
                         // arrival), but never before the end of what is already published
