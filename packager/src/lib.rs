@@ -84,7 +84,7 @@
 //! their limits), `timeline` (input checks, input to output time,
 //! timestamp resets, PROGRAM-DATE-TIME), `probe` (the timing probe that fixes TD and
 //! PART-TARGET), `segmenter` (part and segment cuts), `fragment` (CMAF fragments and init
-//! segments), `gap` (GAP parts and segments, stalls), `window` (sliding window, parts listing,
+//! segments), `gap` (stalls: filler, GAP parts and segments), `window` (sliding window, parts listing,
 //! retention and expiry) and `snapshot` (playlist snapshots and the preload hint).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -40,7 +40,7 @@ use window::{Rendition, Retention};
 /// few segments back from the live edge: Chromium's built-in HLS player fails to parse a
 /// playlist with fewer than three, and hls.js and Shaka joining a one-segment playlist start
 /// further behind than later viewers and never catch up. The first segments are cut short
-/// (see [`segmenter`]) so that three come quickly.
+/// (see the `segmenter` module) so that three come quickly.
 pub const FIRST_PLAYLIST_SEGMENTS: usize = 3;
 
 /// The sans-IO LL-HLS packager for one stream. See the crate docs for the contract.

@@ -890,6 +890,24 @@ fn a_backlog_burst_after_a_stall_is_dropped_and_dates_never_run_ahead_of_the_wal
     h.drain();
 }
 
+/// A 30 fps stream with a keyframe every `gop` frames, packaged with stall filler, fed for
+/// `ms` of media: live.
+fn live_with_filler(gop: u32, ms: i64) -> (Publisher, Harness) {
+    let mut pub_ = Publisher::new(30.0, gop);
+    let config = PackagerConfig {
+        stall_filler: true,
+        ..cfg()
+    };
+    let mut h = Harness::new(config, pub_.tracks());
+    while pub_.next_frame_wall() < pub_.wall0 + ms {
+        let (f, w) = pub_.next_frame();
+        h.p.handle_frame(f, w).unwrap();
+        h.drain();
+    }
+    assert!(h.p.is_live());
+    (pub_, h)
+}
+
 #[test]
 fn a_stall_is_filled_so_players_keep_playing_at_their_latency() {
     // The publisher freezes for 3 s, then bursts its backlog (as OBS does after a network
@@ -899,18 +917,7 @@ fn a_stall_is_filled_so_players_keep_playing_at_their_latency() {
     // timeline stays on the wall clock across the freeze (no date jump), so a viewer's
     // latency is what it was. Keyframes every 2 s: the burst's frames up to the first keyframe
     // captured after it (a second of them) are dropped.
-    let mut pub_ = Publisher::new(30.0, 60);
-    let config = PackagerConfig {
-        stall_filler: true,
-        ..cfg()
-    };
-    let mut h = Harness::new(config, pub_.tracks());
-    while pub_.next_frame_wall() < pub_.wall0 + 10_000 {
-        let (f, w) = pub_.next_frame();
-        h.p.handle_frame(f, w).unwrap();
-        h.drain();
-    }
-    assert!(h.p.is_live());
+    let (mut pub_, mut h) = live_with_filler(60, 10_000);
     let stall_start = pub_.next_frame_wall();
     for i in 1..=30 {
         let now = stall_start + i * 100;
@@ -1031,17 +1038,7 @@ fn filler_gives_way_to_gap_parts_after_three_target_durations() {
     // A publisher gone for 10 s (frozen, or its connection waiting out the reconnect grace):
     // a frozen picture for three target durations, then GAP parts as for a publisher that is
     // gone; the stream resumes on a keyframe.
-    let mut pub_ = Publisher::new(30.0, 30);
-    let config = PackagerConfig {
-        stall_filler: true,
-        ..cfg()
-    };
-    let mut h = Harness::new(config, pub_.tracks());
-    while pub_.next_frame_wall() < pub_.wall0 + 6_000 {
-        let (f, w) = pub_.next_frame();
-        h.p.handle_frame(f, w).unwrap();
-        h.drain();
-    }
+    let (mut pub_, mut h) = live_with_filler(30, 6_000);
     let stall_start = pub_.next_frame_wall();
     for i in 1..=100 {
         h.p.handle_timeout(WallClock(stall_start + i * 100));

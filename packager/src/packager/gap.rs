@@ -1,9 +1,11 @@
-//! GAP parts and segments (rules 6 and 34): a hole in the input inside the timeline (a DTS
-//! step longer than the gap threshold) and a stalled publisher (no input for two part targets
-//! of wall-clock time, seen in [`Packager::handle_timeout`]) keep the playlist moving with
-//! parts that have no media. A stall first holds the playlist with the timeline open (see
-//! [`HOLD_TARGET_DURATIONS`]): frames that continue it on time are packaged as if there had
-//! been no stall.
+//! Stalls, filler and GAP parts and segments (rules 6 and 34). A stalled publisher (no input
+//! for two part targets of wall-clock time, seen in [`Packager::handle_timeout`]) first has
+//! the timeline held open: frames that continue it on time are packaged as if there had been
+//! no stall. Then, with [`Filler`] (`PackagerConfig::stall_filler` and codecs that allow it),
+//! the stream goes on with filler media on the wall clock for [`HOLD_TARGET_DURATIONS`], so
+//! players keep playing; without it the playlist stays held that long. A longer stall, and a
+//! hole in the input inside the timeline (a DTS step longer than the gap threshold), keep the
+//! playlist moving with GAP parts, which have no media.
 
 use bytes::Bytes;
 
@@ -322,14 +324,7 @@ impl Packager {
         // Bound the work of one call.
         let mut budget = 4 * segment_len.get() / filler_step.get().max(1) + 1;
         loop {
-            let filling = match self.renditions[0]
-                .open
-                .as_ref()
-                .and_then(|o| o.parts.last())
-            {
-                Some(last) => fill && !last.gap,
-                None => fill && gap_end - stall_from < hold,
-            };
+            let filling = self.stall_fills(fill, gap_end, stall_from, hold);
             let (step, slack) = if filling {
                 (filler_step, filler_slack)
             } else {
@@ -339,32 +334,13 @@ impl Packager {
                 break;
             }
             budget -= 1;
-            if self.renditions[0].open.is_none() {
-                self.open_segments(gap_end, filling);
+            if fill && !filling && !std::mem::replace(&mut self.gap.filler_gave_way, true) {
+                self.warn(format!(
+                    "no input for {:.0} s: publishing GAP parts until the publisher resumes",
+                    (media_now - stall_from).secs(lead_scale)
+                ));
             }
-            let segment_start = self.renditions[0]
-                .open
-                .as_ref()
-                .map(|o| o.start)
-                .unwrap_or(gap_end);
-            if filling {
-                self.push_filler_part(gap_end, step, locked, gap_end == segment_start);
-            } else {
-                if fill && !std::mem::replace(&mut self.gap.filler_gave_way, true) {
-                    self.warn(format!(
-                        "no input for {:.0} s: publishing GAP parts until the publisher resumes",
-                        (media_now - stall_from).secs(lead_scale)
-                    ));
-                }
-                self.push_gap_part(part_target);
-            }
-            gap_end += step;
-            self.timeline.end = gap_end;
-            self.unlist_old_parts();
-            self.changed();
-            if gap_end - segment_start + part_target > segment_len {
-                self.close_segments(gap_end);
-            }
+            gap_end = self.push_stall_part(gap_end, step, filling, locked);
         }
         if self.renditions[0].open.is_none() {
             // The next GAP part (or the resumed media) goes into a new segment: open it now so
@@ -573,17 +549,9 @@ impl Packager {
         let Some(media_now) = LeadTicks::at_wall_clock(now, anchor, anchor_wall, lead_scale) else {
             return;
         };
-        let segment_len = LeadTicks(i64::from(locked.target_duration) * lead_scale);
-        let hold = HOLD_TARGET_DURATIONS * segment_len;
-        let filling = match self.renditions[0]
-            .open
-            .as_ref()
-            .and_then(|o| o.parts.last())
-        {
-            Some(last) => !last.gap,
-            None => gap_end - held_from < hold,
-        };
-        if !filling {
+        let hold =
+            HOLD_TARGET_DURATIONS * LeadTicks(i64::from(locked.target_duration) * lead_scale);
+        if !self.stall_fills(true, gap_end, held_from, hold) {
             return;
         }
         let frame = locked.frame_ticks.get().max(1);
@@ -592,25 +560,58 @@ impl Packager {
         while frames > 0 {
             let n = frames.min(per_part);
             frames -= n;
-            if self.renditions[0].open.is_none() {
-                self.open_segments(gap_end, true);
-            }
-            let segment_start = self.segment_start(gap_end);
-            self.push_filler_part(
-                gap_end,
-                LeadTicks(n * frame),
-                locked,
-                gap_end == segment_start,
-            );
-            gap_end += LeadTicks(n * frame);
-            self.timeline.end = gap_end;
-            self.unlist_old_parts();
-            self.changed();
-            if gap_end - segment_start + locked.part_target > segment_len {
-                self.close_segments(gap_end);
-            }
+            gap_end = self.push_stall_part(gap_end, LeadTicks(n * frame), true, locked);
         }
         self.gap.end = Some(gap_end);
+    }
+
+    /// Does a stall's next part get filler (with `fill`: filler is possible)? A segment in
+    /// progress goes on with what it started with; a new one gets filler while the stall is
+    /// younger than `hold` (it started at `stall_from`).
+    fn stall_fills(
+        &self,
+        fill: bool,
+        gap_end: LeadTicks,
+        stall_from: LeadTicks,
+        hold: LeadTicks,
+    ) -> bool {
+        match self.renditions[0]
+            .open
+            .as_ref()
+            .and_then(|o| o.parts.last())
+        {
+            Some(last) => fill && !last.gap,
+            None => fill && gap_end - stall_from < hold,
+        }
+    }
+
+    /// Publishes one part of a stall, filler or GAP, of `len` at `gap_end` (opening a segment
+    /// for it, and closing the segment once full); returns where the stall now ends.
+    fn push_stall_part(
+        &mut self,
+        gap_end: LeadTicks,
+        len: LeadTicks,
+        filling: bool,
+        locked: Locked,
+    ) -> LeadTicks {
+        if self.renditions[0].open.is_none() {
+            self.open_segments(gap_end, filling);
+        }
+        let segment_start = self.segment_start(gap_end);
+        if filling {
+            self.push_filler_part(gap_end, len, locked, gap_end == segment_start);
+        } else {
+            self.push_gap_part(len);
+        }
+        let end = gap_end + len;
+        self.timeline.end = end;
+        self.unlist_old_parts();
+        self.changed();
+        let segment_len = LeadTicks(i64::from(locked.target_duration) * self.lead_scale);
+        if end - segment_start + locked.part_target > segment_len {
+            self.close_segments(end);
+        }
+        end
     }
 
     /// Publishes a filler part of `len` (whole frames) at lead time `from` in every rendition:
