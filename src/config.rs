@@ -83,7 +83,7 @@ pub struct ServeArgs {
     /// When a publisher stalls, keep the stream going with its last keyframe's picture and
     /// silence, so players play on (frozen) at their latency, instead of holding the playlist
     /// and then publishing GAP parts [default: true]. H.264 with AAC-LC or Opus (mono or
-    /// stereo); other streams always hold.
+    /// stereo) over RTMP or WHIP; other streams (SRT ones too) always hold.
     #[arg(long, env = "LLHLS_STALL_FILLER")]
     pub stall_filler: Option<bool>,
     /// Publish keys, comma-separated. Publishers append `?key=KEY` to the stream name. Empty:

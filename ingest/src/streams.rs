@@ -116,6 +116,8 @@ pub struct Publication {
     kicked: Arc<std::sync::atomic::AtomicBool>,
     /// Where a new stream starts when it continues another node's (from [`ClusterClaim::claim`]).
     continues: Option<Continuation>,
+    /// Stalls hold the playlist rather than get filler ([`Publication::without_stall_filler`]).
+    no_stall_filler: bool,
 }
 
 /// Where a displaced yielding source sends its stream: to the publisher that took the name.
@@ -312,6 +314,7 @@ impl Streams {
             publisher: Publisher::Encoder,
             meter: None,
             continues: None,
+            no_stall_filler: false,
         }
     }
 
@@ -421,6 +424,12 @@ impl Publication {
         &self.name
     }
 
+    /// This publisher's stalls hold the playlist instead of getting filler (an SRT publisher:
+    /// see its session). Call before [`Publication::start`].
+    pub fn without_stall_filler(&mut self) {
+        self.no_stall_filler = true;
+    }
+
     /// Says what publishes (an RTMP encoder unless told otherwise; the demo is a file), so the
     /// stream's warnings give advice that fits it. Call before [`Publication::start`].
     pub fn set_publisher(&mut self, publisher: Publisher) {
@@ -469,6 +478,7 @@ impl Publication {
                 }
             },
             first_discontinuity_sequence: self.continues.map_or(0, |c| c.discontinuity_sequence),
+            stall_filler: self.streams.packager.stall_filler && !self.no_stall_filler,
             ..self.streams.packager.clone()
         };
         let input = self

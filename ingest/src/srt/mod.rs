@@ -279,7 +279,7 @@ async fn connection(
             }
         }
     }
-    let publication = match claimed {
+    let mut publication = match claimed {
         Ok(p) => {
             crate::admission::claimed(&streams, &want.name, &asked);
             p
@@ -296,6 +296,11 @@ async fn connection(
             return refuse(request, &stats, reason).await;
         }
     };
+    // No stall filler for SRT: a TS video frame ends only where the next one starts, so a
+    // publisher that leaves completes its last frame when its connection closes, after a quiet
+    // linger (most of a second with ffmpeg) in which the stall check would start filler, and
+    // that frame could no longer be published.
+    publication.without_stall_filler();
     let Ok(socket) = request.accept(keys).await else {
         // The passphrase is checked in the handshake after our answer: a wrong one ends it.
         stats.refused.fetch_add(1, Relaxed);
