@@ -345,8 +345,10 @@ fn a_restarted_stream_never_reuses_an_msn_even_after_a_faster_than_real_time_pub
             .collect()
     };
     let old_max = *msns(&first).iter().max().unwrap();
-    let mut ff = publish(&s.rtmp_url("again"), 5, false);
-    std::thread::sleep(Duration::from_secs(4));
+    let mut ff = publish(&s.rtmp_url("again"), 8, false);
+    // Live once its first playlist lists three segments (about 3 s of media, later on a busy
+    // machine): wait for that rather than a fixed time.
+    s.wait_for("/live/again/media.m3u8", Duration::from_secs(20));
     let second = s.get("/live/again/media.m3u8").text();
     assert!(!second.contains("ENDLIST"), "{second}");
     validate_served(&s, "again");
