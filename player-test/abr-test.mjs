@@ -290,7 +290,11 @@ const estimateNow = async () => ((await page.evaluate(() => __p.estimate())) / 1
 notes.push(`estimate ${await estimateNow()} Mbit/s before the throttle`);
 const throttledAt = Date.now();
 await setLink(throttleBps);
-let down = null;
+// Already below the top (Shaka that never climbed there, `abr-shaka-up` above): it plays a
+// rendition that fits the throttled link without a switch.
+const levelAtThrottle = await levelNow();
+let down = levelAtThrottle && levelAtThrottle < top ? [throttledAt, levelAtThrottle] : null;
+if (down) notes.push(`already on ${levelAtThrottle}p when throttled`);
 for (let i = 0; i < 100 && !down; i++) {
   await sleep(300);
   const sw = await page.evaluate(() => window.__switches);
