@@ -695,20 +695,11 @@ fn a_hiccup_of_under_a_second_loses_no_frame() {
     // frame dropped everything up to the next keyframe, and viewers stalled for it.
     let mut pub_ = Publisher::new(30.0, 30);
     let mut h = Counted::new(Harness::new(cfg(), pub_.tracks()));
-    for _ in 0..(77 * 6 + 40) {
-        let (f, w) = pub_.next_frame();
-        h.send(f, w);
-    }
+    h.send_frames(&mut pub_, 77 * 6 + 40);
     let hiccup_start = pub_.next_frame_wall();
     h.stall_until_held(hiccup_start, 800);
     let burst_at = hiccup_start + 800;
-    while pub_.next_frame_wall() < burst_at + 3_000 {
-        let (f, w) = pub_.next_frame();
-        let now = WallClock(w.0.max(burst_at));
-        h.send(f, now);
-        h.h.p.handle_timeout(now);
-        h.h.drain();
-    }
+    h.burst_then_real_time(&mut pub_, burst_at, 3_000);
     h.end_with_every_frame_published(WallClock(burst_at + 3_100));
     assert!(
         !h.h.warnings.iter().any(|w| w.contains("backlog")),
@@ -732,6 +723,26 @@ impl Counted {
         self.video_in += usize::from(f.track == llhls_packager::synth::VIDEO);
         self.h.p.handle_frame(f, w).unwrap();
         self.h.drain();
+    }
+
+    /// `n` frames in real time.
+    fn send_frames(&mut self, pub_: &mut Publisher, n: usize) {
+        for _ in 0..n {
+            let (f, w) = pub_.next_frame();
+            self.send(f, w);
+        }
+    }
+
+    /// Every frame captured before `burst_at` arrives at once at `burst_at` (a backlog after a
+    /// freeze), then real time goes on for `ms`, the stall check ticking with each frame.
+    fn burst_then_real_time(&mut self, pub_: &mut Publisher, burst_at: i64, ms: i64) {
+        while pub_.next_frame_wall() < burst_at + ms {
+            let (f, w) = pub_.next_frame();
+            let now = WallClock(w.0.max(burst_at));
+            self.send(f, now);
+            self.h.p.handle_timeout(now);
+            self.h.drain();
+        }
     }
 
     /// No frame for `ms` after `from` (the stall check ticked every 100 ms): the playlist is
@@ -1098,21 +1109,12 @@ fn a_machine_freeze_with_filler_on_loses_no_frame() {
         ..cfg()
     };
     let mut h = Counted::new(Harness::new(config, pub_.tracks()));
-    for _ in 0..(77 * 6 + 40) {
-        let (f, w) = pub_.next_frame();
-        h.send(f, w);
-    }
+    h.send_frames(&mut pub_, 77 * 6 + 40);
     let freeze_start = pub_.next_frame_wall();
     let burst_at = freeze_start + 800;
     h.h.p.handle_timeout(WallClock(burst_at));
     h.h.drain();
-    while pub_.next_frame_wall() < burst_at + 3_000 {
-        let (f, w) = pub_.next_frame();
-        let now = WallClock(w.0.max(burst_at));
-        h.send(f, now);
-        h.h.p.handle_timeout(now);
-        h.h.drain();
-    }
+    h.burst_then_real_time(&mut pub_, burst_at, 3_000);
     h.end_with_every_frame_published(WallClock(burst_at + 3_100));
     assert!(
         !h.h.warnings

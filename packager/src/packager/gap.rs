@@ -183,6 +183,14 @@ pub(super) fn gap_part_lengths(
 }
 
 impl Packager {
+    /// The lead track's media time that wall clock `now` stands for: on the dated clock of the
+    /// stream (its program date time anchor), or on the clock from before a stall when the
+    /// anchor was dropped with it. `None` before the stream is dated or out of range.
+    fn media_time_at(&self, now: WallClock) -> Option<LeadTicks> {
+        let (anchor, anchor_wall) = self.timeline.pdt_anchor.or(self.gap.anchor_before_stall)?;
+        LeadTicks::at_wall_clock(now, anchor, anchor_wall, self.lead_scale)
+    }
+
     /// Time passes without input: call this about once per part target (the packager never
     /// reads a clock). When no frame has come for more than two part targets of wall-clock
     /// time, the segment in progress is closed and GAP parts (in GAP segments) keep the
@@ -193,13 +201,16 @@ impl Packager {
         if self.ended || !self.has_segments() {
             return;
         }
-        let Some((anchor, anchor_wall)) = self.timeline.pdt_anchor.or(self.gap.anchor_before_stall)
-        else {
+        if self
+            .timeline
+            .pdt_anchor
+            .or(self.gap.anchor_before_stall)
+            .is_none()
+        {
             return;
-        };
+        }
         let lead_scale = self.lead_scale;
-        let media_now = LeadTicks::at_wall_clock(now, anchor, anchor_wall, lead_scale)
-            .filter(|_| wall_clock_in_range(now));
+        let media_now = self.media_time_at(now).filter(|_| wall_clock_in_range(now));
         let Some(media_now) = media_now else {
             self.warn_clock(format!(
                 "handle_timeout: wall clock {} ms is out of range; ignored",
@@ -358,12 +369,7 @@ impl Packager {
         if self.gap.end.is_none() || !self.filler.as_ref().is_some_and(Filler::ready) {
             return;
         }
-        let Some((anchor, anchor_wall)) = self.timeline.pdt_anchor.or(self.gap.anchor_before_stall)
-        else {
-            return;
-        };
-        if let Some(media_now) = LeadTicks::at_wall_clock(now, anchor, anchor_wall, self.lead_scale)
-        {
+        if let Some(media_now) = self.media_time_at(now) {
             self.extend_stall(media_now, true, locked);
         }
     }
@@ -542,11 +548,7 @@ impl Packager {
             return;
         }
         let lead_scale = self.lead_scale;
-        let Some((anchor, anchor_wall)) = self.timeline.pdt_anchor.or(self.gap.anchor_before_stall)
-        else {
-            return;
-        };
-        let Some(media_now) = LeadTicks::at_wall_clock(now, anchor, anchor_wall, lead_scale) else {
+        let Some(media_now) = self.media_time_at(now) else {
             return;
         };
         let hold =
