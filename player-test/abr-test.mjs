@@ -31,7 +31,7 @@
 // (--player-debug: hls.js with debug: true, Shaka's debug build; their log, and every
 // SourceBuffer abort(), remove(), timestampOffset change and append with the buffered ranges after it, in
 // player-console.log)
-import { root, llhlsBin, outDirNamed, freePort, sleep, flag, opt, launchChromium, servePlayerPages, knownOpen } from './common.mjs';
+import { root, llhlsBin, outDirNamed, freePort, sleep, flag, opt, launchChromium, servePlayerPages, knownOpen, traceMediaSource } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -99,23 +99,7 @@ const context = await browser.newContext({ viewport: { width: 1000, height: 700 
 // --player-debug: hls.js with debug: true (the page's own config plus that), its log in
 // player-console.log.
 if (flag('player-debug')) {
-  // What the player asks of Media Source Extensions: an abort() or a timestampOffset change
-  // makes the SourceBuffer drop frames until the next keyframe, a hole in the buffer.
-  await context.addInitScript(() => {
-    const SB = SourceBuffer.prototype, ranges = (sb) => { const r = []; try { for (let i = 0; i < sb.buffered.length; i++) r.push(`${sb.buffered.start(i).toFixed(3)}-${sb.buffered.end(i).toFixed(3)}`); } catch {} return r.join(' '); };
-    const kind = (sb) => sb.__kind || '?';
-    const add = MediaSource.prototype.addSourceBuffer;
-    MediaSource.prototype.addSourceBuffer = function (type) { const sb = add.call(this, type); sb.__kind = type.split('/')[0]; sb.addEventListener('updateend', () => { if (sb.__append) console.log(`MSE ${kind(sb)} appended ${sb.__append} -> [${ranges(sb)}]`); sb.__append = null; }); return sb; };
-    const abort = SB.abort;
-    SB.abort = function () { console.log(`MSE ${kind(this)} abort() buffered [${ranges(this)}]`); return abort.call(this); };
-    const tso = Object.getOwnPropertyDescriptor(SB, 'timestampOffset');
-    Object.defineProperty(SB, 'timestampOffset', { configurable: true, get() { return tso.get.call(this); },
-      set(v) { console.log(`MSE ${kind(this)} timestampOffset ${tso.get.call(this)} -> ${v}`); tso.set.call(this, v); } });
-    const remove = SB.remove;
-    SB.remove = function (a, b) { console.log(`MSE ${kind(this)} remove(${a.toFixed(3)}, ${b.toFixed(3)}) buffered [${ranges(this)}]`); return remove.call(this, a, b); };
-    const append = SB.appendBuffer;
-    SB.appendBuffer = function (d) { this.__append = `${d.byteLength} bytes`; return append.call(this, d); };
-  });
+  await traceMediaSource(context);
 }
 if (flag('player-debug') && !shaka) {
   await context.addInitScript(() => {

@@ -90,3 +90,24 @@ export async function servePlayerPages({ shakaDebug = false } = {}) {
   await new Promise(r => server.listen(port, '127.0.0.1', r));
   return { port, server };
 }
+
+// --player-debug: what the player asks of Media Source Extensions, in the page's console. An
+// abort() or a timestampOffset change makes the SourceBuffer drop frames until the next
+// keyframe, a hole in the buffer; each is logged with the buffered ranges around it.
+export async function traceMediaSource(context) {
+  await context.addInitScript(() => {
+    const SB = SourceBuffer.prototype, ranges = (sb) => { const r = []; try { for (let i = 0; i < sb.buffered.length; i++) r.push(`${sb.buffered.start(i).toFixed(3)}-${sb.buffered.end(i).toFixed(3)}`); } catch {} return r.join(' '); };
+    const kind = (sb) => sb.__kind || '?';
+    const add = MediaSource.prototype.addSourceBuffer;
+    MediaSource.prototype.addSourceBuffer = function (type) { const sb = add.call(this, type); sb.__kind = type.split('/')[0]; sb.addEventListener('updateend', () => { if (sb.__append) console.log(`MSE ${kind(sb)} appended ${sb.__append} -> [${ranges(sb)}]`); sb.__append = null; }); return sb; };
+    const abort = SB.abort;
+    SB.abort = function () { console.log(`MSE ${kind(this)} abort() buffered [${ranges(this)}]`); return abort.call(this); };
+    const tso = Object.getOwnPropertyDescriptor(SB, 'timestampOffset');
+    Object.defineProperty(SB, 'timestampOffset', { configurable: true, get() { return tso.get.call(this); },
+      set(v) { console.log(`MSE ${kind(this)} timestampOffset ${tso.get.call(this)} -> ${v}`); tso.set.call(this, v); } });
+    const remove = SB.remove;
+    SB.remove = function (a, b) { console.log(`MSE ${kind(this)} remove(${a.toFixed(3)}, ${b.toFixed(3)}) buffered [${ranges(this)}]`); return remove.call(this, a, b); };
+    const append = SB.appendBuffer;
+    SB.appendBuffer = function (d) { this.__append = `${d.byteLength} bytes`; return append.call(this, d); };
+  });
+}

@@ -21,7 +21,8 @@
 //                           start; late: 15 s after that; neither: load it once the playlist has
 //                           answered 200, polled every 200 ms, after the edge/proxy are up)
 //        [--join-delay 15] (the late join's wait after the first 200, in seconds)
-//        [--player-debug] (hls.js with debug: true; the page's console in player-console.log)
+//        [--player-debug] (hls.js with debug: true, and every MSE abort(), timestampOffset change,
+//                           remove and append; the page's console in player-console.log)
 //        [--strip-closed-captions] (the players see the multivariant without CLOSED-CAPTIONS=NONE)
 //        [--slow-part 8:300[-400]] (every part with index 8 reaches the players 300 ms (to 400 ms,
 //                           at random) late: a viewer whose link or machine is slow at the
@@ -52,7 +53,7 @@
 // is the same over SRT (MPEG-TS).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { launchChromium, servePlayerPages, knownOpen } from './common.mjs';
+import { launchChromium, servePlayerPages, knownOpen, traceMediaSource } from './common.mjs';
 import { mkdirSync, writeFileSync, readFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -197,6 +198,7 @@ const playerConsole = [];
 const pages = [];
 for (let i = 0; i < nPlayers; i++) {
   const ctx = await browser.newContext({ viewport: i === 0 ? { width: 1280, height: 720 } : { width: 400, height: 240 } });
+  if (flag('player-debug')) await traceMediaSource(ctx);
   const p = await ctx.newPage();
   p.on('pageerror', e => consoleErrors.push(String(e)));
   // --player-debug: the player's own log (hls.js debug: true) in player-console.log.
