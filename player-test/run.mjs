@@ -87,7 +87,7 @@ const stallAt = Number(opt('stall-at', '20'));
 // Checks of an open acceptance criterion, named in LLHLS_PLAYER_KNOWN (comma-separated), are
 // reported as KNOWN-OPEN instead of failing the run: `stall-recovery` (back within 0.3 s of
 // the pre-stall latency within 10 s of a publisher's resume; hls.js and Shaka stay 0.4 s and
-// 1.1 s behind after rebuffering, issue 12), `shaka-start-hole` (below).
+// 1.1 s behind after rebuffering, issue 12).
 const knownFailures = [];
 // --playback-secret: every playlist and media URL goes under the stream's token path, minted
 // per stream and hour (README, "Private streams"), so viewers and the edge share URLs.
@@ -699,21 +699,7 @@ for (const [i, s] of stats.entries()) {
   if (prog.length >= 4 && prog[prog.length - 1] - prog[0] < (prog.length / 2) * 0.5) failures.push(`player ${i}: playback did not progress (${prog[0]} -> ${prog[prog.length - 1]} s)`);
   // In a stall run, the player may wait while the publisher is stopped and recovering; a stall
   // before or after that window still fails the run.
-  let counted = stallSecs > 0 ? (s.stallTimes || []).filter(t => t < stallStart || t > stallEnd + 10000).length : s.stalls;
-  // Shaka 5.2's start-up race (issue 12, open): joining mid-segment it fetches the part at its
-  // start position and the independent part before it at once, and when the later one is
-  // appended first its abort() before the next append (see the README's Shaka notes) leaves
-  // a hole of the rest of that segment in its buffer; it stalls in front of it, then jumps it.
-  // Only a Shaka stall in the first 5 s of playback with such a hole (two buffered ranges) is
-  // KNOWN-OPEN under `shaka-start-hole`.
-  if (playerKind === 'shaka' && knownOpen.has('shaka-start-hole')) {
-    const startHoles = (s.stallInfo || []).filter(x => x.atMs < 5000 && (x.buffered || []).length > 1);
-    if (startHoles.length > 0 && counted > 0) {
-      const known = Math.min(counted, startHoles.length);
-      counted -= known;
-      knownFailures.push(`player ${i}: ${known} stall(s) at start in front of a hole in its buffer (${startHoles.map(x => JSON.stringify(x.buffered)).join('; ')})`);
-    }
-  }
+  const counted = stallSecs > 0 ? (s.stallTimes || []).filter(t => t < stallStart || t > stallEnd + 10000).length : s.stalls;
   if (counted > 0) failures.push(`player ${i}: ${counted} stall(s) after start${stallSecs > 0 ? ' outside the publisher stall and its 10 s recovery' : ''} (${Math.round(s.stallMs)} ms waiting in all)`);
 }
 if (consoleErrors.length) failures.push(`page errors: ${consoleErrors.join('; ')}`);

@@ -130,6 +130,7 @@ mod tests {
     fn part_entry(uri: String, gap: bool, byterange: Option<(u64, u64)>) -> PartEntry {
         PartEntry {
             duration: 0.2,
+            listed_us: 200_000,
             uri,
             independent: false,
             gap,

@@ -333,6 +333,9 @@ impl Packager {
     /// Ends a `handle_*` call: one PlaylistChanged after every object it produced, so anything
     /// a snapshot lists has already been output (publish order, rule 46).
     fn publish(&mut self) {
+        for open in self.renditions.iter_mut().filter_map(|r| r.open.as_mut()) {
+            open.published = open.parts.len();
+        }
         if self.dirty {
             self.trim_live_window();
         }

@@ -13,6 +13,9 @@ pub use segments::{Iter, IterMut, Segments};
 pub struct PartEntry {
     /// Duration in seconds (Σ of the lead track's sample durations).
     pub duration: f64,
+    /// DURATION as written, in microseconds: a few microseconds over `duration` inside its
+    /// segment and under it at the segment's end ([`crate::render::listed_part_end_us`]).
+    pub listed_us: u64,
     /// URI relative to the media playlist.
     pub uri: String,
     /// Begins with a sync sample.

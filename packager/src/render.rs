@@ -39,18 +39,47 @@ pub fn fmt_duration(s: f64) -> String {
     fmt_secs(((s * scale) + 1e-6).floor() / scale)
 }
 
-/// A part DURATION as written: 1-2 us under the part's real duration, at microsecond
-/// precision (0.199999 for 6 frames at 30 fps). hls.js places a part at its segment's start
-/// (from the media) plus the DURATIONs before it, and after loading one it compares that
-/// part's end (`nextLoadPosition`) with its buffer's end (`isLoopLoading`). Written exactly
-/// (0.20000), the float sum lands a few ulps either side of the buffer's end
-/// (46.800000000000004 against 46.8), so float noise decided that check; under by a
-/// microsecond or more it stays before the buffer's end (which Chromium keeps in
-/// microseconds), and a segment's parts still add up to its EXTINF within 2 us each. (The 5-6 s
-/// stall of hls.js at segment ends was the race `render_media` describes; this alone did not
-/// remove it.)
-pub fn fmt_part_duration(s: f64) -> String {
-    format!("{:.6}", ((s - 1e-6) * 1e6).floor().max(0.0) / 1e6)
+/// Where a part's DURATIONs end, in microseconds from its segment's start, as the playlist
+/// lists them: `real_end` is the part's real end (seconds from the segment's start), `index`
+/// its index in the segment, `last` whether it ends the segment.
+///
+/// Players place a part at its segment's start plus the DURATIONs before it, and two of them
+/// compare that place with the media they buffered, so which side of the media the sum lands
+/// on matters, not only by how much:
+///
+/// - Shaka 5.2 (`MediaSourceEngine.appendBuffer`) computes each part's timestampOffset as its
+///   place minus its first media timestamp and, when that differs by 1 ms or more from the
+///   SourceBuffer's, calls `abort()` and sets it. A negative offset is written 1 ms higher (a
+///   legacy Edge workaround, shaka-player#1281) and compared as read back, so once one was set,
+///   every later part whose offset is not above it is aborted, and Chromium then drops its
+///   frames up to the next keyframe: a hole of the rest of the GOP, and a stall. Parts listed
+///   under their media (their offsets falling by a microsecond a part) did that to every part
+///   after a start mid-segment; listed exactly, float noise decided it part by part. Inside a
+///   segment the sum is therefore listed over the media, by 3-4 us more at each part than at
+///   the one before, so each part's offset is above every earlier one's in its segment
+///   (whatever the segment's start, a few microseconds under from EXTINF or from its parts'
+///   sum): only a segment's first part, a keyframe, can be aborted, and it loses nothing.
+/// - hls.js 1.7 compares a loaded segment's end as the sum of its parts with its buffer's end
+///   (`isLoopLoading`): a sum past the media (by float noise when listed exactly) left it
+///   waiting for a fragment it had. The part that ends a segment therefore brings the sum back
+///   at least 1 us under the media, and never past the EXTINF written for the segment.
+///
+/// Shaka fixed its side upstream (shaka-player#10559, not in a release yet); neither player
+/// needs more than microseconds, far below the 5-decimal precision of EXTINF.
+pub fn listed_part_end_us(real_end: f64, index: usize, last: bool) -> u64 {
+    // The addend keeps a float's breath under a whole microsecond at it.
+    let floor_us = (real_end * 1e6 + 1e-3).floor().max(0.0) as u64;
+    if last {
+        let extinf_us = ((real_end * 1e5 + 1e-6).floor().max(0.0) as u64) * 10;
+        extinf_us.min(floor_us.saturating_sub(1))
+    } else {
+        floor_us + 4 * (index as u64 + 1)
+    }
+}
+
+/// A DURATION written from microseconds.
+pub fn fmt_us(us: u64) -> String {
+    format!("{}.{:06}", us / 1_000_000, us % 1_000_000)
 }
 
 /// Rounds `s` up at the DURATION precision (rule 3 REC), so no DURATION printed from a value
@@ -593,7 +622,7 @@ fn write_part(out: &mut String, p: &crate::playlist::PartEntry) {
     let _ = write!(
         out,
         "#EXT-X-PART:DURATION={},URI=\"{}\"",
-        fmt_part_duration(p.duration),
+        fmt_us(p.listed_us),
         p.uri
     );
     if p.independent {
@@ -621,11 +650,8 @@ mod tests {
         assert_eq!(fmt_duration(0.2), "0.20000");
         assert_eq!(fmt_duration(0.1 + 0.2 + 0.3 + 0.4 + 0.5 + 0.5), "2.00000");
         assert_eq!(fmt_duration(1.9999999999999998), "2.00000");
-        assert_eq!(fmt_part_duration(0.2), "0.199999");
-        assert_eq!(fmt_part_duration(0.19999999999999998), "0.199998");
-        assert_eq!(fmt_part_duration(0.2000001), "0.199999");
-        assert_eq!(fmt_part_duration(0.2000222), "0.200021");
-        assert_eq!(fmt_part_duration(0.0), "0.000000");
+        assert_eq!(fmt_us(199_996), "0.199996");
+        assert_eq!(fmt_us(2_000_004), "2.000004");
         // Written durations never add up past the media they describe.
         let aac = [1.0 + 1.0 / 375.0; 3]
             .into_iter()
@@ -638,5 +664,87 @@ mod tests {
         assert!(written <= aac.iter().sum::<f64>(), "{written}");
         assert_eq!(trim_secs(0.6), "0.6");
         assert_eq!(trim_secs(12.0), "12.0");
+    }
+
+    /// Parts of `frames` frames of `frame` ticks at `scale` Hz, `parts` to a segment, for
+    /// `segments` segments: (segment EXTINF as written, [(part DURATION as written, media
+    /// start in seconds)]).
+    fn listed_stream(
+        scale: u64,
+        frame: u64,
+        frames: u64,
+        parts: usize,
+        segments: usize,
+    ) -> Vec<(f64, Vec<(f64, f64)>)> {
+        let mut out = Vec::new();
+        let mut tick = 0u64;
+        for _ in 0..segments {
+            let start = tick;
+            let mut listed_end = 0u64;
+            let mut listed = Vec::new();
+            for k in 0..parts {
+                let part_start = tick;
+                tick += frames * frame;
+                let real_end = (tick - start) as f64 / scale as f64;
+                let end = listed_part_end_us(real_end, k, k + 1 == parts);
+                listed.push((
+                    fmt_us(end - listed_end).parse::<f64>().unwrap(),
+                    part_start as f64 / scale as f64,
+                ));
+                listed_end = end;
+            }
+            let extinf = fmt_duration((tick - start) as f64 / scale as f64);
+            out.push((extinf.parse::<f64>().unwrap(), listed));
+        }
+        out
+    }
+
+    #[test]
+    fn listed_part_durations_let_shaka_and_hls_js_append_every_part() {
+        // 30 fps (6 frames a part, 2 s segments), 29.97 fps (1.001 s segments), 25 fps with
+        // 0.16 s parts and 6 s segments (the longest run of parts a segment has here).
+        for (scale, frame, frames, parts) in [
+            (90_000, 3_000, 6, 10),
+            (30_000, 1_001, 6, 5),
+            (90_000, 3_600, 4, 37),
+            (1_000, 33, 6, 10),
+        ] {
+            let stream = listed_stream(scale, frame, frames, parts, 40);
+            // Shaka: each part placed at the sum of EXTINFs before its segment plus the
+            // DURATIONs before it in the segment (from either, the way it sums them), its
+            // timestampOffset computed against the media and compared as Shaka 5.2 does.
+            for from_parts in [false, true] {
+                let mut placed = Vec::new();
+                let mut seg_start = 0.0f64;
+                for (extinf, listed) in &stream {
+                    let mut at = seg_start;
+                    for (k, (duration, media)) in listed.iter().enumerate() {
+                        placed.push((k, at - media));
+                        at += duration;
+                    }
+                    seg_start += if from_parts { at - seg_start } else { *extinf };
+                }
+                // Whatever part the player starts on (a join, a seek, a switch forces the
+                // offset there), no later part but a segment's first is aborted.
+                for first in 0..placed.len() {
+                    let set = |offset: f64| if offset < 0.0 { offset + 0.001 } else { offset };
+                    let mut current = set(placed[first].1);
+                    for &(k, offset) in &placed[first + 1..] {
+                        if (current - offset).abs() >= 0.001 {
+                            assert_eq!(k, 0, "{scale} {frame} {frames}: part {k} aborted after a start at {first}");
+                            current = set(offset);
+                        }
+                    }
+                }
+            }
+            // hls.js: a segment's parts add up to at most its media, and to at most its EXTINF.
+            for (extinf, listed) in &stream {
+                let media_end = (frames * frame * parts as u64) as f64 / scale as f64;
+                let sum: f64 = listed.iter().map(|(d, _)| d).sum();
+                assert!(sum <= media_end - 0.5e-6, "{sum} vs {media_end}");
+                assert!(sum <= *extinf + 1e-9, "{sum} vs EXTINF {extinf}");
+                assert!(listed.iter().all(|(d, _)| *d > 0.0));
+            }
+        }
     }
 }

@@ -4,7 +4,6 @@
 use crate::cmaf::{self, InitTrack, Sample, TrackRun};
 use crate::key::ObjectKey;
 use crate::media::TrackKind;
-use crate::playlist::PartEntry;
 
 use super::time::LeadTicks;
 use super::timeline::Pending;
@@ -162,13 +161,14 @@ impl Packager {
                 if !has_lead && lacking <= 1e-9 {
                     continue;
                 }
-                open.parts.push(PartEntry {
-                    duration: lead_dur.secs(lead_scale).min(r.part_target).min(lacking),
-                    uri: ObjectKey::part(&r.name, open.msn, index).to_string(),
-                    independent: false,
-                    gap: true,
-                    byterange: None,
-                });
+                open.push_part(
+                    lead_dur.secs(lead_scale).min(r.part_target).min(lacking),
+                    ObjectKey::part(&r.name, open.msn, index).to_string(),
+                    false,
+                    true,
+                    None,
+                    part_target_us(r.part_target),
+                );
                 continue;
             }
             if !has_lead && open.parts.is_empty() {
@@ -196,15 +196,10 @@ impl Packager {
             let bytes = cmaf::fragment(r.fragment_seq, &runs);
             let len = bytes.len() as u64;
             let key = part_key(addressing, &r.name, open.msn, index);
-            let entry = PartEntry {
-                duration: rendition_dur_secs,
-                uri: key.to_string(),
-                independent: if has_lead { independent } else { true },
-                gap: false,
-                byterange: match addressing {
-                    Addressing::Files => None,
-                    Addressing::ByteRange => Some((len, open.bytes)),
-                },
+            let uri = key.to_string();
+            let byterange = match addressing {
+                Addressing::Files => None,
+                Addressing::ByteRange => Some((len, open.bytes)),
             };
             match addressing {
                 Addressing::Files => self.outputs.push_back(Output::Object {
@@ -218,7 +213,14 @@ impl Packager {
                 }),
             }
             open.bytes += len;
-            open.parts.push(entry);
+            open.push_part(
+                rendition_dur_secs,
+                uri,
+                if has_lead { independent } else { true },
+                false,
+                byterange,
+                part_target_us(r.part_target),
+            );
             open.part_bytes.push(bytes);
         }
         self.segmenter.part_start = boundary;
@@ -226,6 +228,11 @@ impl Packager {
         self.unlist_old_parts();
         self.changed();
     }
+}
+
+/// PART-TARGET (seconds, as written) in microseconds.
+pub(super) fn part_target_us(part_target: f64) -> u64 {
+    (part_target * 1e6).round().max(0.0) as u64
 }
 
 #[cfg(test)]

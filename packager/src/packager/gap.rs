@@ -12,8 +12,8 @@ use bytes::Bytes;
 use crate::codec::{silent_audio_frame, CodecConfig, H264Filler};
 use crate::key::ObjectKey;
 use crate::media::WallClock;
-use crate::playlist::PartEntry;
 
+use super::fragment::part_target_us;
 use super::probe::Locked;
 use super::time::{wall_clock_in_range, LeadTicks, TrackTicks};
 use super::timeline::{Pending, Track};
@@ -524,13 +524,14 @@ impl Packager {
         for r in &mut self.renditions {
             if let Some(open) = r.open.as_mut() {
                 let index = open.parts.len() as u32;
-                open.parts.push(PartEntry {
+                open.push_part(
                     duration,
-                    uri: ObjectKey::part(&r.name, open.msn, index).to_string(),
-                    independent: false,
-                    gap: true,
-                    byterange: None,
-                });
+                    ObjectKey::part(&r.name, open.msn, index).to_string(),
+                    false,
+                    true,
+                    None,
+                    part_target_us(r.part_target),
+                );
             }
         }
     }

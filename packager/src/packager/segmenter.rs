@@ -216,17 +216,14 @@ impl Packager {
         let pdt = self.timeline.pdt_at(at, self.lead_scale);
         let discontinuity = std::mem::take(&mut self.timeline.pending_discontinuity);
         for r in &mut self.renditions {
-            r.open = Some(Open {
+            r.open = Some(Open::new(
                 msn,
-                start: at,
+                at,
                 pdt,
                 discontinuity,
-                map_uri: r.map_uri.clone(),
-                parts: Vec::new(),
-                part_bytes: Vec::new(),
-                bytes: 0,
+                r.map_uri.clone(),
                 independent,
-            });
+            ));
         }
     }
 }

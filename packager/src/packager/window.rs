@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use crate::key::ObjectKey;
 use crate::media::WallClock;
 use crate::playlist::{PartEntry, RenditionKind, SegmentEntry, Segments};
-use crate::render::SettledText;
+use crate::render::{listed_part_end_us, SettledText};
 
 use super::fragment::part_key;
 use super::time::LeadTicks;
@@ -27,6 +27,81 @@ pub(super) struct Open {
     pub(super) part_bytes: Vec<Bytes>,
     pub(super) bytes: u64,
     pub(super) independent: bool,
+    /// Σ of its parts' real durations (seconds).
+    pub(super) real_end: f64,
+    /// Σ of its parts' DURATIONs as written (microseconds).
+    pub(super) listed_end_us: u64,
+    /// Parts a published snapshot may already list (the rest came in this `handle_*` call).
+    pub(super) published: usize,
+}
+
+impl Open {
+    pub(super) fn new(
+        msn: u64,
+        start: LeadTicks,
+        pdt: WallClock,
+        discontinuity: bool,
+        map_uri: String,
+        independent: bool,
+    ) -> Self {
+        Open {
+            msn,
+            start,
+            pdt,
+            discontinuity,
+            map_uri,
+            parts: Vec::new(),
+            part_bytes: Vec::new(),
+            bytes: 0,
+            independent,
+            real_end: 0.0,
+            listed_end_us: 0,
+            published: 0,
+        }
+    }
+
+    /// Appends a part of `duration` seconds, its DURATION written as a part inside the segment
+    /// ([`listed_part_end_us`]), never over `part_target_us` (PART-TARGET).
+    pub(super) fn push_part(
+        &mut self,
+        duration: f64,
+        uri: String,
+        independent: bool,
+        gap: bool,
+        byterange: Option<(u64, u64)>,
+        part_target_us: u64,
+    ) {
+        self.real_end += duration;
+        let end = listed_part_end_us(self.real_end, self.parts.len(), false);
+        let listed_us = end
+            .saturating_sub(self.listed_end_us)
+            .clamp(1, part_target_us.max(1));
+        self.listed_end_us += listed_us;
+        self.parts.push(PartEntry {
+            duration,
+            listed_us,
+            uri,
+            independent,
+            gap,
+            byterange,
+        });
+    }
+
+    /// The segment closes: its last part, when no snapshot has listed it yet, is written as
+    /// the part that ends the segment (its DURATIONs then add up to no more than its media).
+    pub(super) fn end_with_last_part(&mut self) {
+        if self.published >= self.parts.len() {
+            return;
+        }
+        let index = self.parts.len() - 1;
+        let Some(last) = self.parts.last_mut() else {
+            return;
+        };
+        let before = self.listed_end_us - last.listed_us;
+        let end = listed_part_end_us(self.real_end, index, true);
+        last.listed_us = end.saturating_sub(before).max(1);
+        self.listed_end_us = before + last.listed_us;
+    }
 }
 
 /// One media playlist: its tracks, its window and the segment in progress.
@@ -273,10 +348,13 @@ impl Packager {
         let mut spilled = Vec::new();
         let mut closed = vec![false; self.renditions.len()];
         for (ri, r) in self.renditions.iter_mut().enumerate() {
-            let Some(open) = r.open.take() else { continue };
+            let Some(mut open) = r.open.take() else {
+                continue;
+            };
             if open.parts.is_empty() {
                 continue;
             }
+            open.end_with_last_part();
             closed[ri] = true;
             let duration: f64 = open.parts.iter().map(|p| p.duration).sum();
             let key = ObjectKey::segment(&r.name, open.msn);
@@ -436,6 +514,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, &gap)| PartEntry {
                     duration: 0.5,
+                    listed_us: 500_000,
                     uri: ObjectKey::part("video", msn, i as u32).to_string(),
                     independent: false,
                     gap,
