@@ -881,6 +881,14 @@ impl Checker {
                 p.uri,
                 p.duration
             );
+            // As written: never over PART-TARGET either (rule 3), whatever microseconds the
+            // players' sums need (render::listed_part_end_us).
+            assert!(
+                p.listed_us as f64 / 1e6 <= pt + 1e-9 && p.listed_us > 0,
+                "part {} DURATION written {} us, PART-TARGET {pt}",
+                p.uri,
+                p.listed_us
+            );
             assert!(
                 self.available(&p.uri),
                 "part {} listed but not available",
