@@ -124,8 +124,9 @@ node player-test/admin-test.mjs
 # blocking, from the rendition report), and switching down and back up under throttling; then
 # the same switching in Shaka (screenshots in player-test/out/abr/ and abr-shaka/). Stalls
 # during the throttling are issue 11's open criterion: reported as KNOWN-OPEN here (hls.js's
-# and Shaka's causes are in the README's player notes; Shaka's holes are its own abort() before
-# appends, fixed upstream in shaka-player#10559, not yet released), and so is Shaka's slow climb to the top
+# causes are in the README's player notes; Shaka's holes after a switch, its abort() before
+# appends, no longer happen since the part DURATIONs keep it from aborting a part that does not
+# start with a keyframe), and so is Shaka's slow climb to the top
 # rendition, at start and back up after the throttle (its estimator ignores parts under 16 kB
 # and times held requests); the
 # switches, the playlist requests around them, fatal errors and page errors are enforced.

@@ -27,7 +27,7 @@ fn fmt_secs(s: f64) -> String {
     format!("{:.*}", PRECISION as usize, s)
 }
 
-/// An EXTINF or part DURATION as written: rounded down at the precision. Players add these up
+/// An EXTINF as written: rounded down at the precision. Players add these up
 /// to place each segment, and rounded to nearest the sum can pass the media's real end (three
 /// 1.002667 s and two 2.005333 s AAC segments written 1.00267 and 2.00533 add up to 3.3 us past
 /// it): hls.js, looking for the fragment at its buffer's end with no tolerance, then found none
