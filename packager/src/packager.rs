@@ -380,6 +380,8 @@ impl Packager {
             }
             return;
         };
+        // What waits for its date goes out first: it was accepted.
+        self.release_paced(self.timeline.last_wall, locked, true);
         self.close_gap();
         if let Some(mut prev) = self.segmenter.lead_pending.take() {
             // The last frame's duration is a guess: the last frame interval (the nominal one

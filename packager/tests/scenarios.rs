@@ -778,12 +778,17 @@ impl Counted {
 
 /// Samples of track `track_id` in every part the packager output.
 fn samples_in_parts(h: &Harness, track_id: u32) -> usize {
+    samples_in_parts_from(h, track_id, 0)
+}
+
+/// Samples of track `track_id` in the parts of segments `min_msn` and later.
+fn samples_in_parts_from(h: &Harness, track_id: u32, min_msn: u64) -> usize {
     use mp4_atom::{Any, DecodeMaybe};
     let mut n = 0;
     for (uri, bytes) in &h.objects {
         let is_part = uri
             .parse::<llhls_packager::ObjectKey>()
-            .is_ok_and(|k| k.is_part());
+            .is_ok_and(|k| k.is_part() && k.msn() >= min_msn);
         if !is_part {
             continue;
         }
@@ -899,6 +904,77 @@ fn a_backlog_burst_after_a_stall_is_dropped_and_dates_never_run_ahead_of_the_wal
     );
     h.p.handle_end_of_stream(WallClock(burst_at + 5_000));
     h.drain();
+}
+
+#[test]
+fn a_publisher_that_resumes_late_and_catches_up_later_never_dates_media_ahead() {
+    // An encoder starved of CPU (OBS on a loaded machine): its frames stop for 1.5 s, then come
+    // in real time but 1.5 s late for 2.5 s (so the stream resumes on its second late keyframe,
+    // the publisher not catching up), then everything it still owes arrives at once and real
+    // time goes on. Filler kept the playlist on the wall clock meanwhile, so the stream resumes
+    // dated on the wall clock, its media 1.5 s behind: the media caught up on would be dated
+    // ahead of the moment it is published unless it waits for its date. No frame from the
+    // keyframe it resumed on may be lost.
+    let (mut pub_, mut h) = live_with_filler(30, 10_000);
+    let stall_start = pub_.next_frame_wall();
+    let late_ms = 1_500;
+    let catch_at = stall_start + 2_500;
+    let caught_up = catch_at + late_ms;
+    let arrival = |capture: i64| match capture {
+        c if c < catch_at => c + late_ms,
+        c if c < caught_up => caught_up,
+        c => c,
+    };
+    let mut events: Vec<(i64, Option<Frame>)> = Vec::new();
+    while pub_.next_frame_wall() < caught_up + 4_000 {
+        let (f, w) = pub_.next_frame();
+        events.push((arrival(w.0), Some(f)));
+    }
+    let mut t = stall_start + 100;
+    while t < caught_up + 4_000 {
+        events.push((t, None));
+        t += 100;
+    }
+    // Stable: frames keep their order at equal arrival times, timeouts come after them.
+    events.sort_by_key(|(at, e)| (*at, e.is_none()));
+    // The keyframe the stream resumes on: the second captured after the stall began (the
+    // first is dropped as backlog, the second is as late: not catching up). It opens a segment.
+    let mut keyframes = 0;
+    let mut video_resumed = 0;
+    let mut resumed_msn = None;
+    for (at, event) in events {
+        match event {
+            Some(f) => {
+                let video = f.track == llhls_packager::synth::VIDEO;
+                keyframes += usize::from(video && f.keyframe);
+                if keyframes == 2 && resumed_msn.is_none() {
+                    let r = &h.last().renditions[0];
+                    resumed_msn = Some(r.open.as_ref().map_or(r.media_sequence, |o| o.msn) + 1);
+                }
+                video_resumed += usize::from(video && keyframes >= 2);
+                h.p.handle_frame(f, WallClock(at)).unwrap();
+            }
+            None => h.p.handle_timeout(WallClock(at)),
+        }
+        h.drain();
+        let end = last_part_end_ms(&h.last().renditions[0]);
+        assert!(
+            end <= at + 21,
+            "a part dated to end at {end} is published at {at}: {} ms ahead of the wall clock",
+            end - at
+        );
+    }
+    let warned = |what: &str| h.warnings.iter().any(|w| w.contains(what));
+    assert!(warned("resumed with a backlog"), "{:?}", h.warnings);
+    assert!(warned("filling"), "{:?}", h.warnings);
+    assert!(warned("before their date"), "{:?}", h.warnings);
+    h.p.handle_end_of_stream(WallClock(caught_up + 4_100));
+    h.drain();
+    assert_eq!(
+        samples_in_parts_from(&h, 1, resumed_msn.unwrap()),
+        video_resumed,
+        "every frame from the keyframe the stream resumed on is published"
+    );
 }
 
 /// A 30 fps stream with a keyframe every `gop` frames, packaged with stall filler, fed for

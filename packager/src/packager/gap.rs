@@ -198,6 +198,7 @@ impl Packager {
     /// keyframe then continues right after the gap.
     pub fn handle_timeout(&mut self, now: WallClock) {
         let Some(locked) = self.locked() else { return };
+        self.release_paced(now, locked, false);
         if self.ended || !self.has_segments() {
             return;
         }

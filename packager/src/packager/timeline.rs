@@ -10,6 +10,7 @@ use crate::codec::{opus_packet_samples, CodecConfig};
 use crate::media::{rescale, Frame, TrackConfig, TrackKind, WallClock};
 
 use super::gap::{resume_on_keyframe, Resume, BACKLOG_MS};
+use super::probe::Locked;
 use super::time::{
     rescale_within, wall_clock_in_range, InputNs, LeadTicks, TrackTicks, NS, OUTPUT_LIMIT_NS,
 };
@@ -20,6 +21,12 @@ pub(super) const RESET_NS: i64 = 5_000_000_000;
 /// Audio holes up to this many frames are covered by stretching a frame (see
 /// `Packager::run_frame`); longer ones are kept as real gaps.
 const MAX_STRETCHED_AUDIO_FRAMES: i64 = 10;
+
+/// A lead sample dated at most this far (ms) ahead of its arrival goes out at once.
+const PACE_SLACK_MS: i64 = 20;
+
+/// Target durations of lead samples held for their date at most ([`Packager::release_paced`]).
+const PACED_LIMIT_TDS: i64 = 3;
 /// PTS may follow DTS by at most this much (B-frame reordering is well under a second).
 pub(super) const MAX_PTS_DELAY_NS: i64 = 3_600 * NS as i64;
 
@@ -91,6 +98,13 @@ pub(super) struct Timeline {
     pub(super) dropped_before_keyframe: u64,
     /// The latest wall clock seen.
     pub(super) last_wall: WallClock,
+    /// Lead samples dated ahead of the wall clock, held until their date
+    /// ([`Packager::release_paced`]).
+    pub(super) paced: VecDeque<Pending>,
+    /// Pacing was reported (once per stream).
+    pub(super) pacing_warned: bool,
+    /// Frames over the pacing limit were reported (once per stream).
+    pub(super) paced_over_warned: bool,
 }
 
 impl Timeline {
@@ -104,6 +118,9 @@ impl Timeline {
             waiting_for_keyframe: true,
             dropped_before_keyframe: 0,
             last_wall: WallClock(0),
+            paced: VecDeque::new(),
+            pacing_warned: false,
+            paced_over_warned: false,
         }
     }
 
@@ -404,7 +421,59 @@ impl Packager {
             data: frame.data,
             dur: audio_dur,
         };
-        self.on_lead_sample(sample, now, locked);
+        self.timeline.paced.push_back(sample);
+        self.release_paced(now, locked, false);
+    }
+
+    /// Hands the held lead samples whose date has come (all of them with `all`) to the
+    /// segmenter. A lead sample dated later than `now` waits: a publisher that resumed late
+    /// after a stall (dated on the wall clock when it resumed, its media behind it) and then
+    /// catches up, or whose clock runs fast, would otherwise date media ahead of the moment
+    /// it is published (rule: EXT-X-PROGRAM-DATE-TIME never ahead of the wall clock; it ran
+    /// 0.8 s ahead for the rest of a stream whose encoder, starved of CPU, resumed 1.2 s late
+    /// and caught up later). Nothing is dropped: viewers get that media later (the catch-up
+    /// becomes latency). Audio waits with it, as parts close on the lead's samples. At most
+    /// [`PACED_LIMIT_TDS`] target durations wait; beyond that the oldest goes out dated ahead.
+    pub(super) fn release_paced(&mut self, now: WallClock, locked: Locked, all: bool) {
+        let limit = LeadTicks(
+            PACED_LIMIT_TDS
+                .saturating_mul(i64::from(locked.target_duration))
+                .saturating_mul(self.lead_scale),
+        );
+        while let Some(front) = self.timeline.paced.front() {
+            let at = LeadTicks::of_lead_sample(front.dts);
+            let newest = self
+                .timeline
+                .paced
+                .back()
+                .map_or(at, |b| LeadTicks::of_lead_sample(b.dts));
+            let ahead_ms = self.timeline.pdt_anchor.map_or(0, |_| {
+                self.timeline
+                    .pdt_at(at, self.lead_scale)
+                    .0
+                    .saturating_sub(now.0)
+            });
+            let over_limit = newest.get().saturating_sub(at.get()) > limit.get();
+            if !all && !over_limit && ahead_ms > PACE_SLACK_MS {
+                if !self.timeline.pacing_warned {
+                    self.timeline.pacing_warned = true;
+                    self.warn(format!(
+                        "the publisher's frames arrive {ahead_ms} ms before their date (catching up after a stall, or a fast clock): holding them until then, so dates never run ahead of the wall clock"
+                    ));
+                }
+                break;
+            }
+            if over_limit && !all && !self.timeline.paced_over_warned {
+                self.timeline.paced_over_warned = true;
+                self.warn(format!(
+                    "more than {PACED_LIMIT_TDS} target durations of frames arrived ahead of their date: publishing them {ahead_ms} ms early"
+                ));
+            }
+            let Some(sample) = self.timeline.paced.pop_front() else {
+                break;
+            };
+            self.on_lead_sample(sample, now, locked);
+        }
     }
 
     /// Wall clock minus media time (ms) of the first segment's least-delayed lead frame.
