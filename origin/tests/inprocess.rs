@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use llhls_origin::{Body, Command, Origin, OriginConfig, StreamInput};
 use llhls_packager::synth::Publisher;
-use llhls_packager::{Addressing, Layout, ObjectKey, Packager, PackagerConfig};
+use llhls_packager::{Addressing, Layout, ObjectKey, Packager, PackagerConfig, WallClock};
 use tower::ServiceExt;
 
 struct Live {
@@ -17,6 +17,8 @@ struct Live {
     publisher: Publisher,
     /// Frames fed so far.
     fed: u64,
+    /// Added to each frame's capture time to give its arrival (ms).
+    arrival_offset_ms: i64,
 }
 
 async fn settle() {
@@ -60,6 +62,7 @@ impl Live {
             input,
             publisher,
             fed: 0,
+            arrival_offset_ms: 0,
         };
         // Three seconds of media: the first three segments close, and the playlist is
         // published once the fourth has a part (until then the third is listed open).
@@ -76,7 +79,8 @@ impl Live {
     async fn feed_frames(&mut self, n: usize) {
         for _ in 0..n {
             let (f, w) = self.publisher.next_frame();
-            self.input.send(Command::Frame(f, w)).await.unwrap();
+            let arrival = WallClock(w.0 + self.arrival_offset_ms);
+            self.input.send(Command::Frame(f, arrival)).await.unwrap();
             self.fed += 1;
         }
         settle().await;
@@ -653,6 +657,12 @@ impl Live {
 
     /// Lets the runtime idle for `ms` of (paused) time: the stream task runs its input
     /// timeouts.
+    /// After a stall measured on the real clock (`Live::stalling`): the frames from now on
+    /// arrive on it, captured when they were (late by the stall), as a publisher that resumes.
+    fn resume_now(&mut self) {
+        self.arrival_offset_ms = real_ms() - self.publisher.next_frame_wall();
+    }
+
     async fn idle(&self, ms: u64) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         settle().await;
@@ -1026,5 +1036,8 @@ async fn young_and_stalled_streams_pass_the_playlist_checker() {
     let mut live = Live::stalling(Addressing::Files).await;
     live.idle(150).await;
     live.gap_segment().await;
+    // The publisher resumes now, on the clock the stall was measured with (the server's),
+    // its frames as late as the stall was long.
+    live.resume_now();
     check_served(&mut live, &served_dir("young-stream-stalled")).await;
 }
