@@ -837,6 +837,17 @@ fn last_part_end_ms(r: &llhls_packager::RenditionSnapshot) -> i64 {
     pdt.0 + (parts.iter().map(|p| p.duration).sum::<f64>() * 1000.0).round() as i64
 }
 
+/// The last part published by `now` is dated to end no later than `slack_ms` after it.
+#[track_caller]
+fn assert_not_dated_ahead(h: &Harness, now: i64, slack_ms: i64) {
+    let end = last_part_end_ms(&h.last().renditions[0]);
+    assert!(
+        end <= now + slack_ms,
+        "a part dated to end at {end} is published at {now}: {} ms ahead of the wall clock",
+        end - now
+    );
+}
+
 #[test]
 fn a_backlog_burst_after_a_stall_is_dropped_and_dates_never_run_ahead_of_the_wall_clock() {
     // What OBS does after a network hiccup: frames stop for 3 s, then everything captured
@@ -845,16 +856,9 @@ fn a_backlog_burst_after_a_stall_is_dropped_and_dates_never_run_ahead_of_the_wal
     let mut pub_ = Publisher::new(30.0, 30);
     let mut h = Harness::new(cfg(), pub_.tracks());
     let check_dates = |h: &mut Harness, now: i64| {
-        let Some(snapshot) = h.snapshots.last() else {
-            return;
-        };
-        let r = &snapshot.renditions[0];
-        let end = last_part_end_ms(r);
-        assert!(
-            end <= now + 1,
-            "a part dated to end at {end} is published at {now}: {} ms ahead of the wall clock",
-            end - now
-        );
+        if !h.snapshots.is_empty() {
+            assert_not_dated_ahead(h, now, 1);
+        }
     };
     for _ in 0..30 * 6 {
         let (f, w) = pub_.next_frame();
@@ -957,12 +961,7 @@ fn a_publisher_that_resumes_late_and_catches_up_later_never_dates_media_ahead() 
             None => h.p.handle_timeout(WallClock(at)),
         }
         h.drain();
-        let end = last_part_end_ms(&h.last().renditions[0]);
-        assert!(
-            end <= at + 21,
-            "a part dated to end at {end} is published at {at}: {} ms ahead of the wall clock",
-            end - at
-        );
+        assert_not_dated_ahead(&h, at, 21);
     }
     let warned = |what: &str| h.warnings.iter().any(|w| w.contains(what));
     assert!(warned("resumed with a backlog"), "{:?}", h.warnings);
@@ -1010,13 +1009,9 @@ fn a_stall_is_filled_so_players_keep_playing_at_their_latency() {
         let now = stall_start + i * 100;
         h.p.handle_timeout(WallClock(now));
         h.drain();
-        let end = last_part_end_ms(&h.last().renditions[0]);
-        assert!(
-            end <= now + 1,
-            "a part dated to end {} ms ahead of the wall clock",
-            end - now
-        );
+        assert_not_dated_ahead(&h, now, 1);
         if i >= 8 {
+            let end = last_part_end_ms(&h.last().renditions[0]);
             assert!(
                 end >= now - 600,
                 "{} ms into the stall the newest part ends {} ms behind the wall clock: players run dry",
