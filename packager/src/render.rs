@@ -33,10 +33,15 @@ fn fmt_secs(s: f64) -> String {
 /// it): hls.js, looking for the fragment at its buffer's end with no tolerance, then found none
 /// and stalled there. Rounded down, the sum stays at or before the media.
 pub fn fmt_duration(s: f64) -> String {
+    fmt_secs(floor_at_precision(s))
+}
+
+/// `s` rounded down at the DURATION precision, as EXTINF writes it ([`fmt_duration`]).
+fn floor_at_precision(s: f64) -> f64 {
     let scale = 10f64.powi(PRECISION);
     // The small addend keeps a sum of parts that is a float's breath under a whole value
     // (1.9999999999999998) at that value.
-    fmt_secs(((s * scale) + 1e-6).floor() / scale)
+    ((s * scale) + 1e-6).floor() / scale
 }
 
 /// Where a part's DURATIONs end, in microseconds from its segment's start, as the playlist
@@ -70,7 +75,7 @@ pub fn listed_part_end_us(real_end: f64, index: usize, last: bool) -> u64 {
     // The addend keeps a float's breath under a whole microsecond at it.
     let floor_us = (real_end * 1e6 + 1e-3).floor().max(0.0) as u64;
     if last {
-        let extinf_us = ((real_end * 1e5 + 1e-6).floor().max(0.0) as u64) * 10;
+        let extinf_us = (floor_at_precision(real_end) * 1e6).round().max(0.0) as u64;
         extinf_us.min(floor_us.saturating_sub(1))
     } else {
         floor_us + 4 * (index as u64 + 1)
