@@ -12,8 +12,10 @@
 //     still playing.
 // Both players watch the same run (one kill measures both), about 50 s in all.
 // Known (README player notes): hls.js gives up after its third refused playlist request (about
-// 3 s after the kill: a server down longer than that loses its hls.js viewers), and Shaka does
-// not resume at all (KNOWN-OPEN with LLHLS_PLAYER_KNOWN=restart-resume-shaka).
+// 3 s after the kill: a server down longer than that loses its hls.js viewers). Shaka resumes
+// only because the new playlist starts with the segment it last saw, listed again as GAP (README
+// "Restarts"); without it, it never did. Every URI a playlist lists after the restart that was
+// served before gives the same bytes, or answers 404 where it is listed as GAP.
 //   node player-test/restart-test.mjs [--play 10] [--down 1] [--after 25] [--max-resume 20]
 //        [--llhls target/debug/llhls] [--player-debug]
 import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk, knownOpen } from './common.mjs';
@@ -119,6 +121,20 @@ const mediaUrl = async () => {
 };
 const objectUris = (pl) => pl.split('\n').filter(l => !l.startsWith('#EXT-X-PRELOAD-HINT') && !l.startsWith('#EXT-X-RENDITION'))
   .flatMap(l => l.startsWith('#') ? [...l.matchAll(/URI="([^"]+)"/g)].map(m => m[1]) : (l ? [l] : []));
+// The playlist's object URIs with whether they are listed as GAP (EXT-X-GAP before a segment's
+// URI, GAP=YES on a part): a continued stream re-lists the old run's last MSN and the skipped
+// ones as GAP, URIs players never load.
+const listedUris = (pl) => {
+  const out = [];
+  let gap = false;
+  for (const l of pl.split('\n')) {
+    if (l.startsWith('#EXT-X-PRELOAD-HINT') || l.startsWith('#EXT-X-RENDITION')) continue;
+    if (l === '#EXT-X-GAP') gap = true;
+    else if (l.startsWith('#')) out.push(...[...l.matchAll(/URI="([^"]+)"/g)].map(m => ({ u: m[1], gap: /GAP=YES/.test(l) })));
+    else if (l) { out.push({ u: l, gap }); gap = false; }
+  }
+  return out;
+};
 const msnOf = (u) => Number((u.match(/(?:init-)?(\d+)(?:\.\d+)?\.(?:m4s|mp4)$/) || [])[1]);
 const sha = (b) => createHash('sha256').update(b).digest('hex');
 
@@ -203,12 +219,33 @@ server = run('llhls-2', llhlsBin, serverArgs);
 const restartedAt = Date.now();
 await waitOk(`${base}/healthz`, 'llhls serve after the restart', 30000);
 const listeningAt = Date.now();
-let backAt = null, firstMsnAfter = null;
+// No URI served again with other bytes: every URI a playlist lists now that was served before
+// the kill gives the same bytes, or (listed as GAP, never loaded by players) answers 404.
+let compared = 0;
+async function compareAgain(url, pl) {
+  for (const { u, gap } of listedUris(pl)) {
+    if (!(u in seen)) continue;
+    const r = await fetch(new URL(u, url));
+    const bytes = Buffer.from(await r.arrayBuffer());
+    compared++;
+    check((r.ok && sha(bytes) === seen[u]) || (gap && r.status === 404), `${u} served again with other bytes (status ${r.status}${gap ? ', listed as GAP' : ''})`);
+  }
+}
+let backAt = null, firstMsnAfter = null, firstListedAfter = null;
 while (Date.now() - restartedAt < 20000 && backAt === null) {
   try {
     const url = await mediaUrl();
-    const us = objectUris(await (await fetch(url)).text()).filter(u => !u.includes('init-'));
-    if (us.length && us.some(u => msnOf(u) > oldMax)) { backAt = Date.now(); firstMsnAfter = Math.min(...us.map(msnOf)); }
+    const pl = await (await fetch(url)).text();
+    const listed = listedUris(pl).filter(x => !x.u.includes('init-'));
+    const media = listed.filter(x => !x.gap).map(x => msnOf(x.u));
+    if (media.some(m => m > oldMax)) {
+      backAt = Date.now();
+      // The new run's media: all above every MSN served before (URIs are never reused).
+      firstMsnAfter = Math.min(...media);
+      firstListedAfter = Math.min(...listed.map(x => msnOf(x.u)));
+      check(firstMsnAfter > oldMax, `after the restart the playlist lists media at MSN ${firstMsnAfter}, not above ${oldMax}`);
+      await compareAgain(url, pl);
+    }
   } catch {}
   if (backAt === null) await sleep(100);
 }
@@ -218,19 +255,12 @@ await sleep(Math.max(0, afterSecs * 1000 - (Date.now() - restartedAt)));
 sampling = false;
 await sampler;
 
-// No URI served again with other bytes.
-let compared = 0;
 if (backAt !== null) {
   const url = await mediaUrl();
   const pl = await (await fetch(url)).text();
-  for (const u of objectUris(pl)) {
-    if (!(u in seen)) continue;
-    const r = await fetch(new URL(u, url));
-    compared++;
-    check(r.ok && sha(Buffer.from(await r.arrayBuffer())) === seen[u], `${u} served again with other bytes (status ${r.status})`);
-  }
-  const low = Math.min(...objectUris(pl).filter(u => !u.includes('init-')).map(msnOf));
-  check(low > oldMax, `after the restart the playlist starts at MSN ${low}, not above ${oldMax}`);
+  await compareAgain(url, pl);
+  const low = Math.min(...listedUris(pl).filter(x => !x.gap && !x.u.includes('init-')).map(x => msnOf(x.u)));
+  check(low > oldMax, `after the restart the playlist lists media at MSN ${low}, not above ${oldMax}`);
 }
 
 // Where Shaka's segment index puts the segments (its video stream's last 30), for the report.
@@ -307,7 +337,7 @@ report.summary = {
   // Connections refused from the kill until the new process answers.
   refusedMs: listeningAt - killedAt,
   streamBackAfterRestartMs: backAt === null ? null : backAt - restartedAt,
-  msnBefore: oldMax, firstMsnAfter,
+  msnBefore: oldMax, firstMsnAfter, firstListedAfter,
   urisComparedAgain: compared,
   publisherRuns: publisherRuns.length + 1,
   notChecked: notChecked.length,

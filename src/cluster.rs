@@ -275,7 +275,25 @@ pub(crate) fn last_published(origin: &Origin, name: &str) -> Option<Last> {
             }
         },
         stored_ms: unix_ms(),
+        bridge: seen_segment(r),
     })
+}
+
+/// The newest segment of `r` players know: the open one once it has a part, else the last
+/// complete one. Its MSN, date (Unix milliseconds) and discontinuity sequence number.
+fn seen_segment(r: &llhls_packager::RenditionSnapshot) -> Option<(u64, u64, u64)> {
+    let discontinuities = r.segments.iter().filter(|s| s.discontinuity).count() as u64;
+    let ds = r.discontinuity_sequence + discontinuities;
+    let date = |w: llhls_packager::WallClock| u64::try_from(w.0).ok();
+    match (r.open.as_ref(), r.segments.last()) {
+        (Some(o), _) if !o.parts.is_empty() => Some((
+            o.msn,
+            date(o.program_date_time)?,
+            ds + u64::from(o.discontinuity),
+        )),
+        (_, Some(s)) => Some((s.msn, date(s.program_date_time)?, ds)),
+        _ => None,
+    }
 }
 
 /// Where a node is in a stream, as stored in Redis at each renewal (or by a single server in
@@ -292,6 +310,10 @@ pub(crate) struct Last {
     avg_segment_ms: u64,
     /// When this was stored (Unix milliseconds).
     pub(crate) stored_ms: u64,
+    /// The last segment players have seen (the open one once it has a part): MSN, date
+    /// (Unix milliseconds), discontinuity sequence number. Absent in positions stored by
+    /// older versions.
+    bridge: Option<(u64, u64, u64)>,
 }
 
 impl std::fmt::Display for Last {
@@ -304,26 +326,36 @@ impl std::fmt::Display for Last {
             self.min_segment_ms,
             self.avg_segment_ms,
             self.stored_ms
-        )
+        )?;
+        if let Some((msn, pdt_ms, ds)) = self.bridge {
+            write!(f, " {msn} {pdt_ms} {ds}")?;
+        }
+        Ok(())
     }
 }
 
-/// The stored `MSN DISCONTINUITY-SEQUENCE MIN-SEGMENT-MS AVG-SEGMENT-MS STORED-MS` of a stream.
+/// The stored `MSN DISCONTINUITY-SEQUENCE MIN-SEGMENT-MS AVG-SEGMENT-MS STORED-MS [SEEN-MSN
+/// SEEN-DATE-MS SEEN-DISCONTINUITY-SEQUENCE]` of a stream.
 pub(crate) fn parse_last(v: &str) -> Option<Last> {
     let n: Vec<u64> = v
         .split_whitespace()
         .map(|x| x.parse::<u64>().ok())
         .collect::<Option<_>>()?;
-    match n[..] {
-        [msn, discontinuity_sequence, min_segment_ms, avg_segment_ms, stored_ms] => Some(Last {
-            msn,
-            discontinuity_sequence,
-            min_segment_ms,
-            avg_segment_ms,
-            stored_ms,
-        }),
-        _ => None,
-    }
+    let (head, bridge) = match n[..] {
+        [a, b, c, d, e] => ([a, b, c, d, e], None),
+        // A seen MSN above the last one is not a position this server writes.
+        [a, b, c, d, e, m, t, ds] if m <= a => ([a, b, c, d, e], Some((m, t, ds))),
+        _ => return None,
+    };
+    let [msn, discontinuity_sequence, min_segment_ms, avg_segment_ms, stored_ms] = head;
+    Some(Last {
+        msn,
+        discontinuity_sequence,
+        min_segment_ms,
+        avg_segment_ms,
+        stored_ms,
+        bridge,
+    })
 }
 
 /// The shortest segment of a window that did not end at a stall or a discontinuity, in
@@ -358,9 +390,24 @@ fn shortest_regular_segment_ms(segments: &llhls_packager::playlist::Segments) ->
 pub(crate) fn continuation(l: &Last, now_ms: u64) -> Continuation {
     let opened_since = (2 * RENEW_EVERY.as_millis() as u64).div_ceil(l.min_segment_ms.max(100));
     let paced = now_ms.saturating_sub(l.stored_ms) / l.avg_segment_ms.max(100);
+    let msn = l.msn.saturating_add(paced.max(opened_since + 1));
+    // With the segment players last saw, the new run re-lists it and the MSNs up to its own as
+    // GAP (`llhls_packager::Bridge`), one discontinuity each: above any discontinuity sequence
+    // the old run can have reached after storing this (at most one per segment it opened).
+    let bridge = l.bridge.and_then(|(seen, date_ms, ds)| {
+        (seen < msn).then_some(llhls_packager::Bridge {
+            msn: seen,
+            program_date_time: llhls_packager::WallClock(i64::try_from(date_ms).ok()?),
+            discontinuity_sequence: ds,
+        })
+    });
     Continuation {
-        msn: l.msn.saturating_add(paced.max(opened_since + 1)),
-        discontinuity_sequence: l.discontinuity_sequence.saturating_add(1),
+        msn,
+        discontinuity_sequence: match bridge {
+            Some(b) => b.discontinuity_sequence.saturating_add(msn - b.msn),
+            None => l.discontinuity_sequence.saturating_add(1),
+        },
+        bridge,
     }
 }
 
@@ -508,8 +555,22 @@ mod tests {
             min_segment_ms: 1000,
             avg_segment_ms: 1000,
             stored_ms: 1796140007900,
+            bridge: None,
         };
         assert_eq!(parse_last(&l.to_string()), Some(l));
+        // Positions written with the segment players saw (older versions wrote five numbers).
+        let seen = Last {
+            bridge: Some((17961400078, 1796140006900, 2)),
+            ..l
+        };
+        assert_eq!(parse_last(&seen.to_string()), Some(seen));
+        assert_eq!(
+            seen.to_string(),
+            "17961400079 3 1000 1000 1796140007900 17961400078 1796140006900 2"
+        );
+        // A seen segment above the last MSN is not a position this server writes.
+        assert_eq!(parse_last("10 3 1000 1000 5 11 0 2"), None);
+        assert_eq!(parse_last("10 3 1000 1000 5 9 0"), None);
         assert_eq!(parse_last("42 1 1000 1000"), None);
         assert_eq!(parse_last("x 3 1 1"), None);
         assert_eq!(parse_last(""), None);
@@ -523,6 +584,7 @@ mod tests {
             min_segment_ms: 900,
             avg_segment_ms: 1000,
             stored_ms: 1_000_000,
+            bridge: None,
         };
         // Taken over 6 s after the last store: six 1 s segments later, as the wall clock says
         // (not ahead of it, which left hls.js waiting).
@@ -542,6 +604,31 @@ mod tests {
         assert_eq!(continuation(&short, 1_006_000).msn, 1030);
         // A clock that went backwards: the bound still holds.
         assert!(continuation(&l, 0).msn > 1003);
+        assert_eq!(continuation(&l, 1_006_000).bridge, None);
+    }
+
+    #[test]
+    fn a_continuation_re_lists_the_segment_players_saw_and_counts_a_discontinuity_per_msn() {
+        // Players last saw segment 999 (dated 999 000 ms, discontinuity sequence 2); the old
+        // node may have opened 1000 (and segments after it, before it died).
+        let l = Last {
+            msn: 1000,
+            discontinuity_sequence: 9,
+            min_segment_ms: 900,
+            avg_segment_ms: 1000,
+            stored_ms: 1_000_000,
+            bridge: Some((999, 999_000, 2)),
+        };
+        let c = continuation(&l, 1_006_000);
+        assert_eq!(c.msn, 1006);
+        let b = c.bridge.expect("a bridge");
+        assert_eq!(
+            (b.msn, b.program_date_time.0, b.discontinuity_sequence),
+            (999, 999_000, 2)
+        );
+        // 2 + one per MSN from 999 to 1006: above 2 + the 6 segments (1000-1005) the old run
+        // can have opened, each with at most one discontinuity.
+        assert_eq!(c.discontinuity_sequence, 9);
     }
 
     #[test]

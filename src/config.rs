@@ -673,6 +673,7 @@ impl Config {
                 delta_updates: pick!(delta_updates, true),
                 first_discontinuity_sequence: 0,
                 stall_filler: pick!(stall_filler, true),
+                bridge: None,
             },
             publish_keys: keys,
             reconnect_grace: Duration::from_secs(pick!(reconnect_grace_secs, 10)),

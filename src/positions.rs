@@ -8,7 +8,9 @@
 //! - its first publish here continues above the old MSNs at the old pace (not at the wall
 //!   clock's MSN, hundreds of segments ahead), after a higher EXT-X-DISCONTINUITY-SEQUENCE, so
 //!   no URI is served again with other bytes and players that kept polling find the new
-//!   segments where the old ones would have gone on;
+//!   segments where the old ones would have gone on; its first playlists start with the last
+//!   segment players saw and the skipped MSNs as GAP segments (`llhls_packager::Bridge`), so
+//!   they share an MSN with the playlist those players had (Shaka never resumed without);
 //! - until its publisher is back (within the reconnect grace period), viewer requests for it
 //!   are held, then answered 503 with `Retry-After`, instead of 404, which players give up on.
 

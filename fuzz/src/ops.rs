@@ -296,6 +296,24 @@ pub fn run(script: &Script, domain: Domain) -> u64 {
         // A stream continued from another node starts at a higher discontinuity sequence.
         first_discontinuity_sequence: u64::from(s.max_td),
         stall_filler: s.stall_filler,
+        bridge: None,
+    };
+    // Half the windows above 127: a continued stream that re-lists the old run's last MSNs
+    // (dated up to 8 s before the first frame, or after it when `no_delta` is set).
+    let config = match first_msn.checked_sub(1 + u64::from(s.max_td % 8)) {
+        Some(msn) if s.window >= 128 => {
+            let span = 1000 * (1 + i64::from(s.max_td % 8));
+            PackagerConfig {
+                first_discontinuity_sequence: u64::from(s.max_td) + (first_msn - msn),
+                bridge: Some(llhls_packager::Bridge {
+                    msn,
+                    program_date_time: WallClock(if s.no_delta { WALL0 + span } else { WALL0 - span }),
+                    discontinuity_sequence: u64::from(s.max_td),
+                }),
+                ..config
+            }
+        }
+        _ => config,
     };
     let tracks = track_set(s.video, s.audio, true);
     let Ok(p) = Packager::new(config, tracks) else {

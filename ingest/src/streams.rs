@@ -63,6 +63,10 @@ pub struct Continuation {
     pub msn: u64,
     /// The first EXT-X-DISCONTINUITY-SEQUENCE.
     pub discontinuity_sequence: u64,
+    /// The previous run's last segment as players saw it, re-listed (GAP) before the new
+    /// segments with the MSNs between ([`llhls_packager::Bridge`]). With it, the first
+    /// discontinuity sequence is the bridge's plus the MSNs it spans.
+    pub bridge: Option<llhls_packager::Bridge>,
 }
 
 /// The registry of publishing sessions.
@@ -462,22 +466,29 @@ impl Publication {
                 return Ok(true);
             }
         }
+        let lingering = self.streams.origin.stream(&self.name).and_then(|s| {
+            let p = s.current()?;
+            let r = p.snapshot.renditions.first()?;
+            r.open.as_ref().map(|o| o.msn).or(r.last_msn())
+        });
+        let first = match self.continues {
+            // Continues another node's stream, or this server's before a restart, where it
+            // left off (not at the wall clock's MSN), so players see the MSNs go on at the
+            // usual pace.
+            Some(c) => c.msn.max(lingering.map_or(0, |l| l + 1)),
+            None => first_msn(lingering),
+        };
+        let (bridge, first_discontinuity_sequence) = match self.continues {
+            Some(Continuation {
+                bridge: Some(b), ..
+            }) if b.msn < first => (Some(b), b.discontinuity_sequence + (first - b.msn)),
+            Some(c) => (None, c.discontinuity_sequence),
+            None => (None, 0),
+        };
         let config = PackagerConfig {
-            first_msn: {
-                let lingering = self.streams.origin.stream(&self.name).and_then(|s| {
-                    let p = s.current()?;
-                    let r = p.snapshot.renditions.first()?;
-                    r.open.as_ref().map(|o| o.msn).or(r.last_msn())
-                });
-                match self.continues {
-                    // Continues another node's stream, or this server's before a restart,
-                    // where it left off (not at the wall clock's MSN), so players see the MSNs
-                    // go on at the usual pace.
-                    Some(c) => c.msn.max(lingering.map_or(0, |l| l + 1)),
-                    None => first_msn(lingering),
-                }
-            },
-            first_discontinuity_sequence: self.continues.map_or(0, |c| c.discontinuity_sequence),
+            first_msn: first,
+            first_discontinuity_sequence,
+            bridge,
             stall_filler: self.streams.packager.stall_filler && !self.no_stall_filler,
             ..self.streams.packager.clone()
         };

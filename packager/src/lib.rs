@@ -107,7 +107,7 @@ pub use directives::{classify, Decision, DirectiveError, Directives};
 pub use key::{ObjectKey, ObjectKeyError, ObjectKind};
 pub use media::{Frame, MediaTime, Timescale, TrackConfig, TrackId, TrackKind, WallClock};
 pub use packager::{
-    Addressing, Layout, Output, Packager, PackagerConfig, PackagerError, Warning,
+    Addressing, Bridge, Layout, Output, Packager, PackagerConfig, PackagerError, Warning,
     FIRST_PLAYLIST_SEGMENTS, MAX_DVR_WINDOW_SECS, MAX_FIRST_MSN,
 };
 pub use playlist::{RenditionSnapshot, StreamSnapshot, StreamTiming};

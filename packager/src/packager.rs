@@ -11,6 +11,7 @@
 //! [`gap`] (GAP parts, stalls), [`window`] (sliding window, retention) and [`snapshot`]
 //! (playlist snapshots).
 
+mod bridge;
 mod config;
 mod fragment;
 mod gap;
@@ -27,7 +28,7 @@ use std::collections::VecDeque;
 use crate::media::{Frame, TrackConfig, TrackKind, WallClock};
 use crate::playlist::{RenditionKind, StreamTiming};
 
-pub use config::{Addressing, Layout, PackagerConfig, MAX_DVR_WINDOW_SECS, MAX_FIRST_MSN};
+pub use config::{Addressing, Bridge, Layout, PackagerConfig, MAX_DVR_WINDOW_SECS, MAX_FIRST_MSN};
 use gap::{Filler, Stall};
 pub use output::{Output, PackagerError, Warning};
 use probe::Phase;
@@ -170,11 +171,16 @@ impl Packager {
     /// fails on a first playlist with two complete segments and a third listed open.
     pub fn is_live(&self) -> bool {
         let needed = FIRST_PLAYLIST_SEGMENTS.min(self.config.window_segments);
+        // A continued stream's bridge ([`PackagerConfig::bridge`]) is GAP: not media to start on.
+        let first_msn = self.config.first_msn;
         self.timing.is_some()
-            && self
-                .renditions
-                .iter()
-                .all(|r| r.segments.len() - usize::from(r.newest_deferred(self.ended)) >= needed)
+            && self.renditions.iter().all(|r| {
+                let bridged = r.segments.iter().take_while(|s| s.msn < first_msn).count();
+                r.segments
+                    .len()
+                    .saturating_sub(bridged + usize::from(r.newest_deferred(self.ended)))
+                    >= needed
+            })
     }
 
     /// Does this packager fill stalls with filler media ([`PackagerConfig::stall_filler`], and

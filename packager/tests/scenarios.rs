@@ -290,6 +290,125 @@ fn reconnect_continues_msn_with_a_discontinuity() {
     assert!(text.contains("#EXT-X-DISCONTINUITY\n"));
 }
 
+#[test]
+fn a_continued_stream_re_lists_the_segment_players_saw_then_starts_a_discontinuity() {
+    // A restart: players last saw segment 999 (discontinuity sequence 2), dated 7 s before this
+    // run's first frame; this run starts at MSN 1006. Shaka finds no MSN it knows in a playlist
+    // that starts at 1006 and never plays again; hls.js waits seconds.
+    let mut pub_ = Publisher::new(30.0, 30);
+    let bridge = llhls_packager::Bridge {
+        msn: 999,
+        program_date_time: WallClock(pub_.wall0 - 7_000),
+        discontinuity_sequence: 2,
+    };
+    let config = PackagerConfig {
+        first_msn: 1006,
+        first_discontinuity_sequence: 2 + 7,
+        bridge: Some(bridge),
+        ..cfg()
+    };
+    let mut h = Harness::new(config, pub_.tracks());
+    while h.snapshots.is_empty() {
+        h.feed(&mut pub_, 1);
+    }
+    // The first playlist still waits for three segments of media (the bridge is GAP).
+    let first = &h.snapshots[0];
+    let r = &first.renditions[0];
+    let media: Vec<_> = r.segments.iter().filter(|s| s.msn >= 1006).collect();
+    assert_eq!(media.len(), FIRST_PLAYLIST_SEGMENTS);
+    assert_eq!(r.media_sequence, 999);
+    assert_eq!(r.discontinuity_sequence, 2);
+    let bridged: Vec<_> = r.segments.iter().filter(|s| s.msn < 1006).collect();
+    assert_eq!(
+        bridged.iter().map(|s| s.msn).collect::<Vec<_>>(),
+        (999..1006).collect::<Vec<_>>()
+    );
+    // One seventh each of the time from 999's date to the first frame's (7 s and the few
+    // milliseconds the first frame's date is after the publisher's start).
+    let outage = (media[0].program_date_time.0 - bridge.program_date_time.0) as f64 / 1000.0;
+    assert!((7.0..7.1).contains(&outage), "{outage}");
+    for s in &bridged {
+        assert!(
+            s.gap && s.parts.iter().all(|p| p.gap),
+            "segment {} is GAP",
+            s.msn
+        );
+        assert!(
+            (s.duration - outage / 7.0).abs() < 1e-4,
+            "segment {} lasts {}",
+            s.msn,
+            s.duration
+        );
+        assert!(
+            !h.objects.contains_key(&s.uri),
+            "no object for the GAP segment {}",
+            s.uri
+        );
+    }
+    // They span the outage on the wall clock: the new first segment is where the dates say.
+    let span: f64 = bridged.iter().map(|s| s.duration).sum();
+    assert_eq!(bridged[0].program_date_time, bridge.program_date_time);
+    assert_eq!(
+        media[0].program_date_time.0 - bridge.program_date_time.0,
+        (span * 1000.0).round() as i64
+    );
+    assert!(media[0].discontinuity && media[0].independent && !media[0].gap);
+    // As a client counts: 999 keeps the number players knew it by, the new run starts above
+    // every number the old run can have reached (one per MSN it could have opened).
+    let text = render_media(first, r, SkipMode::Full);
+    let numbers = discontinuity_numbers(&text);
+    assert_eq!(numbers[0], (999, 2), "{text}");
+    assert_eq!(numbers[7], (1006, 9), "{text}");
+    assert!(text.starts_with("#EXTM3U"));
+    assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:999\n"), "{text}");
+    // The bridge leaves the window like any segment (77 frames a second: video and audio).
+    h.feed(&mut pub_, 77 * 30);
+    let r = &h.last().renditions[0];
+    assert!(r.media_sequence >= 1006, "{}", r.media_sequence);
+    assert!(r.segments.iter().all(|s| !s.gap));
+    assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+}
+
+#[test]
+fn a_bridge_dated_after_the_new_start_is_left_out() {
+    let mut pub_ = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        first_msn: 1006,
+        first_discontinuity_sequence: 2 + 7,
+        bridge: Some(llhls_packager::Bridge {
+            msn: 999,
+            program_date_time: WallClock(pub_.wall0 + 60_000),
+            discontinuity_sequence: 2,
+        }),
+        ..cfg()
+    };
+    let mut h = Harness::new(config, pub_.tracks());
+    h.feed(&mut pub_, 77 * 8);
+    let r = &h.last().renditions[0];
+    assert_eq!(r.media_sequence, 1006);
+    assert_eq!(r.discontinuity_sequence, 9);
+    assert!(
+        h.warnings.iter().any(|w| w.contains("not re-listed")),
+        "{:?}",
+        h.warnings
+    );
+}
+
+#[test]
+fn a_bridge_must_count_a_discontinuity_per_msn() {
+    let config = PackagerConfig {
+        first_msn: 1006,
+        first_discontinuity_sequence: 3,
+        bridge: Some(llhls_packager::Bridge {
+            msn: 999,
+            program_date_time: WallClock(0),
+            discontinuity_sequence: 2,
+        }),
+        ..cfg()
+    };
+    assert!(llhls_packager::Packager::new(config, Publisher::new(30.0, 30).tracks()).is_err());
+}
+
 /// Each listed segment's MSN and discontinuity number as a client counts them (hls.js's
 /// `m3u8-parser`): EXT-X-DISCONTINUITY-SEQUENCE, plus one per EXT-X-DISCONTINUITY it sees.
 fn discontinuity_numbers(text: &str) -> Vec<(u64, u64)> {

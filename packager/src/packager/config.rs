@@ -63,6 +63,32 @@ pub struct PackagerConfig {
     /// stereo, or no audio): players keep playing a frozen picture and stay at their latency.
     /// See the `gap` module of the packager.
     pub stall_filler: bool,
+    /// The stream continues one that players may still be polling (this server's before a
+    /// restart, another node's before a takeover): its first playlists re-list that run's last
+    /// segment and the MSNs up to [`PackagerConfig::first_msn`] as GAP segments, so players
+    /// find MSNs they know ([`Bridge`]). `first_discontinuity_sequence` must then be
+    /// `bridge.discontinuity_sequence + first_msn - bridge.msn`.
+    pub bridge: Option<Bridge>,
+}
+
+/// The previous run's last segment as players last saw it, for [`PackagerConfig::bridge`].
+///
+/// Why: a player that kept polling through a restart finds, in the continued stream's first
+/// playlist, no MSN it knows unless some are re-listed. Shaka Player then places the new
+/// segments at the start of its availability window, behind its playhead, and never plays
+/// again (shaka-player#6019); hls.js places them by MSN distance and waits seconds. With the
+/// bridge, the playlist starts at the old run's last MSN (GAP), goes on with GAP segments (each
+/// after a discontinuity) over the MSNs the outage skipped, spanning its wall-clock time, and
+/// then the new media: players line the new segments up from an MSN they know, skip the GAP
+/// and play on at about their old latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bridge {
+    /// The old run's last MSN (its open segment's when one was open).
+    pub msn: u64,
+    /// That segment's EXT-X-PROGRAM-DATE-TIME.
+    pub program_date_time: crate::media::WallClock,
+    /// That segment's discontinuity sequence number.
+    pub discontinuity_sequence: u64,
 }
 
 impl Default for PackagerConfig {
@@ -79,6 +105,7 @@ impl Default for PackagerConfig {
             delta_updates: true,
             first_discontinuity_sequence: 0,
             stall_filler: false,
+            bridge: None,
         }
     }
 }
@@ -118,6 +145,21 @@ impl PackagerConfig {
                 "first_discontinuity_sequence {} is above {MAX_FIRST_MSN}: players parse it as a JavaScript number, and it needs room to count up",
                 self.first_discontinuity_sequence
             )));
+        }
+        if let Some(b) = self.bridge {
+            let expected = (self.first_msn > b.msn)
+                .then(|| b.discontinuity_sequence.checked_add(self.first_msn - b.msn))
+                .flatten();
+            if expected != Some(self.first_discontinuity_sequence) {
+                return Err(PackagerError::Config(format!(
+                    "bridge from MSN {} (discontinuity sequence {}) to first_msn {}: first_discontinuity_sequence must be {:?}, not {}",
+                    b.msn,
+                    b.discontinuity_sequence,
+                    self.first_msn,
+                    expected,
+                    self.first_discontinuity_sequence
+                )));
+            }
         }
         let part_secs = self.part_target.as_secs_f64();
         if !(0.05..=2.0).contains(&part_secs) {

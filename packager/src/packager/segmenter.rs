@@ -214,7 +214,14 @@ impl Packager {
         let msn = self.segmenter.next_msn;
         self.segmenter.next_msn += 1;
         let pdt = self.timeline.pdt_at(at, self.lead_scale);
-        let discontinuity = std::mem::take(&mut self.timeline.pending_discontinuity);
+        let mut discontinuity = std::mem::take(&mut self.timeline.pending_discontinuity);
+        if msn == self.config.first_msn {
+            if let Some(bridge) = self.config.bridge.take() {
+                // A continued stream: the old run's last MSNs as GAP before the first segment,
+                // which then starts a discontinuity.
+                discontinuity |= self.list_bridge(bridge, at, pdt);
+            }
+        }
         for r in &mut self.renditions {
             r.open = Some(Open::new(
                 msn,
