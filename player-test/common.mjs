@@ -111,3 +111,18 @@ export async function traceMediaSource(context) {
     SB.appendBuffer = function (d) { this.__append = `${d.byteLength} bytes`; return append.call(this, d); };
   });
 }
+
+// The playlist's object URIs with whether they are listed as GAP (EXT-X-GAP before a segment's
+// URI, GAP=YES on a part): a continued stream re-lists the old run's last MSN and the skipped
+// ones as GAP, URIs players never load.
+export const listedUris = (pl) => {
+  const out = [];
+  let gap = false;
+  for (const l of pl.split('\n')) {
+    if (l.startsWith('#EXT-X-PRELOAD-HINT') || l.startsWith('#EXT-X-RENDITION')) continue;
+    if (l === '#EXT-X-GAP') gap = true;
+    else if (l.startsWith('#')) out.push(...[...l.matchAll(/URI="([^"]+)"/g)].map(m => ({ u: m[1], gap: /GAP=YES/.test(l) })));
+    else if (l) { out.push({ u: l, gap }); gap = false; }
+  }
+  return out;
+};

@@ -18,7 +18,7 @@
 // served before gives the same bytes, or answers 404 where it is listed as GAP.
 //   node player-test/restart-test.mjs [--play 10] [--down 1] [--after 25] [--max-resume 20]
 //        [--llhls target/debug/llhls] [--player-debug]
-import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk, knownOpen } from './common.mjs';
+import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk, knownOpen, listedUris } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -119,22 +119,7 @@ const mediaUrl = async () => {
   const mv = await (await fetch(`${base}/live/loop/index.m3u8`)).text();
   return `${base}/live/loop/${mv.split('\n').find(l => l.endsWith('.m3u8') && !l.startsWith('#'))}`;
 };
-const objectUris = (pl) => pl.split('\n').filter(l => !l.startsWith('#EXT-X-PRELOAD-HINT') && !l.startsWith('#EXT-X-RENDITION'))
-  .flatMap(l => l.startsWith('#') ? [...l.matchAll(/URI="([^"]+)"/g)].map(m => m[1]) : (l ? [l] : []));
-// The playlist's object URIs with whether they are listed as GAP (EXT-X-GAP before a segment's
-// URI, GAP=YES on a part): a continued stream re-lists the old run's last MSN and the skipped
-// ones as GAP, URIs players never load.
-const listedUris = (pl) => {
-  const out = [];
-  let gap = false;
-  for (const l of pl.split('\n')) {
-    if (l.startsWith('#EXT-X-PRELOAD-HINT') || l.startsWith('#EXT-X-RENDITION')) continue;
-    if (l === '#EXT-X-GAP') gap = true;
-    else if (l.startsWith('#')) out.push(...[...l.matchAll(/URI="([^"]+)"/g)].map(m => ({ u: m[1], gap: /GAP=YES/.test(l) })));
-    else if (l) { out.push({ u: l, gap }); gap = false; }
-  }
-  return out;
-};
+const objectUris = (pl) => listedUris(pl).map(x => x.u);
 const msnOf = (u) => Number((u.match(/(?:init-)?(\d+)(?:\.\d+)?\.(?:m4s|mp4)$/) || [])[1]);
 const sha = (b) => createHash('sha256').update(b).digest('hex');
 

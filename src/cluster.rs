@@ -387,13 +387,32 @@ fn shortest_regular_segment_ms(segments: &llhls_packager::playlist::Segments) ->
 /// skips (2 s), it waits there for good, while placed at or a little behind, it loads from
 /// where its buffer ends. So the MSNs go on at the old node's mean pace, and no less than the
 /// first bound.
+/// How long a continued stream's publisher may take from the claim to its first frame, for the
+/// bridge's MSN count ([`continuation`]).
+const BRIDGE_MARGIN_MS: u64 = 4_000;
+
 pub(crate) fn continuation(l: &Last, now_ms: u64) -> Continuation {
     let opened_since = (2 * RENEW_EVERY.as_millis() as u64).div_ceil(l.min_segment_ms.max(100));
     let paced = now_ms.saturating_sub(l.stored_ms) / l.avg_segment_ms.max(100);
-    let msn = l.msn.saturating_add(paced.max(opened_since + 1));
+    let mut msn = l.msn.saturating_add(paced.max(opened_since + 1));
+    if let Some((seen, date_ms, _)) = l.bridge {
+        // The bridge spans the wall-clock time from the seen segment's date to the new run's
+        // first frame with one GAP segment per MSN between, none longer than TARGETDURATION:
+        // enough MSNs for that time and a few seconds for the publisher to come back, at 90%
+        // of the old mean segment each (fewer, capped at TARGETDURATION, would place the new
+        // segments earlier on players' timelines than their dates: behind a player that had
+        // played on into the old run's last segments, which then waits there; more would
+        // crowd the window, which must still list the seen segment in the first playlist).
+        let span_ms = now_ms
+            .saturating_sub(date_ms)
+            .saturating_add(BRIDGE_MARGIN_MS);
+        let per_msn = (l.avg_segment_ms * 9 / 10).max(100);
+        msn = msn.max(seen.saturating_add(span_ms.div_ceil(per_msn)));
+    }
     // With the segment players last saw, the new run re-lists it and the MSNs up to its own as
-    // GAP (`llhls_packager::Bridge`), one discontinuity each: above any discontinuity sequence
-    // the old run can have reached after storing this (at most one per segment it opened).
+    // GAP (`llhls_packager::Bridge`) under that segment's discontinuity sequence number (what
+    // players saw the old run's later MSNs under, unless it had a discontinuity in its last
+    // second), and starts one above it.
     let bridge = l.bridge.and_then(|(seen, date_ms, ds)| {
         (seen < msn).then_some(llhls_packager::Bridge {
             msn: seen,
@@ -404,7 +423,7 @@ pub(crate) fn continuation(l: &Last, now_ms: u64) -> Continuation {
     Continuation {
         msn,
         discontinuity_sequence: match bridge {
-            Some(b) => b.discontinuity_sequence.saturating_add(msn - b.msn),
+            Some(b) => b.discontinuity_sequence.saturating_add(1),
             None => l.discontinuity_sequence.saturating_add(1),
         },
         bridge,
@@ -608,7 +627,7 @@ mod tests {
     }
 
     #[test]
-    fn a_continuation_re_lists_the_segment_players_saw_and_counts_a_discontinuity_per_msn() {
+    fn a_continuation_re_lists_the_segment_players_saw_and_starts_one_discontinuity_above_it() {
         // Players last saw segment 999 (dated 999 000 ms, discontinuity sequence 2); the old
         // node may have opened 1000 (and segments after it, before it died).
         let l = Last {
@@ -620,15 +639,17 @@ mod tests {
             bridge: Some((999, 999_000, 2)),
         };
         let c = continuation(&l, 1_006_000);
-        assert_eq!(c.msn, 1006);
+        // Enough MSNs for the 7 s since 999's date and 4 s for the publisher to come back, at
+        // 0.9 of the mean segment each: 999 + ceil(11 / 0.9).
+        assert_eq!(c.msn, 1012);
         let b = c.bridge.expect("a bridge");
         assert_eq!(
             (b.msn, b.program_date_time.0, b.discontinuity_sequence),
             (999, 999_000, 2)
         );
-        // 2 + one per MSN from 999 to 1006: above 2 + the 6 segments (1000-1005) the old run
-        // can have opened, each with at most one discontinuity.
-        assert_eq!(c.discontinuity_sequence, 9);
+        // The bridge keeps 999's number (players saw 1000 and later under it too); the new run
+        // starts one above.
+        assert_eq!(c.discontinuity_sequence, 3);
     }
 
     #[test]

@@ -304,7 +304,7 @@ pub fn run(script: &Script, domain: Domain) -> u64 {
         Some(msn) if s.window >= 128 => {
             let span = 1000 * (1 + i64::from(s.max_td % 8));
             PackagerConfig {
-                first_discontinuity_sequence: u64::from(s.max_td) + (first_msn - msn),
+                first_discontinuity_sequence: u64::from(s.max_td) + 1,
                 bridge: Some(llhls_packager::Bridge {
                     msn,
                     program_date_time: WallClock(if s.no_delta { WALL0 + span } else { WALL0 - span }),

@@ -65,7 +65,7 @@ pub struct Continuation {
     pub discontinuity_sequence: u64,
     /// The previous run's last segment as players saw it, re-listed (GAP) before the new
     /// segments with the MSNs between ([`llhls_packager::Bridge`]). With it, the first
-    /// discontinuity sequence is the bridge's plus the MSNs it spans.
+    /// discontinuity sequence is the bridge's plus one.
     pub bridge: Option<llhls_packager::Bridge>,
 }
 
@@ -481,7 +481,7 @@ impl Publication {
         let (bridge, first_discontinuity_sequence) = match self.continues {
             Some(Continuation {
                 bridge: Some(b), ..
-            }) if b.msn < first => (Some(b), b.discontinuity_sequence + (first - b.msn)),
+            }) if b.msn < first => (Some(b), b.discontinuity_sequence + 1),
             Some(c) => (None, c.discontinuity_sequence),
             None => (None, 0),
         };

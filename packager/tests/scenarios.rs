@@ -303,7 +303,7 @@ fn a_continued_stream_re_lists_the_segment_players_saw_then_starts_a_discontinui
     };
     let config = PackagerConfig {
         first_msn: 1006,
-        first_discontinuity_sequence: 2 + 7,
+        first_discontinuity_sequence: 2 + 1,
         bridge: Some(bridge),
         ..cfg()
     };
@@ -353,12 +353,17 @@ fn a_continued_stream_re_lists_the_segment_players_saw_then_starts_a_discontinui
         (span * 1000.0).round() as i64
     );
     assert!(media[0].discontinuity && media[0].independent && !media[0].gap);
-    // As a client counts: 999 keeps the number players knew it by, the new run starts above
-    // every number the old run can have reached (one per MSN it could have opened).
+    // As a client counts: 999 and the skipped MSNs keep the number players knew them by (the
+    // old run may have published some of them after its position was stored: hls.js fails on
+    // an MSN whose number changed), the new run starts one above.
     let text = render_media(first, r, SkipMode::Full);
     let numbers = discontinuity_numbers(&text);
-    assert_eq!(numbers[0], (999, 2), "{text}");
-    assert_eq!(numbers[7], (1006, 9), "{text}");
+    assert_eq!(
+        numbers[..7],
+        (999..1006).map(|m| (m, 2)).collect::<Vec<_>>()[..],
+        "{text}"
+    );
+    assert_eq!(numbers[7], (1006, 3), "{text}");
     assert!(text.starts_with("#EXTM3U"));
     assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:999\n"), "{text}");
     // The bridge leaves the window like any segment (77 frames a second: video and audio).
@@ -370,11 +375,40 @@ fn a_continued_stream_re_lists_the_segment_players_saw_then_starts_a_discontinui
 }
 
 #[test]
+fn a_bridge_longer_than_the_window_still_starts_the_first_playlist() {
+    // A long outage: 15 MSNs to bridge with a 12-segment window. The first playlist must still
+    // list the segment players saw (the window slides only once it is out).
+    let mut pub_ = Publisher::new(30.0, 30);
+    let config = PackagerConfig {
+        first_msn: 1015,
+        first_discontinuity_sequence: 1,
+        bridge: Some(llhls_packager::Bridge {
+            msn: 1000,
+            program_date_time: WallClock(pub_.wall0 - 20_000),
+            discontinuity_sequence: 0,
+        }),
+        ..cfg()
+    };
+    let mut h = Harness::new(config, pub_.tracks());
+    while h.snapshots.is_empty() {
+        h.feed(&mut pub_, 1);
+    }
+    let r = &h.snapshots[0].renditions[0];
+    assert_eq!(r.media_sequence, 1000);
+    assert_eq!(r.segments.iter().filter(|s| s.gap).count(), 15);
+    // Then the window slides back to its size.
+    h.feed(&mut pub_, 77 * 6);
+    let r = &h.last().renditions[0];
+    assert!(r.segments.len() <= 13, "{}", r.segments.len());
+    assert!(r.media_sequence > 1000);
+}
+
+#[test]
 fn a_bridge_dated_after_the_new_start_is_left_out() {
     let mut pub_ = Publisher::new(30.0, 30);
     let config = PackagerConfig {
         first_msn: 1006,
-        first_discontinuity_sequence: 2 + 7,
+        first_discontinuity_sequence: 2 + 1,
         bridge: Some(llhls_packager::Bridge {
             msn: 999,
             program_date_time: WallClock(pub_.wall0 + 60_000),
@@ -386,7 +420,7 @@ fn a_bridge_dated_after_the_new_start_is_left_out() {
     h.feed(&mut pub_, 77 * 8);
     let r = &h.last().renditions[0];
     assert_eq!(r.media_sequence, 1006);
-    assert_eq!(r.discontinuity_sequence, 9);
+    assert_eq!(r.discontinuity_sequence, 3);
     assert!(
         h.warnings.iter().any(|w| w.contains("not re-listed")),
         "{:?}",
@@ -395,10 +429,10 @@ fn a_bridge_dated_after_the_new_start_is_left_out() {
 }
 
 #[test]
-fn a_bridge_must_count_a_discontinuity_per_msn() {
+fn a_bridge_must_start_the_new_run_one_discontinuity_above_it() {
     let config = PackagerConfig {
         first_msn: 1006,
-        first_discontinuity_sequence: 3,
+        first_discontinuity_sequence: 9,
         bridge: Some(llhls_packager::Bridge {
             msn: 999,
             program_date_time: WallClock(0),

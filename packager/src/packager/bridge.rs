@@ -1,9 +1,12 @@
 //! The GAP segments a continued stream lists before its first segment ([`Bridge`]): the
-//! previous run's last MSN, then one segment per MSN the outage skipped, together spanning the
-//! wall-clock time from that segment's date to the new first segment's, each after an
-//! EXT-X-DISCONTINUITY (so the new run's discontinuity sequence is above any the old run can
-//! have reached after its position was stored), split into GAP parts like a stall's. They have
-//! no objects (their URIs answer 404, as every GAP URI) and leave the window as any segment.
+//! previous run's last MSN players saw, then one segment per MSN the outage skipped, together
+//! spanning the wall-clock time from that segment's date to the new first segment's, split into
+//! GAP parts like a stall's, all with the seen segment's discontinuity sequence number; the new
+//! run's first segment then starts a discontinuity. No discontinuity inside the bridge: the old
+//! run may have published some of those MSNs after its position was stored, players saw them
+//! under the seen segment's number, and hls.js fails for good on an MSN whose number changed
+//! ("discontinuity sequence mismatch"). The segments have no objects (their URIs answer 404, as
+//! every GAP URI) and leave the window as any segment.
 
 use crate::media::WallClock;
 use crate::playlist::SegmentEntry;
@@ -60,7 +63,7 @@ impl Packager {
                     bridge.program_date_time.0
                         + (each.get() * i as i64).saturating_mul(1000) / lead_scale,
                 );
-                let mut open = Open::new(msn, at - offset, pdt, i > 0, r.map_uri.clone(), false);
+                let mut open = Open::new(msn, at - offset, pdt, false, r.map_uri.clone(), false);
                 for len in gap_part_lengths(each, locked.part_target) {
                     let index = open.parts.len() as u32;
                     open.push_part(

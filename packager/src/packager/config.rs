@@ -67,7 +67,7 @@ pub struct PackagerConfig {
     /// restart, another node's before a takeover): its first playlists re-list that run's last
     /// segment and the MSNs up to [`PackagerConfig::first_msn`] as GAP segments, so players
     /// find MSNs they know ([`Bridge`]). `first_discontinuity_sequence` must then be
-    /// `bridge.discontinuity_sequence + first_msn - bridge.msn`.
+    /// `bridge.discontinuity_sequence + 1`.
     pub bridge: Option<Bridge>,
 }
 
@@ -77,9 +77,9 @@ pub struct PackagerConfig {
 /// playlist, no MSN it knows unless some are re-listed. Shaka Player then places the new
 /// segments at the start of its availability window, behind its playhead, and never plays
 /// again (shaka-player#6019); hls.js places them by MSN distance and waits seconds. With the
-/// bridge, the playlist starts at the old run's last MSN (GAP), goes on with GAP segments (each
-/// after a discontinuity) over the MSNs the outage skipped, spanning its wall-clock time, and
-/// then the new media: players line the new segments up from an MSN they know, skip the GAP
+/// bridge, the playlist starts at the old run's last MSN (GAP), goes on with GAP segments over
+/// the MSNs the outage skipped, spanning its wall-clock time, and then, after a discontinuity,
+/// the new media: players line the new segments up from an MSN they know, skip the GAP
 /// and play on at about their old latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bridge {
@@ -148,7 +148,7 @@ impl PackagerConfig {
         }
         if let Some(b) = self.bridge {
             let expected = (self.first_msn > b.msn)
-                .then(|| b.discontinuity_sequence.checked_add(self.first_msn - b.msn))
+                .then(|| b.discontinuity_sequence.checked_add(1))
                 .flatten();
             if expected != Some(self.first_discontinuity_sequence) {
                 return Err(PackagerError::Config(format!(

@@ -431,7 +431,10 @@ impl Packager {
     /// one more, so that a playlist lists the window at every instant. Called before every
     /// publish.
     pub(super) fn trim_live_window(&mut self) {
-        if !self.trim_pending {
+        // Not until the first playlist is out: a continued stream's bridge (`bridge`) and its
+        // first segments may outnumber the window, and the first playlist must still list the
+        // segment players last saw.
+        if !self.trim_pending || self.version == 0 {
             return;
         }
         let Some(locked) = self.locked() else { return };
