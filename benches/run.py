@@ -1177,6 +1177,9 @@ def shutdown(args, quick, tmp):
         c.close()
     text = open(log).read()
     answered_ms.sort()
+    seen_by_publishers = dict(collections.Counter(
+        l.split(": ", 1)[1].strip() for l in open(os.path.join(tmp, "shutdown-flvpub.log"))
+        if l.startswith("publisher failed: ")))
     checks = {
         "every viewer's request held when SIGTERM came": (held_at_term >= viewers, f"{held_at_term} of {viewers}"),
         "every held request answered (200 or 503)": (
@@ -1184,14 +1187,13 @@ def shutdown(args, quick, tmp):
             str(statuses)),
         "exit 0 within the 5 s drain": (code == 0 and exit_ms < 5000 + 1000, f"exit {code} after {exit_ms:.0f} ms"),
         "all connections closed (no drain timeout)": ("all connections closed" in text and "drain timeout" not in text, ""),
-        # The server closes each RTMP connection at SIGTERM; `flvpub` keeps sending until its
-        # socket fails, so it sees a reset or a broken pipe (what it saw is reported).
-        "publishers disconnected (every flvpub connection ended)": (
-            pub_code != "still running 10 s after the server exited",
-            f"flvpub exit {pub_code}; its publishers saw: " + json.dumps(
-                {k: v for k, v in collections.Counter(
-                    l.split(": ", 1)[1].strip() for l in open(os.path.join(tmp, "shutdown-flvpub.log"))
-                    if l.startswith("publisher failed: ")).items()})),
+        # The server ends each RTMP connection at SIGTERM with a FIN and reads what the encoder
+        # still sends until it closes: `flvpub`, reading while it sends as ffmpeg does, must see
+        # the end of the stream on every connection, never a reset or a broken pipe.
+        "publishers disconnected cleanly (every flvpub connection ended by the server, no reset)": (
+            pub_code != "still running 10 s after the server exited"
+            and seen_by_publishers == {"the server ended the connection": streams},
+            f"flvpub exit {pub_code}; its publishers saw: " + json.dumps(seen_by_publishers)),
     }
     pct = lambda q: answered_ms[min(len(answered_ms) - 1, int(q / 100 * len(answered_ms)))] if answered_ms else float("nan")
     print(f"  shutdown: {streams} publishers, {viewers} held, RSS {rss / 1024:.0f} MiB; answers after SIGTERM p50 {pct(50):.0f} ms, "

@@ -378,7 +378,10 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
             config.reconnect_grace,
         );
     }
-    tokio::spawn(rtmp::listen(rtmp_listener, streams.clone()));
+    // Turned true at SIGTERM / Ctrl-C: the RTMP listener then ends its publishers' connections
+    // gently while the HTTP server drains.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let rtmp_closed = tokio::spawn(rtmp::listen(rtmp_listener, streams.clone(), stop_rx));
     let mut srt_line = None;
     if let Some(addr) = config.srt {
         let listener = srt::Srt::bind(&srt::SrtConfig {
@@ -480,7 +483,19 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         tls: config.tls.clone(),
         ..ServerConfig::default()
     };
-    server::serve(origin, http, server_config, shutdown_signal()).await?;
+    server::serve(origin, http, server_config, async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    })
+    .await?;
+    // The publishers' connections close within their 2 s (each reads what its encoder still
+    // sends until the encoder closes), alongside the HTTP drain.
+    if tokio::time::timeout(std::time::Duration::from_secs(3), rtmp_closed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("RTMP connections still open 3 s after the signal: closing them");
+    }
     if let Some(r) = recordings {
         // Every recording being written is closed as VOD with the segments it was handed,
         // so a stop (SIGTERM, Ctrl-C) leaves playable recordings without restart recovery.

@@ -160,6 +160,7 @@ async fn publish(
     let (tags, duration) = (&tags.0, tags.1);
     let start = Instant::now();
     let mut lap: u32 = 0;
+    let mut rbuf = vec![0u8; 16 * 1024];
     loop {
         for t in tags {
             let ms = t.ms + lap * duration;
@@ -167,7 +168,24 @@ async fn publish(
             if due > until {
                 return Ok(admitted);
             }
-            tokio::time::sleep_until(due).await;
+            // Reads what the server sends while waiting, as encoders do (ffmpeg's RTMP writer
+            // polls the socket on every write): a server that closes the connection is seen
+            // as its end, not as a reset on the next write.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => break,
+                    n = sock.read(&mut rbuf) => {
+                        let n = n?;
+                        if n == 0 {
+                            bail!("the server ended the connection");
+                        }
+                        let results = session
+                            .handle_input(&rbuf[..n])
+                            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                        send_all(&mut sock, results).await?;
+                    }
+                }
+            }
             let ts = RtmpTimestamp::new(ms);
             let r = if t.kind == 9 {
                 session.publish_video_data(t.data.clone(), ts, false)

@@ -13,29 +13,68 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::streams::{Publication, Streams};
 use publish::{Output, Publish};
 
-/// Accepts RTMP publishers on `listener` forever.
-pub async fn listen(listener: TcpListener, streams: Arc<Streams>) {
+/// Accepts RTMP publishers on `listener` until `stop` turns true (the server is shutting down);
+/// then stops accepting, ends every connection gently ([`close_gently`]) and returns once all
+/// are closed.
+pub async fn listen(listener: TcpListener, streams: Arc<Streams>, stop: watch::Receiver<bool>) {
+    let mut conns = tokio::task::JoinSet::new();
+    let mut stopping = stop.clone();
     loop {
-        match listener.accept().await {
-            Ok((sock, peer)) => {
-                let streams = streams.clone();
-                tokio::spawn(async move {
-                    match connection(sock, peer, streams).await {
-                        Ok(()) => tracing::debug!(%peer, "RTMP connection closed"),
-                        Err(e) => tracing::warn!(%peer, "RTMP connection closed: {e:#}"),
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!("RTMP accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        tokio::select! {
+            _ = stopped(&mut stopping) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((sock, peer)) => {
+                    let streams = streams.clone();
+                    let stop = stop.clone();
+                    conns.spawn(async move {
+                        match connection(sock, peer, streams, stop).await {
+                            Ok(()) => tracing::debug!(%peer, "RTMP connection closed"),
+                            Err(e) => tracing::warn!(%peer, "RTMP connection closed: {e:#}"),
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("RTMP accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
         }
     }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Resolves once `stop` is true (never if its sender is gone without saying so).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// How long a connection closed at shutdown reads what its publisher still sends.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Ends a publisher's connection at shutdown without a reset: a FIN first (an encoder that reads
+/// while it sends, as ffmpeg and OBS do, sees the end of the stream and stops), then what it
+/// still sends is read and dropped until it closes its side or [`CLOSE_TIMEOUT`]. Closing with
+/// unread data made the kernel reset the connection, which encoders report as a network error
+/// ("Connection reset by peer", "Broken pipe").
+async fn close_gently(sock: &mut TcpStream, buf: &mut [u8]) {
+    let _ = sock.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Ok(n) = sock.read(buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The handshake, `connect` and `publish` must all arrive within this of the TCP accept: a
@@ -54,6 +93,7 @@ async fn connection(
     mut sock: TcpStream,
     peer: SocketAddr,
     streams: Arc<Streams>,
+    mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let _ = sock.set_nodelay(true);
     let mut buf = vec![0u8; SMALL_BUFFER];
@@ -69,21 +109,34 @@ async fn connection(
         // Once a publish was accepted the connection is a publisher's for good (an unpublish
         // and a new publish on the same connection stay under the idle timeout).
         published |= conn.publication.is_some();
-        let n = if published {
-            if buf.len() < PUBLISHER_BUFFER {
-                buf.resize(PUBLISHER_BUFFER, 0);
-            }
-            tokio::time::timeout(IDLE_TIMEOUT, sock.read(&mut buf))
-                .await
-                .context("no data from the publisher for 30 s")??
+        if published && buf.len() < PUBLISHER_BUFFER {
+            buf.resize(PUBLISHER_BUFFER, 0);
+        }
+        let (deadline, what) = if published {
+            (
+                tokio::time::Instant::now() + IDLE_TIMEOUT,
+                "no data from the publisher for 30 s",
+            )
         } else if conn.rtmp.handshake_done() {
-            tokio::time::timeout_at(started + PUBLISH_TIMEOUT, sock.read(&mut buf))
-                .await
-                .context("no publish request within 10 s of connecting")??
+            (
+                started + PUBLISH_TIMEOUT,
+                "no publish request within 10 s of connecting",
+            )
         } else {
-            tokio::time::timeout_at(started + PUBLISH_TIMEOUT, sock.read(&mut buf))
-                .await
-                .context("RTMP handshake timed out")??
+            (started + PUBLISH_TIMEOUT, "RTMP handshake timed out")
+        };
+        let n = tokio::select! {
+            read = tokio::time::timeout_at(deadline, sock.read(&mut buf)) => read.context(what)??,
+            _ = stopped(&mut stop) => {
+                // The server is shutting down: the stream goes into its reconnect grace (a
+                // restart continues it), and the publisher is told by the connection's end.
+                if let Some(p) = conn.publication.as_ref() {
+                    tracing::info!(peer = %conn.peer, stream = %p.name(), "server shutting down: closing the publisher's connection");
+                }
+                conn.finish(false);
+                close_gently(&mut sock, &mut buf).await;
+                return Ok(());
+            }
         };
         if n == 0 {
             if !conn.rtmp.handshake_done() {
