@@ -17,8 +17,11 @@
 // "Restarts"); without it, it never did. Every URI a playlist lists after the restart that was
 // served before gives the same bytes, or answers 404 where it is listed as GAP.
 //   node player-test/restart-test.mjs [--play 10] [--down 1] [--after 25] [--max-resume 20]
-//        [--llhls target/debug/llhls] [--player-debug]
-import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk, knownOpen, listedUris } from './common.mjs';
+//        [--llhls target/debug/llhls] [--player-debug] [--socket-activation]
+// (--socket-activation: the sockets are held across the restart as systemd does with
+// scripts/llhls.socket, by player-test/socket-supervisor.py; no request may be refused then,
+// and hls.js survives outages longer than its ~3 s of refused requests.)
+import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk, knownOpen, listedUris, here } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -82,7 +85,22 @@ const httpPort = await freePort(), rtmpPort = await freePort();
 const base = `http://127.0.0.1:${httpPort}`;
 const serverArgs = ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
   '--whip-udp', 'off', '--demo', 'false', '--data-dir', join(work, 'data')];
-let server = run('llhls-1', llhlsBin, serverArgs);
+// --socket-activation: the listening sockets are held across the restart as systemd does with
+// scripts/llhls.socket (player-test/socket-supervisor.py, which starts llhls again `--down`
+// seconds after it dies): requests and publishes during the outage wait instead of being
+// refused.
+const socketActivation = flag('socket-activation');
+const starts = [];
+let server;
+if (socketActivation) {
+  server = run('supervisor', 'python3', [join(here, 'socket-supervisor.py'), '--http', `127.0.0.1:${httpPort}`,
+    '--rtmp', `127.0.0.1:${rtmpPort}`, '--restart-sec', String(downSecs), '--', llhlsBin, ...serverArgs]);
+  server.stdout.on('data', d => {
+    for (const m of String(d).matchAll(/^started (\d+) (\d+)$/gm)) starts.push({ pid: Number(m[1]), at: Number(m[2]) });
+  });
+} else {
+  server = run('llhls-1', llhlsBin, serverArgs);
+}
 await waitOk(`${base}/healthz`, 'llhls serve');
 
 // Chromium starts before any media flows (its start-up takes both cores for a moment).
@@ -188,8 +206,9 @@ const seen = {};
 const oldMax = Math.max(...Object.keys(seen).map(msnOf));
 
 // kill -9, down for a moment, then the same command again.
-const exited = new Promise(r => server.on('exit', r));
-server.kill('SIGKILL');
+const exited = socketActivation ? null : new Promise(r => server.on('exit', r));
+if (socketActivation) process.kill(starts[starts.length - 1].pid, 'SIGKILL');
+else server.kill('SIGKILL');
 const killedAt = Date.now();
 const atKill = {};
 for (const v of viewers) {
@@ -198,12 +217,25 @@ for (const v of viewers) {
 }
 // Started again `--down` seconds after the kill (as systemd's RestartSec=1 does), however long
 // this busy machine takes to tell us the old process is gone.
-await exited;
-await sleep(Math.max(0, killedAt + downSecs * 1000 - Date.now()));
-server = run('llhls-2', llhlsBin, serverArgs);
-const restartedAt = Date.now();
+let restartedAt;
+if (socketActivation) {
+  const before = starts.length;
+  while (starts.length === before) await sleep(20);
+  restartedAt = starts[starts.length - 1].at;
+} else {
+  await exited;
+  await sleep(Math.max(0, killedAt + downSecs * 1000 - Date.now()));
+  server = run('llhls-2', llhlsBin, serverArgs);
+  restartedAt = Date.now();
+}
 await waitOk(`${base}/healthz`, 'llhls serve after the restart', 30000);
 const listeningAt = Date.now();
+// Requests refused while it was down (players give up on those; with socket activation they
+// wait in the backlog instead).
+report.refusedAfterKill = viewers.map(v => ({ kind: v.kind, refused: v.requests.filter(x => x.t >= killedAt && /CONNECTION_REFUSED/.test(x.failed || '')).length }));
+if (socketActivation) {
+  for (const r of report.refusedAfterKill) check(r.refused === 0, `${r.kind}: ${r.refused} requests refused while the server was down, with the sockets held`);
+}
 // No URI served again with other bytes: every URI a playlist lists now that was served before
 // the kill gives the same bytes, or (listed as GAP, never loaded by players) answers 404.
 let compared = 0;

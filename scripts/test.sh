@@ -54,10 +54,13 @@ sed -e "s#/usr/local/bin/llhls#$PWD/target/debug/llhls#" \
 grep -q '^LoadCredential=tls_key' "$unit/tls/llhls.service" || out="$out
 the unit's commented LoadCredential lines were not found"
 out="$out$(systemd-analyze verify "$unit/tls/llhls.service" 2>&1 || echo "systemd-analyze failed (HTTPS lines on)")"
+# The socket unit (systemd holds the listening sockets across restarts) beside the service.
+cp scripts/llhls.socket "$unit/llhls.socket"
+out="$out$(systemd-analyze verify "$unit/llhls.socket" "$unit/llhls.service" 2>&1 || echo "systemd-analyze failed (socket unit)")"
 rm -rf "$unit"
 if [ -n "$out" ]; then
   echo "$out" >&2
-  echo "test.sh: scripts/llhls.service does not verify" >&2
+  echo "test.sh: scripts/llhls.service or llhls.socket does not verify" >&2
   exit 1
 fi
 
@@ -170,6 +173,10 @@ LLHLS_PLAYER_KNOWN=cluster-stalls node player-test/cluster-test.mjs --duration 2
 # more than 3 s and hls.js stopped on that says "NOT CHECKED" for hls.js's playback instead; the
 # default, 1 s like systemd's RestartSec=1, is what benches/README.md reports).
 node player-test/restart-test.mjs --down 0.3
+# The same with the listening sockets held across a 5 s outage, as systemd does with
+# scripts/llhls.socket (player-test/socket-supervisor.py): no request is refused, and hls.js,
+# which stops on its third refused request without them, plays on.
+node player-test/restart-test.mjs --socket-activation --down 5 --name restart-socket-activation
 # A private stream (playback tokens) through the edge, admitted by a playback webhook: two
 # viewers open the plain URL with a session, are redirected to the stream's token path and
 # share its URLs; the stream without a token and a refused session answer 403, the token stays

@@ -6,6 +6,7 @@
 //! media file to disk. Every ingest claims a stream name through [`llhls_ingest::streams`], which owns the
 //! reconnect grace period. See the README for use.
 
+mod activation;
 mod cluster;
 mod config;
 mod demo;
@@ -311,12 +312,23 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         );
         tracing::info!("playback webhook on: viewers without a token are admitted by the platform and redirected to a token path");
     }
-    let http = tokio::net::TcpListener::bind(config.http)
-        .await
-        .map_err(|e| bind_error(&Listener::HTTP, config.http, e.into()))?;
-    let rtmp_listener = tokio::net::TcpListener::bind(config.rtmp)
-        .await
-        .map_err(|e| bind_error(&Listener::RTMP, config.rtmp, e.into()))?;
+    // Sockets systemd holds across restarts (scripts/llhls.socket), else our own.
+    let mut passed = activation::take();
+    let http = match activation::pick(&mut passed, "http", config.http) {
+        Some(l) => tokio::net::TcpListener::from_std(l)?,
+        None => tokio::net::TcpListener::bind(config.http)
+            .await
+            .map_err(|e| bind_error(&Listener::HTTP, config.http, e.into()))?,
+    };
+    let rtmp_listener = match activation::pick(&mut passed, "rtmp", config.rtmp) {
+        Some(l) => tokio::net::TcpListener::from_std(l)?,
+        None => tokio::net::TcpListener::bind(config.rtmp)
+            .await
+            .map_err(|e| bind_error(&Listener::RTMP, config.rtmp, e.into()))?,
+    };
+    for p in &passed {
+        tracing::warn!(name = %p.name, addr = %p.addr, "socket activation: a passed socket matches neither the HTTP nor the RTMP listener (name it http or rtmp with FileDescriptorName=, or listen on their ports); not used");
+    }
     let scheme = if config.tls.is_some() {
         "https"
     } else {
