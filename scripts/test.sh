@@ -194,11 +194,19 @@ if node player-test/run.mjs --duration 10 --break-codecs --name negative-broken-
   echo "test.sh: the player harness passed a stream with wrong CODECS: the check cannot fail" >&2
   exit 1
 fi
-# The lip-sync check must catch audio published 400 ms late.
-out=$(node player-test/run.mjs --duration 15 --publisher whip-canvas --break-av-sync --name negative-av-sync || true)
-echo "$out"
-if ! grep -q 'audio/video out of sync' <<<"$out"; then
-  echo "test.sh: the player harness did not report audio 400 ms out of sync: the check cannot fail" >&2
+# The lip-sync check must catch audio published 400 ms late. A second run when the first did
+# not report it: once in CI (machine 73% busy) the canvas publisher's audio drifted about 40 ms
+# a second against its video (beep - flash spread from -307 to +348 ms over 17 pairs, median
+# 124 ms), so no offset stood out; reruns read 369 and 395 ms. A check that cannot fail reports
+# it in neither run.
+detected=false
+for attempt in 1 2; do
+  out=$(node player-test/run.mjs --duration 15 --publisher whip-canvas --break-av-sync --name "negative-av-sync-$attempt" || true)
+  echo "$out"
+  if grep -q 'audio/video out of sync' <<<"$out"; then detected=true; break; fi
+done
+if [ "$detected" != true ]; then
+  echo "test.sh: the player harness did not report audio 400 ms out of sync in two runs: the check cannot fail" >&2
   exit 1
 fi
 step soak
