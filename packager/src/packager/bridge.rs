@@ -9,7 +9,6 @@
 //! every GAP URI) and leave the window as any segment.
 
 use crate::media::WallClock;
-use crate::playlist::SegmentEntry;
 
 use super::config::Bridge;
 use super::fragment::part_target_us;
@@ -76,20 +75,7 @@ impl Packager {
                     );
                 }
                 open.end_with_last_part();
-                r.segments.push(SegmentEntry {
-                    msn,
-                    duration: open.parts.iter().map(|p| p.duration).sum(),
-                    uri: ObjectKey::segment(&r.name, msn).to_string(),
-                    program_date_time: open.pdt,
-                    discontinuity: open.discontinuity,
-                    map_uri: open.map_uri,
-                    gap: true,
-                    parts: open.parts,
-                    parts_listed: true,
-                    bytes: 0,
-                    independent: false,
-                });
-                r.segment_starts.push_back(open.start);
+                r.push_closed(open);
             }
         }
         self.unlist_old_parts();

@@ -162,6 +162,24 @@ impl Rendition {
         )
     }
 
+    /// Appends the segment `open` closed as (its objects already output, or none for GAP).
+    pub(super) fn push_closed(&mut self, open: Open) {
+        self.segment_starts.push_back(open.start);
+        self.segments.push(SegmentEntry {
+            msn: open.msn,
+            duration: open.parts.iter().map(|p| p.duration).sum(),
+            uri: ObjectKey::segment(&self.name, open.msn).to_string(),
+            program_date_time: open.pdt,
+            discontinuity: open.discontinuity,
+            map_uri: open.map_uri,
+            gap: open.parts.iter().all(|p| p.gap),
+            parts: open.parts,
+            parts_listed: true,
+            bytes: open.bytes,
+            independent: open.independent,
+        });
+    }
+
     /// Drops segments beyond `window` from the front; returns the keys of their objects.
     fn slide(&mut self, window: usize, addressing: Addressing) -> Vec<Vec<ObjectKey>> {
         let mut removed = Vec::new();
@@ -356,34 +374,18 @@ impl Packager {
             }
             open.end_with_last_part();
             closed[ri] = true;
-            let duration: f64 = open.parts.iter().map(|p| p.duration).sum();
-            let key = ObjectKey::segment(&r.name, open.msn);
-            let total: usize = open.part_bytes.iter().map(|part| part.len()).sum();
-            let mut segment = BytesMut::with_capacity(total);
-            for part in &open.part_bytes {
-                segment.extend_from_slice(part);
-            }
-            let gap = open.parts.iter().all(|p| p.gap);
-            if !gap {
+            if !open.parts.iter().all(|p| p.gap) {
+                let total: usize = open.part_bytes.iter().map(|part| part.len()).sum();
+                let mut segment = BytesMut::with_capacity(total);
+                for part in &open.part_bytes {
+                    segment.extend_from_slice(part);
+                }
                 self.outputs.push_back(Output::Object {
-                    key: key.clone(),
+                    key: ObjectKey::segment(&r.name, open.msn),
                     bytes: segment.freeze(),
                 });
             }
-            r.segments.push(SegmentEntry {
-                msn: open.msn,
-                duration,
-                uri: key.to_string(),
-                program_date_time: open.pdt,
-                discontinuity: open.discontinuity,
-                map_uri: open.map_uri,
-                gap,
-                parts: open.parts,
-                parts_listed: true,
-                bytes: open.bytes,
-                independent: open.independent,
-            });
-            r.segment_starts.push_back(open.start);
+            r.push_closed(open);
         }
         self.unlist_old_parts();
         // The window slides in [`Packager::trim_live_window`], before the publish.
