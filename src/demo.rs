@@ -69,6 +69,7 @@ async fn run_inner(streams: Arc<Streams>, file: &std::path::Path) -> anyhow::Res
         loop_ns,
     };
     let mut announced = false;
+    let mut refused_starts = 0;
     loop {
         // The name is free (no publisher, no reconnect grace running): play until a publisher
         // claims `live/demo`, then hand it the stream and wait for the name to be free again.
@@ -79,7 +80,21 @@ async fn run_inner(streams: Arc<Streams>, file: &std::path::Path) -> anyhow::Res
                 continue;
             }
         };
-        publication.start(demo.tracks.clone()).await?;
+        if let Err(e) = publication.start(demo.tracks.clone()).await {
+            // The previous stream of the name may still be ending (a publisher that has just
+            // stopped: the origin lists its stream as live for a moment after the name is
+            // free). Found in CI: the demo then stopped for good. Try again shortly; an error
+            // that lasts (a broken demo file) still stops it after 5 s.
+            refused_starts += 1;
+            if refused_starts > 25 {
+                return Err(e);
+            }
+            drop(publication);
+            drop(displaced);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        refused_starts = 0;
         if announced {
             tracing::info!("live/demo is free again: the demo stream resumes");
         } else {
