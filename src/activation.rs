@@ -12,7 +12,7 @@
 //! logged and left unused. Without these variables, llhls binds its addresses itself.
 
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::FromRawFd;
+use std::os::fd::{FromRawFd, IntoRawFd};
 
 /// The first file descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const FIRST_FD: i32 = 3;
@@ -47,6 +47,9 @@ pub fn take() -> Vec<Passed> {
                 addr,
             }),
             Err(e) => {
+                // Not ours to close: with wrong variables, the number may be a descriptor the
+                // process opened itself (the runtime's epoll, a log file).
+                let _ = listener.into_raw_fd();
                 tracing::warn!(fd, "socket activation: file descriptor {fd} is not a listening TCP socket ({e}); ignored");
                 None
             }
@@ -59,9 +62,9 @@ pub fn take() -> Vec<Passed> {
 ///
 /// The one unsafe call of the binary: there is no safe way to own a descriptor the process
 /// inherited. Sound because systemd passed `fd` to this process for it to own (`LISTEN_PID`
-/// names it), [`take`] runs once at startup, and nothing else in the process opens or takes
-/// descriptors 3 and up before it; a descriptor that is not a socket makes `local_addr` fail
-/// and is closed.
+/// names it): it stayed open since, so no descriptor the process opened itself has its number,
+/// and [`take`] runs once. A number that is not a socket (variables set by mistake) makes
+/// `local_addr` fail, and [`take`] gives it back without closing it.
 #[allow(unsafe_code)]
 fn adopt(fd: i32) -> TcpListener {
     // SAFETY: see above.

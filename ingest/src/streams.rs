@@ -479,9 +479,11 @@ impl Publication {
             None => first_msn(lingering),
         };
         let (bridge, first_discontinuity_sequence) = match self.continues {
-            Some(Continuation {
-                bridge: Some(b), ..
-            }) if b.msn < first => (Some(b), b.discontinuity_sequence + 1),
+            // The continuation's discontinuity sequence is the bridge's plus one
+            // (`PackagerConfig::bridge`); without the bridge it starts there too.
+            Some(c) if c.bridge.is_some_and(|b| b.msn < first) => {
+                (c.bridge, c.discontinuity_sequence)
+            }
             Some(c) => (None, c.discontinuity_sequence),
             None => (None, 0),
         };
