@@ -492,6 +492,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         send_unsent_bytes: config.send_unsent_bytes,
         trusted_proxies: config.trusted_proxies.clone(),
         max_header_bytes: config.max_header_bytes,
+        lean_http1: config.lean_http1,
         tls: config.tls.clone(),
         ..ServerConfig::default()
     };

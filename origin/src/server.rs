@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -41,6 +42,10 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// HTTP/2 streams per connection.
     pub h2_max_streams: u32,
+    /// Answer HTTP/1.1 requests without a body (everything players and CDN edges send) on the
+    /// lean path of [`crate::h1`], a few KB per held viewer instead of hyper's ~24 KB; hyper
+    /// still serves HTTP/2, requests with bodies, and every connection when this is off.
+    pub lean_http1: bool,
     /// PEM certificate chain and private key: serve HTTPS (ALPN h2, http/1.1) instead.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How long shutdown waits for connections to finish.
@@ -68,6 +73,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 8 * 1024,
             h2_max_streams: 1000,
+            lean_http1: true,
             tls: None,
             drain_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(30),
@@ -393,6 +399,118 @@ impl tokio::io::AsyncWrite for SendTimeout {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a connection's requests need: its activity, its peer, and the origin.
+#[derive(Clone)]
+struct Handler {
+    activity: Arc<Activity>,
+    trusted: Arc<crate::limits::TrustedProxies>,
+    peer: SocketAddr,
+    origin: crate::router::OriginService,
+}
+
+impl Handler {
+    /// Answers one request; its response body keeps it counted in flight.
+    fn call<B>(
+        &self,
+        mut req: http::Request<B>,
+    ) -> impl std::future::Future<Output = http::Response<TrackedBody>> + Send + 'static
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let request = InFlight::start(&self.activity);
+        // Nested services (WHIP) and handlers read the client's address from the request.
+        let client = self.trusted.client(self.peer.ip(), req.headers());
+        req.extensions_mut().insert(PeerAddr(self.peer));
+        req.extensions_mut().insert(crate::limits::ClientIp(client));
+        let resp = self.origin.clone().oneshot(req);
+        async move {
+            match resp.await {
+                Ok(resp) => resp.map(|body| TrackedBody::new(body, request)),
+                Err(never) => match never {},
+            }
+        }
+    }
+
+    /// The same, as a service hyper drives.
+    fn hyper_service(
+        self,
+    ) -> TowerToHyperService<
+        impl tower::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<TrackedBody>,
+                Error = std::convert::Infallible,
+                Future = impl Send,
+            > + Clone,
+    > {
+        TowerToHyperService::new(tower::service_fn(
+            move |req: http::Request<hyper::body::Incoming>| {
+                let resp = self.call(req);
+                async move { Ok::<_, std::convert::Infallible>(resp.await) }
+            },
+        ))
+    }
+}
+
+/// Serves a plain-TCP connection: the lean HTTP/1.1 path ([`crate::h1`]) first, unless it is
+/// off, then hyper (HTTP/2, requests with bodies, and everything the lean path hands over)
+/// for the rest of the connection. After `stop` turns true the connection closes once its
+/// responses are out.
+async fn serve_plain(
+    io: SendTimeout,
+    handler: Handler,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    lean: bool,
+    max_head: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    let (io, read) = if lean {
+        let h = handler.clone();
+        match crate::h1::serve(io, move |req| h.call(req), max_head, stop.clone()).await? {
+            crate::h1::Ended::Closed => return Ok(()),
+            crate::h1::Ended::HandOff(io, read) => (io, read),
+        }
+    } else {
+        (io, bytes::Bytes::new())
+    };
+    hyper_boxed(io, read, handler, builder, stop).await
+}
+
+/// [`serve_hyper`], boxed: hyper's connection state is several KB, and only connections handed
+/// over pay it. (Built in a plain function: a future moved into a box inside an `async fn`
+/// still takes its size in the caller's state.)
+fn hyper_boxed(
+    io: SendTimeout,
+    read: bytes::Bytes,
+    handler: Handler,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>> {
+    Box::pin(serve_hyper(io, read, handler, builder, stop))
+}
+
+async fn serve_hyper(
+    io: SendTimeout,
+    read: bytes::Bytes,
+    handler: Handler,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    let conn = builder.serve_connection_with_upgrades(
+        TokioIo::new(crate::h1::Rewind::new(io, read)),
+        handler.hyper_service(),
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
+}
+
 /// Serves `origin` on `listener` until `shutdown` resolves, then answers held requests,
 /// drains connections (bounded by `drain_timeout`) and returns.
 pub async fn serve(
@@ -421,6 +539,8 @@ pub async fn serve(
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    // Tells plain connections to close once their response is out (TLS ones use `graceful`).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let per_ip = crate::limits::PerIp::new(config.max_connections_per_ip, "connections");
     let per_ip_off = crate::limits::PerIp::new(0, "connections");
@@ -470,25 +590,12 @@ pub async fn serve(
             let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(config.send_unsent_bytes);
         }
         let activity = Arc::new(Activity::default());
-        let seen = activity.clone();
-        let trusted = trusted.clone();
-        let origin_svc = origin.service();
-        // Nested services (WHIP) and handlers read the client's address from the request.
-        let svc = TowerToHyperService::new(tower::service_fn(
-            move |mut req: http::Request<hyper::body::Incoming>| {
-                let request = InFlight::start(&seen);
-                let client = trusted.client(peer.ip(), req.headers());
-                req.extensions_mut().insert(PeerAddr(peer));
-                req.extensions_mut().insert(crate::limits::ClientIp(client));
-                let resp = origin_svc.clone().oneshot(req);
-                async move {
-                    let resp = resp.await?;
-                    Ok::<_, std::convert::Infallible>(
-                        resp.map(|body| TrackedBody::new(body, request)),
-                    )
-                }
-            },
-        ));
+        let handler = Handler {
+            activity: activity.clone(),
+            trusted: trusted.clone(),
+            peer,
+            origin: origin.service(),
+        };
         let timeout = config.header_read_timeout;
         let send_timeout = config.send_timeout;
         let metrics = origin.metrics.clone();
@@ -496,15 +603,18 @@ pub async fn serve(
         let b = builder.clone();
         match &tls {
             None => {
-                let conn = b
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(SendTimeout::new(tcp, send_timeout, activity.clone())),
-                        svc,
-                    )
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let io = SendTimeout::new(tcp, send_timeout, activity.clone());
+                // Boxed, built here: an async block that captured it and pinned it would
+                // hold it twice (`origin/tests/held_memory.rs`).
+                let mut conn = Box::pin(serve_plain(
+                    io,
+                    handler,
+                    b,
+                    config.lean_http1,
+                    config.max_header_bytes,
+                    stop_rx.clone(),
+                ));
                 tokio::spawn(async move {
-                    tokio::pin!(conn);
                     if let Ok(Err(e)) =
                         run_until_idle(conn.as_mut(), &activity, timeout, send_timeout).await
                     {
@@ -526,7 +636,10 @@ pub async fn serve(
                     {
                         Ok(Ok(tls)) => {
                             let conn = b
-                                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                                .serve_connection_with_upgrades(
+                                    TokioIo::new(tls),
+                                    handler.hyper_service(),
+                                )
                                 .into_owned();
                             let conn = watcher.watch(conn);
                             tokio::pin!(conn);
@@ -548,8 +661,10 @@ pub async fn serve(
     }
     tracing::info!("shutting down: releasing held requests and draining connections");
     origin.begin_shutdown();
+    let _ = stop_tx.send(true);
+    drop(stop_rx);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = async { tokio::join!(graceful.shutdown(), stop_tx.closed()) } => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(config.drain_timeout) => tracing::warn!("drain timeout: closing remaining connections"),
     }
     Ok(())
