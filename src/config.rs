@@ -162,8 +162,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LLHLS_TRUSTED_PROXIES", value_delimiter = ',')]
     #[serde(deserialize_with = "comma_list")]
     pub trusted_proxies: Option<Vec<String>>,
-    /// Largest request header block in bytes; above 8192 every HTTP/1.1 connection reads into
-    /// a 16 KB buffer instead of 8 KB [default: 8192].
+    /// Largest request header block in bytes (larger: 431); above 8192 every HTTP/1.1
+    /// connection hyper serves reads into a 16 KB buffer instead of 8 KB [default: 8192].
     #[arg(long, env = "LLHLS_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
     /// Answer HTTP/1.1 requests without a body (all that players and CDN edges send) on the

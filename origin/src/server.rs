@@ -35,10 +35,12 @@ pub struct ServerConfig {
     /// Time allowed for a client to send request headers (also the keep-alive idle limit on
     /// HTTP/1.1).
     pub header_read_timeout: Duration,
-    /// Largest request head accepted (bytes). On HTTP/1.1 this is also the connection's read
-    /// buffer: at 8192 (hyper's smallest) the buffer stays at 8 KB; above it, hyper grows every
-    /// connection's buffer to 16 KB on the first request that arrives in more than one read
-    /// (always, behind the protocol sniffing), 8 KB more for each held viewer.
+    /// Largest request head accepted (bytes); a larger one is answered 431. On connections
+    /// hyper serves (HTTP/2, requests with a body, or all of them without `lean_http1`) this is
+    /// also the HTTP/1.1 read buffer: at 8192 (hyper's smallest) it stays at 8 KB; above it,
+    /// hyper grows every connection's buffer to 16 KB on the first request that arrives in more
+    /// than one read, 8 KB more for each held viewer. The lean path reads a head into a buffer
+    /// of its size, freed once parsed.
     pub max_header_bytes: usize,
     /// HTTP/2 streams per connection.
     pub h2_max_streams: u32,
