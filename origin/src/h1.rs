@@ -584,6 +584,14 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// Sends `req` and reads until the server closes the connection.
+    async fn until_closed(c: &mut DuplexStream, req: &[u8]) -> String {
+        c.write_all(req).await.unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).await.unwrap();
+        got
+    }
+
     /// Complete responses in `b` (sized, chunked or bodiless).
     fn count_responses(mut b: &[u8]) -> usize {
         let mut n = 0;
@@ -661,12 +669,7 @@ mod tests {
                 && got.ends_with("\r\n\r\n3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n"),
             "{got}"
         );
-        s.client
-            .write_all(b"GET /growing HTTP/1.0\r\n\r\n")
-            .await
-            .unwrap();
-        let mut rest = String::new();
-        s.client.read_to_string(&mut rest).await.unwrap();
+        let rest = until_closed(&mut s.client, b"GET /growing HTTP/1.0\r\n\r\n").await;
         assert!(
             !rest.contains("transfer-encoding") && rest.ends_with("\r\n\r\nabcdefgh"),
             "{rest}"
@@ -678,21 +681,19 @@ mod tests {
     async fn close_is_honoured_both_ways_and_http_1_0_keeps_alive_only_when_asked() {
         // The client asks.
         let mut s = start(8192);
-        s.client
-            .write_all(b"GET /a HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut got = String::new();
-        s.client.read_to_string(&mut got).await.unwrap();
+        let got = until_closed(
+            &mut s.client,
+            b"GET /a HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n",
+        )
+        .await;
         assert!(got.contains("connection: close\r\n"), "{got}");
         // The response says so.
         let mut s = start(8192);
-        s.client
-            .write_all(b"GET /close HTTP/1.1\r\n\r\nGET /never HTTP/1.1\r\n\r\n")
-            .await
-            .unwrap();
-        let mut got = String::new();
-        s.client.read_to_string(&mut got).await.unwrap();
+        let got = until_closed(
+            &mut s.client,
+            b"GET /close HTTP/1.1\r\n\r\nGET /never HTTP/1.1\r\n\r\n",
+        )
+        .await;
         assert!(got.ends_with("/close") && !got.contains("/never"), "{got}");
         assert_eq!(s.calls.load(Ordering::SeqCst), 1);
         // HTTP/1.0 with keep-alive stays open and says so; a 304 has no body.
@@ -708,12 +709,7 @@ mod tests {
                 && got.ends_with("\r\n\r\n"),
             "{got}"
         );
-        s.client
-            .write_all(b"GET /b HTTP/1.0\r\n\r\n")
-            .await
-            .unwrap();
-        let mut got = String::new();
-        s.client.read_to_string(&mut got).await.unwrap();
+        let got = until_closed(&mut s.client, b"GET /b HTTP/1.0\r\n\r\n").await;
         assert!(got.ends_with("\r\n\r\n/b"), "{got}");
     }
 
@@ -808,12 +804,7 @@ mod tests {
         assert!(matches!(s.task.await.unwrap(), Ok(Ended::Closed)));
         let mut s = start(8192);
         s.stop.send(true).unwrap();
-        s.client
-            .write_all(b"GET /a HTTP/1.1\r\n\r\n")
-            .await
-            .unwrap();
-        let mut got = String::new();
-        s.client.read_to_string(&mut got).await.unwrap();
+        let got = until_closed(&mut s.client, b"GET /a HTTP/1.1\r\n\r\n").await;
         // Either closed before reading it, or answered with `connection: close`.
         assert!(
             got.is_empty() || got.contains("connection: close\r\n"),
