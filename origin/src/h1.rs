@@ -351,8 +351,11 @@ where
         // The response, while watching for the client hanging up.
         let response = call(head.request);
         tokio::pin!(response);
+        // Biased: a response that is ready wins over the client's end of stream (a client may
+        // send its request and half-close at once, as `nc -N` does).
         let response = loop {
             tokio::select! {
+                biased;
                 r = &mut response => break r,
                 open = watch_client(&mut io, &mut buf, max_head) => {
                     if !open {
@@ -375,6 +378,7 @@ where
             loop {
                 let frame = loop {
                     tokio::select! {
+                        biased;
                         f = body.frame() => break f,
                         open = watch_client(&mut io, &mut buf, max_head) => {
                             if !open {
@@ -755,6 +759,21 @@ mod tests {
                 assert_eq!(&read[..], b"POST /b HTTP/1.1\r\nContent-Length: 1\r\n\r\nz")
             }
             _ => panic!("not handed over"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_sent_with_a_half_close_still_gets_its_ready_answer() {
+        for _ in 0..20 {
+            let mut s = start(8192);
+            s.client
+                .write_all(b"GET /a HTTP/1.0\r\n\r\n")
+                .await
+                .unwrap();
+            s.client.shutdown().await.unwrap();
+            let mut got = String::new();
+            s.client.read_to_string(&mut got).await.unwrap();
+            assert!(got.ends_with("\r\n\r\n/a"), "{got}");
         }
     }
 
