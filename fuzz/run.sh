@@ -23,7 +23,7 @@ shift || true
 
 ALL_TARGETS=(codec_h264 codec_hevc codec_av1 codec_aac codec_opus directives range
              flv_tags rtmp_publish ts_demux whip_rtp whip_dispatch whip_sdp
-             packager_ops packager_ops_plausible)
+             packager_ops packager_ops_plausible http1)
 # Targets with a known, unfixed crash (see fuzz/README.md, "Known crashes"): none today.
 KNOWN_CRASHING=()
 # Open invariant failures whose checks are skipped so that their targets still run (tags in

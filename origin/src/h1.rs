@@ -39,7 +39,7 @@ const MAX_HEADERS: usize = 100;
 const FIRST_READ: usize = 1024;
 
 /// How the lean path let go of a connection.
-pub(crate) enum Ended<IO> {
+pub enum Ended<IO> {
     /// Closed, or to be closed: the client hung up, asked to close, or the server is shutting
     /// down.
     Closed,
@@ -295,7 +295,7 @@ fn response_head(
 /// Serves the connection's requests until it closes or a request is one for hyper.
 /// `call` answers one request; `max_head` bounds a request head (and what a waiting client may
 /// pipeline); after `shutdown` turns true, the connection closes once its response is out.
-pub(crate) async fn serve<IO, F, Fut, B>(
+pub async fn serve<IO, F, Fut, B>(
     mut io: IO,
     call: F,
     max_head: usize,

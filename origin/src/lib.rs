@@ -35,7 +35,7 @@ pub mod cluster;
 pub mod dvr;
 pub mod error;
 mod growing;
-mod h1;
+pub mod h1;
 mod headers;
 pub mod ladder;
 pub mod limits;
