@@ -953,6 +953,9 @@ def soak(args, quick, tmp):
                      **{f"player{i}_latency_s": (round(x["wallLatencyS"], 2) if x.get("wallLatencyS") is not None else None)
                         for i, x in enumerate(ps)},
                      player_stalls=sum(x.get("stalls", 0) for x in ps) if ps else None,
+                     # The slowest playhead's rate against wall clock over the interval (1.0 at
+                     # live; above while catching up; below when the browser's clock runs slow).
+                     player_play_rate_min=min((x["playRate"] for x in ps if x.get("playRate") is not None), default=None),
                      player_stalls_after_30s=sum(x.get("stallsAfter30s", 0) for x in ps) if ps else None,
                      player_fatal=sum(1 for x in ps if x.get("fatal") or x.get("error")) if ps else None,
                      whip_up=sum((rep or {}).get("whip", [])))
@@ -960,7 +963,8 @@ def soak(args, quick, tmp):
         samples.append(s)
         print(f"  soak {s['t_s']:6.0f} s: RSS {s['rss_mib']} MiB, fds {fds}, threads {threads}, held {s['held']}, "
               f"CPU {s['cpu_pct']}%, lag p99 {s['lag_p99_ms']} ms, errors {s['errors']}"
-              + (f", players: latency {s['player_latency_s']} s, stalls {s['player_stalls']}, WHIP up {s['whip_up']}"
+              + (f", players: latency {s['player_latency_s']} s, rate {s['player_play_rate_min']}, stalls {s['player_stalls']}, "
+                 f"WHIP up {s['whip_up']}"
                  if players else ""), flush=True)
     alive = p.p.poll() is None
     finals = []

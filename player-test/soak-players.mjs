@@ -12,6 +12,14 @@
 // EXT-X-PROGRAM-DATE-TIME, the median of the interval's samples), hls.js's own latency
 // estimate, its stalls and stall time so far (a `waiting` after the first frame), fatal error,
 // and whether each publisher is still running. It stops after --secs, or on SIGTERM.
+//
+// The players run with the config of the player page the server ships at `/`
+// (src/player/index.html: lowLatencyMode, maxLiveSyncPlaybackRate 1.25), so they catch up as a
+// viewer of that page does. Without it hls.js never plays faster than 1x, and headless Chromium's
+// playhead advanced at 0.99x wall clock under the full soak's load (its audio clock, not the
+// stream: the server's playlists stayed 1 s from live), so latency grew 2.4 -> 15 s in 19
+// minutes. Each report also gives `playRate`: the playhead's advance over the interval divided
+// by the wall time, so a slow clock shows in the figures instead of hiding in latency.
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -94,13 +102,14 @@ const pages = [];
 for (const p of paths) {
   const page = await (await browser.newContext()).newPage();
   page.on('pageerror', e => console.error(`soak-players: page error (${p}):`, String(e)));
-  await page.goto(`http://127.0.0.1:${port}/?n=1&player=hlsjs&src=${encodeURIComponent(`${origin}/${p}/index.m3u8`)}`);
+  const hlsjs = encodeURIComponent(JSON.stringify({ maxLiveSyncPlaybackRate: 1.25 }));
+  await page.goto(`http://127.0.0.1:${port}/?n=1&player=hlsjs&hlsjs=${hlsjs}&src=${encodeURIComponent(`${origin}/${p}/index.m3u8`)}`);
   pages.push(page);
 }
 startingUp = false;
 const started = Date.now();
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor(s.length / 2)] : null; };
-const seen = paths.map(() => ({ wall: 0, lat: 0 }));
+const seen = paths.map(() => ({ wall: 0, lat: 0, t: null, at: 0 }));
 while (Date.now() - started < secs * 1000 && !stopping) {
   await sleep(every * 1000);
   const players = [];
@@ -108,12 +117,14 @@ while (Date.now() - started < secs * 1000 && !stopping) {
     let s;
     try { [s] = await pages[i].evaluate(() => window.__stats()); } catch (e) { players.push({ path: paths[i], error: String(e) }); continue; }
     const wall = s.wallLatency.slice(seen[i].wall), lat = s.latency.slice(seen[i].lat);
-    seen[i] = { wall: s.wallLatency.length, lat: s.latency.length };
+    const now = Date.now();
+    const playRate = seen[i].t === null ? null : Number(((s.currentTime - seen[i].t) / ((now - seen[i].at) / 1000)).toFixed(3));
+    seen[i] = { wall: s.wallLatency.length, lat: s.latency.length, t: s.currentTime, at: now };
     players.push({
       path: paths[i], playing: s.firstFrameMs !== null, wallLatencyS: median(wall), latencyS: median(lat),
       samples: wall.length, stalls: s.stalls, stallMs: Math.round(s.stallMs), fatal: s.fatal,
       stallsAfter30s: s.stallTimes.filter(t => t > s.joinedAt + 30000).length,
-      errors: s.errors.length, currentTime: Number(s.currentTime.toFixed(2)),
+      errors: s.errors.length, currentTime: Number(s.currentTime.toFixed(2)), playRate,
       // hls.js's non-fatal errors by kind (it retries them), e.g. {"bufferStalledError": 3}.
       errorKinds: s.errors.reduce((a, e) => { a[e.details] = (a[e.details] || 0) + 1; return a; }, {}),
     });
