@@ -176,7 +176,8 @@ pub fn run(
         None => snap,
     };
     std::fs::write(outdir.join("index.m3u8"), render_multivariant(&snap))?;
-    for r in &snap.renditions {
+    // A rung withdrawn on the way (it never caught up) is in no multivariant playlist.
+    for r in snap.renditions.iter().filter(|r| !r.withdrawn) {
         std::fs::write(
             outdir.join(format!("{}.m3u8", r.name)),
             render_vod(r, snap.timing.target_duration),

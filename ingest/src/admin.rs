@@ -182,6 +182,7 @@ impl Admin {
                 .snapshot
                 .renditions
                 .iter()
+                .filter(|r| !r.withdrawn)
                 .map(|r| r.name.clone())
                 .collect::<Vec<_>>(),
         }))

@@ -10,14 +10,16 @@
 //! grid (same MSNs, part indexes, durations, INDEPENDENT, GAP, discontinuities and
 //! PROGRAM-DATE-TIMEs; see `llhls_packager::ladder`). A rung lags its source by its encoder
 //! delay and publishes a part only when the part is complete; the source is never held back.
-//! A rung that falls too far behind, loses a frame or fails is withdrawn (its rendition leaves
-//! the playlists) and the others carry on.
+//! A rung that falls too far behind, loses a frame or fails is withdrawn and the others carry
+//! on: it leaves the multivariant playlist and the rendition reports, and its own playlist goes
+//! on along the source's timeline with GAP segments and parts ([`GapMirror`]), so a player on it
+//! moves to another rung without a 404 and the objects it was given stay served.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use llhls_packager::ladder::{check_aligned, rename_key, rename_rendition, with_rungs};
-use llhls_packager::playlist::RenditionKind;
+use llhls_packager::ladder::{check_aligned, rename_key, rename_rendition, with_rungs, GapMirror};
+use llhls_packager::playlist::{RenditionKind, RenditionSnapshot};
 use llhls_packager::{
     Frame, MediaTime, ObjectKey, Output, Packager, PackagerConfig, StreamSnapshot, TrackConfig,
     TrackKind, WallClock,
@@ -129,6 +131,10 @@ struct Rung {
     /// The settled lines of its renamed rendition, kept from one snapshot to the next (the
     /// rung packager's own text names its segments under the packager's name).
     settled: llhls_packager::render::SettledText,
+    /// Its rendition as last put in a snapshot (under its name).
+    last: Option<RenditionSnapshot>,
+    /// Once withdrawn after it was published: its playlist, going on with GAPs.
+    mirror: Option<GapMirror>,
 }
 
 /// The ladder side of a stream task. See the module docs.
@@ -154,8 +160,11 @@ pub struct Step {
     pub outputs: Vec<Output>,
     /// A rung's playlist changed: publish again.
     pub changed: bool,
-    /// Rungs withdrawn in this step: remove their objects.
+    /// Rungs withdrawn in this step (for the metrics).
     pub withdrawn: Vec<String>,
+    /// Rungs withdrawn before any snapshot listed them: remove their objects (a rung that was
+    /// listed keeps its objects until its segments leave the window, see [`GapMirror`]).
+    pub removed: Vec<String>,
 }
 
 impl Ladder {
@@ -194,6 +203,8 @@ impl Ladder {
                 replayed: 0,
                 withdrawn: false,
                 settled: Default::default(),
+                last: None,
+                mirror: None,
             });
         }
         Ok(Ladder {
@@ -478,7 +489,8 @@ impl Ladder {
         }
     }
 
-    /// Withdraws rung `i`: it leaves the playlists and its objects go.
+    /// Withdraws rung `i`: it leaves the multivariant playlist and the reports; a rung already
+    /// published goes on as a [`GapMirror`], one never published goes with its objects.
     fn withdraw(&mut self, i: usize, why: &str, step: &mut Step) {
         let rung = &mut self.rungs[i];
         if rung.withdrawn {
@@ -487,6 +499,10 @@ impl Ladder {
         rung.withdrawn = true;
         tracing::warn!(rung = %rung.info.name, "ABR rung withdrawn: {why}");
         step.withdrawn.push(rung.info.name.clone());
+        match rung.last.take() {
+            Some(last) => rung.mirror = Some(GapMirror::new(last)),
+            None => step.removed.push(rung.info.name.clone()),
+        }
         step.changed = true;
         self.trim();
     }
@@ -575,7 +591,11 @@ impl Ladder {
         let mut rungs = Vec::new();
         for i in 0..self.rungs.len() {
             let r = &mut self.rungs[i];
-            if r.withdrawn || !r.packager.is_live() {
+            if r.withdrawn {
+                follow_mirror(r, video, &mut step, &mut rungs);
+                continue;
+            }
+            if !r.packager.is_live() {
                 continue;
             }
             let Some(snap) = r.packager.snapshot() else {
@@ -600,13 +620,35 @@ impl Ladder {
                 Some(why) => {
                     let why = format!("it is not on the source's grid: {why}");
                     self.withdraw(i, &why, &mut step);
+                    // Its playlist goes on from what was published, in this snapshot too.
+                    follow_mirror(&mut self.rungs[i], video, &mut step, &mut rungs);
                 }
-                None => rungs.push(renamed),
+                None => {
+                    r.last = Some(renamed.clone());
+                    rungs.push(renamed);
+                }
             }
         }
         let mut out = with_rungs(source, rungs);
         out.ended = source.ended && (self.ended || !self.is_active());
         (out, step)
+    }
+}
+
+/// A withdrawn rung's [`GapMirror`] brought up to the source's `video` rendition: its
+/// rendition goes into `rungs`, the expired objects into `step`.
+fn follow_mirror(
+    r: &mut Rung,
+    video: Option<&RenditionSnapshot>,
+    step: &mut Step,
+    rungs: &mut Vec<RenditionSnapshot>,
+) {
+    if let (Some(m), Some(video)) = (r.mirror.as_mut(), video) {
+        let (mirrored, expired) = m.follow(video);
+        if !expired.is_empty() {
+            step.outputs.push(Output::Expired(expired));
+        }
+        rungs.push(mirrored);
     }
 }
 

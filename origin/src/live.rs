@@ -653,7 +653,8 @@ impl Task {
         }
     }
 
-    /// Applies a ladder step: the rungs' objects, withdrawn rungs' objects removed.
+    /// Applies a ladder step: the rungs' objects and expiries; the objects of a rung withdrawn
+    /// before it was ever listed removed (a listed one's stay until they expire).
     fn apply(&mut self, step: LadderStep) {
         for out in step.outputs {
             self.store(out);
@@ -661,12 +662,14 @@ impl Task {
         if !step.withdrawn.is_empty() {
             let n = step.withdrawn.len() as u64;
             self.metrics.rungs_withdrawn.fetch_add(n, Ordering::Relaxed);
+        }
+        if !step.removed.is_empty() {
             let mut objects = self
                 .stream
                 .objects
                 .write()
                 .unwrap_or_else(|e| e.into_inner());
-            objects.retain(|k, _| !step.withdrawn.iter().any(|n| n == k.rendition()));
+            objects.retain(|k, _| !step.removed.iter().any(|n| n == k.rendition()));
         }
         if step.changed {
             self.pending = true;

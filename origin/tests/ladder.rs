@@ -296,37 +296,61 @@ async fn rungs_on_the_source_grid(addressing: Addressing) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_starved_rung_is_withdrawn_and_never_holds_back_the_source() {
+async fn a_starved_rung_is_withdrawn_goes_on_as_gaps_and_never_holds_back_the_source() {
     let origin = Origin::new(OriginConfig::default());
     // 240p's encoder stops after 6 s of video.
     origin.set_ladder(Arc::new(EchoFactory {
         stall: Some((1, 180)),
     }));
     let mut publisher = Publisher::new(30.0, 30);
+    // The shortest window (6 segments), so it slides past the rung's own segments.
     let config = PackagerConfig {
         layout: Layout::Separate,
+        window_segments: 6,
         ..PackagerConfig::default()
     };
     let input = origin
         .create_stream_with("test", config, publisher.tracks())
         .unwrap();
     let mut source_parts = Vec::new();
-    let mut withdrawn_at = None;
-    for i in 0..(16.0 * 77.0) as usize {
+    // 240p's playlist just before and just after it was withdrawn.
+    let mut before: Option<String> = None;
+    let mut after: Option<(String, Arc<Published>)> = None;
+    for _ in 0..(20.0 * 77.0) as usize {
         let (f, w) = publisher.next_frame();
         input.send(Command::Frame(f, w)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
         let Some(p) = input.stream.current() else {
             continue;
         };
-        let names: Vec<&str> = p
-            .snapshot
-            .renditions
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
-        if withdrawn_at.is_none() && !names.contains(&"240p") {
-            withdrawn_at = Some(i);
+        if after.is_none() {
+            if let Some(r) = p.snapshot.rendition("240p") {
+                let text =
+                    String::from_utf8(p.view("240p", SkipMode::Full).unwrap().plain.to_vec())
+                        .unwrap();
+                if r.withdrawn {
+                    // The parts it had published are still served once it is withdrawn.
+                    let listed: Vec<&str> = text
+                        .lines()
+                        .filter(|l| l.starts_with("#EXT-X-PART:") && !l.contains("GAP=YES"))
+                        .collect();
+                    assert!(!listed.is_empty(), "{text}");
+                    for line in listed {
+                        let uri = line
+                            .split("URI=\"")
+                            .nth(1)
+                            .unwrap()
+                            .split('"')
+                            .next()
+                            .unwrap();
+                        let r = call(&origin, &format!("/live/test/{uri}")).await;
+                        assert_eq!(r.status(), StatusCode::OK, "{uri}");
+                    }
+                    after = Some((text, p.clone()));
+                } else {
+                    before = Some(text);
+                }
+            }
         }
         if let Some(last) = p.snapshot.renditions[0].last_part() {
             if source_parts.last() != Some(&last) {
@@ -335,25 +359,30 @@ async fn a_starved_rung_is_withdrawn_and_never_holds_back_the_source() {
         }
     }
     let p = input.stream.current().unwrap();
-    let names: Vec<&str> = p
+    let names: Vec<(&str, bool)> = p
         .snapshot
         .renditions
         .iter()
-        .map(|r| r.name.as_str())
+        .map(|r| (r.name.as_str(), r.withdrawn))
         .collect();
     assert_eq!(
         names,
-        ["video", "360p", "audio"],
+        [
+            ("video", false),
+            ("360p", false),
+            ("240p", true),
+            ("audio", false)
+        ],
         "240p withdrawn, 360p stays"
     );
-    assert!(withdrawn_at.is_some());
     // The source kept publishing every part while the rung was stalled and after: ~5 parts
-    // a second for 16 s (minus the first playlist's wait for three segments).
+    // a second for 20 s (minus the first playlist's wait for three segments).
     assert!(
-        source_parts.len() >= 55,
+        source_parts.len() >= 70,
         "{} source parts",
         source_parts.len()
     );
+    // New players do not see it: not in the multivariant playlist, not reported.
     let mv = text(call(&origin, "/live/test/index.m3u8").await).await;
     assert!(!mv.contains("240p"), "{mv}");
     let video = text(call(&origin, "/live/test/video.m3u8").await).await;
@@ -361,10 +390,92 @@ async fn a_starved_rung_is_withdrawn_and_never_holds_back_the_source() {
         !video.contains("240p"),
         "no report for a withdrawn rung: {video}"
     );
-    assert_eq!(
-        call(&origin, "/live/test/240p.m3u8").await.status(),
-        StatusCode::NOT_FOUND
+
+    // A player on it: the playlist goes on, on the source's timeline, every new part and
+    // segment a GAP, with no preload hint (RFC 8216bis 6.2.1), and what it listed before
+    // stays listed as it was.
+    let before = before.expect("240p was published before it was withdrawn");
+    let (first_after, at) = after.expect("240p stays, withdrawn");
+    let parts = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("#EXT-X-PART:"))
+            .map(str::to_string)
+            .collect()
+    };
+    let real_before: Vec<String> = parts(&before);
+    assert!(!real_before.is_empty());
+    for line in &real_before {
+        assert!(!line.contains("GAP=YES"), "{line}");
+        if let Some(same) = parts(&first_after)
+            .iter()
+            .find(|l| l.split(',').nth(1) == line.split(',').nth(1))
+        {
+            assert_eq!(same, line, "a listed part never changes");
+        }
+    }
+    let ghost = at.snapshot.rendition("240p").unwrap();
+    assert!(ghost.preload_hint.is_none());
+    let now = text(call(&origin, "/live/test/240p.m3u8").await).await;
+    assert!(!now.contains("#EXT-X-PRELOAD-HINT"), "{now}");
+    assert!(now.contains("#EXT-X-GAP"), "{now}");
+    let last_parts = parts(&now);
+    assert!(
+        last_parts
+            .iter()
+            .rev()
+            .take(3)
+            .all(|l| l.contains("GAP=YES") && l.contains("240p/")),
+        "{now}"
     );
+    // Same MSN, part index, durations and discontinuities as the source, GAP aside.
+    let source = &p.snapshot.renditions[0];
+    let ghost = p.snapshot.rendition("240p").unwrap();
+    assert_eq!(ghost.last_part(), source.last_part());
+    assert_eq!(ghost.media_sequence, source.media_sequence);
+    assert_eq!(ghost.discontinuity_sequence, source.discontinuity_sequence);
+    for s in source.segments.iter() {
+        let g = ghost.segments.by_msn(s.msn).unwrap();
+        assert_eq!(
+            (g.duration, g.program_date_time),
+            (s.duration, s.program_date_time)
+        );
+        assert_eq!(g.parts_listed, s.parts_listed);
+    }
+    // The rung's own segments that left the window are gone from the store.
+    let gone: Vec<&str> = before
+        .lines()
+        .filter(|l| l.starts_with("240p/") && !now.contains(*l))
+        .collect();
+    assert!(
+        !gone.is_empty(),
+        "the window slid past 240p's own segments: {now}"
+    );
+    for uri in gone {
+        let r = call(&origin, &format!("/live/test/{uri}")).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{uri}");
+    }
+    // Its blocking reloads are answered as the source's: the next part, on time.
+    let (msn, part) = source.last_part().unwrap();
+    let next = tokio::spawn({
+        let origin = origin.clone();
+        async move {
+            call(
+                &origin,
+                &format!("/live/test/240p.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1),
+            )
+            .await
+        }
+    });
+    for _ in 0..40 {
+        let (f, w) = publisher.next_frame();
+        input.send(Command::Frame(f, w)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let r = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     // 360p is still on the source's grid.
     check_aligned(&p.snapshot.renditions[0], &p.snapshot.renditions[1]).unwrap();
     let metrics = text(call(&origin, "/metrics").await).await;

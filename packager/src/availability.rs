@@ -206,6 +206,7 @@ mod tests {
                 segments: vec![segment(10, false), segment(11, true)].into(),
                 open: Some(open),
                 preload_hint,
+                withdrawn: false,
             }],
             ended: false,
             independent_segments: true,

@@ -12,9 +12,17 @@
 //! Such a packager names its video rendition `video`; [`rename_rendition`] and [`rename_key`]
 //! give it the rung's name, and [`with_rungs`] puts the rungs into the source's
 //! [`StreamSnapshot`] so every playlist and rendition report is rendered from one snapshot.
+//!
+//! A rung withdrawn mid-stream (its encoder fell behind or failed) keeps its media playlist:
+//! [`GapMirror`] carries it on along the source's timeline with EXT-X-GAP segments and
+//! GAP=YES parts, as RFC 8216bis 6.2.1 asks when an encoder's media is unavailable, so a
+//! player on it moves to another variant (hls.js and Shaka do at the first GAP part) instead
+//! of meeting 404s for a playlist and for parts it was already given.
 
 use crate::key::ObjectKey;
-use crate::playlist::{PartEntry, RenditionKind, RenditionSnapshot, StreamSnapshot};
+use crate::playlist::{
+    OpenSegment, PartEntry, RenditionKind, RenditionSnapshot, SegmentEntry, StreamSnapshot,
+};
 
 /// The key `key` of a rung's own packager (rendition `video`) under the rung's name.
 pub fn rename_key(key: &ObjectKey, name: &str) -> ObjectKey {
@@ -205,6 +213,145 @@ fn check_parts(msn: u64, i: usize, a: &PartEntry, b: &PartEntry) -> Result<(), M
         });
     }
     Ok(())
+}
+
+/// A withdrawn rung's media playlist, kept going on the source's timeline.
+///
+/// It starts from the rung's last published rendition: everything that listed stays as it was
+/// (RFC 8216bis 6.2.1: a server only appends and removes from the front), and its objects stay
+/// served until their segments leave the window. From there every part and segment the source
+/// adds is added here too, with the source's MSN, part index, durations, INDEPENDENT,
+/// discontinuities and PROGRAM-DATE-TIME, under the rung's URIs and marked GAP (GAP=YES parts,
+/// EXT-X-GAP segments), without a preload hint. Blocking requests on it are answered as on the
+/// source, so a player that holds one gets its answer on time and sees the gap. The rendition is
+/// flagged [`RenditionSnapshot::withdrawn`]: the multivariant playlist no longer lists it and
+/// the other playlists report it no more, so new players never pick it.
+#[derive(Debug, Clone)]
+pub struct GapMirror {
+    r: RenditionSnapshot,
+}
+
+impl GapMirror {
+    /// From `last`, the rung's rendition as last published (under its own name).
+    pub fn new(last: RenditionSnapshot) -> Self {
+        let mut r = last;
+        r.preload_hint = None;
+        r.withdrawn = true;
+        GapMirror { r }
+    }
+
+    /// The rendition's name.
+    pub fn name(&self) -> &str {
+        &self.r.name
+    }
+
+    /// Brings the mirror up to `src`, the source's video rendition (see the type's docs), and
+    /// returns it with the keys of the rung's objects whose segments left the window.
+    pub fn follow(&mut self, src: &RenditionSnapshot) -> (RenditionSnapshot, Vec<ObjectKey>) {
+        let name = self.r.name.clone();
+        let from = src.name.as_str();
+        let map_uri = self
+            .r
+            .open
+            .as_ref()
+            .map(|o| o.map_uri.clone())
+            .or_else(|| self.r.segments.last().map(|s| s.map_uri.clone()))
+            .unwrap_or_default();
+        let gap_part = |p: &PartEntry| PartEntry {
+            uri: rename_uri(&p.uri, from, &name),
+            gap: true,
+            byterange: None,
+            ..p.clone()
+        };
+        // The segments the source completed since: the rung's open one keeps its parts.
+        let done = self.r.segments.last().map(|s| s.msn);
+        for s in src
+            .segments
+            .iter()
+            .filter(|s| done.is_none_or(|d| s.msn > d))
+        {
+            let (uri, map, mut parts) = match self.r.open.take() {
+                Some(o) if o.msn == s.msn => (o.uri, o.map_uri, o.parts),
+                _ => (rename_uri(&s.uri, from, &name), map_uri.clone(), Vec::new()),
+            };
+            parts.extend(s.parts.iter().skip(parts.len()).map(gap_part));
+            self.r.segments.push(SegmentEntry {
+                msn: s.msn,
+                duration: s.duration,
+                uri,
+                program_date_time: s.program_date_time,
+                discontinuity: s.discontinuity,
+                map_uri: map,
+                // Not all of it exists: the segment as a whole is a gap (its real parts, if
+                // any, stay listed as they were).
+                gap: true,
+                parts,
+                parts_listed: s.parts_listed,
+                bytes: 0,
+                independent: s.independent,
+            });
+        }
+        // The source's segment in progress.
+        self.r.open = src.open.as_ref().map(|o| {
+            let mut mine = match self.r.open.take() {
+                Some(m) if m.msn == o.msn => m,
+                _ => OpenSegment {
+                    msn: o.msn,
+                    uri: rename_uri(&o.uri, from, &name),
+                    program_date_time: o.program_date_time,
+                    discontinuity: o.discontinuity,
+                    map_uri: map_uri.clone(),
+                    parts: Vec::new(),
+                    bytes: 0,
+                },
+            };
+            mine.parts
+                .extend(o.parts.iter().skip(mine.parts.len()).map(gap_part));
+            mine
+        });
+        // Parts stop being listed when the source's do; a gap segment's then go.
+        for i in (0..self.r.segments.len()).rev() {
+            let s = &self.r.segments[i];
+            if !s.parts_listed {
+                break;
+            }
+            if src.segments.by_msn(s.msn).is_some_and(|t| !t.parts_listed) {
+                let s = self.r.segments.get_mut(i).expect("in range");
+                s.parts_listed = false;
+                if s.parts.iter().all(|p| p.gap) {
+                    s.parts = Vec::new();
+                }
+            }
+        }
+        // The window starts where the source's does.
+        let mut expired = Vec::new();
+        while self
+            .r
+            .segments
+            .first()
+            .is_some_and(|s| s.msn < src.media_sequence)
+        {
+            let old = self.r.segments.pop_front().expect("not empty");
+            self.r.media_sequence = old.msn + 1;
+            if old.discontinuity {
+                self.r.discontinuity_sequence += 1;
+            }
+            expired.extend(
+                old.parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.gap)
+                    .map(|(i, _)| ObjectKey::part(&name, old.msn, i as u32)),
+            );
+            expired.push(ObjectKey::segment(&name, old.msn));
+        }
+        if let Some(listed) = self.r.segments.iter().find(|s| s.parts_listed) {
+            let msn = listed.msn;
+            self.r.segments.freeze_before(msn);
+        }
+        self.r.settled.sync(&self.r.segments);
+        (self.r.clone(), expired)
+    }
 }
 
 #[cfg(test)]

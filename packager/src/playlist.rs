@@ -137,6 +137,10 @@ pub struct RenditionSnapshot {
     /// correct (the renderer then renders every segment); a snapshot whose segments are
     /// changed after the packager made it must clear it.
     pub settled: SettledText,
+    /// An ABR rung taken off the air ([`crate::ladder::GapMirror`]): its playlist goes on with
+    /// GAP segments and parts for the players already on it, but the multivariant playlist
+    /// does not list it and the other renditions do not report it.
+    pub withdrawn: bool,
 }
 
 impl RenditionSnapshot {

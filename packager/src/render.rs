@@ -122,7 +122,7 @@ pub fn render_multivariant(snap: &StreamSnapshot) -> String {
     let videos: Vec<&RenditionSnapshot> = snap
         .renditions
         .iter()
-        .filter(|r| r.kind != RenditionKind::Audio)
+        .filter(|r| r.kind != RenditionKind::Audio && !r.withdrawn)
         .collect();
     let main = videos.first().copied();
     let audio_bw = audio.map(bandwidth).unwrap_or((0, 0));
@@ -354,7 +354,11 @@ pub fn render_media(
             }
             out.push('\n');
         }
-        for other in snap.renditions.iter().filter(|o| o.name != rendition.name) {
+        for other in snap
+            .renditions
+            .iter()
+            .filter(|o| o.name != rendition.name && !o.withdrawn)
+        {
             let _ = write!(out, "#EXT-X-RENDITION-REPORT:URI=\"{}.m3u8\"", other.name);
             if let Some((msn, part)) = other.last_part() {
                 let _ = write!(out, ",LAST-MSN={msn},LAST-PART={part}");

@@ -3,7 +3,7 @@
 //! snapshot renders rendition reports that match what each rendition has published.
 
 use bytes::Bytes;
-use llhls_packager::ladder::{check_aligned, rename_key, rename_rendition, with_rungs};
+use llhls_packager::ladder::{check_aligned, rename_key, rename_rendition, with_rungs, GapMirror};
 use llhls_packager::synth::{self, Publisher};
 use llhls_packager::{
     render_media, render_multivariant, Frame, Layout, MediaTime, Output, Packager, PackagerConfig,
@@ -353,4 +353,142 @@ fn the_alignment_check_catches_a_rung_that_lost_a_keyframe() {
     let snap = source.snapshot().unwrap();
     let rs = rung_snapshot(&rung, "360p").unwrap();
     assert!(check_aligned(&snap.renditions[0], &rs).is_err());
+}
+
+/// A rung withdrawn mid-stream (its encoder stopped) goes on as a [`GapMirror`]: at every
+/// source change after, its playlist has the source's MSNs, parts, durations, dates and
+/// discontinuities, everything new marked GAP, no preload hint; nothing it listed changes;
+/// its own objects expire as their segments leave the window; it ends with the source; new
+/// players are not pointed at it (not in the multivariant, not reported).
+#[test]
+fn a_withdrawn_rung_goes_on_as_gaps_on_the_source_grid() {
+    // The shortest window (6 segments of 2 s), so it slides past the rung's own segments.
+    let config = PackagerConfig {
+        layout: Layout::Separate,
+        window_segments: 6,
+        ..PackagerConfig::default()
+    };
+    let tracks = Publisher::new(30.0, 30).tracks();
+    let mut source = Packager::new(config.clone(), tracks.clone()).unwrap();
+    let mut rung = Packager::new(config, rung_tracks(&tracks)).unwrap();
+    let source_calls = calls(false);
+    let rung_calls = transcoded(&source_calls);
+    // The rung's encoder stops 5 calls behind the source, about 9 s in: before the stall (GAP
+    // parts), the reconnect's discontinuity and the end, which the mirror must follow.
+    let stop = source_calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Call::Frame(..)))
+        .nth(700)
+        .unwrap()
+        .0;
+    source_calls[..stop]
+        .iter()
+        .for_each(|c| apply(&mut source, c));
+    rung_calls[..stop - 5]
+        .iter()
+        .for_each(|c| apply(&mut rung, c));
+    let mut rung_objects = std::collections::BTreeSet::new();
+    while let Some(out) = rung.poll_output() {
+        match out {
+            Output::Object { key, .. } if !key.is_init() => {
+                rung_objects.insert(rename_key(&key, "360p").to_string());
+            }
+            Output::Expired(keys) => {
+                for k in keys {
+                    rung_objects.remove(&rename_key(&k, "360p").to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let last = rung_snapshot(&rung, "360p").unwrap();
+    let last_real = last.last_part().unwrap();
+    let mut mirror = GapMirror::new(last.clone());
+    let mut listed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let remember = |text: &str, listed: &mut std::collections::HashMap<String, String>| {
+        for l in text.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
+            let uri = l.split("URI=\"").nth(1).unwrap().split('"').next().unwrap();
+            if let Some(before) = listed.insert(uri.to_string(), l.to_string()) {
+                assert_eq!(before, l, "a listed part changed");
+            }
+        }
+    };
+    remember(
+        &render_media(
+            &with_rungs(&source.snapshot().unwrap(), vec![last.clone()]),
+            &last,
+            SkipMode::Full,
+        ),
+        &mut listed,
+    );
+    let mut expired = std::collections::BTreeSet::new();
+    let mut checked = 0;
+    for c in &source_calls[stop..] {
+        apply(&mut source, c);
+        while source.poll_output().is_some() {}
+        let snap = source.snapshot().unwrap();
+        let src = &snap.renditions[0];
+        let (ghost, gone) = mirror.follow(src);
+        expired.extend(gone.iter().map(|k| k.to_string()));
+        assert!(ghost.withdrawn && ghost.preload_hint.is_none());
+        assert_eq!(ghost.name, "360p");
+        assert_eq!(ghost.last_part(), src.last_part());
+        assert_eq!(
+            (ghost.media_sequence, ghost.discontinuity_sequence),
+            (src.media_sequence, src.discontinuity_sequence)
+        );
+        assert_eq!(ghost.segments.len(), src.segments.len());
+        for (g, s) in ghost.segments.iter().zip(src.segments.iter()) {
+            assert_eq!(
+                (
+                    g.msn,
+                    g.duration,
+                    g.program_date_time,
+                    g.discontinuity,
+                    g.parts_listed
+                ),
+                (
+                    s.msn,
+                    s.duration,
+                    s.program_date_time,
+                    s.discontinuity,
+                    s.parts_listed
+                )
+            );
+            if g.msn > last_real.0 {
+                assert!(g.gap && g.parts.iter().all(|p| p.gap && p.uri.starts_with("360p/")));
+            }
+            if g.parts_listed {
+                assert_eq!(g.parts.len(), s.parts.len(), "segment {}", g.msn);
+            }
+        }
+        let combined = with_rungs(&snap, vec![ghost.clone()]);
+        let text = render_media(&combined, &ghost, SkipMode::Full);
+        assert!(!text.contains("#EXT-X-PRELOAD-HINT"), "{text}");
+        remember(&text, &mut listed);
+        assert!(!render_multivariant(&combined).contains("360p"));
+        assert!(!render_media(&combined, src, SkipMode::Full).contains("360p"));
+        if snap.ended {
+            assert!(ghost.open.is_none());
+            assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+        }
+        checked += 1;
+    }
+    assert!(checked > 500, "{checked}");
+    assert!(source.snapshot().unwrap().ended);
+    // Every object of the rung whose segment left the window was expired (the window slid
+    // past all of them: 25 s of source after the stop).
+    let first = source.snapshot().unwrap().renditions[0].media_sequence;
+    assert!(
+        first > last_real.0,
+        "the window slid past the rung's segments"
+    );
+    let stale: Vec<&String> = rung_objects
+        .iter()
+        .filter(|k| !expired.contains(*k))
+        .collect();
+    assert!(stale.is_empty(), "never expired: {stale:?}");
+    // Parts of the rung's own that were listed stay listed without GAP.
+    assert!(listed.iter().any(|(_, l)| !l.contains("GAP=YES")));
 }

@@ -70,6 +70,7 @@ impl Packager {
                     open,
                     preload_hint,
                     settled: r.settled.clone(),
+                    withdrawn: false,
                 }
             })
             .collect();
