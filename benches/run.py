@@ -129,15 +129,19 @@ def cpu_per_stream(pids, window, m):
 
 
 def fanout(args, quick, tmp):
-    cases = [(1000, None), (5000, None), (10000, None), (1000, 100), (10000, 250), (20000, 500)]
+    # (viewers, h2 streams per connection, delta updates): full playlists, and the delta
+    # updates hls.js 1.7 asks for (`fanout --skip`: `_HLS_skip=YES` on every blocking reload
+    # once CAN-SKIP-UNTIL is advertised; the reference then serves the delta view too).
+    cases = [(1000, None, False), (5000, None, False), (10000, None, False), (5000, None, True),
+             (10000, None, True), (1000, 100, False), (10000, 250, False), (20000, 500, False)]
     if quick:
-        cases = [(1000, None), (10000, 250)]
+        cases = [(1000, None, False), (10000, 250, False)]
     secs = 8 if quick else 15
-    for n, h2 in cases:
+    for n, h2, skip in cases:
         results = {}
         # HTTP/1.1 also through hyper (`--lean-http1 false`), the path every HTTP/1.1 request
         # took before origin/src/h1.rs: the same binary, so the difference is that path's.
-        whos = ("reference", "llhls") if h2 else ("reference", "llhls", "llhls-hyper")
+        whos = ("reference", "llhls") if h2 or skip else ("reference", "llhls", "llhls-hyper")
         for who in whos:
             if who.startswith("llhls"):
                 p, port, _ = llhls_serve(tmp, ["--lean-http1", "false"] if who == "llhls-hyper" else [])
@@ -153,6 +157,8 @@ def fanout(args, quick, tmp):
                    "--server-pid", str(p.p.pid), "--label", who]
             if h2:
                 cmd += ["--h2", str(h2)]
+            if skip:
+                cmd += ["--skip"]
             out = subprocess.run(cmd, capture_output=True, text=True)
             p.stop()
             line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
@@ -164,8 +170,9 @@ def fanout(args, quick, tmp):
                 print(f"  warning: {who} at {n}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ''}", flush=True)
                 results[who]["failed"] = True
         transport = f"h2 ({h2} streams/conn)" if h2 else "HTTP/1.1"
-        case = f"{n} viewers, {transport}"
-        command = f"python3 benches/run.py --only fanout  (fanout --viewers {n}{' --h2 %d' % h2 if h2 else ''} --secs {secs})"
+        case = f"{n} viewers, {transport}" + (", delta updates" if skip else "")
+        command = (f"python3 benches/run.py --only fanout  (fanout --viewers {n}{' --h2 %d' % h2 if h2 else ''}"
+                   f"{' --skip' if skip else ''} --secs {secs})")
         r, o = results["reference"], results["llhls"]
         row("fan-out", case + ": responses/s", command, "bare hyper+watch", r["responses_per_s"], o["responses_per_s"], "resp/s", True, ">= 0.9x ref")
         row("fan-out", case + ": wake p50", command, "bare hyper+watch", r["wake_p50_ms"], o["wake_p50_ms"], "ms", False, "")

@@ -6,6 +6,10 @@
 //!     fanout --url http://127.0.0.1:8080/live/demo/media.m3u8 --viewers 1000 --secs 20
 //!            [--h2 STREAMS_PER_CONNECTION] [--server-pid PID] [--label NAME]
 //!            [--report-every SECS]   (also one JSON line per interval: lag p50/p99, errors)
+//!            [--skip]   (delta updates as hls.js 1.7 asks them: `_HLS_skip=YES` on each blocking
+//!                        reload once a playlist advertised CAN-SKIP-UNTIL; hls.js's
+//!                        `getSkipValue` asks it while its copy is younger than half that, which a
+//!                        held viewer's always is)
 //!     (the demo's muxed playlist: `llhls serve --demo-ladder off`)
 //!
 //! Prints one JSON line. Exits non-zero when a request errors or a viewer never wakes.
@@ -75,12 +79,17 @@ async fn viewer(
     measure_from: Instant,
     deadline: Instant,
     totals: Arc<Totals>,
+    skip: bool,
 ) -> Vec<u32> {
     let mut lat = Vec::new();
     let mut next: Option<(u64, u32)> = None;
+    let mut can_skip = false;
     let mut woke = false;
     while Instant::now() < deadline {
         let uri = match next {
+            Some((m, p)) if skip && can_skip => {
+                format!("{path}?_HLS_msn={m}&_HLS_part={p}&_HLS_skip=YES")
+            }
             Some((m, p)) => format!("{path}?_HLS_msn={m}&_HLS_part={p}"),
             None => path.clone(),
         };
@@ -101,7 +110,9 @@ async fn viewer(
                         totals.woken_viewers.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                next = next_directive(&String::from_utf8_lossy(&body));
+                let text = String::from_utf8_lossy(&body);
+                can_skip = text.contains("CAN-SKIP-UNTIL=");
+                next = next_directive(&text);
                 if next.is_none() {
                     totals.errors.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -143,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
     let label = arg("--label").unwrap_or_else(|| "server".into());
     // --idle: open the connections and send nothing (memory of an idle connection alone).
     let idle_only = args.iter().any(|a| a == "--idle");
+    let skip = args.iter().any(|a| a == "--skip");
     let report_every: Option<u64> = arg("--report-every").map(|v| v.parse()).transpose()?;
     // Long runs are for the soak (benches/run.py --only soak), which reports per interval.
     let max_secs = if report_every.is_some() {
@@ -245,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
             measure_from,
             deadline,
             totals.clone(),
+            skip,
         )));
         if i % 500 == 499 {
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -273,7 +286,7 @@ async fn main() -> anyhow::Result<()> {
         _ => f64::NAN,
     };
     println!(
-        "{{\"label\":\"{label}\",\"transport\":\"{}\",\"viewers\":{viewers},\"secs\":{secs},\"responses_per_s\":{:.0},\"wake_p50_ms\":{:.1},\"wake_p99_ms\":{:.1},\"wake_max_ms\":{:.1},\"server_cpu_s\":{cpu:.2},\"server_rss_mib\":{:.1},\"kb_per_viewer\":{per_viewer_kb:.1},\"errors\":{errors},\"woken\":{woken}}}",
+        "{{\"label\":\"{label}\",\"transport\":\"{}\",\"viewers\":{viewers},\"skip\":{skip},\"secs\":{secs},\"responses_per_s\":{:.0},\"wake_p50_ms\":{:.1},\"wake_p99_ms\":{:.1},\"wake_max_ms\":{:.1},\"server_cpu_s\":{cpu:.2},\"server_rss_mib\":{:.1},\"kb_per_viewer\":{per_viewer_kb:.1},\"errors\":{errors},\"woken\":{woken}}}",
         if h2.is_some() { "h2" } else { "http/1.1" },
         responses as f64 / secs as f64,
         pct(&lat, 50.0),

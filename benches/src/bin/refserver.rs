@@ -1,7 +1,9 @@
 //! The reference for the fan-out benchmark: a bare hyper server (HTTP/1.1 + h2c on one port)
 //! and a `tokio::sync::watch` long-poll, doing no LL-HLS work. A ticker publishes a new part
 //! every `--part-ms`; a request `?_HLS_msn=M&_HLS_part=P` is held until that part exists.
-//! The body is a pre-rendered playlist of the same shape and size as llhls's.
+//! The body is a pre-rendered playlist of the same shape and size as llhls's; with
+//! `_HLS_skip=YES`, its delta update (EXT-X-SKIP over the segments more than CAN-SKIP-UNTIL
+//! from the end), as llhls renders it.
 //!
 //!     refserver --listen 127.0.0.1:9090 [--part-ms 200]
 
@@ -26,19 +28,29 @@ struct State {
     msn: u64,
     part: u32,
     body: Bytes,
+    /// The `_HLS_skip=YES` view.
+    delta: Bytes,
     published_us: HeaderValue,
 }
 
 /// A playlist with llhls's shape and size: 12 segments with program-date-time, parts listed
-/// for the last three and for the open parent, the same header tags and a preload hint.
-fn render(msn: u64, part: u32) -> Bytes {
+/// for the last three and for the open parent, the same header tags and a preload hint. As a
+/// delta update (`skip`): the first 6 segments (12 s, CAN-SKIP-UNTIL, from the end) replaced
+/// by EXT-X-SKIP, and the map repeated before the first segment listed, as llhls does.
+fn render(msn: u64, part: u32, skip: bool) -> Bytes {
     let first = msn - 12;
+    let skipped = if skip { 6 } else { 0 };
     let mut s = format!(
-        "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.20014\n\
+        "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.20014\n\
          #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,HOLD-BACK=6.0,PART-HOLD-BACK=0.60042\n\
-         #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-MAP:URI=\"media/init-1795600000.mp4\"\n"
+         #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n",
+        if skip { 9 } else { 6 }
     );
-    for m in first..msn {
+    if skip {
+        s.push_str(&format!("#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}\n"));
+    }
+    s.push_str("#EXT-X-MAP:URI=\"media/init-1795600000.mp4\"\n");
+    for m in first + skipped..msn {
         s.push_str("#EXT-X-PROGRAM-DATE-TIME:2026-11-25T16:44:56.136Z\n");
         if m + 3 >= msn {
             for p in 0..10 {
@@ -84,6 +96,7 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let q = req.uri().query().unwrap_or("");
     let want = query_num(q, "_HLS_msn").map(|m| (m, query_num(q, "_HLS_part").unwrap_or(0) as u32));
+    let skip = q.split('&').any(|kv| kv == "_HLS_skip=YES");
     let mut rx = rx;
     let state = match want {
         None => rx.borrow().clone(),
@@ -111,7 +124,7 @@ async fn handle(
             "access-control-expose-headers",
             "Age, Content-Range, Content-Length, Date",
         )
-        .body(Full::new(state.body))
+        .body(Full::new(if skip { state.delta } else { state.body }))
         .unwrap())
 }
 
@@ -124,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
     let (tx, rx) = watch::channel(State {
         msn: 1_795_600_000,
         part: 0,
-        body: render(1_795_600_000, 0),
+        body: render(1_795_600_000, 0, false),
+        delta: render(1_795_600_000, 0, true),
         published_us: now_us(),
     });
     let tx = Arc::new(tx);
@@ -141,7 +155,8 @@ async fn main() -> anyhow::Result<()> {
             tx.send_replace(State {
                 msn,
                 part,
-                body: render(msn, part),
+                body: render(msn, part, false),
+                delta: render(msn, part, true),
                 published_us: now_us(),
             });
         }
