@@ -104,6 +104,14 @@ async fn text(resp: Response<Body>) -> String {
     String::from_utf8(b.to_vec()).unwrap()
 }
 
+/// The URI of an EXT-X-PART line.
+fn part_uri(line: &str) -> &str {
+    line.split("URI=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no URI in {line}"))
+}
+
 /// (URI, LAST-MSN, LAST-PART) of each EXT-X-RENDITION-REPORT.
 fn reports(text: &str) -> Vec<(String, u64, u32)> {
     text.lines()
@@ -241,13 +249,7 @@ async fn rungs_on_the_source_grid(addressing: Addressing) {
     assert_eq!(r.status(), StatusCode::OK);
     let rung = text(r).await;
     for line in rung.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
-        let uri = line
-            .split("URI=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
+        let uri = part_uri(line);
         assert!(uri.starts_with("360p/"), "{uri}");
         if addressing == Addressing::ByteRange && !rung.lines().any(|l| l == uri) {
             // A range of the open segment: a whole GET of it waits for the segment's end.
@@ -336,13 +338,7 @@ async fn a_starved_rung_is_withdrawn_goes_on_as_gaps_and_never_holds_back_the_so
                         .collect();
                     assert!(!listed.is_empty(), "{text}");
                     for line in listed {
-                        let uri = line
-                            .split("URI=\"")
-                            .nth(1)
-                            .unwrap()
-                            .split('"')
-                            .next()
-                            .unwrap();
+                        let uri = part_uri(line);
                         let r = call(&origin, &format!("/live/test/{uri}")).await;
                         assert_eq!(r.status(), StatusCode::OK, "{uri}");
                     }
