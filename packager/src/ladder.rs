@@ -240,11 +240,6 @@ impl GapMirror {
         GapMirror { r }
     }
 
-    /// The rendition's name.
-    pub fn name(&self) -> &str {
-        &self.r.name
-    }
-
     /// Brings the mirror up to `src`, the source's video rendition (see the type's docs), and
     /// returns it with the keys of the rung's objects whose segments left the window.
     pub fn follow(&mut self, src: &RenditionSnapshot) -> (RenditionSnapshot, Vec<ObjectKey>) {
