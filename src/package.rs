@@ -177,7 +177,7 @@ pub fn run(
     };
     std::fs::write(outdir.join("index.m3u8"), render_multivariant(&snap))?;
     // A rung withdrawn on the way (it never caught up) is in no multivariant playlist.
-    for r in snap.renditions.iter().filter(|r| !r.withdrawn) {
+    for r in snap.listed() {
         std::fs::write(
             outdir.join(format!("{}.m3u8", r.name)),
             render_vod(r, snap.timing.target_duration),

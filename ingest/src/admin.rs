@@ -180,9 +180,7 @@ impl Admin {
             "part_hold_back": published.snapshot.timing.part_hold_back,
             "renditions": published
                 .snapshot
-                .renditions
-                .iter()
-                .filter(|r| !r.withdrawn)
+                .listed()
                 .map(|r| r.name.clone())
                 .collect::<Vec<_>>(),
         }))

@@ -692,7 +692,7 @@ impl Recorder {
         let mut msgs = Vec::new();
         // A withdrawn rung's GAP playlist is not recorded (the recording's multivariant playlist
         // does not list it either).
-        for r in snap.renditions.iter().filter(|r| !r.withdrawn) {
+        for r in snap.listed() {
             let last = self.last.get(&r.name).map(|l| l.0);
             let new_from = r
                 .segments
@@ -754,12 +754,7 @@ impl Recorder {
             return;
         }
         // The multivariant playlist, once every rendition it lists has a playlist of its own.
-        let names: Vec<String> = snap
-            .renditions
-            .iter()
-            .filter(|r| !r.withdrawn)
-            .map(|r| r.name.clone())
-            .collect();
+        let names: Vec<String> = snap.listed().map(|r| r.name.clone()).collect();
         if (names != self.listed || self.mv_stale)
             && names.iter().all(|n| self.last.contains_key(n))
         {

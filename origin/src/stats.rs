@@ -101,12 +101,7 @@ impl StreamSummary {
             })
             .sum();
         // Every media rendition is one held request per player.
-        let renditions = snapshot
-            .renditions
-            .iter()
-            .filter(|r| !r.withdrawn)
-            .count()
-            .max(1);
+        let renditions = snapshot.listed().count().max(1);
         let held = stream.stats.held_playlists.load(Ordering::Relaxed);
         StreamSummary {
             name: stream.name.clone(),

@@ -304,7 +304,10 @@ impl GapMirror {
                 .extend(o.parts.iter().skip(mine.parts.len()).map(gap_part));
             mine
         });
-        // Parts stop being listed when the source's do; a gap segment's then go.
+        // Parts stop being listed when the source's do; a gap segment's then go. Walked from the
+        // newest segment to the first one already settled (not the whole window), noting the
+        // oldest whose parts stay listed: the ones before it no longer change.
+        let mut first_listed = None;
         for i in (0..self.r.segments.len()).rev() {
             let s = &self.r.segments[i];
             if !s.parts_listed {
@@ -316,6 +319,8 @@ impl GapMirror {
                 if s.parts.iter().all(|p| p.gap) {
                     s.parts = Vec::new();
                 }
+            } else {
+                first_listed = Some(s.msn);
             }
         }
         // The window starts where the source's does.
@@ -340,8 +345,7 @@ impl GapMirror {
             );
             expired.push(ObjectKey::segment(&name, old.msn));
         }
-        if let Some(listed) = self.r.segments.iter().find(|s| s.parts_listed) {
-            let msn = listed.msn;
+        if let Some(msn) = first_listed {
             self.r.segments.freeze_before(msn);
         }
         self.r.settled.sync(&self.r.segments);

@@ -238,4 +238,10 @@ impl StreamSnapshot {
     pub fn rendition(&self, name: &str) -> Option<&RenditionSnapshot> {
         self.renditions.iter().find(|r| r.name == name)
     }
+
+    /// The renditions players are pointed at: all but withdrawn ABR rungs (whose playlists
+    /// still answer, see [`RenditionSnapshot::withdrawn`]).
+    pub fn listed(&self) -> impl Iterator<Item = &RenditionSnapshot> {
+        self.renditions.iter().filter(|r| !r.withdrawn)
+    }
 }

@@ -120,9 +120,8 @@ pub fn render_multivariant(snap: &StreamSnapshot) -> String {
     // in snapshot order, all sharing the one audio group. An audio-only stream's variant is
     // its audio playlist.
     let videos: Vec<&RenditionSnapshot> = snap
-        .renditions
-        .iter()
-        .filter(|r| r.kind != RenditionKind::Audio && !r.withdrawn)
+        .listed()
+        .filter(|r| r.kind != RenditionKind::Audio)
         .collect();
     let main = videos.first().copied();
     let audio_bw = audio.map(bandwidth).unwrap_or((0, 0));
@@ -354,11 +353,7 @@ pub fn render_media(
             }
             out.push('\n');
         }
-        for other in snap
-            .renditions
-            .iter()
-            .filter(|o| o.name != rendition.name && !o.withdrawn)
-        {
+        for other in snap.listed().filter(|o| o.name != rendition.name) {
             let _ = write!(out, "#EXT-X-RENDITION-REPORT:URI=\"{}.m3u8\"", other.name);
             if let Some((msn, part)) = other.last_part() {
                 let _ = write!(out, ",LAST-MSN={msn},LAST-PART={part}");
