@@ -73,6 +73,13 @@ async function finish() {
       try { log = readFileSync(join(outDir, `llhls-${k}.log`), 'utf8'); } catch {}
       const warns = log.split('\n').filter(l => / (WARN|ERROR) /.test(l));
       if (warns.length) console.log(`  node ${k}: ${warns.length} warnings, the first 15:\n${warns.slice(0, 15).map(l => '    ' + l.slice(0, 300)).join('\n')}`);
+      // The moved streams' publish story on this node (accepted, refused, claimed, first
+      // playlist), for a takeover that was late.
+      for (const name of report.killed?.streams || []) {
+        const lines = log.split('\n').filter(l => (l.includes(`stream=${name} `) || l.includes(`stream="${name}"`) || l.endsWith(`stream=${name}`))
+          && /publish|cluster|first playlist|unpublish/.test(l));
+        if (lines.length) console.log(`  node ${k}, stream ${name}:\n${lines.slice(-12).map(l => '    ' + l.slice(0, 260)).join('\n')}`);
+      }
     }
   }
   process.exit(failures.length ? 1 : 0);
@@ -181,7 +188,7 @@ if (perNode.filter(c => c > 0).length < 2) failures.push(`the balancer did not s
 
 // Media playlist URL of a stream, and its published object URIs.
 const mediaUrl = async (base, name) => {
-  const mv = await (await fetch(`${base}/live/${name}/index.m3u8`)).text();
+  const mv = await (await fetch(`${base}/live/${name}/index.m3u8`, { signal: AbortSignal.timeout(3000) })).text();
   return `${base}/live/${name}/${mv.split('\n').find(l => l.endsWith('.m3u8') && !l.startsWith('#'))}`;
 };
 const objectUris = (pl) => listedUris(pl).map(x => x.u);
@@ -249,36 +256,49 @@ report.killed = { node: victim.base, streams: moved };
 const recovery = {};
 await Promise.all(moved.map(async name => {
   try { publishers[name].kill('SIGKILL'); } catch {}
-  // Reconnect at once and every 500 ms while refused (the dead node's claim lasts up to 3 s).
-  let pub = null, acceptedAt = null, attempts = 0;
-  while (Date.now() - killedAt < 60000) {
-    attempts++;
-    const c = publish(name);
-    const t = Date.now();
-    const exited = await Promise.race([new Promise(r => c.on('exit', () => r(true))), sleep(1500).then(() => false)]);
-    if (!exited) { pub = c; acceptedAt = t; break; }
-    await sleep(500);
-  }
-  if (!pub) { recovery[name] = { attempts, back: false }; return; }
-  // Back: the playlist through the edge lists objects above the old MSNs.
-  let backAt = null;
-  while (Date.now() - acceptedAt < 30000 && backAt === null) {
+  // The publisher retries as OBS and a looping ffmpeg do: at once, then 500 ms after each exit
+  // (refused while the dead node's claim lasts, up to 3 s). The reconnect is the attempt that is
+  // up when the stream is back: the playlist through the edge lists media above the old MSNs
+  // (not the GAP bridge the new node lists first: the old run's last segment). Every attempt
+  // is kept for the report (a refusal that took longer than a fixed wait once passed for an
+  // accepted publish here).
+  const tries = [];
+  let cur = null, backAt = null;
+  const retrying = (async () => {
+    while (Date.now() - killedAt < 60000 && backAt === null) {
+      if (!cur || cur.exited) {
+        if (cur) await sleep(500);
+        const c = publish(name);
+        const rec = { spawnMs: Date.now() - killedAt };
+        const me = { c, spawnAt: Date.now(), exited: false };
+        c.on('exit', code => {
+          me.exited = true;
+          Object.assign(rec, { exitMs: Date.now() - killedAt, code, said: c.logText().trim().split('\n').pop()?.slice(0, 160) });
+        });
+        tries.push(rec);
+        cur = me;
+      }
+      await sleep(50);
+    }
+  })();
+  while (Date.now() - killedAt < 60000 && backAt === null) {
     try {
       const url = await mediaUrl(edge, name);
-      const pl = await (await fetch(url)).text();
-      // Media (not the GAP bridge the new node lists first: the old run's last segment).
+      const pl = await (await fetch(url, { signal: AbortSignal.timeout(3000) })).text();
       if (listedUris(pl).some(x => !x.gap && !x.u.includes('init-') && msnOf(x.u) > oldMax[name])) backAt = Date.now();
     } catch {}
     if (backAt === null) await sleep(100);
   }
-  recovery[name] = { attempts, reconnectAfterKillMs: acceptedAt - killedAt,
-    backAfterReconnectMs: backAt === null ? null : backAt - acceptedAt, backAfterKillMs: backAt === null ? null : backAt - killedAt };
+  await retrying;
+  const up = backAt !== null && !cur.exited ? cur : null;
+  recovery[name] = { attempts: tries.length, tries, reconnectAfterKillMs: up ? up.spawnAt - killedAt : null,
+    backAfterReconnectMs: up ? backAt - up.spawnAt : null, backAfterKillMs: backAt === null ? null : backAt - killedAt };
 }));
 report.recovery = recovery;
 for (const name of moved) {
   const r = recovery[name];
   if (r.backAfterReconnectMs === null || r.backAfterReconnectMs === undefined) failures.push(`stream ${name}: not back after its publisher's reconnect (${JSON.stringify(r)})`);
-  else if (r.backAfterReconnectMs > 5000) failures.push(`stream ${name}: back ${r.backAfterReconnectMs} ms after its publisher's reconnect (> 5 s)`);
+  else if (r.backAfterReconnectMs > 5000) failures.push(`stream ${name}: back ${r.backAfterReconnectMs} ms after its publisher's reconnect (> 5 s); attempts ${JSON.stringify(r.tries)}`);
 }
 
 // No URI reused with other bytes (a URI listed as GAP, the old run's last segment that the new
