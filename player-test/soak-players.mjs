@@ -22,13 +22,13 @@
 // by the wall time, so a slow clock shows in the figures instead of hiding in latency.
 //
 // run.py starts this script at a higher CPU priority (nice -5) than the server and the load
-// generators, where the machine allows it; Chromium inherits it, the WHIP publishers are put
-// back to the default. The players stand for viewers on their own devices: on the full soak's
+// generators, where the machine allows it; Chromium's threads are raised to it (Chromium resets
+// its renderers' priority), the WHIP publishers are put back to the default. The players stand for viewers on their own devices: on the full soak's
 // saturated two cores, a 720p player at the same priority as 2,000 held viewers' load
 // generator stalled 3 times in 60 minutes with the server's figures at their usual values.
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { getPriority, tmpdir } from 'node:os';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { getPriority, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { here, opt, sleep, launchChromium, servePlayerPages } from './common.mjs';
 
@@ -108,6 +108,36 @@ for (const p of [...new Set([...Array.from({ length: whipCount }, (_, i) => `liv
 
 const { port, server } = await servePlayerPages();
 const browser = await launchChromium();
+// Chromium sets its child processes' priorities itself (renderers back at 0, or 5 in the
+// background, whatever it was started at): every 2 s, every thread of Chromium's processes
+// below this script is raised to this script's priority, when that is above the default.
+const playerPriority = getPriority();
+function raiseChromium() {
+  const children = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      const comm = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push({ pid: Number(d), comm });
+    } catch {}
+  }
+  const stack = [process.pid];
+  while (stack.length) {
+    for (const k of children.get(stack.pop()) || []) {
+      if (!/chrom/i.test(k.comm)) continue;
+      stack.push(k.pid);
+      let tids = [];
+      try { tids = readdirSync(`/proc/${k.pid}/task`).map(Number); } catch {}
+      for (const t of tids) {
+        try { if (getPriority(t) > playerPriority) setPriority(t, playerPriority); } catch {}
+      }
+    }
+  }
+}
+if (playerPriority < 0) { raiseChromium(); setInterval(raiseChromium, 2000).unref(); }
 const pages = [];
 for (const p of paths) {
   const page = await (await browser.newContext()).newPage();
