@@ -31,7 +31,7 @@
 // (--player-debug: hls.js with debug: true, Shaka's debug build; their log, and every
 // SourceBuffer abort(), remove(), timestampOffset change and append with the buffered ranges after it, in
 // player-console.log)
-import { root, llhlsBin, outDirNamed, freePort, sleep, flag, opt, launchChromium, servePlayerPages, knownOpen, traceMediaSource } from './common.mjs';
+import { root, llhlsBin, outDirNamed, freePort, sleep, flag, opt, launchChromium, servePlayerPages, knownOpen, traceMediaSource, exposePlayer } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -137,32 +137,7 @@ if (shaka) {
 // The player behind one interface, in the page: window.__p.
 await page.waitForFunction((shaka) => shaka ? players[0]?.shaka?.getVariantTracks().length : typeof hls !== 'undefined' && hls?.levels.length, shaka, { timeout: 30000 })
   .catch(() => {});
-await page.evaluate((shaka) => {
-  const p = shaka ? players[0] : null;
-  const active = () => p.shaka.getVariantTracks().find(t => t.active);
-  window.__p = shaka ? {
-    video: p.video,
-    height: () => active()?.height,
-    loading: () => active()?.height,
-    heights: () => [...new Set(p.shaka.getVariantTracks().map(t => t.height))],
-    latency: () => p.shaka.getStats().liveLatency,
-    estimate: () => p.shaka.getStats().estimatedBandwidth,
-    fatal: () => p.fatal || '',
-    onSwitch: (f) => {
-      p.shaka.addEventListener('adaptation', e => f(e.newTrack?.height ?? active()?.height));
-      p.shaka.addEventListener('variantchanged', () => f(active()?.height));
-    },
-  } : {
-    video,
-    height: () => hls.levels[hls.currentLevel]?.height,
-    loading: () => hls.levels[hls.loadLevel]?.height,
-    heights: () => hls.levels.map(l => l.height),
-    latency: () => hls.latency,
-    estimate: () => hls.bandwidthEstimate,
-    fatal: () => typeof error === 'string' ? error : '',
-    onSwitch: (f) => hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => f(hls.levels[d.level].height)),
-  };
-}, shaka);
+await exposePlayer(page, shaka);
 const state = () => page.evaluate((shaka) => ({
   t: Date.now(),
   time: __p.video.currentTime,

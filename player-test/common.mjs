@@ -65,6 +65,38 @@ export async function launchChromium(extra = []) {
  * Checks of an open acceptance criterion named in LLHLS_PLAYER_KNOWN (comma-separated) are
  * reported as KNOWN-OPEN instead of failing the run; each script lists the names it knows.
  */
+/// One interface, window.__p, over the player in `page`: hls.js in the page the server ships
+/// at `/` (its globals `hls` and `video`), or Shaka in page.html (`players[0]`). height() is the
+/// rendition playing, loading() the one being loaded, onSwitch(f) calls f(height) on each switch.
+export async function exposePlayer(page, shaka) {
+  await page.evaluate((shaka) => {
+    const p = shaka ? players[0] : null;
+    const active = () => p.shaka.getVariantTracks().find(t => t.active);
+    window.__p = shaka ? {
+      video: p.video,
+      height: () => active()?.height,
+      loading: () => active()?.height,
+      heights: () => [...new Set(p.shaka.getVariantTracks().map(t => t.height))],
+      latency: () => p.shaka.getStats().liveLatency,
+      estimate: () => p.shaka.getStats().estimatedBandwidth,
+      fatal: () => p.fatal || '',
+      onSwitch: (f) => {
+        p.shaka.addEventListener('adaptation', e => f(e.newTrack?.height ?? active()?.height));
+        p.shaka.addEventListener('variantchanged', () => f(active()?.height));
+      },
+    } : {
+      video,
+      height: () => hls.levels[hls.currentLevel]?.height,
+      loading: () => hls.levels[hls.loadLevel]?.height,
+      heights: () => hls.levels.map(l => l.height),
+      latency: () => hls.latency,
+      estimate: () => hls.bandwidthEstimate,
+      fatal: () => typeof error === 'string' ? error : '',
+      onSwitch: (f) => hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => f(hls.levels[d.level].height)),
+    };
+  }, shaka);
+}
+
 export const knownOpen = new Set((process.env.LLHLS_PLAYER_KNOWN || '').split(',').map(t => t.trim()).filter(Boolean));
 
 /**
