@@ -878,11 +878,11 @@ def soak(args, quick, tmp):
     play = turns[:n_players]
     players = None
     if whips or n_players:
-        # The players (and Chromium, which inherits it) at a higher CPU priority than the server
-        # and the load generators, where the machine allows it: they stand for viewers on their
-        # own devices, not for load on this one (soak-players.mjs puts its WHIP publishers back
-        # to the default). Sitting 15's 60-minute run without it: the 720p player stalled 3
-        # times with the server's figures at their usual values.
+        # The players at a higher CPU priority than the server and the load generators, where the
+        # machine allows it: they stand for viewers on their own devices, not for load on this
+        # one (soak-players.mjs raises Chromium's threads to it, as Chromium resets its
+        # renderers, and puts its WHIP publishers back to the default). The 720p player stalled
+        # 3 times in 60 minutes with and without it (benches/README.md, "Reliability").
         def player_priority():
             try:
                 os.nice(-5)

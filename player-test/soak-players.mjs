@@ -23,9 +23,9 @@
 //
 // run.py starts this script at a higher CPU priority (nice -5) than the server and the load
 // generators, where the machine allows it; Chromium's threads are raised to it (Chromium resets
-// its renderers' priority), the WHIP publishers are put back to the default. The players stand for viewers on their own devices: on the full soak's
-// saturated two cores, a 720p player at the same priority as 2,000 held viewers' load
-// generator stalled 3 times in 60 minutes with the server's figures at their usual values.
+// its renderers' priority), the WHIP publishers are put back to the default. The players stand
+// for viewers on their own devices. (The 720p player's 3 stalls in 60 minutes came with and
+// without it: benches/README.md, "Reliability".)
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { getPriority, setPriority, tmpdir } from 'node:os';
