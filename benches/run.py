@@ -1088,6 +1088,12 @@ def soak(args, quick, tmp):
     write_svg(base + ".svg", samples, f"llhls soak: {streams} RTMP + {whips} WHIP streams, {viewers} held viewers, "
               f"{len(play) if players else 0} hls.js players, {minutes:g} min ({commit})")
     print(f"  soak: wrote {base}.csv, .json, .svg", flush=True)
+    # What led to each player stall (soak-players.mjs: hls.js's loads and appends, the playhead
+    # and each buffer's ranges, 30 s before the stall and 5 s after), beside the results.
+    trails = os.path.join(tmp, "players.stalls.jsonl")
+    if players and os.path.exists(trails) and os.path.getsize(trails):
+        shutil.copyfile(trails, base + ".stalls.jsonl")
+        print(f"  soak: the players' stall trails in {base}.stalls.jsonl", flush=True)
     # LLHLS_SOAK_KNOWN=player-stalls (scripts/test.sh): a player stall is reported as
     # KNOWN-OPEN instead of failing the run (issue 15: the hls.js players stalled in most runs
     # on a loaded machine, cause not found yet; the server's own checks stay enforced).

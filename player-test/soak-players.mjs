@@ -143,19 +143,21 @@ for (const p of paths) {
   const page = await (await browser.newContext()).newPage();
   page.on('pageerror', e => console.error(`soak-players: page error (${p}):`, String(e)));
   const hlsjs = encodeURIComponent(JSON.stringify({ maxLiveSyncPlaybackRate: 1.25 }));
-  await page.goto(`http://127.0.0.1:${port}/?n=1&player=hlsjs&hlsjs=${hlsjs}&src=${encodeURIComponent(`${origin}/${p}/index.m3u8`)}`);
+  await page.goto(`http://127.0.0.1:${port}/?n=1&player=hlsjs&trail=1&hlsjs=${hlsjs}&src=${encodeURIComponent(`${origin}/${p}/index.m3u8`)}`);
   pages.push(page);
 }
 startingUp = false;
 const started = Date.now();
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor(s.length / 2)] : null; };
 const seen = paths.map(() => ({ wall: 0, lat: 0, t: null, at: 0 }));
+const written = paths.map(() => 0);
 while (Date.now() - started < secs * 1000 && !stopping) {
   await sleep(every * 1000);
-  const players = [];
+  const players = [], stats = [];
   for (let i = 0; i < pages.length; i++) {
     let s;
     try { [s] = await pages[i].evaluate(() => window.__stats()); } catch (e) { players.push({ path: paths[i], error: String(e) }); continue; }
+    stats[i] = s;
     const wall = s.wallLatency.slice(seen[i].wall), lat = s.latency.slice(seen[i].lat);
     const now = Date.now();
     const playRate = seen[i].t === null ? null : Number(((s.currentTime - seen[i].t) / ((now - seen[i].at) / 1000)).toFixed(3));
@@ -168,6 +170,15 @@ while (Date.now() - started < secs * 1000 && !stopping) {
       // hls.js's non-fatal errors by kind (it retries them), e.g. {"bufferStalledError": 3}.
       errorKinds: s.errors.reduce((a, e) => { a[e.details] = (a[e.details] || 0) + 1; return a; }, {}),
     });
+  }
+  // What led to each stall (page.html's trail: hls.js's loads and appends, the playhead and
+  // each buffer's ranges over the 30 s before it and 5 s after), once complete, to a file beside.
+  for (let i = 0; i < pages.length; i++) {
+    const tr = stats[i]?.trails || [];
+    while (written[i] < tr.length && tr[written[i]].complete) {
+      appendFileSync(out.replace(/\.jsonl$/, '') + '.stalls.jsonl', JSON.stringify({ path: paths[i], stallInfo: stats[i].stallInfo[written[i]] ?? null, ...tr[written[i]] }) + '\n');
+      written[i]++;
+    }
   }
   appendFileSync(out, JSON.stringify({ t_s: Math.round((Date.now() - started) / 100) / 10, players,
     whip: publishers.map(c => c.exited === null), whipRestarts: restarts }) + '\n');
