@@ -31,8 +31,7 @@
 // (--player-debug: hls.js with debug: true, Shaka's debug build; their log, and every
 // SourceBuffer abort(), remove(), timestampOffset change and append with the buffered ranges after it, in
 // player-console.log)
-import { root, llhlsBin, outDirNamed, freePort, sleep, flag, opt, launchChromium, servePlayerPages, knownOpen, traceMediaSource, exposePlayer } from './common.mjs';
-import { spawn } from 'node:child_process';
+import { outDirNamed, sleep, flag, opt, launchChromium, servePlayerPages, knownOpen, traceMediaSource, exposePlayer, ladderStream } from './common.mjs';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -42,13 +41,9 @@ const shaka = playerKind === 'shaka';
 const playerName = shaka ? 'Shaka' : 'hls.js';
 const outDir = outDirNamed(shaka ? 'abr-shaka' : 'abr');
 
-const httpPort = await freePort(), rtmpPort = await freePort();
-const origin = `http://127.0.0.1:${httpPort}`;
-const log = [];
-const server = spawn(llhlsBin, ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
-  '--whip-udp', 'off', '--demo', 'false', '--ladder', '360p,240p'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
-server.stdout.on('data', d => log.push(d)); server.stderr.on('data', d => log.push(d));
-let ffmpeg = null, pages = null;
+const stream = await ladderStream(110);
+const { origin } = stream;
+let pages = null;
 const failures = [], notes = [];
 // Checks of an open acceptance criterion, named in LLHLS_PLAYER_KNOWN (comma-separated), are
 // reported as KNOWN-OPEN instead of failing the run, as in run.mjs: `abr-shaka-up` (below),
@@ -61,12 +56,11 @@ const playerConsole = [];
 const finish = async (code) => {
   try { if (browser) await browser.close(); } catch {}
   pages?.server.close();
-  if (ffmpeg) ffmpeg.kill('SIGKILL');
-  server.kill('SIGKILL');
-  writeFileSync(join(outDir, 'llhls.log'), Buffer.concat(log));
+  stream.stop();
+  writeFileSync(join(outDir, 'llhls.log'), stream.serverLog());
   // A rung the server withdrew (its encoder fell behind: an overloaded machine) leaves the
   // player switching to a rendition that answers 404; say so first.
-  const withdrawn = Buffer.concat(log).toString().split('\n').filter(l => l.includes('ABR rung withdrawn'));
+  const withdrawn = stream.serverLog().split('\n').filter(l => l.includes('ABR rung withdrawn'));
   if (withdrawn.length) failures.unshift(`the server withdrew ${withdrawn.length} rung(s): ${withdrawn[0].replace(/^\S+\s+/, '')}`);
   if (playerConsole.length) writeFileSync(join(outDir, 'player-console.log'), playerConsole.join('\n'));
   console.log(`${failures.length ? 'FAIL' : 'PASS'} ABR ladder in ${playerName}: ${failures.length ? failures.join('; ') : notes.join('; ')} -> ${outDir}`);
@@ -76,21 +70,9 @@ const finish = async (code) => {
 };
 setTimeout(() => { failures.push('timed out after 150 s'); finish(1); }, 150000).unref();
 
-for (let i = 0; ; i++) {
-  try { if ((await fetch(`${origin}/healthz`)).ok) break; } catch {}
-  if (i > 300) { failures.push('the server did not start'); await finish(1); }
-  await sleep(100);
-}
-ffmpeg = spawn('ffmpeg', ['-hide_banner', '-v', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x480:rate=30',
-  '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '110', '-c:v', 'libx264', '-preset', 'veryfast',
-  '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30', '-sc_threshold', '0', '-b:v', '1500k', '-pix_fmt', 'yuv420p',
-  '-c:a', 'aac', '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/abr`], { stdio: 'ignore' });
-let multivariant = '';
-for (let i = 0; ; i++) {
-  try { const r = await fetch(`${origin}/live/abr/index.m3u8`); if (r.ok) { multivariant = await r.text(); break; } } catch {}
-  if (i > 300) { failures.push('the stream never went live'); await finish(1); }
-  await sleep(100);
-}
+const notLive = await stream.live();
+if (notLive) { failures.push(notLive); await finish(1); }
+const multivariant = stream.multivariant;
 // Each video rendition's media playlist by picture height, from the multivariant playlist.
 const playlistOf = new Map([...multivariant.matchAll(/RESOLUTION=\d+x(\d+)[^\n]*\n([^\n#]+)/g)].map(m => [Number(m[1]), m[2].trim()]));
 

@@ -158,3 +158,40 @@ export const listedUris = (pl) => {
   }
   return out;
 };
+
+/**
+ * The ABR tests' stream (abr-test, withdraw-test): `llhls serve --ladder 360p,240p` on free
+ * ports and ffmpeg publishing 640x480 (keyframe every second) over RTMP to live/abr for `secs`.
+ * Returns at once with `origin`, `src` (the multivariant playlist), `server`, `serverLog()`
+ * and `stop()`; `await live()` starts the publisher once the server answers and waits for the
+ * multivariant playlist (then in `multivariant`), returning null, or what went wrong.
+ */
+export async function ladderStream(secs) {
+  const { spawn } = await import('node:child_process');
+  const httpPort = await freePort(), rtmpPort = await freePort();
+  const origin = `http://127.0.0.1:${httpPort}`;
+  const log = [];
+  const server = spawn(llhlsBin, ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
+    '--whip-udp', 'off', '--demo', 'false', '--ladder', '360p,240p'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
+  server.stdout.on('data', d => log.push(d)); server.stderr.on('data', d => log.push(d));
+  const s = { origin, src: `${origin}/live/abr/index.m3u8`, server, ffmpeg: null, multivariant: '',
+    serverLog: () => Buffer.concat(log).toString() };
+  s.stop = () => { if (s.ffmpeg) s.ffmpeg.kill('SIGKILL'); server.kill('SIGKILL'); };
+  s.live = async () => {
+    for (let i = 0; ; i++) {
+      try { if ((await fetch(`${origin}/healthz`)).ok) break; } catch {}
+      if (i > 300) return 'the server did not start';
+      await sleep(100);
+    }
+    s.ffmpeg = spawn('ffmpeg', ['-hide_banner', '-v', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x480:rate=30',
+      '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', String(secs), '-c:v', 'libx264', '-preset', 'veryfast',
+      '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30', '-sc_threshold', '0', '-b:v', '1500k', '-pix_fmt', 'yuv420p',
+      '-c:a', 'aac', '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/abr`], { stdio: 'ignore' });
+    for (let i = 0; ; i++) {
+      try { const r = await fetch(s.src); if (r.ok) { s.multivariant = await r.text(); return null; } } catch {}
+      if (i > 300) return 'the stream never went live';
+      await sleep(100);
+    }
+  };
+  return s;
+}

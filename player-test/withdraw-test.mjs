@@ -14,7 +14,7 @@
 // hls.js: the page the server ships at `/` (hls.js 1.7.4), `hls.autoLevelCapping` at 360p.
 // Shaka: page.html (Shaka 5.2, lowLatencyMode), `abr.restrictions.maxHeight` 360.
 // Out: player-test/out/withdraw[-shaka]/ (server log, report.json with the requests).
-import { root, llhlsBin, outDirNamed, freePort, sleep, opt, launchChromium, servePlayerPages, exposePlayer, here } from './common.mjs';
+import { outDirNamed, sleep, opt, launchChromium, servePlayerPages, exposePlayer, here, ladderStream } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,21 +25,15 @@ const shaka = playerKind === 'shaka';
 const playerName = shaka ? 'Shaka' : 'hls.js';
 const outDir = outDirNamed(shaka ? 'withdraw-shaka' : 'withdraw');
 
-const httpPort = await freePort(), rtmpPort = await freePort();
-const origin = `http://127.0.0.1:${httpPort}`;
-const log = [];
-const server = spawn(llhlsBin, ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0.0.1:${rtmpPort}`,
-  '--whip-udp', 'off', '--demo', 'false', '--ladder', '360p,240p'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: root });
-server.stdout.on('data', d => log.push(d)); server.stderr.on('data', d => log.push(d));
-const serverLog = () => Buffer.concat(log).toString();
-let ffmpeg = null, pages = null, browser = null, hang = null;
+const stream = await ladderStream(100);
+const { origin, src, server, serverLog } = stream;
+let pages = null, browser = null, hang = null;
 const failures = [], notes = [], report = {};
 const finish = async (code) => {
   try { if (browser) await browser.close(); } catch {}
   pages?.server.close();
   if (hang) hang.kill('SIGTERM');
-  if (ffmpeg) ffmpeg.kill('SIGKILL');
-  server.kill('SIGKILL');
+  stream.stop();
   writeFileSync(join(outDir, 'llhls.log'), serverLog());
   writeFileSync(join(outDir, 'report.json'), JSON.stringify(report, null, 1));
   console.log(`${failures.length ? 'FAIL' : 'PASS'} withdrawn rung in ${playerName}: ${failures.length ? failures.join('; ') : notes.join('; ')} -> ${outDir}`);
@@ -47,23 +41,9 @@ const finish = async (code) => {
   process.exit(code ?? (failures.length ? 1 : 0));
 };
 setTimeout(() => { failures.push('timed out after 120 s'); finish(1); }, 120000).unref();
-
-for (let i = 0; ; i++) {
-  try { if ((await fetch(`${origin}/healthz`)).ok) break; } catch {}
-  if (i > 300) { failures.push('the server did not start'); await finish(1); }
-  await sleep(100);
-}
-ffmpeg = spawn('ffmpeg', ['-hide_banner', '-v', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x480:rate=30',
-  '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '100', '-c:v', 'libx264', '-preset', 'veryfast',
-  '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30', '-sc_threshold', '0', '-b:v', '1500k', '-pix_fmt', 'yuv420p',
-  '-c:a', 'aac', '-f', 'flv', `rtmp://127.0.0.1:${rtmpPort}/live/abr`], { stdio: 'ignore' });
-const src = `${origin}/live/abr/index.m3u8`;
-let multivariant = '';
-for (let i = 0; ; i++) {
-  try { const r = await fetch(src); if (r.ok) { multivariant = await r.text(); break; } } catch {}
-  if (i > 300) { failures.push('the stream never went live'); await finish(1); }
-  await sleep(100);
-}
+const notLive = await stream.live();
+if (notLive) { failures.push(notLive); await finish(1); }
+const multivariant = stream.multivariant;
 // Each video rendition's media playlist by picture height.
 const playlistOf = (mv) => new Map([...mv.matchAll(/RESOLUTION=\d+x(\d+)[^\n]*\n([^\n#]+)/g)].map(m => [Number(m[1]), m[2].trim()]));
 const before = playlistOf(multivariant);
