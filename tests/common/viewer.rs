@@ -140,6 +140,19 @@ pub fn p99_ms(v: &[u64]) -> f64 {
 }
 
 impl PhaseLog {
+    /// Several viewers' logs of the same phase as one: their parts and lags together, and
+    /// their time summed, so that `rate` is the fresh parts a second of an average viewer.
+    pub fn pooled(logs: &[PhaseLog]) -> PhaseLog {
+        let mut all = PhaseLog::default();
+        for l in logs {
+            all.fresh += l.fresh;
+            all.errors += l.errors;
+            all.lags_us.extend_from_slice(&l.lags_us);
+            all.secs += l.secs;
+        }
+        all
+    }
+
     /// Fresh parts a second.
     pub fn rate(&self) -> f64 {
         self.fresh as f64 / self.secs.max(0.001)
