@@ -139,8 +139,30 @@ function raiseChromium() {
 }
 if (playerPriority < 0) { raiseChromium(); setInterval(raiseChromium, 2000).unref(); }
 const pages = [];
+// Chromium's own media log for each player (DevTools `Media` domain: its events, messages and
+// property changes, e.g. the buffering state and why it fell to HAVE_NOTHING), the last 60 s
+// kept, and written beside each stall's trail.
+const mediaLogs = [];
 for (const p of paths) {
-  const page = await (await browser.newContext()).newPage();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const ring = [];
+  mediaLogs.push(ring);
+  try {
+    const cdp = await context.newCDPSession(page);
+    const keep = (kind, items) => {
+      const at = Date.now();
+      for (const x of items || []) ring.push({ at, kind, ...x });
+      while (ring.length && (ring[0].at < at - 60000 || ring.length > 5000)) ring.shift();
+    };
+    cdp.on('Media.playerEventsAdded', e => keep('event', e.events));
+    cdp.on('Media.playerMessagesLogged', e => keep('message', e.messages));
+    cdp.on('Media.playerPropertiesChanged', e => keep('property', e.properties));
+    cdp.on('Media.playerErrorsRaised', e => keep('error', e.errors));
+    await cdp.send('Media.enable');
+  } catch (e) {
+    console.error(`soak-players: no Chromium media log for ${p}:`, String(e));
+  }
   page.on('pageerror', e => console.error(`soak-players: page error (${p}):`, String(e)));
   const hlsjs = encodeURIComponent(JSON.stringify({ maxLiveSyncPlaybackRate: 1.25 }));
   await page.goto(`http://127.0.0.1:${port}/?n=1&player=hlsjs&trail=1&hlsjs=${hlsjs}&src=${encodeURIComponent(`${origin}/${p}/index.m3u8`)}`);
@@ -176,7 +198,9 @@ while (Date.now() - started < secs * 1000 && !stopping) {
   for (let i = 0; i < pages.length; i++) {
     const tr = stats[i]?.trails || [];
     while (written[i] < tr.length && tr[written[i]].complete) {
-      appendFileSync(out.replace(/\.jsonl$/, '') + '.stalls.jsonl', JSON.stringify({ path: paths[i], stallInfo: stats[i].stallInfo[written[i]] ?? null, ...tr[written[i]] }) + '\n');
+      const at = stats[i].stallTimes[written[i]] ?? 0;
+      const media = mediaLogs[i].filter(x => x.at >= at - 30000 && x.at <= at + 5000).map(x => ({ ...x, t: x.at - at }));
+      appendFileSync(out.replace(/\.jsonl$/, '') + '.stalls.jsonl', JSON.stringify({ path: paths[i], stallInfo: stats[i].stallInfo[written[i]] ?? null, ...tr[written[i]], media }) + '\n');
       written[i]++;
     }
   }
