@@ -7,6 +7,7 @@ writes benches/results/<commit>.jsonl.
     python3 benches/run.py --quick    # a quick variant (under 5 minutes)
     python3 benches/run.py --only fanout,objects,package,ingest,srt,latency,micro,edges,cluster
     python3 benches/run.py --only players [--players-cells hlsjs-late,shaka-early]
+    python3 benches/run.py --only publishers   # every WHIP/SRT publisher, 60 s each, with hls.js
     python3 benches/run.py --only soak --minutes 20   # reliability over time (benches/README.md)
     python3 benches/run.py --only platform   # webhook admission latency, admin API cost
 
@@ -318,6 +319,28 @@ def latency(args, quick, tmp):
             row("latency", f"part target {pt} ms: stalls", cmd, "-", None, s["stalls"], "count", False, "0")
 
 
+def player_run(name, argv):
+    """One `player-test/run.mjs` run named `name` (its first output line printed); its report's
+    summary, or None when it wrote none."""
+    cmd = ["node", os.path.join(ROOT, "player-test/run.mjs")] + argv + ["--name", name]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    print("  " + (out.stdout.strip().splitlines()[0] if out.stdout.strip() else out.stderr[-500:]), flush=True)
+    rep = os.path.join(ROOT, "player-test/out", name, "report.json")
+    return json.load(open(rep))["summary"] if os.path.exists(rep) else None
+
+
+def write_table(stem, title, intro, table):
+    """A markdown table of player runs to benches/results/<stem>-<commit>.md, and to stdout."""
+    _, commit = machine()
+    os.makedirs(os.path.join(ROOT, "benches/results"), exist_ok=True)
+    path = os.path.join(ROOT, "benches/results", f"{stem}-{commit}.md")
+    with open(path, "w") as fh:
+        fh.write(f"# {title}, commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+                 f"{intro}\n\n" + "\n".join(table) + "\n")
+    print("\n".join(table), flush=True)
+    print(f"  -> {path}", flush=True)
+
+
 def players(args, quick, tmp):
     """Issue 12's player matrix: hls.js 1.7, Shaka 5.2 (lowLatencyMode) and Chromium's native HLS,
     each joining early (as soon as the multivariant playlist answers) and late (15 s after),
@@ -335,12 +358,8 @@ def players(args, quick, tmp):
     llhls = os.path.join(REL, "llhls")
 
     def one(player, join, d, name):
-        cmd = ["node", os.path.join(ROOT, "player-test/run.mjs"), "--duration", d, "--publisher", "rtmp-clock",
-               "--player", player, "--join", join, "--llhls", llhls, "--name", name]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        print("  " + (out.stdout.strip().splitlines()[0] if out.stdout.strip() else out.stderr[-500:]), flush=True)
-        rep = os.path.join(ROOT, "player-test/out", name, "report.json")
-        s = json.load(open(rep))["summary"] if os.path.exists(rep) else None
+        s = player_run(name, ["--duration", d, "--publisher", "rtmp-clock", "--player", player, "--join", join,
+                              "--llhls", llhls])
         return s, f"node player-test/run.mjs --duration {d} --publisher rtmp-clock --player {player} --join {join} --llhls target/release/llhls"
 
     table = ["| player | join | result (60 s) | first frame | stalls | fatal error | player latency p50 | "
@@ -374,16 +393,46 @@ def players(args, quick, tmp):
                      f"{s['stalls']} | {'; '.join(s['fatal']) or 'none'} | {f(s['hlsLatencyP50'])} s | {f(s['wallLatencyP50'])} s | "
                      f"{f(s['glassToGlassP50'])} s | {f(sorted(meds)[len(meds) // 2]) + ' s' if meds else 'n/a'} | "
                      f"{', '.join(f(m) for m in meds) or '-'} |")
-    _, commit = machine()
-    os.makedirs(os.path.join(ROOT, "benches/results"), exist_ok=True)
-    path = os.path.join(ROOT, "benches/results", f"players-{commit}.md")
-    with open(path, "w") as fh:
-        fh.write(f"# Player matrix, commit {commit}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
-                 f"`python3 benches/run.py --only players{' --players-cells ' + args.players_cells if args.players_cells else ''}"
-                 f"{' --quick' if quick else ''}`: one {dur} s run per cell (`--publisher rtmp-clock`), "
-                 f"glass-to-glass over {g2g_runs} runs of 30 s for hls.js and Shaka.\n\n" + "\n".join(table) + "\n")
-    print("\n".join(table), flush=True)
-    print(f"  -> {path}", flush=True)
+    write_table("players", "Player matrix",
+                f"`python3 benches/run.py --only players{' --players-cells ' + args.players_cells if args.players_cells else ''}"
+                f"{' --quick' if quick else ''}`: one {dur} s run per cell (`--publisher rtmp-clock`), "
+                f"glass-to-glass over {g2g_runs} runs of 30 s for hls.js and Shaka.", table)
+
+
+def publishers(args, quick, tmp):
+    """Every WHIP and SRT publisher the player harness knows, one hls.js viewer each, 60 s per
+    run (20 s with --quick): GStreamer's simple-whip-client (live test source, and replaying
+    flash/beep files for lip sync), Chromium's fake camera and microphone, Chromium's synthetic
+    canvas source (glass-to-glass and lip sync) on a clean link and on one that loses 1% and
+    reorders 3% of its packets, and ffmpeg over SRT losing 2%. CI runs a shorter subset of these
+    (scripts/test.sh); this is the whole set. Writes benches/results/publishers-<commit>.md."""
+    dur = "20" if quick else "60"
+    llhls = os.path.join(REL, "llhls")
+    runs = [("whip-gst", []), ("whip-gst-sync", []), ("whip-chromium", []), ("whip-canvas", []),
+            ("whip-canvas", ["--impair-loss", "0.01", "--impair-reorder", "0.03"]),
+            ("srt-sync", ["--impair-loss", "0.02"])]
+    table = ["| publisher | link | result | first frame | stalls | dropped frames | player latency p50 | "
+             "glass-to-glass p50 | A/V sync (beep - flash) median |", "|---|---|---|---|---|---|---|---|---|"]
+    f = lambda x, d=2: "n/a" if x is None else f"{x:.{d}f}"
+    for pub, extra in runs:
+        name = f"bench-publishers-{pub}{'-lossy' if extra else ''}"
+        s = player_run(name, ["--duration", dur, "--publisher", pub, "--llhls", llhls] + extra)
+        link = " ".join(extra[i][2:] + " " + extra[i + 1] for i in range(0, len(extra), 2)) or "clean"
+        if s is None:
+            table.append(f"| {pub} | {link} | no report | | | | | | |")
+            continue
+        shown = " ".join(["node player-test/run.mjs --duration", dur, "--publisher", pub] + extra)
+        row("publishers", f"{pub} ({link}): stalls", shown, "-", None, s["stalls"], "count", False, "0")
+        if s.get("glassToGlassP50") is not None:
+            row("publishers", f"{pub} ({link}): glass-to-glass p50", shown, "-", None, s["glassToGlassP50"], "s", False, "")
+        ok = "pass" if not s["failures"] else "FAIL: " + "; ".join(s["failures"])[:200]
+        av = s.get("avSync")
+        table.append(f"| {pub} | {link} | {ok} | {f(s['timeToFirstFrameMs'] and s['timeToFirstFrameMs'] / 1000)} s | "
+                     f"{s['stalls']} | {s['droppedFrames']}/{s['totalFrames']} | {f(s['hlsLatencyP50'])} s | "
+                     f"{f(s.get('glassToGlassP50')) + (' s' if s.get('glassToGlassP50') is not None else '')} | {str(av['medianMs']) + ' ms over ' + str(av['pairs']) if av and av.get('medianMs') is not None else 'n/a'} |")
+    write_table("publishers", "Publishers",
+                f"`python3 benches/run.py --only publishers{' --quick' if quick else ''}`: one {dur} s run each, "
+                "one hls.js viewer.", table)
 
 
 def ingest(args, quick, tmp):
@@ -1386,7 +1435,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="micro,package,objects,ingest,srt,whip,fanout,latency,edges,cluster",
-                    help="also: players (issue 12's player matrix, about 20 minutes; not in the default set)")
+                    help="also: players (issue 12's player matrix, about 20 minutes), publishers (every WHIP/SRT "
+                         "publisher with hls.js, about 8 minutes); neither is in the default set")
     ap.add_argument("--players-cells", default="", help="with --only players: e.g. hlsjs-late,shaka-early")
     ap.add_argument("--minutes", type=float, default=2, help="with --only soak: how long (not in the default set)")
     ap.add_argument("--soak-streams", type=int, default=0, help="with --only soak: RTMP publishers (2 up to 3 minutes, else 10)")
@@ -1407,7 +1457,7 @@ def main():
     print(f"machine: {mach}; commit {commit}", flush=True)
     tmp = tempfile.mkdtemp(prefix="llhls-bench-")
     benches = {"micro": micro, "package": package, "objects": objects, "fanout": fanout, "latency": latency,
-               "ingest": ingest, "srt": srt, "whip": whip, "players": players, "edges": edges,
+               "ingest": ingest, "srt": srt, "whip": whip, "players": players, "publishers": publishers, "edges": edges,
                "cluster": cluster, "soak": soak, "shutdown": shutdown, "platform": platform}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
