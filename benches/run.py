@@ -137,6 +137,9 @@ def fanout(args, quick, tmp):
              (10000, None, True), (1000, 100, False), (10000, 250, False), (20000, 500, False)]
     if quick:
         cases = [(1000, None, False), (10000, 250, False)]
+    if args.fanout_viewers:
+        want = {int(v) for v in args.fanout_viewers.split(",")}
+        cases = [c for c in cases if c[0] in want]
     secs = 8 if quick else 15
     for n, h2, skip in cases:
         results = {}
@@ -160,6 +163,8 @@ def fanout(args, quick, tmp):
                 cmd += ["--h2", str(h2)]
             if skip:
                 cmd += ["--skip"]
+            if args.fanout_client == "lean" and not h2:
+                cmd += ["--lean-client"]
             out = subprocess.run(cmd, capture_output=True, text=True)
             p.stop()
             line = next((l for l in out.stdout.splitlines() if l.startswith("{")), None)
@@ -172,8 +177,9 @@ def fanout(args, quick, tmp):
                 results[who]["failed"] = True
         transport = f"h2 ({h2} streams/conn)" if h2 else "HTTP/1.1"
         case = f"{n} viewers, {transport}" + (", delta updates" if skip else "")
+        lean = args.fanout_client == "lean" and not h2
         command = (f"python3 benches/run.py --only fanout  (fanout --viewers {n}{' --h2 %d' % h2 if h2 else ''}"
-                   f"{' --skip' if skip else ''} --secs {secs})")
+                   f"{' --skip' if skip else ''}{' --lean-client' if lean else ''} --secs {secs})")
         r, o = results["reference"], results["llhls"]
         row("fan-out", case + ": responses/s", command, "bare hyper+watch", r["responses_per_s"], o["responses_per_s"], "resp/s", True, ">= 0.9x ref")
         row("fan-out", case + ": wake p50", command, "bare hyper+watch", r["wake_p50_ms"], o["wake_p50_ms"], "ms", False, "")
@@ -1438,6 +1444,9 @@ def main():
                     help="also: players (issue 12's player matrix, about 20 minutes), publishers (every WHIP/SRT "
                          "publisher with hls.js, about 8 minutes); neither is in the default set")
     ap.add_argument("--players-cells", default="", help="with --only players: e.g. hlsjs-late,shaka-early")
+    ap.add_argument("--fanout-viewers", default="", help="with --only fanout: only the cases with these viewer counts, e.g. 5000,10000")
+    ap.add_argument("--fanout-client", default="hyper", choices=["hyper", "lean"],
+                    help="with --only fanout: the load generator's HTTP/1.1 client (lean: fanout --lean-client, without hyper)")
     ap.add_argument("--minutes", type=float, default=2, help="with --only soak: how long (not in the default set)")
     ap.add_argument("--soak-streams", type=int, default=0, help="with --only soak: RTMP publishers (2 up to 3 minutes, else 10)")
     ap.add_argument("--soak-viewers", type=int, default=0, help="with --only soak: held viewers (200 up to 3 minutes, else 2000)")

@@ -44,12 +44,12 @@ trap 'kill "$fuzz_build_pid" 2>/dev/null || true' EXIT
 
 step cargo tests
 # The slowest test binaries run in two lanes beside the others instead of after them, for CI's
-# time budget: hostile clients and faults (about 170 s together), and SRT, RTMP and the hooks
-# (about 175 s). Each of their tests mostly waits on a real-time stream and asserts counts and
+# time budget: hostile clients, faults and the DVR window (about 200 s together), and SRT, RTMP
+# and the hooks (about 190 s); the rest take about as long in the foreground. Each of their tests mostly waits on a real-time stream and asserts counts and
 # rates with a 2x margin, not times. Every other tests/*.rs, and every package's own tests, run
 # as before in the foreground.
 cargo test --workspace --no-run
-lanes=("hostile faults" "srt rtmp hooks")
+lanes=("hostile faults dvr" "srt rtmp hooks")
 rest=()
 for f in tests/*.rs; do
   n=$(basename "$f" .rs)
@@ -180,7 +180,7 @@ node player-test/withdraw-test.mjs
 node player-test/nginx-https-test.mjs
 
 step edges, cluster, publishers
-# Short player runs (about 20 s each): one viewer through the nginx edge and one through the
+# Short player runs (15-20 s each): one viewer through the nginx edge and one through the
 # Varnish edge (player-test/varnish-edge.vcl as shipped; the direct viewer is
 # the hls.js cell of the player matrix below), a private stream, WHIP
 # publishers (GStreamer's simple-whip-client replaying flash/beep files for lip sync;
@@ -188,8 +188,8 @@ step edges, cluster, publishers
 # and lip sync over a link that loses 1% and reorders 3% of its packets), ffmpeg over a
 # lossy SRT link (lip sync), and two
 # negative controls: deliberately broken streams must fail the harness.
-node player-test/run.mjs --duration 20 --edge
-node player-test/run.mjs --duration 20 --edge varnish
+node player-test/run.mjs --duration 15 --edge
+node player-test/run.mjs --duration 15 --edge varnish
 # A viewer whose every part 8 (the one before a segment's last) arrives 150-200 ms late, as on
 # a slow link: hls.js 1.7.4 stalled 5-6 s when the update completing a segment landed while
 # that part was parsed (3 runs of 3 at 60 s before the server listed a just-closed segment as

@@ -10,6 +10,9 @@
 //!                        reload once a playlist advertised CAN-SKIP-UNTIL; hls.js's
 //!                        `getSkipValue` asks it while its copy is younger than half that, which a
 //!                        held viewer's always is)
+//!            [--lean-client]   (HTTP/1.1 without hyper: one task per viewer writing its
+//!                        request and reading the response with `httparse` into a buffer it
+//!                        keeps; see `LeanConn`)
 //!     (the demo's muxed playlist: `llhls serve --demo-ladder off`)
 //!
 //! Prints one JSON line. Exits non-zero when a request errors or a viewer never wakes.
@@ -45,10 +48,71 @@ fn now_us() -> u64 {
 enum Sender {
     H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+    Lean(LeanConn),
+}
+
+/// An HTTP/1.1 viewer without hyper, for `--lean-client`. The load generator shares the two
+/// cores with the server it measures, so what it spends per response is taken from the server:
+/// hyper's client costs a connection task beside the viewer's, a request and response
+/// allocated per exchange, and its dispatch channel. This writes the request from a buffer it
+/// keeps and reads the response into another, so a response costs one `write` and the reads
+/// it takes. Only what the servers under test answer: a status line, headers and a
+/// `Content-Length` body (anything else is an error).
+struct LeanConn {
+    tcp: TcpStream,
+    req: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl LeanConn {
+    async fn get(&mut self, uri: &str, host: &str) -> anyhow::Result<(u16, Option<u64>, Bytes)> {
+        use std::io::Write;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.req.clear();
+        write!(self.req, "GET {uri} HTTP/1.1\r\nHost: {host}\r\n\r\n")?;
+        self.tcp.write_all(&self.req).await?;
+        loop {
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            let mut r = httparse::Response::new(&mut fields);
+            if let httparse::Status::Complete(head) = r.parse(&self.buf)? {
+                let status = r.code.unwrap_or(0);
+                let header = |name: &str| {
+                    r.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                };
+                let published = header("llhls-published-us").and_then(|v| v.parse().ok());
+                let len: usize = header("content-length")
+                    .context("a response without Content-Length (the lean client reads no other framing)")?
+                    .trim()
+                    .parse()?;
+                while self.buf.len() < head + len {
+                    self.buf.reserve(head + len - self.buf.len());
+                    if self.tcp.read_buf(&mut self.buf).await? == 0 {
+                        bail!("connection closed inside a body");
+                    }
+                }
+                let body = Bytes::copy_from_slice(&self.buf[head..head + len]);
+                self.buf.drain(..head + len);
+                return Ok((status, published, body));
+            }
+            if self.buf.len() > 64 * 1024 {
+                bail!("a response head over 64 KiB");
+            }
+            self.buf.reserve(4096);
+            if self.tcp.read_buf(&mut self.buf).await? == 0 {
+                bail!("connection closed before a response");
+            }
+        }
+    }
 }
 
 impl Sender {
     async fn get(&mut self, uri: &str, host: &str) -> anyhow::Result<(u16, Option<u64>, Bytes)> {
+        if let Sender::Lean(c) = self {
+            return c.get(uri, host).await;
+        }
         let req = Request::builder()
             .uri(uri)
             .header("host", host)
@@ -59,6 +123,7 @@ impl Sender {
                 s.send_request(req).await?
             }
             Sender::H2(s) => s.send_request(req).await?,
+            Sender::Lean(_) => unreachable!("answered above"),
         };
         let status = resp.status().as_u16();
         let published = resp
@@ -155,6 +220,10 @@ async fn main() -> anyhow::Result<()> {
     // --idle: open the connections and send nothing (memory of an idle connection alone).
     let idle_only = args.iter().any(|a| a == "--idle");
     let skip = args.iter().any(|a| a == "--skip");
+    let lean_client = args.iter().any(|a| a == "--lean-client");
+    if lean_client && h2.is_some() {
+        bail!("--lean-client is HTTP/1.1 only");
+    }
     let report_every: Option<u64> = arg("--report-every").map(|v| v.parse()).transpose()?;
     // Long runs are for the soak (benches/run.py --only soak), which reports per interval.
     let max_secs = if report_every.is_some() {
@@ -222,9 +291,18 @@ async fn main() -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("connection {i}"))?;
                 let _ = tcp.set_nodelay(true);
-                let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-                tokio::spawn(conn);
-                Sender::H1(s)
+                if lean_client {
+                    Sender::Lean(LeanConn {
+                        tcp,
+                        req: Vec::with_capacity(256),
+                        buf: Vec::new(),
+                    })
+                } else {
+                    let (s, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+                    tokio::spawn(conn);
+                    Sender::H1(s)
+                }
             }
             Some(per_conn) => {
                 if i % per_conn == 0 {
@@ -286,7 +364,8 @@ async fn main() -> anyhow::Result<()> {
         _ => f64::NAN,
     };
     println!(
-        "{{\"label\":\"{label}\",\"transport\":\"{}\",\"viewers\":{viewers},\"skip\":{skip},\"secs\":{secs},\"responses_per_s\":{:.0},\"wake_p50_ms\":{:.1},\"wake_p99_ms\":{:.1},\"wake_max_ms\":{:.1},\"server_cpu_s\":{cpu:.2},\"server_rss_mib\":{:.1},\"kb_per_viewer\":{per_viewer_kb:.1},\"errors\":{errors},\"woken\":{woken}}}",
+        "{{\"label\":\"{label}\",\"client\":\"{}\",\"transport\":\"{}\",\"viewers\":{viewers},\"skip\":{skip},\"secs\":{secs},\"responses_per_s\":{:.0},\"wake_p50_ms\":{:.1},\"wake_p99_ms\":{:.1},\"wake_max_ms\":{:.1},\"server_cpu_s\":{cpu:.2},\"server_rss_mib\":{:.1},\"kb_per_viewer\":{per_viewer_kb:.1},\"errors\":{errors},\"woken\":{woken}}}",
+        if lean_client { "lean" } else { "hyper" },
         if h2.is_some() { "h2" } else { "http/1.1" },
         responses as f64 / secs as f64,
         pct(&lat, 50.0),
