@@ -965,7 +965,8 @@ def soak(args, quick, tmp):
         out = open(os.path.join(tmp, f"fanout{i}.out"), "w")
         fans.append((subprocess.Popen([os.path.join(REL, "fanout"), "--url", f"http://127.0.0.1:{http}/live/s{i}/media.m3u8",
                                        "--viewers", str(n), "--secs", str(secs), "--report-every", str(every),
-                                       "--label", f"s{i}"], stdout=out, stderr=open(os.path.join(tmp, f"fanout{i}.err"), "w")),
+                                       "--label", f"s{i}"] + (["--lean-client"] if args.fanout_client == "lean" else []),
+                                      stdout=out, stderr=open(os.path.join(tmp, f"fanout{i}.err"), "w")),
                      os.path.join(tmp, f"fanout{i}.out")))
     hz = os.sysconf("SC_CLK_TCK")
 
@@ -1446,7 +1447,7 @@ def main():
     ap.add_argument("--players-cells", default="", help="with --only players: e.g. hlsjs-late,shaka-early")
     ap.add_argument("--fanout-viewers", default="", help="with --only fanout: only the cases with these viewer counts, e.g. 5000,10000")
     ap.add_argument("--fanout-client", default="hyper", choices=["hyper", "lean"],
-                    help="with --only fanout: the load generator's HTTP/1.1 client (lean: fanout --lean-client, without hyper)")
+                    help="with --only fanout or soak: the load generator's HTTP/1.1 client (lean: fanout --lean-client, without hyper)")
     ap.add_argument("--minutes", type=float, default=2, help="with --only soak: how long (not in the default set)")
     ap.add_argument("--soak-streams", type=int, default=0, help="with --only soak: RTMP publishers (2 up to 3 minutes, else 10)")
     ap.add_argument("--soak-viewers", type=int, default=0, help="with --only soak: held viewers (200 up to 3 minutes, else 2000)")
