@@ -45,7 +45,8 @@ trap 'kill "$fuzz_build_pid" 2>/dev/null || true' EXIT
 step cargo tests
 # The slowest test binaries run in two lanes beside the others instead of after them, for CI's
 # time budget: hostile clients, faults and the DVR window (about 200 s together), and SRT, RTMP
-# and the hooks (about 190 s); the rest take about as long in the foreground. Each of their tests mostly waits on a real-time stream and asserts counts and
+# and the hooks (about 190 s); the rest take about as long in the foreground. Each of their
+# tests mostly waits on a real-time stream and asserts counts and
 # rates with a 2x margin, not times. Every other tests/*.rs, and every package's own tests, run
 # as before in the foreground.
 cargo test --workspace --no-run

@@ -110,20 +110,19 @@ impl LeanConn {
 
 impl Sender {
     async fn get(&mut self, uri: &str, host: &str) -> anyhow::Result<(u16, Option<u64>, Bytes)> {
-        if let Sender::Lean(c) = self {
-            return c.get(uri, host).await;
-        }
-        let req = Request::builder()
-            .uri(uri)
-            .header("host", host)
-            .body(Empty::new())?;
+        let req = || {
+            Request::builder()
+                .uri(uri)
+                .header("host", host)
+                .body(Empty::new())
+        };
         let resp = match self {
+            Sender::Lean(c) => return c.get(uri, host).await,
             Sender::H1(s) => {
                 s.ready().await?;
-                s.send_request(req).await?
+                s.send_request(req()?).await?
             }
-            Sender::H2(s) => s.send_request(req).await?,
-            Sender::Lean(_) => unreachable!("answered above"),
+            Sender::H2(s) => s.send_request(req()?).await?,
         };
         let status = resp.status().as_u16();
         let published = resp
