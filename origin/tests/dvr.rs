@@ -103,11 +103,18 @@ async fn dvr_stream(origin: &Arc<Origin>, name: &str) -> StreamInput {
         let (f, w) = publisher.next_frame();
         input.send(Command::Frame(f, w)).await.unwrap();
     }
+    // What the playlist lists: the newest complete segment is listed as still open (its
+    // parts without its URI) until the next one has a part, so it does not count yet.
     let listed = || {
-        input
-            .stream
-            .current()
-            .map_or(0, |p| p.snapshot.renditions[0].segments.len())
+        input.stream.current().map_or(0, |p| {
+            let r = &p.snapshot.renditions[0];
+            let open = llhls_packager::playlist::newest_listed_open(
+                p.snapshot.ended,
+                r.open.as_ref().map(|o| o.parts.len()),
+                r.segments.last(),
+            );
+            r.segments.len() - usize::from(open)
+        })
     };
     assert!(
         until(1000, || listed() >= 18).await,
