@@ -3,8 +3,9 @@
 #        fuzz/run.sh build      (only builds the targets, as below; scripts/test.sh runs this in
 #                                the background while the cargo tests run)
 #
-# Builds every fuzz target (cargo +nightly fuzz, with debug assertions so that integer overflow
-# is a crash; no sanitizer unless FUZZ_SANITIZER is set), replays the minimized crashes under
+# Builds every fuzz target (with the flags `cargo fuzz build` uses, with debug assertions so
+# that integer overflow is a crash; no sanitizer unless FUZZ_SANITIZER is set), replays the
+# minimized crashes under
 # fuzz/regressions/TARGET/, then fuzzes each target for SECONDS (default 20) on a temporary
 # copy of its corpus (the committed corpus never grows), one target per core at a time. Prints one line per target: name,
 # executions, executions per second. Exits non-zero if any target crashed, leaked, timed out
@@ -42,17 +43,36 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: no nightly toolchain (rustup toolchain install nightly)" >&2
   exit 1
 fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "fuzz/run.sh: cargo-fuzz is missing (cargo install cargo-fuzz --locked)" >&2
-  exit 1
-fi
 
-# No sanitizer by default: the packager and origin forbid unsafe code, and AddressSanitizer
-# makes the packager targets 4-5 times slower. FUZZ_SANITIZER=address fuzz/run.sh to use it.
+# The build `cargo +nightly fuzz build --debug-assertions --sanitizer none` runs (cargo-fuzz
+# 0.13's flags: libFuzzer's coverage instrumentation, `--cfg fuzzing`, debug assertions, the
+# release profile with line tables), run with cargo itself so that neither CI nor a smoke run
+# has to build cargo-fuzz (5 minutes on two cores); `cargo fuzz run/tmin/fmt` by hand use the
+# same target directory and binaries. No sanitizer by default: the packager and origin forbid
+# unsafe code, and AddressSanitizer makes the packager targets 4-5 times slower:
+# FUZZ_SANITIZER=address fuzz/run.sh to use it. cargo-fuzz builds each crate as one codegen
+# unit at opt-level 3 (the fastest fuzzing, the slowest build); where the build's time
+# matters more than executions per second (scripts/test.sh's 6-second smoke run on a fresh
+# machine), FUZZ_CODEGEN_UNITS=16 FUZZ_OPT_LEVEL=1 builds in 4.5 minutes on two cores
+# (16 units at opt-level 3: 5.5 minutes; see fuzz/README.md).
+host=$(rustc +nightly -vV | sed -n 's/^host: //p')
+rustflags="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4"
+rustflags+=" -Cllvm-args=-sanitizer-coverage-inline-8bit-counters"
+rustflags+=" -Cllvm-args=-sanitizer-coverage-pc-table"
+rustflags+=" -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
+rustflags+=" -Cllvm-args=-simplifycfg-branch-fold-threshold=0"
+rustflags+=" -Cllvm-args=-sanitizer-coverage-stack-depth -Cdebug-assertions"
+rustflags+=" -Ccodegen-units=${FUZZ_CODEGEN_UNITS:-1}"
 sanitizer=${FUZZ_SANITIZER:-none}
-cargo +nightly fuzz build --debug-assertions --sanitizer "$sanitizer"
+if [ "$sanitizer" != none ]; then
+  rustflags+=" -Zsanitizer=$sanitizer"
+  export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_odr_violation=0
+fi
+RUSTFLAGS="$rustflags" cargo +nightly build --manifest-path Cargo.toml --target "$host" \
+  --release --config 'profile.release.debug="line-tables-only"' \
+  --config "profile.release.opt-level=${FUZZ_OPT_LEVEL:-3}" --bins
 $build_only && exit 0
-bin_dir=target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
+bin_dir=target/$host/release
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
