@@ -142,7 +142,7 @@ pub fn p99_ms(v: &[u64]) -> f64 {
 impl PhaseLog {
     /// Several viewers' logs of the same phase as one: their parts and lags together, and
     /// their time summed, so that `rate` is the fresh parts a second of an average viewer.
-    pub fn pooled(logs: &[PhaseLog]) -> PhaseLog {
+    pub fn pooled<'a>(logs: impl IntoIterator<Item = &'a PhaseLog>) -> PhaseLog {
         let mut all = PhaseLog::default();
         for l in logs {
             all.fresh += l.fresh;
