@@ -15,10 +15,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # itself is not built) starts now, in the background at the lowest CPU priority, beside
 # clippy, the build and the cargo tests below: `nice -n 19` leaves them the CPU whenever they
 # want it, and the time they leave idle (linking, the tests' waits on real-time streams) is
-# enough for it. A quicker build than cargo-fuzz's (16 codegen units, opt-level 1): on a
-# fresh machine, building cargo-fuzz and then the targets its way finished 5 minutes after the
-# cargo tests, and the smoke run waited for it; 6 seconds of fuzzing need executions, not the
-# fastest ones. Its output is in target/fuzz-build.log.
+# most of what it needs: from nothing built, the fuzz smoke step below waits about 2 minutes
+# for it (its last minute of building and the 1-minute smoke run). A quicker build than
+# cargo-fuzz's (16 codegen units, opt-level 1): building cargo-fuzz and then the targets its
+# way made that wait 5 minutes longer; 6 seconds of fuzzing need executions, not the fastest
+# ones. Its output is in target/fuzz-build.log.
 fuzz_build() {
   if ! cargo +nightly --version >/dev/null 2>&1; then
     if command -v rustup >/dev/null; then
