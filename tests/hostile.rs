@@ -107,8 +107,8 @@ fn run_attack(
     assert_alive(s);
     let pool = |phase: usize| PhaseLog::pooled(logs.iter().map(|l| &l[phase]));
     let (base, att) = (&pool(1), &pool(2));
-    // Each viewer's time in a phase: the attack's own length (a slow reader's lasts 35 s, not
-    // the 15 s it is given), not the phase it was given.
+    // Each viewer's time in a phase, as measured: a slow reader's attack lasts 35 s, not the
+    // 15 s phase it is given.
     let secs = |p: &PhaseLog| p.secs / logs.len().max(1) as f64;
     let (p_base, p_att) = (p99_ms(&base.lags_us), p99_ms(&att.lags_us));
     let mut json = format!(
