@@ -143,6 +143,8 @@ def fanout(args, quick, tmp):
     secs = 8 if quick else 15
     for n, h2, skip in cases:
         results = {}
+        # The lean client speaks HTTP/1.1 only.
+        lean = args.fanout_client == "lean" and not h2
         # HTTP/1.1 also through hyper (`--lean-http1 false`), the path every HTTP/1.1 request
         # took before origin/src/h1.rs: the same binary, so the difference is that path's.
         whos = ("reference", "llhls") if h2 or skip else ("reference", "llhls", "llhls-hyper")
@@ -163,7 +165,7 @@ def fanout(args, quick, tmp):
                 cmd += ["--h2", str(h2)]
             if skip:
                 cmd += ["--skip"]
-            if args.fanout_client == "lean" and not h2:
+            if lean:
                 cmd += ["--lean-client"]
             out = subprocess.run(cmd, capture_output=True, text=True)
             p.stop()
@@ -177,7 +179,6 @@ def fanout(args, quick, tmp):
                 results[who]["failed"] = True
         transport = f"h2 ({h2} streams/conn)" if h2 else "HTTP/1.1"
         case = f"{n} viewers, {transport}" + (", delta updates" if skip else "")
-        lean = args.fanout_client == "lean" and not h2
         command = (f"python3 benches/run.py --only fanout  (fanout --viewers {n}{' --h2 %d' % h2 if h2 else ''}"
                    f"{' --skip' if skip else ''}{' --lean-client' if lean else ''} --secs {secs})")
         r, o = results["reference"], results["llhls"]
