@@ -1461,7 +1461,9 @@ def main():
     global REL
     if a.debug_binaries:
         REL = os.path.join(ROOT, "target", "debug")
-        subprocess.run(["cargo", "build", "--bins", "--workspace"], cwd=ROOT, check=True)
+        # --tests: the features `cargo test --workspace` resolves, so this reuses CI's test build
+        # (without it cargo resolves other features for serde and num-traits and rebuilds).
+        subprocess.run(["cargo", "build", "--workspace", "--bins", "--tests"], cwd=ROOT, check=True)
     elif not os.environ.get("LLHLS_RELEASE_DIR"):
         subprocess.run(["cargo", "build", "--release", "--bins", "--workspace"], cwd=ROOT, check=True)
     mach, commit = machine()

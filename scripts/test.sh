@@ -13,10 +13,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # here, not by setup.sh, so that running the server does not wait for it. Their build (a
 # separate target directory; fuzz/run.sh runs cargo with cargo-fuzz's flags, so cargo-fuzz
 # itself is not built) starts now, in the background at the lowest CPU priority, beside
-# clippy, the build and the cargo tests below: `nice -n 19` leaves them the CPU whenever they
-# want it, and the time they leave idle (linking, the tests' waits on real-time streams) is
-# most of what it needs: from nothing built, the fuzz smoke step below waits about 2 minutes
-# for it (its last minute of building and the 1-minute smoke run). A quicker build than
+# clippy, the build, the cargo tests and the player and edge runs below: `nice -n 19` leaves them
+# the CPU whenever they want it (a nice-19 process gets about 1.5% of a core against one at
+# nice 0), and the time they leave idle (linking, the tests' and players' waits on real-time
+# streams) is what it needs: waiting for it right after the cargo tests cost about 2 minutes
+# from nothing built (its last minute of building and the 1-minute smoke run). A quicker build than
 # cargo-fuzz's (16 codegen units, opt-level 1): building cargo-fuzz and then the targets its
 # way made that wait 5 minutes longer; 6 seconds of fuzzing need executions, not the fastest
 # ones. Its output is in target/fuzz-build.log.
@@ -33,7 +34,7 @@ fuzz_build() {
   export FUZZ_CODEGEN_UNITS=16 FUZZ_OPT_LEVEL=1
   fuzz/run.sh build
   # A 6-second fuzzing smoke run of every fuzz target without a known crash (fuzz/README.md);
-  # fails on any crash. Still at the lowest priority, beside the cargo tests.
+  # fails on any crash. Still at the lowest priority, beside the player runs.
   fuzz/run.sh 6
 }
 mkdir -p target
@@ -44,30 +45,37 @@ trap 'kill "$fuzz_build_pid" 2>/dev/null || true' EXIT
 step fmt, clippy, build
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo build --bins
+# Every build below selects the whole workspace with its tests, so cargo resolves one feature
+# set and builds each dependency once: `cargo build --bins`, `-p llhls` and `--exclude llhls`
+# each resolved other features (serde, num-traits, clap, log, ...) and rebuilt everything above
+# them, about 4 of this step's minutes from nothing built. This builds the binaries the player
+# runs and benches use (target/debug/llhls, fanout, flvpub) and every test binary.
+cargo build --workspace --bins --tests
 
 step cargo tests
 # The slowest test binaries run in two lanes beside the others instead of after them, for CI's
-# time budget: hostile clients, faults and the DVR window (about 200 s together), and SRT, RTMP
-# and the hooks (about 190 s); the rest take about as long in the foreground. Each of their
-# tests mostly waits on a real-time stream and asserts counts and
-# rates with a 2x margin, not times. Every other tests/*.rs, and every package's own tests, run
-# as before in the foreground.
+# time budget: hostile clients, faults and the DVR windows (about 200 s together), and SRT,
+# RTMP and the hooks (about 190 s); the rest take about as long in the foreground. Each of their
+# tests mostly waits on a real-time stream and asserts counts and rates with a 2x margin, not
+# times. Each lane names its test binaries across the workspace (every package's tests/dvr.rs
+# runs in the first), and the foreground runs every other one, so every cargo command here
+# resolves the build step's features and builds nothing.
 cargo test --workspace --no-run
 lanes=("hostile faults dvr" "srt rtmp hooks")
 rest=()
-for f in tests/*.rs; do
+for f in tests/*.rs */tests/*.rs; do
   n=$(basename "$f" .rs)
-  [[ " ${lanes[*]} " == *" $n "* ]] || rest+=(--test "$n")
+  [[ " ${lanes[*]} " == *" $n "* || " ${rest[*]} " == *" $n "* ]] || rest+=(--test "$n")
 done
 lane_pids=()
 for i in "${!lanes[@]}"; do
   # shellcheck disable=SC2086
-  cargo test -p llhls $(printf -- '--test %s ' ${lanes[$i]}) > "target/cargo-test-lane$i.log" 2>&1 &
+  cargo test --workspace $(printf -- '--test %s ' ${lanes[$i]}) > "target/cargo-test-lane$i.log" 2>&1 &
   lane_pids+=($!)
 done
-cargo test --workspace --exclude llhls
-cargo test -p llhls --bins "${rest[@]}"
+cargo test --workspace --lib --bins
+cargo test --workspace "${rest[@]}"
+cargo test --workspace --doc
 lanes_failed=()
 for i in "${!lanes[@]}"; do
   wait "${lane_pids[$i]}" || lanes_failed+=("${lanes[$i]}")
@@ -97,18 +105,6 @@ rm -rf "$unit"
 if [ -n "$out" ]; then
   echo "$out" >&2
   echo "test.sh: scripts/llhls.service or llhls.socket does not verify" >&2
-  exit 1
-fi
-
-step fuzz smoke
-# Waits for the fuzz targets' build and smoke run started above (fuzz/run.sh prints executions
-# per target: at the lowest priority beside the cargo tests they get fewer in their 6 s).
-fuzz_ok=true
-wait "$fuzz_build_pid" || fuzz_ok=false
-sed -n '/^target  *executions/,$p' target/fuzz-build.log
-if [ "$fuzz_ok" != true ]; then
-  tail -n 40 target/fuzz-build.log >&2
-  echo "test.sh: building or smoke-running the fuzz targets failed (target/fuzz-build.log)" >&2
   exit 1
 fi
 
@@ -253,6 +249,21 @@ if [ "$detected" != true ]; then
   echo "test.sh: the player harness did not report audio 400 ms out of sync in two runs: the check cannot fail" >&2
   exit 1
 fi
+
+step fuzz smoke
+# Waits for the fuzz targets' build and smoke run started above, which by now have had the
+# idle time of the cargo tests and the player and edge runs, so nothing waits (fuzz/run.sh prints
+# executions per target: at the lowest priority beside the player runs they get fewer in their
+# 6 s). Before the soak and the player matrix, which run on an otherwise idle machine as before.
+fuzz_ok=true
+wait "$fuzz_build_pid" || fuzz_ok=false
+sed -n '/^target  *executions/,$p' target/fuzz-build.log
+if [ "$fuzz_ok" != true ]; then
+  tail -n 40 target/fuzz-build.log >&2
+  echo "test.sh: building or smoke-running the fuzz targets failed (target/fuzz-build.log)" >&2
+  exit 1
+fi
+
 step soak
 # The soak scaled to 2 minutes (benches/README.md "Reliability"; the full one is an hour): 2 RTMP
 # publishers, 2 WHIP publishers (GStreamer), 200 held viewers and 2 hls.js players (one on a
