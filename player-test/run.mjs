@@ -4,7 +4,7 @@
 // notice and exits non-zero when playback breaks.
 //
 //   node player-test/run.mjs [--duration 20] [--players 1] [--edge [nginx|varnish]] [--layout muxed|separate]
-//        [--part-target-ms 200] [--size 640x360] [--bframes] [--break-codecs]
+//        [--part-target-ms 200] [--size 640x360] [--bframes] [--break-codecs] [--ladder 360p,240p]
 //        [--llhls target/debug/llhls] [--out player-test/out/NAME] [--name NAME]
 //        [--delay-ms 25]   (a delaying TCP proxy between the players and the server: 25 ms
 //                           each way = 50 ms RTT; tc netem is not available on these VMs)
@@ -74,7 +74,10 @@ const useEdge = flag('edge');
 // --edge alone is the nginx edge (player-test/nginx-edge.conf); --edge varnish is
 // player-test/varnish-edge.vcl.
 const edgeKind = useEdge && ['nginx', 'varnish'].includes(opt('edge', '')) ? opt('edge', '') : 'nginx';
-const layout = opt('layout', 'muxed');
+// --ladder 360p,240p: the server transcodes an ABR ladder below the source (as the demo stream
+// does), which needs the separate audio layout (the default with a ladder, as in llhls).
+const ladder = opt('ladder', '');
+const layout = opt('layout', ladder ? 'separate' : 'muxed');
 const partMs = opt('part-target-ms', '200');
 const publisherKind = opt('publisher', 'rtmp');
 const size = opt('size', publisherKind.endsWith('-clock') ? '1280x720' : '640x360');
@@ -158,6 +161,7 @@ const serverArgs = ['serve', '--http', `127.0.0.1:${httpPort}`, '--rtmp', `127.0
   '--demo', 'false', '--layout', layout, '--part-target-ms', partMs];
 if (publisherKind.startsWith('srt')) serverArgs.push('--srt', `127.0.0.1:${srtPort}`);
 if (playbackSecret) serverArgs.push('--playback-secret', playbackSecret);
+if (ladder) serverArgs.push('--ladder', ladder);
 // --playback-webhook (with --playback-secret): the viewers open the plain URL with a session in
 // its query; a webhook run here admits `session=ok` (and counts its calls), and llhls redirects
 // each admitted viewer to the stream's token path, which the player must follow.

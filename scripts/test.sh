@@ -12,15 +12,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # The fuzz targets need a nightly toolchain (the project itself builds on stable): installed
 # here, not by setup.sh, so that running the server does not wait for it. Their build (a
 # separate target directory; fuzz/run.sh runs cargo with cargo-fuzz's flags, so cargo-fuzz
-# itself is not built) starts now, in the background at the lowest CPU priority, beside
-# clippy, the build, the cargo tests and the player and edge runs below: `nice -n 19` leaves them
-# the CPU whenever they want it (a nice-19 process gets about 1.5% of a core against one at
-# nice 0), and the time they leave idle (linking, the tests' and players' waits on real-time
-# streams) is what it needs: waiting for it right after the cargo tests cost about 2 minutes
-# from nothing built (its last minute of building and the 1-minute smoke run). A quicker build than
-# cargo-fuzz's (16 codegen units, opt-level 1): building cargo-fuzz and then the targets its
-# way made that wait 5 minutes longer; 6 seconds of fuzzing need executions, not the fastest
-# ones. Its output is in target/fuzz-build.log.
+# itself is not built) and a 6-second smoke run of each start once the project is built, in the
+# background at the lowest CPU priority, beside the cargo tests and the player and edge runs,
+# which leave most of a core idle (their tests and players wait on real-time streams); the
+# step "fuzz smoke" waits for them before the soak, long after they are done. `nice -n 19`
+# leaves the others the CPU whenever they want it, but started beside the CPU-bound build, as
+# it was until 2026-12-03, it still slowed that by about 40 s (caches, memory bandwidth). A
+# quicker build than cargo-fuzz's (16 codegen units, opt-level 1; building cargo-fuzz and then
+# the targets its way took 5 minutes longer): 6 seconds of fuzzing need executions, not the
+# fastest ones. Its output is in target/fuzz-build.log.
 fuzz_build() {
   if ! cargo +nightly --version >/dev/null 2>&1; then
     if command -v rustup >/dev/null; then
@@ -38,9 +38,6 @@ fuzz_build() {
   fuzz/run.sh 6
 }
 mkdir -p target
-nice -n 19 bash -c "$(declare -f fuzz_build); set -euo pipefail; fuzz_build" > target/fuzz-build.log 2>&1 &
-fuzz_build_pid=$!
-trap 'kill "$fuzz_build_pid" 2>/dev/null || true' EXIT
 
 step fmt, clippy, build
 cargo fmt --all -- --check
@@ -51,6 +48,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 # them, about 4 of this step's minutes from nothing built. This builds the binaries the player
 # runs and benches use (target/debug/llhls, fanout, flvpub) and every test binary.
 cargo build --workspace --bins --tests
+nice -n 19 bash -c "$(declare -f fuzz_build); set -euo pipefail; fuzz_build" > target/fuzz-build.log 2>&1 &
+fuzz_build_pid=$!
+trap 'kill "$fuzz_build_pid" 2>/dev/null || true' EXIT
 
 step cargo tests
 # The slowest test binaries run in two lanes beside the others instead of after them, for CI's
@@ -185,8 +185,8 @@ step edges, cluster, publishers
 # Varnish edge (player-test/varnish-edge.vcl as shipped; the direct viewer is
 # the hls.js cell of the player matrix below), a private stream, WHIP
 # publishers (GStreamer's simple-whip-client replaying flash/beep files for lip sync;
-# Chromium's fake camera and microphone; Chromium's synthetic source for glass-to-glass latency
-# and lip sync over a link that loses 1% and reorders 3% of its packets), ffmpeg over a
+# Chromium's synthetic source for glass-to-glass latency and lip sync over a link that loses
+# 1% and reorders 3% of its packets), ffmpeg over a
 # lossy SRT link (lip sync), and two
 # negative controls: deliberately broken streams must fail the harness.
 node player-test/run.mjs --duration 15 --edge
@@ -221,11 +221,12 @@ node player-test/restart-test.mjs --socket-activation --down 5 --name restart-so
 # share its URLs; the stream without a token and a refused session answer 403, the token stays
 # out of the log.
 node player-test/run.mjs --duration 15 --edge --players 2 --playback-secret ci-playback-secret-0123 --playback-webhook --name private-edge
-# The WHIP publishers, 15 s each: the live GStreamer client and the plain canvas source are left
-# to `python3 benches/run.py --only publishers` (60 s each, every publisher), as the runs below
-# cover the same clients (GStreamer replaying files, the canvas over a lossy link).
+# The WHIP publishers, 15 s each: the live GStreamer client, Chromium's fake camera and the plain
+# canvas source are left to `python3 benches/run.py --only publishers` (60 s each, every
+# publisher), as the runs below cover the same clients (GStreamer replaying files, Chromium's
+# WebRTC stack with the canvas over a lossy link; the fake camera and microphone publish from
+# /publish in the page test above).
 node player-test/run.mjs --duration 15 --publisher whip-gst-sync --name whip-gst-sync
-node player-test/run.mjs --duration 15 --publisher whip-chromium --name whip-chromium
 node player-test/run.mjs --duration 15 --publisher whip-canvas --name whip-lossy --impair-loss 0.01 --impair-reorder 0.03
 # ffmpeg over SRT (flash and beep each second) through a relay that drops 2% of its data
 # packets: retransmission repairs them, hls.js plays, audio and video stay in sync.
@@ -251,10 +252,9 @@ if [ "$detected" != true ]; then
 fi
 
 step fuzz smoke
-# Waits for the fuzz targets' build and smoke run started above, which by now have had the
-# idle time of the cargo tests and the player and edge runs, so nothing waits (fuzz/run.sh prints
+# Waits for the fuzz targets' build and smoke run started after the build (fuzz/run.sh prints
 # executions per target: at the lowest priority beside the player runs they get fewer in their
-# 6 s). Before the soak and the player matrix, which run on an otherwise idle machine as before.
+# 6 s). Before the soak and the player matrix, which run on an otherwise idle machine.
 fuzz_ok=true
 wait "$fuzz_build_pid" || fuzz_ok=false
 sed -n '/^target  *executions/,$p' target/fuzz-build.log
