@@ -12,15 +12,16 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # The fuzz targets need a nightly toolchain (the project itself builds on stable): installed
 # here, not by setup.sh, so that running the server does not wait for it. Their build (a
 # separate target directory; fuzz/run.sh runs cargo with cargo-fuzz's flags, so cargo-fuzz
-# itself is not built) and a 6-second smoke run of each start once the project is built, in the
-# background at the lowest CPU priority, beside the cargo tests and the player and edge runs,
-# which leave most of a core idle (their tests and players wait on real-time streams); the
-# step "fuzz smoke" waits for them before the soak, long after they are done. `nice -n 19`
-# leaves the others the CPU whenever they want it, but started beside the CPU-bound build, as
-# it was until 2026-12-03, it still slowed that by about 40 s (caches, memory bandwidth). A
-# quicker build than cargo-fuzz's (16 codegen units, opt-level 1; building cargo-fuzz and then
-# the targets its way took 5 minutes longer): 6 seconds of fuzzing need executions, not the
-# fastest ones. Its output is in target/fuzz-build.log.
+# itself is not built) and a 6-second smoke run of each start now, in the background at the
+# lowest CPU priority, beside clippy, the build, the cargo tests and the player and edge runs:
+# `nice -n 19` leaves those the CPU whenever they want it (the build step took as long with
+# it as without it, 330 and 347 s from nothing built), and the tests and players, which mostly
+# wait on real-time streams, leave most of a core idle. The step "fuzz smoke" waits for it
+# before the soak, long after it is done (from nothing built it finished during the player
+# runs; waiting for it right after the cargo tests cost 2 minutes). A quicker build than
+# cargo-fuzz's (16 codegen units, opt-level 1; building cargo-fuzz and then the targets its
+# way took 5 minutes longer): 6 seconds of fuzzing need executions, not the fastest ones. Its
+# output is in target/fuzz-build.log.
 fuzz_build() {
   if ! cargo +nightly --version >/dev/null 2>&1; then
     if command -v rustup >/dev/null; then
@@ -38,19 +39,36 @@ fuzz_build() {
   fuzz/run.sh 6
 }
 mkdir -p target
-
-step fmt, clippy, build
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
-# Every build below selects the whole workspace with its tests, so cargo resolves one feature
-# set and builds each dependency once: `cargo build --bins`, `-p llhls` and `--exclude llhls`
-# each resolved other features (serde, num-traits, clap, log, ...) and rebuilt everything above
-# them, about 4 of this step's minutes from nothing built. This builds the binaries the player
-# runs and benches use (target/debug/llhls, fanout, flvpub) and every test binary.
-cargo build --workspace --bins --tests
 nice -n 19 bash -c "$(declare -f fuzz_build); set -euo pipefail; fuzz_build" > target/fuzz-build.log 2>&1 &
 fuzz_build_pid=$!
 trap 'kill "$fuzz_build_pid" 2>/dev/null || true' EXIT
+
+step fmt, clippy, build
+cargo fmt --all -- --check
+# Clippy's lints run inside the build: cargo runs clippy-driver (rustc with clippy's lints) for
+# the workspace's own crates (RUSTC_WORKSPACE_WRAPPER, what `cargo clippy` itself sets) and
+# plain rustc for the dependencies, so nothing is compiled twice; a separate `cargo clippy`
+# checked every dependency again first (about 2 minutes from nothing built). Its warnings fail
+# the step as `cargo clippy --workspace --all-targets -- -D warnings` does (that command finds
+# the same). Exported for every cargo command below, so they reuse this build (the wrapper is
+# part of the workspace crates' fingerprints).
+clippy_driver=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)
+if [ -z "$clippy_driver" ]; then
+  echo "test.sh: clippy-driver not found (rustup component add clippy)" >&2
+  exit 1
+fi
+export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
+# Every build below selects the whole workspace with all its targets, so cargo resolves one
+# feature set and builds each dependency once: `cargo build --bins`, `-p llhls` and `--exclude
+# llhls` each resolved other features (serde, num-traits, clap, log, ...) and rebuilt
+# everything above them. This builds the binaries the player runs and benches use
+# (target/debug/llhls, fanout, flvpub), every test binary and the benches.
+build_log=target/build.log
+cargo build --workspace --all-targets 2>&1 | tee "$build_log"
+if grep -E '^warning: `[^`]+` \(.*\) generated [0-9]+ warnings?' "$build_log" >&2; then
+  echo "test.sh: rustc or clippy warnings in the workspace (above; cargo clippy --workspace --all-targets shows them)" >&2
+  exit 1
+fi
 
 step cargo tests
 # The slowest test binaries run in two lanes beside the others instead of after them, for CI's
@@ -252,7 +270,7 @@ if [ "$detected" != true ]; then
 fi
 
 step fuzz smoke
-# Waits for the fuzz targets' build and smoke run started after the build (fuzz/run.sh prints
+# Waits for the fuzz targets' build and smoke run started above (fuzz/run.sh prints
 # executions per target: at the lowest priority beside the player runs they get fewer in their
 # 6 s). Before the soak and the player matrix, which run on an otherwise idle machine.
 fuzz_ok=true
