@@ -946,7 +946,8 @@ def soak(args, quick, tmp):
                 pass
         players = subprocess.Popen(["node", os.path.join(ROOT, "player-test/soak-players.mjs"), "--origin", f"http://127.0.0.1:{http}",
                                     "--whip", str(whips), "--play", ",".join(play), "--secs", str(secs + 120),
-                                    "--report-every", str(every), "--out", players_out],
+                                    "--report-every", str(every), "--out", players_out]
+                                   + (["--hlsjs-config", args.soak_hlsjs_config] if args.soak_hlsjs_config else []),
                                    stdout=open(os.path.join(tmp, "players.log"), "w"), stderr=subprocess.STDOUT,
                                    preexec_fn=player_priority)
         try:
@@ -1140,7 +1141,7 @@ def soak(args, quick, tmp):
             f.write(",".join("" if s.get(c) is None else str(s[c]) for c in cols) + "\n")
     with open(base + ".json", "w") as f:
         json.dump(dict(minutes=minutes, streams=streams, viewers=viewers, whip=whips, players=final_players,
-                       players_nice=players_nice if players else None, commit=commit, samples=samples,
+                       players_nice=players_nice if players else None, players_hlsjs_config=args.soak_hlsjs_config or None, commit=commit, samples=samples,
                        checks={k: dict(ok=v[0], value=v[1]) for k, v in checks.items()}, fanout=finals), f, indent=1)
     write_svg(base + ".svg", samples, f"llhls soak: {streams} RTMP + {whips} WHIP streams, {viewers} held viewers, "
               f"{len(play) if players else 0} hls.js players, {minutes:g} min ({commit})")
@@ -1455,6 +1456,8 @@ def main():
     ap.add_argument("--soak-whip", type=int, default=2, help="with --only soak: WHIP publishers (GStreamer)")
     ap.add_argument("--soak-players", type=int, default=2,
                     help="with --only soak: hls.js players (one per WHIP stream first, then RTMP streams)")
+    ap.add_argument("--soak-hlsjs-config", default="",
+                    help="with --only soak: hls.js config (JSON) over the player page's, e.g. '{\"liveSyncDuration\":1}'")
     ap.add_argument("--debug-binaries", action="store_true",
                     help="use target/debug (no release build; for the short soak in CI, figures not comparable)")
     a = ap.parse_args()

@@ -25,6 +25,9 @@
 //                           remove and append; the page's console in player-console.log)
 //        [--hlsjs-config JSON] (hls.js config beside lowLatencyMode, e.g. '{"maxLiveSyncPlaybackRate":1.1}':
 //                           what a site that lets hls.js catch up to its target latency gets)
+//        [--max-height 360] (with --ladder: the player stays on the rendition of that height or
+//                           below from its first fragment on: hls.js startLevel + autoLevelCapping,
+//                           Shaka abr.restrictions.maxHeight; the latency of one rung)
 //        [--strip-closed-captions] (the players see the multivariant without CLOSED-CAPTIONS=NONE)
 //        [--slow-part 8:300[-400]] (every part with index 8 reaches the players 300 ms (to 400 ms,
 //                           at random) late: a viewer whose link or machine is slow at the
@@ -558,7 +561,7 @@ const viewerSrc = (i) => {
   const sig = createHmac('sha256', playbackSecret).update(`test:${exp}`).digest('hex');
   return `${playBase}/live/t/${exp}-${sig}/test/index.m3u8`;
 };
-await Promise.all(pages.map((p, i) => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}${flag('player-debug') ? '&debug=1' : ''}${opt('hlsjs-config') ? `&hlsjs=${encodeURIComponent(opt('hlsjs-config'))}` : ''}&src=${encodeURIComponent(viewerSrc(i))}`)));
+await Promise.all(pages.map((p, i) => p.goto(`http://127.0.0.1:${pagePort}/?n=1${barcode}&player=${playerKind}${flag('player-debug') ? '&debug=1' : ''}${opt('hlsjs-config') ? `&hlsjs=${encodeURIComponent(opt('hlsjs-config'))}` : ''}${opt('max-height') ? `&maxHeight=${opt('max-height')}` : ''}&src=${encodeURIComponent(viewerSrc(i))}`)));
 let stallStart = null, stallEnd = null;
 if (stallSecs > 0) {
   await sleep(Math.max(0, joinedAt + stallAt * 1000 - Date.now()));

@@ -2,7 +2,7 @@
 // RTMP publishers and held viewers):
 //
 //   node player-test/soak-players.mjs --origin http://127.0.0.1:PORT --whip 2 --play live/w0,live/s0
-//        --secs 600 --out FILE [--report-every 10] [--size 320x180]
+//        --secs 600 --out FILE [--report-every 10] [--size 320x180] [--hlsjs-config JSON]
 //
 // --whip N publishes N streams, live/w0 ... live/w(N-1), each with GStreamer's simple-whip-client
 // (H.264 from x264 + Opus, live test sources), as player-test/run.mjs's whip-gst publisher.
@@ -18,7 +18,8 @@
 // viewer of that page does. Without it hls.js never plays faster than 1x, and headless Chromium's
 // playhead advanced at 0.99x wall clock under the full soak's load (its audio clock, not the
 // stream: the server's playlists stayed 1 s from live), so latency grew 2.4 -> 15 s in 19
-// minutes. Each report also gives `playRate`: the playhead's advance over the interval divided
+// minutes. --hlsjs-config JSON is merged over that config (e.g. '{"liveSyncDuration":1}': a
+// target latency other than PART-HOLD-BACK). Each report also gives `playRate`: the playhead's advance over the interval divided
 // by the wall time, so a slow clock shows in the figures instead of hiding in latency.
 //
 // run.py starts this script at a higher CPU priority (nice -5) than the server and the load
@@ -171,7 +172,7 @@ for (const p of paths) {
     console.error(`soak-players: no Chromium media log for ${p}:`, String(e));
   }
   page.on('pageerror', e => console.error(`soak-players: page error (${p}):`, String(e)));
-  const hlsjs = encodeURIComponent(JSON.stringify({ maxLiveSyncPlaybackRate: 1.25 }));
+  const hlsjs = encodeURIComponent(JSON.stringify({ maxLiveSyncPlaybackRate: 1.25, ...JSON.parse(opt('hlsjs-config', '{}')) }));
   await page.goto(`http://127.0.0.1:${port}/?n=1&player=hlsjs&trail=1&hlsjs=${hlsjs}&src=${encodeURIComponent(`${origin}/${p}/index.m3u8`)}`);
   pages.push(page);
 }
