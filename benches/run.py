@@ -894,12 +894,13 @@ def bench_flv(size, kbps):
 
 
 def soak(args, quick, tmp):
-    """Soak: N RTMP publishers (`flvpub`, a pre-encoded 720p30 ~2 Mbit/s FLV looped in real time),
+    """Soak: N RTMP publishers (`flvpub`, a pre-encoded FLV looped in real time: 720p30 at ~2
+    Mbit/s, 640x360 at 800 kbit/s up to 3 minutes, or --soak-size),
     W WHIP publishers (GStreamer's simple-whip-client, 320x180 H.264 + Opus), V held viewers
     (`fanout`, blocking reloads as hls.js makes them, spread over the RTMP streams) and P hls.js
     players in Chromium (player-test/soak-players.mjs: live/w0, live/s0, live/w1, ...) for M
     minutes. Every 10 s: server RSS, open descriptors, threads, connections, held requests, CPU,
-    the viewers' lag p99 in that interval, each player's wall latency (Date.now() minus the
+    the viewers' lag p99 and maximum in that interval, each player's wall latency (Date.now() minus the
     playhead's PROGRAM-DATE-TIME) and the players' stalls. Writes
     benches/results/soak-<commit>-<M>min.csv and .json and an SVG plot, and checks: RSS and
     descriptors over the last sixth of the run within 5% of their mean over the second sixth
@@ -916,7 +917,8 @@ def soak(args, quick, tmp):
     every = 10
     # The short run (CI) publishes 640x360 at 800 kbit/s: the hls.js player on an RTMP stream
     # decodes it beside everything else on the machine's two cores.
-    flv = bench_flv(*(("640x360", 800) if short else ("1280x720", 2000)))
+    size = args.soak_size or ("640x360" if short else "1280x720")
+    flv = bench_flv(size, {"640x360": 800, "1280x720": 2000}.get(size, 1500))
     secs = int(minutes * 60)
     p, http, rtmp = llhls_serve(tmp, ["--demo", "false"])
     pid = p.p.pid
@@ -1026,6 +1028,9 @@ def soak(args, quick, tmp):
                  connections=metric(text, "llhls_connections"), held=metric(text, "llhls_held_requests"),
                  cpu_pct=round((cpu - last_cpu) / (now - last_t) * 100, 1),
                  lag_p99_ms=max((x["lag_p99_ms"] for x in lat), default=None),
+                 # The slowest wake of any held viewer in the interval: how late the server told
+                 # the last of them about a part (a player with less media buffered would stall).
+                 lag_max_ms=max((x["lag_max_ms"] for x in lat if "lag_max_ms" in x), default=None),
                  responses=sum(x["responses"] for x in lat), errors=sum(x["errors"] for x in lat))
         rep = player_report()
         if players:
@@ -1040,11 +1045,13 @@ def soak(args, quick, tmp):
                      player_play_rate_min=min((x["playRate"] for x in ps if x.get("playRate") is not None), default=None),
                      player_stalls_after_30s=sum(x.get("stallsAfter30s", 0) for x in ps) if ps else None,
                      player_fatal=sum(1 for x in ps if x.get("fatal") or x.get("error")) if ps else None,
-                     whip_up=sum((rep or {}).get("whip", [])))
+                     whip_up=sum((rep or {}).get("whip", [])),
+                     # Of soak-players.mjs's 250 ms samples so far, the share with the CPUs >= 95% busy.
+                     machine_busy95=(rep or {}).get("machineBusy95"))
         last_cpu, last_t = cpu, now
         samples.append(s)
         print(f"  soak {s['t_s']:6.0f} s: RSS {s['rss_mib']} MiB, fds {fds}, threads {threads}, held {s['held']}, "
-              f"CPU {s['cpu_pct']}%, lag p99 {s['lag_p99_ms']} ms, errors {s['errors']}"
+              f"CPU {s['cpu_pct']}%, lag p99 {s['lag_p99_ms']} ms (max {s['lag_max_ms']}), errors {s['errors']}"
               + (f", players: latency {s['player_latency_s']} s, rate {s['player_play_rate_min']}, stalls {s['player_stalls']}, "
                  f"WHIP up {s['whip_up']}"
                  if players else ""), flush=True)
@@ -1125,6 +1132,14 @@ def soak(args, quick, tmp):
             a, b = median(early, "player_latency_s"), median(late, "player_latency_s")
             checks["player latency unchanged (median over the last sixth <= the second sixth's + 0.5 s)"] = (
                 b <= a + 0.5, f"{a:.2f} -> {b:.2f} s")
+    maxes = [x["lag_max_ms"] for x in samples if x.get("lag_max_ms") is not None]
+    if maxes:
+        # A figure, not a check: the slowest wake of any held viewer (every part's playlist
+        # update, every viewer): how much media a player needs buffered for the server's
+        # delivery never to make it wait.
+        print(f"  soak: slowest held-viewer wake in the run {max(maxes):.0f} ms; median of the 10 s maxima "
+              f"{sorted(maxes)[len(maxes) // 2]:.0f} ms; intervals with one over 300 ms: {sum(m > 300 for m in maxes)} of {len(maxes)}",
+              flush=True)
     errors = sum(s["errors"] for s in samples) + sum(f.get("errors", 0) for f in finals)
     checks["no viewer errors"] = (errors == 0, str(errors))
     checks["server up to the end"] = (alive, str(alive))
@@ -1454,6 +1469,8 @@ def main():
     ap.add_argument("--soak-streams", type=int, default=0, help="with --only soak: RTMP publishers (2 up to 3 minutes, else 10)")
     ap.add_argument("--soak-viewers", type=int, default=0, help="with --only soak: held viewers (200 up to 3 minutes, else 2000)")
     ap.add_argument("--soak-whip", type=int, default=2, help="with --only soak: WHIP publishers (GStreamer)")
+    ap.add_argument("--soak-size", default="",
+                    help="with --only soak: the RTMP publishers' picture, WxH (default 640x360 up to 3 minutes, else 1280x720)")
     ap.add_argument("--soak-players", type=int, default=2,
                     help="with --only soak: hls.js players (one per WHIP stream first, then RTMP streams)")
     ap.add_argument("--soak-hlsjs-config", default="",

@@ -5,7 +5,7 @@
 //!
 //!     fanout --url http://127.0.0.1:8080/live/demo/media.m3u8 --viewers 1000 --secs 20
 //!            [--h2 STREAMS_PER_CONNECTION] [--server-pid PID] [--label NAME]
-//!            [--report-every SECS]   (also one JSON line per interval: lag p50/p99, errors)
+//!            [--report-every SECS]   (also one JSON line per interval: lag p50/p99/max, errors)
 //!            [--skip]   (delta updates as hls.js 1.7 asks them: `_HLS_skip=YES` on each blocking
 //!                        reload once a playlist advertised CAN-SKIP-UNTIL; hls.js's
 //!                        `getSkipValue` asks it while its copy is younger than half that, which a
@@ -266,11 +266,12 @@ async fn main() -> anyhow::Result<()> {
                 v.sort_unstable();
                 let errors = t.errors.load(Ordering::Relaxed);
                 println!(
-                    "{{\"interval\":true,\"t_s\":{:.1},\"responses\":{},\"lag_p50_ms\":{:.1},\"lag_p99_ms\":{:.1},\"errors\":{}}}",
+                    "{{\"interval\":true,\"t_s\":{:.1},\"responses\":{},\"lag_p50_ms\":{:.1},\"lag_p99_ms\":{:.1},\"lag_max_ms\":{:.1},\"errors\":{}}}",
                     start.elapsed().as_secs_f64(),
                     v.len(),
                     pct(&v, 50.0),
                     pct(&v, 99.0),
+                    pct(&v, 100.0),
                     errors - last_errors
                 );
                 last_errors = errors;
