@@ -11,7 +11,10 @@
 // --out: for each player its wall latency (Date.now() minus the playhead's
 // EXT-X-PROGRAM-DATE-TIME, the median of the interval's samples), hls.js's own latency
 // estimate, its stalls and stall time so far (a `waiting` after the first frame), fatal error,
-// and whether each publisher is still running. It stops after --secs, or on SIGTERM.
+// and whether each publisher is still running. It stops after --secs, or on SIGTERM. Each
+// stall is written to FILE's `.stalls.jsonl` with what led to it: the page's trail (hls.js's
+// loads and appends, the playhead and buffer), Chromium's media log and the machine's CPU
+// every 250 ms (how busy, how long runnable tasks waited, what Chromium got).
 //
 // The players run with the config of the player page the server ships at `/`
 // (src/player/index.html: lowLatencyMode, maxLiveSyncPlaybackRate 1.25), so they catch up as a
@@ -116,11 +119,8 @@ for (const p of [...new Set([...Array.from({ length: whipCount }, (_, i) => `liv
 
 const { port, server } = await servePlayerPages();
 const browser = await launchChromium();
-// Chromium sets its child processes' priorities itself (renderers back at 0, or 5 in the
-// background, whatever it was started at): every 2 s, every thread of Chromium's processes
-// below this script is raised to this script's priority, when that is above the default.
-const playerPriority = getPriority();
-function raiseChromium() {
+// Chromium's processes (the browser and its children, below this script) and their threads.
+function chromiumThreads() {
   const children = new Map();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -132,6 +132,7 @@ function raiseChromium() {
       children.get(ppid).push({ pid: Number(d), comm });
     } catch {}
   }
+  const found = [];
   const stack = [process.pid];
   while (stack.length) {
     for (const k of children.get(stack.pop()) || []) {
@@ -139,13 +140,65 @@ function raiseChromium() {
       stack.push(k.pid);
       let tids = [];
       try { tids = readdirSync(`/proc/${k.pid}/task`).map(Number); } catch {}
-      for (const t of tids) {
-        try { if (getPriority(t) > playerPriority) setPriority(t, playerPriority); } catch {}
-      }
+      found.push({ pid: k.pid, tids });
+    }
+  }
+  return found;
+}
+// Chromium sets its child processes' priorities itself (renderers back at 0, or 5 in the
+// background, whatever it was started at): every 2 s, every thread of Chromium's processes
+// below this script is raised to this script's priority, when that is above the default.
+const playerPriority = getPriority();
+function raiseChromium() {
+  for (const { tids } of chromiumThreads()) {
+    for (const t of tids) {
+      try { if (getPriority(t) > playerPriority) setPriority(t, playerPriority); } catch {}
     }
   }
 }
 if (playerPriority < 0) { raiseChromium(); setInterval(raiseChromium, 2000).unref(); }
+// The machine around each stall, every 250 ms (the last 60 s kept, written beside each stall's
+// trail like the media log): how busy the CPUs were (/proc/stat), how long runnable tasks waited
+// for one (/proc/pressure/cpu, "some": ms per second) and how much CPU Chromium's processes got
+// (% of one core), so a stall can be told apart as the player's CPU starvation or the stream's.
+const hz = 100;
+const machineRing = [];
+const machineTotals = { samples: 0, busy95: 0 };
+let lastMachine = null;
+let chromiumPids = [];
+setInterval(() => { chromiumPids = chromiumThreads().map(x => x.pid); }, 2000).unref();
+function sampleMachine() {
+  try {
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = cpu[3] + (cpu[4] || 0), total = cpu.reduce((a, b) => a + b, 0);
+    let psi = null;
+    try { psi = Number(/some .*total=(\d+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))[1]); } catch {}
+    let chrome = 0;
+    const pidsKey = chromiumPids.join(',');
+    for (const pid of chromiumPids) {
+      try {
+        const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
+        chrome += Number(x[11]) + Number(x[12]);
+      } catch {}
+    }
+    const at = Date.now();
+    if (lastMachine) {
+      const dt = (at - lastMachine.at) / 1000, dTotal = total - lastMachine.total;
+      const busy = dTotal > 0 ? 100 * (1 - (idle - lastMachine.idle) / dTotal) : null;
+      machineRing.push({ at, busyPct: busy === null ? null : Math.round(busy),
+        psiSomeMsPerS: psi === null || lastMachine.psi === null ? null : Math.round((psi - lastMachine.psi) / 1000 / dt),
+        // Only over the same processes (one that started or ended in between would count its
+        // whole life or go negative).
+        chromiumPctOfCore: pidsKey === lastMachine.pidsKey ? Math.round((chrome - lastMachine.chrome) / hz / dt * 100) : null });
+      machineTotals.samples++;
+      if (busy !== null && busy >= 95) machineTotals.busy95++;
+      while (machineRing.length && machineRing[0].at < at - 60000) machineRing.shift();
+    }
+    lastMachine = { at, idle, total, psi, chrome, pidsKey };
+  } catch {}
+}
+setInterval(sampleMachine, 250).unref();
 const pages = [];
 // Chromium's own media log for each player (DevTools `Media` domain: its events, messages and
 // property changes, e.g. the buffering state and why it fell to HAVE_NOTHING), the last 60 s
@@ -208,12 +261,15 @@ while (Date.now() - started < secs * 1000 && !stopping) {
     while (written[i] < tr.length && tr[written[i]].complete) {
       const at = stats[i].stallTimes[written[i]] ?? 0;
       const media = mediaLogs[i].filter(x => x.at >= at - 30000 && x.at <= at + 5000).map(x => ({ ...x, t: x.at - at }));
-      appendFileSync(out.replace(/\.jsonl$/, '') + '.stalls.jsonl', JSON.stringify({ path: paths[i], stallInfo: stats[i].stallInfo[written[i]] ?? null, ...tr[written[i]], media }) + '\n');
+      const machine = machineRing.filter(x => x.at >= at - 10000 && x.at <= at + 3000).map(x => ({ ...x, t: x.at - at }));
+      appendFileSync(out.replace(/\.jsonl$/, '') + '.stalls.jsonl', JSON.stringify({ path: paths[i], stallInfo: stats[i].stallInfo[written[i]] ?? null, ...tr[written[i]], media, machine }) + '\n');
       written[i]++;
     }
   }
   appendFileSync(out, JSON.stringify({ t_s: Math.round((Date.now() - started) / 100) / 10, players,
-    whip: publishers.map(c => c.exited === null), whipRestarts: restarts }) + '\n');
+    whip: publishers.map(c => c.exited === null), whipRestarts: restarts,
+    // Of the 250 ms samples so far, how many found the machine's CPUs at least 95% busy.
+    machineBusy95: machineTotals.samples ? Number((machineTotals.busy95 / machineTotals.samples).toFixed(3)) : null }) + '\n');
 }
 stopping = true;
 for (const c of publishers) c.kill('SIGTERM');
