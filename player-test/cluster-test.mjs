@@ -67,7 +67,7 @@ async function finish() {
   // On a failure, what CI's log needs to tell the player's trouble from the server's: each
   // viewer's last player errors and the nodes' warnings (the out/ folder stays on the CI machine).
   if (failures.length || knownFailures.length) {
-    for (const b of report.before || []) if (b.stalls || b.fatal) console.log(`  viewer ${b.name} before the kill: wall latency p50 ${b.wallLatencyP50} s, last errors: ${b.errors.join(' | ').slice(0, 1500)}`);
+    for (const b of report.before || []) if (b.stalls || b.fatal) console.log(`  viewer ${b.name} before the kill: joined at ${b.joinedMs} ms, stalled at ${JSON.stringify(b.stallsAtMs)} ms (after the first viewer joined), wall latency p50 ${b.wallLatencyP50} s, last errors: ${b.errors.join(' | ').slice(0, 1500)}`);
     for (const k of [0, 1, 2]) {
       let log = '';
       try { log = readFileSync(join(outDir, `llhls-${k}.log`), 'utf8'); } catch {}
@@ -224,7 +224,11 @@ for (const name of names) {
 const stats = async () => Promise.all(viewers.map(async v => ({ name: v.name, ...(await v.page.evaluate(() => window.__stats()))[0] })));
 await sleep(duration * 1000);
 const before = await stats();
+// Times in ms after the first viewer joined: when each viewer joined and stalled, so a stall
+// can be set beside another viewer's start-up (a burst of CPU on the machine) or a node's event.
+const firstJoin = Math.min(...before.map(s => s.joinedAt));
 report.before = before.map(s => ({ name: s.name, stalls: s.stalls, fatal: s.fatal, firstFrameMs: s.firstFrameMs, wallLatencyP50: s.wallLatency.sort((a, b) => a - b)[Math.floor(s.wallLatency.length / 2)],
+  joinedMs: s.joinedAt - firstJoin, stallsAtMs: s.stallTimes.map(t => t - firstJoin), stallInfo: s.stallInfo,
   errors: s.errors.slice(-5).map(e => `${e.details}${e.fatal ? ' (fatal)' : ''} ${e.reason || ''} ${e.url || ''}`) }));
 for (const s of before) {
   if (s.firstFrameMs === null) failures.push(`viewer ${s.name}: never started before the kill`);
