@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::codec::{opus_packet_samples, CodecConfig};
+use crate::codec::{opus_packet_samples, silent_audio_frame, CodecConfig};
 use crate::media::{rescale, Frame, TrackConfig, TrackKind, WallClock};
 
 use super::gap::{resume_on_keyframe, Resume, BACKLOG_MS};
@@ -19,8 +19,11 @@ use super::{Packager, PackagerError};
 /// A DTS jump larger than this (either way) is read as a timestamp reset: a discontinuity.
 pub(super) const RESET_NS: i64 = 5_000_000_000;
 /// Audio holes up to this many frames are covered by stretching a frame (see
-/// `Packager::run_frame`); longer ones are kept as real gaps.
+/// `Packager::run_frame`) when the codec has no silent frame; longer ones are kept as real gaps.
 const MAX_STRETCHED_AUDIO_FRAMES: i64 = 10;
+/// Audio holes up to this long are filled with silent frames (see `Packager::run_frame`);
+/// a longer jump is a timestamp reset ([`RESET_NS`]).
+const MAX_SILENCED_AUDIO_NS: i64 = RESET_NS;
 
 /// A lead sample dated at most this far (ms) ahead of its arrival goes out at once.
 const PACE_SLACK_MS: i64 = 20;
@@ -105,6 +108,8 @@ pub(super) struct Timeline {
     pub(super) pacing_warned: bool,
     /// Frames over the pacing limit were reported (once per stream).
     pub(super) paced_over_warned: bool,
+    /// Audio holes filled with silence were reported (once per stream).
+    pub(super) silence_warned: bool,
 }
 
 impl Timeline {
@@ -121,6 +126,7 @@ impl Timeline {
             paced: VecDeque::new(),
             pacing_warned: false,
             paced_over_warned: false,
+            silence_warned: false,
         }
     }
 
@@ -359,29 +365,70 @@ impl Packager {
             CodecConfig::Opus(_) => opus_packet_samples(&frame.data),
             _ => None,
         };
-        // A short hole before this audio frame, to be covered by stretching a frame over it.
+        // A hole before this audio frame, to be filled with silent frames or covered by
+        // stretching a frame over it.
         let mut hole = 0i64;
+        let mut silence = None;
         if let (Some(dur), Some(expected)) = (audio_dur, self.tracks[ti].next_dts) {
             let frame_ticks = i64::from(dur);
             let drift = (dts - expected).get();
+            let scale = i64::from(self.tracks[ti].scale);
             if drift.abs() <= frame_ticks / 2 {
                 dts = expected;
             } else if drift < 0 {
                 // Would overlap audio already packaged (after a reconnect, or a publisher
                 // whose audio clock runs fast): drop it so tfdt never goes backwards.
                 return;
-            } else if !is_lead && drift <= MAX_STRETCHED_AUDIO_FRAMES * frame_ticks {
-                // A few frames lost (a dropped SRT or RTMP packet, an encoder hiccup): each
+            } else if !is_lead {
+                // Frames lost (a dropped SRT or RTMP packet, an encoder hiccup), or a
+                // publisher whose audio clock runs slow or that skips (a looped file): each
                 // fragment must start where the last one ended (Apple's validator, and MSE
-                // buffers a hole as a stall), so a frame is stretched over the hole below.
-                hole = drift;
+                // buffers a hole as a stall). Silent frames fill the hole, as many as fit
+                // to the nearest frame, and this frame follows them: the audio stays within
+                // half a frame of the publisher's clock and every sample listed is a sample
+                // decoded. A frame stretched over the hole instead (its duration longer than
+                // the samples it decodes to) is not played longer by browsers: Chromium's
+                // audio clock fell behind the timeline by each hole, 12 ms every 20 s for a
+                // looped file, and once that added up to the media buffered ahead its audio
+                // ran dry with 0.6-1.5 s still in the buffer (benches/README.md,
+                // "Reliability"). Stretching stays for codecs without a silent frame.
+                match silent_audio_frame(&self.tracks[ti].cfg.codec) {
+                    Some((bytes, ticks)) if drift <= MAX_SILENCED_AUDIO_NS / NS as i64 * scale => {
+                        let ticks = i64::from(ticks.max(1));
+                        let n = (drift + ticks / 2) / ticks;
+                        silence = Some((bytes, ticks, n));
+                        dts = expected + TrackTicks(n * ticks);
+                    }
+                    Some(_) => {}
+                    None if drift <= MAX_STRETCHED_AUDIO_FRAMES * frame_ticks => hole = drift,
+                    None => {}
+                }
             }
-            // A longer hole: a real gap in the audio; keep the timestamp.
+            // Otherwise a real gap in the audio: keep the timestamp.
         }
         if !is_lead {
             // Non-lead samples before the lead's first sample of this timeline are dropped.
             if self.segmenter.lead_pending.is_none() && self.segmenter.part_samples.is_empty() {
                 return;
+            }
+            if let (Some((bytes, ticks, n)), Some(expected)) = (silence, self.tracks[ti].next_dts) {
+                for k in 0..n {
+                    self.tracks[ti].pending.push_back(Pending {
+                        dts: expected + TrackTicks(k * ticks),
+                        cts: 0,
+                        sync: true,
+                        data: bytes.clone(),
+                        dur: u32::try_from(ticks).ok(),
+                    });
+                }
+                if !self.timeline.silence_warned {
+                    self.timeline.silence_warned = true;
+                    self.warn(format!(
+                        "{}: the publisher's audio skips ({} ms before this frame): holes are filled with silent frames",
+                        frame.track,
+                        n * ticks * 1000 / i64::from(self.tracks[ti].scale)
+                    ));
+                }
             }
             let mut dur = audio_dur.unwrap_or(self.tracks[ti].last_dur.max(1));
             let track = &mut self.tracks[ti];

@@ -35,6 +35,8 @@ pub struct Harness {
     /// Parts whose track starts later than the previous part of that track ended (allowed
     /// across a stall, a defect otherwise).
     pub tfdt_holes: Vec<String>,
+    /// Every sample duration seen, per rendition and track.
+    pub sample_durations: HashMap<(String, u32), std::collections::BTreeSet<u32>>,
     /// Per rendition: the last part listed and the part hinted in the previous playlist.
     pub hinted: HashMap<String, (Option<PartId>, Option<PartId>)>,
 }
@@ -53,6 +55,7 @@ impl Harness {
             spilled: Vec::new(),
             msn_uris: HashMap::new(),
             tfdt_holes: Vec::new(),
+            sample_durations: HashMap::new(),
             hinted: HashMap::new(),
         };
         h.drain();
@@ -148,8 +151,13 @@ impl Harness {
                 .base_media_decode_time;
             let trun = &traf.trun[0];
             let mut dur = 0u64;
+            let seen = self
+                .sample_durations
+                .entry((rendition.clone(), traf.tfhd.track_id))
+                .or_default();
             for i in 0..trun.samples.len() {
                 let e = trun.samples.get(i).unwrap();
+                seen.insert(e.duration.expect("per-sample duration"));
                 dur += u64::from(e.duration.expect("per-sample duration"));
                 data += u64::from(e.size.expect("per-sample size"));
             }
