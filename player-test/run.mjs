@@ -32,6 +32,9 @@
 //        [--slow-part 8:300[-400]] (every part with index 8 reaches the players 300 ms (to 400 ms,
 //                           at random) late: a viewer whose link or machine is slow at the
 //                           end of a segment)
+//        [--audio-holes] (rtmp/srt publisher: its audio skips 100 ms every second; the packager
+//                           fills the holes with silent frames, or Chromium's audio clock falls
+//                           behind and its audio runs dry with media buffered)
 //        [--stall 3 [--stall-at 20]]  (SIGSTOP the publisher's encoder for 3 s, 20 s after the
 //                           viewer joined, then SIGCONT: it bursts its backlog; the run fails
 //                           unless every player is back within 0.3 s of its pre-stall latency
@@ -254,6 +257,9 @@ if (publisherKind.endsWith('-clock')) {
     '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30',
     '-sc_threshold', '0', '-pix_fmt', 'yuv420p', '-b:v', '1500k',
     ...(flag('bframes') ? ['-bf', '2', '-x264-params', 'bframes=2'] : []),
+    // --audio-holes: the audio skips the last 100 ms of every second (its timestamps jump, as
+    // from a publisher that drops audio or whose audio clock runs slow), video goes on.
+    ...(flag('audio-holes') ? ['-af', "aselect='lt(mod(t\\,1)\\,0.9)'"] : []),
     '-c:a', 'aac', '-b:a', '96k',
     ...(publisherKind === 'srt'
       ? ['-f', 'mpegts', `srt://127.0.0.1:${srtPort}?streamid=publish:live/test`]

@@ -214,6 +214,13 @@ node player-test/run.mjs --duration 15 --edge varnish
 # that part was parsed (3 runs of 3 at 60 s before the server listed a just-closed segment as
 # still open until the next one has a part; README player notes). 0 stalls enforced.
 node player-test/run.mjs --duration 40 --slow-part 8:150-200 --name slow-part
+# A publisher whose audio skips 100 ms every second (ffmpeg's aselect; a publisher that drops
+# audio, or a looped file): the packager fills each hole with silent AAC frames. With the hole
+# covered by stretching a frame's duration instead, Chromium played the frame for its 1,024
+# samples, its audio clock fell behind the timeline by each hole, and hls.js stalled 3 times in
+# 30 s with media buffered (the soak's 720p player, once every ~20 minutes, from its looped
+# FLV's 12 ms hole every 20 s: benches/README.md "Reliability"). 0 stalls enforced.
+node player-test/run.mjs --duration 30 --audio-holes --name audio-holes
 # Several origins (issue 17): Redis, three nodes behind an nginx balancer and the Varnish edge,
 # six publishers and hls.js viewers; one node killed, its streams taken over on reconnect.
 # Open (issue 17): six players on two cores still stall once in some runs before the kill
