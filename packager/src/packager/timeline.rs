@@ -18,12 +18,10 @@ use super::{Packager, PackagerError};
 
 /// A DTS jump larger than this (either way) is read as a timestamp reset: a discontinuity.
 pub(super) const RESET_NS: i64 = 5_000_000_000;
-/// Audio holes up to this many frames are covered by stretching a frame (see
-/// `Packager::run_frame`) when the codec has no silent frame; longer ones are kept as real gaps.
-const MAX_STRETCHED_AUDIO_FRAMES: i64 = 10;
-/// Audio holes up to this long are filled with silent frames (see `Packager::run_frame`);
-/// a longer jump is a timestamp reset ([`RESET_NS`]).
-const MAX_SILENCED_AUDIO_NS: i64 = RESET_NS;
+/// Audio holes up to this many frames are filled: with silent frames, or by stretching a frame
+/// where the codec has none (see `Packager::run_frame`). Longer ones are kept as real gaps: a
+/// publisher that stopped, which the gap module fills or lists as GAP on both tracks alike.
+const MAX_FILLED_AUDIO_FRAMES: i64 = 10;
 
 /// A lead sample dated at most this far (ms) ahead of its arrival goes out at once.
 const PACE_SLACK_MS: i64 = 20;
@@ -372,7 +370,6 @@ impl Packager {
         if let (Some(dur), Some(expected)) = (audio_dur, self.tracks[ti].next_dts) {
             let frame_ticks = i64::from(dur);
             let drift = (dts - expected).get();
-            let scale = i64::from(self.tracks[ti].scale);
             if drift.abs() <= frame_ticks / 2 {
                 dts = expected;
             } else if drift < 0 {
@@ -392,16 +389,16 @@ impl Packager {
                 // looped file, and once that added up to the media buffered ahead its audio
                 // ran dry with 0.6-1.5 s still in the buffer (benches/README.md,
                 // "Reliability"). Stretching stays for codecs without a silent frame.
-                match silent_audio_frame(&self.tracks[ti].cfg.codec) {
-                    Some((bytes, ticks)) if drift <= MAX_SILENCED_AUDIO_NS / NS as i64 * scale => {
-                        let ticks = i64::from(ticks.max(1));
-                        let n = (drift + ticks / 2) / ticks;
-                        silence = Some((bytes, ticks, n));
-                        dts = expected + TrackTicks(n * ticks);
+                if drift <= MAX_FILLED_AUDIO_FRAMES * frame_ticks {
+                    match silent_audio_frame(&self.tracks[ti].cfg.codec) {
+                        Some((bytes, ticks)) => {
+                            let ticks = i64::from(ticks.max(1));
+                            let n = (drift + ticks / 2) / ticks;
+                            silence = Some((bytes, ticks, n));
+                            dts = expected + TrackTicks(n * ticks);
+                        }
+                        None => hole = drift,
                     }
-                    Some(_) => {}
-                    None if drift <= MAX_STRETCHED_AUDIO_FRAMES * frame_ticks => hole = drift,
-                    None => {}
                 }
             }
             // Otherwise a real gap in the audio: keep the timestamp.
