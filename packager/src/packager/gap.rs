@@ -666,13 +666,9 @@ impl Packager {
                 .next_dts
                 .unwrap_or_else(|| TrackTicks(from.get() * i64::from(scale) / lead_scale));
             while next.to_lead(scale, lead_scale) < boundary {
-                track.pending.push_back(Pending {
-                    dts: next,
-                    cts: 0,
-                    sync: true,
-                    data: silence.clone(),
-                    dur: Some(dur),
-                });
+                track
+                    .pending
+                    .push_back(Pending::silent(next, silence.clone(), dur));
                 next += TrackTicks(i64::from(dur));
             }
             track.next_dts = Some(next);

@@ -44,6 +44,19 @@ pub(super) struct Pending {
     pub(super) dur: Option<u32>,
 }
 
+impl Pending {
+    /// A silent audio frame (the codec's, from `silent_audio_frame`) at `dts`.
+    pub(super) fn silent(dts: TrackTicks, data: Bytes, dur: u32) -> Self {
+        Pending {
+            dts,
+            cts: 0,
+            sync: true,
+            data,
+            dur: Some(dur),
+        }
+    }
+}
+
 /// One input track and its output clock.
 #[derive(Debug)]
 pub(super) struct Track {
@@ -410,13 +423,11 @@ impl Packager {
             }
             if let (Some((bytes, ticks, n)), Some(expected)) = (silence, self.tracks[ti].next_dts) {
                 for k in 0..n {
-                    self.tracks[ti].pending.push_back(Pending {
-                        dts: expected + TrackTicks(k * ticks),
-                        cts: 0,
-                        sync: true,
-                        data: bytes.clone(),
-                        dur: u32::try_from(ticks).ok(),
-                    });
+                    self.tracks[ti].pending.push_back(Pending::silent(
+                        expected + TrackTicks(k * ticks),
+                        bytes.clone(),
+                        u32::try_from(ticks).unwrap_or(u32::MAX),
+                    ));
                 }
                 if !self.timeline.silence_warned {
                     self.timeline.silence_warned = true;
