@@ -147,16 +147,22 @@ function chromiumThreads() {
 }
 // Chromium sets its child processes' priorities itself (renderers back at 0, or 5 in the
 // background, whatever it was started at): every 2 s, every thread of Chromium's processes
-// below this script is raised to this script's priority, when that is above the default.
+// below this script is raised to this script's priority, when that is above the default. The
+// same walk of /proc keeps the list of Chromium's processes the machine samples below read.
 const playerPriority = getPriority();
-function raiseChromium() {
-  for (const { tids } of chromiumThreads()) {
+let chromiumPids = [];
+function watchChromium() {
+  const found = chromiumThreads();
+  chromiumPids = found.map(x => x.pid);
+  if (playerPriority >= 0) return;
+  for (const { tids } of found) {
     for (const t of tids) {
       try { if (getPriority(t) > playerPriority) setPriority(t, playerPriority); } catch {}
     }
   }
 }
-if (playerPriority < 0) { raiseChromium(); setInterval(raiseChromium, 2000).unref(); }
+watchChromium();
+setInterval(watchChromium, 2000).unref();
 // The machine around each stall, every 250 ms (the last 60 s kept, written beside each stall's
 // trail like the media log): how busy the CPUs were (/proc/stat), how long runnable tasks waited
 // for one (/proc/pressure/cpu, "some": ms per second) and how much CPU Chromium's processes got
@@ -165,8 +171,6 @@ const hz = 100;
 const machineRing = [];
 const machineTotals = { samples: 0, busy95: 0 };
 let lastMachine = null;
-let chromiumPids = [];
-setInterval(() => { chromiumPids = chromiumThreads().map(x => x.pid); }, 2000).unref();
 function sampleMachine() {
   try {
     const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
