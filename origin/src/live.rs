@@ -4,10 +4,10 @@
 //! Publish order (rule 46): objects are stored, then the snapshot is swapped, then waiters
 //! wake. Anything a published playlist lists can be fetched at that instant.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -87,10 +87,24 @@ pub struct Published {
     pub blocking_cache: HeaderValue,
     /// Cache-Control for plain playlist reloads: TD/2, at least 1 s.
     pub plain_cache: HeaderValue,
+    /// The state published just before this one, while the stream task still keeps it
+    /// ([`RECENT_KEPT`]): see [`Published::as_first_answered`].
+    earlier: Option<Weak<Published>>,
 }
 
+/// How many of its latest published states a stream task keeps alive for
+/// [`Published::as_first_answered`], and for how long after they were replaced (a burst of
+/// publishes is milliseconds to a few hundred; the states' rendered views stay in memory
+/// while they are kept).
+const RECENT_KEPT: usize = 8;
+const RECENT_FOR: Duration = Duration::from_secs(1);
+
 impl Published {
-    fn render(snapshot: StreamSnapshot, codecs_override: Option<&str>) -> Self {
+    fn render(
+        snapshot: StreamSnapshot,
+        codecs_override: Option<&str>,
+        earlier: Option<Weak<Published>>,
+    ) -> Self {
         let deltas = snapshot.timing.can_skip_until.is_some() && !snapshot.ended;
         let views = snapshot
             .renditions
@@ -117,7 +131,46 @@ impl Published {
                     .unwrap_or_default()
                     .as_micros() as u64,
             ),
+            earlier,
         }
+    }
+
+    /// The state that first answered a held request for part `part` (or segment `msn`) of
+    /// `rendition`, when this later one is what its task found on waking: walking back through
+    /// the states published just before this one (those the stream task still keeps), the
+    /// oldest that satisfies the request. A request that waited for a part is so answered with
+    /// the playlist as it stood when that part was published, however late its task ran: on a
+    /// busy machine (or after a publisher's burst) a segment's last part and the next
+    /// segment's first part can be published a few milliseconds apart, and a waiter woken
+    /// after both would otherwise get the update that completes the segment while its player
+    /// may still be loading the part before the last, which hls.js 1.7.4 takes for the whole
+    /// segment loaded (a 0.2 s hole and a stall; README, player notes). Its next request, for
+    /// a part that exists, is answered at once with the latest state. The answer to a blocking
+    /// request that waited also no longer depends on when its task ran: every edge and node
+    /// builds the same playlist for the same URI. An ended stream answers with its last state.
+    pub fn as_first_answered(
+        self: &Arc<Self>,
+        rendition: &str,
+        msn: u64,
+        part: Option<u32>,
+    ) -> Arc<Published> {
+        let mut first = self.clone();
+        if self.snapshot.ended {
+            return first;
+        }
+        let mut cur = self.earlier.as_ref().and_then(Weak::upgrade);
+        while let Some(p) = cur {
+            let satisfied = !p.snapshot.ended
+                && p.snapshot
+                    .rendition(rendition)
+                    .is_some_and(|r| r.satisfies(msn, part));
+            if !satisfied {
+                break;
+            }
+            cur = p.earlier.as_ref().and_then(Weak::upgrade);
+            first = p;
+        }
+        first
     }
 
     /// The multivariant playlist, rendered on first use: its BANDWIDTH values are measured
@@ -344,6 +397,9 @@ struct Task {
     spiller: Option<Spiller>,
     /// The stream's recording, when it is recorded.
     recorder: Option<Recorder>,
+    /// The latest published states (at most [`RECENT_KEPT`]), kept alive for
+    /// [`Published::as_first_answered`].
+    recent: VecDeque<Arc<Published>>,
 }
 
 /// Per-stream settings from the origin's configuration.
@@ -406,6 +462,7 @@ pub(crate) fn spawn_stream(
             pending: false,
             spiller,
             recorder,
+            recent: VecDeque::with_capacity(RECENT_KEPT),
         };
         let name = t.name.clone();
         t.metrics.live_streams.fetch_add(1, Ordering::Relaxed);
@@ -717,7 +774,21 @@ impl Task {
             }
             None => source,
         };
-        let published = Arc::new(Published::render(snap, self.codecs_override.as_deref()));
+        let earlier = self.recent.back().map(Arc::downgrade);
+        let published = Arc::new(Published::render(
+            snap,
+            self.codecs_override.as_deref(),
+            earlier,
+        ));
+        self.recent.push_back(published.clone());
+        while self.recent.len() > RECENT_KEPT
+            || self
+                .recent
+                .get(1)
+                .is_some_and(|next| next.at.elapsed() > RECENT_FOR)
+        {
+            self.recent.pop_front();
+        }
         if let Some(r) = self.recorder.as_mut() {
             r.observe(&published, &self.stream);
         }
@@ -762,7 +833,7 @@ mod tests {
         }
         let snap = p.snapshot().unwrap();
         let want = render_multivariant(&snap);
-        let published = Published::render(snap.clone(), None);
+        let published = Published::render(snap.clone(), None, None);
         assert!(
             published.multivariant.get().is_none(),
             "rendered by the publish"
@@ -770,7 +841,7 @@ mod tests {
         assert_eq!(published.multivariant().plain, want.as_bytes());
         let first = published.multivariant().plain.as_ptr();
         assert_eq!(published.multivariant().plain.as_ptr(), first, "once");
-        let overridden = Published::render(snap, Some("avc1.640028"));
+        let overridden = Published::render(snap, Some("avc1.640028"), None);
         let text = String::from_utf8_lossy(&overridden.multivariant().plain).into_owned();
         assert!(text.contains("CODECS=\"avc1.640028\""), "{text}");
     }

@@ -1,7 +1,9 @@
 //! Playlists: the multivariant playlist, media playlists, and blocking reloads
 //! (`_HLS_msn` / `_HLS_part` / `_HLS_skip`, LLHLS-RULES §2): a reload the published state
 //! cannot answer yet waits on the stream's `watch` channel (`wait_for` checks the current value
-//! first, so no wake-up is lost) for at most 3 target durations.
+//! first, so no wake-up is lost) for at most 3 target durations. A reload that waited is
+//! answered with the state that first satisfied it (`Published::as_first_answered`), not a
+//! later one its task found on waking late.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -227,6 +229,9 @@ async fn reload(
                 );
                 return Err(Error::HoldTimedOut);
             };
+            // The state as it stood when the part was published (`as_first_answered`): a
+            // task that ran late does not answer with a later one.
+            let p = p.as_first_answered(rendition, msn, part);
             origin.metrics.wake(p.at.elapsed().as_secs_f64());
             let skip = if p.snapshot.ended {
                 SkipMode::Full
