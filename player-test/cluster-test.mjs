@@ -15,7 +15,7 @@
 //   node player-test/cluster-test.mjs [--duration 20] [--streams 6] [--join-after 8] [--player hlsjs|shaka] [--llhls target/debug/llhls] [--player-debug]
 // (--player shaka: Shaka viewers instead; they play on after the takeover because the new
 // node's playlist starts with the segment they last saw, listed again as GAP: README "Restarts".)
-import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk, knownOpen, listedUris } from './common.mjs';
+import { llhlsBin, outDirNamed, freePort, sleep, opt, flag, launchChromium, servePlayerPages, waitOk, knownOpen, listedUris, watchMachine } from './common.mjs';
 import { spawn } from 'node:child_process';
 import { writeFileSync, readFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -67,7 +67,7 @@ async function finish() {
   // On a failure, what CI's log needs to tell the player's trouble from the server's: each
   // viewer's last player errors and the nodes' warnings (the out/ folder stays on the CI machine).
   if (failures.length || knownFailures.length) {
-    for (const b of report.before || []) if (b.stalls || b.fatal) console.log(`  viewer ${b.name} before the kill: joined at ${b.joinedMs} ms, stalled at ${JSON.stringify(b.stallsAtMs)} ms (after the first viewer joined), wall latency p50 ${b.wallLatencyP50} s, last errors: ${b.errors.join(' | ').slice(0, 1500)}`);
+    for (const b of report.before || []) if (b.stalls || b.fatal) console.log(`  viewer ${b.name} before the kill: joined at ${b.joinedMs} ms, stalled at ${JSON.stringify(b.stallsAtMs)} ms (after the first viewer joined), wall latency p50 ${b.wallLatencyP50} s, machine in the 2 s before each stall: ${JSON.stringify((b.machineAtStalls || []).map(m => { const w = m.filter(x => x.t >= -2000 && x.t <= 0); return { busyPctMax: Math.max(...w.map(x => x.busyPct ?? 0)), psiSomeMsPerSMax: Math.max(...w.map(x => x.psiSomeMsPerS ?? 0)), chromiumPctOfCoreMax: Math.max(...w.map(x => x.chromiumPctOfCore ?? 0)) }; }))}, last errors: ${b.errors.join(' | ').slice(0, 1500)}`);
     for (const k of [0, 1, 2]) {
       let log = '';
       try { log = readFileSync(join(outDir, `llhls-${k}.log`), 'utf8'); } catch {}
@@ -148,6 +148,9 @@ await waitOk(`${edge}/healthz`, 'the Varnish edge');
 const pages = await servePlayerPages();
 pageServer = pages.server;
 browser = await launchChromium();
+// The machine's CPU around each stall (common.mjs, watchMachine), so a stall on a two-core
+// machine running every part of the cluster and six players can be told apart as CPU starvation.
+const machine = watchMachine();
 
 // Publishers through the balancer. The media is encoded once up front and each publisher sends
 // it in real time without re-encoding (ffmpeg -re -c copy, as a relay or an encoder with its
@@ -229,6 +232,8 @@ const before = await stats();
 const firstJoin = Math.min(...before.map(s => s.joinedAt));
 report.before = before.map(s => ({ name: s.name, stalls: s.stalls, fatal: s.fatal, firstFrameMs: s.firstFrameMs, wallLatencyP50: s.wallLatency.sort((a, b) => a - b)[Math.floor(s.wallLatency.length / 2)],
   joinedMs: s.joinedAt - firstJoin, stallsAtMs: s.stallTimes.map(t => t - firstJoin), stallInfo: s.stallInfo,
+  // The machine over the 3 s before each stall and 1 s after (250 ms samples, `t` in ms from it).
+  machineAtStalls: s.stallTimes.map(t => machine.around(t, 3000, 1000)),
   errors: s.errors.slice(-5).map(e => `${e.details}${e.fatal ? ' (fatal)' : ''} ${e.reason || ''} ${e.url || ''}`) }));
 for (const s of before) {
   if (s.firstFrameMs === null) failures.push(`viewer ${s.name}: never started before the kill`);
@@ -355,5 +360,7 @@ report.summary = {
   reconnectAttempts: moved.map(n => recovery[n].attempts),
   viewersPlayingAfter: report.after.filter(s => s.movedSecs > 2).length,
   urisComparedAgain: compared,
+  // Of the 250 ms samples over the whole run, the share with both CPUs at least 95% busy.
+  machineBusy95: machine.busy95(),
 };
 await finish();

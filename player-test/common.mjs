@@ -1,6 +1,6 @@
 // What the player-test scripts share: their folders, command-line options, the llhls binary
 // to test, free ports, sleeping, Chromium and the test player page.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:http';
 import { join, dirname, resolve } from 'node:path';
@@ -59,6 +59,97 @@ export async function launchChromium(extra = []) {
   return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required', ...extra] });
+}
+
+/**
+ * Chromium's processes below this script (the browser and its children, by the parent links in
+ * /proc) with their threads: `[{ pid, tids }]`.
+ */
+export function chromiumProcesses() {
+  const children = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      const comm = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push({ pid: Number(d), comm });
+    } catch {}
+  }
+  const found = [];
+  const stack = [process.pid];
+  while (stack.length) {
+    for (const k of children.get(stack.pop()) || []) {
+      if (!/chrom/i.test(k.comm)) continue;
+      stack.push(k.pid);
+      let tids = [];
+      try { tids = readdirSync(`/proc/${k.pid}/task`).map(Number); } catch {}
+      found.push({ pid: k.pid, tids });
+    }
+  }
+  return found;
+}
+
+/**
+ * The machine every 250 ms, the last 60 s kept, so a player's stall can be told apart as the
+ * player's CPU starvation or the stream's: how busy the CPUs were (/proc/stat, `busyPct`), how
+ * long runnable tasks waited for one (/proc/pressure/cpu, "some": `psiSomeMsPerS`, ms per
+ * second) and how much CPU Chromium's processes got (`chromiumPctOfCore`, % of one core).
+ * Chromium's processes are found again every 2 s (`onChromium(found)` is called with each
+ * walk). `around(at)` gives the samples from 10 s before `at` (epoch ms) to 3 s after, with
+ * `t` relative to it; `busy95()` the share of all samples with the CPUs at least 95% busy.
+ */
+export function watchMachine({ onChromium = null } = {}) {
+  const hz = 100;
+  const ring = [];
+  const totals = { samples: 0, busy95: 0 };
+  let pids = [];
+  let last = null;
+  const walk = () => {
+    const found = chromiumProcesses();
+    pids = found.map(x => x.pid);
+    if (onChromium) onChromium(found);
+  };
+  const sample = () => {
+    try {
+      const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+      const idle = cpu[3] + (cpu[4] || 0), total = cpu.reduce((a, b) => a + b, 0);
+      let psi = null;
+      try { psi = Number(/some .*total=(\d+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))[1]); } catch {}
+      let chrome = 0;
+      const pidsKey = pids.join(',');
+      for (const pid of pids) {
+        try {
+          const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+          const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
+          chrome += Number(x[11]) + Number(x[12]);
+        } catch {}
+      }
+      const at = Date.now();
+      if (last) {
+        const dt = (at - last.at) / 1000, dTotal = total - last.total;
+        const busy = dTotal > 0 ? 100 * (1 - (idle - last.idle) / dTotal) : null;
+        ring.push({ at, busyPct: busy === null ? null : Math.round(busy),
+          psiSomeMsPerS: psi === null || last.psi === null ? null : Math.round((psi - last.psi) / 1000 / dt),
+          // Only over the same processes (one that started or ended in between would count its
+          // whole life or go negative).
+          chromiumPctOfCore: pidsKey === last.pidsKey ? Math.round((chrome - last.chrome) / hz / dt * 100) : null });
+        totals.samples++;
+        if (busy !== null && busy >= 95) totals.busy95++;
+        while (ring.length && ring[0].at < at - 60000) ring.shift();
+      }
+      last = { at, idle, total, psi, chrome, pidsKey };
+    } catch {}
+  };
+  walk();
+  const timers = [setInterval(walk, 2000), setInterval(sample, 250)];
+  for (const t of timers) t.unref();
+  return {
+    around: (at, before = 10000, after = 3000) => ring.filter(x => x.at >= at - before && x.at <= at + after).map(x => ({ ...x, t: x.at - at })),
+    busy95: () => totals.samples ? Number((totals.busy95 / totals.samples).toFixed(3)) : null,
+    stop: () => { for (const t of timers) clearInterval(t); },
+  };
 }
 
 /**

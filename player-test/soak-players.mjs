@@ -38,10 +38,10 @@
 // for viewers on their own devices. (The 720p player's 3 stalls in 60 minutes came with and
 // without it: benches/README.md, "Reliability".)
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { getPriority, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { here, opt, sleep, launchChromium, servePlayerPages } from './common.mjs';
+import { here, opt, sleep, launchChromium, servePlayerPages, watchMachine } from './common.mjs';
 
 const origin = opt('origin');
 if (!origin) throw new Error('--origin http://HOST:PORT is required');
@@ -119,90 +119,23 @@ for (const p of [...new Set([...Array.from({ length: whipCount }, (_, i) => `liv
 
 const { port, server } = await servePlayerPages();
 const browser = await launchChromium();
-// Chromium's processes (the browser and its children, below this script) and their threads.
-function chromiumThreads() {
-  const children = new Map();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
-      const comm = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push({ pid: Number(d), comm });
-    } catch {}
-  }
-  const found = [];
-  const stack = [process.pid];
-  while (stack.length) {
-    for (const k of children.get(stack.pop()) || []) {
-      if (!/chrom/i.test(k.comm)) continue;
-      stack.push(k.pid);
-      let tids = [];
-      try { tids = readdirSync(`/proc/${k.pid}/task`).map(Number); } catch {}
-      found.push({ pid: k.pid, tids });
-    }
-  }
-  return found;
-}
 // Chromium sets its child processes' priorities itself (renderers back at 0, or 5 in the
 // background, whatever it was started at): every 2 s, every thread of Chromium's processes
 // below this script is raised to this script's priority, when that is above the default. The
-// same walk of /proc keeps the list of Chromium's processes the machine samples below read.
+// same walk of /proc keeps the list of Chromium's processes that the machine samples read
+// (common.mjs, watchMachine: CPU busy, CPU pressure and Chromium's share every 250 ms, written
+// beside each stall's trail like the media log).
 const playerPriority = getPriority();
-let chromiumPids = [];
-function watchChromium() {
-  const found = chromiumThreads();
-  chromiumPids = found.map(x => x.pid);
-  if (playerPriority >= 0) return;
-  for (const { tids } of found) {
-    for (const t of tids) {
-      try { if (getPriority(t) > playerPriority) setPriority(t, playerPriority); } catch {}
+const machine = watchMachine({
+  onChromium: (found) => {
+    if (playerPriority >= 0) return;
+    for (const { tids } of found) {
+      for (const t of tids) {
+        try { if (getPriority(t) > playerPriority) setPriority(t, playerPriority); } catch {}
+      }
     }
-  }
-}
-watchChromium();
-setInterval(watchChromium, 2000).unref();
-// The machine around each stall, every 250 ms (the last 60 s kept, written beside each stall's
-// trail like the media log): how busy the CPUs were (/proc/stat), how long runnable tasks waited
-// for one (/proc/pressure/cpu, "some": ms per second) and how much CPU Chromium's processes got
-// (% of one core), so a stall can be told apart as the player's CPU starvation or the stream's.
-const hz = 100;
-const machineRing = [];
-const machineTotals = { samples: 0, busy95: 0 };
-let lastMachine = null;
-function sampleMachine() {
-  try {
-    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const idle = cpu[3] + (cpu[4] || 0), total = cpu.reduce((a, b) => a + b, 0);
-    let psi = null;
-    try { psi = Number(/some .*total=(\d+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))[1]); } catch {}
-    let chrome = 0;
-    const pidsKey = chromiumPids.join(',');
-    for (const pid of chromiumPids) {
-      try {
-        const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
-        chrome += Number(x[11]) + Number(x[12]);
-      } catch {}
-    }
-    const at = Date.now();
-    if (lastMachine) {
-      const dt = (at - lastMachine.at) / 1000, dTotal = total - lastMachine.total;
-      const busy = dTotal > 0 ? 100 * (1 - (idle - lastMachine.idle) / dTotal) : null;
-      machineRing.push({ at, busyPct: busy === null ? null : Math.round(busy),
-        psiSomeMsPerS: psi === null || lastMachine.psi === null ? null : Math.round((psi - lastMachine.psi) / 1000 / dt),
-        // Only over the same processes (one that started or ended in between would count its
-        // whole life or go negative).
-        chromiumPctOfCore: pidsKey === lastMachine.pidsKey ? Math.round((chrome - lastMachine.chrome) / hz / dt * 100) : null });
-      machineTotals.samples++;
-      if (busy !== null && busy >= 95) machineTotals.busy95++;
-      while (machineRing.length && machineRing[0].at < at - 60000) machineRing.shift();
-    }
-    lastMachine = { at, idle, total, psi, chrome, pidsKey };
-  } catch {}
-}
-setInterval(sampleMachine, 250).unref();
+  },
+});
 const pages = [];
 // Chromium's own media log for each player (DevTools `Media` domain: its events, messages and
 // property changes, e.g. the buffering state and why it fell to HAVE_NOTHING), the last 60 s
@@ -265,15 +198,14 @@ while (Date.now() - started < secs * 1000 && !stopping) {
     while (written[i] < tr.length && tr[written[i]].complete) {
       const at = stats[i].stallTimes[written[i]] ?? 0;
       const media = mediaLogs[i].filter(x => x.at >= at - 30000 && x.at <= at + 5000).map(x => ({ ...x, t: x.at - at }));
-      const machine = machineRing.filter(x => x.at >= at - 10000 && x.at <= at + 3000).map(x => ({ ...x, t: x.at - at }));
-      appendFileSync(out.replace(/\.jsonl$/, '') + '.stalls.jsonl', JSON.stringify({ path: paths[i], stallInfo: stats[i].stallInfo[written[i]] ?? null, ...tr[written[i]], media, machine }) + '\n');
+      appendFileSync(out.replace(/\.jsonl$/, '') + '.stalls.jsonl', JSON.stringify({ path: paths[i], stallInfo: stats[i].stallInfo[written[i]] ?? null, ...tr[written[i]], media, machine: machine.around(at) }) + '\n');
       written[i]++;
     }
   }
   appendFileSync(out, JSON.stringify({ t_s: Math.round((Date.now() - started) / 100) / 10, players,
     whip: publishers.map(c => c.exited === null), whipRestarts: restarts,
     // Of the 250 ms samples so far, how many found the machine's CPUs at least 95% busy.
-    machineBusy95: machineTotals.samples ? Number((machineTotals.busy95 / machineTotals.samples).toFixed(3)) : null }) + '\n');
+    machineBusy95: machine.busy95() }) + '\n');
 }
 stopping = true;
 for (const c of publishers) c.kill('SIGTERM');
