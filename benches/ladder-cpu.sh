@@ -5,7 +5,9 @@
 # `ffmpeg -re -c copy` over RTMP to `llhls serve --ladder RUNGS`; the server's CPU seconds
 # (utime + stime from /proc) minus those of `--ladder off` are the ladder's cost. The reference
 # is one ffmpeg process doing the same decode (1 thread), bilinear scale and libx264 encode
-# (veryfast, zerolatency, same bitrate, VBV, no scene cuts, threads=1) to -f null.
+# (veryfast, zerolatency, same bitrate, VBV, no scene cuts, threads=1) to -f null, run twice:
+# as fast as it can (the whole file in one burst) and paced at the frame rate (`-re`, the input
+# arriving in real time as the server's does: each frame wakes the threads from idle).
 set -euo pipefail
 BIN=${1:-target/release/llhls}
 SRC=${2:-720}
@@ -27,7 +29,8 @@ llhls_cpu() { # LADDER -> CPU seconds
 }
 declare -A KBPS=([1080p]=6000 [720p]=3000 [540p]=2000 [480p]=1100 [360p]=730 [240p]=145)
 declare -A H=([1080p]=1080 [720p]=720 [540p]=540 [480p]=480 [360p]=360 [240p]=240)
-ffmpeg_cpu() { # LADDER -> CPU seconds
+ffmpeg_cpu() { # LADDER [-re] -> CPU seconds
+  local pace=${2:-}
   local rungs=(${1//,/ })
   local n=${#rungs[@]}
   local filter="[0:v]split=$n" maps=() i=0
@@ -41,12 +44,12 @@ ffmpeg_cpu() { # LADDER -> CPU seconds
       -x264-params "scenecut=0:keyint=infinite:vbv-maxrate=$((k * 11 / 10)):vbv-bufsize=$k:threads=1" -f null -)
     i=$((i+1))
   done
-  /usr/bin/time -f "%U %S" ffmpeg -v error -threads 1 -i "$DIR/in.mp4" -filter_complex "${filter%;}" "${maps[@]}" 2>&1 | tail -1 | awk '{print $1+$2}'
+  /usr/bin/time -f "%U %S" ffmpeg -v error -threads 1 $pace -i "$DIR/in.mp4" -filter_complex "${filter%;}" "${maps[@]}" 2>&1 | tail -1 | awk '{print $1+$2}'
 }
 OFF=$(llhls_cpu off)
 echo "source ${SIZE}p30, 20 s; llhls --ladder off: $OFF CPU s"
-printf '| rungs | llhls ladder CPU s (minus off) | %% of a core | ffmpeg CPU s | %% of a core | llhls / ffmpeg |\n|---|---|---|---|---|---|\n'
+printf '| rungs | llhls ladder CPU s (minus off) | %% of a core | ffmpeg CPU s | %% of a core | llhls / ffmpeg | ffmpeg -re CPU s | %% of a core | llhls / ffmpeg -re |\n|---|---|---|---|---|---|---|---|---|\n'
 for l in $LADDERS; do
-  A=$(llhls_cpu "$l"); B=$(ffmpeg_cpu "$l")
-  python3 -c "a=$A-$OFF; b=$B; print(f'| $l | {a:.2f} | {a/20*100:.1f}% | {b:.2f} | {b/20*100:.1f}% | {a/b:.2f} |')"
+  A=$(llhls_cpu "$l"); B=$(ffmpeg_cpu "$l"); C=$(ffmpeg_cpu "$l" -re)
+  python3 -c "a=$A-$OFF; b=$B; c=$C; print(f'| $l | {a:.2f} | {a/20*100:.1f}% | {b:.2f} | {b/20*100:.1f}% | {a/b:.2f} | {c:.2f} | {c/20*100:.1f}% | {a/c:.2f} |')"
 done
