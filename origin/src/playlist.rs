@@ -1,9 +1,9 @@
 //! Playlists: the multivariant playlist, media playlists, and blocking reloads
 //! (`_HLS_msn` / `_HLS_part` / `_HLS_skip`, LLHLS-RULES §2): a reload the published state
 //! cannot answer yet waits on the stream's `watch` channel (`wait_for` checks the current value
-//! first, so no wake-up is lost) for at most 3 target durations. A reload that waited is
-//! answered with the state that first satisfied it (`Published::as_first_answered`), not a
-//! later one its task found on waking late.
+//! first, so no wake-up is lost) for at most 3 target durations. A reload that waited, or one
+//! for a part published less than a part ago, is answered with the state that first satisfied
+//! it (`Published::as_first_answered`), not a later one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -190,7 +190,23 @@ async fn reload(
     let plain_cache = p.plain_cache.clone();
     match decision {
         Decision::Now(skip) => {
-            let cc = if directives.is_blocking() && !p.snapshot.ended {
+            let blocking_live = directives.is_blocking() && !p.snapshot.ended;
+            // A blocking request for a part published less than a part ago (read late: the
+            // server was busy, or the request came late) gets the state that part was
+            // published in, as a request that waited for it does; one for an older part (a
+            // player behind live) gets the latest.
+            let p = match directives.msn {
+                Some(msn) if blocking_live && r.part_target > 0.0 => {
+                    let first = p.as_first_answered(rendition, msn, directives.part);
+                    if first.at.elapsed().as_secs_f64() < r.part_target {
+                        first
+                    } else {
+                        p
+                    }
+                }
+                _ => p,
+            };
+            let cc = if blocking_live {
                 blocking_cache
             } else {
                 plain_cache

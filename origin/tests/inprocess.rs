@@ -235,7 +235,9 @@ fn last_listed_part(playlist: &str) -> ((u64, u32), bool) {
 /// part last, the segment a last part closes still listed open. hls.js 1.7.4 handed the update
 /// that completes a segment while it still loads the part before the last skips the last part
 /// (a 0.2 s hole and a stall, seen in the 60-minute soak). Checked over several segments, so
-/// that requests wait for segments' last parts; the next part is answered at once.
+/// that requests wait for segments' last parts. The next part, published in the same burst,
+/// is answered at once as of its own publication (a request read late); a part published more
+/// than a part ago, with the latest state (a player behind live).
 #[tokio::test(start_paused = true)]
 async fn a_held_request_woken_after_a_burst_gets_the_playlist_of_its_part() {
     let mut live = Live::new(Addressing::Files).await;
@@ -257,8 +259,8 @@ async fn a_held_request_woken_after_a_burst_gets_the_playlist_of_its_part() {
             !pending.is_finished(),
             "must block until {msn}.{part} exists"
         );
-        // Half a second of frames (over two 200 ms parts) in one burst.
-        live.feed_frames(38).await;
+        // 0.75 s of frames (three 200 ms parts or more) in one burst.
+        live.feed_frames(58).await;
         let now = live.last_part();
         assert!(
             now > (msn, part),
@@ -294,18 +296,33 @@ async fn a_held_request_woken_after_a_burst_gets_the_playlist_of_its_part() {
             assert!(!complete, "segment {msn} listed complete:\n{t}");
             closed_open += 1;
         }
-        // The part after it exists: answered at once, with the latest state.
+        // The part after it exists (published in the same burst, moments ago): answered at
+        // once, with the state it was published in too (a request read late).
         let next = live
             .get(&format!("{MEDIA}?_HLS_msn={msn}&_HLS_part={}", part + 1))
             .await;
         assert_eq!(next.status(), StatusCode::OK);
-        let (newest, _) = last_listed_part(&text(next).await);
-        assert_eq!(
-            newest,
-            live.last_part(),
-            "the next request gets the latest state"
-        );
+        let (listed, _) = last_listed_part(&text(next).await);
+        let expected = if closed_it {
+            (msn + 1, 0)
+        } else {
+            (msn, part + 1)
+        };
+        assert_eq!(listed, expected, "the next request, read at once");
     }
+    // A request for a part published more than a part ago (a player behind live) gets the
+    // latest state. (The states' ages are on the real clock.)
+    let (msn, part) = live.last_part();
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    let old = live
+        .get(&format!("{MEDIA}?_HLS_msn={msn}&_HLS_part=0"))
+        .await;
+    let (listed, _) = last_listed_part(&text(old).await);
+    assert_eq!(
+        listed,
+        (msn, part),
+        "a request for an older part gets the latest state"
+    );
     assert!(
         closed_open >= 1,
         "one of the requests waited for a segment's last part and found its segment open"
