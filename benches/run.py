@@ -1167,16 +1167,7 @@ def soak(args, quick, tmp):
     if players and os.path.exists(trails) and os.path.getsize(trails):
         shutil.copyfile(trails, base + ".stalls.jsonl")
         print(f"  soak: the players' stall trails in {base}.stalls.jsonl", flush=True)
-    # LLHLS_SOAK_KNOWN=player-stalls (scripts/test.sh): a player stall is reported as
-    # KNOWN-OPEN instead of failing the run (issue 15: the hls.js players stalled in most runs
-    # on a loaded machine, cause not found yet; the server's own checks stay enforced).
-    known = {"no player stalls": "player-stalls"}
-    known_open = set(filter(None, os.environ.get("LLHLS_SOAK_KNOWN", "").split(",")))
-    for k, (ok, v) in list(checks.items()):
-        if not ok and known.get(k) in known_open:
-            print(f"  soak check: KNOWN-OPEN (LLHLS_SOAK_KNOWN; issue 15) {k}: {v}", flush=True)
-            checks[k] = (True, v + " [known open]")
-            continue
+    for k, (ok, v) in checks.items():
         print(f"  soak check: {'ok  ' if ok else 'FAIL'} {k}: {v}", flush=True)
     row("soak", f"{streams} RTMP streams + {viewers} held viewers, {minutes:g} min: RSS first -> last sixth",
         f"python3 benches/run.py --only soak --minutes {minutes:g}", "", None, mean(late, "rss_mib"), "MiB", False,
