@@ -144,10 +144,11 @@ impl Published {
     /// segment's first part can be published a few milliseconds apart, and a waiter woken
     /// after both would otherwise get the update that completes the segment while its player
     /// may still be loading the part before the last, which hls.js 1.7.4 takes for the whole
-    /// segment loaded (a 0.2 s hole and a stall; README, player notes). Its next request, for
-    /// a part that exists, is answered at once with the latest state. The answer to a blocking
-    /// request that waited also no longer depends on when its task ran: every edge and node
-    /// builds the same playlist for the same URI. An ended stream answers with its last state.
+    /// segment loaded (a 0.2 s hole and a stall; README, player notes). A request read only
+    /// after its part existed gets the same when that part is less than a part old
+    /// (`playlist::reload`). The answer to a blocking request then no longer depends on when
+    /// its task ran: every edge and node builds the same playlist for the same URI. An ended
+    /// stream answers with its last state.
     pub fn as_first_answered(
         self: &Arc<Self>,
         rendition: &str,
