@@ -65,7 +65,7 @@ export async function launchChromium(extra = []) {
  * Chromium's processes below this script (the browser and its children, by the parent links in
  * /proc) with their threads: `[{ pid, tids }]`.
  */
-export function chromiumProcesses() {
+function chromiumProcesses() {
   const children = new Map();
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -143,12 +143,11 @@ export function watchMachine({ onChromium = null } = {}) {
     } catch {}
   };
   walk();
-  const timers = [setInterval(walk, 2000), setInterval(sample, 250)];
-  for (const t of timers) t.unref();
+  setInterval(walk, 2000).unref();
+  setInterval(sample, 250).unref();
   return {
     around: (at, before = 10000, after = 3000) => ring.filter(x => x.at >= at - before && x.at <= at + after).map(x => ({ ...x, t: x.at - at })),
     busy95: () => totals.samples ? Number((totals.busy95 / totals.samples).toFixed(3)) : null,
-    stop: () => { for (const t of timers) clearInterval(t); },
   };
 }
 
