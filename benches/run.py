@@ -115,6 +115,32 @@ def llhls_serve(tmp, extra=()):
     return p, http, rtmp
 
 
+def host_pauses():
+    """Wall times (s) at which the kernel log says the virtual machine was forked (snapshotted
+    by its host: every process stops for seconds, seen once mid-soak on 12-04 with both players
+    6-7 s behind live after it). Empty where dmesg cannot be read."""
+    try:
+        log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
+        with open("/proc/stat") as f:
+            btime = int(next(l for l in f if l.startswith("btime")).split()[1])
+    except (OSError, subprocess.SubprocessError, StopIteration, ValueError):
+        return []
+    return [btime + float(m.group(1)) for m in re.finditer(r"^\[\s*([\d.]+)\].*virtual machine fork", log, re.M)]
+
+
+def raise_priority(pids, nice):
+    """Sets every thread of the processes to `nice` (threads they start later inherit it from
+    the thread that starts them). Returns the nice value set, or None where the machine refuses
+    (not root)."""
+    try:
+        for pid in pids:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+        return nice
+    except OSError:
+        return None
+
+
 def cpu_per_stream(pids, window, m):
     """CPU (% of a core) the processes use over `window` seconds, divided by `m` streams."""
     hz = os.sysconf("SC_CLK_TCK")
@@ -907,10 +933,13 @@ def soak(args, quick, tmp):
     (for 60 minutes: minutes 50-60 against 10-20), the median lag p99 and player latency of the
     last sixth at most 1.5x (+5 ms) and +0.5 s that of the second sixth, no viewer error, no
     player stall or fatal error, every WHIP publisher up to the end. Up to 3 minutes (the CI
-    run) the first minute is warm-up and the checks are scaled (see below).
+    run) the first minute is warm-up and the checks are scaled (see below). The players, the
+    server and the publishers run at nice -5 where the machine allows it, the load generators
+    at the default (--soak-priority). A host pause of the machine (kernel log) is reported.
     Exits non-zero when a check fails."""
     minutes = args.minutes
     short = minutes <= 3
+    pauses_before = set(host_pauses())
     streams = args.soak_streams or (2 if short else 10)
     viewers = args.soak_viewers or (200 if short else 2000)
     whips = args.soak_whip
@@ -925,6 +954,13 @@ def soak(args, quick, tmp):
     pub = subprocess.Popen([os.path.join(REL, "flvpub"), "--rtmp", f"127.0.0.1:{rtmp}", "--file", flv,
                             "--streams", str(streams), "--secs", str(secs + 60)],
                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "flvpub.log"), "w"))
+    # The server and the publishers at the players' priority (nice -5, where the machine allows
+    # it), above the load generators (`fanout`, at the default): the server and the encoders
+    # stand for machines of their own, the 2,000 held viewers for clients elsewhere. With only
+    # the players raised, the 60-minute run at 64ed958 had two stalls in which parts were
+    # *published* 400-540 ms late while the two cores were saturated: the stream itself starved
+    # by the load generators (benches/README.md, "Reliability").
+    soak_nice = raise_priority([pid, pub.pid], -5) if args.soak_priority == "publish" else None
     for i in range(streams):
         wait_http(f"http://127.0.0.1:{http}/live/s{i}/media.m3u8", 60)
     # The WHIP publishers (GStreamer) and the hls.js players (Chromium), taking turns between a
@@ -936,11 +972,10 @@ def soak(args, quick, tmp):
     play = turns[:n_players]
     players = None
     if whips or n_players:
-        # The players at a higher CPU priority than the server and the load generators, where the
-        # machine allows it: they stand for viewers on their own devices, not for load on this
-        # one (soak-players.mjs raises Chromium's threads to it, as Chromium resets its
-        # renderers, and puts its WHIP publishers back to the default). The 720p player stalled
-        # 3 times in 60 minutes with and without it (benches/README.md, "Reliability").
+        # The players at a higher CPU priority than the load generators, where the machine
+        # allows it: they stand for viewers on their own devices, not for load on this one
+        # (soak-players.mjs raises Chromium's threads to it, as Chromium resets its renderers;
+        # its WHIP publishers keep it, or go back to the default with --soak-priority players).
         def player_priority():
             try:
                 os.nice(-5)
@@ -949,7 +984,8 @@ def soak(args, quick, tmp):
         players = subprocess.Popen(["node", os.path.join(ROOT, "player-test/soak-players.mjs"), "--origin", f"http://127.0.0.1:{http}",
                                     "--whip", str(whips), "--play", ",".join(play), "--secs", str(secs + 120),
                                     "--report-every", str(every), "--out", players_out]
-                                   + (["--hlsjs-config", args.soak_hlsjs_config] if args.soak_hlsjs_config else []),
+                                   + (["--hlsjs-config", args.soak_hlsjs_config] if args.soak_hlsjs_config else [])
+                                   + (["--whip-default-priority"] if soak_nice is None else []),
                                    stdout=open(os.path.join(tmp, "players.log"), "w"), stderr=subprocess.STDOUT,
                                    preexec_fn=player_priority)
         try:
@@ -957,7 +993,8 @@ def soak(args, quick, tmp):
                 players_nice = int(f.read().rsplit(")", 1)[1].split()[16])
         except (OSError, ValueError, IndexError):
             players_nice = None
-        print(f"  soak: players at nice {players_nice} (server and load generators at {os.nice(0)})", flush=True)
+        print(f"  soak: players at nice {players_nice}, server and publishers at {soak_nice if soak_nice is not None else os.nice(0)}, "
+              f"load generators at {os.nice(0)}", flush=True)
         deadline = time.time() + 60
         while time.time() < deadline and not (os.path.exists(players_out) and os.path.getsize(players_out)):
             if players.poll() is not None:
@@ -1141,6 +1178,12 @@ def soak(args, quick, tmp):
               f"{sorted(maxes)[len(maxes) // 2]:.0f} ms; intervals with one over 300 ms: {sum(m > 300 for m in maxes)} of {len(maxes)}",
               flush=True)
     errors = sum(s["errors"] for s in samples) + sum(f.get("errors", 0) for f in finals)
+    # The host pausing the machine is reported beside the checks (they still count what
+    # happened): every figure around it is the pause, not the server.
+    pauses = sorted(set(host_pauses()) - pauses_before)
+    if pauses:
+        print(f"  soak: the host paused this machine (kernel log: virtual machine fork) at "
+              f"{', '.join(time.strftime('%H:%M:%S', time.gmtime(t)) for t in pauses)} UTC", flush=True)
     checks["no viewer errors"] = (errors == 0, str(errors))
     checks["server up to the end"] = (alive, str(alive))
     checks["every viewer woke"] = (all(f.get("woken", 0) > 0 for f in finals) and len(finals) == streams,
@@ -1156,7 +1199,7 @@ def soak(args, quick, tmp):
             f.write(",".join("" if s.get(c) is None else str(s[c]) for c in cols) + "\n")
     with open(base + ".json", "w") as f:
         json.dump(dict(minutes=minutes, streams=streams, viewers=viewers, whip=whips, players=final_players,
-                       players_nice=players_nice if players else None, players_hlsjs_config=args.soak_hlsjs_config or None, commit=commit, samples=samples,
+                       players_nice=players_nice if players else None, server_nice=soak_nice, host_pauses=pauses, players_hlsjs_config=args.soak_hlsjs_config or None, commit=commit, samples=samples,
                        checks={k: dict(ok=v[0], value=v[1]) for k, v in checks.items()}, fanout=finals), f, indent=1)
     write_svg(base + ".svg", samples, f"llhls soak: {streams} RTMP + {whips} WHIP streams, {viewers} held viewers, "
               f"{len(play) if players else 0} hls.js players, {minutes:g} min ({commit})")
@@ -1464,6 +1507,9 @@ def main():
                     help="with --only soak: the RTMP publishers' picture, WxH (default 640x360 up to 3 minutes, else 1280x720)")
     ap.add_argument("--soak-players", type=int, default=2,
                     help="with --only soak: hls.js players (one per WHIP stream first, then RTMP streams)")
+    ap.add_argument("--soak-priority", choices=["publish", "players"], default="publish",
+                    help="with --only soak: raise the server and the publishers to the players' priority "
+                         "above the load generators (publish, the default), or only the players (as before 12-05)")
     ap.add_argument("--soak-hlsjs-config", default="",
                     help="with --only soak: hls.js config (JSON) over the player page's, e.g. '{\"liveSyncDuration\":1}'")
     ap.add_argument("--debug-binaries", action="store_true",

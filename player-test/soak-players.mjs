@@ -25,9 +25,10 @@
 // target latency other than PART-HOLD-BACK). Each report also gives `playRate`: the playhead's advance over the interval divided
 // by the wall time, so a slow clock shows in the figures instead of hiding in latency.
 //
-// run.py starts this script at a higher CPU priority (nice -5) than the server and the load
-// generators, where the machine allows it; Chromium's threads are raised to it (Chromium resets
-// its renderers' priority), the WHIP publishers are put back to the default. Where the kernel's
+// run.py starts this script at a higher CPU priority (nice -5) than the load generators, where
+// the machine allows it, and raises the server and its RTMP publisher to it; Chromium's threads
+// are raised to it (Chromium resets its renderers' priority), the WHIP publishers keep it
+// (--whip-default-priority puts them back to the default, as before 12-05). Where the kernel's
 // autogroups are on (/proc/sys/kernel/sched_autogroup_enabled), that only orders threads inside
 // a session: Chromium runs in a session of its own, which the scheduler shares the CPU with the
 // session of the server and the load generators half and half. Raising Chromium's whole session
@@ -51,6 +52,9 @@ const secs = Number(opt('secs', '120'));
 const every = Number(opt('report-every', '10'));
 const out = opt('out', join(tmpdir(), 'soak-players.jsonl'));
 const size = opt('size', '320x180');
+// The WHIP publishers at the default priority rather than this script's (run.py's
+// `--soak-priority players`: only the players raised, as the soaks before 12-05 ran).
+const whipDefaultPriority = process.argv.includes('--whip-default-priority');
 writeFileSync(out, '');
 
 const children = [];
@@ -76,9 +80,9 @@ function publish(i) {
   const video = `videotestsrc is-live=true pattern=ball ! video/x-raw,width=${w},height=${h},framerate=30/1 ! videoconvert ! queue ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=400 key-int-max=60 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=96 ssrc=2 config-interval=-1 ! queue ! application/x-rtp,media=video,encoding-name=H264,payload=96`;
   const audio = 'audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample ! queue ! opusenc ! rtpopuspay pt=111 ssrc=1 ! queue ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111';
   const log = [];
-  // The publishers stand for encoders on other machines: back at the default priority when
-  // this script was started above it (see the top of the file).
-  const prio = getPriority();
+  // The publishers stand for encoders on other machines: at this script's priority, like the
+  // server (run.py), or back at the default with --whip-default-priority.
+  const prio = whipDefaultPriority ? getPriority() : 0;
   const argv = ['whip-client', '-u', `${origin}/whip/live/w${i}`, '-n', '-l', '3', '-V', video, '-A', audio];
   const c = spawn(prio < 0 ? 'nice' : argv[0], prio < 0 ? ['-n', String(-prio), ...argv] : argv.slice(1),
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LD_PRELOAD: shim } });
