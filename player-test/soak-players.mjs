@@ -42,7 +42,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { getPriority, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { here, opt, sleep, launchChromium, servePlayerPages, watchMachine } from './common.mjs';
+import { here, opt, flag, sleep, launchChromium, servePlayerPages, watchMachine } from './common.mjs';
 
 const origin = opt('origin');
 if (!origin) throw new Error('--origin http://HOST:PORT is required');
@@ -54,7 +54,7 @@ const out = opt('out', join(tmpdir(), 'soak-players.jsonl'));
 const size = opt('size', '320x180');
 // The WHIP publishers at the default priority rather than this script's (run.py's
 // `--soak-priority players`: only the players raised, as the soaks before 12-05 ran).
-const whipDefaultPriority = process.argv.includes('--whip-default-priority');
+const whipDefaultPriority = flag('whip-default-priority');
 writeFileSync(out, '');
 
 const children = [];
