@@ -175,19 +175,15 @@ node player-test/page-test.mjs
 # rate in and edge age, Kick ends an RTMP stream (screenshots in player-test/out/admin/, ~20 s).
 node player-test/admin-test.mjs
 
-# The ABR ladder in the player page (hls.js): the quality picker, a picked rung (first request
-# blocking, from the rendition report), and switching down and back up under throttling; then
-# the same switching in Shaka (screenshots in player-test/out/abr/ and abr-shaka/). Stalls
-# during the throttling are issue 11's open criterion: reported as KNOWN-OPEN here (hls.js's
-# causes are in the README's player notes; Shaka's holes after a switch, its abort() before
-# appends, no longer happen since the part DURATIONs keep it from aborting a part that does not
-# start with a keyframe), and so is Shaka's slow climb to the top
-# rendition, at start and back up after the throttle (its estimator ignores parts under 16 kB
-# and times held requests); the
-# switches, the playlist requests around them, fatal errors and page errors are enforced.
-for player in hlsjs shaka; do
-  LLHLS_PLAYER_KNOWN=abr-stalls,abr-shaka-up node player-test/abr-test.mjs --player "$player"
-done
+# The ABR ladder in the player page (hls.js, with the page's ABR controller): the quality
+# picker, a picked rung (first request blocking, from the rendition report), and switching down
+# and back up under throttling with no stall; then the same throttling in Shaka with its own
+# configuration: no stall, switching down (screenshots in player-test/out/abr/ and abr-shaka/).
+# Shaka's own estimator climbs back to the top slowly or not within the test's 45 s (it counts
+# the server's hold of a blocking part request as download time, by design: README, player
+# notes): reported as KNOWN (`abr-shaka-up`), the one criterion of issue 11 left to the player.
+node player-test/abr-test.mjs
+LLHLS_PLAYER_KNOWN=abr-shaka-up node player-test/abr-test.mjs --player shaka
 
 # A rung whose encoder hangs (its threads stopped with ptrace) while hls.js plays it, on auto
 # capped at 360p: withdrawn, its playlist goes on as GAP, hls.js moves to 240p and plays on
