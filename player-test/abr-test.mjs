@@ -24,7 +24,7 @@
 //      request is the plain playlist, its next ones block.
 // Screenshots go to player-test/out/abr/ (out/abr-shaka/ for Shaka).
 //   node player-test/abr-test.mjs [--player hlsjs|shaka] [--llhls target/debug/llhls] [--player-debug]
-//        [--shaka-config JSON] [--shaka-abr transfer] [--stock-abr]
+//        [--shaka-config JSON] [--shaka-abr transfer] [--stock-abr] [--static-connection]
 // (--shaka-config: passed to Shaka's player.configure() after lowLatencyMode, e.g.
 // '{"manifest":{"hls":{"sequenceMode":true}}}' to measure the workaround in the README's
 // player notes; the default is Shaka's own configuration)
@@ -97,6 +97,21 @@ if ((flag('player-debug') || flag('stock-abr')) && !shaka) {
       } }; } });
   }, { debug: flag('player-debug'), stock: flag('stock-abr') });
   if (flag('stock-abr')) notes.push("hls.js's own ABR controller (--stock-abr)");
+}
+// --static-connection: navigator.connection stays as it was when the page loaded (its `change`
+// events are not delivered), as on a link that gets slower without changing type: DevTools'
+// throttle otherwise also changes what the Network Information API reports, which Shaka acts on
+// at once (abr.useNetworkInformation), so its switch down is then not measured (README, player
+// notes).
+if (flag('static-connection')) {
+  await context.addInitScript(() => {
+    const c = navigator.connection;
+    if (!c) return;
+    const frozen = { downlink: c.downlink, effectiveType: c.effectiveType, rtt: c.rtt, saveData: c.saveData,
+      type: c.type, onchange: null, addEventListener() {}, removeEventListener() {}, dispatchEvent() { return true; } };
+    Object.defineProperty(Navigator.prototype, 'connection', { configurable: true, get: () => frozen });
+  });
+  notes.push('navigator.connection frozen (--static-connection)');
 }
 const page = await context.newPage();
 // The viewer's link (Chromium's DevTools protocol, Network.emulateNetworkConditions, which
