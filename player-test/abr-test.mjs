@@ -24,7 +24,7 @@
 //      request is the plain playlist, its next ones block.
 // Screenshots go to player-test/out/abr/ (out/abr-shaka/ for Shaka).
 //   node player-test/abr-test.mjs [--player hlsjs|shaka] [--llhls target/debug/llhls] [--player-debug]
-//        [--shaka-config JSON] [--shaka-abr transfer] [--stock-abr] [--static-connection]
+//        [--shaka-config JSON] [--shaka-abr transfer|guard] [--stock-abr] [--static-connection]
 // (--shaka-config: passed to Shaka's player.configure() after lowLatencyMode, e.g.
 // '{"manifest":{"hls":{"sequenceMode":true}}}' to measure the workaround in the README's
 // player notes; the default is Shaka's own configuration)
@@ -38,10 +38,11 @@ import { join } from 'node:path';
 const playerKind = opt('player', 'hlsjs');
 if (!['hlsjs', 'shaka'].includes(playerKind)) throw new Error(`unknown --player ${playerKind}`);
 const shaka = playerKind === 'shaka';
-// --shaka-abr transfer: Shaka's SimpleAbrManager fed transfer times (page.html, TransferTimeAbr;
-// a measurement for the README's player notes); the default is Shaka's own.
+// --shaka-abr transfer|guard: Shaka's SimpleAbrManager fed transfer times (page.html,
+// TransferTimeAbr), or with an emergency switch down (GuardAbr); measurements for the README's
+// player notes. The default is Shaka's own.
 const shakaAbr = opt('shaka-abr', '');
-if (shakaAbr && shakaAbr !== 'transfer') throw new Error(`unknown --shaka-abr ${shakaAbr}`);
+if (shakaAbr && !['transfer', 'guard'].includes(shakaAbr)) throw new Error(`unknown --shaka-abr ${shakaAbr}`);
 const playerName = shaka ? 'Shaka' : 'hls.js';
 const outDir = outDirNamed(shaka ? 'abr-shaka' : 'abr');
 
